@@ -1,0 +1,220 @@
+//! The local key service: master keys in `<data>/keyring.json` (mode 0600, created on
+//! first run) wrap data keys with AES-256-GCM, binding the encryption context as
+//! associated data, so a context mismatch fails exactly as it does with KMS.
+
+use super::files::write_private;
+use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Unwrapped};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use async_trait::async_trait;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use zeroize::Zeroizing;
+
+const MAGIC: &[u8; 4] = b"LKM1";
+const NONCE_LEN: usize = 12;
+
+#[derive(Serialize, Deserialize, Default)]
+struct RingFile {
+    keys: BTreeMap<String, StoredKey>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredKey {
+    #[serde(with = "crate::encoding::base64_bytes")]
+    material: Vec<u8>,
+    created_at: String,
+}
+
+impl Drop for StoredKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.material);
+    }
+}
+
+pub struct LocalKeyring {
+    path: PathBuf,
+    keys: RwLock<BTreeMap<String, Zeroizing<Vec<u8>>>>,
+}
+
+fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> KeyError {
+    KeyError::Unavailable(Box::new(err))
+}
+
+impl LocalKeyring {
+    /// Opens the key ring file, creating an empty one on first run.
+    pub fn open(path: &Path) -> Result<Self, KeyError> {
+        let ring: RingFile = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(unavailable)?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                let ring = RingFile::default();
+                write_private(path, &serde_json::to_vec_pretty(&ring).map_err(unavailable)?)
+                    .map_err(unavailable)?;
+                ring
+            }
+            Err(err) => return Err(unavailable(err)),
+        };
+        let keys = ring
+            .keys
+            .iter()
+            .map(|(id, key)| (id.clone(), Zeroizing::new(key.material.clone())))
+            .collect();
+        Ok(Self {
+            path: path.to_path_buf(),
+            keys: RwLock::new(keys),
+        })
+    }
+
+    /// Adds a master key (a no-op when it exists) and persists the ring.
+    pub fn create_key(&self, key_id: &str) -> Result<(), KeyError> {
+        let mut keys = self.keys.write().map_err(|_| KeyError::KeyUnusable)?;
+        if keys.contains_key(key_id) {
+            return Ok(());
+        }
+        let mut material = Zeroizing::new(vec![0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(&mut material);
+        keys.insert(key_id.to_string(), material);
+        let ring = RingFile {
+            keys: keys
+                .iter()
+                .map(|(id, material)| {
+                    (
+                        id.clone(),
+                        StoredKey {
+                            material: material.to_vec(),
+                            created_at: chrono::Utc::now().to_rfc3339(),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let json = Zeroizing::new(serde_json::to_vec_pretty(&ring).map_err(unavailable)?);
+        write_private(&self.path, &json).map_err(unavailable)
+    }
+
+    fn cipher(&self, key_id: &str) -> Result<Aes256Gcm, KeyError> {
+        let keys = self.keys.read().map_err(|_| KeyError::KeyUnusable)?;
+        let material = keys.get(key_id).ok_or(KeyError::KeyNotFound)?;
+        Aes256Gcm::new_from_slice(material).map_err(|_| KeyError::KeyUnusable)
+    }
+
+    fn aad(key_id: &str, context: &EncryptionContext) -> Vec<u8> {
+        let mut aad = MAGIC.to_vec();
+        aad.extend_from_slice(&(key_id.len() as u32).to_be_bytes());
+        aad.extend_from_slice(key_id.as_bytes());
+        aad.extend_from_slice(&context.canonical_bytes());
+        aad
+    }
+
+    fn wrap(&self, key_id: &str, plaintext: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, KeyError> {
+        let cipher = self.cipher(key_id)?;
+        let id_len = u8::try_from(key_id.len()).map_err(|_| KeyError::KeyNotFound)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let sealed = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &Self::aad(key_id, context),
+                },
+            )
+            .map_err(|_| KeyError::KeyUnusable)?;
+        let mut out = MAGIC.to_vec();
+        out.push(id_len);
+        out.extend_from_slice(key_id.as_bytes());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    fn unwrap_key(&self, blob: &[u8], context: &EncryptionContext) -> Result<Unwrapped, KeyError> {
+        let rest = blob.strip_prefix(MAGIC).ok_or(KeyError::InvalidCiphertext)?;
+        let (&id_len, rest) = rest.split_first().ok_or(KeyError::InvalidCiphertext)?;
+        let id_len = usize::from(id_len);
+        if rest.len() < id_len + NONCE_LEN + 16 {
+            return Err(KeyError::InvalidCiphertext);
+        }
+        let (id, rest) = rest.split_at(id_len);
+        let key_id = std::str::from_utf8(id).map_err(|_| KeyError::InvalidCiphertext)?;
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let cipher = match self.cipher(key_id) {
+            Ok(cipher) => cipher,
+            Err(KeyError::KeyNotFound) => return Err(KeyError::InvalidCiphertext),
+            Err(err) => return Err(err),
+        };
+        let plaintext = cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &Self::aad(key_id, context),
+                },
+            )
+            .map_err(|_| KeyError::InvalidCiphertext)?;
+        Ok(Unwrapped {
+            key_id: key_id.to_string(),
+            plaintext: Zeroizing::new(plaintext),
+        })
+    }
+}
+
+#[async_trait]
+impl KeyService for LocalKeyring {
+    async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey, KeyError> {
+        let mut plaintext = Zeroizing::new(vec![0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(&mut plaintext);
+        let ciphertext = self.wrap(key_id, &plaintext, context)?;
+        Ok(DataKey {
+            key_id: key_id.to_string(),
+            plaintext,
+            ciphertext,
+        })
+    }
+
+    async fn decrypt(&self, ciphertext: &[u8], context: &EncryptionContext) -> Result<Unwrapped, KeyError> {
+        self.unwrap_key(ciphertext, context)
+    }
+
+    async fn re_encrypt(
+        &self,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+        destination_key_id: &str,
+        destination_context: &EncryptionContext,
+    ) -> Result<Vec<u8>, KeyError> {
+        let unwrapped = self.unwrap_key(ciphertext, context)?;
+        self.wrap(destination_key_id, &unwrapped.plaintext, destination_context)
+    }
+
+    async fn check(&self, key_id: &str) -> Result<(), KeyError> {
+        self.cipher(key_id).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ring_file_is_private_and_survives_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keyring.json");
+        let ring = LocalKeyring::open(&path).expect("open");
+        ring.create_key("local/a").expect("create");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let ctx = EncryptionContext::new([("purpose", "test")]);
+        let wrapped = ring.wrap("local/a", b"0123456789abcdef0123456789abcdef", &ctx).expect("wrap");
+        let reopened = LocalKeyring::open(&path).expect("reopen");
+        let unwrapped = reopened.unwrap_key(&wrapped, &ctx).expect("unwrap");
+        assert_eq!(unwrapped.plaintext.as_slice(), b"0123456789abcdef0123456789abcdef");
+    }
+}

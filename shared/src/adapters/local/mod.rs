@@ -1,0 +1,146 @@
+//! Embedded adapters for the local stack and tests: everything lives in one data folder
+//! and survives restarts; nothing needs an AWS account, Docker or a network.
+//!
+//! ```text
+//! <data>/store.redb        tables and queues (redb, crash-safe)
+//! <data>/keyring.json      local master keys (0600)
+//! <data>/blob-signing.key  presigned-URL signing key (0600)
+//! <data>/blobs/<bucket>/   objects
+//! <data>/outbox/           one JSON file per e-mail or SMS
+//! ```
+
+mod blobs;
+mod files;
+mod gateway;
+mod keyring;
+mod outbox;
+mod queue;
+mod store;
+
+pub use blobs::{LocalBlobs, PresignedGrant, PRESIGN_PATH};
+pub use gateway::{LocalGateway, Outbound};
+pub use keyring::LocalKeyring;
+pub use outbox::Outbox;
+pub use queue::{LocalQueue, QueueSpec};
+pub use store::LocalStore;
+
+use crate::clock::Clock;
+use crate::config::{Config, Queues, Stage};
+use crate::{App, AppContext};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Receives before a message moves to its dead-letter queue (as in `template.yaml`).
+pub const MAX_RECEIVES: u32 = 5;
+/// The local KMS key every data key is wrapped under.
+pub const LOCAL_KEY_ID: &str = "local/docare";
+
+/// The configuration the local stack runs with: same shape as on AWS, local names.
+pub fn local_config(ws_endpoint: &str, log_filter: &str) -> Config {
+    Config {
+        stage: Stage::Local,
+        table: "docare".into(),
+        audit_table: "docare-audit".into(),
+        quarantine_bucket: "docare-quarantine".into(),
+        documents_bucket: "docare-documents".into(),
+        kms_key_id: LOCAL_KEY_ID.into(),
+        queues: Queues {
+            scans: "scans".into(),
+            reminders: "reminders".into(),
+            notifications: "notifications".into(),
+        },
+        ws_endpoint: ws_endpoint.into(),
+        mail_from: "no-reply@docare.localhost".into(),
+        log_filter: log_filter.into(),
+    }
+}
+
+/// Why the local data folder could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the local data folder {path}: {reason}")]
+pub struct LocalError {
+    path: PathBuf,
+    reason: String,
+}
+
+/// The app and the local handles the stack needs besides the ports.
+pub struct LocalParts {
+    pub app: App,
+    pub store: LocalStore,
+    pub blobs: Arc<LocalBlobs>,
+    pub queue: LocalQueue,
+    pub gateway: Arc<LocalGateway>,
+    pub keyring: Arc<LocalKeyring>,
+    pub outbox_dir: PathBuf,
+}
+
+/// Opens (creating on first run) the data folder and builds every local adapter.
+pub fn open(
+    data_dir: &Path,
+    config: Config,
+    http_base_url: &str,
+    clock: Arc<dyn Clock>,
+) -> Result<LocalParts, LocalError> {
+    let fail = |path: &Path, reason: String| LocalError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    files::private_dir(data_dir).map_err(|e| fail(data_dir, e.to_string()))?;
+    let store_path = data_dir.join("store.redb");
+    let store = LocalStore::open(&store_path, clock.clone()).map_err(|e| fail(&store_path, crate::error::cause_chain(&e)))?;
+
+    let keyring_path = data_dir.join("keyring.json");
+    let keyring = LocalKeyring::open(&keyring_path).map_err(|e| fail(&keyring_path, crate::error::cause_chain(&e)))?;
+    keyring
+        .create_key(&config.kms_key_id)
+        .map_err(|e| fail(&keyring_path, e.to_string()))?;
+
+    let signing_path = data_dir.join("blob-signing.key");
+    let signing_key = files::secret_file(&signing_path).map_err(|e| fail(&signing_path, e.to_string()))?;
+    let blobs_root = data_dir.join("blobs");
+    let blobs = LocalBlobs::new(blobs_root.clone(), http_base_url.to_string(), signing_key, clock.clone());
+    for bucket in [&config.quarantine_bucket, &config.documents_bucket] {
+        blobs
+            .create_bucket(bucket)
+            .map_err(|e| fail(&blobs_root, e.to_string()))?;
+    }
+
+    let queue = LocalQueue::open(&store);
+    for name in [&config.queues.scans, &config.queues.reminders, &config.queues.notifications] {
+        let dead_letter = format!("{name}-dlq");
+        queue.declare(&dead_letter, QueueSpec::default());
+        queue.declare(
+            name,
+            QueueSpec {
+                dead_letter: Some(dead_letter),
+                max_receives: MAX_RECEIVES,
+            },
+        );
+    }
+
+    let outbox_dir = data_dir.join("outbox");
+    files::private_dir(&outbox_dir).map_err(|e| fail(&outbox_dir, e.to_string()))?;
+
+    let gateway = Arc::new(LocalGateway::new());
+    let blobs = Arc::new(blobs);
+    let keyring = Arc::new(keyring);
+    let app = Arc::new(AppContext {
+        config,
+        db: Arc::new(store.clone()),
+        blobs: blobs.clone(),
+        keys: keyring.clone(),
+        queue: Arc::new(queue.clone()),
+        push: gateway.clone(),
+        messenger: Arc::new(Outbox::new(outbox_dir.clone())),
+        clock,
+    });
+    Ok(LocalParts {
+        app,
+        store,
+        blobs,
+        queue,
+        gateway,
+        keyring,
+        outbox_dir,
+    })
+}

@@ -1,0 +1,381 @@
+//! Typed configuration. This is the one module that reads environment variables: every
+//! other module receives a [`Config`] (or a value taken from it).
+//!
+//! Start-up validates everything at once and stops with a one-line message that names
+//! the missing or bad variable ([`ConfigError`]'s `Display`).
+
+use std::path::PathBuf;
+
+/// Why configuration was refused. The message names the variable, never a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration error: {0} is not set")]
+    Missing(&'static str),
+    #[error("configuration error: {name} {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Deployment stage. Decides defaults such as log format; never behaviour that tests skip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Local,
+    Dev,
+    Staging,
+    Prod,
+    /// The cold-start benchmark's throw-away environment.
+    Bench,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Local => "local",
+            Stage::Dev => "dev",
+            Stage::Staging => "staging",
+            Stage::Prod => "prod",
+            Stage::Bench => "bench",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "local" => Stage::Local,
+            "dev" => Stage::Dev,
+            "staging" => Stage::Staging,
+            "prod" => Stage::Prod,
+            "bench" => Stage::Bench,
+            _ => return None,
+        })
+    }
+}
+
+/// References to the three work queues (queue URLs on AWS, queue names locally).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queues {
+    pub scans: String,
+    pub reminders: String,
+    pub notifications: String,
+}
+
+/// Everything a function needs to build its ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub stage: Stage,
+    /// The single-table domain store.
+    pub table: String,
+    /// The append-only audit store.
+    pub audit_table: String,
+    pub quarantine_bucket: String,
+    pub documents_bucket: String,
+    /// KMS key (id, ARN or alias) that wraps data keys.
+    pub kms_key_id: String,
+    pub queues: Queues,
+    /// `https://{api}.execute-api.{region}.amazonaws.com/{stage}` for the Management API;
+    /// locally the WebSocket gateway's URL.
+    pub ws_endpoint: String,
+    /// Sender address for e-mail.
+    pub mail_from: String,
+    /// `tracing` filter directive, e.g. `info` or `shared=debug,info`.
+    pub log_filter: String,
+}
+
+pub const ENV_STAGE: &str = "DOCARE_ENV";
+pub const ENV_TABLE: &str = "DOCARE_TABLE";
+pub const ENV_AUDIT_TABLE: &str = "DOCARE_AUDIT_TABLE";
+pub const ENV_QUARANTINE_BUCKET: &str = "DOCARE_QUARANTINE_BUCKET";
+pub const ENV_DOCUMENTS_BUCKET: &str = "DOCARE_DOCUMENTS_BUCKET";
+pub const ENV_KMS_KEY_ID: &str = "DOCARE_KMS_KEY_ID";
+pub const ENV_SCANS_QUEUE: &str = "DOCARE_SCANS_QUEUE_URL";
+pub const ENV_REMINDERS_QUEUE: &str = "DOCARE_REMINDERS_QUEUE_URL";
+pub const ENV_NOTIFICATIONS_QUEUE: &str = "DOCARE_NOTIFICATIONS_QUEUE_URL";
+pub const ENV_WS_ENDPOINT: &str = "DOCARE_WS_ENDPOINT";
+pub const ENV_MAIL_FROM: &str = "DOCARE_MAIL_FROM";
+pub const ENV_LOG: &str = "DOCARE_LOG";
+
+/// Every variable a deployed function reads, for docs and tests.
+pub const LAMBDA_VARIABLES: &[&str] = &[
+    ENV_STAGE,
+    ENV_TABLE,
+    ENV_AUDIT_TABLE,
+    ENV_QUARANTINE_BUCKET,
+    ENV_DOCUMENTS_BUCKET,
+    ENV_KMS_KEY_ID,
+    ENV_SCANS_QUEUE,
+    ENV_REMINDERS_QUEUE,
+    ENV_NOTIFICATIONS_QUEUE,
+    ENV_WS_ENDPOINT,
+    ENV_MAIL_FROM,
+];
+
+impl Config {
+    /// Reads the process environment (the Lambda host).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Same rules over any lookup, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
+        let stage_name = vars.required(ENV_STAGE)?;
+        let stage = Stage::parse(&stage_name).ok_or_else(|| ConfigError::Invalid {
+            name: ENV_STAGE,
+            reason: "must be one of local, dev, staging, prod, bench".into(),
+        })?;
+        let ws_endpoint = vars.required(ENV_WS_ENDPOINT)?;
+        check_url(ENV_WS_ENDPOINT, &ws_endpoint, &["https", "http", "ws"])?;
+        let queues = Queues {
+            scans: vars.required(ENV_SCANS_QUEUE)?,
+            reminders: vars.required(ENV_REMINDERS_QUEUE)?,
+            notifications: vars.required(ENV_NOTIFICATIONS_QUEUE)?,
+        };
+        if stage != Stage::Local {
+            for (name, url) in [
+                (ENV_SCANS_QUEUE, &queues.scans),
+                (ENV_REMINDERS_QUEUE, &queues.reminders),
+                (ENV_NOTIFICATIONS_QUEUE, &queues.notifications),
+            ] {
+                check_url(name, url, &["https", "http"])?;
+            }
+        }
+        let mail_from = vars.required(ENV_MAIL_FROM)?;
+        if !looks_like_email(&mail_from) {
+            return Err(ConfigError::Invalid {
+                name: ENV_MAIL_FROM,
+                reason: "must be an e-mail address".into(),
+            });
+        }
+        Ok(Config {
+            stage,
+            table: vars.name(ENV_TABLE)?,
+            audit_table: vars.name(ENV_AUDIT_TABLE)?,
+            quarantine_bucket: vars.name(ENV_QUARANTINE_BUCKET)?,
+            documents_bucket: vars.name(ENV_DOCUMENTS_BUCKET)?,
+            kms_key_id: vars.name(ENV_KMS_KEY_ID)?,
+            queues,
+            ws_endpoint,
+            mail_from,
+            log_filter: vars.optional(ENV_LOG).unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+/// Settings of the local stack binary: flags win over environment variables, which win
+/// over defaults, so two stacks can run side by side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSettings {
+    pub http_port: u16,
+    pub ws_port: u16,
+    pub data_dir: PathBuf,
+    pub log_filter: String,
+}
+
+pub const ENV_LOCAL_PORT: &str = "DOCARE_LOCAL_PORT";
+pub const ENV_LOCAL_WS_PORT: &str = "DOCARE_LOCAL_WS_PORT";
+pub const ENV_LOCAL_DATA_DIR: &str = "DOCARE_LOCAL_DATA_DIR";
+
+impl LocalSettings {
+    pub const DEFAULT_HTTP_PORT: u16 = 5000;
+    pub const DEFAULT_WS_PORT: u16 = 5001;
+    pub const DEFAULT_DATA_DIR: &'static str = ".docare-local";
+
+    /// Reads flags (`--port`, `--ws-port`, `--data-dir`) and the process environment.
+    pub fn from_args_and_env(args: &[String]) -> Result<Self, ConfigError> {
+        Self::parse(args, |name| std::env::var(name).ok())
+    }
+
+    pub fn parse(
+        args: &[String],
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
+        let mut http_port = vars.optional(ENV_LOCAL_PORT).map(|v| (ENV_LOCAL_PORT, v));
+        let mut ws_port = vars
+            .optional(ENV_LOCAL_WS_PORT)
+            .map(|v| (ENV_LOCAL_WS_PORT, v));
+        let mut data_dir = vars.optional(ENV_LOCAL_DATA_DIR);
+        let mut iter = args.iter();
+        while let Some(arg) = iter.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) => (flag, Some(value.to_string())),
+                None => (arg.as_str(), None),
+            };
+            let name: &'static str = match flag {
+                "--port" => "--port",
+                "--ws-port" => "--ws-port",
+                "--data-dir" => "--data-dir",
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "argument",
+                        reason: format!("{flag} is not a known flag (use --port, --ws-port, --data-dir)"),
+                    })
+                }
+            };
+            let value = match inline.or_else(|| iter.next().cloned()) {
+                Some(value) => value,
+                None => return Err(ConfigError::Missing(name)),
+            };
+            match name {
+                "--port" => http_port = Some((name, value)),
+                "--ws-port" => ws_port = Some((name, value)),
+                _ => data_dir = Some(value),
+            }
+        }
+        let port = |setting: Option<(&'static str, String)>, default: u16| match setting {
+            None => Ok(default),
+            Some((name, value)) => value.trim().parse::<u16>().map_err(|_| ConfigError::Invalid {
+                name,
+                reason: "must be a port number from 0 to 65535".into(),
+            }),
+        };
+        let settings = LocalSettings {
+            http_port: port(http_port, Self::DEFAULT_HTTP_PORT)?,
+            ws_port: port(ws_port, Self::DEFAULT_WS_PORT)?,
+            data_dir: PathBuf::from(data_dir.unwrap_or_else(|| Self::DEFAULT_DATA_DIR.into())),
+            log_filter: vars.optional(ENV_LOG).unwrap_or_else(|| "info".into()),
+        };
+        if settings.http_port != 0 && settings.http_port == settings.ws_port {
+            return Err(ConfigError::Invalid {
+                name: "--ws-port",
+                reason: "must differ from --port".into(),
+            });
+        }
+        Ok(settings)
+    }
+}
+
+struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Vars<'_> {
+    fn optional(&self, name: &'static str) -> Option<String> {
+        (self.0)(name).filter(|value| !value.trim().is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or(ConfigError::Missing(name))
+    }
+
+    /// A resource name: non-empty, no whitespace.
+    fn name(&self, name: &'static str) -> Result<String, ConfigError> {
+        let value = self.required(name)?;
+        if value.chars().any(char::is_whitespace) {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: "must not contain whitespace".into(),
+            });
+        }
+        Ok(value)
+    }
+}
+
+fn check_url(name: &'static str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    match url::Url::parse(value) {
+        Ok(url) if schemes.contains(&url.scheme()) && url.host().is_some() => Ok(()),
+        _ => Err(ConfigError::Invalid {
+            name,
+            reason: format!("must be a {} URL", schemes.join("/")),
+        }),
+    }
+}
+
+fn looks_like_email(value: &str) -> bool {
+    match value.rsplit_once('@') {
+        Some((local, domain)) => !local.is_empty() && domain.contains('.') && !value.contains(char::is_whitespace),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn valid() -> HashMap<&'static str, String> {
+        HashMap::from([
+            (ENV_STAGE, "dev".to_string()),
+            (ENV_TABLE, "docare-dev".into()),
+            (ENV_AUDIT_TABLE, "docare-audit-dev".into()),
+            (ENV_QUARANTINE_BUCKET, "q".into()),
+            (ENV_DOCUMENTS_BUCKET, "d".into()),
+            (ENV_KMS_KEY_ID, "alias/docare-dev".into()),
+            (ENV_SCANS_QUEUE, "https://sqs.eu-west-1.amazonaws.com/1/scans".into()),
+            (ENV_REMINDERS_QUEUE, "https://sqs.eu-west-1.amazonaws.com/1/rem".into()),
+            (ENV_NOTIFICATIONS_QUEUE, "https://sqs.eu-west-1.amazonaws.com/1/n".into()),
+            (ENV_WS_ENDPOINT, "https://abc.execute-api.eu-west-1.amazonaws.com/dev".into()),
+            (ENV_MAIL_FROM, "no-reply@docare.example".into()),
+        ])
+    }
+
+    fn load(vars: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn a_complete_environment_loads() {
+        let config = load(&valid()).expect("valid config");
+        assert_eq!(config.stage, Stage::Dev);
+        assert_eq!(config.log_filter, "info");
+    }
+
+    #[test]
+    fn each_missing_variable_is_named_in_one_line() {
+        for name in LAMBDA_VARIABLES {
+            let mut vars = valid();
+            vars.remove(name);
+            let err = load(&vars).expect_err("must fail");
+            assert_eq!(err, ConfigError::Missing(name));
+            let message = err.to_string();
+            assert!(message.contains(name) && !message.contains('\n'), "{message}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_named_without_echoing_them() {
+        let cases = [
+            (ENV_STAGE, "production"),
+            (ENV_WS_ENDPOINT, "not a url"),
+            (ENV_SCANS_QUEUE, "scans"),
+            (ENV_MAIL_FROM, "nobody"),
+            (ENV_TABLE, "two words"),
+        ];
+        for (name, value) in cases {
+            let mut vars = valid();
+            vars.insert(name, value.into());
+            match load(&vars) {
+                Err(ConfigError::Invalid { name: got, reason }) => {
+                    assert_eq!(got, name);
+                    assert!(!reason.contains(value));
+                }
+                other => panic!("{name}: expected Invalid, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn local_settings_prefer_flags_over_env_over_defaults() {
+        let none = |_: &str| None;
+        let defaults = LocalSettings::parse(&[], none).expect("defaults");
+        assert_eq!((defaults.http_port, defaults.ws_port), (5000, 5001));
+
+        let env = |name: &str| (name == ENV_LOCAL_PORT).then(|| "6000".to_string());
+        let from_env = LocalSettings::parse(&[], env).expect("env");
+        assert_eq!(from_env.http_port, 6000);
+
+        let args: Vec<String> = ["--port", "7000", "--ws-port=7001", "--data-dir", "/tmp/x"]
+            .map(String::from)
+            .to_vec();
+        let from_flags = LocalSettings::parse(&args, env).expect("flags");
+        assert_eq!((from_flags.http_port, from_flags.ws_port), (7000, 7001));
+        assert_eq!(from_flags.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn bad_local_settings_name_the_setting() {
+        let env = |name: &str| (name == ENV_LOCAL_WS_PORT).then(|| "abc".to_string());
+        let err = LocalSettings::parse(&[], env).expect_err("bad port");
+        assert!(err.to_string().contains(ENV_LOCAL_WS_PORT));
+        let err = LocalSettings::parse(&["--bogus".into()], |_| None).expect_err("bad flag");
+        assert!(err.to_string().contains("--bogus"));
+        let err = LocalSettings::parse(&["--port".into()], |_| None).expect_err("no value");
+        assert_eq!(err, ConfigError::Missing("--port"));
+    }
+}

@@ -1,0 +1,22 @@
+//! The common crate of the DoCare backend: configuration, the error type, HTTP and
+//! WebSocket plumbing, the ports to outside services and their AWS and local adapters.
+//!
+//! Handlers depend on [`App`] and the port traits only, never on an SDK or the
+//! environment, so the same code runs on Lambda, in the local stack and in tests.
+
+pub mod adapters;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod encoding;
+pub mod error;
+pub mod http;
+#[cfg(any())]
+pub mod lambda;
+pub mod ports;
+pub mod telemetry;
+pub mod worker;
+pub mod ws;
+
+pub use app::{App, AppContext};
+pub use error::ApiError;

@@ -1,0 +1,118 @@
+//! The blob port (S3): object bodies are streamed out, and clients move large files
+//! directly with short-lived presigned URLs instead of through a Lambda.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Longest lifetime of a presigned URL (S3's SigV4 limit is 7 days; ours is far shorter).
+pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobMeta {
+    pub size: u64,
+    pub content_type: Option<String>,
+    /// User metadata (never PHI: ids and checksums only).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// An object being read: its metadata and a stream of its body.
+pub struct BlobObject {
+    pub meta: BlobMeta,
+    pub body: BoxStream<'static, Result<Bytes, BlobError>>,
+}
+
+impl BlobObject {
+    /// Collects the whole body; for small objects and tests.
+    pub async fn collect(self) -> Result<Vec<u8>, BlobError> {
+        use futures::TryStreamExt;
+        let chunks: Vec<Bytes> = self.body.try_collect().await?;
+        Ok(chunks.concat())
+    }
+}
+
+/// A URL the client uses directly, with the headers it must send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedRequest {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("blob store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<BlobError> for crate::ApiError {
+    fn from(err: BlobError) -> Self {
+        match err {
+            BlobError::Invalid(_) => crate::ApiError::internal(err),
+            BlobError::Unavailable(_) => crate::ApiError::unavailable("blobs", err),
+        }
+    }
+}
+
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<(), BlobError>;
+    /// `None` when there is no such object.
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<BlobObject>, BlobError>;
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<BlobMeta>, BlobError>;
+    /// Deleting a missing object succeeds, as in S3.
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError>;
+    /// A URL that uploads exactly one object with this content type.
+    async fn presign_put(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, BlobError>;
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, BlobError>;
+    /// Cheap reachability check of a bucket, for `/health`.
+    async fn check(&self, bucket: &str) -> Result<(), BlobError>;
+}
+
+/// Object keys are ids we generate; refuse anything that could escape a folder locally
+/// or be mistaken for a prefix.
+pub(crate) fn validate_key(key: &str) -> Result<(), BlobError> {
+    let ok = !key.is_empty()
+        && key.len() <= 512
+        && !key.starts_with('/')
+        && key
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(BlobError::Invalid("object keys are ASCII ids separated by '/'".into()))
+    }
+}
+
+pub(crate) fn validate_expiry(expires_in: Duration) -> Result<(), BlobError> {
+    if expires_in.is_zero() || expires_in > MAX_PRESIGN_EXPIRY {
+        return Err(BlobError::Invalid("presigned URLs live 1 s to 1 h".into()));
+    }
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! One trait per outside service. Handlers see only these; `adapters::aws` and
+//! `adapters::local` implement each one, and `shared/tests/contract` proves they agree.
+
+pub mod blobs;
+pub mod db;
+pub mod keys;
+pub mod messenger;
+pub mod push;
+pub mod queue;
+
+pub use crate::clock::Clock;
+pub use blobs::BlobStore;
+pub use db::Database;
+pub use keys::KeyService;
+pub use messenger::Messenger;
+pub use push::Push;
+pub use queue::Queue;
