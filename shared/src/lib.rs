@@ -15,6 +15,8 @@ pub mod http;
 pub mod lambda;
 pub mod ports;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod worker;
 pub mod ws;
 

@@ -30,14 +30,18 @@ pub struct ApiRequest {
 impl ApiRequest {
     /// Converts a Lambda HTTP request; route params are filled in by the router.
     pub fn from_lambda(req: lambda_http::Request) -> Self {
-        let (request_id, source_ip) = match req.request_context_ref() {
-            Some(RequestContext::ApiGatewayV2(ctx)) => {
-                (ctx.request_id.clone(), ctx.http.source_ip.clone())
-            }
-            Some(RequestContext::ApiGatewayV1(ctx)) => {
-                (ctx.request_id.clone(), ctx.identity.source_ip.clone())
-            }
-            _ => (None, None),
+        let (request_id, source_ip, stage) = match req.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => (
+                ctx.request_id.clone(),
+                ctx.http.source_ip.clone(),
+                ctx.stage.clone(),
+            ),
+            Some(RequestContext::ApiGatewayV1(ctx)) => (
+                ctx.request_id.clone(),
+                ctx.identity.source_ip.clone(),
+                ctx.stage.clone(),
+            ),
+            _ => (None, None, None),
         };
         let request_id = request_id
             .filter(|id| !id.is_empty())
@@ -47,6 +51,16 @@ impl ApiRequest {
             req.uri().path().to_string()
         } else {
             path
+        };
+        // A named stage (not `$default`) prefixes the raw path: routes never include it.
+        let path = match stage.filter(|s| s != "$default") {
+            Some(stage) => match path.strip_prefix(&format!("/{stage}")) {
+                Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                    if rest.is_empty() { "/".to_string() } else { rest.to_string() }
+                }
+                _ => path,
+            },
+            None => path,
         };
         let query = req
             .query_string_parameters_ref()

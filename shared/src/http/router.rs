@@ -111,6 +111,13 @@ impl Router {
             .into_lambda()
     }
 
+    /// The route API Gateway would select for this request: its pattern and parameters.
+    pub fn resolve(&self, method: &Method, path: &str) -> Option<(&'static str, HashMap<String, String>)> {
+        self.find(method, path)
+            .ok()
+            .map(|(route, params)| (route.pattern, params))
+    }
+
     fn find(&self, method: &Method, path: &str) -> Result<(&Route, HashMap<String, String>), ApiError> {
         let parts: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         let parts = if path == "/" { Vec::new() } else { parts };

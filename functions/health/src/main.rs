@@ -1,0 +1,6 @@
+//! Lambda entry point of the health function (HTTP API: `GET /health` and `$default`).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::run_http(docare_health::router()).await
+}

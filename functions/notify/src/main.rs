@@ -1,0 +1,6 @@
+//! Lambda entry point of the notification worker (SQS, partial batch failures).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::run_sqs(docare_notify::handle).await
+}

@@ -1,0 +1,6 @@
+//! Lambda entry point of the realtime function (WebSocket API routes).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::run_ws(docare_realtime::router()).await
+}

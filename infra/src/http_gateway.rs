@@ -1,0 +1,154 @@
+//! The local HTTP API: matches the route like API Gateway does (an explicit route, else
+//! `$default`), builds the payload 2.0 event, and invokes the function in-process. It
+//! also serves the local blob store's presigned URLs.
+
+use crate::events::http_api_event;
+use crate::mounts::{HttpMount, DEFAULT_ROUTE_FUNCTION};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode};
+use shared::adapters::local::{LocalBlobs, PRESIGN_PATH};
+use shared::ports::BlobStore;
+use shared::App;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Lambda's synchronous invocation payload limit: API Gateway cannot deliver more.
+pub const MAX_EVENT_BODY: usize = 6 * 1024 * 1024;
+
+pub struct HttpGateway {
+    pub app: App,
+    pub mounts: Vec<HttpMount>,
+    pub blobs: Arc<LocalBlobs>,
+    pub domain: String,
+}
+
+/// API Gateway's own answers (not a function's) have this shape.
+fn gateway_answer(status: StatusCode, message: &str) -> Response {
+    let mut response = (status, serde_json::json!({ "message": message }).to_string()).into_response();
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+pub async fn handle(
+    State(gateway): State<Arc<HttpGateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_EVENT_BODY).await {
+        Ok(body) => body,
+        Err(_) => return gateway_answer(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+    };
+    if parts.uri.path().starts_with(PRESIGN_PATH) {
+        return serve_presigned(&gateway.blobs, &parts, body).await;
+    }
+    let path = parts.uri.path();
+    let raw_query = parts.uri.query().unwrap_or_default();
+    let method = parts.method.as_str();
+
+    // API Gateway picks the most specific route across all integrations, else `$default`.
+    let matched = gateway
+        .mounts
+        .iter()
+        .find_map(|mount| mount.router.resolve(&parts.method, path).map(|(pattern, params)| (mount, pattern, params)));
+    let (mount, route) = match &matched {
+        Some((mount, pattern, params)) => (*mount, Some((*pattern, params))),
+        None => match gateway.mounts.iter().find(|m| m.function == DEFAULT_ROUTE_FUNCTION) {
+            Some(mount) => (mount, None),
+            None => return gateway_answer(StatusCode::NOT_FOUND, "Not Found"),
+        },
+    };
+    let event = http_api_event(
+        method,
+        path,
+        raw_query,
+        &parts.headers,
+        &body,
+        &peer.ip().to_string(),
+        &gateway.domain,
+        route,
+    );
+    let lambda_request = match lambda_http::request::from_str(&event.to_string()) {
+        Ok(request) => request,
+        Err(err) => {
+            tracing::error!(error = %err, "the local gateway built an event Lambda would not parse");
+            return gateway_answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+        }
+    };
+    let response = mount.router.handle_lambda(&gateway.app, lambda_request).await;
+    let (parts, body) = response.into_parts();
+    let body = match body {
+        lambda_http::Body::Empty => Bytes::new(),
+        lambda_http::Body::Text(text) => Bytes::from(text),
+        lambda_http::Body::Binary(bytes) => Bytes::from(bytes),
+        _ => Bytes::new(),
+    };
+    Response::from_parts(parts, Body::from(body))
+}
+
+async fn serve_presigned(blobs: &LocalBlobs, parts: &http::request::Parts, body: Bytes) -> Response {
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or_default();
+    let grant = match blobs.verify_presigned(parts.method.as_str(), path_and_query) {
+        Ok(grant) => grant,
+        Err(_) => return s3_error(StatusCode::FORBIDDEN, "AccessDenied"),
+    };
+    match parts.method {
+        Method::PUT => {
+            let sent_type = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            if grant.content_type.as_deref() != sent_type {
+                return s3_error(StatusCode::FORBIDDEN, "SignatureDoesNotMatch");
+            }
+            let content_type = sent_type.unwrap_or("application/octet-stream");
+            match blobs
+                .put(&grant.bucket, &grant.key, body, content_type, BTreeMap::new())
+                .await
+            {
+                Ok(()) => StatusCode::OK.into_response(),
+                Err(_) => s3_error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            }
+        }
+        Method::GET => match blobs.get(&grant.bucket, &grant.key).await {
+            Ok(Some(object)) => {
+                let content_type = object
+                    .meta
+                    .content_type
+                    .clone()
+                    .unwrap_or_else(|| "application/octet-stream".into());
+                let mut response = Response::new(Body::from_stream(object.body));
+                if let Ok(value) = HeaderValue::from_str(&content_type) {
+                    response.headers_mut().insert(http::header::CONTENT_TYPE, value);
+                }
+                response
+                    .headers_mut()
+                    .insert(http::header::CONTENT_LENGTH, HeaderValue::from(object.meta.size));
+                response
+            }
+            Ok(None) => s3_error(StatusCode::NOT_FOUND, "NoSuchKey"),
+            Err(_) => s3_error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+        },
+        _ => s3_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
+    }
+}
+
+/// S3 answers presigned requests with XML errors; clients only read the code.
+fn s3_error(status: StatusCode, code: &str) -> Response {
+    let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code></Error>");
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    response
+}

@@ -1,0 +1,58 @@
+//! `docare-local`: the whole backend on a laptop, one command, no AWS account.
+//!
+//! ```text
+//! cargo run -p docare-local -- [--port 5000] [--ws-port 5001] [--data-dir .docare-local]
+//! ```
+
+use docare_local::Stack;
+use shared::config::LocalSettings;
+use shared::telemetry::{self, LogFormat};
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("usage: docare-local [--port N] [--ws-port N] [--data-dir PATH]\n\nenvironment: DOCARE_LOCAL_PORT, DOCARE_LOCAL_WS_PORT, DOCARE_LOCAL_DATA_DIR, DOCARE_LOG");
+        return;
+    }
+    let settings = match LocalSettings::from_args_and_env(&args) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("{err}");
+            std::process::exit(2);
+        }
+    };
+    telemetry::init(LogFormat::Pretty, &settings.log_filter);
+    let stack = match Stack::start(&settings).await {
+        Ok(stack) => stack,
+        Err(err) => {
+            eprintln!("docare-local: {err:#}");
+            std::process::exit(1);
+        }
+    };
+    println!("DoCare local stack");
+    println!("  REST API:  {}", stack.http_url());
+    println!("  WebSocket: {}", stack.ws_url());
+    println!("  data:      {}", settings.data_dir.display());
+    println!("  outbox:    {}", stack.parts.outbox_dir.display());
+    println!("Press Ctrl-C to stop.");
+    wait_for_signal().await;
+    println!("stopping…");
+    stack.stop().await;
+    println!("stopped; data kept in {}", settings.data_dir.display());
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,44 @@
+//! Which function serves what: the local equivalent of the routes, integrations and
+//! event sources in `template.yaml` (a test keeps the two in step).
+
+use crate::workers::{Consumer, Schedule};
+use shared::http::Router;
+use shared::ws::WsRouter;
+use shared::App;
+
+/// A REST function and its route table.
+pub struct HttpMount {
+    /// The function's name in `template.yaml` without the `Function` suffix, lowercase.
+    pub function: &'static str,
+    pub router: Router,
+}
+
+/// REST functions, in the order the gateway tries them.
+pub fn http_functions() -> Vec<HttpMount> {
+    vec![HttpMount {
+        function: "health",
+        router: docare_health::router(),
+    }]
+}
+
+/// The function behind the HTTP API's `$default` route (requests no route matched).
+pub const DEFAULT_ROUTE_FUNCTION: &str = "health";
+
+/// The function behind the WebSocket API.
+pub fn websocket_function() -> WsRouter {
+    docare_realtime::router()
+}
+
+/// SQS consumers (queue → function), as the template's event source mappings.
+pub fn consumers(app: &App) -> Vec<Consumer> {
+    vec![Consumer::new(
+        "notify",
+        app.config.queues.notifications.clone(),
+        docare_notify::handle,
+    )]
+}
+
+/// Scheduled functions (none yet: the reminders scheduler arrives with reminders).
+pub fn schedules() -> Vec<Schedule> {
+    Vec::new()
+}

@@ -1,0 +1,102 @@
+//! Every sample event in `events/` is fed to its function and the answer checked. A
+//! sample without an expectation here fails the test, so the folder stays honest.
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use aws_lambda_events::sqs::SqsEvent;
+use docare_e2e::repo_root;
+use serde_json::Value;
+use shared::clock::SystemClock;
+use shared::testing::local_app;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+fn samples(function: &str) -> BTreeMap<String, String> {
+    let dir = repo_root().join("events").join(function);
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            (name, std::fs::read_to_string(&p).unwrap_or_default())
+        })
+        .collect()
+}
+
+fn assert_covered(function: &str, expected: &[&str]) {
+    let found: Vec<String> = samples(function).into_keys().collect();
+    let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(found, expected, "events/{function} and this test must list the same samples");
+}
+
+#[tokio::test]
+async fn health_samples() {
+    let expected = [
+        ("get-health.json", 200, None),
+        ("unknown-route.json", 404, Some("not_found")),
+        ("wrong-method.json", 405, Some("method_not_allowed")),
+    ];
+    assert_covered("health", &expected.map(|e| e.0));
+    let (parts, _dir) = local_app(Arc::new(SystemClock));
+    let router = docare_health::router();
+    for (name, status, code) in expected {
+        let request = lambda_http::request::from_str(&samples("health")[name]).expect("parses");
+        let response = router.handle_lambda(&parts.app, request).await;
+        assert_eq!(response.status().as_u16(), status, "{name}");
+        let body: Value = match response.body() {
+            lambda_http::Body::Text(text) => serde_json::from_str(text).expect("json"),
+            other => panic!("{name}: unexpected body {other:?}"),
+        };
+        match code {
+            Some(code) => {
+                assert_eq!(body["error"]["code"], code, "{name}");
+                assert_eq!(body["error"]["request_id"], "JKJaXmPLvHcESHA=", "{name}: API Gateway's id");
+            }
+            None => assert_eq!(body["status"], "ok", "{name}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn realtime_samples() {
+    let expected = [
+        ("connect.json", 200),
+        ("ping.json", 200),
+        ("unknown-action.json", 400),
+        ("disconnect.json", 200),
+    ];
+    assert_covered("realtime", &expected.map(|e| e.0));
+    let (parts, _dir) = local_app(Arc::new(SystemClock));
+    let router = docare_realtime::router();
+    // In order: connect stores the connection, disconnect removes it.
+    for (name, status) in expected {
+        let event: ApiGatewayWebsocketProxyRequest =
+            serde_json::from_str(&samples("realtime")[name]).expect("parses");
+        let response = router.dispatch(&parts.app, event).await;
+        assert_eq!(response.status_code, status, "{name}");
+        if name == "connect.json" {
+            let stored = parts.store.raw_items(&parts.app.config.table).expect("items");
+            assert_eq!(stored.len(), 1, "connection stored with a TTL");
+            assert!(stored[0].contains_key("expires_at"));
+        }
+    }
+    assert!(parts.store.raw_items(&parts.app.config.table).expect("items").is_empty());
+}
+
+#[tokio::test]
+async fn notify_samples() {
+    assert_covered("notify", &["sqs-batch.json"]);
+    let (parts, _dir) = local_app(Arc::new(SystemClock));
+    let event: SqsEvent = serde_json::from_str(&samples("notify")["sqs-batch.json"]).expect("parses");
+    let response = docare_notify::handle(parts.app.clone(), event).await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, vec!["3b2a0d1e-0f6c-4c7e-9d1b-000000000003"], "only the malformed record");
+    let sent = std::fs::read_dir(&parts.outbox_dir).expect("outbox").count();
+    assert_eq!(sent, 2, "one e-mail and one SMS");
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the local stack and the functions it mounts.
+
+mod events;
+mod gateway;
+mod health;
+mod persistence;
+mod template;
+mod websocket;
+mod workers;

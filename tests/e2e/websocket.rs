@@ -1,0 +1,97 @@
+//! The local WebSocket API: connect, actions by `action`, pushes, and disconnect, over a
+//! real socket.
+
+use docare_e2e::{eventually, TestStack};
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use shared::ports::db::Value as DbValue;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(text) = frame {
+            return serde_json::from_str(text.as_str()).expect("json");
+        }
+    }
+}
+
+fn connection_ids(t: &TestStack) -> Vec<String> {
+    t.stack
+        .parts
+        .store
+        .raw_items(&t.app().config.table)
+        .expect("items")
+        .into_iter()
+        .filter_map(|item| match item.get("pk") {
+            Some(DbValue::S(pk)) => pk.strip_prefix("CONN#").map(str::to_string),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn ping_pong_push_and_disconnect() {
+    let t = TestStack::start().await;
+    let (mut socket, response) = tokio_tungstenite::connect_async(t.stack.ws_url())
+        .await
+        .expect("connect");
+    assert_eq!(response.status(), 101);
+    assert!(eventually(|| connection_ids(&t).len() == 1).await, "connection stored");
+
+    socket
+        .send(Message::Text(r#"{"action":"ping"}"#.into()))
+        .await
+        .expect("send");
+    let pong = next_json(&mut socket).await;
+    assert_eq!(pong["type"], "pong");
+    assert!(pong["request_id"].is_string());
+
+    socket
+        .send(Message::Text(r#"{"action":"dance"}"#.into()))
+        .await
+        .expect("send");
+    let error = next_json(&mut socket).await;
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["data"]["code"], "unknown_action");
+
+    // A server-side push through the port reaches the socket.
+    let id = connection_ids(&t).pop().expect("id");
+    let outcome = t.app().push.post(&id, br#"{"type":"notification"}"#).await.expect("push");
+    assert_eq!(outcome, shared::ports::push::PushOutcome::Delivered);
+    assert_eq!(next_json(&mut socket).await["type"], "notification");
+
+    socket.close(None).await.expect("close");
+    assert!(eventually(|| connection_ids(&t).is_empty()).await, "$disconnect removed the record");
+    let gone = t.app().push.post(&id, b"{}").await.expect("push");
+    assert_eq!(gone, shared::ports::push::PushOutcome::Gone);
+    t.stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_server_can_close_a_connection() {
+    let t = TestStack::start().await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(t.stack.ws_url()).await.expect("connect");
+    assert!(eventually(|| connection_ids(&t).len() == 1).await);
+    let id = connection_ids(&t).pop().expect("id");
+    t.app().push.disconnect(&id).await.expect("disconnect");
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(Ok(frame)) = socket.next().await {
+            if matches!(frame, Message::Close(_)) {
+                return true;
+            }
+        }
+        true
+    })
+    .await
+    .expect("closed in time");
+    assert!(closed);
+    assert!(eventually(|| connection_ids(&t).is_empty()).await);
+    t.stack.stop().await;
+}

@@ -1,0 +1,65 @@
+//! Helpers for the end-to-end tests: a real local stack on random ports with a fresh
+//! data folder per test, and paths to the repository's own files.
+
+use docare_local::Stack;
+use shared::config::LocalSettings;
+use std::path::{Path, PathBuf};
+
+/// A local stack for one test; its data folder is deleted when it is dropped.
+pub struct TestStack {
+    pub stack: Stack,
+    pub http: reqwest::Client,
+    pub data: tempfile::TempDir,
+}
+
+impl TestStack {
+    pub async fn start() -> Self {
+        let data = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let stack = start_in(data.path()).await;
+        TestStack {
+            stack,
+            http: reqwest::Client::new(),
+            data,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.stack.http_url())
+    }
+
+    pub fn app(&self) -> &shared::App {
+        &self.stack.parts.app
+    }
+}
+
+/// Starts a stack on random ports in the given data folder.
+pub async fn start_in(data_dir: &Path) -> Stack {
+    let settings = LocalSettings {
+        http_port: 0,
+        ws_port: 0,
+        data_dir: data_dir.to_path_buf(),
+        log_filter: "warn".into(),
+    };
+    Stack::start(&settings)
+        .await
+        .unwrap_or_else(|e| panic!("local stack: {e:#}"))
+}
+
+/// The repository root (this crate lives in `tests/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// Polls `check` until it holds or two seconds pass.
+pub async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    check()
+}
