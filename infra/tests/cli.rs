@@ -9,7 +9,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_docare-local");
 
 #[test]
 fn bad_settings_stop_start_up_with_one_line_naming_them() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 3] = [
+    /// (arguments, environment, the setting the message must name)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 3] = [
         (&["--port", "abc"], &[], "--port"),
         (&[], &[("DOCARE_LOCAL_WS_PORT", "70000")], "DOCARE_LOCAL_WS_PORT"),
         (&["--colour"], &[], "--colour"),

@@ -8,6 +8,7 @@ pub mod adapters;
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod encoding;
 pub mod error;
 pub mod http;

@@ -19,7 +19,8 @@ async fn report(app: &shared::App) -> (u16, Value) {
 #[tokio::test]
 async fn each_failed_dependency_is_named_with_a_503() {
     let (parts, _dir) = local_app(Arc::new(SystemClock));
-    let cases: [(&str, Box<dyn Fn(&mut shared::AppContext)>); 4] = [
+    type Break = Box<dyn Fn(&mut shared::AppContext)>;
+    let cases: [(&str, Break); 4] = [
         ("database", Box::new(|a| a.db = Arc::new(Outage))),
         ("blobs", Box::new(|a| a.blobs = Arc::new(Outage))),
         ("keys", Box::new(|a| a.keys = Arc::new(Outage))),

@@ -1,0 +1,379 @@
+//! The envelope encryption service: one current data key per process, reused within
+//! bounds (age and uses) so KMS is called once per many writes; a bounded cache of
+//! unwrapped keys for reads; single-flight on misses so a burst of requests makes one
+//! KMS call, not one each.
+//!
+//! Each data key has a record in the table (`DATAKEY#<id>`) holding its KMS-wrapped
+//! form and the KMS key that wrapped it. Ciphertexts carry only the data key id, so they
+//! stay small, and key rotation re-wraps these records without touching any ciphertext.
+
+use super::format::{self, Binding, FormatError, DATA_KEY_ID_LEN};
+use crate::clock::Clock;
+use crate::ports::db::{item, Condition, Database, DbError, Key, Value};
+use crate::ports::keys::{EncryptionContext, KeyError, KeyService};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// Bounds of the data-key caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// A data key encrypts for at most this long…
+    pub max_age: Duration,
+    /// …and at most this many values.
+    pub max_uses: u64,
+    /// Unwrapped keys kept for decryption.
+    pub max_decrypt_keys: usize,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        Self {
+            max_age: Duration::from_secs(300),
+            max_uses: 10_000,
+            max_decrypt_keys: 1_000,
+        }
+    }
+}
+
+/// Why a value could not be encrypted or decrypted. No variant carries plaintext.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    /// Tampered, moved or foreign ciphertext: a security event, never a wrong answer.
+    #[error("ciphertext failed its integrity check")]
+    Integrity,
+    #[error("malformed ciphertext: {0}")]
+    Format(FormatError),
+    #[error("key service unavailable")]
+    KeysUnavailable(#[source] KeyError),
+    #[error("key store unavailable")]
+    StoreUnavailable(#[source] DbError),
+}
+
+impl From<CryptoError> for crate::ApiError {
+    fn from(err: CryptoError) -> Self {
+        match err {
+            CryptoError::KeysUnavailable(_) => crate::ApiError::unavailable("keys", err),
+            CryptoError::StoreUnavailable(_) => crate::ApiError::unavailable("database", err),
+            CryptoError::Integrity | CryptoError::Format(_) => crate::ApiError::internal(err),
+        }
+    }
+}
+
+fn from_format(err: FormatError) -> CryptoError {
+    match err {
+        FormatError::Integrity => CryptoError::Integrity,
+        other => CryptoError::Format(other),
+    }
+}
+
+fn from_keys(err: KeyError) -> CryptoError {
+    match err {
+        KeyError::InvalidCiphertext => CryptoError::Integrity,
+        other => CryptoError::KeysUnavailable(other),
+    }
+}
+
+struct CurrentKey {
+    id: [u8; DATA_KEY_ID_LEN],
+    key: Zeroizing<[u8; 32]>,
+    born: Instant,
+    uses: u64,
+}
+
+struct CachedKey {
+    key: Zeroizing<[u8; 32]>,
+    last_used: Instant,
+}
+
+/// Record key of a data key.
+pub fn data_key_record(id: &[u8; DATA_KEY_ID_LEN]) -> Key {
+    Key::new(format!("DATAKEY#{}", ulid::Ulid::from_bytes(*id)), "DATAKEY")
+}
+
+/// Partition of the index listing every data key (for re-wrapping).
+pub const DATA_KEYS_INDEX_PK: &str = "DATAKEYS";
+
+/// The encryption context of a data key: ids only (it is visible in CloudTrail).
+pub fn data_key_context(stage: &str, id: &[u8; DATA_KEY_ID_LEN]) -> EncryptionContext {
+    EncryptionContext::new([
+        ("purpose", "docare-data-key"),
+        ("stage", stage),
+        ("data_key_id", &ulid::Ulid::from_bytes(*id).to_string()),
+    ])
+}
+
+pub struct Envelope {
+    keys: Arc<dyn KeyService>,
+    db: Arc<dyn Database>,
+    clock: Arc<dyn Clock>,
+    table: String,
+    kms_key_id: String,
+    stage: String,
+    policy: CachePolicy,
+    current: tokio::sync::Mutex<Option<CurrentKey>>,
+    unwrapped: Mutex<HashMap<[u8; DATA_KEY_ID_LEN], CachedKey>>,
+    unwrap_flight: tokio::sync::Mutex<()>,
+}
+
+impl Envelope {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        keys: Arc<dyn KeyService>,
+        db: Arc<dyn Database>,
+        clock: Arc<dyn Clock>,
+        table: &str,
+        kms_key_id: &str,
+        stage: &str,
+        policy: CachePolicy,
+    ) -> Self {
+        Self {
+            keys,
+            db,
+            clock,
+            table: table.to_string(),
+            kms_key_id: kms_key_id.to_string(),
+            stage: stage.to_string(),
+            policy,
+            current: tokio::sync::Mutex::new(None),
+            unwrapped: Mutex::new(HashMap::new()),
+            unwrap_flight: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Encrypts a value for one place (table, item key, attribute).
+    pub async fn encrypt(&self, binding: &Binding<'_>, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let (id, key) = self.key_for_encryption().await?;
+        format::seal(&id, &key, binding, plaintext).map_err(from_format)
+    }
+
+    /// Decrypts a value read from `binding`; a value from anywhere else fails.
+    pub async fn decrypt(&self, binding: &Binding<'_>, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let envelope = format::parse(ciphertext).map_err(from_format)?;
+        let key = self.key_for_decryption(&envelope.data_key_id).await?;
+        format::open(&envelope, &key, binding).map_err(from_format)
+    }
+
+    /// Drops every cached key (zeroized); the next call goes to KMS again.
+    pub async fn forget_keys(&self) {
+        *self.current.lock().await = None;
+        self.lock_unwrapped().clear();
+    }
+
+    fn lock_unwrapped(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; DATA_KEY_ID_LEN], CachedKey>> {
+        self.unwrapped.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn key_for_encryption(&self) -> Result<([u8; DATA_KEY_ID_LEN], Zeroizing<[u8; 32]>), CryptoError> {
+        // Holding the lock across the KMS call is the single flight: concurrent writers
+        // wait for the one new key instead of each asking KMS.
+        let mut current = self.current.lock().await;
+        let fresh = current
+            .as_ref()
+            .is_some_and(|k| k.born.elapsed() < self.policy.max_age && k.uses < self.policy.max_uses);
+        if !fresh {
+            *current = Some(self.new_data_key().await?);
+        }
+        let key = current.as_mut().ok_or(CryptoError::Integrity)?;
+        key.uses += 1;
+        Ok((key.id, key.key.clone()))
+    }
+
+    async fn new_data_key(&self) -> Result<CurrentKey, CryptoError> {
+        let id = ulid::Ulid::new().to_bytes();
+        let context = data_key_context(&self.stage, &id);
+        let generated = self
+            .keys
+            .generate_data_key(&self.kms_key_id, &context)
+            .await
+            .map_err(from_keys)?;
+        let key: [u8; 32] = generated
+            .plaintext
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::Integrity)?;
+        let record_key = data_key_record(&id);
+        let ulid = ulid::Ulid::from_bytes(id).to_string();
+        let record = item([
+            ("pk", Value::S(record_key.pk)),
+            ("sk", Value::S(record_key.sk)),
+            ("wrapped", Value::B(generated.ciphertext)),
+            ("kms_key_id", Value::S(generated.key_id)),
+            ("created_at", Value::N(self.clock.now().timestamp())),
+            ("gsi1pk", Value::S(DATA_KEYS_INDEX_PK.into())),
+            ("gsi1sk", Value::S(ulid)),
+        ]);
+        // The record is durable before the key encrypts anything.
+        self.db
+            .put(&self.table, record, Some(Condition::NotExists))
+            .await
+            .map_err(CryptoError::StoreUnavailable)?;
+        let key = Zeroizing::new(key);
+        self.remember(id, key.clone());
+        Ok(CurrentKey {
+            id,
+            key,
+            born: Instant::now(),
+            uses: 0,
+        })
+    }
+
+    fn cached(&self, id: &[u8; DATA_KEY_ID_LEN]) -> Option<Zeroizing<[u8; 32]>> {
+        let mut cache = self.lock_unwrapped();
+        let entry = cache.get_mut(id)?;
+        entry.last_used = Instant::now();
+        Some(entry.key.clone())
+    }
+
+    fn remember(&self, id: [u8; DATA_KEY_ID_LEN], key: Zeroizing<[u8; 32]>) {
+        let mut cache = self.lock_unwrapped();
+        if cache.len() >= self.policy.max_decrypt_keys && !cache.contains_key(&id) {
+            // Evict the least recently used key; its bytes are zeroized on drop.
+            if let Some(oldest) = cache.iter().min_by_key(|(_, v)| v.last_used).map(|(k, _)| *k) {
+                cache.remove(&oldest);
+            }
+        }
+        cache.insert(
+            id,
+            CachedKey {
+                key,
+                last_used: Instant::now(),
+            },
+        );
+    }
+
+    async fn key_for_decryption(&self, id: &[u8; DATA_KEY_ID_LEN]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+        if let Some(key) = self.cached(id) {
+            return Ok(key);
+        }
+        let _flight = self.unwrap_flight.lock().await;
+        if let Some(key) = self.cached(id) {
+            return Ok(key);
+        }
+        let record = self
+            .db
+            .get(&self.table, &data_key_record(id))
+            .await
+            .map_err(CryptoError::StoreUnavailable)?
+            .ok_or(CryptoError::Integrity)?;
+        let wrapped = record
+            .get("wrapped")
+            .and_then(Value::as_bytes)
+            .ok_or(CryptoError::Integrity)?;
+        let unwrapped = self
+            .keys
+            .decrypt(wrapped, &data_key_context(&self.stage, id))
+            .await
+            .map_err(from_keys)?;
+        let key: [u8; 32] = unwrapped
+            .plaintext
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::Integrity)?;
+        let key = Zeroizing::new(key);
+        self.remember(*id, key.clone());
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::local::{LocalKeyring, LocalStore};
+    use crate::clock::SystemClock;
+    use crate::crypto::metered::MeteredKeys;
+    use std::sync::atomic::Ordering;
+
+    struct Fixture {
+        envelope: Arc<Envelope>,
+        calls: Arc<crate::crypto::KmsCalls>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn fixture(policy: CachePolicy) -> Fixture {
+        let dir = tempfile::tempdir().expect("dir");
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store = LocalStore::open(&dir.path().join("s.redb"), clock.clone()).expect("store");
+        let ring = LocalKeyring::open(&dir.path().join("k.json")).expect("ring");
+        ring.create_key("k1").expect("key");
+        let metered = MeteredKeys::new(Arc::new(ring));
+        let calls = metered.calls();
+        let envelope = Envelope::new(Arc::new(metered), Arc::new(store), clock, "t", "k1", "test", policy);
+        Fixture {
+            envelope: Arc::new(envelope),
+            calls,
+            _dir: dir,
+        }
+    }
+
+    fn at<'a>(pk: &'a str, attribute: &'a str) -> Binding<'a> {
+        Binding {
+            table: "t",
+            pk,
+            sk: "PROFILE",
+            attribute,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_thousand_writes_cost_one_generate_data_key() {
+        let f = fixture(CachePolicy::default());
+        for i in 0..1000 {
+            let pk = format!("USER#{i}");
+            f.envelope.encrypt(&at(&pk, "ssn"), b"123-45-6789").await.expect("encrypt");
+        }
+        assert_eq!(f.calls.generate_data_key.load(Ordering::Relaxed), 1);
+        assert_eq!(f.calls.total(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_make_one_kms_call() {
+        let f = fixture(CachePolicy::default());
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                let envelope = f.envelope.clone();
+                tokio::spawn(async move {
+                    let pk = format!("USER#{i}");
+                    envelope.encrypt(&at(&pk, "dob"), b"1980-01-01").await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("joined").expect("encrypted");
+        }
+        assert_eq!(f.calls.total(), 1);
+    }
+
+    #[tokio::test]
+    async fn keys_rotate_after_max_uses_and_old_values_still_decrypt() {
+        let f = fixture(CachePolicy {
+            max_uses: 10,
+            ..CachePolicy::default()
+        });
+        let mut sealed = Vec::new();
+        for i in 0..25 {
+            let pk = format!("USER#{i}");
+            sealed.push((pk.clone(), f.envelope.encrypt(&at(&pk, "ssn"), format!("v{i}").as_bytes()).await.expect("encrypt")));
+        }
+        assert_eq!(f.calls.generate_data_key.load(Ordering::Relaxed), 3);
+        f.envelope.forget_keys().await;
+        for (i, (pk, ciphertext)) in sealed.iter().enumerate() {
+            let plain = f.envelope.decrypt(&at(pk, "ssn"), ciphertext).await.expect("decrypt");
+            assert_eq!(plain.as_slice(), format!("v{i}").as_bytes());
+        }
+        assert_eq!(f.calls.decrypt.load(Ordering::Relaxed), 3, "one unwrap per data key");
+    }
+
+    #[tokio::test]
+    async fn values_swapped_between_users_or_attributes_fail_integrity() {
+        let f = fixture(CachePolicy::default());
+        let alice = f.envelope.encrypt(&at("USER#alice", "ssn"), b"111-11-1111").await.expect("encrypt");
+        for wrong in [at("USER#bob", "ssn"), at("USER#alice", "phone")] {
+            match f.envelope.decrypt(&wrong, &alice).await {
+                Err(CryptoError::Integrity) => {}
+                other => panic!("expected an integrity error, got {:?}", other.map(|_| "plaintext")),
+            }
+        }
+    }
+}

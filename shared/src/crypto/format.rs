@@ -1,0 +1,233 @@
+//! The field ciphertext format (version 1): compact, self-describing, and bound to the
+//! place it was written for.
+//!
+//! ```text
+//! offset  size  field
+//! 0       1     version (0x01)
+//! 1       16    data key id (ULID): names the wrapped data key record, which names
+//!               the KMS key that wraps it, so keys can rotate
+//! 17      16    message id (random): HKDF salt, so no two values share an AES key
+//! 33      12    nonce (random, 96 bits)
+//! 45      n+16  AES-256-GCM ciphertext and tag
+//! ```
+//!
+//! The AES key of each value is HKDF-SHA-256(data key, salt = message id), never the data
+//! key itself. The associated data binds the version, the data key id, the table, the
+//! item key and the attribute name: a ciphertext copied to another record, attribute or
+//! table fails its tag check.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hkdf::Hkdf;
+use rand::RngCore;
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+pub const VERSION: u8 = 1;
+pub const DATA_KEY_ID_LEN: usize = 16;
+const MESSAGE_ID_LEN: usize = 16;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+/// Bytes a ciphertext adds to its plaintext.
+pub const OVERHEAD: usize = 1 + DATA_KEY_ID_LEN + MESSAGE_ID_LEN + NONCE_LEN + TAG_LEN;
+/// Largest plaintext we seal (documents included); larger input is refused unread.
+pub const MAX_PLAINTEXT: usize = 32 * 1024 * 1024;
+const HKDF_INFO: &[u8] = b"docare/field/v1";
+const AAD_LABEL: &[u8] = b"docare-field";
+
+/// Where a value lives: the associated data of its ciphertext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding<'a> {
+    pub table: &'a str,
+    pub pk: &'a str,
+    pub sk: &'a str,
+    pub attribute: &'a str,
+}
+
+/// Why a ciphertext was refused. No variant carries any plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("unsupported ciphertext version {0}")]
+    UnknownVersion(u8),
+    #[error("malformed ciphertext")]
+    Malformed,
+    #[error("ciphertext too large")]
+    TooLarge,
+    /// Wrong key, tampered bytes, or a ciphertext moved to another place.
+    #[error("ciphertext failed its integrity check")]
+    Integrity,
+}
+
+/// A parsed ciphertext, before decryption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    pub data_key_id: [u8; DATA_KEY_ID_LEN],
+    message_id: &'a [u8],
+    nonce: &'a [u8],
+    sealed: &'a [u8],
+}
+
+fn push_part(out: &mut Vec<u8>, part: &[u8]) {
+    out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+    out.extend_from_slice(part);
+}
+
+fn associated_data(data_key_id: &[u8; DATA_KEY_ID_LEN], binding: &Binding<'_>) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(64 + binding.table.len() + binding.pk.len() + binding.sk.len());
+    push_part(&mut aad, AAD_LABEL);
+    aad.push(VERSION);
+    aad.extend_from_slice(data_key_id);
+    for part in [binding.table, binding.pk, binding.sk, binding.attribute] {
+        push_part(&mut aad, part.as_bytes());
+    }
+    aad
+}
+
+fn value_cipher(data_key: &[u8; 32], message_id: &[u8]) -> Result<Aes256Gcm, FormatError> {
+    let hkdf = Hkdf::<Sha256>::new(Some(message_id), data_key);
+    let mut key = Zeroizing::new([0u8; 32]);
+    hkdf.expand(HKDF_INFO, key.as_mut())
+        .map_err(|_| FormatError::Malformed)?;
+    Aes256Gcm::new_from_slice(key.as_ref()).map_err(|_| FormatError::Malformed)
+}
+
+/// Encrypts one value under a data key, for one place.
+pub fn seal(
+    data_key_id: &[u8; DATA_KEY_ID_LEN],
+    data_key: &[u8; 32],
+    binding: &Binding<'_>,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, FormatError> {
+    if plaintext.len() > MAX_PLAINTEXT {
+        return Err(FormatError::TooLarge);
+    }
+    let mut message_id = [0u8; MESSAGE_ID_LEN];
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut message_id);
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let cipher = value_cipher(data_key, &message_id)?;
+    let sealed = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: &associated_data(data_key_id, binding),
+            },
+        )
+        .map_err(|_| FormatError::Malformed)?;
+    let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
+    out.push(VERSION);
+    out.extend_from_slice(data_key_id);
+    out.extend_from_slice(&message_id);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Reads the header without decrypting: which data key is needed.
+pub fn parse(ciphertext: &[u8]) -> Result<Envelope<'_>, FormatError> {
+    let (&version, rest) = ciphertext.split_first().ok_or(FormatError::Malformed)?;
+    if version != VERSION {
+        return Err(FormatError::UnknownVersion(version));
+    }
+    if ciphertext.len() > MAX_PLAINTEXT + OVERHEAD {
+        return Err(FormatError::TooLarge);
+    }
+    if ciphertext.len() < OVERHEAD {
+        return Err(FormatError::Malformed);
+    }
+    let (id, rest) = rest.split_at(DATA_KEY_ID_LEN);
+    let (message_id, rest) = rest.split_at(MESSAGE_ID_LEN);
+    let (nonce, sealed) = rest.split_at(NONCE_LEN);
+    let data_key_id = <[u8; DATA_KEY_ID_LEN]>::try_from(id).map_err(|_| FormatError::Malformed)?;
+    Ok(Envelope {
+        data_key_id,
+        message_id,
+        nonce,
+        sealed,
+    })
+}
+
+/// Decrypts a parsed value; any mismatch of key, bytes or place is an integrity error.
+pub fn open(
+    envelope: &Envelope<'_>,
+    data_key: &[u8; 32],
+    binding: &Binding<'_>,
+) -> Result<Zeroizing<Vec<u8>>, FormatError> {
+    let cipher = value_cipher(data_key, envelope.message_id)?;
+    cipher
+        .decrypt(
+            Nonce::from_slice(envelope.nonce),
+            Payload {
+                msg: envelope.sealed,
+                aad: &associated_data(&envelope.data_key_id, binding),
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| FormatError::Integrity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KEY: [u8; 32] = [9; 32];
+    const ID: [u8; 16] = [1; 16];
+
+    fn place<'a>(table: &'a str, pk: &'a str, sk: &'a str, attribute: &'a str) -> Binding<'a> {
+        Binding { table, pk, sk, attribute }
+    }
+
+    #[test]
+    fn round_trip_and_overhead() {
+        let at = place("docare", "USER#1", "PROFILE", "ssn");
+        let sealed = seal(&ID, &KEY, &at, b"123-45-6789").expect("seal");
+        assert_eq!(sealed.len(), OVERHEAD + 11);
+        let envelope = parse(&sealed).expect("parse");
+        assert_eq!(envelope.data_key_id, ID);
+        assert_eq!(open(&envelope, &KEY, &at).expect("open").as_slice(), b"123-45-6789");
+    }
+
+    #[test]
+    fn unknown_versions_and_short_input_are_refused() {
+        assert_eq!(parse(&[]), Err(FormatError::Malformed));
+        assert_eq!(parse(&[2, 0, 0]), Err(FormatError::UnknownVersion(2)));
+        assert_eq!(parse(&[VERSION; OVERHEAD - 1]), Err(FormatError::Malformed));
+    }
+
+    proptest! {
+        #[test]
+        fn a_value_moved_anywhere_else_fails(
+            plaintext in proptest::collection::vec(any::<u8>(), 0..256),
+            field in 0usize..4,
+            other in "[A-Za-z0-9#]{1,12}",
+        ) {
+            let (table, pk, sk, attr) = ("docare", "USER#1", "PROFILE", "ssn");
+            let at = place(table, pk, sk, attr);
+            let sealed = seal(&ID, &KEY, &at, &plaintext).expect("seal");
+            let mut parts = [table, pk, sk, attr];
+            prop_assume!(parts[field] != other);
+            parts[field] = &other;
+            let moved = place(parts[0], parts[1], parts[2], parts[3]);
+            let envelope = parse(&sealed).expect("parse");
+            prop_assert_eq!(open(&envelope, &KEY, &moved), Err(FormatError::Integrity));
+            prop_assert!(open(&envelope, &KEY, &at).is_ok());
+        }
+
+        #[test]
+        fn any_flipped_bit_fails(plaintext in proptest::collection::vec(any::<u8>(), 1..64), bit in any::<usize>()) {
+            let at = place("t", "p", "s", "a");
+            let mut sealed = seal(&ID, &KEY, &at, &plaintext).expect("seal");
+            let bit = bit % (sealed.len() * 8);
+            sealed[bit / 8] ^= 1 << (bit % 8);
+            let outcome = parse(&sealed).and_then(|e| open(&e, &KEY, &at));
+            prop_assert!(outcome.is_err());
+        }
+
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = parse(&bytes).map(|e| open(&e, &KEY, &place("t", "p", "s", "a")));
+        }
+    }
+}
