@@ -17,7 +17,12 @@ pub const REGION: &str = "local";
 /// Content types API Gateway passes as text; anything else is base64.
 fn is_textual(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return true };
-    let ct = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let ct = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     ct.starts_with("text/")
         || ct == "application/json"
         || ct.ends_with("+json")
@@ -27,7 +32,10 @@ fn is_textual(content_type: Option<&str>) -> bool {
 
 fn request_time() -> (String, i64) {
     let now = Utc::now();
-    (now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(), now.timestamp_millis())
+    (
+        now.format("%d/%b/%Y:%H:%M:%S +0000").to_string(),
+        now.timestamp_millis(),
+    )
 }
 
 /// Header map as API Gateway sends it: lower-case names, repeated values comma-joined,
@@ -38,10 +46,17 @@ fn flat_headers(headers: &HeaderMap) -> (Map<String, Value>, Vec<String>) {
     for (name, value) in headers {
         let Ok(value) = value.to_str() else { continue };
         if name == http::header::COOKIE {
-            cookies.extend(value.split(';').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()));
+            cookies.extend(
+                value
+                    .split(';')
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty()),
+            );
             continue;
         }
-        let entry = flat.entry(name.as_str().to_string()).or_insert_with(|| Value::String(String::new()));
+        let entry = flat
+            .entry(name.as_str().to_string())
+            .or_insert_with(|| Value::String(String::new()));
         if let Value::String(existing) = entry {
             if !existing.is_empty() {
                 existing.push(',');
@@ -65,8 +80,12 @@ pub fn http_api_event(
     route: Option<(&str, &HashMap<String, String>)>,
 ) -> Value {
     let (flat, cookies) = flat_headers(headers);
-    let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let text = is_textual(content_type).then(|| std::str::from_utf8(body).ok()).flatten();
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let text = is_textual(content_type)
+        .then(|| std::str::from_utf8(body).ok())
+        .flatten();
     let (time, epoch) = request_time();
     let route_key = match route {
         Some((pattern, _)) => format!("{method} {pattern}"),
@@ -74,7 +93,9 @@ pub fn http_api_event(
     };
     let mut query: Map<String, Value> = Map::new();
     for (k, v) in url::form_urlencoded::parse(raw_query.as_bytes()) {
-        let entry = query.entry(k.into_owned()).or_insert_with(|| Value::String(String::new()));
+        let entry = query
+            .entry(k.into_owned())
+            .or_insert_with(|| Value::String(String::new()));
         if let Value::String(existing) = entry {
             if !existing.is_empty() {
                 existing.push(',');
@@ -134,9 +155,18 @@ pub fn http_api_event(
 
 /// What kind of WebSocket event to build.
 pub enum WsEventKind<'a> {
-    Connect { headers: &'a HeaderMap, query: &'a HashMap<String, String> },
-    Message { route_key: &'a str, body: &'a str },
-    Disconnect { status_code: u16, reason: &'a str },
+    Connect {
+        headers: &'a HeaderMap,
+        query: &'a HashMap<String, String>,
+    },
+    Message {
+        route_key: &'a str,
+        body: &'a str,
+    },
+    Disconnect {
+        status_code: u16,
+        reason: &'a str,
+    },
 }
 
 /// One WebSocket event as API Gateway's WebSocket API sends it.
@@ -184,7 +214,10 @@ pub fn websocket_event(
             context["messageId"] = json!(ulid::Ulid::new().to_string());
             event["body"] = json!(body);
         }
-        WsEventKind::Disconnect { status_code, reason } => {
+        WsEventKind::Disconnect {
+            status_code,
+            reason,
+        } => {
             context["disconnectStatusCode"] = json!(status_code);
             context["disconnectReason"] = json!(reason);
         }
@@ -273,7 +306,10 @@ mod tests {
         let event = http_api_event("PUT", "/x", "", &headers, &body, "127.0.0.1", "h", None);
         assert_eq!(event["isBase64Encoded"], true);
         let request = lambda_http::request::from_str(&event.to_string()).expect("parses");
-        assert_eq!(&shared::http::ApiRequest::from_lambda(request).body[..], &body);
+        assert_eq!(
+            &shared::http::ApiRequest::from_lambda(request).body[..],
+            &body
+        );
     }
 
     #[test]
@@ -281,14 +317,20 @@ mod tests {
         let headers = HeaderMap::new();
         let query = HashMap::from([("token".to_string(), "t".to_string())]);
         let connect = websocket_event(
-            WsEventKind::Connect { headers: &headers, query: &query },
+            WsEventKind::Connect {
+                headers: &headers,
+                query: &query,
+            },
             "c1",
             0,
             "127.0.0.1",
             "h",
         )
         .expect("connect");
-        assert_eq!(connect.request_context.route_key.as_deref(), Some("$connect"));
+        assert_eq!(
+            connect.request_context.route_key.as_deref(),
+            Some("$connect")
+        );
         assert_eq!(connect.query_string_parameters.first("token"), Some("t"));
         let message = ReceivedMessage {
             message_id: "m".into(),

@@ -28,10 +28,15 @@ pub struct HttpGateway {
 
 /// API Gateway's own answers (not a function's) have this shape.
 fn gateway_answer(status: StatusCode, message: &str) -> Response {
-    let mut response = (status, serde_json::json!({ "message": message }).to_string()).into_response();
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut response = (
+        status,
+        serde_json::json!({ "message": message }).to_string(),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -53,13 +58,19 @@ pub async fn handle(
     let method = parts.method.as_str();
 
     // API Gateway picks the most specific route across all integrations, else `$default`.
-    let matched = gateway
-        .mounts
-        .iter()
-        .find_map(|mount| mount.router.resolve(&parts.method, path).map(|(pattern, params)| (mount, pattern, params)));
+    let matched = gateway.mounts.iter().find_map(|mount| {
+        mount
+            .router
+            .resolve(&parts.method, path)
+            .map(|(pattern, params)| (mount, pattern, params))
+    });
     let (mount, route) = match &matched {
         Some((mount, pattern, params)) => (*mount, Some((*pattern, params))),
-        None => match gateway.mounts.iter().find(|m| m.function == DEFAULT_ROUTE_FUNCTION) {
+        None => match gateway
+            .mounts
+            .iter()
+            .find(|m| m.function == DEFAULT_ROUTE_FUNCTION)
+        {
             Some(mount) => (mount, None),
             None => return gateway_answer(StatusCode::NOT_FOUND, "Not Found"),
         },
@@ -81,7 +92,10 @@ pub async fn handle(
             return gateway_answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
         }
     };
-    let response = mount.router.handle_lambda(&gateway.app, lambda_request).await;
+    let response = mount
+        .router
+        .handle_lambda(&gateway.app, lambda_request)
+        .await;
     let (parts, body) = response.into_parts();
     let body = match body {
         lambda_http::Body::Empty => Bytes::new(),
@@ -92,7 +106,11 @@ pub async fn handle(
     Response::from_parts(parts, Body::from(body))
 }
 
-async fn serve_presigned(blobs: &LocalBlobs, parts: &http::request::Parts, body: Bytes) -> Response {
+async fn serve_presigned(
+    blobs: &LocalBlobs,
+    parts: &http::request::Parts,
+    body: Bytes,
+) -> Response {
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -113,7 +131,13 @@ async fn serve_presigned(blobs: &LocalBlobs, parts: &http::request::Parts, body:
             }
             let content_type = sent_type.unwrap_or("application/octet-stream");
             match blobs
-                .put(&grant.bucket, &grant.key, body, content_type, BTreeMap::new())
+                .put(
+                    &grant.bucket,
+                    &grant.key,
+                    body,
+                    content_type,
+                    BTreeMap::new(),
+                )
                 .await
             {
                 Ok(()) => StatusCode::OK.into_response(),
@@ -129,11 +153,14 @@ async fn serve_presigned(blobs: &LocalBlobs, parts: &http::request::Parts, body:
                     .unwrap_or_else(|| "application/octet-stream".into());
                 let mut response = Response::new(Body::from_stream(object.body));
                 if let Ok(value) = HeaderValue::from_str(&content_type) {
-                    response.headers_mut().insert(http::header::CONTENT_TYPE, value);
+                    response
+                        .headers_mut()
+                        .insert(http::header::CONTENT_TYPE, value);
                 }
-                response
-                    .headers_mut()
-                    .insert(http::header::CONTENT_LENGTH, HeaderValue::from(object.meta.size));
+                response.headers_mut().insert(
+                    http::header::CONTENT_LENGTH,
+                    HeaderValue::from(object.meta.size),
+                );
                 response
             }
             Ok(None) => s3_error(StatusCode::NOT_FOUND, "NoSuchKey"),
@@ -145,10 +172,12 @@ async fn serve_presigned(blobs: &LocalBlobs, parts: &http::request::Parts, body:
 
 /// S3 answers presigned requests with XML errors; clients only read the code.
 fn s3_error(status: StatusCode, code: &str) -> Response {
-    let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code></Error>");
+    let body =
+        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code></Error>");
     let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
     response
 }

@@ -27,13 +27,21 @@ impl Stack {
         Self::start_with_clock(settings, Arc::new(SystemClock)).await
     }
 
-    pub async fn start_with_clock(settings: &LocalSettings, clock: Arc<dyn Clock>) -> anyhow::Result<Stack> {
+    pub async fn start_with_clock(
+        settings: &LocalSettings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Stack> {
         let http_listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.http_port))
             .await
             .with_context(|| format!("cannot listen on 127.0.0.1:{} (HTTP)", settings.http_port))?;
         let ws_listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.ws_port))
             .await
-            .with_context(|| format!("cannot listen on 127.0.0.1:{} (WebSocket)", settings.ws_port))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on 127.0.0.1:{} (WebSocket)",
+                    settings.ws_port
+                )
+            })?;
         let http_addr = http_listener.local_addr()?;
         let ws_addr = ws_listener.local_addr()?;
         let http_url = format!("http://{http_addr}");
@@ -52,7 +60,9 @@ impl Stack {
             blobs: parts.blobs.clone(),
             domain: http_addr.to_string(),
         });
-        let router = axum::Router::new().fallback(http_gateway::handle).with_state(http);
+        let router = axum::Router::new()
+            .fallback(http_gateway::handle)
+            .with_state(http);
         tasks.push(serve(http_listener, router, watcher.clone()));
 
         let ws = Arc::new(WsGateway {
@@ -68,7 +78,11 @@ impl Stack {
 
         let queue: Arc<dyn shared::ports::Queue> = Arc::new(parts.queue.clone());
         for consumer in mounts::consumers(&app) {
-            tasks.push(tokio::spawn(consumer.run(app.clone(), queue.clone(), watcher.clone())));
+            tasks.push(tokio::spawn(consumer.run(
+                app.clone(),
+                queue.clone(),
+                watcher.clone(),
+            )));
         }
         for schedule in mounts::schedules() {
             tasks.push(tokio::spawn(schedule.run(app.clone(), watcher.clone())));
@@ -100,7 +114,11 @@ impl Stack {
     }
 }
 
-fn serve(listener: tokio::net::TcpListener, router: axum::Router, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(listener, service)

@@ -23,7 +23,8 @@ pub const VISIBILITY: Duration = Duration::from_secs(30);
 pub const IDLE_POLL: Duration = Duration::from_millis(200);
 
 type SqsHandler = Arc<dyn Fn(App, SqsEvent) -> BoxFuture<'static, SqsBatchResponse> + Send + Sync>;
-type ScheduleHandler = Arc<dyn Fn(App, EventBridgeEvent) -> BoxFuture<'static, Result<(), ApiError>> + Send + Sync>;
+type ScheduleHandler =
+    Arc<dyn Fn(App, EventBridgeEvent) -> BoxFuture<'static, Result<(), ApiError>> + Send + Sync>;
 
 /// A queue → function mapping.
 #[derive(Clone)]
@@ -128,7 +129,9 @@ impl Schedule {
                     tracing::warn!(rule = self.rule, code = err.code(), "scheduled run failed");
                 }
             }
-            Err(err) => tracing::error!(rule = self.rule, error = %err, "could not build the event"),
+            Err(err) => {
+                tracing::error!(rule = self.rule, error = %err, "could not build the event")
+            }
         }
     }
 

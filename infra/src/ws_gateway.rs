@@ -61,7 +61,16 @@ pub async fn upgrade(
     }
     let outbound = gateway.connections.connect(&connection_id);
     ws.max_message_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| session(gateway, socket, connection_id, connected_at, source_ip, outbound))
+        .on_upgrade(move |socket| {
+            session(
+                gateway,
+                socket,
+                connection_id,
+                connected_at,
+                source_ip,
+                outbound,
+            )
+        })
 }
 
 async fn session(

@@ -13,7 +13,11 @@ fn bad_settings_stop_start_up_with_one_line_naming_them() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: [Case; 3] = [
         (&["--port", "abc"], &[], "--port"),
-        (&[], &[("DOCARE_LOCAL_WS_PORT", "70000")], "DOCARE_LOCAL_WS_PORT"),
+        (
+            &[],
+            &[("DOCARE_LOCAL_WS_PORT", "70000")],
+            "DOCARE_LOCAL_WS_PORT",
+        ),
         (&["--colour"], &[], "--colour"),
     ];
     for (args, env, name) in cases {
@@ -46,7 +50,10 @@ fn starts_serves_health_and_stops_cleanly_on_sigterm() {
     let mut ws_url = None;
     let started = Instant::now();
     while rest_url.is_none() || ws_url.is_none() {
-        assert!(started.elapsed() < Duration::from_secs(30), "prints its URLs");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "prints its URLs"
+        );
         let line = lines.next().expect("a line").expect("utf8");
         if let Some(url) = line.trim().strip_prefix("REST API:") {
             rest_url = Some(url.trim().to_string());
@@ -63,12 +70,18 @@ fn starts_serves_health_and_stops_cleanly_on_sigterm() {
     assert!(body.contains("\"status\":\"ok\""), "{body}");
 
     let pid = child.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     assert!(killed.success());
     let status = child.wait().expect("exits");
     assert!(status.success(), "clean exit: {status:?}");
     let tail: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(tail.iter().any(|l| l.starts_with("stopped; data kept")), "{tail:?}");
+    assert!(
+        tail.iter().any(|l| l.starts_with("stopped; data kept")),
+        "{tail:?}"
+    );
     assert!(data.path().join("store.redb").exists());
     assert!(data.path().join("keyring.json").exists());
 }
@@ -81,7 +94,11 @@ fn http_get(base: &str, path: &str) -> String {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("writes");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("writes");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("reads");
     response

@@ -206,7 +206,9 @@ impl LocalSettings {
                 _ => {
                     return Err(ConfigError::Invalid {
                         name: "argument",
-                        reason: format!("{flag} is not a known flag (use --port, --ws-port, --data-dir)"),
+                        reason: format!(
+                            "{flag} is not a known flag (use --port, --ws-port, --data-dir)"
+                        ),
                     })
                 }
             };
@@ -222,10 +224,13 @@ impl LocalSettings {
         }
         let port = |setting: Option<(&'static str, String)>, default: u16| match setting {
             None => Ok(default),
-            Some((name, value)) => value.trim().parse::<u16>().map_err(|_| ConfigError::Invalid {
-                name,
-                reason: "must be a port number from 0 to 65535".into(),
-            }),
+            Some((name, value)) => value
+                .trim()
+                .parse::<u16>()
+                .map_err(|_| ConfigError::Invalid {
+                    name,
+                    reason: "must be a port number from 0 to 65535".into(),
+                }),
         };
         let settings = LocalSettings {
             http_port: port(http_port, Self::DEFAULT_HTTP_PORT)?,
@@ -279,7 +284,9 @@ fn check_url(name: &'static str, value: &str, schemes: &[&str]) -> Result<(), Co
 
 fn looks_like_email(value: &str) -> bool {
     match value.rsplit_once('@') {
-        Some((local, domain)) => !local.is_empty() && domain.contains('.') && !value.contains(char::is_whitespace),
+        Some((local, domain)) => {
+            !local.is_empty() && domain.contains('.') && !value.contains(char::is_whitespace)
+        }
         None => false,
     }
 }
@@ -297,10 +304,22 @@ mod tests {
             (ENV_QUARANTINE_BUCKET, "q".into()),
             (ENV_DOCUMENTS_BUCKET, "d".into()),
             (ENV_KMS_KEY_ID, "alias/docare-dev".into()),
-            (ENV_SCANS_QUEUE, "https://sqs.eu-west-1.amazonaws.com/1/scans".into()),
-            (ENV_REMINDERS_QUEUE, "https://sqs.eu-west-1.amazonaws.com/1/rem".into()),
-            (ENV_NOTIFICATIONS_QUEUE, "https://sqs.eu-west-1.amazonaws.com/1/n".into()),
-            (ENV_WS_ENDPOINT, "https://abc.execute-api.eu-west-1.amazonaws.com/dev".into()),
+            (
+                ENV_SCANS_QUEUE,
+                "https://sqs.eu-west-1.amazonaws.com/1/scans".into(),
+            ),
+            (
+                ENV_REMINDERS_QUEUE,
+                "https://sqs.eu-west-1.amazonaws.com/1/rem".into(),
+            ),
+            (
+                ENV_NOTIFICATIONS_QUEUE,
+                "https://sqs.eu-west-1.amazonaws.com/1/n".into(),
+            ),
+            (
+                ENV_WS_ENDPOINT,
+                "https://abc.execute-api.eu-west-1.amazonaws.com/dev".into(),
+            ),
             (ENV_MAIL_FROM, "no-reply@docare.example".into()),
         ])
     }
@@ -324,7 +343,10 @@ mod tests {
             let err = load(&vars).expect_err("must fail");
             assert_eq!(err, ConfigError::Missing(name));
             let message = err.to_string();
-            assert!(message.contains(name) && !message.contains('\n'), "{message}");
+            assert!(
+                message.contains(name) && !message.contains('\n'),
+                "{message}"
+            );
         }
     }
 

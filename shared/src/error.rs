@@ -153,7 +153,12 @@ mod tests {
             (ApiError::PayloadTooLarge { limit: 1 }, 413),
             (ApiError::UnsupportedMediaType, 415),
             (ApiError::unprocessable("x"), 422),
-            (ApiError::RateLimited { retry_after_secs: 3 }, 429),
+            (
+                ApiError::RateLimited {
+                    retry_after_secs: 3,
+                },
+                429,
+            ),
             (ApiError::unavailable("database", io()), 503),
             (ApiError::internal(io()), 500),
         ];

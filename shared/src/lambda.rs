@@ -55,9 +55,11 @@ where
     Fut: Future<Output = SqsBatchResponse> + Send,
 {
     let app = boot().await;
-    lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let (app, handler) = (app.clone(), handler.clone());
-        async move { Ok::<_, std::convert::Infallible>(handler(app, event.payload).await) }
-    }))
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<SqsEvent>| {
+            let (app, handler) = (app.clone(), handler.clone());
+            async move { Ok::<_, std::convert::Infallible>(handler(app, event.payload).await) }
+        },
+    ))
     .await
 }

@@ -12,7 +12,6 @@ pub mod crypto;
 pub mod encoding;
 pub mod error;
 pub mod http;
-#[cfg(any())]
 pub mod lambda;
 pub mod ports;
 pub mod telemetry;

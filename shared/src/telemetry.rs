@@ -17,7 +17,9 @@ static INIT: Once = Once::new();
 pub fn init(format: LogFormat, filter: &str) {
     INIT.call_once(|| {
         let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_target(false);
         let result = match format {
             LogFormat::Json => builder
                 .json()

@@ -5,7 +5,9 @@
 use crate::adapters::local::{self, LocalParts};
 use crate::clock::Clock;
 use crate::ports::blobs::{BlobError, BlobMeta, BlobObject, BlobStore, PresignedRequest};
-use crate::ports::db::{Condition, Database, DbError, Item, Key, Query, QueryPage, Update, WriteOp};
+use crate::ports::db::{
+    Condition, Database, DbError, Item, Key, Query, QueryPage, Update, WriteOp,
+};
 use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Unwrapped};
 use crate::ports::messenger::{Messenger, MessengerError, OutboundMessage};
 use crate::ports::push::{Push, PushError, PushOutcome};
@@ -58,10 +60,21 @@ impl Database for Outage {
     async fn put(&self, _: &str, _: Item, _: Option<Condition>) -> Result<(), DbError> {
         Err(DbError::Unavailable(down()))
     }
-    async fn update(&self, _: &str, _: &Key, _: Update, _: Option<Condition>) -> Result<Item, DbError> {
+    async fn update(
+        &self,
+        _: &str,
+        _: &Key,
+        _: Update,
+        _: Option<Condition>,
+    ) -> Result<Item, DbError> {
         Err(DbError::Unavailable(down()))
     }
-    async fn delete(&self, _: &str, _: &Key, _: Option<Condition>) -> Result<Option<Item>, DbError> {
+    async fn delete(
+        &self,
+        _: &str,
+        _: &Key,
+        _: Option<Condition>,
+    ) -> Result<Option<Item>, DbError> {
         Err(DbError::Unavailable(down()))
     }
     async fn query(&self, _: &str, _: Query) -> Result<QueryPage, DbError> {
@@ -77,7 +90,14 @@ impl Database for Outage {
 
 #[async_trait]
 impl BlobStore for Outage {
-    async fn put(&self, _: &str, _: &str, _: Bytes, _: &str, _: BTreeMap<String, String>) -> Result<(), BlobError> {
+    async fn put(
+        &self,
+        _: &str,
+        _: &str,
+        _: Bytes,
+        _: &str,
+        _: BTreeMap<String, String>,
+    ) -> Result<(), BlobError> {
         Err(BlobError::Unavailable(down()))
     }
     async fn get(&self, _: &str, _: &str) -> Result<Option<BlobObject>, BlobError> {
@@ -89,10 +109,21 @@ impl BlobStore for Outage {
     async fn delete(&self, _: &str, _: &str) -> Result<(), BlobError> {
         Err(BlobError::Unavailable(down()))
     }
-    async fn presign_put(&self, _: &str, _: &str, _: &str, _: Duration) -> Result<PresignedRequest, BlobError> {
+    async fn presign_put(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: Duration,
+    ) -> Result<PresignedRequest, BlobError> {
         Err(BlobError::Unavailable(down()))
     }
-    async fn presign_get(&self, _: &str, _: &str, _: Duration) -> Result<PresignedRequest, BlobError> {
+    async fn presign_get(
+        &self,
+        _: &str,
+        _: &str,
+        _: Duration,
+    ) -> Result<PresignedRequest, BlobError> {
         Err(BlobError::Unavailable(down()))
     }
     async fn check(&self, _: &str) -> Result<(), BlobError> {
@@ -108,7 +139,13 @@ impl KeyService for Outage {
     async fn decrypt(&self, _: &[u8], _: &EncryptionContext) -> Result<Unwrapped, KeyError> {
         Err(KeyError::Unavailable(down()))
     }
-    async fn re_encrypt(&self, _: &[u8], _: &EncryptionContext, _: &str, _: &EncryptionContext) -> Result<Vec<u8>, KeyError> {
+    async fn re_encrypt(
+        &self,
+        _: &[u8],
+        _: &EncryptionContext,
+        _: &str,
+        _: &EncryptionContext,
+    ) -> Result<Vec<u8>, KeyError> {
         Err(KeyError::Unavailable(down()))
     }
     async fn check(&self, _: &str) -> Result<(), KeyError> {
@@ -124,7 +161,12 @@ impl Queue for Outage {
     async fn send_batch(&self, _: &str, _: Vec<OutgoingMessage>) -> Result<(), QueueError> {
         Err(QueueError::Unavailable(down()))
     }
-    async fn receive(&self, _: &str, _: u32, _: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+    async fn receive(
+        &self,
+        _: &str,
+        _: u32,
+        _: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
         Err(QueueError::Unavailable(down()))
     }
     async fn delete(&self, _: &str, _: &str) -> Result<(), QueueError> {

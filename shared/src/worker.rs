@@ -37,8 +37,12 @@ where
             Ok(()) => tracing::info!("processed"),
             Err(err) => {
                 match &err {
-                    WorkError::Transient(_) => tracing::warn!(cause = %crate::error::cause_chain(&err), "will retry"),
-                    WorkError::Permanent(reason) => tracing::error!(reason = %reason, "cannot be processed; it will reach the dead-letter queue"),
+                    WorkError::Transient(_) => {
+                        tracing::warn!(cause = %crate::error::cause_chain(&err), "will retry")
+                    }
+                    WorkError::Permanent(reason) => {
+                        tracing::error!(reason = %reason, "cannot be processed; it will reach the dead-letter queue")
+                    }
                 }
                 if message_id.is_empty() {
                     // Without an id SQS cannot retry one message: fail the whole batch.

@@ -65,7 +65,10 @@ pub struct WsReply {
 
 impl WsReply {
     pub fn ok() -> Self {
-        Self { status: 200, body: None }
+        Self {
+            status: 200,
+            body: None,
+        }
     }
 }
 
@@ -88,9 +91,15 @@ impl WsRouter {
         Fut: Future<Output = WsResult> + Send + 'static,
     {
         let added = Arc::get_mut(&mut self.routes).map(|routes| {
-            routes.insert(route_key, Arc::new(move |app, req| Box::pin(handler(app, req))))
+            routes.insert(
+                route_key,
+                Arc::new(move |app, req| Box::pin(handler(app, req))),
+            )
         });
-        assert!(matches!(added, Some(None)), "route {route_key} added twice or after sharing");
+        assert!(
+            matches!(added, Some(None)),
+            "route {route_key} added twice or after sharing"
+        );
         self
     }
 
@@ -111,7 +120,11 @@ impl WsRouter {
             .unwrap_or(DEFAULT)
     }
 
-    pub async fn dispatch(&self, app: &App, event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+    pub async fn dispatch(
+        &self,
+        app: &App,
+        event: ApiGatewayWebsocketProxyRequest,
+    ) -> ApiGatewayProxyResponse {
         let req = WsRequest::from_event(&event);
         let started = std::time::Instant::now();
         let request_id = req.request_id.clone();

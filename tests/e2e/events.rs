@@ -18,7 +18,11 @@ fn samples(function: &str) -> BTreeMap<String, String> {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .map(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
             (name, std::fs::read_to_string(&p).unwrap_or_default())
         })
         .collect()
@@ -28,7 +32,10 @@ fn assert_covered(function: &str, expected: &[&str]) {
     let found: Vec<String> = samples(function).into_keys().collect();
     let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
     expected.sort();
-    assert_eq!(found, expected, "events/{function} and this test must list the same samples");
+    assert_eq!(
+        found, expected,
+        "events/{function} and this test must list the same samples"
+    );
 }
 
 #[tokio::test]
@@ -52,7 +59,10 @@ async fn health_samples() {
         match code {
             Some(code) => {
                 assert_eq!(body["error"]["code"], code, "{name}");
-                assert_eq!(body["error"]["request_id"], "JKJaXmPLvHcESHA=", "{name}: API Gateway's id");
+                assert_eq!(
+                    body["error"]["request_id"], "JKJaXmPLvHcESHA=",
+                    "{name}: API Gateway's id"
+                );
             }
             None => assert_eq!(body["status"], "ok", "{name}"),
         }
@@ -77,26 +87,40 @@ async fn realtime_samples() {
         let response = router.dispatch(&parts.app, event).await;
         assert_eq!(response.status_code, status, "{name}");
         if name == "connect.json" {
-            let stored = parts.store.raw_items(&parts.app.config.table).expect("items");
+            let stored = parts
+                .store
+                .raw_items(&parts.app.config.table)
+                .expect("items");
             assert_eq!(stored.len(), 1, "connection stored with a TTL");
             assert!(stored[0].contains_key("expires_at"));
         }
     }
-    assert!(parts.store.raw_items(&parts.app.config.table).expect("items").is_empty());
+    assert!(parts
+        .store
+        .raw_items(&parts.app.config.table)
+        .expect("items")
+        .is_empty());
 }
 
 #[tokio::test]
 async fn notify_samples() {
     assert_covered("notify", &["sqs-batch.json"]);
     let (parts, _dir) = local_app(Arc::new(SystemClock));
-    let event: SqsEvent = serde_json::from_str(&samples("notify")["sqs-batch.json"]).expect("parses");
+    let event: SqsEvent =
+        serde_json::from_str(&samples("notify")["sqs-batch.json"]).expect("parses");
     let response = docare_notify::handle(parts.app.clone(), event).await;
     let failed: Vec<&str> = response
         .batch_item_failures
         .iter()
         .map(|f| f.item_identifier.as_str())
         .collect();
-    assert_eq!(failed, vec!["3b2a0d1e-0f6c-4c7e-9d1b-000000000003"], "only the malformed record");
-    let sent = std::fs::read_dir(&parts.outbox_dir).expect("outbox").count();
+    assert_eq!(
+        failed,
+        vec!["3b2a0d1e-0f6c-4c7e-9d1b-000000000003"],
+        "only the malformed record"
+    );
+    let sent = std::fs::read_dir(&parts.outbox_dir)
+        .expect("outbox")
+        .count();
     assert_eq!(sent, 2, "one e-mail and one SMS");
 }

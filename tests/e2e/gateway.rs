@@ -25,18 +25,30 @@ async fn health_answers_200_with_every_check() {
 #[tokio::test]
 async fn unknown_routes_get_the_json_404_of_the_default_route() {
     let t = TestStack::start().await;
-    let response = t.http.get(t.url("/api/v1/nowhere?x=1")).send().await.expect("request");
+    let response = t
+        .http
+        .get(t.url("/api/v1/nowhere?x=1"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), 404);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["error"]["code"], "not_found");
-    assert!(body["error"]["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(body["error"]["request_id"]
+        .as_str()
+        .is_some_and(|id| !id.is_empty()));
     t.stack.stop().await;
 }
 
 #[tokio::test]
 async fn a_known_path_with_another_method_is_405_with_allow() {
     let t = TestStack::start().await;
-    let response = t.http.delete(t.url("/health")).send().await.expect("request");
+    let response = t
+        .http
+        .delete(t.url("/health"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "GET");
     let body: Value = response.json().await.expect("json");
@@ -68,7 +80,12 @@ async fn presigned_urls_upload_and_download_through_the_stack() {
     let blobs = &t.app().blobs;
     let bucket = &t.app().config.quarantine_bucket;
     let put = blobs
-        .presign_put(bucket, "u1/report", "application/pdf", Duration::from_secs(60))
+        .presign_put(
+            bucket,
+            "u1/report",
+            "application/pdf",
+            Duration::from_secs(60),
+        )
         .await
         .expect("presign put");
     let content = b"%PDF-1.7 not really".to_vec();
@@ -90,7 +107,11 @@ async fn presigned_urls_upload_and_download_through_the_stack() {
         .send()
         .await
         .expect("upload");
-    assert_eq!(wrong_type.status(), 403, "the content type is part of the signature");
+    assert_eq!(
+        wrong_type.status(),
+        403,
+        "the content type is part of the signature"
+    );
 
     let get = blobs
         .presign_get(bucket, "u1/report", Duration::from_secs(60))
@@ -101,12 +122,22 @@ async fn presigned_urls_upload_and_download_through_the_stack() {
     assert_eq!(download.headers()["content-type"], "application/pdf");
     assert_eq!(download.bytes().await.expect("body").to_vec(), content);
 
-    let forged = get.url.replace("u1%2Freport", "u2%2Freport").replace("u1/report", "u2/report");
-    assert_eq!(t.http.get(&forged).send().await.expect("forged").status(), 403);
+    let forged = get
+        .url
+        .replace("u1%2Freport", "u2%2Freport")
+        .replace("u1/report", "u2/report");
+    assert_eq!(
+        t.http.get(&forged).send().await.expect("forged").status(),
+        403
+    );
     let as_put = t.http.put(&get.url).body("x").send().await.expect("method");
     assert_eq!(as_put.status(), 403, "a GET URL cannot upload");
 
-    let meta = blobs.head(bucket, "u1/report").await.expect("head").expect("exists");
+    let meta = blobs
+        .head(bucket, "u1/report")
+        .await
+        .expect("head")
+        .expect("exists");
     assert_eq!(meta.size, content.len() as u64);
     assert_eq!(meta.metadata, BTreeMap::new());
     t.stack.stop().await;

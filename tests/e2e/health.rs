@@ -36,7 +36,10 @@ async fn each_failed_dependency_is_named_with_a_503() {
             assert_eq!(state, expected, "{failed}: {name}");
         }
         let text = body.to_string();
-        assert!(!text.contains("simulated outage") && !text.contains("docare"), "no internals: {text}");
+        assert!(
+            !text.contains("simulated outage") && !text.contains("docare"),
+            "no internals: {text}"
+        );
     }
 }
 

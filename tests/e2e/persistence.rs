@@ -11,12 +11,19 @@ async fn data_and_queued_messages_survive_a_restart() {
     let stack = start_in(dir.path()).await;
     let app = stack.parts.app.clone();
     app.db
-        .put(&app.config.table, item([("pk", "T#1".into()), ("sk", "A".into()), ("n", Value::N(7))]), None)
+        .put(
+            &app.config.table,
+            item([("pk", "T#1".into()), ("sk", "A".into()), ("n", Value::N(7))]),
+            None,
+        )
         .await
         .expect("put");
     // The reminders queue has no consumer yet, so the message waits there.
     app.queue
-        .send(&app.config.queues.reminders, OutgoingMessage::new("remind me"))
+        .send(
+            &app.config.queues.reminders,
+            OutgoingMessage::new("remind me"),
+        )
         .await
         .expect("send");
     drop(app);
@@ -52,7 +59,13 @@ async fn a_second_stack_on_the_same_folder_is_refused_with_a_clear_error() {
         data_dir: dir.path().to_path_buf(),
         log_filter: "warn".into(),
     };
-    let err = docare_local::Stack::start(&settings).await.err().expect("refused");
-    assert!(format!("{err:#}").contains("another local stack"), "{err:#}");
+    let err = docare_local::Stack::start(&settings)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{err:#}").contains("another local stack"),
+        "{err:#}"
+    );
     first.stop().await;
 }

@@ -18,7 +18,10 @@ fn resources(template: &Value) -> &serde_yaml::Mapping {
 /// `health` -> `HealthFunction`.
 fn resource_name(function: &str) -> String {
     let mut chars = function.chars();
-    let first = chars.next().map(|c| c.to_ascii_uppercase()).unwrap_or_default();
+    let first = chars
+        .next()
+        .map(|c| c.to_ascii_uppercase())
+        .unwrap_or_default();
     format!("{first}{}Function", chars.as_str())
 }
 
@@ -36,7 +39,10 @@ fn http_routes_match_the_template() {
                 if event["Type"] == "HttpApi" {
                     let props = &event["Properties"];
                     let path = props["Path"].as_str().unwrap_or_default().to_string();
-                    let method = props["Method"].as_str().unwrap_or_default().to_ascii_uppercase();
+                    let method = props["Method"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_ascii_uppercase();
                     in_template.insert((method, path));
                 }
             }
@@ -50,7 +56,10 @@ fn http_routes_match_the_template() {
         if mount.function == docare_local::mounts::DEFAULT_ROUTE_FUNCTION {
             served.insert(("ANY".to_string(), "$default".to_string()));
         }
-        assert_eq!(in_template, served, "{name}: template routes vs router table");
+        assert_eq!(
+            in_template, served,
+            "{name}: template routes vs router table"
+        );
         assert_eq!(
             function["Metadata"]["BuildProperties"]["Binary"].as_str(),
             Some(mount.function),
@@ -95,10 +104,17 @@ fn queue_consumers_match_the_template() {
             .as_sequence()
             .map(|s| s.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        assert_eq!(types, vec!["ReportBatchItemFailures"], "{name}: partial batch failures");
+        assert_eq!(
+            types,
+            vec!["ReportBatchItemFailures"],
+            "{name}: partial batch failures"
+        );
         let queue = serde_yaml::to_string(&props["Queue"]).unwrap_or_default();
         let local = &consumer.queue;
         let expected = format!("{}{}Queue", local[..1].to_ascii_uppercase(), &local[1..]);
-        assert!(queue.contains(&expected), "{name}: consumes {expected}, template says {queue}");
+        assert!(
+            queue.contains(&expected),
+            "{name}: consumes {expected}, template says {queue}"
+        );
     }
 }

@@ -7,7 +7,8 @@ use serde_json::Value;
 use shared::ports::db::Value as DbValue;
 use tokio_tungstenite::tungstenite::Message;
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn next_json(socket: &mut Socket) -> Value {
     loop {
@@ -43,7 +44,10 @@ async fn ping_pong_push_and_disconnect() {
         .await
         .expect("connect");
     assert_eq!(response.status(), 101);
-    assert!(eventually(|| connection_ids(&t).len() == 1).await, "connection stored");
+    assert!(
+        eventually(|| connection_ids(&t).len() == 1).await,
+        "connection stored"
+    );
 
     socket
         .send(Message::Text(r#"{"action":"ping"}"#.into()))
@@ -63,12 +67,20 @@ async fn ping_pong_push_and_disconnect() {
 
     // A server-side push through the port reaches the socket.
     let id = connection_ids(&t).pop().expect("id");
-    let outcome = t.app().push.post(&id, br#"{"type":"notification"}"#).await.expect("push");
+    let outcome = t
+        .app()
+        .push
+        .post(&id, br#"{"type":"notification"}"#)
+        .await
+        .expect("push");
     assert_eq!(outcome, shared::ports::push::PushOutcome::Delivered);
     assert_eq!(next_json(&mut socket).await["type"], "notification");
 
     socket.close(None).await.expect("close");
-    assert!(eventually(|| connection_ids(&t).is_empty()).await, "$disconnect removed the record");
+    assert!(
+        eventually(|| connection_ids(&t).is_empty()).await,
+        "$disconnect removed the record"
+    );
     let gone = t.app().push.post(&id, b"{}").await.expect("push");
     assert_eq!(gone, shared::ports::push::PushOutcome::Gone);
     t.stack.stop().await;
@@ -77,7 +89,9 @@ async fn ping_pong_push_and_disconnect() {
 #[tokio::test]
 async fn the_server_can_close_a_connection() {
     let t = TestStack::start().await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(t.stack.ws_url()).await.expect("connect");
+    let (mut socket, _) = tokio_tungstenite::connect_async(t.stack.ws_url())
+        .await
+        .expect("connect");
     assert!(eventually(|| connection_ids(&t).len() == 1).await);
     let id = connection_ids(&t).pop().expect("id");
     t.app().push.disconnect(&id).await.expect("disconnect");

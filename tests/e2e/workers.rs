@@ -34,16 +34,26 @@ fn notification(id: &str) -> OutgoingMessage {
 async fn a_queued_notification_reaches_the_outbox_through_the_running_stack() {
     let t = TestStack::start().await;
     let queue = &t.app().config.queues.notifications;
-    t.app().queue.send(queue, notification("n-1")).await.expect("send");
+    t.app()
+        .queue
+        .send(queue, notification("n-1"))
+        .await
+        .expect("send");
     let outbox = t.stack.parts.outbox_dir.clone();
-    assert!(eventually(|| outbox_files(&outbox).len() == 1).await, "delivered");
+    assert!(
+        eventually(|| outbox_files(&outbox).len() == 1).await,
+        "delivered"
+    );
     let message = &outbox_files(&outbox)[0];
     assert_eq!(message["to"], "pat@example.com");
     assert_eq!(message["channel"], "email");
     assert_eq!(message["subject"], "Hello");
     assert_eq!(message["body"], "Code 123456");
     assert!(message["time"].as_str().is_some_and(|t| t.ends_with('Z')));
-    assert!(eventually(|| t.stack.parts.queue.depth(queue).unwrap_or(1) == 0).await, "deleted after success");
+    assert!(
+        eventually(|| t.stack.parts.queue.depth(queue).unwrap_or(1) == 0).await,
+        "deleted after success"
+    );
     t.stack.stop().await;
 }
 
@@ -59,9 +69,23 @@ async fn the_same_notification_is_sent_once() {
     let (parts, _dir) = local_app(Arc::new(SystemClock));
     let queue = parts.app.config.queues.notifications.clone();
     let consumer = notify_consumer(&parts.app);
-    parts.app.queue.send(&queue, notification("dup")).await.expect("send");
-    parts.app.queue.send(&queue, notification("dup")).await.expect("send");
-    while consumer.poll_once(&parts.app, &parts.queue, Duration::ZERO).await > 0 {}
+    parts
+        .app
+        .queue
+        .send(&queue, notification("dup"))
+        .await
+        .expect("send");
+    parts
+        .app
+        .queue
+        .send(&queue, notification("dup"))
+        .await
+        .expect("send");
+    while consumer
+        .poll_once(&parts.app, &parts.queue, Duration::ZERO)
+        .await
+        > 0
+    {}
     assert_eq!(outbox_files(&parts.outbox_dir).len(), 1);
     assert_eq!(parts.queue.depth(&queue).expect("depth"), 0);
 }
@@ -71,14 +95,33 @@ async fn a_provider_outage_loses_nothing_and_recovers() {
     let (parts, _dir) = local_app(Arc::new(SystemClock));
     let queue = parts.app.config.queues.notifications.clone();
     let consumer = notify_consumer(&parts.app);
-    parts.app.queue.send(&queue, notification("later")).await.expect("send");
+    parts
+        .app
+        .queue
+        .send(&queue, notification("later"))
+        .await
+        .expect("send");
 
     let down = with_ports(&parts.app, |a| a.messenger = Arc::new(Outage));
-    assert_eq!(consumer.poll_once(&down, &parts.queue, Duration::ZERO).await, 1);
-    assert_eq!(parts.queue.depth(&queue).expect("depth"), 1, "kept for a retry");
+    assert_eq!(
+        consumer
+            .poll_once(&down, &parts.queue, Duration::ZERO)
+            .await,
+        1
+    );
+    assert_eq!(
+        parts.queue.depth(&queue).expect("depth"),
+        1,
+        "kept for a retry"
+    );
     assert!(outbox_files(&parts.outbox_dir).is_empty());
 
-    assert_eq!(consumer.poll_once(&parts.app, &parts.queue, Duration::ZERO).await, 1);
+    assert_eq!(
+        consumer
+            .poll_once(&parts.app, &parts.queue, Duration::ZERO)
+            .await,
+        1
+    );
     assert_eq!(parts.queue.depth(&queue).expect("depth"), 0);
     assert_eq!(outbox_files(&parts.outbox_dir).len(), 1);
 }
@@ -96,13 +139,22 @@ async fn a_poison_message_ends_in_the_dead_letter_queue_not_dropped() {
         .await
         .expect("send");
     let mut attempts = 0;
-    while consumer.poll_once(&parts.app, &parts.queue, Duration::ZERO).await > 0 {
+    while consumer
+        .poll_once(&parts.app, &parts.queue, Duration::ZERO)
+        .await
+        > 0
+    {
         attempts += 1;
         assert!(attempts <= 10, "stops after the receive limit");
     }
     assert_eq!(attempts, shared::adapters::local::MAX_RECEIVES as usize);
     assert_eq!(parts.queue.depth(&queue).expect("depth"), 0);
-    let dead = parts.app.queue.receive(&dlq, 10, Duration::from_secs(30)).await.expect("dlq");
+    let dead = parts
+        .app
+        .queue
+        .receive(&dlq, 10, Duration::from_secs(30))
+        .await
+        .expect("dlq");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].body, "not json");
 }

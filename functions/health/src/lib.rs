@@ -81,7 +81,10 @@ type Check<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 pub async fn check_all(app: &App) -> HealthReport {
     let config = &app.config;
     let checks: Vec<(&'static str, Check<'_>)> = vec![
-        ("database", Box::pin(async { app.db.check(&config.table).await.is_ok() })),
+        (
+            "database",
+            Box::pin(async { app.db.check(&config.table).await.is_ok() }),
+        ),
         (
             "blobs",
             Box::pin(async {
@@ -89,7 +92,10 @@ pub async fn check_all(app: &App) -> HealthReport {
                     && app.blobs.check(&config.documents_bucket).await.is_ok()
             }),
         ),
-        ("keys", Box::pin(async { app.keys.check(&config.kms_key_id).await.is_ok() })),
+        (
+            "keys",
+            Box::pin(async { app.keys.check(&config.kms_key_id).await.is_ok() }),
+        ),
         (
             "queues",
             Box::pin(async {
@@ -106,11 +112,11 @@ pub async fn check_all(app: &App) -> HealthReport {
         ),
     ];
     let names: Vec<&'static str> = checks.iter().map(|(name, _)| *name).collect();
-    let results = join_all(
-        checks
-            .into_iter()
-            .map(|(_, check)| async move { tokio::time::timeout(CHECK_TIMEOUT, check).await.unwrap_or(false) }),
-    )
+    let results = join_all(checks.into_iter().map(|(_, check)| async move {
+        tokio::time::timeout(CHECK_TIMEOUT, check)
+            .await
+            .unwrap_or(false)
+    }))
     .await;
     let mut report = HealthReport {
         status: "ok",
@@ -122,7 +128,9 @@ pub async fn check_all(app: &App) -> HealthReport {
             report.status = "unavailable";
             tracing::warn!(dependency = name, "health check failed");
         }
-        report.checks.insert(name, if ok { "ok" } else { "unavailable" });
+        report
+            .checks
+            .insert(name, if ok { "ok" } else { "unavailable" });
     }
     report
 }

@@ -13,10 +13,22 @@ fn valid_env() -> Vec<(&'static str, &'static str)> {
         ("DOCARE_QUARANTINE_BUCKET", "q"),
         ("DOCARE_DOCUMENTS_BUCKET", "d"),
         ("DOCARE_KMS_KEY_ID", "alias/docare-dev"),
-        ("DOCARE_SCANS_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/1/s"),
-        ("DOCARE_REMINDERS_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/1/r"),
-        ("DOCARE_NOTIFICATIONS_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/1/n"),
-        ("DOCARE_WS_ENDPOINT", "https://abc.execute-api.eu-west-1.amazonaws.com/dev"),
+        (
+            "DOCARE_SCANS_QUEUE_URL",
+            "https://sqs.eu-west-1.amazonaws.com/1/s",
+        ),
+        (
+            "DOCARE_REMINDERS_QUEUE_URL",
+            "https://sqs.eu-west-1.amazonaws.com/1/r",
+        ),
+        (
+            "DOCARE_NOTIFICATIONS_QUEUE_URL",
+            "https://sqs.eu-west-1.amazonaws.com/1/n",
+        ),
+        (
+            "DOCARE_WS_ENDPOINT",
+            "https://abc.execute-api.eu-west-1.amazonaws.com/dev",
+        ),
         ("DOCARE_MAIL_FROM", "no-reply@docare.example"),
     ]
 }
@@ -27,16 +39,25 @@ fn run(env: &[(&str, &str)]) -> (Option<i32>, String) {
         .envs(env.iter().copied())
         .output()
         .expect("runs");
-    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn a_missing_variable_stops_the_cold_start_naming_it() {
     for missing in ["DOCARE_TABLE", "DOCARE_KMS_KEY_ID", "DOCARE_WS_ENDPOINT"] {
-        let env: Vec<_> = valid_env().into_iter().filter(|(k, _)| *k != missing).collect();
+        let env: Vec<_> = valid_env()
+            .into_iter()
+            .filter(|(k, _)| *k != missing)
+            .collect();
         let (code, stderr) = run(&env);
         assert_eq!(code, Some(1), "{missing}");
-        assert_eq!(stderr.trim(), format!("configuration error: {missing} is not set"));
+        assert_eq!(
+            stderr.trim(),
+            format!("configuration error: {missing} is not set")
+        );
     }
 }
 
@@ -48,5 +69,8 @@ fn a_bad_variable_stops_the_cold_start_naming_it_but_not_its_value() {
     let (code, stderr) = run(&env);
     assert_eq!(code, Some(1));
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("DOCARE_ENV") && !stderr.contains("production-ish"), "{stderr}");
+    assert!(
+        stderr.contains("DOCARE_ENV") && !stderr.contains("production-ish"),
+        "{stderr}"
+    );
 }

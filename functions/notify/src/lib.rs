@@ -51,11 +51,19 @@ async fn process(app: &App, record: SqsMessage) -> Result<(), WorkError> {
     let notification: Notification = serde_json::from_str(&body)
         .map_err(|_| WorkError::Permanent("not a notification message".into()))?;
     if notification.id.is_empty() || notification.id.len() > 200 {
-        return Err(WorkError::Permanent("notification id must be 1..=200 bytes".into()));
+        return Err(WorkError::Permanent(
+            "notification id must be 1..=200 bytes".into(),
+        ));
     }
     let table = &app.config.table;
     let marker = sent_marker(&notification.id);
-    if app.db.get(table, &marker).await.map_err(transient)?.is_some() {
+    if app
+        .db
+        .get(table, &marker)
+        .await
+        .map_err(transient)?
+        .is_some()
+    {
         tracing::info!("already sent; skipping");
         return Ok(());
     }

@@ -69,7 +69,12 @@ struct Event<'a, T: Serialize> {
 }
 
 /// Sends an event to the caller; forgets the connection if it is gone.
-async fn send<T: Serialize>(app: &App, req: &WsRequest, kind: &str, data: Option<T>) -> Result<(), ApiError> {
+async fn send<T: Serialize>(
+    app: &App,
+    req: &WsRequest,
+    kind: &str,
+    data: Option<T>,
+) -> Result<(), ApiError> {
     let payload = serde_json::to_vec(&Event {
         kind,
         request_id: &req.request_id,

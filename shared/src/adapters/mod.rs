@@ -1,5 +1,4 @@
 //! Implementations of the ports: `aws` for Lambda, `local` for the local stack and tests.
 
-#[cfg(any())]
 pub mod aws;
 pub mod local;

@@ -89,7 +89,10 @@ struct CachedKey {
 
 /// Record key of a data key.
 pub fn data_key_record(id: &[u8; DATA_KEY_ID_LEN]) -> Key {
-    Key::new(format!("DATAKEY#{}", ulid::Ulid::from_bytes(*id)), "DATAKEY")
+    Key::new(
+        format!("DATAKEY#{}", ulid::Ulid::from_bytes(*id)),
+        "DATAKEY",
+    )
 }
 
 /// Partition of the index listing every data key (for re-wrapping).
@@ -143,13 +146,21 @@ impl Envelope {
     }
 
     /// Encrypts a value for one place (table, item key, attribute).
-    pub async fn encrypt(&self, binding: &Binding<'_>, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub async fn encrypt(
+        &self,
+        binding: &Binding<'_>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         let (id, key) = self.key_for_encryption().await?;
         format::seal(&id, &key, binding, plaintext).map_err(from_format)
     }
 
     /// Decrypts a value read from `binding`; a value from anywhere else fails.
-    pub async fn decrypt(&self, binding: &Binding<'_>, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    pub async fn decrypt(
+        &self,
+        binding: &Binding<'_>,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let envelope = format::parse(ciphertext).map_err(from_format)?;
         let key = self.key_for_decryption(&envelope.data_key_id).await?;
         format::open(&envelope, &key, binding).map_err(from_format)
@@ -161,17 +172,21 @@ impl Envelope {
         self.lock_unwrapped().clear();
     }
 
-    fn lock_unwrapped(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; DATA_KEY_ID_LEN], CachedKey>> {
+    fn lock_unwrapped(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<[u8; DATA_KEY_ID_LEN], CachedKey>> {
         self.unwrapped.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn key_for_encryption(&self) -> Result<([u8; DATA_KEY_ID_LEN], Zeroizing<[u8; 32]>), CryptoError> {
+    async fn key_for_encryption(
+        &self,
+    ) -> Result<([u8; DATA_KEY_ID_LEN], Zeroizing<[u8; 32]>), CryptoError> {
         // Holding the lock across the KMS call is the single flight: concurrent writers
         // wait for the one new key instead of each asking KMS.
         let mut current = self.current.lock().await;
-        let fresh = current
-            .as_ref()
-            .is_some_and(|k| k.born.elapsed() < self.policy.max_age && k.uses < self.policy.max_uses);
+        let fresh = current.as_ref().is_some_and(|k| {
+            k.born.elapsed() < self.policy.max_age && k.uses < self.policy.max_uses
+        });
         if !fresh {
             *current = Some(self.new_data_key().await?);
         }
@@ -230,7 +245,11 @@ impl Envelope {
         let mut cache = self.lock_unwrapped();
         if cache.len() >= self.policy.max_decrypt_keys && !cache.contains_key(&id) {
             // Evict the least recently used key; its bytes are zeroized on drop.
-            if let Some(oldest) = cache.iter().min_by_key(|(_, v)| v.last_used).map(|(k, _)| *k) {
+            if let Some(oldest) = cache
+                .iter()
+                .min_by_key(|(_, v)| v.last_used)
+                .map(|(k, _)| *k)
+            {
                 cache.remove(&oldest);
             }
         }
@@ -243,7 +262,10 @@ impl Envelope {
         );
     }
 
-    async fn key_for_decryption(&self, id: &[u8; DATA_KEY_ID_LEN]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+    async fn key_for_decryption(
+        &self,
+        id: &[u8; DATA_KEY_ID_LEN],
+    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
         if let Some(key) = self.cached(id) {
             return Ok(key);
         }
@@ -299,7 +321,15 @@ mod tests {
         ring.create_key("k1").expect("key");
         let metered = MeteredKeys::new(Arc::new(ring));
         let calls = metered.calls();
-        let envelope = Envelope::new(Arc::new(metered), Arc::new(store), clock, "t", "k1", "test", policy);
+        let envelope = Envelope::new(
+            Arc::new(metered),
+            Arc::new(store),
+            clock,
+            "t",
+            "k1",
+            "test",
+            policy,
+        );
         Fixture {
             envelope: Arc::new(envelope),
             calls,
@@ -321,7 +351,10 @@ mod tests {
         let f = fixture(CachePolicy::default());
         for i in 0..1000 {
             let pk = format!("USER#{i}");
-            f.envelope.encrypt(&at(&pk, "ssn"), b"123-45-6789").await.expect("encrypt");
+            f.envelope
+                .encrypt(&at(&pk, "ssn"), b"123-45-6789")
+                .await
+                .expect("encrypt");
         }
         assert_eq!(f.calls.generate_data_key.load(Ordering::Relaxed), 1);
         assert_eq!(f.calls.total(), 1);
@@ -354,25 +387,46 @@ mod tests {
         let mut sealed = Vec::new();
         for i in 0..25 {
             let pk = format!("USER#{i}");
-            sealed.push((pk.clone(), f.envelope.encrypt(&at(&pk, "ssn"), format!("v{i}").as_bytes()).await.expect("encrypt")));
+            sealed.push((
+                pk.clone(),
+                f.envelope
+                    .encrypt(&at(&pk, "ssn"), format!("v{i}").as_bytes())
+                    .await
+                    .expect("encrypt"),
+            ));
         }
         assert_eq!(f.calls.generate_data_key.load(Ordering::Relaxed), 3);
         f.envelope.forget_keys().await;
         for (i, (pk, ciphertext)) in sealed.iter().enumerate() {
-            let plain = f.envelope.decrypt(&at(pk, "ssn"), ciphertext).await.expect("decrypt");
+            let plain = f
+                .envelope
+                .decrypt(&at(pk, "ssn"), ciphertext)
+                .await
+                .expect("decrypt");
             assert_eq!(plain.as_slice(), format!("v{i}").as_bytes());
         }
-        assert_eq!(f.calls.decrypt.load(Ordering::Relaxed), 3, "one unwrap per data key");
+        assert_eq!(
+            f.calls.decrypt.load(Ordering::Relaxed),
+            3,
+            "one unwrap per data key"
+        );
     }
 
     #[tokio::test]
     async fn values_swapped_between_users_or_attributes_fail_integrity() {
         let f = fixture(CachePolicy::default());
-        let alice = f.envelope.encrypt(&at("USER#alice", "ssn"), b"111-11-1111").await.expect("encrypt");
+        let alice = f
+            .envelope
+            .encrypt(&at("USER#alice", "ssn"), b"111-11-1111")
+            .await
+            .expect("encrypt");
         for wrong in [at("USER#bob", "ssn"), at("USER#alice", "phone")] {
             match f.envelope.decrypt(&wrong, &alice).await {
                 Err(CryptoError::Integrity) => {}
-                other => panic!("expected an integrity error, got {:?}", other.map(|_| "plaintext")),
+                other => panic!(
+                    "expected an integrity error, got {:?}",
+                    other.map(|_| "plaintext")
+                ),
             }
         }
     }

@@ -73,7 +73,8 @@ fn push_part(out: &mut Vec<u8>, part: &[u8]) {
 }
 
 fn associated_data(data_key_id: &[u8; DATA_KEY_ID_LEN], binding: &Binding<'_>) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(64 + binding.table.len() + binding.pk.len() + binding.sk.len());
+    let mut aad =
+        Vec::with_capacity(64 + binding.table.len() + binding.pk.len() + binding.sk.len());
     push_part(&mut aad, AAD_LABEL);
     aad.push(VERSION);
     aad.extend_from_slice(data_key_id);
@@ -176,7 +177,12 @@ mod tests {
     const ID: [u8; 16] = [1; 16];
 
     fn place<'a>(table: &'a str, pk: &'a str, sk: &'a str, attribute: &'a str) -> Binding<'a> {
-        Binding { table, pk, sk, attribute }
+        Binding {
+            table,
+            pk,
+            sk,
+            attribute,
+        }
     }
 
     #[test]
@@ -186,7 +192,10 @@ mod tests {
         assert_eq!(sealed.len(), OVERHEAD + 11);
         let envelope = parse(&sealed).expect("parse");
         assert_eq!(envelope.data_key_id, ID);
-        assert_eq!(open(&envelope, &KEY, &at).expect("open").as_slice(), b"123-45-6789");
+        assert_eq!(
+            open(&envelope, &KEY, &at).expect("open").as_slice(),
+            b"123-45-6789"
+        );
     }
 
     #[test]

@@ -48,12 +48,20 @@ fn record(counter: &AtomicU64, operation: &'static str) {
 
 #[async_trait]
 impl KeyService for MeteredKeys {
-    async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey, KeyError> {
+    async fn generate_data_key(
+        &self,
+        key_id: &str,
+        context: &EncryptionContext,
+    ) -> Result<DataKey, KeyError> {
         record(&self.calls.generate_data_key, "GenerateDataKey");
         self.inner.generate_data_key(key_id, context).await
     }
 
-    async fn decrypt(&self, ciphertext: &[u8], context: &EncryptionContext) -> Result<Unwrapped, KeyError> {
+    async fn decrypt(
+        &self,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Unwrapped, KeyError> {
         record(&self.calls.decrypt, "Decrypt");
         self.inner.decrypt(ciphertext, context).await
     }

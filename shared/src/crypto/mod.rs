@@ -1,10 +1,11 @@
 //! Envelope encryption of PHI (DESIGN §6): KMS-wrapped data keys, a per-value key
 //! derived with HKDF, AES-256-GCM bound to where the value is stored.
 
-pub mod format;
 pub mod envelope;
+pub mod format;
 pub mod metered;
 
 pub use envelope::{CachePolicy, CryptoError, Envelope};
 pub use format::Binding;
 pub use metered::{KmsCalls, MeteredKeys};
+pub mod blind_index;

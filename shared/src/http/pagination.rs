@@ -43,8 +43,15 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     /// Maps a store page's items (fallibly: a decryption or decoding failure aborts).
-    pub fn from_query<E>(page: QueryPage, map: impl FnMut(Item) -> Result<T, E>) -> Result<Self, E> {
-        let items = page.items.into_iter().map(map).collect::<Result<Vec<T>, E>>()?;
+    pub fn from_query<E>(
+        page: QueryPage,
+        map: impl FnMut(Item) -> Result<T, E>,
+    ) -> Result<Self, E> {
+        let items = page
+            .items
+            .into_iter()
+            .map(map)
+            .collect::<Result<Vec<T>, E>>()?;
         Ok(Page {
             items,
             next_cursor: page.next.as_ref().map(encode_cursor),
@@ -97,7 +104,10 @@ mod tests {
     #[test]
     fn limits_are_bounded() {
         let mut req = ApiRequest::new(Method::GET, "/x");
-        assert_eq!(PageRequest::from_request(&req).expect("default").limit, DEFAULT_LIMIT);
+        assert_eq!(
+            PageRequest::from_request(&req).expect("default").limit,
+            DEFAULT_LIMIT
+        );
         for bad in ["0", "101", "-1", "x"] {
             req.query.insert("limit".into(), bad.into());
             assert!(PageRequest::from_request(&req).is_err(), "{bad}");

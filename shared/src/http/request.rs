@@ -56,7 +56,11 @@ impl ApiRequest {
         let path = match stage.filter(|s| s != "$default") {
             Some(stage) => match path.strip_prefix(&format!("/{stage}")) {
                 Some(rest) if rest.is_empty() || rest.starts_with('/') => {
-                    if rest.is_empty() { "/".to_string() } else { rest.to_string() }
+                    if rest.is_empty() {
+                        "/".to_string()
+                    } else {
+                        rest.to_string()
+                    }
                 }
                 _ => path,
             },
@@ -140,9 +144,9 @@ impl ApiRequest {
         let mut deserializer = serde_json::Deserializer::from_slice(&self.body);
         let value: T = serde_path_to_error::deserialize(&mut deserializer)
             .map_err(|err| json_error_message(err.path().to_string(), err.inner()))?;
-        deserializer
-            .end()
-            .map_err(|_| ApiError::validation("the request body has trailing characters after the JSON value"))?;
+        deserializer.end().map_err(|_| {
+            ApiError::validation("the request body has trailing characters after the JSON value")
+        })?;
         Ok(value)
     }
 
@@ -162,10 +166,9 @@ impl ApiRequest {
     pub fn query_as<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
         match self.query_param(name) {
             None => Ok(None),
-            Some(raw) => raw
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::validation(format!("query parameter `{name}` is not valid"))),
+            Some(raw) => raw.parse().map(Some).map_err(|_| {
+                ApiError::validation(format!("query parameter `{name}` is not valid"))
+            }),
         }
     }
 
@@ -234,10 +237,15 @@ mod tests {
             .json::<Profile>()
             .expect_err("bad type");
         let message = err.to_string();
-        assert!(message.contains("age") && !message.contains("6789"), "{message}");
+        assert!(
+            message.contains("age") && !message.contains("6789"),
+            "{message}"
+        );
         assert_eq!(err.status(), 400);
 
-        let missing = with_body(r#"{"name":"x"}"#).json::<Profile>().expect_err("missing");
+        let missing = with_body(r#"{"name":"x"}"#)
+            .json::<Profile>()
+            .expect_err("missing");
         assert!(missing.to_string().contains("missing field `age`"));
 
         let unknown = with_body(r#"{"name":"x","age":1,"ssn":"1"}"#)
@@ -245,7 +253,9 @@ mod tests {
             .expect_err("unknown");
         assert!(unknown.to_string().contains("unknown field `ssn`"));
 
-        let syntax = with_body(r#"{"name": "123-45-6789"#).json::<Profile>().expect_err("eof");
+        let syntax = with_body(r#"{"name": "123-45-6789"#)
+            .json::<Profile>()
+            .expect_err("eof");
         assert!(!syntax.to_string().contains("6789"));
     }
 
@@ -256,8 +266,10 @@ mod tests {
         assert_eq!(err.status(), 413);
 
         let mut req = with_body(r#"{"name":"x","age":1}"#);
-        req.headers
-            .insert(http::header::CONTENT_TYPE, "text/plain".parse().expect("header"));
+        req.headers.insert(
+            http::header::CONTENT_TYPE,
+            "text/plain".parse().expect("header"),
+        );
         assert_eq!(req.json::<Profile>().expect_err("415").status(), 415);
         req.headers.insert(
             http::header::CONTENT_TYPE,
@@ -265,7 +277,10 @@ mod tests {
         );
         assert!(req.json::<Profile>().is_ok());
 
-        assert_eq!(with_body("").json::<Profile>().expect_err("empty").status(), 400);
+        assert_eq!(
+            with_body("").json::<Profile>().expect_err("empty").status(),
+            400
+        );
     }
 
     #[test]

@@ -66,7 +66,12 @@ impl ApiResponse {
                 "request failed"
             );
         } else {
-            tracing::debug!(request_id, status = err.status().as_u16(), code = err.code(), "request refused");
+            tracing::debug!(
+                request_id,
+                status = err.status().as_u16(),
+                code = err.code(),
+                "request refused"
+            );
         }
         let body = serde_json::json!({
             "error": {
@@ -130,7 +135,12 @@ mod tests {
 
     #[test]
     fn errors_have_the_stable_body_and_retry_after() {
-        let response = ApiResponse::error(&ApiError::RateLimited { retry_after_secs: 42 }, "req-1");
+        let response = ApiResponse::error(
+            &ApiError::RateLimited {
+                retry_after_secs: 42,
+            },
+            "req-1",
+        );
         assert_eq!(response.status, 429);
         assert_eq!(response.headers[http::header::RETRY_AFTER], "42");
         let body: serde_json::Value = serde_json::from_slice(&response.body).expect("json");
@@ -141,7 +151,8 @@ mod tests {
 
     #[test]
     fn unavailable_does_not_leak_its_cause() {
-        let err = ApiError::unavailable("database", std::io::Error::other("arn:aws:dynamodb:secret"));
+        let err =
+            ApiError::unavailable("database", std::io::Error::other("arn:aws:dynamodb:secret"));
         let response = ApiResponse::error(&err, "r");
         let text = String::from_utf8(response.body.to_vec()).expect("utf8");
         assert!(!text.contains("arn:aws"), "{text}");

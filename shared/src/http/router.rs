@@ -61,7 +61,10 @@ impl Router {
                 handler: Arc::new(move |app, req| Box::pin(handler(app, req))),
             });
         });
-        assert!(routes.is_some(), "routes are added before the router is shared");
+        assert!(
+            routes.is_some(),
+            "routes are added before the router is shared"
+        );
         self
     }
 
@@ -112,13 +115,21 @@ impl Router {
     }
 
     /// The route API Gateway would select for this request: its pattern and parameters.
-    pub fn resolve(&self, method: &Method, path: &str) -> Option<(&'static str, HashMap<String, String>)> {
+    pub fn resolve(
+        &self,
+        method: &Method,
+        path: &str,
+    ) -> Option<(&'static str, HashMap<String, String>)> {
         self.find(method, path)
             .ok()
             .map(|(route, params)| (route.pattern, params))
     }
 
-    fn find(&self, method: &Method, path: &str) -> Result<(&Route, HashMap<String, String>), ApiError> {
+    fn find(
+        &self,
+        method: &Method,
+        path: &str,
+    ) -> Result<(&Route, HashMap<String, String>), ApiError> {
         let parts: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         let parts = if path == "/" { Vec::new() } else { parts };
         let mut best: Option<(&Route, HashMap<String, String>, usize)> = None;
@@ -149,7 +160,10 @@ impl Router {
 }
 
 fn parse_pattern(pattern: &str) -> Vec<Segment> {
-    assert!(pattern.starts_with('/'), "route {pattern} must start with /");
+    assert!(
+        pattern.starts_with('/'),
+        "route {pattern} must start with /"
+    );
     if pattern == "/" {
         return Vec::new();
     }
@@ -175,7 +189,10 @@ fn same_shape(a: &[Segment], b: &[Segment]) -> bool {
         })
 }
 
-fn match_segments(segments: &[Segment], parts: &[&str]) -> Option<(HashMap<String, String>, usize)> {
+fn match_segments(
+    segments: &[Segment],
+    parts: &[&str],
+) -> Option<(HashMap<String, String>, usize)> {
     if segments.len() != parts.len() {
         return None;
     }
@@ -218,10 +235,14 @@ mod tests {
     #[test]
     fn literals_win_and_params_are_decoded() {
         let router = router();
-        let (route, params) = router.find(&Method::GET, "/api/v1/users/me").expect("match");
+        let (route, params) = router
+            .find(&Method::GET, "/api/v1/users/me")
+            .expect("match");
         assert_eq!(route.pattern, "/api/v1/users/me");
         assert!(params.is_empty());
-        let (route, params) = router.find(&Method::GET, "/api/v1/users/a%20b/").expect("match");
+        let (route, params) = router
+            .find(&Method::GET, "/api/v1/users/a%20b/")
+            .expect("match");
         assert_eq!(route.pattern, "/api/v1/users/{id}");
         assert_eq!(params["id"], "a b");
     }
@@ -229,8 +250,14 @@ mod tests {
     #[test]
     fn unknown_paths_are_404_and_wrong_methods_405() {
         let router = router();
-        assert!(matches!(router.find(&Method::GET, "/api/v1/nope"), Err(ApiError::NotFound)));
-        assert!(matches!(router.find(&Method::GET, "/api/v1/users/"), Err(ApiError::NotFound)));
+        assert!(matches!(
+            router.find(&Method::GET, "/api/v1/nope"),
+            Err(ApiError::NotFound)
+        ));
+        assert!(matches!(
+            router.find(&Method::GET, "/api/v1/users/"),
+            Err(ApiError::NotFound)
+        ));
         match router.find(&Method::POST, "/api/v1/users/42") {
             Err(ApiError::MethodNotAllowed { allow }) => assert_eq!(allow, vec!["DELETE", "GET"]),
             _ => panic!("expected 405"),

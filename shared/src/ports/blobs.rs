@@ -106,7 +106,9 @@ pub(crate) fn validate_key(key: &str) -> Result<(), BlobError> {
     if ok {
         Ok(())
     } else {
-        Err(BlobError::Invalid("object keys are ASCII ids separated by '/'".into()))
+        Err(BlobError::Invalid(
+            "object keys are ASCII ids separated by '/'".into(),
+        ))
     }
 }
 

@@ -206,7 +206,9 @@ impl Update {
             .chain(self.add.iter().map(|(n, _)| n.as_str()))
             .collect();
         if names.is_empty() {
-            return Err(DbError::Invalid("an update needs at least one action".into()));
+            return Err(DbError::Invalid(
+                "an update needs at least one action".into(),
+            ));
         }
         if names.iter().any(|n| *n == PK || *n == SK) {
             return Err(DbError::Invalid("key attributes cannot be updated".into()));
@@ -215,7 +217,9 @@ impl Update {
         names.sort_unstable();
         names.dedup();
         if names.len() != total {
-            return Err(DbError::Invalid("an attribute appears twice in one update".into()));
+            return Err(DbError::Invalid(
+                "an attribute appears twice in one update".into(),
+            ));
         }
         Ok(())
     }
@@ -406,11 +410,15 @@ impl DbError {
 impl From<DbError> for crate::ApiError {
     fn from(err: DbError) -> Self {
         match err {
-            DbError::InvalidStartKey => crate::ApiError::validation("the cursor is not valid for this list"),
+            DbError::InvalidStartKey => {
+                crate::ApiError::validation("the cursor is not valid for this list")
+            }
             DbError::ConditionFailed { .. } | DbError::TransactionConflict => {
                 crate::ApiError::conflict("the resource was changed by another request; retry")
             }
-            DbError::Throttled | DbError::Unavailable(_) => crate::ApiError::unavailable("database", err),
+            DbError::Throttled | DbError::Unavailable(_) => {
+                crate::ApiError::unavailable("database", err)
+            }
             DbError::Invalid(_) => crate::ApiError::internal(err),
         }
     }
@@ -422,7 +430,12 @@ pub trait Database: Send + Sync {
     /// Strongly consistent read of one item.
     async fn get(&self, table: &str, key: &Key) -> Result<Option<Item>, DbError>;
     /// Creates or replaces an item.
-    async fn put(&self, table: &str, item: Item, condition: Option<Condition>) -> Result<(), DbError>;
+    async fn put(
+        &self,
+        table: &str,
+        item: Item,
+        condition: Option<Condition>,
+    ) -> Result<(), DbError>;
     /// Updates (or creates) an item and returns it as it is after the update.
     async fn update(
         &self,
@@ -488,7 +501,9 @@ pub(crate) fn validate_transaction(ops: &[WriteOp]) -> Result<(), DbError> {
             update.validate()?;
         }
         if targets.iter().any(|(t, k)| t == table && *k == key) {
-            return Err(DbError::Invalid("a transaction touches an item twice".into()));
+            return Err(DbError::Invalid(
+                "a transaction touches an item twice".into(),
+            ));
         }
         targets.push((table.to_string(), key));
     }
@@ -497,7 +512,8 @@ pub(crate) fn validate_transaction(ops: &[WriteOp]) -> Result<(), DbError> {
 
 /// Checks an item before a put: full string keys, string index keys.
 pub(crate) fn validate_item(item: &Item) -> Result<Key, DbError> {
-    let key = Key::of(item).ok_or_else(|| DbError::Invalid("an item needs string pk and sk".into()))?;
+    let key =
+        Key::of(item).ok_or_else(|| DbError::Invalid("an item needs string pk and sk".into()))?;
     if key.pk.is_empty() || key.sk.is_empty() {
         return Err(DbError::Invalid("key attributes must not be empty".into()));
     }
@@ -505,7 +521,9 @@ pub(crate) fn validate_item(item: &Item) -> Result<Key, DbError> {
         for attr in [index.pk_attr(), index.sk_attr()] {
             if let Some(value) = item.get(attr) {
                 if !matches!(value, Value::S(s) if !s.is_empty()) {
-                    return Err(DbError::Invalid(format!("{attr} must be a non-empty string")));
+                    return Err(DbError::Invalid(format!(
+                        "{attr} must be a non-empty string"
+                    )));
                 }
             }
         }

@@ -75,7 +75,11 @@ pub trait KeyService: Send + Sync {
         key_id: &str,
         context: &EncryptionContext,
     ) -> Result<DataKey, KeyError>;
-    async fn decrypt(&self, ciphertext: &[u8], context: &EncryptionContext) -> Result<Unwrapped, KeyError>;
+    async fn decrypt(
+        &self,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Unwrapped, KeyError>;
     /// Re-wraps a data key under another KMS key without exposing it (key rotation).
     async fn re_encrypt(
         &self,

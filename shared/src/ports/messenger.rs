@@ -29,7 +29,11 @@ impl std::fmt::Debug for OutboundMessage {
 }
 
 impl OutboundMessage {
-    pub fn email(to: impl Into<String>, subject: impl Into<String>, body: impl Into<String>) -> Self {
+    pub fn email(
+        to: impl Into<String>,
+        subject: impl Into<String>,
+        body: impl Into<String>,
+    ) -> Self {
         Self {
             channel: Channel::Email,
             to: to.into(),
@@ -60,7 +64,9 @@ impl OutboundMessage {
             return Err(MessengerError::InvalidRecipient);
         }
         if self.body.is_empty() || self.body.len() > 64 * 1024 {
-            return Err(MessengerError::Invalid("message bodies are 1 B to 64 KiB".into()));
+            return Err(MessengerError::Invalid(
+                "message bodies are 1 B to 64 KiB".into(),
+            ));
         }
         Ok(())
     }

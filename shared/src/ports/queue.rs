@@ -32,7 +32,9 @@ impl OutgoingMessage {
 
     pub(crate) fn validate(&self) -> Result<(), QueueError> {
         if self.body.is_empty() || self.body.len() > MAX_BODY_BYTES {
-            return Err(QueueError::Invalid("message bodies are 1 B to 256 KiB".into()));
+            return Err(QueueError::Invalid(
+                "message bodies are 1 B to 256 KiB".into(),
+            ));
         }
         if self.delay.is_some_and(|d| d > MAX_DELAY) {
             return Err(QueueError::Invalid("delays are at most 15 minutes".into()));
@@ -78,7 +80,11 @@ pub trait Queue: Send + Sync {
     /// Sends one message; returns its id.
     async fn send(&self, queue: &str, message: OutgoingMessage) -> Result<String, QueueError>;
     /// Sends any number of messages in batches of ten.
-    async fn send_batch(&self, queue: &str, messages: Vec<OutgoingMessage>) -> Result<(), QueueError>;
+    async fn send_batch(
+        &self,
+        queue: &str,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<(), QueueError>;
     /// Receives up to `max` visible messages and hides them for `visibility`. A message
     /// received more often than the queue's limit moves to its dead-letter queue instead.
     async fn receive(

@@ -49,7 +49,12 @@ fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> BlobError
 }
 
 impl LocalBlobs {
-    pub fn new(root: PathBuf, base_url: String, signing_key: [u8; 32], clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        root: PathBuf,
+        base_url: String,
+        signing_key: [u8; 32],
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             root,
             base_url: base_url.trim_end_matches('/').to_string(),
@@ -72,10 +77,20 @@ impl LocalBlobs {
         if !base.is_dir() {
             return Err(BlobError::Invalid("no such bucket".into()));
         }
-        Ok((base.join("data").join(key), base.join("meta").join(format!("{key}.json"))))
+        Ok((
+            base.join("data").join(key),
+            base.join("meta").join(format!("{key}.json")),
+        ))
     }
 
-    fn signature(&self, method: &str, bucket: &str, key: &str, expires: i64, content_type: &str) -> String {
+    fn signature(
+        &self,
+        method: &str,
+        bucket: &str,
+        key: &str,
+        expires: i64,
+        content_type: &str,
+    ) -> String {
         let mut mac = match Hmac::<Sha256>::new_from_slice(&self.signing_key) {
             Ok(mac) => mac,
             Err(_) => return String::new(),
@@ -84,7 +99,14 @@ impl LocalBlobs {
         hex::encode(mac.finalize().into_bytes())
     }
 
-    fn presign(&self, method: &'static str, bucket: &str, key: &str, content_type: &str, expires_in: Duration) -> Result<PresignedRequest, BlobError> {
+    fn presign(
+        &self,
+        method: &'static str,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, BlobError> {
         validate_key(bucket)?;
         validate_key(key)?;
         validate_expiry(expires_in)?;
@@ -110,15 +132,24 @@ impl LocalBlobs {
 
     /// Checks a presigned URL as the local stack receives it (path and query).
     /// Refuses a wrong method, a bad signature or an expired URL.
-    pub fn verify_presigned(&self, method: &str, path_and_query: &str) -> Result<PresignedGrant, BlobError> {
+    pub fn verify_presigned(
+        &self,
+        method: &str,
+        path_and_query: &str,
+    ) -> Result<PresignedGrant, BlobError> {
         let denied = || BlobError::Invalid("presigned URL is invalid or expired".into());
-        let url = url::Url::parse(&format!("http://local{path_and_query}")).map_err(|_| denied())?;
+        let url =
+            url::Url::parse(&format!("http://local{path_and_query}")).map_err(|_| denied())?;
         let rest = url.path().strip_prefix(PRESIGN_PATH).ok_or_else(denied)?;
         let (bucket, key) = rest.split_once('/').ok_or_else(denied)?;
         let query: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
         let get = |name: &str| query.get(name).cloned().ok_or_else(denied);
-        let (signed_method, expires, content_type, signature) =
-            (get("x-method")?, get("x-expires")?, get("x-content-type")?, get("x-signature")?);
+        let (signed_method, expires, content_type, signature) = (
+            get("x-method")?,
+            get("x-expires")?,
+            get("x-content-type")?,
+            get("x-signature")?,
+        );
         let expires: i64 = expires.parse().map_err(|_| denied())?;
         let expected = self.signature(&signed_method, bucket, key, expires, &content_type);
         let valid_signature: bool =
@@ -218,11 +249,22 @@ impl BlobStore for LocalBlobs {
         Ok(())
     }
 
-    async fn presign_put(&self, bucket: &str, key: &str, content_type: &str, expires_in: Duration) -> Result<PresignedRequest, BlobError> {
+    async fn presign_put(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, BlobError> {
         self.presign("PUT", bucket, key, content_type, expires_in)
     }
 
-    async fn presign_get(&self, bucket: &str, key: &str, expires_in: Duration) -> Result<PresignedRequest, BlobError> {
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, BlobError> {
         self.presign("GET", bucket, key, "", expires_in)
     }
 
@@ -244,18 +286,45 @@ mod tests {
     #[test]
     fn presigned_urls_are_bound_to_method_object_and_time() {
         let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
-        let blobs = LocalBlobs::new("/nonexistent".into(), "http://127.0.0.1:5000".into(), [7; 32], clock.clone());
+        let blobs = LocalBlobs::new(
+            "/nonexistent".into(),
+            "http://127.0.0.1:5000".into(),
+            [7; 32],
+            clock.clone(),
+        );
         let put = blobs
-            .presign("PUT", "docs", "u1/file", "application/pdf", Duration::from_secs(60))
+            .presign(
+                "PUT",
+                "docs",
+                "u1/file",
+                "application/pdf",
+                Duration::from_secs(60),
+            )
             .expect("presign");
         let path = put.url.trim_start_matches("http://127.0.0.1:5000");
         let grant = blobs.verify_presigned("PUT", path).expect("valid");
-        assert_eq!((grant.bucket.as_str(), grant.key.as_str()), ("docs", "u1/file"));
+        assert_eq!(
+            (grant.bucket.as_str(), grant.key.as_str()),
+            ("docs", "u1/file")
+        );
         assert_eq!(grant.content_type.as_deref(), Some("application/pdf"));
 
-        assert!(blobs.verify_presigned("GET", path).is_err(), "method is signed");
-        assert!(blobs.verify_presigned("PUT", &path.replace("u1/file", "u2/file")).is_err(), "key is signed");
-        assert!(blobs.verify_presigned("PUT", &path.replace("application%2Fpdf", "text%2Fhtml")).is_err(), "type is signed");
+        assert!(
+            blobs.verify_presigned("GET", path).is_err(),
+            "method is signed"
+        );
+        assert!(
+            blobs
+                .verify_presigned("PUT", &path.replace("u1/file", "u2/file"))
+                .is_err(),
+            "key is signed"
+        );
+        assert!(
+            blobs
+                .verify_presigned("PUT", &path.replace("application%2Fpdf", "text%2Fhtml"))
+                .is_err(),
+            "type is signed"
+        );
         clock.advance(chrono::Duration::seconds(61));
         assert!(blobs.verify_presigned("PUT", path).is_err(), "expired");
     }

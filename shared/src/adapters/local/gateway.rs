@@ -41,7 +41,9 @@ impl LocalGateway {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Outbound>>> {
-        self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn deliver(&self, connection_id: &str, message: Outbound) -> PushOutcome {

@@ -51,8 +51,11 @@ impl LocalKeyring {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(unavailable)?,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 let ring = RingFile::default();
-                write_private(path, &serde_json::to_vec_pretty(&ring).map_err(unavailable)?)
-                    .map_err(unavailable)?;
+                write_private(
+                    path,
+                    &serde_json::to_vec_pretty(&ring).map_err(unavailable)?,
+                )
+                .map_err(unavailable)?;
                 ring
             }
             Err(err) => return Err(unavailable(err)),
@@ -109,7 +112,12 @@ impl LocalKeyring {
         aad
     }
 
-    fn wrap(&self, key_id: &str, plaintext: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, KeyError> {
+    fn wrap(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Vec<u8>, KeyError> {
         let cipher = self.cipher(key_id)?;
         let id_len = u8::try_from(key_id.len()).map_err(|_| KeyError::KeyNotFound)?;
         let mut nonce = [0u8; NONCE_LEN];
@@ -132,7 +140,9 @@ impl LocalKeyring {
     }
 
     fn unwrap_key(&self, blob: &[u8], context: &EncryptionContext) -> Result<Unwrapped, KeyError> {
-        let rest = blob.strip_prefix(MAGIC).ok_or(KeyError::InvalidCiphertext)?;
+        let rest = blob
+            .strip_prefix(MAGIC)
+            .ok_or(KeyError::InvalidCiphertext)?;
         let (&id_len, rest) = rest.split_first().ok_or(KeyError::InvalidCiphertext)?;
         let id_len = usize::from(id_len);
         if rest.len() < id_len + NONCE_LEN + 16 {
@@ -164,7 +174,11 @@ impl LocalKeyring {
 
 #[async_trait]
 impl KeyService for LocalKeyring {
-    async fn generate_data_key(&self, key_id: &str, context: &EncryptionContext) -> Result<DataKey, KeyError> {
+    async fn generate_data_key(
+        &self,
+        key_id: &str,
+        context: &EncryptionContext,
+    ) -> Result<DataKey, KeyError> {
         let mut plaintext = Zeroizing::new(vec![0u8; 32]);
         rand::rngs::OsRng.fill_bytes(&mut plaintext);
         let ciphertext = self.wrap(key_id, &plaintext, context)?;
@@ -175,7 +189,11 @@ impl KeyService for LocalKeyring {
         })
     }
 
-    async fn decrypt(&self, ciphertext: &[u8], context: &EncryptionContext) -> Result<Unwrapped, KeyError> {
+    async fn decrypt(
+        &self,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Unwrapped, KeyError> {
         self.unwrap_key(ciphertext, context)
     }
 
@@ -187,7 +205,11 @@ impl KeyService for LocalKeyring {
         destination_context: &EncryptionContext,
     ) -> Result<Vec<u8>, KeyError> {
         let unwrapped = self.unwrap_key(ciphertext, context)?;
-        self.wrap(destination_key_id, &unwrapped.plaintext, destination_context)
+        self.wrap(
+            destination_key_id,
+            &unwrapped.plaintext,
+            destination_context,
+        )
     }
 
     async fn check(&self, key_id: &str) -> Result<(), KeyError> {
@@ -212,9 +234,14 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let ctx = EncryptionContext::new([("purpose", "test")]);
-        let wrapped = ring.wrap("local/a", b"0123456789abcdef0123456789abcdef", &ctx).expect("wrap");
+        let wrapped = ring
+            .wrap("local/a", b"0123456789abcdef0123456789abcdef", &ctx)
+            .expect("wrap");
         let reopened = LocalKeyring::open(&path).expect("reopen");
         let unwrapped = reopened.unwrap_key(&wrapped, &ctx).expect("unwrap");
-        assert_eq!(unwrapped.plaintext.as_slice(), b"0123456789abcdef0123456789abcdef");
+        assert_eq!(
+            unwrapped.plaintext.as_slice(),
+            b"0123456789abcdef0123456789abcdef"
+        );
     }
 }

@@ -87,18 +87,26 @@ pub fn open(
     };
     files::private_dir(data_dir).map_err(|e| fail(data_dir, e.to_string()))?;
     let store_path = data_dir.join("store.redb");
-    let store = LocalStore::open(&store_path, clock.clone()).map_err(|e| fail(&store_path, crate::error::cause_chain(&e)))?;
+    let store = LocalStore::open(&store_path, clock.clone())
+        .map_err(|e| fail(&store_path, crate::error::cause_chain(&e)))?;
 
     let keyring_path = data_dir.join("keyring.json");
-    let keyring = LocalKeyring::open(&keyring_path).map_err(|e| fail(&keyring_path, crate::error::cause_chain(&e)))?;
+    let keyring = LocalKeyring::open(&keyring_path)
+        .map_err(|e| fail(&keyring_path, crate::error::cause_chain(&e)))?;
     keyring
         .create_key(&config.kms_key_id)
         .map_err(|e| fail(&keyring_path, e.to_string()))?;
 
     let signing_path = data_dir.join("blob-signing.key");
-    let signing_key = files::secret_file(&signing_path).map_err(|e| fail(&signing_path, e.to_string()))?;
+    let signing_key =
+        files::secret_file(&signing_path).map_err(|e| fail(&signing_path, e.to_string()))?;
     let blobs_root = data_dir.join("blobs");
-    let blobs = LocalBlobs::new(blobs_root.clone(), http_base_url.to_string(), signing_key, clock.clone());
+    let blobs = LocalBlobs::new(
+        blobs_root.clone(),
+        http_base_url.to_string(),
+        signing_key,
+        clock.clone(),
+    );
     for bucket in [&config.quarantine_bucket, &config.documents_bucket] {
         blobs
             .create_bucket(bucket)
@@ -106,7 +114,11 @@ pub fn open(
     }
 
     let queue = LocalQueue::open(&store);
-    for name in [&config.queues.scans, &config.queues.reminders, &config.queues.notifications] {
+    for name in [
+        &config.queues.scans,
+        &config.queues.reminders,
+        &config.queues.notifications,
+    ] {
         let dead_letter = format!("{name}-dlq");
         queue.declare(&dead_letter, QueueSpec::default());
         queue.declare(

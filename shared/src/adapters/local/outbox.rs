@@ -45,7 +45,8 @@ impl Messenger for Outbox {
             body: &message.body,
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
-        let json = serde_json::to_vec_pretty(&file).map_err(|e| MessengerError::Unavailable(Box::new(e)))?;
+        let json = serde_json::to_vec_pretty(&file)
+            .map_err(|e| MessengerError::Unavailable(Box::new(e)))?;
         let path = self.dir.join(format!("{id}.json"));
         tokio::task::spawn_blocking(move || write_private(&path, &json))
             .await

@@ -82,7 +82,11 @@ impl LocalQueue {
         self.clock.now().timestamp_millis()
     }
 
-    fn insert_all(&self, queue: &str, messages: &[OutgoingMessage]) -> Result<Vec<String>, QueueError> {
+    fn insert_all(
+        &self,
+        queue: &str,
+        messages: &[OutgoingMessage],
+    ) -> Result<Vec<String>, QueueError> {
         let now = self.now_ms();
         let txn = self.db.begin_write().map_err(unavailable)?;
         let mut ids = Vec::with_capacity(messages.len());
@@ -123,7 +127,12 @@ impl LocalQueue {
         Ok(count)
     }
 
-    fn receive_sync(&self, queue: &str, max: u32, visibility: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+    fn receive_sync(
+        &self,
+        queue: &str,
+        max: u32,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
         let spec = self.spec(queue)?;
         let now = self.now_ms();
         let txn = self.db.begin_write().map_err(unavailable)?;
@@ -167,7 +176,9 @@ impl LocalQueue {
                 stored.receive_count += 1;
                 stored.visible_at_ms = now + visibility.as_millis() as i64;
                 let bytes = serde_json::to_vec(&stored).map_err(unavailable)?;
-                table.insert(key.as_slice(), bytes.as_slice()).map_err(unavailable)?;
+                table
+                    .insert(key.as_slice(), bytes.as_slice())
+                    .map_err(unavailable)?;
                 received.push(ReceivedMessage {
                     receipt_handle: format!("{id}.{}", stored.receive_count),
                     message_id: id,
@@ -218,7 +229,11 @@ impl Queue for LocalQueue {
             .ok_or_else(|| QueueError::Invalid("nothing sent".into()))
     }
 
-    async fn send_batch(&self, queue: &str, messages: Vec<OutgoingMessage>) -> Result<(), QueueError> {
+    async fn send_batch(
+        &self,
+        queue: &str,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<(), QueueError> {
         self.spec(queue)?;
         let failed: Vec<usize> = messages
             .iter()
@@ -245,7 +260,12 @@ impl Queue for LocalQueue {
         }
     }
 
-    async fn receive(&self, queue: &str, max: u32, visibility: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+    async fn receive(
+        &self,
+        queue: &str,
+        max: u32,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
         if max == 0 || max as usize > MAX_BATCH {
             return Err(QueueError::Invalid("receive 1 to 10 messages".into()));
         }

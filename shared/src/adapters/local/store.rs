@@ -121,7 +121,11 @@ struct Tx<'a> {
 
 impl Tx<'_> {
     fn stored(&self, table: &str, key: &Key) -> Result<Option<Item>, DbError> {
-        match self.items.get(item_key(table, key).as_slice()).map_err(unavailable)? {
+        match self
+            .items
+            .get(item_key(table, key).as_slice())
+            .map_err(unavailable)?
+        {
             Some(bytes) => Ok(Some(decode(bytes.value())?)),
             None => Ok(None),
         }
@@ -181,7 +185,10 @@ impl LocalStore {
         self.clock.now().timestamp()
     }
 
-    fn write_tx<T>(&self, body: impl FnOnce(&mut Tx<'_>) -> Result<T, DbError>) -> Result<T, DbError> {
+    fn write_tx<T>(
+        &self,
+        body: impl FnOnce(&mut Tx<'_>) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
         let txn = self.db.begin_write().map_err(unavailable)?;
         let result = {
             let mut tx = Tx {
@@ -245,7 +252,11 @@ impl LocalStore {
                         break;
                     }
                     let item = decode(v.value())?;
-                    let sk = item.get(SK).and_then(Value::as_str).unwrap_or_default().to_string();
+                    let sk = item
+                        .get(SK)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
                     rows.push(((sk, String::new(), String::new()), item));
                 }
             }
@@ -261,7 +272,8 @@ impl LocalStore {
                         continue;
                     };
                     let item = decode(bytes.value())?;
-                    let key = Key::of(&item).ok_or_else(|| DbError::Invalid("stored item without key".into()))?;
+                    let key = Key::of(&item)
+                        .ok_or_else(|| DbError::Invalid("stored item without key".into()))?;
                     let gsk = item
                         .get(index.sk_attr())
                         .and_then(Value::as_str)
@@ -275,7 +287,13 @@ impl LocalStore {
             rows.reverse();
         }
         let start = query.start.as_ref().map(|start| {
-            let s = |name: &str| start.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
+            let s = |name: &str| {
+                start
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
             match query.index {
                 None => (s(SK), String::new(), String::new()),
                 Some(index) => (s(index.sk_attr()), s(PK), s(SK)),
@@ -286,7 +304,11 @@ impl LocalStore {
         for (position, item) in rows {
             let sk_value = &position.0;
             if let Some(start) = &start {
-                let after = if query.ascending { position > *start } else { position < *start };
+                let after = if query.ascending {
+                    position > *start
+                } else {
+                    position < *start
+                };
                 if !after {
                     continue;
                 }
@@ -322,7 +344,10 @@ impl Database for LocalStore {
             let now = store.now();
             let txn = store.db.begin_read().map_err(unavailable)?;
             let items = txn.open_table(ITEMS).map_err(unavailable)?;
-            let found = match items.get(item_key(&table, &key).as_slice()).map_err(unavailable)? {
+            let found = match items
+                .get(item_key(&table, &key).as_slice())
+                .map_err(unavailable)?
+            {
                 Some(bytes) => Some(decode(bytes.value())?),
                 None => None,
             };
@@ -331,7 +356,12 @@ impl Database for LocalStore {
         .await
     }
 
-    async fn put(&self, table: &str, item: Item, condition: Option<Condition>) -> Result<(), DbError> {
+    async fn put(
+        &self,
+        table: &str,
+        item: Item,
+        condition: Option<Condition>,
+    ) -> Result<(), DbError> {
         let key = validate_item(&item)?;
         let table = table.to_string();
         self.blocking(move |store| {
@@ -402,7 +432,8 @@ impl Database for LocalStore {
     async fn query(&self, table: &str, query: Query) -> Result<QueryPage, DbError> {
         query.validate()?;
         let table = table.to_string();
-        self.blocking(move |store| store.query_sync(&table, &query)).await
+        self.blocking(move |store| store.query_sync(&table, &query))
+            .await
     }
 
     async fn transact_write(&self, ops: Vec<WriteOp>) -> Result<(), DbError> {

@@ -1,0 +1,142 @@
+//! The key port on KMS. Every call carries the encryption context; KMS refuses a
+//! decryption under any other context (InvalidCiphertextException).
+
+use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Unwrapped};
+use async_trait::async_trait;
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{DataKeySpec, KeyState};
+use std::collections::HashMap;
+use zeroize::Zeroizing;
+
+pub struct Kms {
+    client: aws_sdk_kms::Client,
+}
+
+impl Kms {
+    pub fn new(client: aws_sdk_kms::Client) -> Self {
+        Self { client }
+    }
+}
+
+fn context(context: &EncryptionContext) -> Option<HashMap<String, String>> {
+    (!context.0.is_empty()).then(|| context.0.clone().into_iter().collect())
+}
+
+fn map_err<E, R>(err: SdkError<E, R>) -> KeyError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match err.code() {
+        Some("InvalidCiphertextException" | "IncorrectKeyException") => KeyError::InvalidCiphertext,
+        Some("NotFoundException") => KeyError::KeyNotFound,
+        Some("DisabledException" | "KMSInvalidStateException" | "AccessDeniedException") => {
+            KeyError::KeyUnusable
+        }
+        _ => KeyError::Unavailable(Box::new(err)),
+    }
+}
+
+fn missing(what: &str) -> KeyError {
+    KeyError::Unavailable(format!("KMS answered without {what}").into())
+}
+
+#[async_trait]
+impl KeyService for Kms {
+    async fn generate_data_key(
+        &self,
+        key_id: &str,
+        ctx: &EncryptionContext,
+    ) -> Result<DataKey, KeyError> {
+        let output = self
+            .client
+            .generate_data_key()
+            .key_id(key_id)
+            .key_spec(DataKeySpec::Aes256)
+            .set_encryption_context(context(ctx))
+            .send()
+            .await
+            .map_err(map_err)?;
+        let plaintext = Zeroizing::new(
+            output
+                .plaintext()
+                .ok_or_else(|| missing("a plaintext key"))?
+                .as_ref()
+                .to_vec(),
+        );
+        let ciphertext = output
+            .ciphertext_blob()
+            .ok_or_else(|| missing("a wrapped key"))?
+            .as_ref()
+            .to_vec();
+        Ok(DataKey {
+            key_id: output.key_id().unwrap_or(key_id).to_string(),
+            plaintext,
+            ciphertext,
+        })
+    }
+
+    async fn decrypt(
+        &self,
+        ciphertext: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<Unwrapped, KeyError> {
+        let output = self
+            .client
+            .decrypt()
+            .ciphertext_blob(Blob::new(ciphertext))
+            .set_encryption_context(context(ctx))
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(Unwrapped {
+            key_id: output.key_id().unwrap_or_default().to_string(),
+            plaintext: Zeroizing::new(
+                output
+                    .plaintext()
+                    .ok_or_else(|| missing("a plaintext key"))?
+                    .as_ref()
+                    .to_vec(),
+            ),
+        })
+    }
+
+    async fn re_encrypt(
+        &self,
+        ciphertext: &[u8],
+        ctx: &EncryptionContext,
+        destination_key_id: &str,
+        destination_context: &EncryptionContext,
+    ) -> Result<Vec<u8>, KeyError> {
+        let output = self
+            .client
+            .re_encrypt()
+            .ciphertext_blob(Blob::new(ciphertext))
+            .set_source_encryption_context(context(ctx))
+            .destination_key_id(destination_key_id)
+            .set_destination_encryption_context(context(destination_context))
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(output
+            .ciphertext_blob()
+            .ok_or_else(|| missing("a wrapped key"))?
+            .as_ref()
+            .to_vec())
+    }
+
+    async fn check(&self, key_id: &str) -> Result<(), KeyError> {
+        let output = self
+            .client
+            .describe_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(map_err)?;
+        match output.key_metadata().and_then(|m| m.key_state()) {
+            Some(KeyState::Enabled) => Ok(()),
+            _ => Err(KeyError::KeyUnusable),
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The messenger port on SES v2 (e-mail) and SNS (SMS). Recipients and bodies are never
+//! logged.
+
+use crate::ports::messenger::{Channel, Messenger, MessengerError, OutboundMessage};
+use async_trait::async_trait;
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+
+pub struct SesSns {
+    ses: aws_sdk_sesv2::Client,
+    sns: aws_sdk_sns::Client,
+    from: String,
+}
+
+impl SesSns {
+    pub fn new(ses: aws_sdk_sesv2::Client, sns: aws_sdk_sns::Client, from: String) -> Self {
+        Self { ses, sns, from }
+    }
+}
+
+fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> MessengerError {
+    MessengerError::Unavailable(Box::new(err))
+}
+
+fn content(text: &str) -> Result<Content, MessengerError> {
+    Content::builder()
+        .data(text)
+        .charset("UTF-8")
+        .build()
+        .map_err(|_| MessengerError::Invalid("empty content".into()))
+}
+
+#[async_trait]
+impl Messenger for SesSns {
+    async fn send(&self, message: &OutboundMessage) -> Result<String, MessengerError> {
+        message.validate()?;
+        match message.channel {
+            Channel::Email => {
+                let email = Message::builder()
+                    .subject(content(message.subject.as_deref().unwrap_or("DoCare"))?)
+                    .body(Body::builder().text(content(&message.body)?).build())
+                    .build();
+                let output = self
+                    .ses
+                    .send_email()
+                    .from_email_address(&self.from)
+                    .destination(Destination::builder().to_addresses(&message.to).build())
+                    .content(EmailContent::builder().simple(email).build())
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                Ok(output.message_id().unwrap_or_default().to_string())
+            }
+            Channel::Sms => {
+                let output = self
+                    .sns
+                    .publish()
+                    .phone_number(&message.to)
+                    .message(&message.body)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                Ok(output.message_id().unwrap_or_default().to_string())
+            }
+        }
+    }
+}

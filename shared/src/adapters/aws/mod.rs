@@ -1,0 +1,63 @@
+//! The ports on AWS: one adapter per service, each wrapping an SDK client built once
+//! per cold start. Building clients makes no network call; credentials are resolved on
+//! first use. `AWS_ENDPOINT_URL` (honoured by the SDK) points them at an emulator.
+
+mod dynamodb;
+mod kms;
+mod messenger;
+mod push;
+mod s3;
+mod sqs;
+
+pub use dynamodb::DynamoDb;
+pub use kms::Kms;
+pub use messenger::SesSns;
+pub use push::ManagementApi;
+pub use s3::S3Blobs;
+pub use sqs::Sqs;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::{App, AppContext};
+use aws_config::BehaviorVersion;
+use std::sync::Arc;
+
+/// The SDK configuration from the Lambda environment (region, credentials chain).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// S3 needs path-style addressing behind an emulator's single host name.
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(sdk.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Every port on its AWS adapter.
+pub fn build_app(config: Config, sdk: &aws_config::SdkConfig) -> App {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let push_config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
+        .endpoint_url(config.ws_endpoint.clone())
+        .build();
+    Arc::new(AppContext {
+        db: Arc::new(DynamoDb::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            clock.clone(),
+        )),
+        blobs: Arc::new(S3Blobs::new(s3_client(sdk))),
+        keys: Arc::new(Kms::new(aws_sdk_kms::Client::new(sdk))),
+        queue: Arc::new(Sqs::new(aws_sdk_sqs::Client::new(sdk))),
+        push: Arc::new(ManagementApi::new(
+            aws_sdk_apigatewaymanagement::Client::from_conf(push_config),
+        )),
+        messenger: Arc::new(SesSns::new(
+            aws_sdk_sesv2::Client::new(sdk),
+            aws_sdk_sns::Client::new(sdk),
+            config.mail_from.clone(),
+        )),
+        clock,
+        config,
+    })
+}

@@ -1,0 +1,208 @@
+//! The blob port on S3. Bodies stream out of `get`; presigned URLs carry SigV4 and,
+//! for uploads, the signed content type.
+
+use crate::ports::blobs::{
+    validate_expiry, validate_key, BlobError, BlobMeta, BlobObject, BlobStore, PresignedRequest,
+};
+use async_trait::async_trait;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub struct S3Blobs {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3Blobs {
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        Self { client }
+    }
+}
+
+fn unavailable<E, R>(err: SdkError<E, R>) -> BlobError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    BlobError::Unavailable(Box::new(err))
+}
+
+/// NoSuchKey (GET) and a bare 404 (HEAD has no body to carry a code).
+fn is_missing<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    matches!(err.code(), Some("NoSuchKey" | "NotFound"))
+        || err
+            .raw_response()
+            .is_some_and(|r| r.status().as_u16() == 404)
+}
+
+fn presigned(
+    request: aws_sdk_s3::presigning::PresignedRequest,
+    method: &'static str,
+) -> PresignedRequest {
+    PresignedRequest {
+        method,
+        url: request.uri().to_string(),
+        headers: request
+            .headers()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3Blobs {
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<(), BlobError> {
+        validate_key(key)?;
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .set_metadata(Some(metadata.into_iter().collect()))
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<BlobObject>, BlobError> {
+        validate_key(key)?;
+        let output = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(err) if is_missing(&err) => return Ok(None),
+            Err(err) => return Err(unavailable(err)),
+        };
+        let meta = BlobMeta {
+            size: output.content_length().unwrap_or_default().max(0) as u64,
+            content_type: output.content_type().map(str::to_string),
+            metadata: output
+                .metadata()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+        };
+        let body = futures::stream::try_unfold(output.body, |mut body| async move {
+            match body.try_next().await {
+                Ok(Some(chunk)) => Ok(Some((chunk, body))),
+                Ok(None) => Ok(None),
+                Err(err) => Err(BlobError::Unavailable(Box::new(err))),
+            }
+        });
+        Ok(Some(BlobObject {
+            meta,
+            body: Box::pin(body),
+        }))
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<BlobMeta>, BlobError> {
+        validate_key(key)?;
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(Some(BlobMeta {
+                size: output.content_length().unwrap_or_default().max(0) as u64,
+                content_type: output.content_type().map(str::to_string),
+                metadata: output
+                    .metadata()
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default(),
+            })),
+            Err(err) if is_missing(&err) => Ok(None),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError> {
+        validate_key(key)?;
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn presign_put(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, BlobError> {
+        validate_key(key)?;
+        validate_expiry(expires_in)?;
+        let config = PresigningConfig::expires_in(expires_in)
+            .map_err(|e| BlobError::Invalid(e.to_string()))?;
+        let request = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .presigned(config)
+            .await
+            .map_err(unavailable)?;
+        let mut signed = presigned(request, "PUT");
+        signed
+            .headers
+            .entry("content-type".to_string())
+            .or_insert_with(|| content_type.to_string());
+        Ok(signed)
+    }
+
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, BlobError> {
+        validate_key(key)?;
+        validate_expiry(expires_in)?;
+        let config = PresigningConfig::expires_in(expires_in)
+            .map_err(|e| BlobError::Invalid(e.to_string()))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(unavailable)?;
+        Ok(presigned(request, "GET"))
+    }
+
+    async fn check(&self, bucket: &str) -> Result<(), BlobError> {
+        self.client
+            .head_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
