@@ -4,11 +4,12 @@
 
 use crate::clock::Clock;
 use crate::ports::db::{
-    is_expired, validate_item, validate_transaction, Condition, Database, DbError, Item, Key,
-    Query, QueryPage, SortKey, Update, Value, WriteOp, PK, SK, TTL,
+    is_expired, validate_item, validate_transaction, Condition, Database, DbError, Index, Item,
+    Key, Query, QueryPage, SortKey, Update, Value, WriteOp, PK, SK, TTL,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem,
@@ -214,6 +215,54 @@ where
     }
 }
 
+/// Refuses an update that would leave a non-string index key, before anything is written
+/// (DynamoDB would refuse it only for some key types; the local store always does).
+fn validate_index_keys(update: &Update) -> Result<(), DbError> {
+    let is_index_key = |name: &str| {
+        Index::ALL
+            .iter()
+            .any(|index| name == index.pk_attr() || name == index.sk_attr())
+    };
+    let bad_set = update
+        .set
+        .iter()
+        .any(|(name, value)| is_index_key(name) && !matches!(value, Value::S(s) if !s.is_empty()));
+    let bad_add = update.add.iter().any(|(name, _)| is_index_key(name));
+    if bad_set || bad_add {
+        return Err(DbError::Invalid(
+            "index keys must be non-empty strings".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A cancelled transaction names its failing write by position: the reasons list has
+/// one entry per write, `None` for those that were fine.
+fn transaction_error<R>(err: SdkError<TransactWriteItemsError, R>) -> DbError
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    if let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) =
+        err.as_service_error()
+    {
+        let reasons = canceled.cancellation_reasons();
+        let has = |code: &str| reasons.iter().any(|r| r.code() == Some(code));
+        if let Some(i) = reasons
+            .iter()
+            .position(|r| r.code() == Some("ConditionalCheckFailed"))
+        {
+            return DbError::ConditionFailed { op: Some(i) };
+        }
+        if has("TransactionConflict") {
+            return DbError::TransactionConflict;
+        }
+        if has("ThrottlingError") || has("ProvisionedThroughputExceeded") {
+            return DbError::Throttled;
+        }
+    }
+    map_err(err)
+}
+
 fn put_request(
     table: &str,
     item: &Item,
@@ -283,6 +332,7 @@ impl Database for DynamoDb {
         condition: Option<Condition>,
     ) -> Result<Item, DbError> {
         update.validate()?;
+        validate_index_keys(&update)?;
         let mut expr = Expr::default();
         let update_expression = expr.update(&update);
         let condition = condition.map(|c| expr.condition(&c, self.now()));
@@ -299,9 +349,10 @@ impl Database for DynamoDb {
             .send()
             .await
             .map_err(map_err)?;
-        let item = from_item(output.attributes().unwrap_or(&HashMap::new()))?;
-        validate_item(&item)?;
-        Ok(item)
+        match output.attributes() {
+            Some(item) => from_item(item),
+            None => Err(DbError::Invalid("DynamoDB returned no attributes".into())),
+        }
     }
 
     async fn delete(
@@ -410,6 +461,7 @@ impl Database for DynamoDb {
                     update,
                     condition,
                 } => {
+                    validate_index_keys(update)?;
                     let mut expr = Expr::default();
                     let update_expression = expr.update(update);
                     let condition = condition.as_ref().map(|c| expr.condition(c, now));
@@ -467,23 +519,7 @@ impl Database for DynamoDb {
             .set_transact_items(Some(items))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                if let Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(canceled)) =
-                    err.as_service_error()
-                {
-                    let reasons = canceled.cancellation_reasons();
-                    if let Some(i) = reasons.iter().position(|r| r.code() == Some("ConditionalCheckFailed")) {
-                        return Err(DbError::ConditionFailed { op: Some(i) });
-                    }
-                    if reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
-                        return Err(DbError::TransactionConflict);
-                    }
-                }
-                Err(map_err(err))
-            }
-        }
+        result.map(drop).map_err(transaction_error)
     }
 
     async fn check(&self, table: &str) -> Result<(), DbError> {
@@ -495,5 +531,84 @@ impl Database for DynamoDb {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+    use aws_sdk_dynamodb::types::CancellationReason;
+
+    fn canceled(codes: &[&str]) -> SdkError<TransactWriteItemsError, ()> {
+        let reasons = codes
+            .iter()
+            .map(|code| CancellationReason::builder().code(*code).build())
+            .collect();
+        let err = TransactionCanceledException::builder()
+            .set_cancellation_reasons(Some(reasons))
+            .build();
+        SdkError::service_error(
+            TransactWriteItemsError::TransactionCanceledException(err),
+            (),
+        )
+    }
+
+    // The emulator cannot produce conflicts or throttling, so the mapping is proven on
+    // hand-built errors.
+    #[test]
+    fn cancellation_reasons_map_to_typed_errors() {
+        let failed = transaction_error(canceled(&["None", "None", "ConditionalCheckFailed"]));
+        assert!(matches!(failed, DbError::ConditionFailed { op: Some(2) }));
+        let conflict = transaction_error(canceled(&["TransactionConflict", "None"]));
+        assert!(matches!(conflict, DbError::TransactionConflict));
+        let throttled = transaction_error(canceled(&["None", "ThrottlingError"]));
+        assert!(matches!(throttled, DbError::Throttled));
+        let timeout: SdkError<TransactWriteItemsError, ()> = SdkError::timeout_error("slow");
+        assert!(matches!(
+            transaction_error(timeout),
+            DbError::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn expressions_use_placeholders_only() {
+        let mut expr = Expr::default();
+        let condition = Condition::And(vec![
+            Condition::NotExists,
+            Condition::Equals("status".into(), Value::S("open".into())),
+            Condition::LessThan("count".into(), 5),
+        ]);
+        let rendered = expr.condition(&condition, 1_700_000_000);
+        for name in ["pk", "status", "count", "expires_at", "open", "1700000000"] {
+            assert!(!rendered.contains(name), "{name} is inlined in {rendered}");
+        }
+        assert!(rendered.starts_with("((attribute_not_exists(#n0) OR #n1 <= :v0) AND"));
+        let update = expr.update(&Update::new().set("a", 1).remove("b").add("c", 2));
+        assert!(update.starts_with("SET #n"), "{update}");
+        assert!(
+            update.contains(" REMOVE #n") && update.contains(" ADD #n"),
+            "{update}"
+        );
+    }
+
+    #[test]
+    fn values_roundtrip_through_attribute_values() {
+        let value = Value::M(crate::ports::db::item([
+            ("n", Value::N(i64::MIN)),
+            (
+                "l",
+                Value::L(vec![Value::Null, Value::Bool(true), Value::B(vec![0, 1])]),
+            ),
+        ]));
+        assert_eq!(from_av(&to_av(&value)).ok(), Some(value));
+        assert!(
+            from_av(&AttributeValue::N("1.5".into())).is_err(),
+            "only integers"
+        );
+        assert!(
+            from_av(&AttributeValue::Ss(vec!["a".into()])).is_err(),
+            "no sets"
+        );
     }
 }

@@ -31,9 +31,12 @@ where
     match err.code() {
         Some("InvalidCiphertextException" | "IncorrectKeyException") => KeyError::InvalidCiphertext,
         Some("NotFoundException") => KeyError::KeyNotFound,
-        Some("DisabledException" | "KMSInvalidStateException" | "AccessDeniedException") => {
-            KeyError::KeyUnusable
-        }
+        Some(
+            "DisabledException"
+            | "KMSInvalidStateException"
+            | "AccessDeniedException"
+            | "InvalidKeyUsageException",
+        ) => KeyError::KeyUnusable,
         _ => KeyError::Unavailable(Box::new(err)),
     }
 }
@@ -138,5 +141,44 @@ impl KeyService for Kms {
             Some(KeyState::Enabled) => Ok(()),
             _ => Err(KeyError::KeyUnusable),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_kms::operation::decrypt::DecryptError;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn coded(code: &str) -> SdkError<DecryptError, ()> {
+        let meta = ErrorMetadata::builder()
+            .code(code)
+            .message("sdk text")
+            .build();
+        SdkError::service_error(DecryptError::generic(meta), ())
+    }
+
+    // Disabled keys and denied access cannot be set up on the local keyring, so the
+    // mapping table is pinned here.
+    #[test]
+    fn kms_errors_map_to_typed_errors() {
+        let cases = [
+            ("InvalidCiphertextException", "InvalidCiphertext"),
+            ("IncorrectKeyException", "InvalidCiphertext"),
+            ("NotFoundException", "KeyNotFound"),
+            ("DisabledException", "KeyUnusable"),
+            ("KMSInvalidStateException", "KeyUnusable"),
+            ("AccessDeniedException", "KeyUnusable"),
+            ("KMSInternalException", "Unavailable"),
+        ];
+        for (code, want) in cases {
+            let got = format!("{:?}", map_err(coded(code)));
+            assert!(got.starts_with(want), "{code} -> {got}");
+        }
+        let err = map_err(coded("KMSInternalException"));
+        assert!(
+            !err.to_string().contains("sdk text"),
+            "no SDK text in the message"
+        );
     }
 }

@@ -4,6 +4,7 @@
 use crate::ports::messenger::{Channel, Messenger, MessengerError, OutboundMessage};
 use async_trait::async_trait;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use aws_sdk_sns::types::MessageAttributeValue;
 
 pub struct SesSns {
     ses: aws_sdk_sesv2::Client,
@@ -29,6 +30,24 @@ fn content(text: &str) -> Result<Content, MessengerError> {
         .map_err(|_| MessengerError::Invalid("empty content".into()))
 }
 
+fn transactional() -> Result<MessageAttributeValue, MessengerError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value("Transactional")
+        .build()
+        .map_err(|_| MessengerError::Invalid("incomplete SMS attribute".into()))
+}
+
+/// The provider's id of a sent message; logged with the channel only, never the
+/// recipient or the content.
+fn sent(channel: Channel, message_id: Option<&str>) -> Result<String, MessengerError> {
+    let id = message_id
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| MessengerError::Unavailable("the provider returned no message id".into()))?;
+    tracing::info!(message_id = %id, ?channel, "message sent");
+    Ok(id.to_string())
+}
+
 #[async_trait]
 impl Messenger for SesSns {
     async fn send(&self, message: &OutboundMessage) -> Result<String, MessengerError> {
@@ -48,7 +67,7 @@ impl Messenger for SesSns {
                     .send()
                     .await
                     .map_err(unavailable)?;
-                Ok(output.message_id().unwrap_or_default().to_string())
+                sent(message.channel, output.message_id())
             }
             Channel::Sms => {
                 let output = self
@@ -56,10 +75,12 @@ impl Messenger for SesSns {
                     .publish()
                     .phone_number(&message.to)
                     .message(&message.body)
+                    // Codes and alerts: SNS's higher-reliability route, not marketing.
+                    .message_attributes("AWS.SNS.SMS.SMSType", transactional()?)
                     .send()
                     .await
                     .map_err(unavailable)?;
-                Ok(output.message_id().unwrap_or_default().to_string())
+                sent(message.channel, output.message_id())
             }
         }
     }

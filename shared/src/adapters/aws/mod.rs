@@ -61,3 +61,56 @@ pub fn build_app(config: Config, sdk: &aws_config::SdkConfig) -> App {
         config,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::BlobStore;
+    use aws_config::{Region, SdkConfig};
+    use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
+    use std::time::Duration;
+
+    fn sdk(endpoint: Option<&str>) -> SdkConfig {
+        let mut builder = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "AKID", "SECRET", None, None, "test",
+            )));
+        if let Some(endpoint) = endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        builder.build()
+    }
+
+    async fn presigned_url(sdk: &SdkConfig) -> String {
+        S3Blobs::new(s3_client(sdk))
+            .presign_get("docs", "u1/f", Duration::from_secs(60))
+            .await
+            .map(|r| r.url)
+            .unwrap_or_else(|e| panic!("presign: {e}"))
+    }
+
+    // Virtual-hosted style on AWS (path style is deprecated there); path style only
+    // behind an emulator, which serves every bucket from one host.
+    #[tokio::test]
+    async fn path_style_only_behind_an_endpoint_override() {
+        let aws = presigned_url(&sdk(None)).await;
+        assert!(
+            aws.starts_with("https://docs.s3.us-east-1.amazonaws.com/u1/f?"),
+            "{aws}"
+        );
+        let emulator = presigned_url(&sdk(Some("http://127.0.0.1:4566"))).await;
+        assert!(
+            emulator.starts_with("http://127.0.0.1:4566/docs/u1/f?"),
+            "{emulator}"
+        );
+    }
+
+    #[test]
+    fn build_app_makes_no_call() {
+        let config = crate::adapters::local::local_config("https://ws.example/prod", "info");
+        let app = build_app(config, &sdk(None));
+        assert_eq!(app.config.ws_endpoint, "https://ws.example/prod");
+    }
+}

@@ -32,11 +32,15 @@ where
 }
 
 /// NoSuchKey (GET) and a bare 404 (HEAD has no body to carry a code).
+/// A missing bucket stays an error: it is a deployment fault, not an absent object.
 fn is_missing<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
-    matches!(err.code(), Some("NoSuchKey" | "NotFound"))
-        || err
+    match err.code() {
+        Some("NoSuchKey" | "NotFound") => true,
+        Some("NoSuchBucket") => false,
+        _ => err
             .raw_response()
-            .is_some_and(|r| r.status().as_u16() == 404)
+            .is_some_and(|r| r.status().as_u16() == 404),
+    }
 }
 
 fn presigned(
@@ -204,5 +208,53 @@ impl BlobStore for S3Blobs {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+
+    fn blobs() -> S3Blobs {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
+            .build();
+        S3Blobs::new(aws_sdk_s3::Client::from_conf(config))
+    }
+
+    // Presigning is local computation: the URL must sign the content type, so a client
+    // cannot upload something else under the same URL.
+    #[tokio::test]
+    async fn presigned_put_signs_the_content_type_and_expiry() {
+        let put = blobs()
+            .presign_put("docs", "u1/f", "application/pdf", Duration::from_secs(300))
+            .await
+            .expect("presign");
+        assert_eq!(put.method, "PUT");
+        assert!(
+            put.url
+                .starts_with("https://docs.s3.eu-west-1.amazonaws.com/u1/f?"),
+            "{}",
+            put.url
+        );
+        assert!(put.url.contains("X-Amz-Expires=300"), "{}", put.url);
+        assert!(
+            put.url.contains("X-Amz-SignedHeaders=content-type%3Bhost"),
+            "{}",
+            put.url
+        );
+        assert_eq!(
+            put.headers.get("content-type").map(String::as_str),
+            Some("application/pdf")
+        );
+        let get = blobs()
+            .presign_get("docs", "u1/f", Duration::from_secs(60))
+            .await
+            .expect("presign");
+        assert_eq!(get.method, "GET");
+        assert!(get.url.contains("X-Amz-Expires=60"), "{}", get.url);
     }
 }

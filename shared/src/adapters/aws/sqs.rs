@@ -28,6 +28,9 @@ where
         Some("AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist") => {
             QueueError::QueueNotFound
         }
+        Some("ReceiptHandleIsInvalid" | "InvalidParameterValue" | "MessageNotInflight") => {
+            QueueError::Invalid("the queue refused the request".into())
+        }
         _ => QueueError::Unavailable(Box::new(err)),
     }
 }
@@ -49,7 +52,12 @@ impl Queue for Sqs {
             .send()
             .await
             .map_err(map_err)?;
-        Ok(output.message_id().unwrap_or_default().to_string())
+        let id = output
+            .message_id()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| QueueError::Unavailable("SQS returned no message id".into()))?;
+        tracing::debug!(message_id = %id, bytes = message.body.len(), "queue: message sent");
+        Ok(id.to_string())
     }
 
     async fn send_batch(
@@ -96,6 +104,7 @@ impl Queue for Sqs {
             Ok(())
         } else {
             failed.sort_unstable();
+            tracing::warn!(failed = failed.len(), "queue: batch entries refused");
             Err(QueueError::PartialBatch { failed })
         }
     }
@@ -162,5 +171,40 @@ impl Queue for Sqs {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sqs::operation::send_message::SendMessageError;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn coded(code: &str) -> SdkError<SendMessageError, ()> {
+        let meta = ErrorMetadata::builder().code(code).build();
+        SdkError::service_error(SendMessageError::generic(meta), ())
+    }
+
+    // SQS's JSON protocol reports the legacy query code when it is compatible; both
+    // spellings mean the same missing queue.
+    #[test]
+    fn missing_queue_codes_are_queue_not_found() {
+        for code in [
+            "AWS.SimpleQueueService.NonExistentQueue",
+            "QueueDoesNotExist",
+        ] {
+            assert!(
+                matches!(map_err(coded(code)), QueueError::QueueNotFound),
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            map_err(coded("ReceiptHandleIsInvalid")),
+            QueueError::Invalid(_)
+        ));
+        assert!(matches!(
+            map_err(coded("InternalError")),
+            QueueError::Unavailable(_)
+        ));
     }
 }

@@ -1,0 +1,209 @@
+//! The key port: data keys bound to an encryption context, re-wrapping for rotation.
+
+use crate::support;
+use shared::adapters::aws::Kms;
+use shared::adapters::local::LocalKeyring;
+use shared::ports::keys::{EncryptionContext, KeyError, KeyService};
+use std::sync::Arc;
+
+pub struct KeyFixture {
+    keys: Arc<dyn KeyService>,
+    /// Two usable keys, named as the adapter reports them (`DataKey::key_id`).
+    key_a: String,
+    key_b: String,
+    /// A well-formed id of a key that does not exist.
+    unknown: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn local_fixture() -> KeyFixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ring = LocalKeyring::open(&dir.path().join("keyring.json")).expect("keyring");
+    ring.create_key("local/a").expect("key a");
+    ring.create_key("local/b").expect("key b");
+    KeyFixture {
+        keys: Arc::new(ring),
+        key_a: "local/a".into(),
+        key_b: "local/b".into(),
+        unknown: "local/missing".into(),
+        _dir: Some(dir),
+    }
+}
+
+async fn aws_fixture() -> Option<KeyFixture> {
+    let sdk = support::aws()?;
+    let client = aws_sdk_kms::Client::new(&sdk);
+    let mut arns = Vec::new();
+    for _ in 0..2 {
+        let created = client
+            .create_key()
+            .description("docare contract test")
+            .send()
+            .await
+            .expect("create key");
+        arns.push(
+            created
+                .key_metadata()
+                .expect("metadata")
+                .arn()
+                .expect("arn")
+                .to_string(),
+        );
+    }
+    // KMS reports keys by ARN, so the fixture names them by ARN too.
+    let unknown = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-4000-8000-000000000000";
+    Some(KeyFixture {
+        keys: Arc::new(Kms::new(client)),
+        key_b: arns.pop().expect("key b"),
+        key_a: arns.pop().expect("key a"),
+        unknown: unknown.into(),
+        _dir: None,
+    })
+}
+
+contract_suite! {
+    local = local_fixture, aws = aws_fixture;
+    both: [
+        generate_then_decrypt_roundtrip,
+        context_mismatch_is_invalid_ciphertext,
+        tampered_ciphertext_is_invalid_ciphertext,
+        re_encrypt_to_a_second_key,
+        unknown_key_is_key_not_found,
+        check_accepts_an_enabled_key,
+    ];
+    local_only: [];
+}
+
+fn context(item: &str) -> EncryptionContext {
+    EncryptionContext::new([("table", "docare"), ("item", item), ("purpose", "phi")])
+}
+
+async fn generate_then_decrypt_roundtrip(fx: &KeyFixture) {
+    let ctx = context("USER#1");
+    let data_key = fx
+        .keys
+        .generate_data_key(&fx.key_a, &ctx)
+        .await
+        .expect("generate");
+    assert_eq!(data_key.key_id, fx.key_a);
+    assert_eq!(data_key.plaintext.len(), 32, "a 256-bit key");
+    assert!(!data_key.ciphertext.is_empty());
+    assert!(
+        !data_key
+            .ciphertext
+            .windows(32)
+            .any(|w| w == data_key.plaintext.as_slice()),
+        "the wrapped key does not contain the key"
+    );
+    let other = fx
+        .keys
+        .generate_data_key(&fx.key_a, &ctx)
+        .await
+        .expect("generate");
+    assert_ne!(
+        *other.plaintext, *data_key.plaintext,
+        "every data key is fresh"
+    );
+
+    let unwrapped = fx
+        .keys
+        .decrypt(&data_key.ciphertext, &ctx)
+        .await
+        .expect("decrypt");
+    assert_eq!(*unwrapped.plaintext, *data_key.plaintext);
+    assert_eq!(unwrapped.key_id, fx.key_a, "decrypt names the wrapping key");
+}
+
+async fn context_mismatch_is_invalid_ciphertext(fx: &KeyFixture) {
+    let data_key = fx
+        .keys
+        .generate_data_key(&fx.key_a, &context("USER#1"))
+        .await
+        .expect("generate");
+    for wrong in [context("USER#2"), EncryptionContext::default()] {
+        let err = fx
+            .keys
+            .decrypt(&data_key.ciphertext, &wrong)
+            .await
+            .err()
+            .expect("another context is refused");
+        assert!(matches!(err, KeyError::InvalidCiphertext), "{err:?}");
+    }
+}
+
+async fn tampered_ciphertext_is_invalid_ciphertext(fx: &KeyFixture) {
+    let ctx = context("USER#1");
+    let data_key = fx
+        .keys
+        .generate_data_key(&fx.key_a, &ctx)
+        .await
+        .expect("generate");
+    let mut tampered = data_key.ciphertext.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0x01;
+    let err = fx
+        .keys
+        .decrypt(&tampered, &ctx)
+        .await
+        .err()
+        .expect("tampered");
+    assert!(matches!(err, KeyError::InvalidCiphertext), "{err:?}");
+}
+
+async fn re_encrypt_to_a_second_key(fx: &KeyFixture) {
+    let (old_ctx, new_ctx) = (context("USER#1"), context("USER#1-rotated"));
+    let data_key = fx
+        .keys
+        .generate_data_key(&fx.key_a, &old_ctx)
+        .await
+        .expect("generate");
+    let rewrapped = fx
+        .keys
+        .re_encrypt(&data_key.ciphertext, &old_ctx, &fx.key_b, &new_ctx)
+        .await
+        .expect("re-encrypt");
+    assert_ne!(rewrapped, data_key.ciphertext);
+    let unwrapped = fx
+        .keys
+        .decrypt(&rewrapped, &new_ctx)
+        .await
+        .expect("decrypt");
+    assert_eq!(
+        *unwrapped.plaintext, *data_key.plaintext,
+        "the same data key"
+    );
+    assert_eq!(unwrapped.key_id, fx.key_b, "now wrapped by the second key");
+    let err = fx
+        .keys
+        .decrypt(&rewrapped, &old_ctx)
+        .await
+        .err()
+        .expect("old context");
+    assert!(matches!(err, KeyError::InvalidCiphertext), "{err:?}");
+    let err = fx
+        .keys
+        .re_encrypt(&data_key.ciphertext, &new_ctx, &fx.key_b, &new_ctx)
+        .await
+        .expect_err("re-encrypt under the wrong source context");
+    assert!(matches!(err, KeyError::InvalidCiphertext), "{err:?}");
+}
+
+async fn unknown_key_is_key_not_found(fx: &KeyFixture) {
+    let err = fx
+        .keys
+        .generate_data_key(&fx.unknown, &context("USER#1"))
+        .await
+        .err()
+        .expect("unknown key");
+    assert!(matches!(err, KeyError::KeyNotFound), "{err:?}");
+    let err = fx
+        .keys
+        .check(&fx.unknown)
+        .await
+        .expect_err("check of an unknown key");
+    assert!(matches!(err, KeyError::KeyNotFound), "{err:?}");
+}
+
+async fn check_accepts_an_enabled_key(fx: &KeyFixture) {
+    fx.keys.check(&fx.key_a).await.expect("check");
+}
