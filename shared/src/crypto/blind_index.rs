@@ -6,9 +6,9 @@
 //! Only high-entropy identifiers are indexed. Never index low-entropy PHI (a date of
 //! birth, an SSN) on its own: its whole value space is small enough to enumerate.
 
-use super::envelope::CryptoError;
+use super::envelope::{from_keys, unwrap_record, CryptoError};
 use crate::ports::db::{item, Condition, Database, DbError, Key, Value};
-use crate::ports::keys::{EncryptionContext, KeyError, KeyService};
+use crate::ports::keys::{EncryptionContext, KeyService};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
@@ -44,13 +44,6 @@ fn index_key_context(stage: &str, name: IndexName) -> EncryptionContext {
         ("stage", stage),
         ("index", name.as_str()),
     ])
-}
-
-fn keys_error(err: KeyError) -> CryptoError {
-    match err {
-        KeyError::InvalidCiphertext => CryptoError::Integrity,
-        other => CryptoError::KeysUnavailable(other),
-    }
 }
 
 pub struct BlindIndex {
@@ -113,21 +106,13 @@ impl BlindIndex {
         else {
             return Ok(None);
         };
-        let wrapped = record
-            .get("wrapped")
-            .and_then(Value::as_bytes)
-            .ok_or(CryptoError::Integrity)?;
-        let unwrapped = self
-            .keys
-            .decrypt(wrapped, &index_key_context(&self.stage, name))
-            .await
-            .map_err(keys_error)?;
-        let key: [u8; 32] = unwrapped
-            .plaintext
-            .as_slice()
-            .try_into()
-            .map_err(|_| CryptoError::Integrity)?;
-        Ok(Some(Zeroizing::new(key)))
+        unwrap_record(
+            self.keys.as_ref(),
+            &record,
+            &index_key_context(&self.stage, name),
+        )
+        .await
+        .map(Some)
     }
 
     /// Creates the index key once; a concurrent creator wins and its key is used.
@@ -136,7 +121,7 @@ impl BlindIndex {
             .keys
             .generate_data_key(&self.kms_key_id, &index_key_context(&self.stage, name))
             .await
-            .map_err(keys_error)?;
+            .map_err(from_keys)?;
         let record_key = index_key_record(name);
         let record = item([
             ("pk", Value::S(record_key.pk)),

@@ -68,7 +68,26 @@ fn from_format(err: FormatError) -> CryptoError {
     }
 }
 
-fn from_keys(err: KeyError) -> CryptoError {
+/// Unwraps the 256-bit key a key record (data key or index key) holds in `wrapped`.
+pub(crate) async fn unwrap_record(
+    keys: &dyn KeyService,
+    record: &crate::ports::db::Item,
+    context: &EncryptionContext,
+) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+    let wrapped = record
+        .get("wrapped")
+        .and_then(Value::as_bytes)
+        .ok_or(CryptoError::Integrity)?;
+    let unwrapped = keys.decrypt(wrapped, context).await.map_err(from_keys)?;
+    let key: [u8; 32] = unwrapped
+        .plaintext
+        .as_slice()
+        .try_into()
+        .map_err(|_| CryptoError::Integrity)?;
+    Ok(Zeroizing::new(key))
+}
+
+pub(crate) fn from_keys(err: KeyError) -> CryptoError {
     match err {
         KeyError::InvalidCiphertext => CryptoError::Integrity,
         other => CryptoError::KeysUnavailable(other),
@@ -279,21 +298,12 @@ impl Envelope {
             .await
             .map_err(CryptoError::StoreUnavailable)?
             .ok_or(CryptoError::Integrity)?;
-        let wrapped = record
-            .get("wrapped")
-            .and_then(Value::as_bytes)
-            .ok_or(CryptoError::Integrity)?;
-        let unwrapped = self
-            .keys
-            .decrypt(wrapped, &data_key_context(&self.stage, id))
-            .await
-            .map_err(from_keys)?;
-        let key: [u8; 32] = unwrapped
-            .plaintext
-            .as_slice()
-            .try_into()
-            .map_err(|_| CryptoError::Integrity)?;
-        let key = Zeroizing::new(key);
+        let key = unwrap_record(
+            self.keys.as_ref(),
+            &record,
+            &data_key_context(&self.stage, id),
+        )
+        .await?;
         self.remember(*id, key.clone());
         Ok(key)
     }
