@@ -2,7 +2,8 @@
 //! with the same semantics (see the contract tests in `shared/tests/contract`).
 //!
 //! Every table has string keys `pk`/`sk`; items may carry sparse index keys
-//! `gsi1pk`/`gsi1sk` and `gsi2pk`/`gsi2sk`, and a TTL attribute `expires_at` (epoch
+//! `gsi1pk`/`gsi1sk`, `gsi2pk`/`gsi2sk` and `gsi3pk`/`gsi3sk` (the domain table has
+//! `gsi1` and `gsi2`; the audit table has all three), and a TTL attribute `expires_at` (epoch
 //! seconds). Items whose TTL has passed are invisible: reads skip them and conditions
 //! treat them as absent, so callers never depend on when DynamoDB actually deletes them.
 
@@ -125,15 +126,18 @@ impl Key {
 pub enum Index {
     Gsi1,
     Gsi2,
+    /// On the audit table only (events by action).
+    Gsi3,
 }
 
 impl Index {
-    pub const ALL: [Index; 2] = [Index::Gsi1, Index::Gsi2];
+    pub const ALL: [Index; 3] = [Index::Gsi1, Index::Gsi2, Index::Gsi3];
 
     pub fn name(self) -> &'static str {
         match self {
             Index::Gsi1 => "gsi1",
             Index::Gsi2 => "gsi2",
+            Index::Gsi3 => "gsi3",
         }
     }
 
@@ -141,6 +145,7 @@ impl Index {
         match self {
             Index::Gsi1 => "gsi1pk",
             Index::Gsi2 => "gsi2pk",
+            Index::Gsi3 => "gsi3pk",
         }
     }
 
@@ -148,6 +153,7 @@ impl Index {
         match self {
             Index::Gsi1 => "gsi1sk",
             Index::Gsi2 => "gsi2sk",
+            Index::Gsi3 => "gsi3sk",
         }
     }
 }

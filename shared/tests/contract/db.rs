@@ -118,18 +118,26 @@ fn key_schema(hash: &str, range: &str) -> Vec<KeySchemaElement> {
         .collect()
 }
 
-/// A fresh table shaped like the template's: `pk`/`sk`, sparse `gsi1` and `gsi2`.
+/// A fresh table shaped like the template's audit table (the domain table's indexes
+/// plus `gsi3`): `pk`/`sk`, sparse `gsi1`, `gsi2` and `gsi3`.
 async fn aws_fixture() -> Option<DbFixture> {
     let sdk = support::aws()?;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let table = support::unique("docare");
-    let attributes = ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"].map(|name| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("attribute")
-    });
+    let names = Index::ALL
+        .iter()
+        .flat_map(|index| [index.pk_attr(), index.sk_attr()]);
+    let attributes: Vec<AttributeDefinition> = ["pk", "sk"]
+        .into_iter()
+        .chain(names)
+        .map(|name| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute")
+        })
+        .collect();
     let indexes = Index::ALL.map(|index| {
         GlobalSecondaryIndex::builder()
             .index_name(index.name())
@@ -146,7 +154,7 @@ async fn aws_fixture() -> Option<DbFixture> {
         .create_table()
         .table_name(&table)
         .billing_mode(BillingMode::PayPerRequest)
-        .set_attribute_definitions(Some(attributes.to_vec()))
+        .set_attribute_definitions(Some(attributes))
         .set_key_schema(Some(key_schema("pk", "sk")))
         .set_global_secondary_indexes(Some(indexes.to_vec()))
         .send()
@@ -612,6 +620,18 @@ async fn query_on_gsi1_and_sparse_gsi2(fx: &DbFixture) {
         "gsi2 is sparse"
     );
     assert!(fx.sks(on(Index::Gsi2, "PROV#x")).await.is_empty());
+    assert!(
+        fx.sks(on(Index::Gsi3, "CANCELLED")).await.is_empty(),
+        "gsi3 holds only items with gsi3 keys"
+    );
+    let mut third = row("PAT#p4", "APPT#2026-01-04");
+    third.insert("gsi3pk".into(), "ACTION#x".into());
+    third.insert("gsi3sk".into(), "2026-01-04".into());
+    fx.put(third).await;
+    assert_eq!(
+        fx.sks(on(Index::Gsi3, "ACTION#x")).await,
+        ["APPT#2026-01-04"]
+    );
 
     // Index pages carry the index keys and the table keys, and resume in order.
     let pages = fx.pages(on(Index::Gsi1, "PROV#x").limit(2)).await;

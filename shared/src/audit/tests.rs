@@ -1,0 +1,636 @@
+//! The writer, reader and verifier on the local adapters.
+
+use super::*;
+use crate::adapters::local::{self, LocalParts};
+use crate::clock::{Clock, ManualClock};
+use crate::crypto::{CachePolicy, Envelope};
+use crate::http::pagination::{decode_cursor, PageRequest};
+use crate::http::ApiRequest;
+use crate::ports::db::{Condition, DbError, Query, QueryPage, Update, WriteOp};
+use crate::ports::db::{Database, Item, Key, Value};
+use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Unwrapped};
+use crate::ApiError;
+use async_trait::async_trait;
+use chrono::{Duration, Utc};
+use std::sync::Arc;
+
+/// A store and a key service that do not answer.
+struct Down;
+
+fn down() -> Box<dyn std::error::Error + Send + Sync> {
+    "simulated outage".into()
+}
+
+#[async_trait]
+impl Database for Down {
+    async fn get(&self, _: &str, _: &Key) -> Result<Option<Item>, DbError> {
+        Err(DbError::Unavailable(down()))
+    }
+    async fn put(&self, _: &str, _: Item, _: Option<Condition>) -> Result<(), DbError> {
+        Err(DbError::Unavailable(down()))
+    }
+    async fn update(
+        &self,
+        _: &str,
+        _: &Key,
+        _: Update,
+        _: Option<Condition>,
+    ) -> Result<Item, DbError> {
+        Err(DbError::Unavailable(down()))
+    }
+    async fn delete(
+        &self,
+        _: &str,
+        _: &Key,
+        _: Option<Condition>,
+    ) -> Result<Option<Item>, DbError> {
+        Err(DbError::Unavailable(down()))
+    }
+    async fn query(&self, _: &str, _: Query) -> Result<QueryPage, DbError> {
+        Err(DbError::Unavailable(down()))
+    }
+    async fn transact_write(&self, _: Vec<WriteOp>) -> Result<(), DbError> {
+        Err(DbError::Unavailable(down()))
+    }
+    async fn check(&self, _: &str) -> Result<(), DbError> {
+        Err(DbError::Unavailable(down()))
+    }
+}
+
+#[async_trait]
+impl KeyService for Down {
+    async fn generate_data_key(&self, _: &str, _: &EncryptionContext) -> Result<DataKey, KeyError> {
+        Err(KeyError::Unavailable(down()))
+    }
+    async fn decrypt(&self, _: &[u8], _: &EncryptionContext) -> Result<Unwrapped, KeyError> {
+        Err(KeyError::Unavailable(down()))
+    }
+    async fn re_encrypt(
+        &self,
+        _: &[u8],
+        _: &EncryptionContext,
+        _: &str,
+        _: &EncryptionContext,
+    ) -> Result<Vec<u8>, KeyError> {
+        Err(KeyError::Unavailable(down()))
+    }
+    async fn check(&self, _: &str) -> Result<(), KeyError> {
+        Err(KeyError::Unavailable(down()))
+    }
+}
+
+struct Fixture {
+    parts: LocalParts,
+    clock: Arc<ManualClock>,
+    envelope: Arc<Envelope>,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("dir");
+    // Whole milliseconds, as stored, so time arithmetic in tests is exact.
+    let start =
+        chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).expect("now");
+    let clock = Arc::new(ManualClock::new(start));
+    let config = local::local_config("ws://127.0.0.1:1", "warn");
+    let parts = local::open(dir.path(), config, "http://127.0.0.1:1", clock.clone()).expect("app");
+    let app = &parts.app;
+    let envelope = Arc::new(Envelope::new(
+        app.keys.clone(),
+        app.db.clone(),
+        app.clock.clone(),
+        &app.config.table,
+        &app.config.kms_key_id,
+        app.config.stage.as_str(),
+        CachePolicy::default(),
+    ));
+    Fixture {
+        parts,
+        clock,
+        envelope,
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    fn writer(&self) -> AuditWriter {
+        let app = &self.parts.app;
+        AuditWriter::new(
+            app.db.clone(),
+            self.envelope.clone(),
+            app.clock.clone(),
+            &app.config,
+        )
+    }
+
+    fn reader(&self) -> AuditReader {
+        AuditReader::new(self.parts.app.db.clone(), &self.parts.app.config)
+    }
+
+    fn audit_table(&self) -> &str {
+        &self.parts.app.config.audit_table
+    }
+
+    async fn verify(&self) -> VerifyReport {
+        verify(&self.reader(), self.clock.now(), &VerifyOptions::default())
+            .await
+            .expect("verify")
+    }
+
+    async fn event(&self, shard: u32, seq: u64) -> Item {
+        self.parts
+            .store
+            .get(self.audit_table(), &Key::new(chain_pk(shard), seq_sk(seq)))
+            .await
+            .expect("get")
+            .expect("event exists")
+    }
+
+    async fn put_raw(&self, item: Item) {
+        self.parts
+            .store
+            .put(self.audit_table(), item, None)
+            .await
+            .expect("put");
+    }
+
+    /// Records `n` events on `shard` through one writer; returns their event ids.
+    async fn chain_of(&self, shard: u32, n: u64) -> Vec<String> {
+        let writer = self.writer().starting_on_shard(shard);
+        for i in 0..n {
+            writer.record(sample(i)).await.expect("record");
+            self.clock.advance(Duration::milliseconds(10));
+        }
+        let mut ids = Vec::new();
+        for seq in 0..n {
+            let item = self.event(shard, seq).await;
+            ids.push(item["event_id"].as_str().expect("id").to_string());
+        }
+        ids
+    }
+}
+
+fn sample(i: u64) -> AuditEvent {
+    let mut req = ApiRequest::new(http::Method::GET, "/api/v1/notes/n1");
+    req.source_ip = Some("203.0.113.9".into());
+    req.user_agent = Some("DoCareApp/1.0".into());
+    let action = if i % 2 == 0 {
+        Action::View
+    } else {
+        Action::Update
+    };
+    AuditEvent::from_request(&req, action, Outcome::Success)
+        .actor(Actor::user(format!("u{}", i % 3), "provider").with_session("s1"))
+        .resource("note", format!("n{}", i % 2))
+}
+
+fn broken(report: &VerifyReport) -> &ChainBreak {
+    report.first_break.as_ref().expect("a break is reported")
+}
+
+#[tokio::test]
+async fn appended_events_verify_and_fill_every_field() {
+    let fx = fixture();
+    let writer = fx.writer();
+    let mut req = ApiRequest::new(http::Method::POST, "/api/v1/auth/login");
+    req.request_id = "req-1".into();
+    req.source_ip = Some("2001:db8::1".into());
+    writer
+        .record(AuditEvent::from_request(
+            &req,
+            Action::LoginFailed,
+            Outcome::Denied,
+        ))
+        .await
+        .expect("anonymous event");
+    for i in 0..9 {
+        writer.record(sample(i)).await.expect("record");
+    }
+    let report = fx.verify().await;
+    assert!(report.is_intact(), "{:?}", report.first_break);
+    assert_eq!((report.events, report.chains), (10, 1));
+
+    // One shard, seq 0..=9, each linked to the one before, head at 9.
+    let items = fx.parts.store.raw_items(fx.audit_table()).expect("raw");
+    assert_eq!(items.len(), 10);
+    let events: Vec<StoredEvent> = items
+        .iter()
+        .map(|i| StoredEvent::from_item(i).expect("well formed"))
+        .collect();
+    let shard = events[0].shard;
+    assert!(shard < CHAIN_SHARDS);
+    assert_eq!(events[0].prev_hash, genesis_hash(shard));
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1);
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+        assert_eq!(pair[1].prev_id.as_deref(), Some(pair[0].event_id.as_str()));
+    }
+    let first = &events[0];
+    assert_eq!(first.action, Action::LoginFailed);
+    assert_eq!(first.outcome, Outcome::Denied);
+    assert_eq!(first.actor, Actor::anonymous());
+    assert_eq!(first.request_id.as_deref(), Some("req-1"));
+    assert_eq!(first.source_ip.as_deref(), Some("2001:db8::1"));
+    let time = parse_time(&first.time).expect("RFC 3339");
+    assert_eq!(time.timestamp_millis(), fx.clock.now().timestamp_millis());
+    assert_eq!(
+        first.expires_at,
+        time.timestamp() + RETENTION_DAYS * 86_400,
+        "TTL is 2555 days"
+    );
+    let head = fx
+        .reader()
+        .head(shard)
+        .await
+        .expect("head")
+        .expect("exists");
+    assert_eq!((head.seq, &head.hash), (9, &events[9].hash));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_on_one_shard_both_succeed_in_one_chain() {
+    let fx = fixture();
+    let (a, b) = (
+        Arc::new(fx.writer().starting_on_shard(5)),
+        Arc::new(fx.writer().starting_on_shard(5)),
+    );
+    // Both learn the shard's head first, so every later append races the other's.
+    a.record(sample(0)).await.expect("a");
+    b.record(sample(1)).await.expect("b");
+    let run = |writer: Arc<AuditWriter>| {
+        tokio::spawn(async move {
+            for i in 0..20 {
+                writer
+                    .record(sample(i))
+                    .await
+                    .expect("record under contention");
+            }
+        })
+    };
+    let (ra, rb) = tokio::join!(run(a), run(b));
+    ra.expect("task a");
+    rb.expect("task b");
+    let report = fx.verify().await;
+    assert!(report.is_intact(), "{:?}", report.first_break);
+    assert_eq!(report.events, 42);
+    let on_five = fx.reader().head(5).await.expect("head").expect("shard 5");
+    assert!(on_five.seq >= 2, "shard 5 was shared");
+}
+
+#[tokio::test]
+async fn a_deleted_middle_event_is_named() {
+    let fx = fixture();
+    let ids = fx.chain_of(3, 6).await;
+    fx.parts
+        .store
+        .delete(fx.audit_table(), &Key::new(chain_pk(3), seq_sk(2)), None)
+        .await
+        .expect("delete");
+    let report = fx.verify().await;
+    assert_eq!(
+        broken(&report),
+        &ChainBreak {
+            shard: 3,
+            seq: 2,
+            event_id: Some(ids[2].clone()),
+            kind: BreakKind::Missing
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_edited_field_is_detected_even_with_a_recomputed_hash() {
+    let fx = fixture();
+    let ids = fx.chain_of(0, 5).await;
+    let original = fx.event(0, 1).await;
+
+    let mut edited = original.clone();
+    edited.insert("outcome".into(), Value::S("denied".into()));
+    fx.put_raw(edited).await;
+    let report = fx.verify().await;
+    assert_eq!(broken(&report).kind, BreakKind::Altered);
+    assert_eq!(
+        (broken(&report).seq, broken(&report).event_id.as_deref()),
+        (1, Some(ids[1].as_str()))
+    );
+
+    // Whoever rewrites the hash too breaks the next event's link.
+    let mut event = StoredEvent::from_item(&original).expect("parse");
+    event.outcome = Outcome::Denied;
+    event.hash = event.compute_hash();
+    fx.put_raw(event.to_item()).await;
+    let report = fx.verify().await;
+    assert_eq!(
+        (broken(&report).seq, &broken(&report).kind),
+        (2, &BreakKind::BrokenLink)
+    );
+
+    // An edited indexed field (or index key) is caught before the hash.
+    let mut moved = original.clone();
+    moved.insert("action".into(), Value::S("EXPORT".into()));
+    fx.put_raw(moved).await;
+    assert!(matches!(
+        broken(&fx.verify().await).kind,
+        BreakKind::Malformed(_)
+    ));
+    let mut extra = original;
+    extra.insert("note".into(), Value::S("x".into()));
+    fx.put_raw(extra).await;
+    assert!(matches!(
+        broken(&fx.verify().await).kind,
+        BreakKind::Malformed(_)
+    ));
+}
+
+#[tokio::test]
+async fn swapped_events_are_detected() {
+    let fx = fixture();
+    fx.chain_of(7, 5).await;
+    let (two, three) = (fx.event(7, 2).await, fx.event(7, 3).await);
+    let at = |mut item: Item, seq: u64| {
+        item.insert("sk".into(), Value::S(seq_sk(seq)));
+        item
+    };
+    fx.put_raw(at(two, 3)).await;
+    fx.put_raw(at(three, 2)).await;
+    let report = fx.verify().await;
+    let found = broken(&report);
+    assert_eq!((found.shard, found.seq), (7, 2));
+    assert_eq!(found.kind, BreakKind::Altered);
+}
+
+#[tokio::test]
+async fn a_deleted_tail_is_detected_through_the_head() {
+    let fx = fixture();
+    let ids = fx.chain_of(9, 4).await;
+    fx.parts
+        .store
+        .delete(fx.audit_table(), &Key::new(chain_pk(9), seq_sk(3)), None)
+        .await
+        .expect("delete");
+    let report = fx.verify().await;
+    assert_eq!(
+        broken(&report),
+        &ChainBreak {
+            shard: 9,
+            seq: 3,
+            event_id: Some(ids[3].clone()),
+            kind: BreakKind::Truncated
+        }
+    );
+
+    // Without the head, events are unanchored.
+    let fx = fixture();
+    fx.chain_of(9, 2).await;
+    fx.parts
+        .store
+        .delete(&fx.parts.app.config.table, &head_key(9), None)
+        .await
+        .expect("delete head");
+    assert_eq!(broken(&fx.verify().await).kind, BreakKind::HeadMissing);
+}
+
+#[tokio::test]
+async fn events_past_retention_may_go_but_young_ones_may_not() {
+    let fx = fixture();
+    fx.chain_of(4, 3).await;
+    fx.clock.advance(Duration::days(RETENTION_DAYS + 1));
+    let writer = fx.writer().starting_on_shard(4);
+    writer.record(sample(9)).await.expect("record");
+    writer.record(sample(10)).await.expect("record");
+    // The first three are past their TTL: invisible, and that is no break.
+    let report = fx.verify().await;
+    assert!(report.is_intact(), "{:?}", report.first_break);
+    assert_eq!(report.events, 2);
+
+    // A young first event deleted is a break.
+    let fx = fixture();
+    let ids = fx.chain_of(4, 3).await;
+    fx.parts
+        .store
+        .delete(fx.audit_table(), &Key::new(chain_pk(4), seq_sk(0)), None)
+        .await
+        .expect("delete");
+    let report = fx.verify().await;
+    assert_eq!(
+        (broken(&report).seq, broken(&report).event_id.as_deref()),
+        (0, Some(ids[0].as_str()))
+    );
+    assert_eq!(broken(&report).kind, BreakKind::Missing);
+}
+
+#[tokio::test]
+async fn a_time_range_checks_only_its_part_of_the_chain() {
+    let fx = fixture();
+    let writer = fx.writer().starting_on_shard(2);
+    let start = fx.clock.now();
+    for i in 0..30 {
+        writer.record(sample(i)).await.expect("record");
+        fx.clock.advance(Duration::hours(1));
+    }
+    let range = TimeRange {
+        from: Some(start + Duration::hours(10)),
+        to: Some(start + Duration::hours(19)),
+    };
+    let options = VerifyOptions {
+        range,
+        ..VerifyOptions::default()
+    };
+    let report = verify(&fx.reader(), fx.clock.now(), &options)
+        .await
+        .expect("verify");
+    assert!(report.is_intact(), "{:?}", report.first_break);
+    assert_eq!(report.events, 10);
+
+    // A break outside the range is not this range's business; inside, it is.
+    fx.parts
+        .store
+        .delete(fx.audit_table(), &Key::new(chain_pk(2), seq_sk(25)), None)
+        .await
+        .expect("delete");
+    let report = verify(&fx.reader(), fx.clock.now(), &options)
+        .await
+        .expect("verify");
+    assert!(report.is_intact());
+    fx.parts
+        .store
+        .delete(fx.audit_table(), &Key::new(chain_pk(2), seq_sk(15)), None)
+        .await
+        .expect("delete");
+    let report = verify(&fx.reader(), fx.clock.now(), &options)
+        .await
+        .expect("verify");
+    assert_eq!(
+        (broken(&report).seq, &broken(&report).kind),
+        (15, &BreakKind::Missing)
+    );
+}
+
+#[tokio::test]
+async fn reasons_and_user_agents_are_stored_encrypted_and_bound() {
+    let fx = fixture();
+    let writer = fx.writer().starting_on_shard(1);
+    let mut req = ApiRequest::new(http::Method::GET, "/x");
+    req.user_agent = Some("PeculiarBrowser/9".into());
+    let reason = Reason::new("Patient Jane Roe unconscious in ER").expect("reason");
+    writer
+        .record(
+            AuditEvent::from_request(&req, Action::BreakGlass, Outcome::Success)
+                .actor(Actor::user("u1", "provider"))
+                .resource("patient", "p1")
+                .reason(reason),
+        )
+        .await
+        .expect("record");
+    writer.record(sample(0)).await.expect("record");
+
+    let raw = serde_json::to_string(&fx.parts.store.raw_items(fx.audit_table()).expect("raw"))
+        .expect("json");
+    for plain in ["Jane", "unconscious", "PeculiarBrowser", "DoCareApp"] {
+        assert!(!raw.contains(plain), "{plain} is stored in the clear");
+    }
+
+    let reader = fx.reader();
+    let page = reader
+        .chain(
+            1,
+            &PageRequest {
+                limit: 10,
+                start: None,
+            },
+        )
+        .await
+        .expect("chain");
+    let first = &page.items[0];
+    let reason = reader.reason(&fx.envelope, first).await.expect("decrypt");
+    assert_eq!(
+        reason.as_deref().map(String::as_str),
+        Some("Patient Jane Roe unconscious in ER")
+    );
+    let ua = reader
+        .user_agent(&fx.envelope, first)
+        .await
+        .expect("decrypt");
+    assert_eq!(ua.as_deref().map(String::as_str), Some("PeculiarBrowser/9"));
+
+    // A reason copied onto another event does not open there.
+    let mut second = page.items[1].clone();
+    second.reason = first.reason.clone();
+    assert!(matches!(
+        reader.reason(&fx.envelope, &second).await,
+        Err(AuditError::Crypto(_))
+    ));
+}
+
+#[tokio::test]
+async fn compliance_queries_use_the_indexes_with_time_ranges_and_cursors() {
+    let fx = fixture();
+    let writer = fx.writer();
+    let start = fx.clock.now();
+    for i in 0..12 {
+        writer.record(sample(i)).await.expect("record");
+        fx.clock.advance(Duration::minutes(1));
+    }
+    let reader = fx.reader();
+    let all = TimeRange::default();
+    let first_page = PageRequest {
+        limit: 3,
+        start: None,
+    };
+
+    // u0 acted at i = 0, 3, 6, 9: newest first, in pages.
+    let page = reader
+        .by_actor("u0", &all, &first_page)
+        .await
+        .expect("actor");
+    assert_eq!(page.items.len(), 3);
+    assert!(page.items.windows(2).all(|w| w[0].time > w[1].time));
+    let cursor = page.next_cursor.expect("more");
+    let next = PageRequest {
+        limit: 3,
+        start: Some(decode_cursor(&cursor).expect("cursor")),
+    };
+    let rest = reader.by_actor("u0", &all, &next).await.expect("page 2");
+    assert_eq!(rest.items.len(), 1);
+    assert!(rest
+        .items
+        .iter()
+        .all(|e| e.actor.user_id.as_deref() == Some("u0")));
+
+    // A cursor from another list is the caller's 400.
+    let err = reader
+        .by_action(Action::View, &all, &next)
+        .await
+        .expect_err("foreign cursor");
+    assert_eq!(ApiError::from(err).status(), 400);
+
+    let window = TimeRange {
+        from: Some(start + Duration::minutes(4)),
+        to: Some(start + Duration::minutes(7)),
+    };
+    let big = PageRequest {
+        limit: 100,
+        start: None,
+    };
+    let views = reader
+        .by_action(Action::View, &window, &big)
+        .await
+        .expect("action");
+    let times: Vec<i64> = views
+        .items
+        .iter()
+        .map(|e| (parse_time(&e.time).expect("t") - start).num_minutes())
+        .collect();
+    assert_eq!(times, [6, 4]);
+    let on_n1 = reader
+        .by_resource("note", "n1", &all, &big)
+        .await
+        .expect("resource");
+    assert_eq!(on_n1.items.len(), 6);
+    assert!(on_n1.items.iter().all(|e| e.action == Action::Update));
+}
+
+#[tokio::test]
+async fn failures_to_record_are_503_and_bad_events_are_refused() {
+    let fx = fixture();
+    let app = &fx.parts.app;
+    let down = AuditWriter::new(
+        Arc::new(Down),
+        fx.envelope.clone(),
+        app.clock.clone(),
+        &app.config,
+    );
+    let err = down.record(sample(0)).await.expect_err("store down");
+    assert!(matches!(err, AuditError::Store(_)));
+    let api = ApiError::from(err);
+    assert_eq!(api.status(), 503);
+    assert_eq!(api.code(), "service_unavailable");
+
+    let no_keys = Arc::new(Envelope::new(
+        Arc::new(Down),
+        app.db.clone(),
+        app.clock.clone(),
+        &app.config.table,
+        &app.config.kms_key_id,
+        "local",
+        CachePolicy::default(),
+    ));
+    let writer = AuditWriter::new(app.db.clone(), no_keys, app.clock.clone(), &app.config);
+    let err = writer.record(sample(0)).await.expect_err("keys down");
+    assert_eq!(ApiError::from(err).status(), 503);
+    assert!(fx
+        .parts
+        .store
+        .raw_items(fx.audit_table())
+        .expect("raw")
+        .is_empty());
+
+    let bad = sample(0).resource("Note#x", "n1");
+    let err = fx
+        .writer()
+        .record(bad)
+        .await
+        .expect_err("bad resource type");
+    assert!(matches!(err, AuditError::InvalidEvent("resource.type")));
+    assert_eq!(ApiError::from(err).status(), 500);
+}

@@ -1,0 +1,343 @@
+//! Verification of the audit chains: walks every shard in order and checks that each
+//! event is well formed, that its hash is the hash of its fields, that it links to the
+//! hash of the event before it with no gap in `seq`, and that the last event is the
+//! head recorded in the domain table. Reports the first break.
+//!
+//! Events past retention disappear by TTL from the oldest end of a chain. Each event
+//! stores its predecessor's time, so a missing predecessor is accepted only when that
+//! time is past retention; a younger gap is a deletion.
+
+use super::chain::{
+    format_time, genesis_hash, is_past_retention, ChainHead, Malformed, StoredEvent, CHAIN_SHARDS,
+};
+use super::reader::{AuditReader, TimeRange};
+use super::AuditError;
+use crate::ports::db::{Item, Value, SK};
+use chrono::{DateTime, Duration, Utc};
+use std::fmt;
+
+/// Events read per query page while walking a chain.
+const PAGE: u32 = 500;
+/// Clock difference tolerated between writer instances when cutting a time range.
+const SKEW_MINUTES: i64 = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyOptions {
+    pub shards: u32,
+    pub range: TimeRange,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            shards: CHAIN_SHARDS,
+            range: TimeRange::default(),
+        }
+    }
+}
+
+/// What is wrong at the break.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BreakKind {
+    /// No event at this seq, but later events exist (deleted).
+    Missing,
+    /// The stored hash is not the hash of the stored fields (edited, or moved/swapped).
+    Altered,
+    /// `prev_hash` is not the hash of the event before it (replaced or reordered).
+    BrokenLink,
+    /// Not a well-formed audit item (unknown, missing or inconsistent attribute).
+    Malformed(String),
+    /// The head records events after the last one present (tail deleted).
+    Truncated,
+    /// The last event is not the one the head records.
+    HeadMismatch,
+    /// Events exist but the shard has no head.
+    HeadMissing,
+    /// The head is not a well-formed head item.
+    HeadMalformed(String),
+}
+
+impl fmt::Display for BreakKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BreakKind::Missing => f.write_str("missing event (deleted)"),
+            BreakKind::Altered => f.write_str("hash mismatch (event altered)"),
+            BreakKind::BrokenLink => f.write_str("prev_hash does not link to the previous event"),
+            BreakKind::Malformed(what) => write!(f, "malformed event ({what})"),
+            BreakKind::Truncated => {
+                f.write_str("events after the last one are missing (tail deleted)")
+            }
+            BreakKind::HeadMismatch => f.write_str("last event does not match the chain head"),
+            BreakKind::HeadMissing => f.write_str("chain head missing"),
+            BreakKind::HeadMalformed(what) => write!(f, "malformed chain head ({what})"),
+        }
+    }
+}
+
+/// Where the chain breaks first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainBreak {
+    pub shard: u32,
+    pub seq: u64,
+    /// The event at that place, when known (from the event, its successor or the head).
+    pub event_id: Option<String>,
+    pub kind: BreakKind,
+}
+
+impl fmt::Display for ChainBreak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "chain {} seq {} event {}: {}",
+            self.shard,
+            self.seq,
+            self.event_id.as_deref().unwrap_or("-"),
+            self.kind
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Events checked (those in the time range).
+    pub events: u64,
+    /// Shards holding at least one event or a head.
+    pub chains: u32,
+    pub first_break: Option<ChainBreak>,
+}
+
+impl VerifyReport {
+    pub fn is_intact(&self) -> bool {
+        self.first_break.is_none()
+    }
+}
+
+/// Walks every shard; stops at the first break.
+pub async fn verify(
+    reader: &AuditReader,
+    now: DateTime<Utc>,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, AuditError> {
+    let mut report = VerifyReport::default();
+    for shard in 0..options.shards {
+        let outcome = verify_shard(reader, shard, now, &options.range).await?;
+        report.events += outcome.events;
+        if outcome.used {
+            report.chains += 1;
+        }
+        if let Some(found) = outcome.first_break {
+            report.first_break = Some(found);
+            break;
+        }
+    }
+    Ok(report)
+}
+
+#[derive(Default)]
+struct ShardOutcome {
+    events: u64,
+    used: bool,
+    first_break: Option<ChainBreak>,
+}
+
+/// The last event seen while walking.
+struct Seen {
+    seq: u64,
+    hash: String,
+    event_id: String,
+}
+
+fn sk_seq(item: &Item) -> Option<u64> {
+    item.get(SK).and_then(Value::as_str)?.parse().ok()
+}
+
+async fn verify_shard(
+    reader: &AuditReader,
+    shard: u32,
+    now: DateTime<Utc>,
+    range: &TimeRange,
+) -> Result<ShardOutcome, AuditError> {
+    let mut out = ShardOutcome::default();
+    let broken = |seq: u64, event_id: Option<String>, kind: BreakKind| ChainBreak {
+        shard,
+        seq,
+        event_id,
+        kind,
+    };
+    let head = match reader.head(shard).await {
+        Ok(head) => head,
+        Err(AuditError::Corrupt(Malformed(what))) => {
+            out.used = true;
+            out.first_break = Some(broken(0, None, BreakKind::HeadMalformed(what)));
+            return Ok(out);
+        }
+        Err(err) => return Err(err),
+    };
+    out.used = head.is_some();
+    let start = match (&range.from, &head) {
+        (Some(from), Some(head)) => start_seq(reader, shard, *from, head.seq).await?,
+        _ => 0,
+    };
+    let stop_after = range
+        .to
+        .map(|to| format_time(to + Duration::minutes(SKEW_MINUTES)));
+
+    let mut last: Option<Seen> = None;
+    let mut reached_end = true;
+    let mut page_start = None;
+    'pages: loop {
+        let page = reader.chain_page(shard, start, PAGE, page_start).await?;
+        for item in &page.items {
+            out.used = true;
+            let event = match StoredEvent::from_item(item) {
+                Ok(event) => event,
+                Err(Malformed(what)) => {
+                    let seq = sk_seq(item).unwrap_or_default();
+                    let id = item
+                        .get("event_id")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                    out.first_break = Some(broken(seq, id, BreakKind::Malformed(what)));
+                    return Ok(out);
+                }
+            };
+            if stop_after
+                .as_deref()
+                .is_some_and(|stop| event.time.as_str() > stop)
+            {
+                reached_end = false;
+                break 'pages;
+            }
+            let id = Some(event.event_id.clone());
+            // An event that is not what was written at its place (edited, swapped,
+            // moved) is named first; then its place in the chain is checked.
+            if event.compute_hash() != event.hash {
+                out.first_break = Some(broken(event.seq, id, BreakKind::Altered));
+                return Ok(out);
+            }
+            // The link to the predecessor: the event read just before, or genesis.
+            let expected = last.as_ref().map_or(start, |seen| seen.seq + 1);
+            if event.seq != expected || (last.is_none() && event.seq > 0) {
+                let predecessor_expired = event
+                    .prev_time
+                    .as_deref()
+                    .is_some_and(|t| is_past_retention(t, now));
+                // Reading from `start > 0` (a time range) the first event has no
+                // predecessor in hand: its link is checked by a run without `--from`.
+                let range_cut = last.is_none() && event.seq == start && start > 0;
+                if !predecessor_expired && !range_cut {
+                    let missing = event.seq - 1;
+                    out.first_break = Some(broken(missing, event.prev_id, BreakKind::Missing));
+                    return Ok(out);
+                }
+            } else {
+                let prev_hash = match &last {
+                    Some(seen) => seen.hash.clone(),
+                    None => genesis_hash(shard),
+                };
+                if event.prev_hash != prev_hash {
+                    out.first_break = Some(broken(event.seq, id, BreakKind::BrokenLink));
+                    return Ok(out);
+                }
+            }
+            if range.contains(&event.time) {
+                out.events += 1;
+            }
+            last = Some(Seen {
+                seq: event.seq,
+                hash: event.hash,
+                event_id: event.event_id,
+            });
+        }
+        match page.next {
+            Some(next) => page_start = Some(next),
+            None => break,
+        }
+    }
+    if reached_end {
+        out.first_break = check_head(shard, head.as_ref(), last.as_ref(), now);
+    }
+    Ok(out)
+}
+
+/// The end of the chain against its head.
+fn check_head(
+    shard: u32,
+    head: Option<&ChainHead>,
+    last: Option<&Seen>,
+    now: DateTime<Utc>,
+) -> Option<ChainBreak> {
+    let broken = |seq: u64, event_id: Option<String>, kind: BreakKind| {
+        Some(ChainBreak {
+            shard,
+            seq,
+            event_id,
+            kind,
+        })
+    };
+    match (head, last) {
+        (None, None) => None,
+        (None, Some(last)) => broken(
+            last.seq,
+            Some(last.event_id.clone()),
+            BreakKind::HeadMissing,
+        ),
+        (Some(head), None) => {
+            // Every event gone: fine only if the newest one is past retention.
+            if is_past_retention(&head.time, now) {
+                None
+            } else {
+                broken(head.seq, Some(head.event_id.clone()), BreakKind::Truncated)
+            }
+        }
+        (Some(head), Some(last)) => {
+            if head.seq > last.seq {
+                broken(head.seq, Some(head.event_id.clone()), BreakKind::Truncated)
+            } else if head.seq < last.seq
+                || head.hash != last.hash
+                || head.event_id != last.event_id
+            {
+                broken(
+                    last.seq,
+                    Some(last.event_id.clone()),
+                    BreakKind::HeadMismatch,
+                )
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// The first seq worth reading for events from `from` on: a binary search over seq
+/// (events are appended in time order, up to the writers' clock skew), minus one so the
+/// link into the range is checked too.
+async fn start_seq(
+    reader: &AuditReader,
+    shard: u32,
+    from: DateTime<Utc>,
+    head_seq: u64,
+) -> Result<u64, AuditError> {
+    let bound = format_time(from - Duration::minutes(SKEW_MINUTES));
+    let (mut lo, mut hi) = (0u64, head_seq + 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let found = reader.first_at_or_after(shard, mid).await?;
+        let (seq, time) = match found.as_ref() {
+            Some(item) => (
+                sk_seq(item).unwrap_or(mid),
+                item.get("time").and_then(Value::as_str).unwrap_or_default(),
+            ),
+            None => {
+                hi = mid;
+                continue;
+            }
+        };
+        if time >= bound.as_str() {
+            hi = mid;
+        } else {
+            lo = seq.max(mid) + 1;
+        }
+    }
+    Ok(lo.saturating_sub(1))
+}

@@ -1,0 +1,313 @@
+//! The one audit writer every function uses.
+//!
+//! An instance picks a random chain shard at first use and keeps that shard's head in
+//! memory, so a warm append is exactly one `TransactWriteItems`: a conditional `Put` of
+//! the event in the audit table (new key only) and an `Update` of the shard's head in
+//! the domain table, conditioned on the head this instance last saw. When another
+//! instance advanced the shard first, the writer re-reads the head (one `GetItem`) and
+//! retries, moving to another shard after repeated conflicts, a bounded number of times.
+//! The functions therefore need only `PutItem` on the audit table.
+
+use super::chain::{
+    attr, chain_pk, format_time, genesis_hash, head_key, seq_sk, ChainHead, StoredEvent,
+    CHAIN_SHARDS, RETENTION_DAYS,
+};
+use super::event::AuditEvent;
+use super::AuditError;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::{Binding, Envelope};
+use crate::ports::db::{Condition, Database, DbError, Update, Value, WriteOp};
+use rand::Rng;
+use std::sync::Arc;
+
+/// Appends tried before giving up (each after a re-read of the head).
+pub const MAX_ATTEMPTS: u32 = 8;
+/// Conflicts on one shard before the writer moves to another.
+const CONFLICTS_BEFORE_MOVING: u32 = 2;
+/// Bounds on the identifiers an event carries (they are ids, not text).
+const MAX_ID_LEN: usize = 256;
+
+/// What this instance believes the next append of its shard follows.
+#[derive(Debug, Clone)]
+struct Tip {
+    shard: u32,
+    next_seq: u64,
+    prev_hash: String,
+    prev_time: Option<String>,
+    prev_id: Option<String>,
+}
+
+impl Tip {
+    fn genesis(shard: u32) -> Self {
+        Self {
+            shard,
+            next_seq: 0,
+            prev_hash: genesis_hash(shard),
+            prev_time: None,
+            prev_id: None,
+        }
+    }
+
+    fn after(event: &StoredEvent) -> Self {
+        Self {
+            shard: event.shard,
+            next_seq: event.seq + 1,
+            prev_hash: event.hash.clone(),
+            prev_time: Some(event.time.clone()),
+            prev_id: Some(event.event_id.clone()),
+        }
+    }
+}
+
+pub struct AuditWriter {
+    db: Arc<dyn Database>,
+    envelope: Arc<Envelope>,
+    clock: Arc<dyn Clock>,
+    table: String,
+    audit_table: String,
+    shards: u32,
+    first_shard: Option<u32>,
+    /// Held across the append: one instance appends one event at a time (a Lambda
+    /// instance serves one request at a time anyway; the local stack shares one writer).
+    tip: tokio::sync::Mutex<Option<Tip>>,
+}
+
+impl std::fmt::Debug for AuditWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditWriter")
+            .field("audit_table", &self.audit_table)
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditWriter {
+    /// Cheap: no I/O until the first event. `envelope` encrypts the reason and user
+    /// agent; share the app's one so data keys are cached once per instance.
+    pub fn new(
+        db: Arc<dyn Database>,
+        envelope: Arc<Envelope>,
+        clock: Arc<dyn Clock>,
+        config: &Config,
+    ) -> Self {
+        Self {
+            db,
+            envelope,
+            clock,
+            table: config.table.clone(),
+            audit_table: config.audit_table.clone(),
+            shards: CHAIN_SHARDS,
+            first_shard: None,
+            tip: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Starts on this shard instead of a random one (tests; retries may still move).
+    pub fn starting_on_shard(mut self, shard: u32) -> Self {
+        self.first_shard = Some(shard % self.shards);
+        self
+    }
+
+    /// Records one event, durably and in its chain, before returning. An error means
+    /// the event is not recorded: a handler guarding PHI must fail (503), not proceed.
+    pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        check(&event)?;
+        let now = self.clock.now();
+        let time = format_time(now);
+        let expires_at = now.timestamp() + RETENTION_DAYS * 86_400;
+        let event_id = ulid::Ulid::new().to_string();
+        let mut tip = self.tip.lock().await;
+        let mut conflicts_here = 0;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let current = match tip.as_ref() {
+                Some(current) => current.clone(),
+                None => {
+                    let shard = self.first_shard.unwrap_or_else(|| self.random_shard(None));
+                    self.load_tip(shard).await?
+                }
+            };
+            let stored = self
+                .seal(&event, &current, &event_id, &time, expires_at)
+                .await?;
+            match self.append(&stored, &current).await {
+                Ok(()) => {
+                    *tip = Some(Tip::after(&stored));
+                    return Ok(());
+                }
+                Err(DbError::ConditionFailed { .. } | DbError::TransactionConflict) => {
+                    conflicts_here += 1;
+                    tracing::debug!(
+                        shard = current.shard,
+                        attempt,
+                        "audit chain advanced elsewhere"
+                    );
+                    let shard = if conflicts_here >= CONFLICTS_BEFORE_MOVING {
+                        conflicts_here = 0;
+                        self.random_shard(Some(current.shard))
+                    } else {
+                        current.shard
+                    };
+                    // Forget first: if the re-read fails, the next call starts afresh.
+                    *tip = None;
+                    *tip = Some(self.load_tip(shard).await?);
+                }
+                Err(err) => return Err(AuditError::Store(err)),
+            }
+        }
+        Err(AuditError::Contended {
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    fn random_shard(&self, not: Option<u32>) -> u32 {
+        let mut rng = rand::thread_rng();
+        loop {
+            let shard = rng.gen_range(0..self.shards);
+            if Some(shard) != not || self.shards == 1 {
+                return shard;
+            }
+        }
+    }
+
+    async fn load_tip(&self, shard: u32) -> Result<Tip, AuditError> {
+        let item = self
+            .db
+            .get(&self.table, &head_key(shard))
+            .await
+            .map_err(AuditError::Store)?;
+        let Some(item) = item else {
+            return Ok(Tip::genesis(shard));
+        };
+        let head = ChainHead::from_item(shard, &item).map_err(AuditError::Corrupt)?;
+        Ok(Tip {
+            shard,
+            next_seq: head.seq + 1,
+            prev_hash: head.hash,
+            prev_time: Some(head.time),
+            prev_id: Some(head.event_id),
+        })
+    }
+
+    /// Builds the stored event for this place in the chain; the ciphertexts are bound to
+    /// the audit item, so they are sealed again for each attempt.
+    async fn seal(
+        &self,
+        event: &AuditEvent,
+        tip: &Tip,
+        event_id: &str,
+        time: &str,
+        expires_at: i64,
+    ) -> Result<StoredEvent, AuditError> {
+        let (pk, sk) = (chain_pk(tip.shard), seq_sk(tip.next_seq));
+        let binding = |attribute| Binding {
+            table: &self.audit_table,
+            pk: &pk,
+            sk: &sk,
+            attribute,
+        };
+        let reason = match &event.reason {
+            Some(reason) => Some(
+                self.envelope
+                    .encrypt(&binding(attr::REASON), reason.as_str().as_bytes())
+                    .await
+                    .map_err(AuditError::Crypto)?,
+            ),
+            None => None,
+        };
+        let user_agent = match &event.origin.user_agent {
+            Some(ua) => Some(
+                self.envelope
+                    .encrypt(&binding(attr::USER_AGENT), ua.as_bytes())
+                    .await
+                    .map_err(AuditError::Crypto)?,
+            ),
+            None => None,
+        };
+        let mut stored = StoredEvent {
+            shard: tip.shard,
+            seq: tip.next_seq,
+            event_id: event_id.to_string(),
+            time: time.to_string(),
+            actor: event.actor.clone(),
+            action: event.action,
+            resource: event.resource.clone(),
+            outcome: event.outcome,
+            request_id: event.origin.request_id.clone(),
+            source_ip: event.origin.source_ip.map(|ip| ip.to_string()),
+            user_agent,
+            reason,
+            expires_at,
+            prev_id: tip.prev_id.clone(),
+            prev_time: tip.prev_time.clone(),
+            prev_hash: tip.prev_hash.clone(),
+            hash: String::new(),
+        };
+        stored.hash = stored.compute_hash();
+        Ok(stored)
+    }
+
+    async fn append(&self, stored: &StoredEvent, tip: &Tip) -> Result<(), DbError> {
+        let head_condition = if tip.next_seq == 0 {
+            Condition::NotExists
+        } else {
+            Condition::And(vec![
+                Condition::Equals(attr::SEQ.into(), Value::N(tip.next_seq as i64 - 1)),
+                Condition::Equals(attr::HASH.into(), Value::S(tip.prev_hash.clone())),
+            ])
+        };
+        let head = Update::new()
+            .set(attr::SEQ, Value::N(stored.seq as i64))
+            .set(attr::HASH, stored.hash.clone())
+            .set(attr::TIME, stored.time.clone())
+            .set(attr::EVENT_ID, stored.event_id.clone());
+        self.db
+            .transact_write(vec![
+                WriteOp::Put {
+                    table: self.audit_table.clone(),
+                    item: stored.to_item(),
+                    condition: Some(Condition::NotExists),
+                },
+                WriteOp::Update {
+                    table: self.table.clone(),
+                    key: head_key(stored.shard),
+                    update: head,
+                    condition: Some(head_condition),
+                },
+            ])
+            .await
+    }
+}
+
+/// Refuses events that would break the index keys or smuggle text into id fields: a
+/// handler bug, caught before anything is written.
+fn check(event: &AuditEvent) -> Result<(), AuditError> {
+    let id_ok = |value: &str| {
+        !value.is_empty() && value.len() <= MAX_ID_LEN && !value.chars().any(char::is_control)
+    };
+    let actor = &event.actor;
+    for (name, value) in [
+        ("actor.user_id", &actor.user_id),
+        ("actor.role", &actor.role),
+        ("actor.session_id", &actor.session_id),
+    ] {
+        if value.as_deref().is_some_and(|v| !id_ok(v)) {
+            return Err(AuditError::InvalidEvent(name));
+        }
+    }
+    if let Some(resource) = &event.resource {
+        let kind_ok = !resource.kind.is_empty()
+            && resource.kind.len() <= 32
+            && resource
+                .kind
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !kind_ok {
+            return Err(AuditError::InvalidEvent("resource.type"));
+        }
+        if !id_ok(&resource.id) {
+            return Err(AuditError::InvalidEvent("resource.id"));
+        }
+    }
+    Ok(())
+}
