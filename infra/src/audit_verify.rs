@@ -1,0 +1,262 @@
+//! `docare-audit-verify`: checks every audit chain (see `docs/audit.md`) and prints the
+//! first break, against the local stack's data folder or the deployed tables.
+//!
+//! ```text
+//! docare-audit-verify --data-dir .docare-local [--from T] [--to T]
+//! docare-audit-verify --aws [--table NAME] [--audit-table NAME] [--from T] [--to T]
+//! ```
+//!
+//! Exit status: 0 intact, 1 a break was found, 2 bad arguments, 3 the store could not
+//! be read. It only reads (Query and GetItem): no key, no decryption, no write.
+
+use shared::adapters::aws::{self, DynamoDb};
+use shared::adapters::local::{self, LocalStore};
+use shared::audit::{self, AuditReader, TimeRange, VerifyOptions, VerifyReport};
+use shared::clock::{Clock, SystemClock};
+use shared::config::{ENV_AUDIT_TABLE, ENV_TABLE};
+use shared::ports::Database;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub const USAGE: &str = concat!(
+    "usage: docare-audit-verify (--data-dir PATH | --aws [--table NAME] [--audit-table NAME])\n",
+    "                           [--from RFC3339] [--to RFC3339]\n\n",
+    "  --data-dir PATH      the local stack's data folder (stop the stack first: its store\n",
+    "                       is locked while it runs)\n",
+    "  --aws                the deployed tables, with the AWS SDK's usual credentials,\n",
+    "                       region and AWS_ENDPOINT_URL\n",
+    "  --table NAME         domain table holding the chain heads (default: $DOCARE_TABLE)\n",
+    "  --audit-table NAME   audit table (default: $DOCARE_AUDIT_TABLE)\n",
+    "  --from/--to RFC3339  check only the events of this time range (inclusive)\n\n",
+    "exit status: 0 intact, 1 broken, 2 bad arguments, 3 store unreadable",
+);
+
+pub const EXIT_INTACT: i32 = 0;
+pub const EXIT_BROKEN: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_UNREADABLE: i32 = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    DataDir(PathBuf),
+    Aws { table: String, audit_table: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    pub source: Source,
+    pub range: TimeRange,
+}
+
+/// Parses flags; table names fall back to `lookup` (the environment in `main`).
+pub fn parse_args(
+    args: &[String],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Args, String> {
+    let mut data_dir = None;
+    let mut use_aws = false;
+    let (mut table, mut audit_table) = (None, None);
+    let mut range = TimeRange::default();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag, Some(value.to_string())),
+            None => (arg.as_str(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| iter.next().cloned())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag {
+            "--data-dir" => data_dir = Some(PathBuf::from(value()?)),
+            "--aws" if inline.is_none() => use_aws = true,
+            "--table" => table = Some(value()?),
+            "--audit-table" => audit_table = Some(value()?),
+            "--from" => range.from = Some(parse_time(flag, &value()?)?),
+            "--to" => range.to = Some(parse_time(flag, &value()?)?),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if let (Some(from), Some(to)) = (range.from, range.to) {
+        if from > to {
+            return Err("--from is after --to".into());
+        }
+    }
+    let source = match (data_dir, use_aws) {
+        (Some(dir), false) => {
+            if table.is_some() || audit_table.is_some() {
+                return Err("--table and --audit-table go with --aws".into());
+            }
+            Source::DataDir(dir)
+        }
+        (None, true) => Source::Aws {
+            table: table
+                .or_else(|| lookup(ENV_TABLE))
+                .ok_or_else(|| format!("--table (or {ENV_TABLE}) is required with --aws"))?,
+            audit_table: audit_table
+                .or_else(|| lookup(ENV_AUDIT_TABLE))
+                .ok_or_else(|| {
+                    format!("--audit-table (or {ENV_AUDIT_TABLE}) is required with --aws")
+                })?,
+        },
+        _ => return Err("give exactly one of --data-dir and --aws".into()),
+    };
+    Ok(Args { source, range })
+}
+
+fn parse_time(flag: &str, value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| format!("{flag} must be an RFC 3339 time such as 2026-01-31T00:00:00Z"))
+}
+
+/// What to print and how to exit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub code: i32,
+    pub message: String,
+}
+
+/// The verdict on a report: the first break, or the summary.
+pub fn outcome(report: &VerifyReport) -> Outcome {
+    match &report.first_break {
+        None => Outcome {
+            code: EXIT_INTACT,
+            message: format!(
+                "verified {} events in {} chains",
+                report.events, report.chains
+            ),
+        },
+        Some(found) => Outcome {
+            code: EXIT_BROKEN,
+            message: format!(
+                "audit chain BROKEN: shard {} seq {} event {}: {} ({} events verified before it)",
+                found.shard,
+                found.seq,
+                found.event_id.as_deref().unwrap_or("-"),
+                found.kind,
+                report.events
+            ),
+        },
+    }
+}
+
+/// Verifies the chains held by `db`.
+pub async fn verify_store(
+    db: Arc<dyn Database>,
+    table: &str,
+    audit_table: &str,
+    range: TimeRange,
+) -> Outcome {
+    let reader = AuditReader::with_tables(db, table, audit_table);
+    let options = VerifyOptions {
+        range,
+        ..VerifyOptions::default()
+    };
+    match audit::verify(&reader, SystemClock.now(), &options).await {
+        Ok(report) => outcome(&report),
+        Err(err) => Outcome {
+            code: EXIT_UNREADABLE,
+            message: format!(
+                "cannot read the audit store: {err}: {}",
+                shared::error::cause_chain(&err)
+            ),
+        },
+    }
+}
+
+/// Runs the command for parsed arguments.
+pub async fn run(args: &Args) -> Outcome {
+    match &args.source {
+        Source::DataDir(dir) => {
+            let path = dir.join("store.redb");
+            // Never create a store: a mistyped folder must not verify as "0 events".
+            if !path.is_file() {
+                return Outcome {
+                    code: EXIT_UNREADABLE,
+                    message: format!("no local store at {}", path.display()),
+                };
+            }
+            let store = match LocalStore::open(&path, Arc::new(SystemClock)) {
+                Ok(store) => store,
+                Err(err) => {
+                    return Outcome {
+                        code: EXIT_UNREADABLE,
+                        message: format!(
+                            "cannot open {} (is docare-local running?): {}",
+                            path.display(),
+                            shared::error::cause_chain(&err)
+                        ),
+                    }
+                }
+            };
+            let config = local::local_config("ws://127.0.0.1:1", "warn");
+            verify_store(
+                Arc::new(store),
+                &config.table,
+                &config.audit_table,
+                args.range,
+            )
+            .await
+        }
+        Source::Aws { table, audit_table } => {
+            let sdk = aws::sdk_config().await;
+            let db = DynamoDb::new(aws_sdk_dynamodb::Client::new(&sdk), Arc::new(SystemClock));
+            verify_store(Arc::new(db), table, audit_table, args.range).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn arguments_name_what_is_wrong() {
+        let none = |_: &str| None;
+        let parsed = parse_args(
+            &args(&["--data-dir", "d", "--from", "2026-01-01T00:00:00Z"]),
+            none,
+        )
+        .expect("ok");
+        assert_eq!(parsed.source, Source::DataDir("d".into()));
+        assert!(parsed.range.from.is_some() && parsed.range.to.is_none());
+        let env = |name: &str| Some(format!("env-{name}"));
+        let parsed = parse_args(&args(&["--aws", "--table=t"]), env).expect("ok");
+        assert_eq!(
+            parsed.source,
+            Source::Aws {
+                table: "t".into(),
+                audit_table: "env-DOCARE_AUDIT_TABLE".into()
+            }
+        );
+        for (bad, names) in [
+            (&["--aws"][..], "--table"),
+            (&[][..], "--data-dir"),
+            (&["--data-dir", "d", "--aws"][..], "--aws"),
+            (&["--data-dir"][..], "--data-dir"),
+            (&["--data-dir", "d", "--from", "yesterday"][..], "--from"),
+            (
+                &[
+                    "--data-dir",
+                    "d",
+                    "--from",
+                    "2026-02-01T00:00:00Z",
+                    "--to",
+                    "2026-01-01T00:00:00Z",
+                ][..],
+                "--from",
+            ),
+            (&["--colour"][..], "--colour"),
+        ] {
+            let err = parse_args(&args(bad), none).expect_err("bad");
+            assert!(err.contains(names), "{bad:?}: {err}");
+        }
+    }
+}

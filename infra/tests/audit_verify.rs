@@ -1,0 +1,303 @@
+//! `docare-audit-verify` as an operator runs it: events written through the audit
+//! writer, then the binary over the local stack's data folder (`--data-dir`) and over
+//! DynamoDB (`--aws`, against the emulator `scripts/test` starts); intact is exit 0 with
+//! a summary, and a deleted, edited or truncated event is exit 1 naming it.
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use shared::adapters::aws::DynamoDb;
+use shared::adapters::local::{self, LocalKeyring, LocalStore};
+use shared::audit::{chain_pk, seq_sk, Action, Actor, AuditEvent, AuditWriter, Outcome, Reason};
+use shared::clock::{Clock, SystemClock};
+use shared::crypto::{CachePolicy, Envelope};
+use shared::ports::db::{Database, Index, Item, Key, Value};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_docare-audit-verify");
+const ENV_ENDPOINT: &str = "DOCARE_TEST_AWS_ENDPOINT";
+const ENV_SKIP: &str = "DOCARE_TEST_SKIP_AWS";
+
+/// Where the chains live and how the binary reaches them.
+struct Target {
+    open: Box<dyn Fn() -> Arc<dyn Database>>,
+    table: String,
+    audit_table: String,
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Target {
+    fn verify(&self) -> (i32, String) {
+        let output = Command::new(BIN)
+            .args(&self.args)
+            .env_remove("AWS_PROFILE")
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .expect("runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code().unwrap_or(-1), text.trim().to_string())
+    }
+
+    async fn item(&self, shard: u32, seq: u64) -> Item {
+        (self.open)()
+            .get(&self.audit_table, &Key::new(chain_pk(shard), seq_sk(seq)))
+            .await
+            .expect("get")
+            .expect("event exists")
+    }
+
+    async fn put(&self, item: Item) {
+        (self.open)()
+            .put(&self.audit_table, item, None)
+            .await
+            .expect("put");
+    }
+
+    async fn delete(&self, shard: u32, seq: u64) {
+        (self.open)()
+            .delete(
+                &self.audit_table,
+                &Key::new(chain_pk(shard), seq_sk(seq)),
+                None,
+            )
+            .await
+            .expect("delete");
+    }
+}
+
+fn event_id(item: &Item) -> String {
+    item["event_id"].as_str().expect("event id").to_string()
+}
+
+/// Writes 4 events on shard 1 and 3 on shard 2 through two writers, then tampers and
+/// restores, running the binary after each step.
+async fn exercise(target: Target) {
+    {
+        let db = (target.open)();
+        let keys_dir = tempfile::tempdir().expect("dir");
+        let ring = LocalKeyring::open(&keys_dir.path().join("keyring.json")).expect("ring");
+        ring.create_key("k").expect("key");
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let envelope = Arc::new(Envelope::new(
+            Arc::new(ring),
+            db.clone(),
+            clock.clone(),
+            &target.table,
+            "k",
+            "test",
+            CachePolicy::default(),
+        ));
+        let mut config = local::local_config("ws://127.0.0.1:1", "warn");
+        config.table = target.table.clone();
+        config.audit_table = target.audit_table.clone();
+        let writer = |shard| {
+            AuditWriter::new(db.clone(), envelope.clone(), clock.clone(), &config)
+                .starting_on_shard(shard)
+        };
+        let (one, two) = (writer(1), writer(2));
+        for i in 0..4 {
+            let event = AuditEvent::new(Action::View, Outcome::Success)
+                .actor(Actor::user(format!("u{i}"), "provider"))
+                .resource("note", "n1");
+            one.record(event).await.expect("record");
+        }
+        for _ in 0..3 {
+            let event = AuditEvent::new(Action::BreakGlass, Outcome::Success)
+                .actor(Actor::user("u9", "provider"))
+                .resource("patient", "p1")
+                .reason(Reason::new("emergency").expect("reason"));
+            two.record(event).await.expect("record");
+        }
+    }
+    let intact = target.verify();
+    assert_eq!(intact, (0, "verified 7 events in 2 chains".to_string()));
+
+    // A middle event deleted.
+    let middle = target.item(1, 2).await;
+    target.delete(1, 2).await;
+    let (code, text) = target.verify();
+    assert_eq!(code, 1, "{text}");
+    let at = format!("shard 1 seq 2 event {}", event_id(&middle));
+    assert!(text.contains(&at) && text.contains("missing"), "{text}");
+    target.put(middle).await;
+    assert_eq!(target.verify(), intact, "restored");
+
+    // One attribute edited.
+    let original = target.item(2, 1).await;
+    let mut edited = original.clone();
+    edited.insert("outcome".into(), Value::S("denied".into()));
+    target.put(edited).await;
+    let (code, text) = target.verify();
+    assert_eq!(code, 1, "{text}");
+    let at = format!("shard 2 seq 1 event {}", event_id(&original));
+    assert!(text.contains(&at) && text.contains("altered"), "{text}");
+    target.put(original).await;
+    assert_eq!(target.verify(), intact, "restored");
+
+    // The last event deleted.
+    let last = target.item(1, 3).await;
+    target.delete(1, 3).await;
+    let (code, text) = target.verify();
+    assert_eq!(code, 1, "{text}");
+    let at = format!("shard 1 seq 3 event {}", event_id(&last));
+    assert!(
+        text.contains(&at) && text.contains("tail deleted"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn verifies_the_local_data_folder_and_names_each_break() {
+    let data = tempfile::tempdir().expect("dir");
+    let config = local::local_config("ws://127.0.0.1:1", "warn");
+    // A data folder as the local stack creates it.
+    drop(
+        local::open(
+            data.path(),
+            config.clone(),
+            "http://127.0.0.1:1",
+            Arc::new(SystemClock),
+        )
+        .expect("local stack data"),
+    );
+    let store_path: PathBuf = data.path().join("store.redb");
+    exercise(Target {
+        // Opened per step and dropped after it: the binary needs the file unlocked.
+        open: Box::new(move || {
+            Arc::new(LocalStore::open(&store_path, Arc::new(SystemClock)).expect("store"))
+        }),
+        table: config.table,
+        audit_table: config.audit_table,
+        args: vec!["--data-dir".into(), data.path().display().to_string()],
+        env: Vec::new(),
+    })
+    .await;
+}
+
+#[test]
+fn a_missing_folder_is_not_an_empty_trail() {
+    let data = tempfile::tempdir().expect("dir");
+    let output = Command::new(BIN)
+        .args(["--data-dir"])
+        .arg(data.path().join("nope"))
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(3));
+    let output = Command::new(BIN).output().expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+}
+
+/// The emulator's URL; `None` when skipped knowingly (as the contract tests do).
+fn aws_endpoint() -> Option<String> {
+    match std::env::var(ENV_ENDPOINT) {
+        Ok(url) if !url.trim().is_empty() => Some(url.trim().trim_end_matches('/').to_string()),
+        _ if std::env::var(ENV_SKIP).as_deref() == Ok("1") => {
+            eprintln!("skipped: {ENV_SKIP}=1 (AWS adapter not tested)");
+            None
+        }
+        _ => panic!(
+            "AWS emulator not running: run scripts/test, or set {ENV_SKIP}=1 to skip knowingly \
+             ({ENV_ENDPOINT} is unset)"
+        ),
+    }
+}
+
+async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, indexes: &[Index]) {
+    let schema = |hash: &str, range: &str| {
+        [(hash, KeyType::Hash), (range, KeyType::Range)]
+            .into_iter()
+            .map(|(n, k)| {
+                KeySchemaElement::builder()
+                    .attribute_name(n)
+                    .key_type(k)
+                    .build()
+                    .expect("schema")
+            })
+            .collect::<Vec<_>>()
+    };
+    let names = indexes.iter().flat_map(|i| [i.pk_attr(), i.sk_attr()]);
+    let attributes = ["pk", "sk"]
+        .into_iter()
+        .chain(names)
+        .map(|n| {
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute")
+        })
+        .collect();
+    let gsis = indexes
+        .iter()
+        .map(|i| {
+            GlobalSecondaryIndex::builder()
+                .index_name(i.name())
+                .set_key_schema(Some(schema(i.pk_attr(), i.sk_attr())))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .expect("index")
+        })
+        .collect();
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_attribute_definitions(Some(attributes))
+        .set_key_schema(Some(schema("pk", "sk")))
+        .set_global_secondary_indexes(Some(gsis))
+        .send()
+        .await
+        .expect("create table");
+}
+
+#[tokio::test]
+async fn verifies_dynamodb_tables_and_names_each_break() {
+    let Some(endpoint) = aws_endpoint() else {
+        return;
+    };
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&endpoint)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let suffix = ulid::Ulid::new().to_string().to_lowercase();
+    let (table, audit_table) = (format!("docare-{suffix}"), format!("docare-audit-{suffix}"));
+    create_table(&client, &table, &[Index::Gsi1, Index::Gsi2]).await;
+    create_table(&client, &audit_table, &Index::ALL).await;
+    let db: Arc<dyn Database> = Arc::new(DynamoDb::new(client, Arc::new(SystemClock)));
+    exercise(Target {
+        open: Box::new(move || db.clone()),
+        args: vec![
+            "--aws".into(),
+            "--table".into(),
+            table.clone(),
+            "--audit-table".into(),
+            audit_table.clone(),
+        ],
+        table,
+        audit_table,
+        env: vec![
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ],
+    })
+    .await;
+}
