@@ -6,6 +6,7 @@
 //! would receive and parsed by the same code Lambda uses (`lambda_http::request::from_str`
 //! and `aws_lambda_events`), so the handlers cannot tell the hosts apart.
 
+pub mod accounts;
 pub mod audit_verify;
 pub mod events;
 pub mod http_gateway;

@@ -35,6 +35,16 @@ async fn main() {
     println!("  WebSocket: {}", stack.ws_url());
     println!("  data:      {}", settings.data_dir.display());
     println!("  outbox:    {}", stack.parts.outbox_dir.display());
+    match &stack.seeded {
+        Some(file) => println!(
+            "  accounts:  admin@docare.local, provider@docare.local, patient@docare.local\n             (first start: passwords and TOTP secrets in {})",
+            file.display()
+        ),
+        None => println!(
+            "  accounts:  demo passwords in {}",
+            settings.data_dir.join(docare_local::accounts::SEED_FILE).display()
+        ),
+    }
     println!("Press Ctrl-C to stop.");
     wait_for_signal().await;
     println!("stopping…");

@@ -15,10 +15,20 @@ pub struct HttpMount {
 
 /// REST functions, in the order the gateway tries them.
 pub fn http_functions() -> Vec<HttpMount> {
-    vec![HttpMount {
-        function: "health",
-        router: docare_health::router(),
-    }]
+    vec![
+        HttpMount {
+            function: "health",
+            router: docare_health::router(),
+        },
+        HttpMount {
+            function: "auth",
+            router: docare_auth::router(),
+        },
+        HttpMount {
+            function: "users",
+            router: docare_users::router(),
+        },
+    ]
 }
 
 /// The function behind the HTTP API's `$default` route (requests no route matched).

@@ -14,6 +14,8 @@ use tokio::task::JoinHandle;
 
 /// A running local stack.
 pub struct Stack {
+    /// The demo-accounts file, when this start created it (first start on a folder).
+    pub seeded: Option<std::path::PathBuf>,
     pub http_addr: SocketAddr,
     pub ws_addr: SocketAddr,
     pub parts: LocalParts,
@@ -51,6 +53,9 @@ impl Stack {
         let parts = local::open(&settings.data_dir, config, &http_url, clock)
             .map_err(|e| anyhow::anyhow!("{e} (is another local stack using this folder?)"))?;
         let app = parts.app.clone();
+        let seeded = crate::accounts::seed_demo(&app, &settings.data_dir)
+            .await
+            .context("cannot seed the demo accounts")?;
         let (shutdown, watcher) = watch::channel(false);
         let mut tasks = Vec::new();
 
@@ -88,6 +93,7 @@ impl Stack {
             tasks.push(tokio::spawn(schedule.run(app.clone(), watcher.clone())));
         }
         Ok(Stack {
+            seeded,
             http_addr,
             ws_addr,
             parts,

@@ -1,12 +1,29 @@
-//! The application context: configuration plus one instance of each port, built once
-//! per cold start (or once per local stack) and shared by every request.
+//! The application context: configuration, one instance of each port, and the services
+//! built on the ports (envelope encryption, blind index, token keys). Built once per cold
+//! start (or once per local stack) without any network call, shared by every request.
 
+use crate::audit::AuditWriter;
+use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
+use crate::crypto::blind_index::BlindIndex;
+use crate::crypto::{CachePolicy, Envelope};
 use crate::ports::{BlobStore, Clock, Database, KeyService, Messenger, Push, Queue};
 use std::sync::Arc;
 
 /// What handlers receive. Cloning is a reference-count increment.
 pub type App = Arc<AppContext>;
+
+/// One adapter per port: what differs between Lambda, the local stack and a test.
+#[derive(Clone)]
+pub struct Ports {
+    pub db: Arc<dyn Database>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub keys: Arc<dyn KeyService>,
+    pub queue: Arc<dyn Queue>,
+    pub push: Arc<dyn Push>,
+    pub messenger: Arc<dyn Messenger>,
+    pub clock: Arc<dyn Clock>,
+}
 
 pub struct AppContext {
     pub config: Config,
@@ -17,6 +34,76 @@ pub struct AppContext {
     pub push: Arc<dyn Push>,
     pub messenger: Arc<dyn Messenger>,
     pub clock: Arc<dyn Clock>,
+    /// Encrypts and decrypts PHI fields (DESIGN §6); its key cache lives as long as the
+    /// instance, which is what keeps KMS calls rare.
+    pub crypto: Arc<Envelope>,
+    /// Keyed lookups on encrypted values (email).
+    pub index: BlindIndex,
+    /// Signs (auth function) and verifies (every function) access tokens.
+    pub tokens: TokenKeys,
+    /// The one audit writer (DESIGN §6): hash-chained, append-only, fails closed.
+    pub audit: AuditWriter,
+}
+
+impl AppContext {
+    /// Wires the services onto the ports. No I/O: keys are fetched on first use.
+    pub fn new(config: Config, ports: Ports) -> Self {
+        let Ports {
+            db,
+            blobs,
+            keys,
+            queue,
+            push,
+            messenger,
+            clock,
+        } = ports;
+        let stage = config.stage.as_str();
+        let crypto = Arc::new(Envelope::new(
+            keys.clone(),
+            db.clone(),
+            clock.clone(),
+            &config.table,
+            &config.kms_key_id,
+            stage,
+            CachePolicy::default(),
+        ));
+        let index = BlindIndex::new(
+            keys.clone(),
+            db.clone(),
+            &config.table,
+            &config.kms_key_id,
+            stage,
+        );
+        let tokens = TokenKeys::new(stage);
+        let audit = AuditWriter::new(db.clone(), crypto.clone(), clock.clone(), &config);
+        Self {
+            config,
+            db,
+            blobs,
+            keys,
+            queue,
+            push,
+            messenger,
+            clock,
+            crypto,
+            index,
+            tokens,
+            audit,
+        }
+    }
+
+    /// The ports this context was built on (tests swap one and rebuild).
+    pub fn ports(&self) -> Ports {
+        Ports {
+            db: self.db.clone(),
+            blobs: self.blobs.clone(),
+            keys: self.keys.clone(),
+            queue: self.queue.clone(),
+            push: self.push.clone(),
+            messenger: self.messenger.clone(),
+            clock: self.clock.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for AppContext {

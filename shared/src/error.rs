@@ -17,6 +17,10 @@ pub enum ApiError {
     Validation(String),
     #[error("authentication is required")]
     Unauthenticated,
+    /// Credentials (password, code, refresh token) that do not verify. One message for
+    /// every cause, so the answer never tells whether an account exists.
+    #[error("the credentials are not valid")]
+    InvalidCredentials,
     #[error("you are not allowed to do this")]
     Forbidden,
     /// Also used for resources the caller may not see (no existence oracle).
@@ -74,7 +78,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Validation(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -93,6 +97,7 @@ impl ApiError {
         match self {
             Self::Validation(_) => "validation_failed",
             Self::Unauthenticated => "unauthenticated",
+            Self::InvalidCredentials => "invalid_credentials",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",

@@ -7,6 +7,7 @@
 pub mod adapters;
 pub mod app;
 pub mod audit;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -14,6 +15,7 @@ pub mod encoding;
 pub mod error;
 pub mod http;
 pub mod lambda;
+pub mod notifications;
 pub mod ports;
 pub mod telemetry;
 #[cfg(feature = "testing")]
@@ -21,5 +23,5 @@ pub mod testing;
 pub mod worker;
 pub mod ws;
 
-pub use app::{App, AppContext};
+pub use app::{App, AppContext, Ports};
 pub use error::ApiError;

@@ -3,6 +3,7 @@
 //! can prove it answers 503 and changes nothing when a dependency is down.
 
 use crate::adapters::local::{self, LocalParts};
+use crate::app::{AppContext, Ports};
 use crate::clock::Clock;
 use crate::ports::blobs::{BlobError, BlobMeta, BlobObject, BlobStore, PresignedRequest};
 use crate::ports::db::{
@@ -12,7 +13,6 @@ use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Unwra
 use crate::ports::messenger::{Messenger, MessengerError, OutboundMessage};
 use crate::ports::push::{Push, PushError, PushOutcome};
 use crate::ports::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
-use crate::AppContext;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -28,20 +28,11 @@ pub fn local_app(clock: Arc<dyn Clock>) -> (LocalParts, tempfile::TempDir) {
     (parts, dir)
 }
 
-/// Copies an app context, so a test can swap one port.
-pub fn with_ports(app: &AppContext, edit: impl FnOnce(&mut AppContext)) -> crate::App {
-    let mut copy = AppContext {
-        config: app.config.clone(),
-        db: app.db.clone(),
-        blobs: app.blobs.clone(),
-        keys: app.keys.clone(),
-        queue: app.queue.clone(),
-        push: app.push.clone(),
-        messenger: app.messenger.clone(),
-        clock: app.clock.clone(),
-    };
-    edit(&mut copy);
-    Arc::new(copy)
+/// A copy of an app context with some ports swapped (services rebuilt on them).
+pub fn with_ports(app: &AppContext, edit: impl FnOnce(&mut Ports)) -> crate::App {
+    let mut ports = app.ports();
+    edit(&mut ports);
+    Arc::new(AppContext::new(app.config.clone(), ports))
 }
 
 /// A dependency that does not answer.

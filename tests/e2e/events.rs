@@ -124,3 +124,56 @@ async fn notify_samples() {
         .count();
     assert_eq!(sent, 2, "one e-mail and one SMS");
 }
+
+/// Feeds a REST function's samples and checks status and error code.
+async fn check_http_samples(
+    function: &str,
+    router: shared::http::Router,
+    expected: &[(&str, u16, Option<&str>)],
+) {
+    assert_covered(function, &expected.iter().map(|e| e.0).collect::<Vec<_>>());
+    let (parts, _dir) = local_app(Arc::new(SystemClock));
+    for (name, status, code) in expected {
+        let request = lambda_http::request::from_str(&samples(function)[*name]).expect("parses");
+        let response = router.handle_lambda(&parts.app, request).await;
+        assert_eq!(response.status().as_u16(), *status, "{name}");
+        let body: Value = match response.body() {
+            lambda_http::Body::Text(text) => serde_json::from_str(text).expect("json"),
+            other => panic!("{name}: unexpected body {other:?}"),
+        };
+        if let Some(code) = code {
+            assert_eq!(body["error"]["code"], *code, "{name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn auth_samples() {
+    check_http_samples(
+        "auth",
+        docare_auth::router(),
+        &[
+            ("jwks.json", 200, None),
+            (
+                "login-unknown-account.json",
+                401,
+                Some("invalid_credentials"),
+            ),
+            ("signup-invalid-email.json", 400, Some("validation_failed")),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn users_samples() {
+    check_http_samples(
+        "users",
+        docare_users::router(),
+        &[
+            ("me-without-token.json", 401, Some("unauthenticated")),
+            ("me-forged-token.json", 401, Some("unauthenticated")),
+        ],
+    )
+    .await;
+}

@@ -19,7 +19,7 @@ async fn report(app: &shared::App) -> (u16, Value) {
 #[tokio::test]
 async fn each_failed_dependency_is_named_with_a_503() {
     let (parts, _dir) = local_app(Arc::new(SystemClock));
-    type Break = Box<dyn Fn(&mut shared::AppContext)>;
+    type Break = Box<dyn Fn(&mut shared::Ports)>;
     let cases: [(&str, Break); 4] = [
         ("database", Box::new(|a| a.db = Arc::new(Outage))),
         ("blobs", Box::new(|a| a.blobs = Arc::new(Outage))),

@@ -3,6 +3,7 @@
 mod events;
 mod gateway;
 mod health;
+mod identity;
 mod persistence;
 mod template;
 mod websocket;

@@ -8,27 +8,15 @@
 //! fails transiently and is retried.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use serde::{Deserialize, Serialize};
 use shared::ports::db::{item, Condition, DbError, Key, Value};
-use shared::ports::messenger::{Channel, MessengerError, OutboundMessage};
+use shared::ports::messenger::{MessengerError, OutboundMessage};
 use shared::worker::{process_batch, WorkError};
 use shared::App;
 
 /// How long a sent marker is kept (longer than any SQS redelivery).
 pub const SENT_MARKER_TTL_SECS: i64 = 24 * 60 * 60;
 
-/// The queue message producers send (JSON).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Notification {
-    /// Idempotency key chosen by the producer (e.g. `sos:<event id>:<contact id>`).
-    pub id: String,
-    pub channel: Channel,
-    pub to: String,
-    #[serde(default)]
-    pub subject: Option<String>,
-    pub body: String,
-}
+pub use shared::notifications::Notification;
 
 pub async fn handle(app: App, event: SqsEvent) -> SqsBatchResponse {
     process_batch(event, |record| {

@@ -42,6 +42,14 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// A page of already mapped items and the store's continuation key.
+    pub fn new(items: Vec<T>, next: Option<Item>) -> Self {
+        Page {
+            items,
+            next_cursor: next.as_ref().map(encode_cursor),
+        }
+    }
+
     /// Maps a store page's items (fallibly: a decryption or decoding failure aborts).
     pub fn from_query<E>(
         page: QueryPage,

@@ -16,6 +16,7 @@ pub use push::ManagementApi;
 pub use s3::S3Blobs;
 pub use sqs::Sqs;
 
+use crate::app::Ports;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::{App, AppContext};
@@ -41,7 +42,7 @@ pub fn build_app(config: Config, sdk: &aws_config::SdkConfig) -> App {
     let push_config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
         .endpoint_url(config.ws_endpoint.clone())
         .build();
-    Arc::new(AppContext {
+    let ports = Ports {
         db: Arc::new(DynamoDb::new(
             aws_sdk_dynamodb::Client::new(sdk),
             clock.clone(),
@@ -58,8 +59,8 @@ pub fn build_app(config: Config, sdk: &aws_config::SdkConfig) -> App {
             config.mail_from.clone(),
         )),
         clock,
-        config,
-    })
+    };
+    Arc::new(AppContext::new(config, ports))
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub use outbox::Outbox;
 pub use queue::{LocalQueue, QueueSpec};
 pub use store::LocalStore;
 
+use crate::app::Ports;
 use crate::clock::Clock;
 use crate::config::{Config, Queues, Stage};
 use crate::{App, AppContext};
@@ -136,16 +137,18 @@ pub fn open(
     let gateway = Arc::new(LocalGateway::new());
     let blobs = Arc::new(blobs);
     let keyring = Arc::new(keyring);
-    let app = Arc::new(AppContext {
+    let app = Arc::new(AppContext::new(
         config,
-        db: Arc::new(store.clone()),
-        blobs: blobs.clone(),
-        keys: keyring.clone(),
-        queue: Arc::new(queue.clone()),
-        push: gateway.clone(),
-        messenger: Arc::new(Outbox::new(outbox_dir.clone())),
-        clock,
-    });
+        Ports {
+            db: Arc::new(store.clone()),
+            blobs: blobs.clone(),
+            keys: keyring.clone(),
+            queue: Arc::new(queue.clone()),
+            push: gateway.clone(),
+            messenger: Arc::new(Outbox::new(outbox_dir.clone())),
+            clock,
+        },
+    ));
     Ok(LocalParts {
         app,
         store,

@@ -1,0 +1,6 @@
+//! Lambda entry point of the auth function (HTTP API: `/api/v1/auth/…`, `/.well-known/jwks.json`).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::run_http(docare_auth::router()).await
+}

@@ -1,0 +1,157 @@
+//! Password change (signed in) and reset (by a mailed single-use token). Both end every
+//! session of the account.
+
+use crate::events::{self, Outcome};
+use crate::mail;
+use crate::sessions::revoke_all;
+use serde::Deserialize;
+use shared::audit::Action;
+use shared::auth::accounts::{self, Status};
+use shared::auth::input;
+use shared::auth::one_time::{self, Purpose};
+use shared::auth::passwords::{self, Verified};
+use shared::auth::{authenticate, rate_limit};
+use shared::http::{ApiRequest, ApiResponse, HandlerResult};
+use shared::ports::db::Update;
+use shared::{ApiError, App};
+use zeroize::Zeroizing;
+
+/// How long a reset token is valid.
+pub const RESET_TTL_SECS: i64 = 30 * 60;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeBody {
+    current_password: Zeroizing<String>,
+    new_password: Zeroizing<String>,
+}
+
+/// `POST password/change`: needs the current password; every session ends (log in again).
+pub async fn change(app: App, req: ApiRequest) -> HandlerResult {
+    let principal = authenticate(&app, &req).await?;
+    let body: ChangeBody = req.json()?;
+    passwords::validate(&body.new_password)?;
+    rate_limit::hit(
+        &app,
+        rate_limit::SENSITIVE,
+        &format!("user:{}", principal.user_id),
+    )
+    .await?;
+    let account = accounts::get(&app, &principal.user_id)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    let verified = passwords::verify_blocking(
+        body.current_password.to_string(),
+        account.password_hash.clone(),
+    )
+    .await;
+    if verified == Verified::No {
+        events::record(
+            &app,
+            &req,
+            Action::PasswordChange,
+            Some(&account.id),
+            Some(account.role),
+            Outcome::Denied,
+        )
+        .await?;
+        return Err(ApiError::InvalidCredentials);
+    }
+    let hash = passwords::hash_blocking(body.new_password.to_string()).await?;
+    accounts::update(
+        &app,
+        &account.id,
+        Update::new().set("password_hash", hash),
+        None,
+    )
+    .await?;
+    revoke_all(&app, &account.id).await?;
+    events::record(
+        &app,
+        &req,
+        Action::PasswordChange,
+        Some(&account.id),
+        Some(account.role),
+        Outcome::Success,
+    )
+    .await?;
+    Ok(ApiResponse::no_content())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetRequestBody {
+    email: String,
+}
+
+/// `POST password/reset-request`: 202 whether or not the address has an account.
+pub async fn reset_request(app: App, req: ApiRequest) -> HandlerResult {
+    let body: ResetRequestBody = req.json()?;
+    let email = input::email(&body.email)?;
+    rate_limit::hit(&app, rate_limit::SENSITIVE, &events::ip_subject(&req)).await?;
+    if let Some(account) = accounts::find_by_email(&app, email).await? {
+        if account.status != Status::Disabled {
+            let token =
+                one_time::issue(&app, Purpose::PasswordReset, &account.id, RESET_TTL_SECS).await?;
+            mail::password_reset(&app, email, &token).await?;
+            events::record(
+                &app,
+                &req,
+                Action::PasswordResetRequest,
+                Some(&account.id),
+                Some(account.role),
+                Outcome::Success,
+            )
+            .await?;
+        }
+    }
+    ApiResponse::accepted(&serde_json::json!({
+        "status": "accepted",
+        "message": "if the address has an account, a reset token was sent to it"
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetBody {
+    token: String,
+    new_password: Zeroizing<String>,
+}
+
+/// `POST password/reset`: single-use token; sets the password, ends every session and
+/// clears a lockout.
+pub async fn reset(app: App, req: ApiRequest) -> HandlerResult {
+    let body: ResetBody = req.json()?;
+    let token = input::token("token", &body.token)?;
+    passwords::validate(&body.new_password)?;
+    let ip = events::ip_subject(&req);
+    rate_limit::check(&app, rate_limit::AUTH, &ip).await?;
+    let Some(user_id) = one_time::redeem(&app, Purpose::PasswordReset, token).await? else {
+        rate_limit::hit(&app, rate_limit::AUTH, &ip).await.ok();
+        return Err(ApiError::validation(
+            "token: is invalid, expired or already used",
+        ));
+    };
+    let hash = passwords::hash_blocking(body.new_password.to_string()).await?;
+    let account = accounts::update(
+        &app,
+        &user_id,
+        Update::new()
+            .set("password_hash", hash)
+            .set("failed_logins", 0i64)
+            .remove("locked_until"),
+        None,
+    )
+    .await?;
+    revoke_all(&app, &user_id).await?;
+    events::record(
+        &app,
+        &req,
+        Action::PasswordReset,
+        Some(&account.id),
+        Some(account.role),
+        Outcome::Success,
+    )
+    .await?;
+    Ok(ApiResponse::no_content())
+}

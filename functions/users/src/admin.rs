@@ -1,0 +1,216 @@
+//! Administrators' account management. Every route needs the admin role and a session
+//! opened with MFA; every action is audited. Created accounts have no password: a
+//! single-use token to set one is mailed to the address (which also proves it).
+
+use crate::audit;
+use serde::Deserialize;
+use shared::audit::{Action, Outcome};
+use shared::auth::accounts::{self, CreateError, NewAccount, Status, LIST_PARTITION};
+use shared::auth::one_time::{self, Purpose};
+use shared::auth::policy::{require_mfa_for_staff, require_role};
+use shared::auth::{authenticate, input, Principal, Role};
+use shared::http::pagination::{Page, PageRequest};
+use shared::http::{ApiRequest, ApiResponse, HandlerResult};
+use shared::notifications::{enqueue, Notification};
+use shared::ports::db::{Index, Query, Update};
+use shared::{ApiError, App, AppContext};
+
+/// How long the set-password token of a new account is valid.
+pub const INVITE_TTL_SECS: i64 = 72 * 60 * 60;
+/// Stored in place of a password hash until the owner sets one: verifies nothing.
+const NO_PASSWORD: &str = "!unset";
+
+async fn admin(app: &AppContext, req: &ApiRequest) -> Result<Principal, ApiError> {
+    let principal = authenticate(app, req).await?;
+    require_role(&principal, &[Role::Admin])?;
+    require_mfa_for_staff(&principal)?;
+    Ok(principal)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    email: String,
+    full_name: String,
+    role: Role,
+}
+
+/// `POST /api/v1/users`: an admin creates a provider or admin (or patient) account.
+pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
+    let principal = admin(&app, &req).await?;
+    let body: CreateBody = req.json()?;
+    let email = input::email(&body.email)?;
+    let full_name = input::full_name(&body.full_name)?;
+    let account = match accounts::create(
+        &app,
+        NewAccount {
+            email,
+            full_name,
+            password_hash: NO_PASSWORD.into(),
+            role: body.role,
+            status: Status::Active,
+        },
+    )
+    .await
+    {
+        Ok(account) => account,
+        Err(CreateError::EmailTaken) => {
+            return Err(ApiError::conflict(
+                "an account with this e-mail already exists",
+            ))
+        }
+        Err(CreateError::Api(err)) => return Err(err),
+    };
+    let token = one_time::issue(&app, Purpose::PasswordReset, &account.id, INVITE_TTL_SECS).await?;
+    let body = format!(
+        "An administrator created a DoCare account for you.\n\nSet your password with this token \
+         (POST /api/v1/auth/password/reset): {token}\n\nIt expires in 72 hours."
+    );
+    enqueue(
+        &app,
+        &Notification::email(
+            format!("invite:{}", account.id),
+            email,
+            "Your DoCare account",
+            body,
+        ),
+    )
+    .await?;
+    audit(
+        &app,
+        &req,
+        &principal,
+        Action::Create,
+        ("account", &account.id),
+        Outcome::Success,
+    )
+    .await?;
+    ApiResponse::created(&account.view(&app).await?)
+}
+
+/// `GET /api/v1/users`: every account, oldest first, paginated.
+pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
+    let principal = admin(&app, &req).await?;
+    let page = PageRequest::from_request(&req)?;
+    let result = app
+        .db
+        .query(
+            &app.config.table,
+            Query::partition(LIST_PARTITION)
+                .on(Index::Gsi1)
+                .limit(page.limit)
+                .start(page.start.clone()),
+        )
+        .await?;
+    let mut items = Vec::with_capacity(result.items.len());
+    // The list index projects whole accounts: no read per item.
+    for item in result.items {
+        items.push(accounts::Account::from_item(item)?.view(&app).await?);
+    }
+    audit(
+        &app,
+        &req,
+        &principal,
+        Action::View,
+        ("account_list", "all"),
+        Outcome::Success,
+    )
+    .await?;
+    ApiResponse::ok(&Page::new(items, result.next))
+}
+
+async fn target(app: &AppContext, req: &ApiRequest) -> Result<accounts::Account, ApiError> {
+    let id = req.param("id")?;
+    accounts::get(app, id).await?.ok_or(ApiError::NotFound)
+}
+
+/// `GET /api/v1/users/{id}`.
+pub async fn get(app: App, req: ApiRequest) -> HandlerResult {
+    let principal = admin(&app, &req).await?;
+    let account = target(&app, &req).await?;
+    let view = account.view(&app).await?;
+    audit(
+        &app,
+        &req,
+        &principal,
+        Action::View,
+        ("account", &account.id),
+        Outcome::Success,
+    )
+    .await?;
+    ApiResponse::ok(&view)
+}
+
+async fn set_status(app: App, req: ApiRequest, status: Status) -> HandlerResult {
+    let principal = admin(&app, &req).await?;
+    let account = target(&app, &req).await?;
+    if account.id == principal.user_id {
+        return Err(ApiError::unprocessable(
+            "administrators cannot change their own status",
+        ));
+    }
+    let mut update = Update::new().set("status", status.as_str());
+    if status == Status::Disabled {
+        // A disabled account's refresh tokens die with it.
+        update = update.set("sessions_valid_after", app.clock.now().timestamp_millis());
+    }
+    let account = accounts::update(&app, &account.id, update, None).await?;
+    audit(
+        &app,
+        &req,
+        &principal,
+        Action::Update,
+        ("account", &account.id),
+        Outcome::Success,
+    )
+    .await?;
+    ApiResponse::ok(&account.view(&app).await?)
+}
+
+/// `POST /api/v1/users/{id}/disable`.
+pub async fn disable(app: App, req: ApiRequest) -> HandlerResult {
+    set_status(app, req, Status::Disabled).await
+}
+
+/// `POST /api/v1/users/{id}/enable`.
+pub async fn enable(app: App, req: ApiRequest) -> HandlerResult {
+    set_status(app, req, Status::Active).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    role: Role,
+}
+
+/// `PUT /api/v1/users/{id}/role`: takes effect at the next token refresh at the latest
+/// (sessions are ended so it takes effect at once for refresh tokens).
+pub async fn set_role(app: App, req: ApiRequest) -> HandlerResult {
+    let principal = admin(&app, &req).await?;
+    let body: RoleBody = req.json()?;
+    let account = target(&app, &req).await?;
+    if account.id == principal.user_id {
+        return Err(ApiError::unprocessable(
+            "administrators cannot change their own role",
+        ));
+    }
+    let account = accounts::update(
+        &app,
+        &account.id,
+        Update::new()
+            .set("role", body.role.as_str())
+            .set("sessions_valid_after", app.clock.now().timestamp_millis()),
+        None,
+    )
+    .await?;
+    audit(
+        &app,
+        &req,
+        &principal,
+        Action::Update,
+        ("account", &account.id),
+        Outcome::Success,
+    )
+    .await?;
+    ApiResponse::ok(&account.view(&app).await?)
+}

@@ -1,0 +1,106 @@
+//! Care relationships: created by an admin, listed by either side, ended by either side
+//! or an admin. A caller who is not part of a relationship gets 404 for it.
+
+use crate::audit;
+use serde::Deserialize;
+use shared::audit::{Action, Outcome};
+use shared::auth::care::{self, CareRelationship};
+use shared::auth::policy::{require_mfa_for_staff, require_role};
+use shared::auth::{accounts, authenticate, Role};
+use shared::http::pagination::{Page, PageRequest};
+use shared::http::{ApiRequest, ApiResponse, HandlerResult};
+use shared::{ApiError, App};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    provider_id: String,
+    patient_id: String,
+}
+
+/// `POST /api/v1/care-relationships` (admin).
+pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
+    let principal = authenticate(&app, &req).await?;
+    require_role(&principal, &[Role::Admin])?;
+    require_mfa_for_staff(&principal)?;
+    let body: CreateBody = req.json()?;
+    let provider = accounts::get(&app, body.provider_id.trim()).await?;
+    let patient = accounts::get(&app, body.patient_id.trim()).await?;
+    match (provider, patient) {
+        (Some(p), Some(q)) if p.role == Role::Provider && q.role == Role::Patient => {
+            let rel = care::start(&app, &p.id, &q.id, "admin").await?;
+            audit(
+                &app,
+                &req,
+                &principal,
+                Action::Create,
+                ("care_relationship", &rel.id),
+                Outcome::Success,
+            )
+            .await?;
+            ApiResponse::created(&rel)
+        }
+        _ => Err(ApiError::unprocessable(
+            "provider_id must name a provider and patient_id a patient",
+        )),
+    }
+}
+
+/// `GET /api/v1/care-relationships`: a provider's patients, a patient's providers, or
+/// (admin) those of `?provider_id=` or `?patient_id=`.
+pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
+    let principal = authenticate(&app, &req).await?;
+    let page = PageRequest::from_request(&req)?;
+    let query = match principal.role {
+        Role::Provider => care::of_provider(&principal.user_id),
+        Role::Patient => care::of_patient(&principal.user_id),
+        Role::Admin => {
+            require_mfa_for_staff(&principal)?;
+            match (
+                req.query_param("provider_id"),
+                req.query_param("patient_id"),
+            ) {
+                (Some(p), None) => care::of_provider(p),
+                (None, Some(q)) => care::of_patient(q),
+                _ => {
+                    return Err(ApiError::validation(
+                        "give exactly one of `provider_id` and `patient_id`",
+                    ))
+                }
+            }
+        }
+    };
+    let result = app
+        .db
+        .query(
+            &app.config.table,
+            query.limit(page.limit).start(page.start.clone()),
+        )
+        .await?;
+    let items: Vec<CareRelationship> = result.items.iter().map(CareRelationship::parse).collect();
+    ApiResponse::ok(&Page::new(items, result.next))
+}
+
+/// `DELETE /api/v1/care-relationships/{id}`: either side or an admin ends it.
+pub async fn end(app: App, req: ApiRequest) -> HandlerResult {
+    let principal = authenticate(&app, &req).await?;
+    let id = req.param("id")?;
+    let rel = care::find(&app, id).await?.ok_or(ApiError::NotFound)?;
+    let party = principal.user_id == rel.provider_id || principal.user_id == rel.patient_id;
+    match principal.role {
+        Role::Admin => require_mfa_for_staff(&principal)?,
+        _ if party => {}
+        _ => return Err(ApiError::NotFound),
+    }
+    let ended = care::end(&app, &rel).await?;
+    audit(
+        &app,
+        &req,
+        &principal,
+        Action::Delete,
+        ("care_relationship", &ended.id),
+        Outcome::Success,
+    )
+    .await?;
+    ApiResponse::ok(&ended)
+}

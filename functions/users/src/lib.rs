@@ -1,0 +1,49 @@
+//! The users function: the caller's own account, administrators' account management
+//! (create providers and admins, list, disable/enable, change role) and care
+//! relationships. Every admin action and every read of someone's account is audited.
+
+mod admin;
+mod care;
+mod me;
+
+use http::Method;
+use shared::audit::{Action, Actor, AuditEvent, Outcome};
+use shared::auth::Principal;
+use shared::http::{ApiRequest, Router};
+use shared::{ApiError, AppContext};
+
+pub fn router() -> Router {
+    Router::new()
+        .route(Method::GET, "/api/v1/users/me", me::get)
+        .route(Method::PATCH, "/api/v1/users/me", me::patch)
+        .route(Method::GET, "/api/v1/users", admin::list)
+        .route(Method::POST, "/api/v1/users", admin::create)
+        .route(Method::GET, "/api/v1/users/{id}", admin::get)
+        .route(Method::POST, "/api/v1/users/{id}/disable", admin::disable)
+        .route(Method::POST, "/api/v1/users/{id}/enable", admin::enable)
+        .route(Method::PUT, "/api/v1/users/{id}/role", admin::set_role)
+        .route(Method::POST, "/api/v1/care-relationships", care::create)
+        .route(Method::GET, "/api/v1/care-relationships", care::list)
+        .route(Method::DELETE, "/api/v1/care-relationships/{id}", care::end)
+}
+
+/// Records what a principal did to a resource; fails closed (503).
+pub(crate) async fn audit(
+    app: &AppContext,
+    req: &ApiRequest,
+    principal: &Principal,
+    action: Action,
+    resource: (&str, &str),
+    outcome: Outcome,
+) -> Result<(), ApiError> {
+    let actor = Actor::user(&principal.user_id, principal.role.as_str())
+        .with_session(&principal.session_id);
+    app.audit
+        .record(
+            AuditEvent::from_request(req, action, outcome)
+                .actor(actor)
+                .resource(resource.0, resource.1),
+        )
+        .await
+        .map_err(ApiError::from)
+}

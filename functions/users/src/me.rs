@@ -1,0 +1,72 @@
+//! `GET`/`PATCH /api/v1/users/me`.
+
+use crate::audit;
+use serde::Deserialize;
+use shared::audit::{Action, Outcome};
+use shared::auth::accounts::{self, seal};
+use shared::auth::authenticate;
+use shared::http::{ApiRequest, ApiResponse, HandlerResult};
+use shared::ports::db::Update;
+use shared::{ApiError, App};
+
+pub async fn get(app: App, req: ApiRequest) -> HandlerResult {
+    let principal = authenticate(&app, &req).await?;
+    let account = accounts::get(&app, &principal.user_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let view = account.view(&app).await?;
+    audit(
+        &app,
+        &req,
+        &principal,
+        Action::View,
+        ("account", &account.id),
+        Outcome::Success,
+    )
+    .await?;
+    ApiResponse::ok(&view)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    full_name: Option<String>,
+}
+
+/// Changes the caller's own display fields (e-mail and role change elsewhere).
+pub async fn patch(app: App, req: ApiRequest) -> HandlerResult {
+    let principal = authenticate(&app, &req).await?;
+    let body: PatchBody = req.json()?;
+    let Some(full_name) = body.full_name else {
+        return Err(ApiError::validation("nothing to change: send `full_name`"));
+    };
+    let full_name = full_name.trim();
+    let len = full_name.chars().count();
+    if len == 0 || len > 200 || full_name.chars().any(char::is_control) {
+        return Err(ApiError::validation(
+            "full_name: must be 1 to 200 printable characters",
+        ));
+    }
+    let sealed = seal(&app, &principal.user_id, "full_name", full_name).await?;
+    let account = accounts::update(
+        &app,
+        &principal.user_id,
+        Update::new().set("full_name", sealed),
+        None,
+    )
+    .await
+    .map_err(|err| match err {
+        ApiError::Conflict(_) => ApiError::NotFound,
+        other => other,
+    })?;
+    audit(
+        &app,
+        &req,
+        &principal,
+        Action::Update,
+        ("account", &account.id),
+        Outcome::Success,
+    )
+    .await?;
+    ApiResponse::ok(&account.view(&app).await?)
+}

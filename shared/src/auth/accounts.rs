@@ -1,0 +1,357 @@
+//! Accounts in the single table. The e-mail and full name are encrypted; the e-mail is
+//! found through its blind index, whose claim item also makes it unique (a conditional
+//! write in the same transaction as the account, never read-then-write).
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | account | `USER#<id>` | `ACCOUNT` (gsi1: `USERS` / `<created_at>#<id>`) |
+//! | e-mail claim | `EMAIL#<blind index>` | `EMAIL` (`user_id`) |
+
+use super::Role;
+use crate::crypto::blind_index::{normalize_email, IndexName};
+use crate::crypto::Binding;
+use crate::ports::db::{Condition, Item, Key, Update, Value, WriteOp};
+use crate::{ApiError, AppContext};
+use serde::Serialize;
+
+/// Consecutive failures that lock an account, and for how long.
+pub const LOCK_AFTER_FAILURES: i64 = 5;
+pub const LOCK_SECS: i64 = 30 * 60;
+/// The partition that lists every account for administrators (newest last).
+pub const LIST_PARTITION: &str = "USERS";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Signed up; the e-mail is not confirmed yet, login is refused.
+    Unverified,
+    Active,
+    /// Disabled by an administrator: no login, no refresh.
+    Disabled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Unverified => "unverified",
+            Status::Active => "active",
+            Status::Disabled => "disabled",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "unverified" => Some(Status::Unverified),
+            "active" => Some(Status::Active),
+            "disabled" => Some(Status::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// An account as stored (PHI fields still sealed).
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: String,
+    pub role: Role,
+    pub status: Status,
+    pub password_hash: String,
+    pub failed_logins: i64,
+    pub locked_until: i64,
+    pub mfa_enabled: bool,
+    pub totp_last_step: Option<i64>,
+    /// Refresh tokens of sessions opened before this moment are dead (logout-all, reset).
+    pub sessions_valid_after: i64,
+    pub created_at: String,
+    pub item: Item,
+}
+
+/// What an account looks like in API answers.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AccountView {
+    pub id: String,
+    pub email: String,
+    pub full_name: String,
+    pub role: Role,
+    pub status: Status,
+    pub mfa_enabled: bool,
+    pub created_at: String,
+}
+
+pub fn key(id: &str) -> Key {
+    Key::new(format!("USER#{id}"), "ACCOUNT")
+}
+
+fn email_claim(index: &str) -> Key {
+    Key::new(format!("EMAIL#{index}"), "EMAIL")
+}
+
+pub fn binding<'a>(table: &'a str, key: &'a Key, attribute: &'a str) -> Binding<'a> {
+    Binding {
+        table,
+        pk: &key.pk,
+        sk: &key.sk,
+        attribute,
+    }
+}
+
+fn str_of<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(Value::as_str)
+}
+
+fn int_of(item: &Item, name: &str) -> Option<i64> {
+    item.get(name).and_then(Value::as_i64)
+}
+
+impl Account {
+    /// Reads a stored account item (from a get or a query of the list index).
+    pub fn from_item(item: Item) -> Result<Self, ApiError> {
+        let bad = || ApiError::internal("malformed account record");
+        Ok(Self {
+            id: str_of(&item, "id").ok_or_else(bad)?.to_string(),
+            role: str_of(&item, "role")
+                .and_then(Role::parse)
+                .ok_or_else(bad)?,
+            status: str_of(&item, "status")
+                .and_then(Status::parse)
+                .ok_or_else(bad)?,
+            password_hash: str_of(&item, "password_hash")
+                .unwrap_or_default()
+                .to_string(),
+            failed_logins: int_of(&item, "failed_logins").unwrap_or(0),
+            locked_until: int_of(&item, "locked_until").unwrap_or(0),
+            mfa_enabled: item
+                .get("mfa_enabled")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            totp_last_step: int_of(&item, "totp_last_step"),
+            sessions_valid_after: int_of(&item, "sessions_valid_after").unwrap_or(0),
+            created_at: str_of(&item, "created_at").unwrap_or_default().to_string(),
+            item,
+        })
+    }
+
+    /// Decrypts one sealed attribute of the account.
+    pub async fn open(
+        &self,
+        app: &AppContext,
+        attribute: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let Some(sealed) = self.item.get(attribute).and_then(Value::as_bytes) else {
+            return Ok(None);
+        };
+        let key = key(&self.id);
+        let plain = app
+            .crypto
+            .decrypt(&binding(&app.config.table, &key, attribute), sealed)
+            .await?;
+        String::from_utf8(plain.to_vec())
+            .map(Some)
+            .map_err(|_| ApiError::internal("sealed text is not UTF-8"))
+    }
+
+    pub async fn email(&self, app: &AppContext) -> Result<String, ApiError> {
+        Ok(self.open(app, "email").await?.unwrap_or_default())
+    }
+
+    pub async fn view(&self, app: &AppContext) -> Result<AccountView, ApiError> {
+        Ok(AccountView {
+            id: self.id.clone(),
+            email: self.email(app).await?,
+            full_name: self.open(app, "full_name").await?.unwrap_or_default(),
+            role: self.role,
+            status: self.status,
+            mfa_enabled: self.mfa_enabled,
+            created_at: self.created_at.clone(),
+        })
+    }
+
+    pub fn locked(&self, now: i64) -> bool {
+        self.locked_until > now
+    }
+}
+
+/// A new account's fields, already validated; the password already hashed.
+pub struct NewAccount<'a> {
+    pub email: &'a str,
+    pub full_name: &'a str,
+    pub password_hash: String,
+    pub role: Role,
+    pub status: Status,
+}
+
+/// Why an account could not be created.
+#[derive(Debug)]
+pub enum CreateError {
+    EmailTaken,
+    Api(ApiError),
+}
+
+impl From<ApiError> for CreateError {
+    fn from(err: ApiError) -> Self {
+        CreateError::Api(err)
+    }
+}
+
+/// Seals a text attribute of an account item.
+pub async fn seal(
+    app: &AppContext,
+    id: &str,
+    attribute: &str,
+    plain: &str,
+) -> Result<Value, ApiError> {
+    let key = key(id);
+    let sealed = app
+        .crypto
+        .encrypt(
+            &binding(&app.config.table, &key, attribute),
+            plain.as_bytes(),
+        )
+        .await?;
+    Ok(Value::B(sealed))
+}
+
+/// The blind index of an e-mail address.
+pub async fn email_index(app: &AppContext, email: &str) -> Result<String, ApiError> {
+    Ok(app
+        .index
+        .compute(IndexName::Email, &normalize_email(email))
+        .await?)
+}
+
+/// Creates an account and claims its e-mail atomically.
+pub async fn create(app: &AppContext, new: NewAccount<'_>) -> Result<Account, CreateError> {
+    let id = ulid::Ulid::new().to_string();
+    let index = email_index(app, new.email).await?;
+    let created_at = app
+        .clock
+        .now()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let account_key = key(&id);
+    let mut record = Item::new();
+    record.insert("pk".into(), Value::S(account_key.pk.clone()));
+    record.insert("sk".into(), Value::S(account_key.sk.clone()));
+    record.insert("id".into(), Value::S(id.clone()));
+    record.insert("role".into(), Value::S(new.role.as_str().into()));
+    record.insert("status".into(), Value::S(new.status.as_str().into()));
+    record.insert(
+        "email".into(),
+        seal(app, &id, "email", &normalize_email(new.email)).await?,
+    );
+    record.insert(
+        "full_name".into(),
+        seal(app, &id, "full_name", new.full_name).await?,
+    );
+    record.insert("email_index".into(), Value::S(index.clone()));
+    record.insert("password_hash".into(), Value::S(new.password_hash));
+    record.insert("mfa_enabled".into(), Value::Bool(false));
+    record.insert("created_at".into(), Value::S(created_at.clone()));
+    record.insert("gsi1pk".into(), Value::S(LIST_PARTITION.into()));
+    record.insert("gsi1sk".into(), Value::S(format!("{created_at}#{id}")));
+    let claim_key = email_claim(&index);
+    let mut claim = Item::new();
+    claim.insert("pk".into(), Value::S(claim_key.pk));
+    claim.insert("sk".into(), Value::S(claim_key.sk));
+    claim.insert("user_id".into(), Value::S(id.clone()));
+    let table = app.config.table.clone();
+    let written = app
+        .db
+        .transact_write(vec![
+            WriteOp::Put {
+                table: table.clone(),
+                item: record.clone(),
+                condition: Some(Condition::NotExists),
+            },
+            WriteOp::Put {
+                table,
+                item: claim,
+                condition: Some(Condition::NotExists),
+            },
+        ])
+        .await;
+    match written {
+        Ok(()) => Ok(Account::from_item(record)?),
+        Err(err) if err.is_condition_failed() => Err(CreateError::EmailTaken),
+        Err(err) => Err(ApiError::from(err).into()),
+    }
+}
+
+/// The account with this id, if any.
+pub async fn get(app: &AppContext, id: &str) -> Result<Option<Account>, ApiError> {
+    match app.db.get(&app.config.table, &key(id)).await? {
+        Some(item) => Ok(Some(Account::from_item(item)?)),
+        None => Ok(None),
+    }
+}
+
+/// The account with this e-mail (two reads: the claim, then the account).
+pub async fn find_by_email(app: &AppContext, email: &str) -> Result<Option<Account>, ApiError> {
+    let index = email_index(app, email).await?;
+    let Some(claim) = app.db.get(&app.config.table, &email_claim(&index)).await? else {
+        return Ok(None);
+    };
+    match str_of(&claim, "user_id") {
+        Some(id) => get(app, id).await,
+        None => Ok(None),
+    }
+}
+
+/// Applies an update to an account, optionally under a condition.
+pub async fn update(
+    app: &AppContext,
+    id: &str,
+    update: Update,
+    condition: Option<Condition>,
+) -> Result<Account, ApiError> {
+    let update = update.set(
+        "updated_at",
+        app.clock
+            .now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    let condition = match condition {
+        Some(c) => Condition::And(vec![Condition::Exists, c]),
+        None => Condition::Exists,
+    };
+    let item = app
+        .db
+        .update(&app.config.table, &key(id), update, Some(condition))
+        .await?;
+    Account::from_item(item)
+}
+
+/// Counts a failed password; the [`LOCK_AFTER_FAILURES`]th locks the account.
+/// Returns true when this failure locked it.
+pub async fn record_failure(app: &AppContext, id: &str) -> Result<bool, ApiError> {
+    let account = update(app, id, Update::new().add("failed_logins", 1), None).await?;
+    if account.failed_logins >= LOCK_AFTER_FAILURES {
+        let until = app.clock.now().timestamp() + LOCK_SECS;
+        update(
+            app,
+            id,
+            Update::new()
+                .set("locked_until", until)
+                .set("failed_logins", 0i64),
+            None,
+        )
+        .await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Clears the failure count after a successful login (no write when already clear).
+pub async fn record_success(app: &AppContext, account: &Account) -> Result<(), ApiError> {
+    if account.failed_logins > 0 || account.locked_until > 0 {
+        update(
+            app,
+            &account.id,
+            Update::new()
+                .set("failed_logins", 0i64)
+                .remove("locked_until"),
+            None,
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! Care relationships: which provider may see which patient. Created by an admin (and,
+//! later, by a booked appointment), ended by either side or an admin. The policy reads
+//! one item to decide.
+//!
+//! | item | pk | sk | gsi1 | gsi2 |
+//! |---|---|---|---|---|
+//! | relationship | `USER#<provider>` | `CARE#<patient>` | `CAREOF#<patient>` / `<since>#<provider>` | `CARE#<id>` / `CARE` |
+
+use crate::ports::db::{Condition, Index, Item, Key, Query, SortKey, Update, Value};
+use crate::{ApiError, AppContext};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CareRelationship {
+    pub id: String,
+    pub provider_id: String,
+    pub patient_id: String,
+    pub since: String,
+    /// `admin` or `appointment`.
+    pub source: String,
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+}
+
+pub fn key(provider_id: &str, patient_id: &str) -> Key {
+    Key::new(format!("USER#{provider_id}"), format!("CARE#{patient_id}"))
+}
+
+fn text(item: &Item, name: &str) -> String {
+    item.get(name)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl CareRelationship {
+    pub fn parse(item: &Item) -> Self {
+        Self {
+            id: text(item, "id"),
+            provider_id: text(item, "provider_id"),
+            patient_id: text(item, "patient_id"),
+            since: text(item, "since"),
+            source: text(item, "source"),
+            active: item.get("active").and_then(Value::as_bool).unwrap_or(false),
+            ended_at: item
+                .get("ended_at")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        }
+    }
+}
+
+/// True when the provider has an active relationship with the patient (one read).
+pub async fn is_active(
+    app: &AppContext,
+    provider_id: &str,
+    patient_id: &str,
+) -> Result<bool, ApiError> {
+    Ok(app
+        .db
+        .get(&app.config.table, &key(provider_id, patient_id))
+        .await?
+        .is_some_and(|item| item.get("active").and_then(Value::as_bool) == Some(true)))
+}
+
+/// Starts (or restarts) a relationship; 409 when one is already active.
+pub async fn start(
+    app: &AppContext,
+    provider_id: &str,
+    patient_id: &str,
+    source: &str,
+) -> Result<CareRelationship, ApiError> {
+    let now = app
+        .clock
+        .now()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let id = ulid::Ulid::new().to_string();
+    let key = key(provider_id, patient_id);
+    let update = Update::new()
+        .set("id", id.clone())
+        .set("provider_id", provider_id)
+        .set("patient_id", patient_id)
+        .set("since", now.clone())
+        .set("source", source)
+        .set("active", true)
+        .remove("ended_at")
+        .set("gsi1pk", format!("CAREOF#{patient_id}"))
+        .set("gsi1sk", format!("{now}#{provider_id}"))
+        .set("gsi2pk", format!("CARE#{id}"))
+        .set("gsi2sk", "CARE");
+    let not_active = Condition::AttributeNotExists("active".into());
+    let restarted = app
+        .db
+        .update(&app.config.table, &key, update.clone(), Some(not_active))
+        .await;
+    let item = match restarted {
+        Ok(item) => item,
+        Err(err) if err.is_condition_failed() => {
+            // The item exists: restart it only if it has ended.
+            app.db
+                .update(
+                    &app.config.table,
+                    &key,
+                    update,
+                    Some(Condition::Equals("active".into(), Value::Bool(false))),
+                )
+                .await
+                .map_err(|err| {
+                    if err.is_condition_failed() {
+                        ApiError::conflict("this care relationship is already active")
+                    } else {
+                        err.into()
+                    }
+                })?
+        }
+        Err(err) => return Err(err.into()),
+    };
+    Ok(CareRelationship::parse(&item))
+}
+
+/// The relationship with this id, if any.
+pub async fn find(app: &AppContext, id: &str) -> Result<Option<CareRelationship>, ApiError> {
+    let page = app
+        .db
+        .query(
+            &app.config.table,
+            Query::partition(format!("CARE#{id}"))
+                .on(Index::Gsi2)
+                .limit(1),
+        )
+        .await?;
+    Ok(page.items.first().map(CareRelationship::parse))
+}
+
+/// Ends an active relationship (idempotent on an ended one).
+pub async fn end(app: &AppContext, rel: &CareRelationship) -> Result<CareRelationship, ApiError> {
+    let now = app
+        .clock
+        .now()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let item = app
+        .db
+        .update(
+            &app.config.table,
+            &key(&rel.provider_id, &rel.patient_id),
+            Update::new().set("active", false).set("ended_at", now),
+            Some(Condition::Equals("id".into(), Value::S(rel.id.clone()))),
+        )
+        .await?;
+    Ok(CareRelationship::parse(&item))
+}
+
+/// A provider's patients (`USER#<provider>`, `CARE#…`) as a query.
+pub fn of_provider(provider_id: &str) -> Query {
+    Query::partition(format!("USER#{provider_id}")).sort_key(SortKey::BeginsWith("CARE#".into()))
+}
+
+/// A patient's providers, through gsi1.
+pub fn of_patient(patient_id: &str) -> Query {
+    Query::partition(format!("CAREOF#{patient_id}")).on(Index::Gsi1)
+}

@@ -1,0 +1,78 @@
+//! Identity for every function (DESIGN §6): who the caller is ([`Principal`], from the
+//! one extractor [`authenticate`]), what they may do ([`policy`]), and the building
+//! blocks the auth function uses (passwords, tokens, TOTP, rate limits, accounts).
+
+pub mod accounts;
+pub mod care;
+pub mod input;
+pub mod one_time;
+pub mod passwords;
+pub mod policy;
+pub mod rate_limit;
+pub mod secrets;
+pub mod tokens;
+pub mod totp;
+
+use crate::http::ApiRequest;
+use crate::{ApiError, AppContext};
+use serde::{Deserialize, Serialize};
+
+/// The three roles of DESIGN §6. Deny by default: a role grants nothing by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Patient,
+    Provider,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Patient => "patient",
+            Role::Provider => "provider",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "patient" => Some(Role::Patient),
+            "provider" => Some(Role::Provider),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// The authenticated caller, as proven by a verified access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: String,
+    pub role: Role,
+    pub session_id: String,
+    /// True when the session was opened with a second factor (`amr` has `mfa`).
+    pub mfa: bool,
+}
+
+/// The one extractor: a `Bearer` access token, verified (signature, algorithm, every
+/// claim), or 401. It also counts the caller against the general rate limit.
+pub async fn authenticate(app: &AppContext, req: &ApiRequest) -> Result<Principal, ApiError> {
+    let token = bearer(req).ok_or(ApiError::Unauthenticated)?;
+    let claims = app.tokens.verify(app, token).await?;
+    let principal = claims.principal()?;
+    rate_limit::hit(
+        app,
+        rate_limit::GENERAL,
+        &format!("user:{}", principal.user_id),
+    )
+    .await?;
+    Ok(principal)
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer(req: &ApiRequest) -> Option<&str> {
+    let value = req.header("authorization")?;
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
+}

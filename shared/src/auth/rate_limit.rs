@@ -1,0 +1,92 @@
+//! Rate limits shared by every Lambda instance: a fixed-window counter per (limit,
+//! subject, window) in the database, incremented atomically and expired by TTL. API
+//! Gateway throttling in `template.yaml` is the outer layer; these are per account / IP.
+
+use crate::ports::db::{increment, Key, Value};
+use crate::{ApiError, AppContext};
+
+/// A budget of `max` events per `window_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub name: &'static str,
+    pub max: i64,
+    pub window_secs: i64,
+}
+
+/// Every authenticated API request, per account.
+pub const GENERAL: Limit = Limit {
+    name: "general",
+    max: 100,
+    window_secs: 15 * 60,
+};
+/// Failed credential checks (login, MFA, reset), per account and per source IP.
+pub const AUTH: Limit = Limit {
+    name: "auth",
+    max: 5,
+    window_secs: 15 * 60,
+};
+/// Document uploads, per account.
+pub const UPLOADS: Limit = Limit {
+    name: "uploads",
+    max: 20,
+    window_secs: 60 * 60,
+};
+/// Sensitive operations (reveal SSN, password change, sign-up and reset e-mails), per
+/// account or IP.
+pub const SENSITIVE: Limit = Limit {
+    name: "sensitive",
+    max: 10,
+    window_secs: 60 * 60,
+};
+
+fn window(limit: Limit, now: i64) -> (i64, i64) {
+    let start = now - now.rem_euclid(limit.window_secs);
+    (start, start + limit.window_secs)
+}
+
+fn counter(limit: Limit, subject: &str, start: i64) -> Key {
+    Key::new(format!("RATE#{}#{subject}#{start}", limit.name), "RATE")
+}
+
+/// Counts one event; 429 with `Retry-After` once the window's budget is spent.
+pub async fn hit(app: &AppContext, limit: Limit, subject: &str) -> Result<(), ApiError> {
+    let now = app.clock.now().timestamp();
+    let (start, end) = window(limit, now);
+    let count = increment(
+        app.db.as_ref(),
+        &app.config.table,
+        &counter(limit, subject, start),
+        "count",
+        1,
+        Some(end),
+    )
+    .await?;
+    if count > limit.max {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: (end - now).max(1) as u64,
+        });
+    }
+    Ok(())
+}
+
+/// 429 when the budget is already spent, without counting (for limits that count only
+/// failures: check first, [`hit`] on failure).
+pub async fn check(app: &AppContext, limit: Limit, subject: &str) -> Result<(), ApiError> {
+    let now = app.clock.now().timestamp();
+    let (start, end) = window(limit, now);
+    let item = app
+        .db
+        .get(&app.config.table, &counter(limit, subject, start))
+        .await?;
+    let count = item
+        .as_ref()
+        .and_then(|i| i.get("count"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if count >= limit.max {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: (end - now).max(1) as u64,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! Identity end to end: the Python client flow against a real local stack (pyotp,
+//! PyJWT), and the authorization table: every route of every function, for anonymous,
+//! patient, another patient, a provider without a relationship and an admin.
+
+use docare_e2e::{repo_root, TestStack};
+use docare_local::accounts;
+use docare_local::mounts::http_functions;
+use http::Method;
+use shared::auth::{care, Role};
+use shared::http::ApiRequest;
+use std::collections::BTreeSet;
+
+#[tokio::test]
+async fn a_client_that_knows_only_the_readme_signs_up_enrols_totp_refreshes_and_is_locked_out() {
+    let Ok(python) = std::env::var("DOCARE_TEST_PYTHON") else {
+        panic!("DOCARE_TEST_PYTHON is not set: run the tests with scripts/test (it installs pyotp and PyJWT)");
+    };
+    let stack = TestStack::start().await;
+    let script = repo_root().join("tests/python/auth_flow.py");
+    let outbox = stack.stack.parts.outbox_dir.clone();
+    let url = stack.stack.http_url();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .arg(url)
+            .arg(outbox)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("python runs");
+    assert!(
+        output.status.success(),
+        "auth_flow.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Reaches the handler's logic (any status but 401/403/404).
+    Allow,
+    /// 401.
+    Unauthenticated,
+    /// 403.
+    Forbidden,
+    /// 404: someone else's resource is invisible.
+    Hidden,
+}
+use Expect::*;
+
+const ACTORS: [&str; 5] = [
+    "anonymous",
+    "patient",
+    "other_patient",
+    "provider_without_relationship",
+    "admin",
+];
+
+fn public() -> [Expect; 5] {
+    [Allow; 5]
+}
+fn signed_in() -> [Expect; 5] {
+    [Unauthenticated, Allow, Allow, Allow, Allow]
+}
+fn admin_only() -> [Expect; 5] {
+    [Unauthenticated, Forbidden, Forbidden, Forbidden, Allow]
+}
+
+#[tokio::test]
+async fn every_route_allows_and_denies_as_the_policy_says() {
+    let stack = TestStack::start().await;
+    let app = stack.app().clone();
+    let patient = accounts::create(&app, "p1@example.com", "Patient One", Role::Patient, false)
+        .await
+        .unwrap();
+    let other = accounts::create(&app, "p2@example.com", "Patient Two", Role::Patient, false)
+        .await
+        .unwrap();
+    let stranger = accounts::create(&app, "dr1@example.com", "Dr Stranger", Role::Provider, true)
+        .await
+        .unwrap();
+    let carer = accounts::create(&app, "dr2@example.com", "Dr Carer", Role::Provider, true)
+        .await
+        .unwrap();
+    let admin = accounts::create(&app, "admin1@example.com", "Admin", Role::Admin, true)
+        .await
+        .unwrap();
+    let relationship = care::start(&app, &carer.id, &patient.id, "admin")
+        .await
+        .unwrap();
+
+    let mut tokens = vec![None];
+    for (who, role, amr) in [
+        (&patient, Role::Patient, &["pwd"][..]),
+        (&other, Role::Patient, &["pwd"][..]),
+        (&stranger, Role::Provider, &["pwd", "mfa", "otp"][..]),
+        (&admin, Role::Admin, &["pwd", "mfa", "otp"][..]),
+    ] {
+        let (token, _) = app
+            .tokens
+            .issue(&app, &who.id, role, "test-session", amr)
+            .await
+            .unwrap();
+        tokens.push(Some(token));
+    }
+
+    let user = format!("/api/v1/users/{}", patient.id);
+    let rel = format!("/api/v1/care-relationships/{}", relationship.id);
+    let table: Vec<(Method, &str, String, [Expect; 5])> = vec![
+        (Method::GET, "/health", "/health".into(), public()),
+        (
+            Method::GET,
+            "/.well-known/jwks.json",
+            "/.well-known/jwks.json".into(),
+            public(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/signup",
+            "/api/v1/auth/signup".into(),
+            public(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/verify-email",
+            "/api/v1/auth/verify-email".into(),
+            public(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/login",
+            "/api/v1/auth/login".into(),
+            public(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/mfa/challenge",
+            "/api/v1/auth/mfa/challenge".into(),
+            public(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/mfa/email-code",
+            "/api/v1/auth/mfa/email-code".into(),
+            public(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/refresh",
+            "/api/v1/auth/refresh".into(),
+            public(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/password/reset-request",
+            "/api/v1/auth/password/reset-request".into(),
+            public(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/password/reset",
+            "/api/v1/auth/password/reset".into(),
+            public(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/logout",
+            "/api/v1/auth/logout".into(),
+            signed_in(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/logout-all",
+            "/api/v1/auth/logout-all".into(),
+            signed_in(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/password/change",
+            "/api/v1/auth/password/change".into(),
+            signed_in(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/mfa/totp/enroll",
+            "/api/v1/auth/mfa/totp/enroll".into(),
+            signed_in(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/mfa/totp/confirm",
+            "/api/v1/auth/mfa/totp/confirm".into(),
+            signed_in(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/mfa/totp/disable",
+            "/api/v1/auth/mfa/totp/disable".into(),
+            signed_in(),
+        ),
+        (
+            Method::GET,
+            "/api/v1/users/me",
+            "/api/v1/users/me".into(),
+            signed_in(),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/users/me",
+            "/api/v1/users/me".into(),
+            signed_in(),
+        ),
+        (
+            Method::GET,
+            "/api/v1/users",
+            "/api/v1/users".into(),
+            admin_only(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users",
+            "/api/v1/users".into(),
+            admin_only(),
+        ),
+        (
+            Method::GET,
+            "/api/v1/users/{id}",
+            user.clone(),
+            admin_only(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users/{id}/disable",
+            format!("{user}/disable"),
+            admin_only(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users/{id}/enable",
+            format!("{user}/enable"),
+            admin_only(),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/users/{id}/role",
+            format!("{user}/role"),
+            admin_only(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/care-relationships",
+            "/api/v1/care-relationships".into(),
+            admin_only(),
+        ),
+        (
+            Method::GET,
+            "/api/v1/care-relationships",
+            "/api/v1/care-relationships".into(),
+            signed_in(),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/care-relationships/{id}",
+            rel.clone(),
+            [Unauthenticated, Allow, Hidden, Hidden, Allow],
+        ),
+    ];
+
+    // The table covers every route every function serves, and nothing else.
+    let served: BTreeSet<(String, String)> = http_functions()
+        .iter()
+        .flat_map(|m| m.router.table())
+        .map(|(method, path)| (method.to_string(), path.to_string()))
+        .collect();
+    let listed: BTreeSet<(String, String)> = table
+        .iter()
+        .map(|(method, pattern, _, _)| (method.to_string(), pattern.to_string()))
+        .collect();
+    assert_eq!(served, listed, "add the new routes to this table");
+
+    let mounts = http_functions();
+    let mut failures = Vec::new();
+    for (method, pattern, path, expected) in &table {
+        for (actor, (token, want)) in ACTORS.iter().zip(tokens.iter().zip(expected)) {
+            let mut req = ApiRequest::new(method.clone(), path);
+            req.source_ip = Some(format!("192.0.2.{}", failures.len() % 200 + 1));
+            if let Some(token) = token {
+                req.headers
+                    .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            }
+            let mount = mounts
+                .iter()
+                .find(|m| m.router.resolve(method, path).is_some())
+                .unwrap_or_else(|| panic!("no function serves {method} {path}"));
+            let status = mount.router.dispatch(&app, req).await.status.as_u16();
+            let ok = match want {
+                Allow => !matches!(status, 401 | 403 | 404),
+                Unauthenticated => status == 401,
+                Forbidden => status == 403,
+                Hidden => status == 404,
+            };
+            if !ok {
+                failures.push(format!(
+                    "{method} {pattern} as {actor}: got {status}, want {want:?}"
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "authorization table:\n{}",
+        failures.join("\n")
+    );
+}
