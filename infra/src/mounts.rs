@@ -28,6 +28,10 @@ pub fn http_functions() -> Vec<HttpMount> {
             function: "users",
             router: docare_users::router(),
         },
+        HttpMount {
+            function: "emergency",
+            router: docare_emergency::router(),
+        },
     ]
 }
 

@@ -16,6 +16,7 @@ pub mod error;
 pub mod http;
 pub mod lambda;
 pub mod notifications;
+pub mod phi;
 pub mod ports;
 pub mod telemetry;
 #[cfg(feature = "testing")]

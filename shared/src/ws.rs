@@ -26,6 +26,8 @@ pub struct WsRequest {
     pub request_id: String,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The `$connect` handshake's headers (API Gateway sends them on `$connect` only).
+    pub headers: http::HeaderMap,
 }
 
 impl WsRequest {
@@ -51,8 +53,55 @@ impl WsRequest {
                 .get(http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
+            headers: event.headers.clone(),
         }
     }
+}
+
+/// The key of a connection record.
+pub fn connection_key(connection_id: &str) -> crate::ports::db::Key {
+    crate::ports::db::Key::new(format!("CONN#{connection_id}"), "CONN")
+}
+
+/// The gsi1 partition listing a user's open connections.
+pub fn user_connections(user_id: &str) -> String {
+    format!("CONNS#{user_id}")
+}
+
+/// Pushes a server event to every open connection of a user (found through gsi1);
+/// connections that are gone are forgotten. Returns how many received it.
+pub async fn push_to_user(
+    app: &crate::AppContext,
+    user_id: &str,
+    event: &serde_json::Value,
+) -> Result<usize, crate::ApiError> {
+    use crate::ports::db::{Index, Query, Value};
+    use crate::ports::push::PushOutcome;
+    let payload = serde_json::to_vec(event).map_err(crate::ApiError::internal)?;
+    let page = app
+        .db
+        .query(
+            &app.config.table,
+            Query::partition(user_connections(user_id))
+                .on(Index::Gsi1)
+                .limit(100),
+        )
+        .await?;
+    let mut delivered = 0;
+    for item in &page.items {
+        let Some(id) = item.get("connection_id").and_then(Value::as_str) else {
+            continue;
+        };
+        match app.push.post(id, &payload).await? {
+            PushOutcome::Delivered => delivered += 1,
+            PushOutcome::Gone => {
+                app.db
+                    .delete(&app.config.table, &connection_key(id), None)
+                    .await?;
+            }
+        }
+    }
+    Ok(delivered)
 }
 
 /// A handler's answer: the status decides whether `$connect` is accepted; a body is

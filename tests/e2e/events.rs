@@ -72,7 +72,7 @@ async fn health_samples() {
 #[tokio::test]
 async fn realtime_samples() {
     let expected = [
-        ("connect.json", 200),
+        ("connect-without-token.json", 401),
         ("ping.json", 200),
         ("unknown-action.json", 400),
         ("disconnect.json", 200),
@@ -80,19 +80,18 @@ async fn realtime_samples() {
     assert_covered("realtime", &expected.map(|e| e.0));
     let (parts, _dir) = local_app(Arc::new(SystemClock));
     let router = docare_realtime::router();
-    // In order: connect stores the connection, disconnect removes it.
+    // In order: a handshake without a token is refused and stores nothing.
     for (name, status) in expected {
         let event: ApiGatewayWebsocketProxyRequest =
             serde_json::from_str(&samples("realtime")[name]).expect("parses");
         let response = router.dispatch(&parts.app, event).await;
         assert_eq!(response.status_code, status, "{name}");
-        if name == "connect.json" {
+        if name == "connect-without-token.json" {
             let stored = parts
                 .store
                 .raw_items(&parts.app.config.table)
                 .expect("items");
-            assert_eq!(stored.len(), 1, "connection stored with a TTL");
-            assert!(stored[0].contains_key("expires_at"));
+            assert!(stored.is_empty(), "nothing stored for a refused connection");
         }
     }
     assert!(parts

@@ -2,8 +2,10 @@
 //! real socket.
 
 use docare_e2e::{eventually, TestStack};
+use docare_local::accounts;
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
+use shared::auth::Role;
 use shared::ports::db::Value as DbValue;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -23,6 +25,69 @@ async fn next_json(socket: &mut Socket) -> Value {
     }
 }
 
+/// Connects as a fresh patient (the handshake carries the access token).
+async fn connect(t: &TestStack) -> (Socket, String) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let email = format!(
+        "ws-{}@example.com",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    let account = accounts::create(t.app(), &email, "Web Socket", Role::Patient, false)
+        .await
+        .expect("account");
+    let (token, _) = t
+        .app()
+        .tokens
+        .issue(t.app(), &account.id, Role::Patient, "ws-session", &["pwd"])
+        .await
+        .expect("token");
+    let mut request = t.stack.ws_url().into_client_request().expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let (socket, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect");
+    assert_eq!(response.status(), 101);
+    (socket, account.id)
+}
+
+#[tokio::test]
+async fn a_handshake_without_a_valid_token_is_refused() {
+    let t = TestStack::start().await;
+    assert!(tokio_tungstenite::connect_async(t.stack.ws_url())
+        .await
+        .is_err());
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = t.stack.ws_url().into_client_request().expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        "Bearer not.a.token".parse().expect("header"),
+    );
+    assert!(tokio_tungstenite::connect_async(request).await.is_err());
+    assert!(connection_ids(&t).is_empty());
+}
+
+#[tokio::test]
+async fn pushes_reach_every_connection_of_a_user() {
+    let t = TestStack::start().await;
+    let (mut socket, user) = connect(&t).await;
+    assert!(eventually(|| connection_ids(&t).len() == 1).await);
+    let event = serde_json::json!({"type": "notification", "data": {"kind": "test"}});
+    let delivered = shared::ws::push_to_user(t.app(), &user, &event)
+        .await
+        .expect("push");
+    assert_eq!(delivered, 1);
+    assert_eq!(next_json(&mut socket).await, event);
+    assert_eq!(
+        shared::ws::push_to_user(t.app(), "someone-else", &event)
+            .await
+            .expect("push"),
+        0
+    );
+}
+
 fn connection_ids(t: &TestStack) -> Vec<String> {
     t.stack
         .parts
@@ -40,10 +105,7 @@ fn connection_ids(t: &TestStack) -> Vec<String> {
 #[tokio::test]
 async fn ping_pong_push_and_disconnect() {
     let t = TestStack::start().await;
-    let (mut socket, response) = tokio_tungstenite::connect_async(t.stack.ws_url())
-        .await
-        .expect("connect");
-    assert_eq!(response.status(), 101);
+    let (mut socket, _user) = connect(&t).await;
     assert!(
         eventually(|| connection_ids(&t).len() == 1).await,
         "connection stored"
@@ -89,9 +151,7 @@ async fn ping_pong_push_and_disconnect() {
 #[tokio::test]
 async fn the_server_can_close_a_connection() {
     let t = TestStack::start().await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(t.stack.ws_url())
-        .await
-        .expect("connect");
+    let (mut socket, _user) = connect(&t).await;
     assert!(eventually(|| connection_ids(&t).len() == 1).await);
     let id = connection_ids(&t).pop().expect("id");
     t.app().push.disconnect(&id).await.expect("disconnect");

@@ -62,5 +62,5 @@ pub async fn account_locked(app: &AppContext, to: &str) -> Result<(), ApiError> 
 
 async fn send(app: &AppContext, to: &str, subject: &str, body: String) -> Result<(), ApiError> {
     let id = format!("auth:{}", ulid::Ulid::new());
-    enqueue(app, &Notification::email(id, to, subject, body)).await
+    enqueue(app, Notification::email(id, to, subject, body)).await
 }

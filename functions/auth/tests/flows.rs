@@ -102,7 +102,12 @@ impl Harness {
                     .delete(queue, &message.receipt_handle)
                     .await
                     .unwrap();
-                out.push(serde_json::from_str(&message.body).unwrap());
+                let sealed: Notification = serde_json::from_str(&message.body).unwrap();
+                assert!(
+                    sealed.sealed.is_some() && sealed.to.is_empty() && sealed.body.is_empty(),
+                    "sealed on the queue"
+                );
+                out.push(sealed.open(&self.app).await.unwrap());
             }
         }
     }

@@ -1,4 +1,5 @@
-//! The notification worker: sends each queued e-mail or SMS through the messenger port.
+//! The notification worker: opens each queued (sealed) e-mail or SMS and sends it
+//! through the messenger port.
 //!
 //! SQS delivers at least once, so a message is sent once per idempotency key: a marker
 //! item (kept one day) records what was sent, and a redelivered message is skipped.
@@ -8,6 +9,7 @@
 //! fails transiently and is retried.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use shared::crypto::CryptoError;
 use shared::ports::db::{item, Condition, DbError, Key, Value};
 use shared::ports::messenger::{MessengerError, OutboundMessage};
 use shared::worker::{process_batch, WorkError};
@@ -55,6 +57,15 @@ async fn process(app: &App, record: SqsMessage) -> Result<(), WorkError> {
         tracing::info!("already sent; skipping");
         return Ok(());
     }
+    // Sealed by the producer; opened only here, just before sending.
+    let notification = notification.open(app).await.map_err(|err| match err {
+        CryptoError::KeysUnavailable(_) | CryptoError::StoreUnavailable(_) => {
+            WorkError::Transient(Box::new(err))
+        }
+        CryptoError::Integrity | CryptoError::Format(_) => {
+            WorkError::Permanent("the sealed notification does not open".into())
+        }
+    })?;
     let message = OutboundMessage {
         channel: notification.channel,
         to: notification.to,

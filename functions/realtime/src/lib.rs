@@ -4,13 +4,19 @@
 //! at most), so a missed `$disconnect` cannot leave records behind. Pushes to a
 //! connection that is gone remove its record.
 //!
-//! Authentication of `$connect` and the messaging, presence and typing actions arrive
-//! with the identity and messaging work; until then a connection can only `ping`.
+//! `$connect` needs an access token (`Authorization: Bearer …` on the handshake, checked
+//! by the same extractor as the REST API); the connection is stored with its user so
+//! the server can push to a user's connections (`shared::ws::push_to_user`). Messaging,
+//! presence and typing arrive with the messaging work; until then a client can `ping`
+//! and receive `notification` events.
 
 use serde::Serialize;
-use shared::ports::db::{item, Key, Value};
+use shared::auth::authenticate_header;
+use shared::ports::db::{item, Value};
 use shared::ports::push::PushOutcome;
-use shared::ws::{WsReply, WsRequest, WsResult, WsRouter, CONNECT, DEFAULT, DISCONNECT};
+use shared::ws::{
+    user_connections, WsReply, WsRequest, WsResult, WsRouter, CONNECT, DEFAULT, DISCONNECT,
+};
 use shared::{ApiError, App};
 
 /// API Gateway's hard limit on a connection's life.
@@ -24,10 +30,7 @@ pub fn router() -> WsRouter {
         .route(DEFAULT, unknown_action)
 }
 
-/// The key of a connection record.
-pub fn connection_key(connection_id: &str) -> Key {
-    Key::new(format!("CONN#{connection_id}"), "CONN")
-}
+pub use shared::ws::connection_key;
 
 fn require_connection(req: &WsRequest) -> Result<(), ApiError> {
     if req.connection_id.is_empty() || req.connection_id.len() > 128 {
@@ -38,13 +41,23 @@ fn require_connection(req: &WsRequest) -> Result<(), ApiError> {
 
 async fn connect(app: App, req: WsRequest) -> WsResult {
     require_connection(&req)?;
+    let authorization = req
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    let principal = authenticate_header(&app, authorization).await?;
     let now = app.clock.now().timestamp();
     let key = connection_key(&req.connection_id);
     let record = item([
         ("pk", Value::S(key.pk)),
         ("sk", Value::S(key.sk)),
+        ("connection_id", Value::S(req.connection_id.clone())),
+        ("user_id", Value::S(principal.user_id.clone())),
+        ("role", Value::S(principal.role.as_str().into())),
         ("connected_at", Value::N(now)),
         ("expires_at", Value::N(now + CONNECTION_TTL_SECS)),
+        ("gsi1pk", Value::S(user_connections(&principal.user_id))),
+        ("gsi1sk", Value::S(format!("{now}#{}", req.connection_id))),
     ]);
     app.db.put(&app.config.table, record, None).await?;
     Ok(WsReply::ok())

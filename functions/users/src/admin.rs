@@ -68,7 +68,7 @@ pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
     );
     enqueue(
         &app,
-        &Notification::email(
+        Notification::email(
             format!("invite:{}", account.id),
             email,
             "Your DoCare account",

@@ -5,10 +5,11 @@
 mod admin;
 mod care;
 mod me;
+mod profile;
 
 use http::Method;
-use shared::audit::{Action, Actor, AuditEvent, Outcome};
-use shared::auth::Principal;
+use shared::audit::{Action, Outcome};
+use shared::auth::{audit_event, Principal};
 use shared::http::{ApiRequest, Router};
 use shared::{ApiError, AppContext};
 
@@ -16,6 +17,13 @@ pub fn router() -> Router {
     Router::new()
         .route(Method::GET, "/api/v1/users/me", me::get)
         .route(Method::PATCH, "/api/v1/users/me", me::patch)
+        .route(Method::GET, "/api/v1/users/me/profile", profile::get_own)
+        .route(Method::PUT, "/api/v1/users/me/profile", profile::put_own)
+        .route(
+            Method::GET,
+            "/api/v1/users/{id}/profile",
+            profile::get_patient,
+        )
         .route(Method::GET, "/api/v1/users", admin::list)
         .route(Method::POST, "/api/v1/users", admin::create)
         .route(Method::GET, "/api/v1/users/{id}", admin::get)
@@ -36,14 +44,6 @@ pub(crate) async fn audit(
     resource: (&str, &str),
     outcome: Outcome,
 ) -> Result<(), ApiError> {
-    let actor = Actor::user(&principal.user_id, principal.role.as_str())
-        .with_session(&principal.session_id);
-    app.audit
-        .record(
-            AuditEvent::from_request(req, action, outcome)
-                .actor(actor)
-                .resource(resource.0, resource.1),
-        )
-        .await
-        .map_err(ApiError::from)
+    let event = audit_event(req, principal, action, outcome).resource(resource.0, resource.1);
+    Ok(app.audit.record(event).await?)
 }

@@ -9,7 +9,6 @@
 
 use super::Role;
 use crate::crypto::blind_index::{normalize_email, IndexName};
-use crate::crypto::Binding;
 use crate::ports::db::{Condition, Item, Key, Update, Value, WriteOp};
 use crate::{ApiError, AppContext};
 use serde::Serialize;
@@ -86,15 +85,6 @@ fn email_claim(index: &str) -> Key {
     Key::new(format!("EMAIL#{index}"), "EMAIL")
 }
 
-pub fn binding<'a>(table: &'a str, key: &'a Key, attribute: &'a str) -> Binding<'a> {
-    Binding {
-        table,
-        pk: &key.pk,
-        sk: &key.sk,
-        attribute,
-    }
-}
-
 fn str_of<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name).and_then(Value::as_str)
 }
@@ -137,17 +127,7 @@ impl Account {
         app: &AppContext,
         attribute: &str,
     ) -> Result<Option<String>, ApiError> {
-        let Some(sealed) = self.item.get(attribute).and_then(Value::as_bytes) else {
-            return Ok(None);
-        };
-        let key = key(&self.id);
-        let plain = app
-            .crypto
-            .decrypt(&binding(&app.config.table, &key, attribute), sealed)
-            .await?;
-        String::from_utf8(plain.to_vec())
-            .map(Some)
-            .map_err(|_| ApiError::internal("sealed text is not UTF-8"))
+        Ok(crate::phi::open(app, &self.item, attribute).await?)
     }
 
     pub async fn email(&self, app: &AppContext) -> Result<String, ApiError> {
@@ -200,15 +180,7 @@ pub async fn seal(
     attribute: &str,
     plain: &str,
 ) -> Result<Value, ApiError> {
-    let key = key(id);
-    let sealed = app
-        .crypto
-        .encrypt(
-            &binding(&app.config.table, &key, attribute),
-            plain.as_bytes(),
-        )
-        .await?;
-    Ok(Value::B(sealed))
+    crate::phi::seal(app, &key(id), attribute, plain).await
 }
 
 /// The blind index of an e-mail address.

@@ -49,6 +49,34 @@ pub fn token<'a>(field: &str, value: &'a str) -> Result<&'a str, ApiError> {
     Ok(value)
 }
 
+/// A phone number in E.164 form (`+` and 8 to 15 digits, no leading zero).
+pub fn phone<'a>(field: &str, value: &'a str) -> Result<&'a str, ApiError> {
+    let value = value.trim();
+    let digits = value.strip_prefix('+').unwrap_or_default();
+    let valid = (8..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    if valid {
+        Ok(value)
+    } else {
+        Err(ApiError::validation(format!(
+            "{field}: must be an E.164 phone number such as +14155550123"
+        )))
+    }
+}
+
+/// Bounded printable text (names, relationships, address lines).
+pub fn text<'a>(field: &str, value: &'a str, max: usize) -> Result<&'a str, ApiError> {
+    let value = value.trim();
+    let len = value.chars().count();
+    if len == 0 || len > max || value.chars().any(char::is_control) {
+        return Err(ApiError::validation(format!(
+            "{field}: must be 1 to {max} printable characters"
+        )));
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +98,21 @@ mod tests {
             assert!(email(bad).is_err(), "{bad}");
         }
         assert!(email(&format!("{}@example.com", "a".repeat(250))).is_err());
+    }
+
+    #[test]
+    fn phones() {
+        assert!(phone("phone", "+14155550123").is_ok());
+        for bad in [
+            "",
+            "4155550123",
+            "+0123456789",
+            "+1415555012a",
+            "+1234567",
+            "+1234567890123456",
+        ] {
+            assert!(phone("phone", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -58,7 +58,17 @@ pub struct Principal {
 /// The one extractor: a `Bearer` access token, verified (signature, algorithm, every
 /// claim), or 401. It also counts the caller against the general rate limit.
 pub async fn authenticate(app: &AppContext, req: &ApiRequest) -> Result<Principal, ApiError> {
-    let token = bearer(req).ok_or(ApiError::Unauthenticated)?;
+    authenticate_header(app, req.header("authorization")).await
+}
+
+/// [`authenticate`] for an `Authorization` header value (also the WebSocket `$connect`).
+pub async fn authenticate_header(
+    app: &AppContext,
+    header: Option<&str>,
+) -> Result<Principal, ApiError> {
+    let token = header
+        .and_then(bearer_token)
+        .ok_or(ApiError::Unauthenticated)?;
     let claims = app.tokens.verify(app, token).await?;
     let principal = claims.principal()?;
     rate_limit::hit(
@@ -70,9 +80,20 @@ pub async fn authenticate(app: &AppContext, req: &ApiRequest) -> Result<Principa
     Ok(principal)
 }
 
-/// The token of an `Authorization: Bearer …` header.
-pub fn bearer(req: &ApiRequest) -> Option<&str> {
-    let value = req.header("authorization")?;
+/// The token of an `Authorization: Bearer …` header value.
+fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
+}
+
+/// The audit event of something this principal did (actor = user, role, session).
+pub fn audit_event(
+    req: &ApiRequest,
+    principal: &Principal,
+    action: crate::audit::Action,
+    outcome: crate::audit::Outcome,
+) -> crate::audit::AuditEvent {
+    let actor = crate::audit::Actor::user(&principal.user_id, principal.role.as_str())
+        .with_session(&principal.session_id);
+    crate::audit::AuditEvent::from_request(req, action, outcome).actor(actor)
 }

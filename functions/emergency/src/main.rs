@@ -1,0 +1,6 @@
+//! Lambda entry point of the emergency function (HTTP API: `/api/v1/emergency/…`).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::run_http(docare_emergency::router()).await
+}

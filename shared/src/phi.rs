@@ -1,0 +1,54 @@
+//! PHI fields of stored items: each text field is sealed by the envelope on its own,
+//! bound to the table, the item's key and the attribute name, so a value copied to
+//! another record or field fails to open (DESIGN §6).
+
+use crate::crypto::{Binding, CryptoError};
+use crate::ports::db::{Item, Key, Value};
+use crate::{ApiError, AppContext};
+
+fn binding<'a>(table: &'a str, key: &'a Key, attribute: &'a str) -> Binding<'a> {
+    Binding {
+        table,
+        pk: &key.pk,
+        sk: &key.sk,
+        attribute,
+    }
+}
+
+/// Seals a text value for `attribute` of the item at `key` in the domain table.
+pub async fn seal(
+    app: &AppContext,
+    key: &Key,
+    attribute: &str,
+    plain: &str,
+) -> Result<Value, ApiError> {
+    let sealed = app
+        .crypto
+        .encrypt(
+            &binding(&app.config.table, key, attribute),
+            plain.as_bytes(),
+        )
+        .await?;
+    Ok(Value::B(sealed))
+}
+
+/// Opens a sealed text attribute of an item read from the domain table; `None` when the
+/// attribute is absent. An [`CryptoError::Integrity`] means the value was moved or
+/// altered: callers audit it (`INTEGRITY_FAILURE`) and fail the request.
+pub async fn open(
+    app: &AppContext,
+    item: &Item,
+    attribute: &str,
+) -> Result<Option<String>, CryptoError> {
+    let Some(sealed) = item.get(attribute).and_then(Value::as_bytes) else {
+        return Ok(None);
+    };
+    let key = Key::of(item).ok_or(CryptoError::Integrity)?;
+    let plain = app
+        .crypto
+        .decrypt(&binding(&app.config.table, &key, attribute), sealed)
+        .await?;
+    String::from_utf8(plain.to_vec())
+        .map(Some)
+        .map_err(|_| CryptoError::Integrity)
+}
