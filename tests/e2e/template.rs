@@ -118,3 +118,131 @@ fn queue_consumers_match_the_template() {
         );
     }
 }
+
+/// The argument of a short-form intrinsic (`!Ref X`, `!GetAtt X.Arn`).
+fn tagged<'a>(value: &'a Value, tag: &str) -> Option<&'a str> {
+    match value {
+        Value::Tagged(t) if t.tag == tag => t.value.as_str(),
+        _ => None,
+    }
+}
+
+/// The IAM statements a role grants: its inline policies and its managed policies
+/// defined in the template.
+fn role_statements<'a>(resources: &'a serde_yaml::Mapping, role: &'a Value) -> Vec<&'a Value> {
+    let mut documents: Vec<&Value> = role["Properties"]["Policies"]
+        .as_sequence()
+        .map(|policies| policies.iter().map(|p| &p["PolicyDocument"]).collect())
+        .unwrap_or_default();
+    for arn in role["Properties"]["ManagedPolicyArns"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+    {
+        let name = arn["Ref"]
+            .as_str()
+            .expect("managed policies are this template's");
+        documents.push(&resources[name]["Properties"]["PolicyDocument"]);
+    }
+    documents
+        .into_iter()
+        .flat_map(|d| d["Statement"].as_sequence().into_iter().flatten())
+        .collect()
+}
+
+fn actions(statement: &Value) -> Vec<String> {
+    match &statement["Action"] {
+        Value::String(one) => vec![one.clone()],
+        Value::Sequence(many) => many
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn names_audit_table(statement: &Value) -> bool {
+    serde_yaml::to_string(&statement["Resource"])
+        .unwrap_or_default()
+        .contains("AuditTable")
+}
+
+/// DESIGN §6: the audit store is append-only for the functions.
+#[test]
+fn functions_may_only_append_to_the_audit_table() {
+    let template = template();
+    let resources = resources(&template);
+    let writes_or_wildcards = |action: &str| {
+        action.contains('*')
+            || !(action.starts_with("dynamodb:Get")
+                || action.starts_with("dynamodb:Query")
+                || action.starts_with("dynamodb:Describe")
+                || action == "dynamodb:PutItem")
+    };
+    for (name, resource) in resources {
+        if resource["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        let role = tagged(&resource["Properties"]["Role"], "!GetAtt")
+            .and_then(|arn| arn.strip_suffix(".Arn"))
+            .unwrap_or_else(|| panic!("{name:?} has its own role"));
+        for statement in role_statements(resources, &resources[role]) {
+            if statement["Effect"] == "Allow" && names_audit_table(statement) {
+                let bad: Vec<String> = actions(statement)
+                    .into_iter()
+                    .filter(|a| writes_or_wildcards(a))
+                    .collect();
+                assert!(bad.is_empty(), "{name:?} may {bad:?} on the audit table");
+            }
+        }
+    }
+    // The writer policy: PutItem on the audit table, and the heads only in the domain table.
+    let writer = &resources["AuditWriterPolicy"]["Properties"]["PolicyDocument"]["Statement"];
+    for statement in writer.as_sequence().expect("statements") {
+        if names_audit_table(statement) {
+            assert_eq!(actions(statement), ["dynamodb:PutItem"]);
+            assert_eq!(
+                tagged(&statement["Resource"], "!GetAtt"),
+                Some("AuditTable.Arn"),
+                "the table itself, not its indexes"
+            );
+        }
+        if serde_yaml::to_string(&statement["Resource"])
+            .unwrap_or_default()
+            .contains("DocareTable")
+        {
+            let keys = &statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+            assert_eq!(keys[0], "AUDITHEAD#*", "head items only");
+        }
+    }
+}
+
+#[test]
+fn the_audit_table_is_retained_recoverable_and_indexed() {
+    let template = template();
+    let table = &resources(&template)["AuditTable"];
+    assert_eq!(table["DeletionPolicy"], "Retain");
+    let props = &table["Properties"];
+    assert_eq!(props["DeletionProtectionEnabled"], true);
+    assert_eq!(
+        props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
+    assert_eq!(
+        props["TimeToLiveSpecification"]["AttributeName"],
+        "expires_at"
+    );
+    assert_eq!(props["SSESpecification"]["SSEType"], "KMS");
+    let indexes: BTreeSet<&str> = props["GlobalSecondaryIndexes"]
+        .as_sequence()
+        .expect("indexes")
+        .iter()
+        .filter_map(|i| i["IndexName"].as_str())
+        .collect();
+    let expected: BTreeSet<&str> = shared::ports::db::Index::ALL
+        .iter()
+        .map(|i| i.name())
+        .collect();
+    assert_eq!(indexes, expected, "every index the audit reader queries");
+}
