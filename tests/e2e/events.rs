@@ -176,3 +176,16 @@ async fn users_samples() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn emergency_samples() {
+    check_http_samples(
+        "emergency",
+        docare_emergency::router(),
+        &[
+            ("contacts-without-token.json", 401, Some("unauthenticated")),
+            ("sos-without-token.json", 401, Some("unauthenticated")),
+        ],
+    )
+    .await;
+}

@@ -64,6 +64,9 @@ fn public() -> [Expect; 5] {
 fn signed_in() -> [Expect; 5] {
     [Unauthenticated, Allow, Allow, Allow, Allow]
 }
+fn owner_only_and_admin() -> [Expect; 5] {
+    [Unauthenticated, Allow, Hidden, Hidden, Allow]
+}
 fn admin_only() -> [Expect; 5] {
     [Unauthenticated, Forbidden, Forbidden, Forbidden, Allow]
 }
@@ -90,6 +93,27 @@ async fn every_route_allows_and_denies_as_the_policy_says() {
     let relationship = care::start(&app, &carer.id, &patient.id, "admin")
         .await
         .unwrap();
+    let (patient_token, _) = app
+        .tokens
+        .issue(&app, &patient.id, Role::Patient, "setup", &["pwd"])
+        .await
+        .unwrap();
+    let mut create = ApiRequest::new(Method::POST, "/api/v1/emergency/contacts");
+    create.headers.insert(
+        "authorization",
+        format!("Bearer {patient_token}").parse().unwrap(),
+    );
+    create.body = serde_json::to_vec(
+        &serde_json::json!({"name": "Sam", "relationship": "sibling", "phone": "+14155550123"}),
+    )
+    .unwrap()
+    .into();
+    let created = docare_emergency::router().dispatch(&app, create).await;
+    assert_eq!(created.status.as_u16(), 201);
+    let contact_id = serde_json::from_slice::<serde_json::Value>(&created.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let mut tokens = vec![None];
     for (who, role, amr) in [
@@ -108,6 +132,8 @@ async fn every_route_allows_and_denies_as_the_policy_says() {
 
     let user = format!("/api/v1/users/{}", patient.id);
     let rel = format!("/api/v1/care-relationships/{}", relationship.id);
+    let contact = format!("/api/v1/emergency/contacts/{contact_id}");
+    let owner_only = [Unauthenticated, Allow, Hidden, Hidden, Hidden];
     let table: Vec<(Method, &str, String, [Expect; 5])> = vec![
         (Method::GET, "/health", "/health".into(), public()),
         (
@@ -214,6 +240,55 @@ async fn every_route_allows_and_denies_as_the_policy_says() {
         ),
         (
             Method::GET,
+            "/api/v1/users/me/profile",
+            "/api/v1/users/me/profile".into(),
+            signed_in(),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/users/me/profile",
+            "/api/v1/users/me/profile".into(),
+            signed_in(),
+        ),
+        // Admins pass with a stated reason (sent on every request of this table).
+        (
+            Method::GET,
+            "/api/v1/users/{id}/profile",
+            format!("{user}/profile"),
+            owner_only_and_admin(),
+        ),
+        (
+            Method::GET,
+            "/api/v1/emergency/contacts",
+            "/api/v1/emergency/contacts".into(),
+            signed_in(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/emergency/contacts",
+            "/api/v1/emergency/contacts".into(),
+            signed_in(),
+        ),
+        (
+            Method::GET,
+            "/api/v1/emergency/contacts/{id}",
+            contact.clone(),
+            owner_only,
+        ),
+        (
+            Method::PUT,
+            "/api/v1/emergency/contacts/{id}",
+            contact.clone(),
+            owner_only,
+        ),
+        (
+            Method::POST,
+            "/api/v1/emergency/sos",
+            "/api/v1/emergency/sos".into(),
+            signed_in(),
+        ),
+        (
+            Method::GET,
             "/api/v1/users",
             "/api/v1/users".into(),
             admin_only(),
@@ -265,6 +340,13 @@ async fn every_route_allows_and_denies_as_the_policy_says() {
             "/api/v1/care-relationships/{id}",
             rel.clone(),
             [Unauthenticated, Allow, Hidden, Hidden, Allow],
+        ),
+        // Last: the owner deletes the contact.
+        (
+            Method::DELETE,
+            "/api/v1/emergency/contacts/{id}",
+            contact.clone(),
+            owner_only,
         ),
     ];
 

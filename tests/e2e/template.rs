@@ -141,6 +141,7 @@ fn role_statements<'a>(resources: &'a serde_yaml::Mapping, role: &'a Value) -> V
     {
         let name = arn["Ref"]
             .as_str()
+            .or_else(|| tagged(arn, "!Ref").or_else(|| tagged(arn, "Ref")))
             .expect("managed policies are this template's");
         documents.push(&resources[name]["Properties"]["PolicyDocument"]);
     }

@@ -275,8 +275,9 @@ pub async fn get(app: App, req: ApiRequest) -> HandlerResult {
 /// `PUT /api/v1/emergency/contacts/{id}`: replaces every field.
 pub async fn replace(app: App, req: ApiRequest) -> HandlerResult {
     let principal = authenticate(&app, &req).await?;
-    let valid = validate(req.json()?)?;
+    // Someone else's contact is a 404 whatever the body says.
     let (id, old) = stored(&app, &principal, &req).await?;
+    let valid = validate(req.json()?)?;
     let key = contact_key(&principal.user_id, &id);
     let created_at = old
         .get("created_at")

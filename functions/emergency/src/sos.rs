@@ -133,7 +133,12 @@ pub async fn raise(app: App, req: ApiRequest) -> HandlerResult {
     match opened {
         Ok(()) => {}
         Err(err) if err.is_condition_failed() => {
-            return join_open_alert(&app, &req, &principal, location.as_deref()).await
+            let repeat = Repeat {
+                coordinates: body.location.as_ref(),
+                sealed_location: location.as_deref(),
+                message,
+            };
+            return join_open_alert(&app, &req, &principal, repeat).await;
         }
         Err(err) => return Err(err.into()),
     }
@@ -152,6 +157,7 @@ pub async fn raise(app: App, req: ApiRequest) -> HandlerResult {
         message,
     )
     .await?;
+    mark_sent(&app, &key).await?;
     ApiResponse::accepted(&serde_json::json!({
         "sos_id": alert_id,
         "status": "recorded",
@@ -159,11 +165,31 @@ pub async fn raise(app: App, req: ApiRequest) -> HandlerResult {
     }))
 }
 
+/// What a repeated SOS carries.
+struct Repeat<'a> {
+    coordinates: Option<&'a Location>,
+    sealed_location: Option<&'a str>,
+    message: Option<&'a str>,
+}
+
+/// Records that the alert's messages are queued, so a repeat does not queue them again.
+async fn mark_sent(app: &App, key: &Key) -> Result<(), ApiError> {
+    app.db
+        .update(
+            &app.config.table,
+            key,
+            Update::new().set("sent", true),
+            Some(Condition::Exists),
+        )
+        .await?;
+    Ok(())
+}
+
 async fn join_open_alert(
     app: &App,
     req: &ApiRequest,
     principal: &shared::auth::Principal,
-    location: Option<&str>,
+    repeat: Repeat<'_>,
 ) -> HandlerResult {
     let active = app
         .db
@@ -182,19 +208,40 @@ async fn join_open_alert(
             .now()
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     );
-    if let Some(l) = location {
+    if let Some(l) = repeat.sealed_location {
         update = update.set("location", phi::seal(app, &key, "location", l).await?);
     }
-    app.db
+    let alert = app
+        .db
         .update(&app.config.table, &key, update, Some(Condition::Exists))
         .await?;
     let event =
         audit_event(req, principal, Action::Sos, Outcome::Success).resource("sos", &alert_id);
     app.audit.record(event).await?;
+    // The first attempt recorded the alert but could not queue its messages (it
+    // answered 503): this repeat sends them. Ids make the notify worker send each once.
+    let mut notified = 0;
+    if alert.get("sent").and_then(Value::as_bool) != Some(true) {
+        let at = alert
+            .get("created_at")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        notified = fan_out(
+            app,
+            &principal.user_id,
+            &alert_id,
+            &at,
+            repeat.coordinates,
+            repeat.message,
+        )
+        .await?;
+        mark_sent(app, &key).await?;
+    }
     ApiResponse::accepted(&serde_json::json!({
         "sos_id": alert_id,
         "status": "collapsed",
-        "notified": 0,
+        "notified": notified,
     }))
 }
 
