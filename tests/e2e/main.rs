@@ -1,5 +1,7 @@
 //! End-to-end tests of the local stack and the functions it mounts.
 
+mod aws_phi;
+mod emergency;
 mod events;
 mod gateway;
 mod health;

@@ -1,0 +1,255 @@
+//! The PHI routes on the AWS adapters against the AWS emulator, then boto3 reads the raw
+//! DynamoDB items and queue messages back and finds no plaintext of any PHI field.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use docare_e2e::repo_root;
+use http::Method;
+use serde_json::{json, Value};
+use shared::config::Config;
+use shared::http::{ApiRequest, Router};
+use shared::ports::db::Index;
+use shared::App;
+use std::collections::HashMap;
+
+const PLAINTEXTS: [&str; 9] = [
+    "phi-aws@example.com",
+    "Ada Lovelace",
+    "1945-12-10",
+    "078-05-1120",
+    "+442071234567",
+    "12 St James Square",
+    "Charles Babbage",
+    "+442079460000",
+    "feeling faint",
+];
+
+async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, indexes: &[Index]) {
+    let schema = |pk: &str, sk: &str| {
+        vec![
+            KeySchemaElement::builder()
+                .attribute_name(pk)
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+            KeySchemaElement::builder()
+                .attribute_name(sk)
+                .key_type(KeyType::Range)
+                .build()
+                .unwrap(),
+        ]
+    };
+    let attributes = ["pk", "sk"]
+        .into_iter()
+        .chain(indexes.iter().flat_map(|i| [i.pk_attr(), i.sk_attr()]))
+        .map(|n| {
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let gsis = indexes
+        .iter()
+        .map(|i| {
+            GlobalSecondaryIndex::builder()
+                .index_name(i.name())
+                .set_key_schema(Some(schema(i.pk_attr(), i.sk_attr())))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .unwrap()
+        })
+        .collect();
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_attribute_definitions(Some(attributes))
+        .set_key_schema(Some(schema("pk", "sk")))
+        .set_global_secondary_indexes(Some(gsis))
+        .send()
+        .await
+        .expect("create table");
+}
+
+async fn call(
+    router: &Router,
+    app: &App,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> Value {
+    let mut req = ApiRequest::new(method, path);
+    req.source_ip = Some("198.51.100.77".into());
+    if let Some(token) = token {
+        req.headers
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    req.body = serde_json::to_vec(&body).unwrap().into();
+    let response = router.dispatch(app, req).await;
+    let status = response.status.as_u16();
+    let body: Value = if response.body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&response.body).unwrap()
+    };
+    assert!(status < 300, "{path}: {status} {body}");
+    body
+}
+
+#[tokio::test]
+async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
+    let Ok(endpoint) = std::env::var("DOCARE_TEST_AWS_ENDPOINT") else {
+        assert_eq!(
+            std::env::var("DOCARE_TEST_SKIP_AWS").as_deref(),
+            Ok("1"),
+            "AWS emulator not running: use scripts/test"
+        );
+        return;
+    };
+    let python =
+        std::env::var("DOCARE_TEST_PYTHON").expect("DOCARE_TEST_PYTHON (scripts/test sets it)");
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "e2e"),
+        ))
+        .build();
+    let suffix = ulid::Ulid::new().to_string().to_lowercase();
+    let (table, audit_table) = (format!("phi-{suffix}"), format!("audit-{suffix}"));
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    create_table(&dynamodb, &table, &[Index::Gsi1, Index::Gsi2]).await;
+    create_table(&dynamodb, &audit_table, &Index::ALL).await;
+    let key = aws_sdk_kms::Client::new(&sdk)
+        .create_key()
+        .send()
+        .await
+        .expect("key");
+    let key_arn = key
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .expect("arn")
+        .to_string();
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("notify-{suffix}"))
+        .send()
+        .await
+        .expect("queue");
+    let queue_url = queue.queue_url().expect("url").to_string();
+
+    let vars: HashMap<&str, String> = [
+        ("DOCARE_ENV", "dev".to_string()),
+        ("DOCARE_TABLE", table.clone()),
+        ("DOCARE_AUDIT_TABLE", audit_table.clone()),
+        ("DOCARE_QUARANTINE_BUCKET", "unused-q".into()),
+        ("DOCARE_DOCUMENTS_BUCKET", "unused-d".into()),
+        ("DOCARE_KMS_KEY_ID", key_arn),
+        ("DOCARE_SCANS_QUEUE_URL", queue_url.clone()),
+        ("DOCARE_REMINDERS_QUEUE_URL", queue_url.clone()),
+        ("DOCARE_NOTIFICATIONS_QUEUE_URL", queue_url.clone()),
+        ("DOCARE_WS_ENDPOINT", format!("{endpoint}/ws")),
+        ("DOCARE_MAIL_FROM", "no-reply@example.com".into()),
+    ]
+    .into_iter()
+    .collect();
+    let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("config");
+    let app = shared::adapters::aws::build_app(config, &sdk);
+
+    let auth = docare_auth::router();
+    call(
+        &auth,
+        &app,
+        Method::POST,
+        "/api/v1/auth/signup",
+        None,
+        json!({"email": PLAINTEXTS[0], "password": "a long password", "full_name": PLAINTEXTS[1]}),
+    )
+    .await;
+    let account = shared::auth::accounts::find_by_email(&app, PLAINTEXTS[0])
+        .await
+        .unwrap()
+        .expect("account");
+    let (token, _) = app
+        .tokens
+        .issue(
+            &app,
+            &account.id,
+            shared::auth::Role::Patient,
+            "s",
+            &["pwd"],
+        )
+        .await
+        .unwrap();
+    call(
+        &docare_users::router(),
+        &app,
+        Method::PUT,
+        "/api/v1/users/me/profile",
+        Some(&token),
+        json!({"full_name": PLAINTEXTS[1], "date_of_birth": PLAINTEXTS[2], "ssn": PLAINTEXTS[3], "phone": PLAINTEXTS[4],
+               "address": {"line1": PLAINTEXTS[5], "city": "London", "postal_code": "SW1Y 4LG", "country": "GB"}}),
+    )
+    .await;
+    let emergency = docare_emergency::router();
+    call(
+        &emergency,
+        &app,
+        Method::POST,
+        "/api/v1/emergency/contacts",
+        Some(&token),
+        json!({"name": PLAINTEXTS[6], "relationship": "friend", "phone": PLAINTEXTS[7]}),
+    )
+    .await;
+    let sos = call(
+        &emergency,
+        &app,
+        Method::POST,
+        "/api/v1/emergency/sos",
+        Some(&token),
+        json!({"message": PLAINTEXTS[8]}),
+    )
+    .await;
+    assert_eq!(sos["notified"], 1);
+    let profile = call(
+        &docare_users::router(),
+        &app,
+        Method::GET,
+        "/api/v1/users/me/profile",
+        Some(&token),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        profile["date_of_birth"], PLAINTEXTS[2],
+        "reads back through the AWS adapters"
+    );
+
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(repo_root().join("tests/python/raw_items.py"))
+            .args([&endpoint, &table, &audit_table, &queue_url])
+            .args(PLAINTEXTS)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("python runs");
+    assert!(
+        output.status.success(),
+        "raw_items.py:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
