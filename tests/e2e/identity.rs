@@ -168,8 +168,8 @@ async fn every_route_allows_and_denies_as_the_policy_says() {
         ),
         (
             Method::POST,
-            "/api/v1/auth/mfa/email-code",
-            "/api/v1/auth/mfa/email-code".into(),
+            "/api/v1/auth/mfa/send-code",
+            "/api/v1/auth/mfa/send-code".into(),
             public(),
         ),
         (

@@ -35,11 +35,7 @@ pub fn router() -> Router {
         )
         .route(Method::POST, "/api/v1/auth/login", sessions::login)
         .route(Method::POST, "/api/v1/auth/mfa/challenge", mfa::challenge)
-        .route(
-            Method::POST,
-            "/api/v1/auth/mfa/email-code",
-            mfa::send_email_code,
-        )
+        .route(Method::POST, "/api/v1/auth/mfa/send-code", mfa::send_code)
         .route(Method::POST, "/api/v1/auth/refresh", sessions::refresh)
         .route(Method::POST, "/api/v1/auth/logout", sessions::logout)
         .route(

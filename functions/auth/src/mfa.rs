@@ -20,7 +20,7 @@ use shared::{ApiError, App, AppContext};
 pub const CHALLENGE_TTL_SECS: i64 = 5 * 60;
 pub const MAX_CHALLENGE_ATTEMPTS: i64 = 5;
 pub const RECOVERY_CODES: usize = 10;
-const EMAIL_CODE_DIGITS: u32 = 6;
+const CODE_DIGITS: u32 = 6;
 
 fn challenge_key(token: &str) -> Key {
     Key::new(format!("MFA#{}", secrets::hash(token)), "MFA")
@@ -216,16 +216,27 @@ fn decode_secret(base32: &str) -> Option<zeroize::Zeroizing<Vec<u8>>> {
     totp::decode_base32(base32).map(zeroize::Zeroizing::new)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EmailCodeBody {
-    mfa_token: String,
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum CodeChannel {
+    #[default]
+    Email,
+    Sms,
 }
 
-/// `POST mfa/email-code`: mails a 6-digit code usable once in the pending challenge
-/// (the second method for users without their authenticator).
-pub async fn send_email_code(app: App, req: ApiRequest) -> HandlerResult {
-    let body: EmailCodeBody = req.json()?;
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendCodeBody {
+    mfa_token: String,
+    #[serde(default)]
+    channel: CodeChannel,
+}
+
+/// `POST mfa/send-code`: sends a 6-digit code, usable once in the pending challenge, by
+/// e-mail or by SMS to the phone of the profile (the second method for users without
+/// their authenticator).
+pub async fn send_code(app: App, req: ApiRequest) -> HandlerResult {
+    let body: SendCodeBody = req.json()?;
     let token = input::token("mfa_token", &body.mfa_token)?;
     let table = &app.config.table;
     let key = challenge_key(token);
@@ -241,7 +252,21 @@ pub async fn send_email_code(app: App, req: ApiRequest) -> HandlerResult {
     let account = accounts::get(&app, &user_id)
         .await?
         .ok_or(ApiError::InvalidCredentials)?;
-    let code = secrets::numeric_code(EMAIL_CODE_DIGITS);
+    let phone = match body.channel {
+        CodeChannel::Email => None,
+        CodeChannel::Sms => {
+            let profile = app
+                .db
+                .get(table, &Key::new(format!("USER#{user_id}"), "PROFILE"))
+                .await?
+                .unwrap_or_default();
+            let phone = shared::phi::open(&app, &profile, "phone").await?;
+            Some(phone.ok_or_else(|| {
+                ApiError::unprocessable("no phone number in the profile; use the e-mail channel")
+            })?)
+        }
+    };
+    let code = secrets::numeric_code(CODE_DIGITS);
     let now = app.clock.now().timestamp();
     app.db
         .update(
@@ -253,7 +278,10 @@ pub async fn send_email_code(app: App, req: ApiRequest) -> HandlerResult {
             Some(Condition::Exists),
         )
         .await?;
-    mail::login_code(&app, &account.email(&app).await?, &code).await?;
+    match phone {
+        Some(phone) => mail::login_code_sms(&app, &phone, &code).await?,
+        None => mail::login_code(&app, &account.email(&app).await?, &code).await?,
+    }
     ApiResponse::accepted(&serde_json::json!({ "status": "sent" }))
 }
 

@@ -664,7 +664,7 @@ async fn totp_enrolment_and_login_with_codes_recovery_and_email() {
     let sent = h
         .call(
             Method::POST,
-            "/api/v1/auth/mfa/email-code",
+            "/api/v1/auth/mfa/send-code",
             Some(json!({"mfa_token": mfa_token})),
             None,
         )
@@ -686,6 +686,60 @@ async fn totp_enrolment_and_login_with_codes_recovery_and_email() {
         )
         .await;
     assert_eq!(by_mail.status, 200, "{}", by_mail.body);
+
+    // By SMS: needs a phone in the profile.
+    let step1 = h.login("mfa@example.com", "right password").await;
+    let mfa_token = step1.body["mfa_token"].as_str().unwrap().to_string();
+    let body = json!({"mfa_token": mfa_token, "channel": "sms"});
+    let no_phone = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/mfa/send-code",
+            Some(body.clone()),
+            None,
+        )
+        .await;
+    assert_eq!(no_phone.status, 422);
+    let account = accounts::find_by_email(&h.app, "mfa@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let key = shared::ports::db::Key::new(format!("USER#{}", account.id), "PROFILE");
+    let mut profile = shared::ports::db::Item::new();
+    profile.insert("pk".into(), DbValue::S(key.pk.clone()));
+    profile.insert("sk".into(), DbValue::S(key.sk.clone()));
+    profile.insert(
+        "phone".into(),
+        shared::phi::seal(&h.app, &key, "phone", "+14155550177")
+            .await
+            .unwrap(),
+    );
+    h.app
+        .db
+        .put(&h.app.config.table, profile, None)
+        .await
+        .unwrap();
+    let sent = h
+        .call(Method::POST, "/api/v1/auth/mfa/send-code", Some(body), None)
+        .await;
+    assert_eq!(sent.status, 202);
+    let sms = h.mails().await.pop().unwrap();
+    assert_eq!(sms.to, "+14155550177");
+    let code: String = sms
+        .body
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap()
+        .to_string();
+    let by_sms = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/mfa/challenge",
+            Some(json!({"mfa_token": mfa_token, "code": code})),
+            None,
+        )
+        .await;
+    assert_eq!(by_sms.status, 200, "{}", by_sms.body);
 }
 
 #[tokio::test]
