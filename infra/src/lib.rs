@@ -9,6 +9,7 @@
 pub mod events;
 pub mod http_gateway;
 pub mod mounts;
+pub mod rewrap;
 pub mod stack;
 pub mod workers;
 pub mod ws_gateway;
