@@ -37,7 +37,8 @@ impl Stage {
         }
     }
 
-    fn parse(value: &str) -> Option<Self> {
+    /// The stage named `value` (`local`, `dev`, …), as `DOCARE_ENV` spells it.
+    pub fn parse(value: &str) -> Option<Self> {
         Some(match value {
             "local" => Stage::Local,
             "dev" => Stage::Dev,

@@ -9,7 +9,7 @@ use crate::ports::blobs::{BlobError, BlobMeta, BlobObject, BlobStore, PresignedR
 use crate::ports::db::{
     Condition, Database, DbError, Item, Key, Query, QueryPage, Update, WriteOp,
 };
-use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Unwrapped};
+use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Rewrapped, Unwrapped};
 use crate::ports::messenger::{Messenger, MessengerError, OutboundMessage};
 use crate::ports::push::{Push, PushError, PushOutcome};
 use crate::ports::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
@@ -136,7 +136,10 @@ impl KeyService for Outage {
         _: &EncryptionContext,
         _: &str,
         _: &EncryptionContext,
-    ) -> Result<Vec<u8>, KeyError> {
+    ) -> Result<Rewrapped, KeyError> {
+        Err(KeyError::Unavailable(down()))
+    }
+    async fn resolve_key_id(&self, _: &str) -> Result<String, KeyError> {
         Err(KeyError::Unavailable(down()))
     }
     async fn check(&self, _: &str) -> Result<(), KeyError> {

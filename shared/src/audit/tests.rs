@@ -71,7 +71,10 @@ impl KeyService for Down {
         _: &EncryptionContext,
         _: &str,
         _: &EncryptionContext,
-    ) -> Result<Vec<u8>, KeyError> {
+    ) -> Result<crate::ports::keys::Rewrapped, KeyError> {
+        Err(KeyError::Unavailable(down()))
+    }
+    async fn resolve_key_id(&self, _: &str) -> Result<String, KeyError> {
         Err(KeyError::Unavailable(down()))
     }
     async fn check(&self, _: &str) -> Result<(), KeyError> {

@@ -22,6 +22,9 @@ pub enum IndexName {
 }
 
 impl IndexName {
+    /// Every index, so key rotation can visit every index-key record.
+    pub const ALL: [IndexName; 1] = [IndexName::Email];
+
     pub fn as_str(self) -> &'static str {
         match self {
             IndexName::Email => "email",
@@ -34,11 +37,13 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-fn index_key_record(name: IndexName) -> Key {
+/// Record key of an index's HMAC key (`INDEXKEY#<index>`).
+pub fn index_key_record(name: IndexName) -> Key {
     Key::new(format!("INDEXKEY#{}", name.as_str()), "INDEXKEY")
 }
 
-fn index_key_context(stage: &str, name: IndexName) -> EncryptionContext {
+/// The encryption context an index key is wrapped under: ids only, as for data keys.
+pub fn index_key_context(stage: &str, name: IndexName) -> EncryptionContext {
     EncryptionContext::new([
         ("purpose", "docare-index-key"),
         ("stage", stage),

@@ -168,6 +168,72 @@ pub fn open(
         .map_err(|_| FormatError::Integrity)
 }
 
+/// The oracle of the `ciphertext_parse` fuzz target (`fuzz/`), kept here so that stable
+/// tests run the very same checks over mutated inputs. Panics (the fuzzer's signal)
+/// when an invariant of the format breaks; never otherwise, whatever the bytes.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing {
+    use super::*;
+
+    const KEY: [u8; 32] = [7; 32];
+    const ID: [u8; DATA_KEY_ID_LEN] = [3; DATA_KEY_ID_LEN];
+    /// Inputs sealed for the round-trip check are cut to this length, so each fuzz
+    /// iteration stays fast; parsing always sees the whole input.
+    const MAX_SEALED: usize = 4096;
+
+    fn binding() -> Binding<'static> {
+        Binding {
+            table: "docare",
+            pk: "USER#fuzz",
+            sk: "PROFILE",
+            attribute: "ssn",
+        }
+    }
+
+    /// Checks `parse` and `open` on arbitrary bytes, then a seal/open round trip of the
+    /// bytes as plaintext, and that one bit flipped (chosen by the input) is refused.
+    pub fn ciphertext_parse(data: &[u8]) {
+        let at = binding();
+        match parse(data) {
+            Ok(envelope) => {
+                assert!(data.len() >= OVERHEAD && data.len() <= MAX_PLAINTEXT + OVERHEAD);
+                assert_eq!(data.first(), Some(&VERSION));
+                assert_eq!(&envelope.data_key_id[..], &data[1..=DATA_KEY_ID_LEN]);
+                // Bytes not sealed under this key and place never authenticate.
+                assert_eq!(open(&envelope, &KEY, &at), Err(FormatError::Integrity));
+            }
+            Err(FormatError::UnknownVersion(version)) => {
+                assert_eq!(data.first(), Some(&version));
+                assert_ne!(version, VERSION);
+            }
+            Err(FormatError::Malformed) => assert!(data.len() < OVERHEAD),
+            Err(FormatError::TooLarge) => assert!(data.len() > MAX_PLAINTEXT + OVERHEAD),
+            Err(FormatError::Integrity) => panic!("parse reported an integrity error"),
+        }
+
+        let plaintext = &data[..data.len().min(MAX_SEALED)];
+        let sealed = match seal(&ID, &KEY, &at, plaintext) {
+            Ok(sealed) => sealed,
+            Err(err) => panic!("sealing {} bytes failed: {err}", plaintext.len()),
+        };
+        assert_eq!(sealed.len(), plaintext.len() + OVERHEAD);
+        match parse(&sealed).and_then(|e| open(&e, &KEY, &at)) {
+            Ok(opened) => assert_eq!(opened.as_slice(), plaintext),
+            Err(err) => panic!("a sealed value did not open: {err}"),
+        }
+        let seed = data.iter().fold(data.len(), |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(*b))
+        });
+        let bit = seed % (sealed.len() * 8);
+        let mut flipped = sealed;
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        assert!(
+            parse(&flipped).and_then(|e| open(&e, &KEY, &at)).is_err(),
+            "a flipped bit was accepted"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +303,56 @@ mod tests {
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = parse(&bytes).map(|e| open(&e, &KEY, &place("t", "p", "s", "a")));
+        }
+    }
+
+    /// Stable stand-in for the fuzzer: the fuzz target's oracle over a corpus of valid
+    /// ciphertexts and their mutations (truncations, extensions, bit flips, byte
+    /// overwrites, other versions), plus random bytes from proptest below.
+    #[test]
+    fn the_fuzz_oracle_holds_over_mutated_ciphertexts() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x00d0_ca4e);
+        let at = place("docare", "USER#fuzz", "PROFILE", "ssn");
+        let mut corpus: Vec<Vec<u8>> = vec![vec![], vec![VERSION], vec![0; OVERHEAD]];
+        for len in [0usize, 1, 15, 16, 17, 32, 100, 1000] {
+            let plaintext: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            corpus.push(seal(&ID, &KEY, &at, &plaintext).expect("seal"));
+        }
+        let mut cases = 0;
+        for base in &corpus {
+            fuzzing::ciphertext_parse(base);
+            for _ in 0..200 {
+                let mut input = base.clone();
+                match rng.gen_range(0..5) {
+                    0 if !input.is_empty() => input.truncate(rng.gen_range(0..input.len())),
+                    1 => input.extend((0..rng.gen_range(1..64)).map(|_| rng.gen::<u8>())),
+                    2 if !input.is_empty() => {
+                        let bit = rng.gen_range(0..input.len() * 8);
+                        input[bit / 8] ^= 1 << (bit % 8);
+                    }
+                    3 if !input.is_empty() => {
+                        let at = rng.gen_range(0..input.len());
+                        input[at] = rng.gen();
+                    }
+                    _ => match input.first_mut() {
+                        Some(version) => *version = rng.gen(),
+                        None => input.push(rng.gen()),
+                    },
+                }
+                fuzzing::ciphertext_parse(&input);
+                cases += 1;
+            }
+        }
+        assert_eq!(cases, corpus.len() * 200);
+    }
+
+    proptest! {
+        #[test]
+        fn the_fuzz_oracle_holds_for_random_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            fuzzing::ciphertext_parse(&bytes);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Counts every KMS call and logs it as a metric line, so tests and benchmarks can
 //! assert on KMS usage (a warm cache makes none) and operators can chart it.
 
-use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Unwrapped};
+use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Rewrapped, Unwrapped};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -72,11 +72,16 @@ impl KeyService for MeteredKeys {
         context: &EncryptionContext,
         destination_key_id: &str,
         destination_context: &EncryptionContext,
-    ) -> Result<Vec<u8>, KeyError> {
+    ) -> Result<Rewrapped, KeyError> {
         record(&self.calls.re_encrypt, "ReEncrypt");
         self.inner
             .re_encrypt(ciphertext, context, destination_key_id, destination_context)
             .await
+    }
+
+    // Like `check`, a DescribeKey: not a cryptographic operation, so not metered.
+    async fn resolve_key_id(&self, key_id: &str) -> Result<String, KeyError> {
+        self.inner.resolve_key_id(key_id).await
     }
 
     async fn check(&self, key_id: &str) -> Result<(), KeyError> {

@@ -4,6 +4,7 @@
 pub mod envelope;
 pub mod format;
 pub mod metered;
+pub mod rotation;
 
 pub use envelope::{CachePolicy, CryptoError, Envelope};
 pub use format::Binding;

@@ -39,6 +39,14 @@ pub struct DataKey {
     pub ciphertext: Vec<u8>,
 }
 
+/// A data key re-wrapped under another KMS key: the new wrapped form, and the key that
+/// now wraps it as KMS names it (an ARN on AWS), to store beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrapped {
+    pub key_id: String,
+    pub ciphertext: Vec<u8>,
+}
+
 /// An unwrapped data key and the KMS key that had wrapped it.
 pub struct Unwrapped {
     pub key_id: String,
@@ -80,14 +88,21 @@ pub trait KeyService: Send + Sync {
         ciphertext: &[u8],
         context: &EncryptionContext,
     ) -> Result<Unwrapped, KeyError>;
-    /// Re-wraps a data key under another KMS key without exposing it (key rotation).
+    /// Re-wraps a data key under another KMS key without exposing it (key rotation):
+    /// the plaintext key never leaves the key service, and no data ciphertext changes.
+    /// A wrong source context is [`KeyError::InvalidCiphertext`], an unknown destination
+    /// [`KeyError::KeyNotFound`].
     async fn re_encrypt(
         &self,
         ciphertext: &[u8],
         context: &EncryptionContext,
         destination_key_id: &str,
         destination_context: &EncryptionContext,
-    ) -> Result<Vec<u8>, KeyError>;
+    ) -> Result<Rewrapped, KeyError>;
+    /// The id the key service reports for a key given by any of its names (an ARN on
+    /// AWS, whether asked by key id, ARN or alias), so that the `kms_key_id` stored with
+    /// a wrapped key can be compared with a configured key name.
+    async fn resolve_key_id(&self, key_id: &str) -> Result<String, KeyError>;
     /// Cheap check that the key exists and is enabled, for `/health`.
     async fn check(&self, key_id: &str) -> Result<(), KeyError>;
 }

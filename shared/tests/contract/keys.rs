@@ -13,6 +13,8 @@ pub struct KeyFixture {
     key_b: String,
     /// A well-formed id of a key that does not exist.
     unknown: String,
+    /// Other names of existing keys, and the id each resolves to.
+    aliases: Vec<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -26,6 +28,7 @@ async fn local_fixture() -> KeyFixture {
         key_a: "local/a".into(),
         key_b: "local/b".into(),
         unknown: "local/missing".into(),
+        aliases: Vec::new(),
         _dir: Some(dir),
     }
 }
@@ -34,6 +37,7 @@ async fn aws_fixture() -> Option<KeyFixture> {
     let sdk = support::aws()?;
     let client = aws_sdk_kms::Client::new(&sdk);
     let mut arns = Vec::new();
+    let mut aliases = Vec::new();
     for _ in 0..2 {
         let created = client
             .create_key()
@@ -41,14 +45,19 @@ async fn aws_fixture() -> Option<KeyFixture> {
             .send()
             .await
             .expect("create key");
-        arns.push(
-            created
-                .key_metadata()
-                .expect("metadata")
-                .arn()
-                .expect("arn")
-                .to_string(),
-        );
+        let metadata = created.key_metadata().expect("metadata");
+        let arn = metadata.arn().expect("arn").to_string();
+        let alias = format!("alias/{}", support::unique("docare-contract"));
+        client
+            .create_alias()
+            .alias_name(&alias)
+            .target_key_id(metadata.key_id())
+            .send()
+            .await
+            .expect("create alias");
+        aliases.push((metadata.key_id().to_string(), arn.clone()));
+        aliases.push((alias, arn.clone()));
+        arns.push(arn);
     }
     // KMS reports keys by ARN, so the fixture names them by ARN too.
     let unknown = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-4000-8000-000000000000";
@@ -57,6 +66,7 @@ async fn aws_fixture() -> Option<KeyFixture> {
         key_b: arns.pop().expect("key b"),
         key_a: arns.pop().expect("key a"),
         unknown: unknown.into(),
+        aliases,
         _dir: None,
     })
 }
@@ -68,6 +78,9 @@ contract_suite! {
         context_mismatch_is_invalid_ciphertext,
         tampered_ciphertext_is_invalid_ciphertext,
         re_encrypt_to_a_second_key,
+        re_encrypt_keeping_the_context_rotates_the_key_only,
+        re_encrypt_to_an_unknown_key_is_key_not_found,
+        resolve_key_id_names_keys_as_they_are_reported,
         unknown_key_is_key_not_found,
         check_accepts_an_enabled_key,
     ];
@@ -162,10 +175,11 @@ async fn re_encrypt_to_a_second_key(fx: &KeyFixture) {
         .re_encrypt(&data_key.ciphertext, &old_ctx, &fx.key_b, &new_ctx)
         .await
         .expect("re-encrypt");
-    assert_ne!(rewrapped, data_key.ciphertext);
+    assert_ne!(rewrapped.ciphertext, data_key.ciphertext);
+    assert_eq!(rewrapped.key_id, fx.key_b, "names the destination key");
     let unwrapped = fx
         .keys
-        .decrypt(&rewrapped, &new_ctx)
+        .decrypt(&rewrapped.ciphertext, &new_ctx)
         .await
         .expect("decrypt");
     assert_eq!(
@@ -175,7 +189,7 @@ async fn re_encrypt_to_a_second_key(fx: &KeyFixture) {
     assert_eq!(unwrapped.key_id, fx.key_b, "now wrapped by the second key");
     let err = fx
         .keys
-        .decrypt(&rewrapped, &old_ctx)
+        .decrypt(&rewrapped.ciphertext, &old_ctx)
         .await
         .err()
         .expect("old context");
@@ -206,4 +220,77 @@ async fn unknown_key_is_key_not_found(fx: &KeyFixture) {
 
 async fn check_accepts_an_enabled_key(fx: &KeyFixture) {
     fx.keys.check(&fx.key_a).await.expect("check");
+}
+
+/// What the rotation command does: same context on both sides, only the key changes.
+async fn re_encrypt_keeping_the_context_rotates_the_key_only(fx: &KeyFixture) {
+    let ctx = context("DATAKEY#1");
+    let data_key = fx
+        .keys
+        .generate_data_key(&fx.key_a, &ctx)
+        .await
+        .expect("generate");
+    let rewrapped = fx
+        .keys
+        .re_encrypt(&data_key.ciphertext, &ctx, &fx.key_b, &ctx)
+        .await
+        .expect("re-encrypt");
+    let unwrapped = fx
+        .keys
+        .decrypt(&rewrapped.ciphertext, &ctx)
+        .await
+        .expect("decrypt");
+    assert_eq!(*unwrapped.plaintext, *data_key.plaintext);
+    assert_eq!(unwrapped.key_id, fx.key_b);
+    // Re-wrapping again (a second run of the command) is harmless: same key, same data key.
+    let again = fx
+        .keys
+        .re_encrypt(&rewrapped.ciphertext, &ctx, &fx.key_b, &ctx)
+        .await
+        .expect("re-encrypt under the same key");
+    let unwrapped = fx
+        .keys
+        .decrypt(&again.ciphertext, &ctx)
+        .await
+        .expect("decrypt");
+    assert_eq!(*unwrapped.plaintext, *data_key.plaintext);
+    // The original wrapped form still works: KMS keys are not deleted by rotation.
+    let original = fx
+        .keys
+        .decrypt(&data_key.ciphertext, &ctx)
+        .await
+        .expect("decrypt the original");
+    assert_eq!(original.key_id, fx.key_a);
+}
+
+async fn re_encrypt_to_an_unknown_key_is_key_not_found(fx: &KeyFixture) {
+    let ctx = context("USER#1");
+    let data_key = fx
+        .keys
+        .generate_data_key(&fx.key_a, &ctx)
+        .await
+        .expect("generate");
+    let err = fx
+        .keys
+        .re_encrypt(&data_key.ciphertext, &ctx, &fx.unknown, &ctx)
+        .await
+        .expect_err("unknown destination");
+    assert!(matches!(err, KeyError::KeyNotFound), "{err:?}");
+}
+
+async fn resolve_key_id_names_keys_as_they_are_reported(fx: &KeyFixture) {
+    for key in [&fx.key_a, &fx.key_b] {
+        let resolved = fx.keys.resolve_key_id(key).await.expect("resolve");
+        assert_eq!(&resolved, key);
+    }
+    for (alias, key) in &fx.aliases {
+        let resolved = fx.keys.resolve_key_id(alias).await.expect("resolve alias");
+        assert_eq!(&resolved, key, "{alias}");
+    }
+    let err = fx
+        .keys
+        .resolve_key_id(&fx.unknown)
+        .await
+        .expect_err("unknown key");
+    assert!(matches!(err, KeyError::KeyNotFound), "{err:?}");
 }

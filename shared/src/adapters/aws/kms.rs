@@ -1,7 +1,7 @@
 //! The key port on KMS. Every call carries the encryption context; KMS refuses a
 //! decryption under any other context (InvalidCiphertextException).
 
-use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Unwrapped};
+use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Rewrapped, Unwrapped};
 use async_trait::async_trait;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
@@ -111,7 +111,7 @@ impl KeyService for Kms {
         ctx: &EncryptionContext,
         destination_key_id: &str,
         destination_context: &EncryptionContext,
-    ) -> Result<Vec<u8>, KeyError> {
+    ) -> Result<Rewrapped, KeyError> {
         let output = self
             .client
             .re_encrypt()
@@ -122,11 +122,30 @@ impl KeyService for Kms {
             .send()
             .await
             .map_err(map_err)?;
-        Ok(output
+        let ciphertext = output
             .ciphertext_blob()
             .ok_or_else(|| missing("a wrapped key"))?
             .as_ref()
-            .to_vec())
+            .to_vec();
+        Ok(Rewrapped {
+            key_id: output.key_id().unwrap_or(destination_key_id).to_string(),
+            ciphertext,
+        })
+    }
+
+    async fn resolve_key_id(&self, key_id: &str) -> Result<String, KeyError> {
+        let output = self
+            .client
+            .describe_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(map_err)?;
+        output
+            .key_metadata()
+            .and_then(|m| m.arn())
+            .map(str::to_string)
+            .ok_or_else(|| missing("a key ARN"))
     }
 
     async fn check(&self, key_id: &str) -> Result<(), KeyError> {

@@ -3,7 +3,7 @@
 //! associated data, so a context mismatch fails exactly as it does with KMS.
 
 use super::files::write_private;
-use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Unwrapped};
+use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Rewrapped, Unwrapped};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
@@ -35,9 +35,19 @@ impl Drop for StoredKey {
     }
 }
 
+/// One master key in memory; `created_at` is kept so rewriting the file for a new key
+/// (rotation adds one) leaves the others' creation times as they were.
+struct RingKey {
+    material: Zeroizing<Vec<u8>>,
+    created_at: String,
+}
+
+/// Local stand-in for KMS. It holds any number of master keys, each named by a key id
+/// like a KMS key, so key rotation (re-wrapping data keys under a second key) can be
+/// run and tested without AWS; a wrapped key names the master key that wrapped it.
 pub struct LocalKeyring {
     path: PathBuf,
-    keys: RwLock<BTreeMap<String, Zeroizing<Vec<u8>>>>,
+    keys: RwLock<BTreeMap<String, RingKey>>,
 }
 
 fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> KeyError {
@@ -63,7 +73,15 @@ impl LocalKeyring {
         let keys = ring
             .keys
             .iter()
-            .map(|(id, key)| (id.clone(), Zeroizing::new(key.material.clone())))
+            .map(|(id, key)| {
+                (
+                    id.clone(),
+                    RingKey {
+                        material: Zeroizing::new(key.material.clone()),
+                        created_at: key.created_at.clone(),
+                    },
+                )
+            })
             .collect();
         Ok(Self {
             path: path.to_path_buf(),
@@ -79,16 +97,22 @@ impl LocalKeyring {
         }
         let mut material = Zeroizing::new(vec![0u8; 32]);
         rand::rngs::OsRng.fill_bytes(&mut material);
-        keys.insert(key_id.to_string(), material);
+        keys.insert(
+            key_id.to_string(),
+            RingKey {
+                material,
+                created_at: chrono::Utc::now().to_rfc3339(),
+            },
+        );
         let ring = RingFile {
             keys: keys
                 .iter()
-                .map(|(id, material)| {
+                .map(|(id, key)| {
                     (
                         id.clone(),
                         StoredKey {
-                            material: material.to_vec(),
-                            created_at: chrono::Utc::now().to_rfc3339(),
+                            material: key.material.to_vec(),
+                            created_at: key.created_at.clone(),
                         },
                     )
                 })
@@ -100,8 +124,8 @@ impl LocalKeyring {
 
     fn cipher(&self, key_id: &str) -> Result<Aes256Gcm, KeyError> {
         let keys = self.keys.read().map_err(|_| KeyError::KeyUnusable)?;
-        let material = keys.get(key_id).ok_or(KeyError::KeyNotFound)?;
-        Aes256Gcm::new_from_slice(material).map_err(|_| KeyError::KeyUnusable)
+        let key = keys.get(key_id).ok_or(KeyError::KeyNotFound)?;
+        Aes256Gcm::new_from_slice(&key.material).map_err(|_| KeyError::KeyUnusable)
     }
 
     fn aad(key_id: &str, context: &EncryptionContext) -> Vec<u8> {
@@ -203,13 +227,21 @@ impl KeyService for LocalKeyring {
         context: &EncryptionContext,
         destination_key_id: &str,
         destination_context: &EncryptionContext,
-    ) -> Result<Vec<u8>, KeyError> {
+    ) -> Result<Rewrapped, KeyError> {
         let unwrapped = self.unwrap_key(ciphertext, context)?;
-        self.wrap(
+        let ciphertext = self.wrap(
             destination_key_id,
             &unwrapped.plaintext,
             destination_context,
-        )
+        )?;
+        Ok(Rewrapped {
+            key_id: destination_key_id.to_string(),
+            ciphertext,
+        })
+    }
+
+    async fn resolve_key_id(&self, key_id: &str) -> Result<String, KeyError> {
+        self.cipher(key_id).map(|_| key_id.to_string())
     }
 
     async fn check(&self, key_id: &str) -> Result<(), KeyError> {
@@ -243,5 +275,29 @@ mod tests {
             unwrapped.plaintext.as_slice(),
             b"0123456789abcdef0123456789abcdef"
         );
+    }
+
+    #[test]
+    fn adding_a_key_keeps_the_others_and_their_creation_times() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keyring.json");
+        let ring = LocalKeyring::open(&path).expect("open");
+        ring.create_key("local/a").expect("create a");
+        let created = |name: &str| -> String {
+            let file: RingFile =
+                serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+            file.keys
+                .get(name)
+                .map(|k| k.created_at.clone())
+                .expect("key in file")
+        };
+        let a_born = created("local/a");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        ring.create_key("local/b").expect("create b");
+        ring.create_key("local/a").expect("existing: no-op");
+        assert_eq!(created("local/a"), a_born, "a's creation time is kept");
+        assert_ne!(created("local/b"), a_born);
+        let reopened = LocalKeyring::open(&path).expect("reopen");
+        assert!(reopened.cipher("local/a").is_ok() && reopened.cipher("local/b").is_ok());
     }
 }
