@@ -19,7 +19,7 @@ pub mod notifications;
 pub mod phi;
 pub mod ports;
 pub mod telemetry;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod worker;
 pub mod ws;

@@ -6,81 +6,12 @@ use crate::clock::{Clock, ManualClock};
 use crate::crypto::{CachePolicy, Envelope};
 use crate::http::pagination::{decode_cursor, PageRequest};
 use crate::http::ApiRequest;
-use crate::ports::db::{Condition, DbError, Query, QueryPage, Update, WriteOp};
 use crate::ports::db::{Database, Item, Key, Value};
-use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Unwrapped};
 use crate::ApiError;
-use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use std::sync::Arc;
 
-/// A store and a key service that do not answer.
-struct Down;
-
-fn down() -> Box<dyn std::error::Error + Send + Sync> {
-    "simulated outage".into()
-}
-
-#[async_trait]
-impl Database for Down {
-    async fn get(&self, _: &str, _: &Key) -> Result<Option<Item>, DbError> {
-        Err(DbError::Unavailable(down()))
-    }
-    async fn put(&self, _: &str, _: Item, _: Option<Condition>) -> Result<(), DbError> {
-        Err(DbError::Unavailable(down()))
-    }
-    async fn update(
-        &self,
-        _: &str,
-        _: &Key,
-        _: Update,
-        _: Option<Condition>,
-    ) -> Result<Item, DbError> {
-        Err(DbError::Unavailable(down()))
-    }
-    async fn delete(
-        &self,
-        _: &str,
-        _: &Key,
-        _: Option<Condition>,
-    ) -> Result<Option<Item>, DbError> {
-        Err(DbError::Unavailable(down()))
-    }
-    async fn query(&self, _: &str, _: Query) -> Result<QueryPage, DbError> {
-        Err(DbError::Unavailable(down()))
-    }
-    async fn transact_write(&self, _: Vec<WriteOp>) -> Result<(), DbError> {
-        Err(DbError::Unavailable(down()))
-    }
-    async fn check(&self, _: &str) -> Result<(), DbError> {
-        Err(DbError::Unavailable(down()))
-    }
-}
-
-#[async_trait]
-impl KeyService for Down {
-    async fn generate_data_key(&self, _: &str, _: &EncryptionContext) -> Result<DataKey, KeyError> {
-        Err(KeyError::Unavailable(down()))
-    }
-    async fn decrypt(&self, _: &[u8], _: &EncryptionContext) -> Result<Unwrapped, KeyError> {
-        Err(KeyError::Unavailable(down()))
-    }
-    async fn re_encrypt(
-        &self,
-        _: &[u8],
-        _: &EncryptionContext,
-        _: &str,
-        _: &EncryptionContext,
-    ) -> Result<crate::ports::keys::Rewrapped, KeyError> {
-        Err(KeyError::Unavailable(down()))
-    }
-    async fn resolve_key_id(&self, _: &str) -> Result<String, KeyError> {
-        Err(KeyError::Unavailable(down()))
-    }
-    async fn check(&self, _: &str) -> Result<(), KeyError> {
-        Err(KeyError::Unavailable(down()))
-    }
-}
+use crate::testing::Outage as Down;
 
 struct Fixture {
     parts: LocalParts,
