@@ -6,7 +6,7 @@ use crate::audit::AuditWriter;
 use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
 use crate::crypto::blind_index::BlindIndex;
-use crate::crypto::{CachePolicy, Envelope};
+use crate::crypto::{CachePolicy, Envelope, KmsCalls, MeteredKeys};
 use crate::ports::{BlobStore, Clock, Database, KeyService, Messenger, Push, Queue};
 use std::sync::Arc;
 
@@ -29,11 +29,16 @@ pub struct AppContext {
     pub config: Config,
     pub db: Arc<dyn Database>,
     pub blobs: Arc<dyn BlobStore>,
+    /// The key service, metered: every KMS call is counted and logged (`kms_calls`).
     pub keys: Arc<dyn KeyService>,
     pub queue: Arc<dyn Queue>,
     pub push: Arc<dyn Push>,
     pub messenger: Arc<dyn Messenger>,
     pub clock: Arc<dyn Clock>,
+    /// KMS calls made through this context (tests and benchmarks assert on them).
+    pub kms_calls: Arc<KmsCalls>,
+    /// The key service as given, for [`AppContext::ports`].
+    unmetered_keys: Arc<dyn KeyService>,
     /// Encrypts and decrypts PHI fields (DESIGN §6); its key cache lives as long as the
     /// instance, which is what keeps KMS calls rare.
     pub crypto: Arc<Envelope>,
@@ -57,6 +62,10 @@ impl AppContext {
             messenger,
             clock,
         } = ports;
+        let metered = MeteredKeys::new(keys.clone());
+        let kms_calls = metered.calls();
+        let unmetered_keys = keys;
+        let keys: Arc<dyn KeyService> = Arc::new(metered);
         let stage = config.stage.as_str();
         let crypto = Arc::new(Envelope::new(
             keys.clone(),
@@ -85,6 +94,8 @@ impl AppContext {
             push,
             messenger,
             clock,
+            kms_calls,
+            unmetered_keys,
             crypto,
             index,
             tokens,
@@ -97,7 +108,7 @@ impl AppContext {
         Ports {
             db: self.db.clone(),
             blobs: self.blobs.clone(),
-            keys: self.keys.clone(),
+            keys: self.unmetered_keys.clone(),
             queue: self.queue.clone(),
             push: self.push.clone(),
             messenger: self.messenger.clone(),
