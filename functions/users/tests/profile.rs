@@ -532,3 +532,46 @@ async fn a_failed_audit_write_means_no_phi() {
     assert!(!answer.body.to_string().contains(DOB));
     assert!(!answer.body.to_string().contains(NAME));
 }
+
+#[tokio::test]
+async fn a_thousand_profile_writes_cost_one_generate_data_key() {
+    let h = H::new();
+    // Eleven patients, so no one passes the general limit of 100 requests per window.
+    let mut tokens = Vec::new();
+    for n in 0..11 {
+        let id = account(&h.app, &format!("warm{n}@example.com"), Role::Patient).await;
+        tokens.push(h.token(&id, Role::Patient, false).await);
+    }
+    // Warm: the first write fetches the data key.
+    assert_eq!(
+        h.call(
+            Method::PUT,
+            "/api/v1/users/me/profile",
+            &tokens[0],
+            Some(profile())
+        )
+        .await
+        .status,
+        200
+    );
+    let calls = h.app.kms_calls.clone();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let (before, decrypts) = (load(&calls.generate_data_key), load(&calls.decrypt));
+    for n in 0..1000 {
+        let answer = h
+            .call(
+                Method::PUT,
+                "/api/v1/users/me/profile",
+                &tokens[n % 11],
+                Some(profile()),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "write {n}: {}", answer.body);
+    }
+    let made = load(&calls.generate_data_key) - before;
+    assert!(
+        made <= 1,
+        "{made} GenerateDataKey calls for 1,000 profile writes"
+    );
+    assert_eq!(load(&calls.decrypt), decrypts, "no Decrypt on a warm cache");
+}
