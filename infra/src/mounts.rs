@@ -32,6 +32,10 @@ pub fn http_functions() -> Vec<HttpMount> {
             function: "emergency",
             router: docare_emergency::router(),
         },
+        HttpMount {
+            function: "audit",
+            router: docare_audit::router(),
+        },
     ]
 }
 

@@ -189,3 +189,21 @@ async fn emergency_samples() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn audit_samples() {
+    check_http_samples(
+        "audit",
+        docare_audit::router(),
+        &[
+            ("audit-without-token.json", 401, Some("unauthenticated")),
+            ("audit-forged-token.json", 401, Some("unauthenticated")),
+            (
+                "access-log-without-token.json",
+                401,
+                Some("unauthenticated"),
+            ),
+        ],
+    )
+    .await;
+}

@@ -341,6 +341,19 @@ async fn every_route_allows_and_denies_as_the_policy_says() {
             rel.clone(),
             [Unauthenticated, Allow, Hidden, Hidden, Allow],
         ),
+        (
+            Method::GET,
+            "/api/v1/audit",
+            // Without a filter an admin gets 400: past the policy all the same.
+            "/api/v1/audit".into(),
+            admin_only(),
+        ),
+        (
+            Method::GET,
+            "/api/v1/users/me/access-log",
+            "/api/v1/users/me/access-log".into(),
+            signed_in(),
+        ),
         // Last: the owner deletes the contact.
         (
             Method::DELETE,

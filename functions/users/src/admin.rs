@@ -20,10 +20,31 @@ pub const INVITE_TTL_SECS: i64 = 72 * 60 * 60;
 /// Stored in place of a password hash until the owner sets one: verifies nothing.
 const NO_PASSWORD: &str = "!unset";
 
+/// The admin guard. A signed-in caller it refuses is recorded (`ACCESS_DENIED` on the
+/// target account, or on the account list): attempts at admin functions are what a
+/// compliance review looks for.
 async fn admin(app: &AppContext, req: &ApiRequest) -> Result<Principal, ApiError> {
     let principal = authenticate(app, req).await?;
-    require_role(&principal, &[Role::Admin])?;
-    require_mfa_for_staff(&principal)?;
+    let allowed =
+        require_role(&principal, &[Role::Admin]).and_then(|()| require_mfa_for_staff(&principal));
+    if let Err(err) = allowed {
+        // Only a well-formed id reaches the trail: a path segment is client text.
+        let resource = match req.param("id") {
+            Ok(id) if ulid::Ulid::from_string(id).is_ok() => ("account", id),
+            Ok(_) => ("account", "invalid"),
+            Err(_) => ("account_list", "all"),
+        };
+        audit(
+            app,
+            req,
+            &principal,
+            Action::AccessDenied,
+            resource,
+            Outcome::Denied,
+        )
+        .await?;
+        return Err(err);
+    }
     Ok(principal)
 }
 

@@ -21,8 +21,20 @@ struct CreateBody {
 /// `POST /api/v1/care-relationships` (admin).
 pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
     let principal = authenticate(&app, &req).await?;
-    require_role(&principal, &[Role::Admin])?;
-    require_mfa_for_staff(&principal)?;
+    let allowed =
+        require_role(&principal, &[Role::Admin]).and_then(|()| require_mfa_for_staff(&principal));
+    if let Err(err) = allowed {
+        audit(
+            &app,
+            &req,
+            &principal,
+            Action::AccessDenied,
+            ("care_relationship", "*"),
+            Outcome::Denied,
+        )
+        .await?;
+        return Err(err);
+    }
     let body: CreateBody = req.json()?;
     let provider = accounts::get(&app, body.provider_id.trim()).await?;
     let patient = accounts::get(&app, body.patient_id.trim()).await?;
@@ -51,23 +63,36 @@ pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
 pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
     let principal = authenticate(&app, &req).await?;
     let page = PageRequest::from_request(&req)?;
-    let query = match principal.role {
-        Role::Provider => care::of_provider(&principal.user_id),
-        Role::Patient => care::of_patient(&principal.user_id),
+    // Who treats whom is PHI: the read is recorded on the list of the person asked about.
+    let (query, subject) = match principal.role {
+        Role::Provider => (
+            care::of_provider(&principal.user_id),
+            principal.user_id.clone(),
+        ),
+        Role::Patient => (
+            care::of_patient(&principal.user_id),
+            principal.user_id.clone(),
+        ),
         Role::Admin => {
             require_mfa_for_staff(&principal)?;
-            match (
+            let (query, id) = match (
                 req.query_param("provider_id"),
                 req.query_param("patient_id"),
             ) {
-                (Some(p), None) => care::of_provider(p),
-                (None, Some(q)) => care::of_patient(q),
+                (Some(p), None) => (care::of_provider(p), p),
+                (None, Some(q)) => (care::of_patient(q), q),
                 _ => {
                     return Err(ApiError::validation(
                         "give exactly one of `provider_id` and `patient_id`",
                     ))
                 }
+            };
+            if ulid::Ulid::from_string(id).is_err() {
+                return Err(ApiError::validation(
+                    "`provider_id` / `patient_id` must be a user id",
+                ));
             }
+            (query, id.to_string())
         }
     };
     let result = app
@@ -78,6 +103,15 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
         )
         .await?;
     let items: Vec<CareRelationship> = result.items.iter().map(CareRelationship::parse).collect();
+    audit(
+        &app,
+        &req,
+        &principal,
+        Action::View,
+        ("care_relationship_list", &subject),
+        Outcome::Success,
+    )
+    .await?;
     ApiResponse::ok(&Page::new(items, result.next))
 }
 

@@ -235,12 +235,18 @@ pub async fn get_patient(app: App, req: ApiRequest) -> HandlerResult {
         Ok(basis) => basis,
         Err(err) => {
             if matches!(err, ApiError::NotFound | ApiError::Forbidden) {
+                // The id is client text until proven an id: never free text in the trail.
+                let recorded = if ulid::Ulid::from_string(&patient_id).is_ok() {
+                    patient_id.as_str()
+                } else {
+                    "invalid"
+                };
                 audit(
                     &app,
                     &req,
                     &principal,
                     Action::AccessDenied,
-                    ("profile", &patient_id),
+                    ("profile", recorded),
                     Outcome::Denied,
                 )
                 .await?;

@@ -1,0 +1,7 @@
+//! Lambda entry point of the audit function (HTTP API: `/api/v1/audit`,
+//! `/api/v1/users/me/access-log`).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::run_http(docare_audit::router()).await
+}
