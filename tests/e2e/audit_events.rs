@@ -477,7 +477,7 @@ async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no
         call(Method::POST, "/api/v1/auth/mfa/send-code", None)
             .body(json!({"mfa_token": mfa_token})),
         202,
-        vec![],
+        vec![ok("MFA_CODE_SENT", &admin, ("account", &admin.id))],
     )
     .await;
     h.step(
@@ -758,7 +758,7 @@ async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no
         "GET /users/{id}/profile, admin without a reason",
         call(Method::GET, &other_profile, at),
         400,
-        vec![],
+        vec![denied("ACCESS_DENIED", &admin, pp)],
     )
     .await;
     h.step(
@@ -934,7 +934,11 @@ async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no
         "DELETE /care-relationships/{id}, not a party",
         call(Method::DELETE, &rel_path, ct),
         404,
-        vec![],
+        vec![denied(
+            "ACCESS_DENIED",
+            &carer,
+            ("care_relationship", &rel_id),
+        )],
     )
     .await;
     h.step(

@@ -282,6 +282,15 @@ pub async fn send_code(app: App, req: ApiRequest) -> HandlerResult {
         Some(phone) => mail::login_code_sms(&app, &phone, &code).await?,
         None => mail::login_code(&app, &account.email(&app).await?, &code).await?,
     }
+    events::record(
+        &app,
+        &req,
+        Action::MfaCodeSent,
+        Some(&account.id),
+        Some(account.role),
+        Outcome::Success,
+    )
+    .await?;
     ApiResponse::accepted(&serde_json::json!({ "status": "sent" }))
 }
 

@@ -124,7 +124,18 @@ pub async fn end(app: App, req: ApiRequest) -> HandlerResult {
     match principal.role {
         Role::Admin => require_mfa_for_staff(&principal)?,
         _ if party => {}
-        _ => return Err(ApiError::NotFound),
+        _ => {
+            audit(
+                &app,
+                &req,
+                &principal,
+                Action::AccessDenied,
+                ("care_relationship", &rel.id),
+                Outcome::Denied,
+            )
+            .await?;
+            return Err(ApiError::NotFound);
+        }
     }
     let ended = care::end(&app, &rel).await?;
     audit(

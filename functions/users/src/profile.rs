@@ -234,7 +234,11 @@ pub async fn get_patient(app: App, req: ApiRequest) -> HandlerResult {
     let basis = match policy::patient_data(&app, &principal, &req, &patient_id).await {
         Ok(basis) => basis,
         Err(err) => {
-            if matches!(err, ApiError::NotFound | ApiError::Forbidden) {
+            // Refusals, a missing break-glass reason included, are audited.
+            if matches!(
+                err,
+                ApiError::NotFound | ApiError::Forbidden | ApiError::Validation(_)
+            ) {
                 // The id is client text until proven an id: never free text in the trail.
                 let recorded = if ulid::Ulid::from_string(&patient_id).is_ok() {
                     patient_id.as_str()

@@ -53,6 +53,7 @@ actions! {
     MfaDisable => "MFA_DISABLE",
     MfaChallenge => "MFA_CHALLENGE",
     MfaFailed => "MFA_FAILED",
+    MfaCodeSent => "MFA_CODE_SENT",
     Signup => "SIGNUP",
     EmailVerify => "EMAIL_VERIFY",
     PasswordChange => "PASSWORD_CHANGE",
@@ -328,7 +329,7 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_uppercase() || c == '_'));
         }
-        assert_eq!(Action::ALL.len(), 26);
+        assert_eq!(Action::ALL.len(), 27);
         assert_eq!(
             Action::PasswordResetRequest.as_str(),
             "PASSWORD_RESET_REQUEST"
