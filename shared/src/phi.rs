@@ -2,7 +2,10 @@
 //! bound to the table, the item's key and the attribute name, so a value copied to
 //! another record or field fails to open (DESIGN §6).
 
+use crate::audit::{Action, Outcome};
+use crate::auth::{record, Principal};
 use crate::crypto::{Binding, CryptoError};
+use crate::http::ApiRequest;
 use crate::ports::db::{Item, Key, Value};
 use crate::{ApiError, AppContext};
 
@@ -51,4 +54,38 @@ pub async fn open(
     String::from_utf8(plain.to_vec())
         .map(Some)
         .map_err(|_| CryptoError::Integrity)
+}
+
+/// Opens sealed attributes of an item for a principal's request, in order. A value that
+/// fails its integrity check (moved or altered) is audited as `INTEGRITY_FAILURE` on
+/// `resource` and fails the request: never a wrong answer, never the value.
+pub async fn open_audited(
+    app: &AppContext,
+    req: &ApiRequest,
+    principal: &Principal,
+    item: &Item,
+    attributes: &[&str],
+    resource: (&str, &str),
+) -> Result<Vec<Option<String>>, ApiError> {
+    let mut opened = Vec::with_capacity(attributes.len());
+    for attribute in attributes {
+        match open(app, item, attribute).await {
+            Ok(value) => opened.push(value),
+            Err(err @ (CryptoError::Integrity | CryptoError::Format(_))) => {
+                tracing::error!(attribute, "a PHI value failed its integrity check");
+                record(
+                    app,
+                    req,
+                    principal,
+                    Action::IntegrityFailure,
+                    resource,
+                    Outcome::Failed,
+                )
+                .await?;
+                return Err(ApiError::internal(err));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(opened)
 }

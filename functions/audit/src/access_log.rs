@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 use shared::audit::{parse_time, Action, AuditReader, Outcome, Resource, StoredEvent, TimeRange};
-use shared::auth::{audit_event, authenticate};
+use shared::auth::{authenticate, record};
 use shared::http::pagination::{decode_cursor, encode_cursor, Page, PageRequest, MAX_LIMIT};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::ports::db::{Item, Value};
@@ -168,9 +168,15 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
     } else {
         frontier
     };
-    let event =
-        audit_event(&req, &principal, Action::View, Outcome::Success).resource(ACCESS_LOG, me);
-    app.audit.record(event).await?;
+    record(
+        &app,
+        &req,
+        &principal,
+        Action::View,
+        (ACCESS_LOG, me),
+        Outcome::Success,
+    )
+    .await?;
     let items: Vec<AccessView> = found.into_iter().map(|(_, e)| e.into()).collect();
     let next = next.map(|at| {
         let mut key = Item::new();

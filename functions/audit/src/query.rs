@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::audit::{Action, Actor, AuditReader, Outcome, Resource, StoredEvent, TimeRange};
 use shared::auth::policy::{require_mfa_for_staff, require_role};
-use shared::auth::{audit_event, authenticate, Principal, Role};
+use shared::auth::{authenticate, record, Principal, Role};
 use shared::http::pagination::{Page, PageRequest};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::{ApiError, App, AppContext};
@@ -189,11 +189,18 @@ pub fn filters(req: &ApiRequest) -> Result<(Filter, TimeRange), ApiError> {
 }
 
 async fn denied(app: &AppContext, req: &ApiRequest, principal: &Principal) -> ApiError {
-    let event =
-        audit_event(req, principal, Action::AccessDenied, Outcome::Denied).resource(AUDIT_LOG, "*");
-    match app.audit.record(event).await {
+    match record(
+        app,
+        req,
+        principal,
+        Action::AccessDenied,
+        (AUDIT_LOG, "*"),
+        Outcome::Denied,
+    )
+    .await
+    {
         Ok(()) => ApiError::Forbidden,
-        Err(err) => err.into(),
+        Err(err) => err,
     }
 }
 
@@ -214,9 +221,16 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
         Filter::Resource { kind, id } => reader.by_resource(kind, id, &range, &page).await?,
         Filter::Action(action) => reader.by_action(*action, &range, &page).await?,
     };
-    let event = audit_event(&req, &principal, Action::View, Outcome::Success)
-        .resource(AUDIT_LOG, filter.describe());
-    app.audit.record(event).await?;
+    let looked_up = filter.describe();
+    record(
+        &app,
+        &req,
+        &principal,
+        Action::View,
+        (AUDIT_LOG, &looked_up),
+        Outcome::Success,
+    )
+    .await?;
     ApiResponse::ok(&Page {
         items: events
             .items

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use shared::audit::{Action, Outcome};
-use shared::auth::{audit_event, authenticate, input, Principal};
+use shared::auth::{authenticate, input, record, Principal};
 use shared::http::pagination::{Page, PageRequest};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::ports::db::{Condition, Item, Key, Query, SortKey, Update, Value, WriteOp};
@@ -118,23 +118,16 @@ pub async fn open(
     principal: &Principal,
     item: &Item,
 ) -> Result<Contact, ApiError> {
-    let mut opened = Vec::with_capacity(SEALED.len());
-    for attribute in SEALED {
-        match phi::open(app, item, attribute).await {
-            Ok(value) => opened.push(value),
-            Err(
-                err @ (shared::crypto::CryptoError::Integrity
-                | shared::crypto::CryptoError::Format(_)),
-            ) => {
-                let id = item.get("id").and_then(Value::as_str).unwrap_or_default();
-                let event = audit_event(req, principal, Action::IntegrityFailure, Outcome::Failed)
-                    .resource("emergency_contact", id);
-                app.audit.record(event).await?;
-                return Err(ApiError::internal(err));
-            }
-            Err(err) => return Err(err.into()),
-        }
-    }
+    let id = item.get("id").and_then(Value::as_str).unwrap_or_default();
+    let opened = phi::open_audited(
+        app,
+        req,
+        principal,
+        item,
+        &SEALED,
+        ("emergency_contact", id),
+    )
+    .await?;
     let text = |name: &str| {
         item.get(name)
             .and_then(Value::as_str)
@@ -160,9 +153,15 @@ async fn audit(
     action: Action,
     id: &str,
 ) -> Result<(), ApiError> {
-    let event =
-        audit_event(req, principal, action, Outcome::Success).resource("emergency_contact", id);
-    Ok(app.audit.record(event).await?)
+    record(
+        app,
+        req,
+        principal,
+        action,
+        ("emergency_contact", id),
+        Outcome::Success,
+    )
+    .await
 }
 
 /// `GET /api/v1/emergency/contacts`.

@@ -10,7 +10,7 @@
 use crate::contacts;
 use serde::{Deserialize, Serialize};
 use shared::audit::{Action, Outcome};
-use shared::auth::{accounts, audit_event, authenticate, care, input};
+use shared::auth::{accounts, authenticate, care, input, record};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::notifications::{enqueue_all, Notification};
 use shared::ports::db::{Condition, Item, Key, Update, Value, WriteOp};
@@ -142,9 +142,15 @@ pub async fn raise(app: App, req: ApiRequest) -> HandlerResult {
         }
         Err(err) => return Err(err.into()),
     }
-    let event =
-        audit_event(&req, &principal, Action::Sos, Outcome::Success).resource("sos", &alert_id);
-    app.audit.record(event).await?;
+    record(
+        &app,
+        &req,
+        &principal,
+        Action::Sos,
+        ("sos", &alert_id),
+        Outcome::Success,
+    )
+    .await?;
 
     // Fan-out. The alert is recorded whatever happens next; a failure to queue is a 503
     // the client retries, and the retry joins this alert and re-queues (ids dedupe).
@@ -215,9 +221,15 @@ async fn join_open_alert(
         .db
         .update(&app.config.table, &key, update, Some(Condition::Exists))
         .await?;
-    let event =
-        audit_event(req, principal, Action::Sos, Outcome::Success).resource("sos", &alert_id);
-    app.audit.record(event).await?;
+    record(
+        app,
+        req,
+        principal,
+        Action::Sos,
+        ("sos", &alert_id),
+        Outcome::Success,
+    )
+    .await?;
     // The first attempt recorded the alert but could not queue its messages (it
     // answered 503): this repeat sends them. Ids make the notify worker send each once.
     let mut notified = 0;

@@ -8,10 +8,10 @@ mod me;
 mod profile;
 
 use http::Method;
-use shared::audit::{Action, Outcome};
-use shared::auth::{audit_event, Principal};
-use shared::http::{ApiRequest, Router};
-use shared::{ApiError, AppContext};
+use shared::http::Router;
+
+/// Every handler records through the one shared helper.
+pub(crate) use shared::auth::record as audit;
 
 pub fn router() -> Router {
     Router::new()
@@ -33,17 +33,4 @@ pub fn router() -> Router {
         .route(Method::POST, "/api/v1/care-relationships", care::create)
         .route(Method::GET, "/api/v1/care-relationships", care::list)
         .route(Method::DELETE, "/api/v1/care-relationships/{id}", care::end)
-}
-
-/// Records what a principal did to a resource; fails closed (503).
-pub(crate) async fn audit(
-    app: &AppContext,
-    req: &ApiRequest,
-    principal: &Principal,
-    action: Action,
-    resource: (&str, &str),
-    outcome: Outcome,
-) -> Result<(), ApiError> {
-    let event = audit_event(req, principal, action, outcome).resource(resource.0, resource.1);
-    Ok(app.audit.record(event).await?)
 }

@@ -13,7 +13,6 @@ use shared::audit::{Action, Outcome, Reason};
 use shared::auth::accounts;
 use shared::auth::policy::{self, Basis};
 use shared::auth::{audit_event, authenticate, input, rate_limit, Principal};
-use shared::crypto::CryptoError;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::ports::db::{Item, Key, Update, Value, WriteOp};
 use shared::{phi, ApiError, App, AppContext};
@@ -142,10 +141,11 @@ pub async fn put_own(app: App, req: ApiRequest) -> HandlerResult {
     if let Some(v) = &body.phone {
         plain.push(("phone", input::phone("phone", v)?.to_string()));
     }
-    if let Some(v) = body.address {
+    let valid_address = body.address.map(address).transpose()?;
+    if let Some(v) = &valid_address {
         plain.push((
             "address",
-            serde_json::to_string(&address(v)?).map_err(ApiError::internal)?,
+            serde_json::to_string(v).map_err(ApiError::internal)?,
         ));
     }
     let key = key(&principal.user_id);
@@ -175,7 +175,9 @@ pub async fn put_own(app: App, req: ApiRequest) -> HandlerResult {
             WriteOp::Update {
                 table,
                 key: accounts::key(&principal.user_id),
-                update: Update::new().set("full_name", name).set("updated_at", now),
+                update: Update::new()
+                    .set("full_name", name)
+                    .set("updated_at", now.clone()),
                 condition: Some(shared::ports::db::Condition::Exists),
             },
         ])
@@ -189,8 +191,22 @@ pub async fn put_own(app: App, req: ApiRequest) -> HandlerResult {
         Outcome::Success,
     )
     .await?;
-    let view = read(&app, &req, &principal, &principal.user_id, false).await?;
-    ApiResponse::ok(&view)
+    // The answer is what was just written: no read back, no decryption.
+    let value = |name: &str| {
+        plain
+            .iter()
+            .find(|(a, _)| *a == name)
+            .map(|(_, v)| v.clone())
+    };
+    ApiResponse::ok(&ProfileView {
+        user_id: principal.user_id.clone(),
+        full_name: full_name.to_string(),
+        date_of_birth: value("date_of_birth"),
+        ssn: value("ssn").map(|s| mask_ssn(&s)),
+        phone: value("phone"),
+        address: valid_address,
+        updated_at: Some(now),
+    })
 }
 
 /// `GET /api/v1/users/me/profile[?reveal=ssn]`.
@@ -258,9 +274,6 @@ pub async fn get_patient(app: App, req: ApiRequest) -> HandlerResult {
             return Err(err);
         }
     };
-    if accounts::get(&app, &patient_id).await?.is_none() {
-        return Err(ApiError::NotFound);
-    }
     let view = read(&app, &req, &principal, &patient_id, false).await?;
     let event = match basis {
         Basis::BreakGlass { reason } => {
@@ -277,8 +290,8 @@ pub async fn get_patient(app: App, req: ApiRequest) -> HandlerResult {
     ApiResponse::ok(&view)
 }
 
-/// Decrypts a profile. A value that fails its integrity check is audited and fails
-/// the request: never a wrong answer.
+/// Decrypts a profile (2 reads: account and profile). A value that fails its integrity
+/// check is audited and fails the request: never a wrong answer.
 async fn read(
     app: &AppContext,
     req: &ApiRequest,
@@ -294,35 +307,11 @@ async fn read(
         .get(&app.config.table, &key(user_id))
         .await?
         .unwrap_or_default();
-    let mut opened: Vec<Option<String>> = Vec::with_capacity(SEALED.len() + 1);
-    let mut failure = None;
-    for (source, attribute) in SEALED
-        .iter()
-        .map(|a| (&item, *a))
-        .chain([(&account.item, "full_name")])
-    {
-        match phi::open(app, source, attribute).await {
-            Ok(value) => opened.push(value),
-            Err(CryptoError::Integrity) | Err(CryptoError::Format(_)) => {
-                failure = Some(attribute);
-                break;
-            }
-            Err(other) => return Err(other.into()),
-        }
-    }
-    if let Some(attribute) = failure {
-        tracing::error!(attribute, "a PHI value failed its integrity check");
-        audit(
-            app,
-            req,
-            principal,
-            Action::IntegrityFailure,
-            ("profile", user_id),
-            Outcome::Failed,
-        )
-        .await?;
-        return Err(ApiError::internal(CryptoError::Integrity));
-    }
+    let resource = ("profile", user_id);
+    let mut opened = phi::open_audited(app, req, principal, &item, &SEALED, resource).await?;
+    opened.extend(
+        phi::open_audited(app, req, principal, &account.item, &["full_name"], resource).await?,
+    );
     let mut values = opened.into_iter();
     let mut next = || values.next().flatten();
     let (dob, ssn_value, phone, address_json, full_name) = (next(), next(), next(), next(), next());

@@ -86,6 +86,20 @@ fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
 }
 
+/// Records what a principal did to a resource; an error means it was not recorded, and
+/// the request fails (503) rather than go on unaudited.
+pub async fn record(
+    app: &AppContext,
+    req: &ApiRequest,
+    principal: &Principal,
+    action: crate::audit::Action,
+    resource: (&str, &str),
+    outcome: crate::audit::Outcome,
+) -> Result<(), ApiError> {
+    let event = audit_event(req, principal, action, outcome).resource(resource.0, resource.1);
+    Ok(app.audit.record(event).await?)
+}
+
 /// The audit event of something this principal did (actor = user, role, session).
 pub fn audit_event(
     req: &ApiRequest,
