@@ -1,7 +1,7 @@
 //! `docare-local`: the whole backend on a laptop, one command, no AWS account.
 //!
 //! ```text
-//! cargo run -p docare-local -- [--port 5000] [--ws-port 5001] [--data-dir .docare-local]
+//! cargo run -p docare-local -- [--port 5000] [--ws-port 5001] [--data-dir .docare-local] [--dev-limits]
 //! ```
 
 use docare_local::Stack;
@@ -12,7 +12,13 @@ use shared::telemetry::{self, LogFormat};
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("usage: docare-local [--port N] [--ws-port N] [--data-dir PATH]\n\nenvironment: DOCARE_LOCAL_PORT, DOCARE_LOCAL_WS_PORT, DOCARE_LOCAL_DATA_DIR, DOCARE_LOG");
+        println!(
+            "usage: docare-local [--port N] [--ws-port N] [--data-dir PATH] [--dev-limits]\n\n\
+             --dev-limits  multiply the per-IP rate limits by {} for a single developer\n\n\
+             environment: DOCARE_LOCAL_PORT, DOCARE_LOCAL_WS_PORT, DOCARE_LOCAL_DATA_DIR,\n\
+             DOCARE_LOCAL_DEV_LIMITS=1, DOCARE_LOG",
+            LocalSettings::DEV_IP_LIMIT_FACTOR
+        );
         return;
     }
     let settings = match LocalSettings::from_args_and_env(&args) {
@@ -44,6 +50,14 @@ async fn main() {
             "  accounts:  demo passwords in {}",
             settings.data_dir.join(docare_local::accounts::SEED_FILE).display()
         ),
+    }
+    if settings.dev_limits {
+        println!(
+            "  limits:    DEVELOPMENT: per-IP rate limits x{} (--dev-limits); never use for a shared stack",
+            LocalSettings::DEV_IP_LIMIT_FACTOR
+        );
+    } else {
+        println!("  limits:    production values (a single developer may pass --dev-limits)");
     }
     println!("Press Ctrl-C to stop.");
     wait_for_signal().await;

@@ -49,7 +49,8 @@ impl Stack {
         let http_url = format!("http://{http_addr}");
         let ws_url = format!("ws://{ws_addr}");
 
-        let config = local::local_config(&ws_url, &settings.log_filter);
+        let mut config = local::local_config(&ws_url, &settings.log_filter);
+        config.ip_limit_factor = settings.ip_limit_factor();
         let parts = local::open(&settings.data_dir, config, &http_url, clock)
             .map_err(|e| anyhow::anyhow!("{e} (is another local stack using this folder?)"))?;
         let app = parts.app.clone();

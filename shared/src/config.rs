@@ -78,6 +78,11 @@ pub struct Config {
     pub mail_from: String,
     /// `tracing` filter directive, e.g. `info` or `shared=debug,info`.
     pub log_filter: String,
+    /// Multiplies the rate-limit budgets whose subject is a source IP. Always 1 on
+    /// Lambda (no variable sets it there); a local stack started with `--dev-limits`
+    /// uses [`LocalSettings::DEV_IP_LIMIT_FACTOR`], because every local client shares
+    /// 127.0.0.1 and one developer's typos would otherwise lock everyone out.
+    pub ip_limit_factor: i64,
 }
 
 pub const ENV_STAGE: &str = "DOCARE_ENV";
@@ -156,6 +161,7 @@ impl Config {
             ws_endpoint,
             mail_from,
             log_filter: vars.optional(ENV_LOG).unwrap_or_else(|| "info".into()),
+            ip_limit_factor: 1,
         })
     }
 }
@@ -168,9 +174,12 @@ pub struct LocalSettings {
     pub ws_port: u16,
     pub data_dir: PathBuf,
     pub log_filter: String,
+    /// `--dev-limits`: per-IP rate limits relaxed for a single developer.
+    pub dev_limits: bool,
 }
 
 pub const ENV_LOCAL_PORT: &str = "DOCARE_LOCAL_PORT";
+pub const ENV_LOCAL_DEV_LIMITS: &str = "DOCARE_LOCAL_DEV_LIMITS";
 pub const ENV_LOCAL_WS_PORT: &str = "DOCARE_LOCAL_WS_PORT";
 pub const ENV_LOCAL_DATA_DIR: &str = "DOCARE_LOCAL_DATA_DIR";
 
@@ -178,8 +187,21 @@ impl LocalSettings {
     pub const DEFAULT_HTTP_PORT: u16 = 5000;
     pub const DEFAULT_WS_PORT: u16 = 5001;
     pub const DEFAULT_DATA_DIR: &'static str = ".docare-local";
+    /// How much `--dev-limits` multiplies the per-IP budgets (5 failed sign-ins per 15
+    /// minutes become 500).
+    pub const DEV_IP_LIMIT_FACTOR: i64 = 100;
 
-    /// Reads flags (`--port`, `--ws-port`, `--data-dir`) and the process environment.
+    /// The factor for [`Config::ip_limit_factor`]: production values unless asked.
+    pub fn ip_limit_factor(&self) -> i64 {
+        if self.dev_limits {
+            Self::DEV_IP_LIMIT_FACTOR
+        } else {
+            1
+        }
+    }
+
+    /// Reads flags (`--port`, `--ws-port`, `--data-dir`, `--dev-limits`) and the process
+    /// environment.
     pub fn from_args_and_env(args: &[String]) -> Result<Self, ConfigError> {
         Self::parse(args, |name| std::env::var(name).ok())
     }
@@ -194,8 +216,22 @@ impl LocalSettings {
             .optional(ENV_LOCAL_WS_PORT)
             .map(|v| (ENV_LOCAL_WS_PORT, v));
         let mut data_dir = vars.optional(ENV_LOCAL_DATA_DIR);
+        let mut dev_limits = match vars.optional(ENV_LOCAL_DEV_LIMITS).as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    name: ENV_LOCAL_DEV_LIMITS,
+                    reason: "must be 1 or 0".into(),
+                })
+            }
+        };
         let mut iter = args.iter();
         while let Some(arg) = iter.next() {
+            if arg == "--dev-limits" {
+                dev_limits = true;
+                continue;
+            }
             let (flag, inline) = match arg.split_once('=') {
                 Some((flag, value)) => (flag, Some(value.to_string())),
                 None => (arg.as_str(), None),
@@ -208,7 +244,7 @@ impl LocalSettings {
                     return Err(ConfigError::Invalid {
                         name: "argument",
                         reason: format!(
-                            "{flag} is not a known flag (use --port, --ws-port, --data-dir)"
+                            "{flag} is not a known flag (use --port, --ws-port, --data-dir, --dev-limits)"
                         ),
                     })
                 }
@@ -238,6 +274,7 @@ impl LocalSettings {
             ws_port: port(ws_port, Self::DEFAULT_WS_PORT)?,
             data_dir: PathBuf::from(data_dir.unwrap_or_else(|| Self::DEFAULT_DATA_DIR.into())),
             log_filter: vars.optional(ENV_LOG).unwrap_or_else(|| "info".into()),
+            dev_limits,
         };
         if settings.http_port != 0 && settings.http_port == settings.ws_port {
             return Err(ConfigError::Invalid {
@@ -389,6 +426,22 @@ mod tests {
         let from_flags = LocalSettings::parse(&args, env).expect("flags");
         assert_eq!((from_flags.http_port, from_flags.ws_port), (7000, 7001));
         assert_eq!(from_flags.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn dev_limits_are_off_unless_asked_for() {
+        let defaults = LocalSettings::parse(&[], |_| None).expect("defaults");
+        assert!(!defaults.dev_limits);
+        assert_eq!(defaults.ip_limit_factor(), 1);
+        let flag = LocalSettings::parse(&["--dev-limits".into()], |_| None).expect("flag");
+        assert_eq!(flag.ip_limit_factor(), LocalSettings::DEV_IP_LIMIT_FACTOR);
+        let env = |name: &str| (name == ENV_LOCAL_DEV_LIMITS).then(|| "1".to_string());
+        assert!(LocalSettings::parse(&[], env).expect("env").dev_limits);
+        let bad = |name: &str| (name == ENV_LOCAL_DEV_LIMITS).then(|| "yes".to_string());
+        let err = LocalSettings::parse(&[], bad).expect_err("bad value");
+        assert!(err.to_string().contains(ENV_LOCAL_DEV_LIMITS));
+        // Lambda has no such switch.
+        assert_eq!(load(&valid()).expect("config").ip_limit_factor, 1);
     }
 
     #[test]

@@ -26,8 +26,6 @@ pub enum ApiError {
     /// Also used for resources the caller may not see (no existence oracle).
     #[error("the requested resource was not found")]
     NotFound,
-    #[error("this method is not allowed on this resource")]
-    MethodNotAllowed { allow: Vec<String> },
     #[error("{0}")]
     Conflict(String),
     #[error("the request body is larger than {limit} bytes")]
@@ -81,7 +79,6 @@ impl ApiError {
             Self::Unauthenticated | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -100,7 +97,6 @@ impl ApiError {
             Self::InvalidCredentials => "invalid_credentials",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
-            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -153,7 +149,6 @@ mod tests {
             (ApiError::Unauthenticated, 401),
             (ApiError::Forbidden, 403),
             (ApiError::NotFound, 404),
-            (ApiError::MethodNotAllowed { allow: vec![] }, 405),
             (ApiError::conflict("x"), 409),
             (ApiError::PayloadTooLarge { limit: 1 }, 413),
             (ApiError::UnsupportedMediaType, 415),

@@ -43,7 +43,7 @@ async fn health_samples() {
     let expected = [
         ("get-health.json", 200, None),
         ("unknown-route.json", 404, Some("not_found")),
-        ("wrong-method.json", 405, Some("method_not_allowed")),
+        ("wrong-method.json", 404, Some("not_found")),
     ];
     assert_covered("health", &expected.map(|e| e.0));
     let (parts, _dir) = local_app(Arc::new(SystemClock));

@@ -41,7 +41,7 @@ async fn unknown_routes_get_the_json_404_of_the_default_route() {
 }
 
 #[tokio::test]
-async fn a_known_path_with_another_method_is_405_with_allow() {
+async fn a_known_path_with_another_method_is_404_as_on_api_gateway() {
     let t = TestStack::start().await;
     let response = t
         .http
@@ -49,10 +49,10 @@ async fn a_known_path_with_another_method_is_405_with_allow() {
         .send()
         .await
         .expect("request");
-    assert_eq!(response.status(), 405);
-    assert_eq!(response.headers()["allow"], "GET");
+    assert_eq!(response.status(), 404);
+    assert!(response.headers().get("allow").is_none());
     let body: Value = response.json().await.expect("json");
-    assert_eq!(body["error"]["code"], "method_not_allowed");
+    assert_eq!(body["error"]["code"], "not_found");
     t.stack.stop().await;
 }
 
@@ -141,4 +141,36 @@ async fn presigned_urls_upload_and_download_through_the_stack() {
     assert_eq!(meta.size, content.len() as u64);
     assert_eq!(meta.metadata, BTreeMap::new());
     t.stack.stop().await;
+}
+
+/// Six failed sign-ins on six different accounts from one address: the sixth is refused
+/// by the per-IP auth budget (5 per 15 minutes), since every local client is 127.0.0.1.
+async fn failed_logins_from_one_address(t: &TestStack) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for n in 0..6 {
+        let response = t
+            .http
+            .post(t.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({"email": format!("nobody{n}@example.com"), "password": "wrong-password"}))
+            .send()
+            .await
+            .expect("request");
+        statuses.push(response.status().as_u16());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn the_per_ip_auth_budget_holds_locally_unless_dev_limits_relax_it() {
+    let production = TestStack::start().await;
+    assert_eq!(
+        failed_logins_from_one_address(&production).await,
+        [401, 401, 401, 401, 401, 429]
+    );
+    production.stack.stop().await;
+
+    let relaxed = TestStack::start_with_dev_limits().await;
+    assert_eq!(relaxed.app().config.ip_limit_factor, 100);
+    assert_eq!(failed_logins_from_one_address(&relaxed).await, [401; 6]);
+    relaxed.stack.stop().await;
 }

@@ -8,6 +8,7 @@ mod gateway;
 mod health;
 mod identity;
 mod persistence;
+mod readme;
 mod template;
 mod websocket;
 mod workers;

@@ -58,6 +58,7 @@ async fn a_second_stack_on_the_same_folder_is_refused_with_a_clear_error() {
         ws_port: 0,
         data_dir: dir.path().to_path_buf(),
         log_filter: "warn".into(),
+        dev_limits: false,
     };
     let err = docare_local::Stack::start(&settings)
         .await

@@ -14,8 +14,21 @@ pub struct TestStack {
 
 impl TestStack {
     pub async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// A stack started as `docare-local --dev-limits` would be.
+    pub async fn start_with_dev_limits() -> Self {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(dev_limits: bool) -> Self {
         let data = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-        let stack = start_in(data.path()).await;
+        let stack = start_with_settings(LocalSettings {
+            dev_limits,
+            ..settings_for(data.path())
+        })
+        .await;
         TestStack {
             stack,
             http: reqwest::Client::new(),
@@ -34,12 +47,21 @@ impl TestStack {
 
 /// Starts a stack on random ports in the given data folder.
 pub async fn start_in(data_dir: &Path) -> Stack {
-    let settings = LocalSettings {
+    start_with_settings(settings_for(data_dir)).await
+}
+
+/// Random ports, the given folder, production limits.
+fn settings_for(data_dir: &Path) -> LocalSettings {
+    LocalSettings {
         http_port: 0,
         ws_port: 0,
         data_dir: data_dir.to_path_buf(),
         log_filter: "warn".into(),
-    };
+        dev_limits: false,
+    }
+}
+
+async fn start_with_settings(settings: LocalSettings) -> Stack {
     Stack::start(&settings)
         .await
         .unwrap_or_else(|e| panic!("local stack: {e:#}"))

@@ -31,5 +31,9 @@ pub async fn record(
 
 /// The rate-limit subject of the caller's address.
 pub fn ip_subject(req: &ApiRequest) -> String {
-    format!("ip:{}", req.source_ip.as_deref().unwrap_or("unknown"))
+    format!(
+        "{}{}",
+        shared::auth::rate_limit::IP_SUBJECT_PREFIX,
+        req.source_ip.as_deref().unwrap_or("unknown")
+    )
 }

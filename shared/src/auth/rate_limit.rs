@@ -39,6 +39,22 @@ pub const SENSITIVE: Limit = Limit {
     window_secs: 60 * 60,
 };
 
+impl Limit {
+    /// The budget for this subject: per-IP budgets (`ip:` subjects) scale with the
+    /// deployment's [`crate::config::Config::ip_limit_factor`] (1 but on a local stack
+    /// started with `--dev-limits`); per-account budgets never do.
+    fn budget(self, app: &AppContext, subject: &str) -> i64 {
+        if subject.starts_with(IP_SUBJECT_PREFIX) {
+            self.max.saturating_mul(app.config.ip_limit_factor.max(1))
+        } else {
+            self.max
+        }
+    }
+}
+
+/// Subjects that name a source address start with this (`ip:203.0.113.9`).
+pub const IP_SUBJECT_PREFIX: &str = "ip:";
+
 fn window(limit: Limit, now: i64) -> (i64, i64) {
     let start = now - now.rem_euclid(limit.window_secs);
     (start, start + limit.window_secs)
@@ -61,7 +77,7 @@ pub async fn hit(app: &AppContext, limit: Limit, subject: &str) -> Result<(), Ap
         Some(end),
     )
     .await?;
-    if count > limit.max {
+    if count > limit.budget(app, subject) {
         return Err(ApiError::RateLimited {
             retry_after_secs: (end - now).max(1) as u64,
         });
@@ -83,7 +99,7 @@ pub async fn check(app: &AppContext, limit: Limit, subject: &str) -> Result<(), 
         .and_then(|i| i.get("count"))
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    if count >= limit.max {
+    if count >= limit.budget(app, subject) {
         return Err(ApiError::RateLimited {
             retry_after_secs: (end - now).max(1) as u64,
         });

@@ -88,11 +88,6 @@ impl ApiResponse {
         if let Some(seconds) = err.retry_after() {
             headers.insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if let ApiError::MethodNotAllowed { allow } = err {
-            if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
-                headers.insert(http::header::ALLOW, value);
-            }
-        }
         Self {
             status: err.status(),
             headers,

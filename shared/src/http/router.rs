@@ -133,29 +133,19 @@ impl Router {
         let parts: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
         let parts = if path == "/" { Vec::new() } else { parts };
         let mut best: Option<(&Route, HashMap<String, String>, usize)> = None;
-        let mut allowed: Vec<String> = Vec::new();
-        for route in self.routes.iter() {
+        for route in self.routes.iter().filter(|route| route.method == *method) {
             let Some((params, literals)) = match_segments(&route.segments, &parts) else {
                 continue;
             };
-            if route.method != *method {
-                allowed.push(route.method.to_string());
-                continue;
-            }
             // Literal segments beat parameters: `/users/me` wins over `/users/{id}`.
             if best.as_ref().is_none_or(|(_, _, score)| literals > *score) {
                 best = Some((route, params, literals));
             }
         }
-        match best {
-            Some((route, params, _)) => Ok((route, params)),
-            None if allowed.is_empty() => Err(ApiError::NotFound),
-            None => {
-                allowed.sort();
-                allowed.dedup();
-                Err(ApiError::MethodNotAllowed { allow: allowed })
-            }
-        }
+        // API Gateway routes by method and path together: a known path with another
+        // method has no route, falls to `$default`, and is a 404 like any unknown path.
+        best.map(|(route, params, _)| (route, params))
+            .ok_or(ApiError::NotFound)
     }
 }
 
@@ -248,7 +238,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_paths_are_404_and_wrong_methods_405() {
+    fn unknown_paths_and_wrong_methods_are_404() {
         let router = router();
         assert!(matches!(
             router.find(&Method::GET, "/api/v1/nope"),
@@ -258,10 +248,10 @@ mod tests {
             router.find(&Method::GET, "/api/v1/users/"),
             Err(ApiError::NotFound)
         ));
-        match router.find(&Method::POST, "/api/v1/users/42") {
-            Err(ApiError::MethodNotAllowed { allow }) => assert_eq!(allow, vec!["DELETE", "GET"]),
-            _ => panic!("expected 405"),
-        }
+        assert!(matches!(
+            router.find(&Method::POST, "/api/v1/users/42"),
+            Err(ApiError::NotFound)
+        ));
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub fn local_config(ws_endpoint: &str, log_filter: &str) -> Config {
         ws_endpoint: ws_endpoint.into(),
         mail_from: "no-reply@docare.localhost".into(),
         log_filter: log_filter.into(),
+        ip_limit_factor: 1,
     }
 }
 
