@@ -18,6 +18,7 @@ pub mod lambda;
 pub mod notifications;
 pub mod phi;
 pub mod ports;
+pub mod store;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -58,47 +58,21 @@ impl WsRequest {
     }
 }
 
-/// The key of a connection record.
-pub fn connection_key(connection_id: &str) -> crate::ports::db::Key {
-    crate::ports::db::Key::new(format!("CONN#{connection_id}"), "CONN")
-}
-
-/// The gsi1 partition listing a user's open connections.
-pub fn user_connections(user_id: &str) -> String {
-    format!("CONNS#{user_id}")
-}
-
-/// Pushes a server event to every open connection of a user (found through gsi1);
-/// connections that are gone are forgotten. Returns how many received it.
+/// Pushes a server event to every open connection of a user; connections that are
+/// gone are forgotten. Returns how many received it.
 pub async fn push_to_user(
     app: &crate::AppContext,
     user_id: &str,
     event: &serde_json::Value,
 ) -> Result<usize, crate::ApiError> {
-    use crate::ports::db::{Index, Query, Value};
     use crate::ports::push::PushOutcome;
+    use crate::store::connections;
     let payload = serde_json::to_vec(event).map_err(crate::ApiError::internal)?;
-    let page = app
-        .db
-        .query(
-            &app.config.table,
-            Query::partition(user_connections(user_id))
-                .on(Index::Gsi1)
-                .limit(100),
-        )
-        .await?;
     let mut delivered = 0;
-    for item in &page.items {
-        let Some(id) = item.get("connection_id").and_then(Value::as_str) else {
-            continue;
-        };
-        match app.push.post(id, &payload).await? {
+    for id in connections::of_user(app, user_id).await? {
+        match app.push.post(&id, &payload).await? {
             PushOutcome::Delivered => delivered += 1,
-            PushOutcome::Gone => {
-                app.db
-                    .delete(&app.config.table, &connection_key(id), None)
-                    .await?;
-            }
+            PushOutcome::Gone => connections::forget(app, &id).await?,
         }
     }
     Ok(delivered)

@@ -198,7 +198,8 @@ fn functions_may_only_append_to_the_audit_table() {
             }
         }
     }
-    // The writer policy: PutItem on the audit table, and the heads only in the domain table.
+    // The writer policy: PutItem on the audit table; in the domain table only the chain
+    // heads and new data-key records.
     let writer = &resources["AuditWriterPolicy"]["Properties"]["PolicyDocument"]["Statement"];
     for statement in writer.as_sequence().expect("statements") {
         if names_audit_table(statement) {
@@ -213,8 +214,19 @@ fn functions_may_only_append_to_the_audit_table() {
             .unwrap_or_default()
             .contains("DocareTable")
         {
+            // Chain heads, and the new data-key records that sealing reasons may create.
             let keys = &statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
-            assert_eq!(keys[0], "AUDITHEAD#*", "head items only");
+            let keys: Vec<&str> = keys
+                .as_sequence()
+                .expect("scoped by partition key")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            match keys.as_slice() {
+                ["AUDITHEAD#*"] => {}
+                ["DATAKEY#*"] => assert_eq!(actions(statement), ["dynamodb:PutItem"]),
+                other => panic!("the writer may touch only heads and new data keys: {other:?}"),
+            }
         }
     }
 }

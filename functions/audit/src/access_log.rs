@@ -147,7 +147,7 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
     let principal = authenticate(&app, &req).await?;
     let limit = PageRequest::from_request(&req)?.limit as usize;
     let before = before(&req)?;
-    let reader = AuditReader::new(app.db.clone(), &app.config);
+    let reader = AuditReader::of(&app);
     let me = principal.user_id.as_str();
     let mut found = Vec::new();
     let mut frontier: Option<String> = None;

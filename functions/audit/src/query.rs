@@ -215,7 +215,7 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
     }
     let (filter, range) = filters(&req)?;
     let page = PageRequest::from_request(&req)?;
-    let reader = AuditReader::new(app.db.clone(), &app.config);
+    let reader = AuditReader::of(&app);
     let events = match &filter {
         Filter::Actor(id) => reader.by_actor(id, &range, &page).await?,
         Filter::Resource { kind, id } => reader.by_resource(kind, id, &range, &page).await?,

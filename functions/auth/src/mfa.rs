@@ -15,6 +15,7 @@ use shared::auth::input;
 use shared::auth::{authenticate, rate_limit, secrets, totp};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::ports::db::{item, Condition, Key, Update, Value, WriteOp};
+use shared::store::keys;
 use shared::{ApiError, App, AppContext};
 
 pub const CHALLENGE_TTL_SECS: i64 = 5 * 60;
@@ -23,16 +24,13 @@ pub const RECOVERY_CODES: usize = 10;
 const CODE_DIGITS: u32 = 6;
 
 fn challenge_key(token: &str) -> Key {
-    Key::new(format!("MFA#{}", secrets::hash(token)), "MFA")
+    keys::mfa_challenge(&secrets::hash(token))
 }
 
 fn recovery_key(user_id: &str, code: &str) -> Key {
-    Key::new(
-        format!("USER#{user_id}"),
-        format!(
-            "RECOVERY#{}",
-            secrets::hash(&secrets::normalize_recovery_code(code))
-        ),
+    keys::recovery_code(
+        user_id,
+        &secrets::hash(&secrets::normalize_recovery_code(code)),
     )
 }
 
@@ -255,12 +253,7 @@ pub async fn send_code(app: App, req: ApiRequest) -> HandlerResult {
     let phone = match body.channel {
         CodeChannel::Email => None,
         CodeChannel::Sms => {
-            let profile = app
-                .db
-                .get(table, &Key::new(format!("USER#{user_id}"), "PROFILE"))
-                .await?
-                .unwrap_or_default();
-            let phone = shared::phi::open(&app, &profile, "phone").await?;
+            let phone = shared::store::profiles::phone(&app, &user_id).await?;
             Some(phone.ok_or_else(|| {
                 ApiError::unprocessable("no phone number in the profile; use the e-mail channel")
             })?)

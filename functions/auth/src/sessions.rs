@@ -16,6 +16,7 @@ use shared::auth::passwords::{self, Verified};
 use shared::auth::{authenticate, rate_limit, secrets};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::ports::db::{item, Condition, Key, Update, Value, WriteOp};
+use shared::store::keys;
 use shared::{ApiError, App, AppContext};
 use zeroize::Zeroizing;
 
@@ -34,11 +35,11 @@ pub struct TokenPair {
 }
 
 fn session_key(user_id: &str, session_id: &str) -> Key {
-    Key::new(format!("USER#{user_id}"), format!("SESSION#{session_id}"))
+    keys::session(user_id, session_id)
 }
 
 fn refresh_key(token: &str) -> Key {
-    Key::new(format!("REFRESH#{}", secrets::hash(token)), "REFRESH")
+    keys::refresh_token(&secrets::hash(token))
 }
 
 fn refresh_item(

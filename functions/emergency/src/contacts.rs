@@ -8,6 +8,7 @@ use shared::auth::{authenticate, input, record, Principal};
 use shared::http::pagination::{Page, PageRequest};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::ports::db::{Condition, Item, Key, Query, SortKey, Update, Value, WriteOp};
+use shared::store::keys;
 use shared::{phi, ApiError, App, AppContext};
 
 /// A sane maximum per user.
@@ -15,16 +16,16 @@ pub const MAX_CONTACTS: i64 = 10;
 const SEALED: [&str; 4] = ["name", "relationship", "phone", "email"];
 
 fn contact_key(user_id: &str, contact_id: &str) -> Key {
-    Key::new(format!("USER#{user_id}"), format!("ECONTACT#{contact_id}"))
+    keys::contact(user_id, contact_id)
 }
 
 fn counter_key(user_id: &str) -> Key {
-    Key::new(format!("USER#{user_id}"), "ECONTACTS")
+    keys::contact_count(user_id)
 }
 
 /// A user's contacts, as a query.
 pub fn of_user(user_id: &str) -> Query {
-    Query::partition(format!("USER#{user_id}")).sort_key(SortKey::BeginsWith("ECONTACT#".into()))
+    Query::partition(keys::user(user_id)).sort_key(SortKey::BeginsWith(keys::CONTACT_SK.into()))
 }
 
 #[derive(Deserialize)]

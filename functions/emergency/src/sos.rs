@@ -14,6 +14,7 @@ use shared::auth::{accounts, authenticate, care, input, record};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::notifications::{enqueue_all, Notification};
 use shared::ports::db::{Condition, Item, Key, Update, Value, WriteOp};
+use shared::store::keys;
 use shared::{phi, ApiError, App};
 
 /// Repeats within this many seconds join the open alert.
@@ -39,11 +40,11 @@ struct SosBody {
 }
 
 fn active_key(user_id: &str) -> Key {
-    Key::new(format!("USER#{user_id}"), "SOS#ACTIVE")
+    keys::sos_window(user_id)
 }
 
 fn alert_key(user_id: &str, alert_id: &str) -> Key {
-    Key::new(format!("USER#{user_id}"), format!("SOS#{alert_id}"))
+    keys::sos_alert(user_id, alert_id)
 }
 
 fn validate(body: &SosBody) -> Result<(), ApiError> {

@@ -83,7 +83,7 @@ pub async fn check_all(app: &App) -> HealthReport {
     let checks: Vec<(&'static str, Check<'_>)> = vec![
         (
             "database",
-            Box::pin(async { app.db.check(&config.table).await.is_ok() }),
+            Box::pin(async { shared::store::database_reachable(app, &config.table).await }),
         ),
         (
             "blobs",

@@ -10,13 +10,12 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use shared::crypto::CryptoError;
-use shared::ports::db::{item, Condition, DbError, Key, Value};
 use shared::ports::messenger::{MessengerError, OutboundMessage};
+use shared::store::notifications;
 use shared::worker::{process_batch, WorkError};
 use shared::App;
 
-/// How long a sent marker is kept (longer than any SQS redelivery).
-pub const SENT_MARKER_TTL_SECS: i64 = 24 * 60 * 60;
+pub use shared::store::notifications::SENT_MARKER_TTL_SECS;
 
 pub use shared::notifications::Notification;
 
@@ -28,11 +27,7 @@ pub async fn handle(app: App, event: SqsEvent) -> SqsBatchResponse {
     .await
 }
 
-fn sent_marker(id: &str) -> Key {
-    Key::new(format!("NOTIFY#{id}"), "SENT")
-}
-
-fn transient(err: DbError) -> WorkError {
+fn transient(err: impl std::error::Error + Send + Sync + 'static) -> WorkError {
     WorkError::Transient(Box::new(err))
 }
 
@@ -45,15 +40,8 @@ async fn process(app: &App, record: SqsMessage) -> Result<(), WorkError> {
             "notification id must be 1..=200 bytes".into(),
         ));
     }
-    let table = &app.config.table;
-    let marker = sent_marker(&notification.id);
-    if app
-        .db
-        .get(table, &marker)
-        .await
-        .map_err(transient)?
-        .is_some()
-    {
+    let id = notification.id.clone();
+    if notifications::was_sent(app, &id).await.map_err(transient)? {
         tracing::info!("already sent; skipping");
         return Ok(());
     }
@@ -77,16 +65,5 @@ async fn process(app: &App, record: SqsMessage) -> Result<(), WorkError> {
         Err(MessengerError::Unavailable(source)) => return Err(WorkError::Transient(source)),
         Err(_) => return Err(WorkError::Permanent("the message was refused".into())),
     }
-    let now = app.clock.now().timestamp();
-    let record = item([
-        ("pk", Value::S(marker.pk)),
-        ("sk", Value::S(marker.sk)),
-        ("sent_at", Value::N(now)),
-        ("expires_at", Value::N(now + SENT_MARKER_TTL_SECS)),
-    ]);
-    match app.db.put(table, record, Some(Condition::NotExists)).await {
-        // A concurrent delivery of the same message got there first: fine.
-        Ok(()) | Err(DbError::ConditionFailed { .. }) => Ok(()),
-        Err(err) => Err(transient(err)),
-    }
+    notifications::mark_sent(app, &id).await.map_err(transient)
 }

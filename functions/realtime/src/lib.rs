@@ -12,15 +12,12 @@
 
 use serde::Serialize;
 use shared::auth::authenticate_header;
-use shared::ports::db::{item, Value};
 use shared::ports::push::PushOutcome;
-use shared::ws::{
-    user_connections, WsReply, WsRequest, WsResult, WsRouter, CONNECT, DEFAULT, DISCONNECT,
-};
+use shared::store::connections;
+use shared::ws::{WsReply, WsRequest, WsResult, WsRouter, CONNECT, DEFAULT, DISCONNECT};
 use shared::{ApiError, App};
 
-/// API Gateway's hard limit on a connection's life.
-pub const CONNECTION_TTL_SECS: i64 = 2 * 60 * 60;
+pub use shared::store::connections::CONNECTION_TTL_SECS;
 
 pub fn router() -> WsRouter {
     WsRouter::new()
@@ -29,8 +26,6 @@ pub fn router() -> WsRouter {
         .route("ping", ping)
         .route(DEFAULT, unknown_action)
 }
-
-pub use shared::ws::connection_key;
 
 fn require_connection(req: &WsRequest) -> Result<(), ApiError> {
     if req.connection_id.is_empty() || req.connection_id.len() > 128 {
@@ -46,28 +41,13 @@ async fn connect(app: App, req: WsRequest) -> WsResult {
         .get("authorization")
         .and_then(|v| v.to_str().ok());
     let principal = authenticate_header(&app, authorization).await?;
-    let now = app.clock.now().timestamp();
-    let key = connection_key(&req.connection_id);
-    let record = item([
-        ("pk", Value::S(key.pk)),
-        ("sk", Value::S(key.sk)),
-        ("connection_id", Value::S(req.connection_id.clone())),
-        ("user_id", Value::S(principal.user_id.clone())),
-        ("role", Value::S(principal.role.as_str().into())),
-        ("connected_at", Value::N(now)),
-        ("expires_at", Value::N(now + CONNECTION_TTL_SECS)),
-        ("gsi1pk", Value::S(user_connections(&principal.user_id))),
-        ("gsi1sk", Value::S(format!("{now}#{}", req.connection_id))),
-    ]);
-    app.db.put(&app.config.table, record, None).await?;
+    connections::open(&app, &req.connection_id, &principal.user_id, principal.role).await?;
     Ok(WsReply::ok())
 }
 
 async fn disconnect(app: App, req: WsRequest) -> WsResult {
     require_connection(&req)?;
-    app.db
-        .delete(&app.config.table, &connection_key(&req.connection_id), None)
-        .await?;
+    connections::forget(&app, &req.connection_id).await?;
     Ok(WsReply::ok())
 }
 
@@ -95,9 +75,7 @@ async fn send<T: Serialize>(
     })
     .map_err(ApiError::internal)?;
     if app.push.post(&req.connection_id, &payload).await? == PushOutcome::Gone {
-        app.db
-            .delete(&app.config.table, &connection_key(&req.connection_id), None)
-            .await?;
+        connections::forget(app, &req.connection_id).await?;
     }
     Ok(())
 }

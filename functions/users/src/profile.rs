@@ -3,25 +3,18 @@
 //! stating a reason (break-glass). Every read is audited before the data is returned; if
 //! the audit event cannot be written, nothing is returned (503).
 //!
-//! Item: `USER#<id>` / `PROFILE`; each of `date_of_birth`, `ssn`, `phone`, `address` is
-//! sealed on its own (the full name lives, sealed, on the account).
+//! Storage (`shared::store::profiles`): each of `date_of_birth`, `ssn`, `phone`,
+//! `address` is sealed on its own (the full name lives, sealed, on the account).
 
 use crate::audit;
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use shared::audit::{Action, Outcome, Reason};
-use shared::auth::accounts;
 use shared::auth::policy::{self, Basis};
 use shared::auth::{audit_event, authenticate, input, rate_limit, Principal};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
-use shared::ports::db::{Item, Key, Update, Value, WriteOp};
-use shared::{phi, ApiError, App, AppContext};
-
-const SEALED: [&str; 4] = ["date_of_birth", "ssn", "phone", "address"];
-
-fn key(user_id: &str) -> Key {
-    Key::new(format!("USER#{user_id}"), "PROFILE")
-}
+use shared::store::profiles::{self, Profile};
+use shared::{ApiError, App, AppContext};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -131,57 +124,31 @@ pub async fn put_own(app: App, req: ApiRequest) -> HandlerResult {
     let body: ProfileBody = req.json()?;
     let full_name = input::full_name(&body.full_name)?;
     let today = app.clock.now().date_naive();
-    let mut plain: Vec<(&str, String)> = Vec::new();
-    if let Some(v) = &body.date_of_birth {
-        plain.push(("date_of_birth", date_of_birth(v, today)?));
-    }
-    if let Some(v) = &body.ssn {
-        plain.push(("ssn", ssn(v)?));
-    }
-    if let Some(v) = &body.phone {
-        plain.push(("phone", input::phone("phone", v)?.to_string()));
-    }
     let valid_address = body.address.map(address).transpose()?;
-    if let Some(v) = &valid_address {
-        plain.push((
-            "address",
-            serde_json::to_string(v).map_err(ApiError::internal)?,
-        ));
-    }
-    let key = key(&principal.user_id);
-    let now = app
-        .clock
-        .now()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let mut item = Item::new();
-    item.insert("pk".into(), Value::S(key.pk.clone()));
-    item.insert("sk".into(), Value::S(key.sk.clone()));
-    item.insert("updated_at".into(), Value::S(now.clone()));
-    for (attribute, value) in &plain {
-        item.insert(
-            (*attribute).into(),
-            phi::seal(&app, &key, attribute, value).await?,
-        );
-    }
-    let name = accounts::seal(&app, &principal.user_id, "full_name", full_name).await?;
-    let table = app.config.table.clone();
-    app.db
-        .transact_write(vec![
-            WriteOp::Put {
-                table: table.clone(),
-                item,
-                condition: None,
-            },
-            WriteOp::Update {
-                table,
-                key: accounts::key(&principal.user_id),
-                update: Update::new()
-                    .set("full_name", name)
-                    .set("updated_at", now.clone()),
-                condition: Some(shared::ports::db::Condition::Exists),
-            },
-        ])
-        .await?;
+    let profile = Profile {
+        full_name: full_name.to_string(),
+        date_of_birth: body
+            .date_of_birth
+            .as_deref()
+            .map(|v| date_of_birth(v, today))
+            .transpose()?,
+        ssn: body.ssn.as_deref().map(ssn).transpose()?,
+        phone: body
+            .phone
+            .as_deref()
+            .map(|v| input::phone("phone", v).map(|p| p.to_string()))
+            .transpose()?,
+        address: valid_address
+            .as_ref()
+            .map(|v| serde_json::to_string(v).map_err(ApiError::internal))
+            .transpose()?,
+        updated_at: Some(
+            app.clock
+                .now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ),
+    };
+    profiles::replace(&app, &principal.user_id, &profile).await?;
     audit(
         &app,
         &req,
@@ -192,20 +159,14 @@ pub async fn put_own(app: App, req: ApiRequest) -> HandlerResult {
     )
     .await?;
     // The answer is what was just written: no read back, no decryption.
-    let value = |name: &str| {
-        plain
-            .iter()
-            .find(|(a, _)| *a == name)
-            .map(|(_, v)| v.clone())
-    };
     ApiResponse::ok(&ProfileView {
         user_id: principal.user_id.clone(),
-        full_name: full_name.to_string(),
-        date_of_birth: value("date_of_birth"),
-        ssn: value("ssn").map(|s| mask_ssn(&s)),
-        phone: value("phone"),
+        full_name: profile.full_name,
+        date_of_birth: profile.date_of_birth,
+        ssn: profile.ssn.map(|s| mask_ssn(&s)),
+        phone: profile.phone,
         address: valid_address,
-        updated_at: Some(now),
+        updated_at: profile.updated_at,
     })
 }
 
@@ -299,37 +260,24 @@ async fn read(
     user_id: &str,
     reveal: bool,
 ) -> Result<ProfileView, ApiError> {
-    let account = accounts::get(app, user_id)
+    let profile = profiles::read(app, req, principal, user_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let item = app
-        .db
-        .get(&app.config.table, &key(user_id))
-        .await?
-        .unwrap_or_default();
-    let resource = ("profile", user_id);
-    let mut opened = phi::open_audited(app, req, principal, &item, &SEALED, resource).await?;
-    opened.extend(
-        phi::open_audited(app, req, principal, &account.item, &["full_name"], resource).await?,
-    );
-    let mut values = opened.into_iter();
-    let mut next = || values.next().flatten();
-    let (dob, ssn_value, phone, address_json, full_name) = (next(), next(), next(), next(), next());
-    let address = address_json
+    let address = profile
+        .address
         .map(|json| serde_json::from_str::<Address>(&json).map_err(ApiError::internal))
         .transpose()?;
     let owner = principal.user_id == user_id;
     Ok(ProfileView {
         user_id: user_id.to_string(),
-        full_name: full_name.unwrap_or_default(),
-        date_of_birth: dob,
-        ssn: ssn_value.map(|s| if reveal && owner { s } else { mask_ssn(&s) }),
-        phone,
+        full_name: profile.full_name,
+        date_of_birth: profile.date_of_birth,
+        ssn: profile
+            .ssn
+            .map(|s| if reveal && owner { s } else { mask_ssn(&s) }),
+        phone: profile.phone,
         address,
-        updated_at: item
-            .get("updated_at")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        updated_at: profile.updated_at,
     })
 }
 

@@ -62,7 +62,7 @@ pub fn seq_sk(seq: u64) -> String {
 
 /// Where a shard's head lives in the domain table.
 pub fn head_key(shard: u32) -> Key {
-    Key::new(format!("AUDITHEAD#{shard:02}"), "HEAD")
+    crate::store::keys::audit_head(shard)
 }
 
 /// The `prev_hash` of a shard's first event: distinct per shard, so a chain cannot be

@@ -69,6 +69,11 @@ impl AuditReader {
         Self::with_tables(db, &config.table, &config.audit_table)
     }
 
+    /// The reader of an app's audit table.
+    pub fn of(app: &crate::AppContext) -> Self {
+        Self::new(app.db.clone(), &app.config)
+    }
+
     /// For tools that know the table names but have no full [`Config`].
     pub fn with_tables(db: Arc<dyn Database>, table: &str, audit_table: &str) -> Self {
         Self {

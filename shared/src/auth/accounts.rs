@@ -10,6 +10,7 @@
 use super::Role;
 use crate::crypto::blind_index::{normalize_email, IndexName};
 use crate::ports::db::{Condition, Item, Key, Update, Value, WriteOp};
+use crate::store::keys;
 use crate::{ApiError, AppContext};
 use serde::Serialize;
 
@@ -78,11 +79,11 @@ pub struct AccountView {
 }
 
 pub fn key(id: &str) -> Key {
-    Key::new(format!("USER#{id}"), "ACCOUNT")
+    keys::account(id)
 }
 
 fn email_claim(index: &str) -> Key {
-    Key::new(format!("EMAIL#{index}"), "EMAIL")
+    keys::email_claim(index)
 }
 
 fn str_of<'a>(item: &'a Item, name: &str) -> Option<&'a str> {

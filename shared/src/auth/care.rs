@@ -7,6 +7,7 @@
 //! | relationship | `USER#<provider>` | `CARE#<patient>` | `CAREOF#<patient>` / `<since>#<provider>` | `CARE#<id>` / `CARE` |
 
 use crate::ports::db::{Condition, Index, Item, Key, Query, SortKey, Update, Value};
+use crate::store::keys;
 use crate::{ApiError, AppContext};
 use serde::Serialize;
 
@@ -24,7 +25,7 @@ pub struct CareRelationship {
 }
 
 pub fn key(provider_id: &str, patient_id: &str) -> Key {
-    Key::new(format!("USER#{provider_id}"), format!("CARE#{patient_id}"))
+    keys::care(provider_id, patient_id)
 }
 
 fn text(item: &Item, name: &str) -> String {
@@ -85,9 +86,9 @@ pub async fn start(
         .set("source", source)
         .set("active", true)
         .remove("ended_at")
-        .set("gsi1pk", format!("CAREOF#{patient_id}"))
+        .set("gsi1pk", keys::care_of(patient_id))
         .set("gsi1sk", format!("{now}#{provider_id}"))
-        .set("gsi2pk", format!("CARE#{id}"))
+        .set("gsi2pk", keys::care_by_id(&id))
         .set("gsi2sk", "CARE");
     let not_active = Condition::AttributeNotExists("active".into());
     let restarted = app
@@ -125,7 +126,7 @@ pub async fn find(app: &AppContext, id: &str) -> Result<Option<CareRelationship>
         .db
         .query(
             &app.config.table,
-            Query::partition(format!("CARE#{id}"))
+            Query::partition(keys::care_by_id(id))
                 .on(Index::Gsi2)
                 .limit(1),
         )
@@ -153,10 +154,10 @@ pub async fn end(app: &AppContext, rel: &CareRelationship) -> Result<CareRelatio
 
 /// A provider's patients (`USER#<provider>`, `CARE#…`) as a query.
 pub fn of_provider(provider_id: &str) -> Query {
-    Query::partition(format!("USER#{provider_id}")).sort_key(SortKey::BeginsWith("CARE#".into()))
+    Query::partition(keys::user(provider_id)).sort_key(SortKey::BeginsWith(keys::CARE_SK.into()))
 }
 
 /// A patient's providers, through gsi1.
 pub fn of_patient(patient_id: &str) -> Query {
-    Query::partition(format!("CAREOF#{patient_id}")).on(Index::Gsi1)
+    Query::partition(keys::care_of(patient_id)).on(Index::Gsi1)
 }

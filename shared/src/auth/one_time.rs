@@ -4,6 +4,7 @@
 
 use super::secrets;
 use crate::ports::db::{item, Condition, Key, Value};
+use crate::store::keys;
 use crate::{ApiError, AppContext};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +23,7 @@ impl Purpose {
 }
 
 fn key(hash: &str) -> Key {
-    Key::new(format!("OTT#{hash}"), "OTT")
+    keys::one_time_token(hash)
 }
 
 /// Creates a token for the user; returns the secret to send.

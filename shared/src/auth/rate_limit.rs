@@ -3,6 +3,7 @@
 //! Gateway throttling in `template.yaml` is the outer layer; these are per account / IP.
 
 use crate::ports::db::{increment, Key, Value};
+use crate::store::keys;
 use crate::{ApiError, AppContext};
 
 /// A budget of `max` events per `window_secs`.
@@ -61,7 +62,7 @@ fn window(limit: Limit, now: i64) -> (i64, i64) {
 }
 
 fn counter(limit: Limit, subject: &str, start: i64) -> Key {
-    Key::new(format!("RATE#{}#{subject}#{start}", limit.name), "RATE")
+    keys::rate_window(limit.name, subject, start)
 }
 
 /// Counts one event; 429 with `Retry-After` once the window's budget is spent.

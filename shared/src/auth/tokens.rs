@@ -10,6 +10,7 @@
 use super::{Principal, Role};
 use crate::crypto::Binding;
 use crate::ports::db::{item, Condition, Index, Item, Key, Query, Value, WriteOp};
+use crate::store::keys;
 use crate::{ApiError, AppContext};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
@@ -31,7 +32,7 @@ pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
 /// Clock skew tolerated on `iat`.
 const LEEWAY_SECS: i64 = 60;
 
-const KEYS_PARTITION: &str = "SIGNKEYS";
+const KEYS_PARTITION: &str = keys::SIGNING_KEYS;
 const PRIVATE_ATTR: &str = "private_key";
 
 /// The claims of an access token.
@@ -98,11 +99,11 @@ pub struct TokenKeys {
 }
 
 fn key_record(kid: &str) -> Key {
-    Key::new(format!("SIGNKEY#{kid}"), "SIGNKEY")
+    keys::signing_key(kid)
 }
 
 fn current_record() -> Key {
-    Key::new(KEYS_PARTITION, "CURRENT")
+    keys::current_signing_key()
 }
 
 fn text(item: &Item, name: &str) -> Result<String, ApiError> {

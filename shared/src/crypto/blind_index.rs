@@ -39,7 +39,7 @@ pub fn normalize_email(email: &str) -> String {
 
 /// Record key of an index's HMAC key (`INDEXKEY#<index>`).
 pub fn index_key_record(name: IndexName) -> Key {
-    Key::new(format!("INDEXKEY#{}", name.as_str()), "INDEXKEY")
+    crate::store::keys::index_key(name.as_str())
 }
 
 /// The encryption context an index key is wrapped under: ids only, as for data keys.

@@ -108,10 +108,7 @@ struct CachedKey {
 
 /// Record key of a data key.
 pub fn data_key_record(id: &[u8; DATA_KEY_ID_LEN]) -> Key {
-    Key::new(
-        format!("DATAKEY#{}", ulid::Ulid::from_bytes(*id)),
-        "DATAKEY",
-    )
+    crate::store::keys::data_key(&ulid::Ulid::from_bytes(*id).to_string())
 }
 
 /// Partition of the index listing every data key (for re-wrapping).

@@ -526,7 +526,7 @@ impl Database for DynamoDb {
         self.client
             .get_item()
             .table_name(table)
-            .set_key(Some(key_map(&Key::new("HEALTH#probe", "HEALTH"))))
+            .set_key(Some(key_map(&crate::store::keys::health_probe())))
             .send()
             .await
             .map_err(map_err)?;

@@ -1,0 +1,65 @@
+//! WebSocket connections: `CONN#<connection id>` / `CONN`, listed per user through gsi1
+//! (`CONNS#<user id>`, sorted by connection time), expired by TTL after API Gateway's
+//! two-hour connection limit.
+
+use crate::auth::Role;
+use crate::ports::db::{item, Index, Query, Value};
+use crate::store::keys;
+use crate::{ApiError, AppContext};
+
+/// API Gateway closes a WebSocket connection after two hours at most.
+pub const CONNECTION_TTL_SECS: i64 = 2 * 60 * 60;
+
+/// How many of a user's connections a push reaches (a user has a few devices).
+pub const MAX_PER_USER: u32 = 100;
+
+/// Stores an authenticated connection.
+pub async fn open(
+    app: &AppContext,
+    connection_id: &str,
+    user_id: &str,
+    role: Role,
+) -> Result<(), ApiError> {
+    let now = app.clock.now().timestamp();
+    let key = keys::connection(connection_id);
+    let record = item([
+        ("pk", Value::S(key.pk)),
+        ("sk", Value::S(key.sk)),
+        ("connection_id", Value::S(connection_id.into())),
+        ("user_id", Value::S(user_id.into())),
+        ("role", Value::S(role.as_str().into())),
+        ("connected_at", Value::N(now)),
+        ("expires_at", Value::N(now + CONNECTION_TTL_SECS)),
+        ("gsi1pk", Value::S(keys::connections_of(user_id))),
+        ("gsi1sk", Value::S(format!("{now}#{connection_id}"))),
+    ]);
+    app.db.put(&app.config.table, record, None).await?;
+    Ok(())
+}
+
+/// Forgets a connection (closed, or found gone by a push).
+pub async fn forget(app: &AppContext, connection_id: &str) -> Result<(), ApiError> {
+    app.db
+        .delete(&app.config.table, &keys::connection(connection_id), None)
+        .await?;
+    Ok(())
+}
+
+/// The ids of a user's open connections (one query on gsi1).
+pub async fn of_user(app: &AppContext, user_id: &str) -> Result<Vec<String>, ApiError> {
+    let page = app
+        .db
+        .query(
+            &app.config.table,
+            Query::partition(keys::connections_of(user_id))
+                .on(Index::Gsi1)
+                .limit(MAX_PER_USER),
+        )
+        .await?;
+    Ok(page
+        .items
+        .iter()
+        .filter_map(|item| item.get("connection_id").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect())
+}

@@ -1,0 +1,311 @@
+//! Every key of the domain table, in one place.
+//!
+//! The table is a single-table design (`pk`, `sk`, plus `gsi1pk/gsi1sk` and
+//! `gsi2pk/gsi2sk` overloaded indexes). Each builder here names one item kind; nothing
+//! else in the code base spells a key prefix, so the key schema in `docs/design.md` is
+//! checked against [`SCHEMA`] by a test, and each function's IAM can later be scoped to
+//! the partition prefixes it uses (`dynamodb:LeadingKeys` sees only partition keys).
+//!
+//! Code under `functions/` goes through the repositories of [`crate::store`]; the few
+//! handler files that still build keys themselves (listed in `tests/e2e/architecture.rs`,
+//! a list that may only shrink) use these builders, never a spelled-out prefix.
+
+use crate::ports::db::Key;
+
+/// One item kind of the domain table: its partition-key prefix, its sort key (or sort
+/// key prefix, ending in `#`) and what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemKind {
+    pub pk: &'static str,
+    pub sk: &'static str,
+    pub holds: &'static str,
+}
+
+/// The key schema, for docs and the tests that keep docs and code in step.
+pub const SCHEMA: &[ItemKind] = &[
+    ItemKind {
+        pk: USER,
+        sk: "ACCOUNT",
+        holds: "account (role, status, sealed e-mail and name, password hash, TOTP)",
+    },
+    ItemKind {
+        pk: USER,
+        sk: "PROFILE",
+        holds: "profile (sealed PHI fields)",
+    },
+    ItemKind {
+        pk: USER,
+        sk: "SESSION#",
+        holds: "session (one login: amr, revoked, expiry)",
+    },
+    ItemKind {
+        pk: USER,
+        sk: "RECOVERY#",
+        holds: "MFA recovery code by hash (one set at a time)",
+    },
+    ItemKind {
+        pk: USER,
+        sk: "CARE#",
+        holds: "care relationship (provider side; gsi1 CAREOF#patient, gsi2 CARE#id)",
+    },
+    ItemKind {
+        pk: USER,
+        sk: "ECONTACT#",
+        holds: "emergency contact (sealed fields)",
+    },
+    ItemKind {
+        pk: USER,
+        sk: "ECONTACTS",
+        holds: "emergency contact count (limit kept by a condition)",
+    },
+    ItemKind {
+        pk: USER,
+        sk: "SOS#",
+        holds: "SOS alert; SOS#ACTIVE is the open collapse window (TTL)",
+    },
+    ItemKind {
+        pk: EMAIL,
+        sk: "EMAIL",
+        holds: "e-mail uniqueness claim (blind index)",
+    },
+    ItemKind {
+        pk: REFRESH,
+        sk: "REFRESH",
+        holds: "refresh token by hash (used once, TTL)",
+    },
+    ItemKind {
+        pk: MFA,
+        sk: "MFA",
+        holds: "MFA challenge by token hash (attempts, mailed code, TTL)",
+    },
+    ItemKind {
+        pk: OTT,
+        sk: "OTT",
+        holds: "one-time token by hash (verify e-mail, reset, invite; TTL)",
+    },
+    ItemKind {
+        pk: RATE,
+        sk: "RATE",
+        holds: "rate-limit window counter (TTL)",
+    },
+    ItemKind {
+        pk: CONN,
+        sk: "CONN",
+        holds: "WebSocket connection (gsi1 CONNS#user; TTL)",
+    },
+    ItemKind {
+        pk: NOTIFY,
+        sk: "SENT",
+        holds: "notification sent marker (TTL)",
+    },
+    ItemKind {
+        pk: DATAKEY,
+        sk: "DATAKEY",
+        holds: "KMS-wrapped data key (gsi1 DATAKEYS)",
+    },
+    ItemKind {
+        pk: INDEXKEY,
+        sk: "INDEXKEY",
+        holds: "KMS-wrapped blind-index key",
+    },
+    ItemKind {
+        pk: SIGNKEY,
+        sk: "SIGNKEY",
+        holds: "sealed access-token signing key",
+    },
+    ItemKind {
+        pk: SIGNING_KEYS,
+        sk: "CURRENT",
+        holds: "the current signing key id",
+    },
+    ItemKind {
+        pk: AUDITHEAD,
+        sk: "HEAD",
+        holds: "audit chain head of one shard",
+    },
+    ItemKind {
+        pk: HEALTH,
+        sk: "HEALTH",
+        holds: "health probe (read only)",
+    },
+];
+
+pub const USER: &str = "USER#";
+pub const EMAIL: &str = "EMAIL#";
+pub const REFRESH: &str = "REFRESH#";
+pub const MFA: &str = "MFA#";
+pub const OTT: &str = "OTT#";
+pub const RATE: &str = "RATE#";
+pub const CONN: &str = "CONN#";
+pub const NOTIFY: &str = "NOTIFY#";
+pub const DATAKEY: &str = "DATAKEY#";
+pub const INDEXKEY: &str = "INDEXKEY#";
+pub const SIGNKEY: &str = "SIGNKEY#";
+pub const SIGNING_KEYS: &str = "SIGNKEYS";
+pub const AUDITHEAD: &str = "AUDITHEAD#";
+pub const HEALTH: &str = "HEALTH#";
+
+/// gsi1 partition of a patient's providers.
+pub const CARE_OF: &str = "CAREOF#";
+/// gsi2 partition of one care relationship by id.
+pub const CARE_BY_ID: &str = "CARE#";
+/// gsi1 partition of a user's open WebSocket connections.
+pub const CONNS_OF: &str = "CONNS#";
+
+/// `USER#<id>`: the partition of everything one user owns.
+pub fn user(user_id: &str) -> String {
+    format!("{USER}{user_id}")
+}
+
+pub fn account(user_id: &str) -> Key {
+    Key::new(user(user_id), "ACCOUNT")
+}
+
+pub fn profile(user_id: &str) -> Key {
+    Key::new(user(user_id), "PROFILE")
+}
+
+pub fn session(user_id: &str, session_id: &str) -> Key {
+    Key::new(user(user_id), format!("SESSION#{session_id}"))
+}
+
+pub fn recovery_code(user_id: &str, hash: &str) -> Key {
+    Key::new(user(user_id), format!("RECOVERY#{hash}"))
+}
+
+pub const CARE_SK: &str = "CARE#";
+
+pub fn care(provider_id: &str, patient_id: &str) -> Key {
+    Key::new(user(provider_id), format!("{CARE_SK}{patient_id}"))
+}
+
+pub fn care_of(patient_id: &str) -> String {
+    format!("{CARE_OF}{patient_id}")
+}
+
+pub fn care_by_id(id: &str) -> String {
+    format!("{CARE_BY_ID}{id}")
+}
+
+pub const CONTACT_SK: &str = "ECONTACT#";
+
+pub fn contact(user_id: &str, contact_id: &str) -> Key {
+    Key::new(user(user_id), format!("{CONTACT_SK}{contact_id}"))
+}
+
+pub fn contact_count(user_id: &str) -> Key {
+    Key::new(user(user_id), "ECONTACTS")
+}
+
+pub fn sos_window(user_id: &str) -> Key {
+    Key::new(user(user_id), "SOS#ACTIVE")
+}
+
+pub fn sos_alert(user_id: &str, alert_id: &str) -> Key {
+    Key::new(user(user_id), format!("SOS#{alert_id}"))
+}
+
+pub fn email_claim(index: &str) -> Key {
+    Key::new(format!("{EMAIL}{index}"), "EMAIL")
+}
+
+pub fn refresh_token(hash: &str) -> Key {
+    Key::new(format!("{REFRESH}{hash}"), "REFRESH")
+}
+
+pub fn mfa_challenge(hash: &str) -> Key {
+    Key::new(format!("{MFA}{hash}"), "MFA")
+}
+
+pub fn one_time_token(hash: &str) -> Key {
+    Key::new(format!("{OTT}{hash}"), "OTT")
+}
+
+pub fn rate_window(limit: &str, subject: &str, start: i64) -> Key {
+    Key::new(format!("{RATE}{limit}#{subject}#{start}"), "RATE")
+}
+
+pub fn connection(connection_id: &str) -> Key {
+    Key::new(format!("{CONN}{connection_id}"), "CONN")
+}
+
+pub fn connections_of(user_id: &str) -> String {
+    format!("{CONNS_OF}{user_id}")
+}
+
+pub fn notification_sent(id: &str) -> Key {
+    Key::new(format!("{NOTIFY}{id}"), "SENT")
+}
+
+pub fn data_key(id: &str) -> Key {
+    Key::new(format!("{DATAKEY}{id}"), "DATAKEY")
+}
+
+pub fn index_key(name: &str) -> Key {
+    Key::new(format!("{INDEXKEY}{name}"), "INDEXKEY")
+}
+
+pub fn signing_key(kid: &str) -> Key {
+    Key::new(format!("{SIGNKEY}{kid}"), "SIGNKEY")
+}
+
+pub fn current_signing_key() -> Key {
+    Key::new(SIGNING_KEYS, "CURRENT")
+}
+
+pub fn health_probe() -> Key {
+    Key::new(format!("{HEALTH}probe"), "HEALTH")
+}
+
+pub fn audit_head(shard: u32) -> Key {
+    Key::new(format!("{AUDITHEAD}{shard:02}"), "HEAD")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_partition_prefix_is_distinct_and_in_the_schema() {
+        let prefixes = [
+            USER,
+            EMAIL,
+            REFRESH,
+            MFA,
+            OTT,
+            RATE,
+            CONN,
+            NOTIFY,
+            DATAKEY,
+            INDEXKEY,
+            SIGNKEY,
+            SIGNING_KEYS,
+            AUDITHEAD,
+            HEALTH,
+        ];
+        for (i, a) in prefixes.iter().enumerate() {
+            assert!(SCHEMA.iter().any(|kind| kind.pk == *a), "{a} not in SCHEMA");
+            for b in &prefixes[i + 1..] {
+                assert!(!a.starts_with(b) && !b.starts_with(a), "{a} overlaps {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_user_owns_one_partition_for_all_its_items() {
+        for key in [
+            account("u1"),
+            profile("u1"),
+            session("u1", "s"),
+            care("u1", "p"),
+            contact("u1", "c"),
+            contact_count("u1"),
+            sos_window("u1"),
+            sos_alert("u1", "a"),
+            recovery_code("u1", "h"),
+        ] {
+            assert_eq!(key.pk, "USER#u1");
+        }
+        assert_eq!(session("u1", "s").sk, "SESSION#s");
+    }
+}

@@ -1,0 +1,13 @@
+//! Storage: the only code that knows keys and items. [`keys`] names every item kind of
+//! the domain table; the repositories turn typed entities into conditional writes and
+//! typed reads, so handlers never assemble an item or a key.
+
+pub mod connections;
+pub mod keys;
+pub mod notifications;
+pub mod profiles;
+
+/// Whether the database answers (the health check's probe: one read, no data).
+pub async fn database_reachable(app: &crate::AppContext, table: &str) -> bool {
+    app.db.check(table).await.is_ok()
+}

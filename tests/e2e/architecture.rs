@@ -1,0 +1,156 @@
+//! The shape of the code base, enforced: handlers under `functions/` never touch storage.
+//! Keys and items live in `shared::store` (DESIGN: "storage only in store/"), so any area
+//! can read another area's entity through its repository and no crate copies a key.
+
+use docare_e2e::repo_root;
+use std::path::{Path, PathBuf};
+
+/// Handler files that still assemble storage operations themselves (writes, conditions,
+/// queries on the database port), through `shared::store::keys` — never spelling a key.
+/// Their storage moves into `shared::store` repositories; this list may only shrink.
+const NOT_YET_IN_THE_STORE: &[&str] = &[
+    "functions/audit/src/access_log.rs",
+    "functions/auth/src/mfa.rs",
+    "functions/auth/src/password.rs",
+    "functions/auth/src/sessions.rs",
+    "functions/auth/src/signup.rs",
+    "functions/emergency/src/contacts.rs",
+    "functions/emergency/src/sos.rs",
+    "functions/users/src/admin.rs",
+    "functions/users/src/care.rs",
+    "functions/users/src/me.rs",
+];
+
+/// What storage code looks like: the database port, key builders, raw items.
+const STORAGE_MARKERS: &[&str] = &["ports::db", ".db.", ".db\n", "store::keys", "Key::new("];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// `"USER#`, `"CARE#…`: a key prefix spelled out in a string literal.
+fn spelled_key_prefix(text: &str) -> Option<String> {
+    text.match_indices('"').find_map(|(i, _)| {
+        let rest = &text[i + 1..];
+        let word: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase())
+            .collect();
+        (word.len() >= 2 && rest[word.len()..].starts_with('#')).then(|| format!("\"{word}#"))
+    })
+}
+
+/// Handler sources: `functions/*/src/**.rs` (their tests may build fixtures).
+fn handler_sources() -> Vec<(String, String)> {
+    let root = repo_root();
+    let mut files = Vec::new();
+    let Ok(functions) = std::fs::read_dir(root.join("functions")) else {
+        panic!("functions/ not found");
+    };
+    for function in functions.flatten() {
+        rust_files(&function.path().join("src"), &mut files);
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("readable source");
+            let relative = path
+                .strip_prefix(&root)
+                .expect("under the root")
+                .to_string_lossy()
+                .replace('\\', "/");
+            (relative, text)
+        })
+        .collect()
+}
+
+#[test]
+fn no_handler_spells_out_a_key_prefix() {
+    let offenders: Vec<String> = handler_sources()
+        .into_iter()
+        .filter_map(|(file, text)| spelled_key_prefix(&text).map(|p| format!("{file}: {p}")))
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "key prefixes belong in shared::store::keys:\n{}",
+        offenders.join("\n")
+    );
+}
+
+#[test]
+fn handlers_reach_storage_only_through_repositories() {
+    let sources = handler_sources();
+    let touching: Vec<&str> = sources
+        .iter()
+        .filter(|(_, text)| STORAGE_MARKERS.iter().any(|m| text.contains(m)))
+        .map(|(file, _)| file.as_str())
+        .collect();
+    let new: Vec<&&str> = touching
+        .iter()
+        .filter(|file| !NOT_YET_IN_THE_STORE.contains(file))
+        .collect();
+    assert!(
+        new.is_empty(),
+        "these handler files touch the database port or keys; use a shared::store repository: {new:?}"
+    );
+    let moved: Vec<&&str> = NOT_YET_IN_THE_STORE
+        .iter()
+        .filter(|file| !touching.contains(file))
+        .collect();
+    assert!(
+        moved.is_empty(),
+        "these files no longer touch storage: remove them from NOT_YET_IN_THE_STORE: {moved:?}"
+    );
+}
+
+#[test]
+fn the_markers_recognise_storage_code() {
+    assert_eq!(
+        spelled_key_prefix(r#"Key::new(format!("USER#{id}"), "PROFILE")"#).as_deref(),
+        Some("\"USER#")
+    );
+    assert_eq!(spelled_key_prefix(r#"format!("{a}#{b}")"#), None);
+    assert!(STORAGE_MARKERS.iter().any(|m| "app.db.put(".contains(m)));
+}
+
+#[test]
+fn the_key_schema_in_the_docs_matches_the_store() {
+    let doc = std::fs::read_to_string(repo_root().join("docs/design.md")).expect("docs/design.md");
+    let section = doc
+        .split("Key schema of the domain table")
+        .nth(1)
+        .expect("docs/design.md has the key schema of the domain table");
+    let rows: Vec<(String, String)> = section
+        .lines()
+        .map(str::trim)
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .filter(|line| line.starts_with("| `"))
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            (
+                cells[1].trim_matches('`').to_string(),
+                cells[2].trim_matches('`').to_string(),
+            )
+        })
+        .collect();
+    let schema: Vec<(String, String)> = shared::store::keys::SCHEMA
+        .iter()
+        .map(|kind| (kind.pk.to_string(), kind.sk.to_string()))
+        .collect();
+    assert_eq!(
+        rows, schema,
+        "docs/design.md key schema vs shared::store::keys::SCHEMA"
+    );
+}
