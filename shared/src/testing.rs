@@ -187,3 +187,72 @@ impl Messenger for Outage {
         Err(MessengerError::Unavailable(down()))
     }
 }
+
+/// The domain table answers, the audit table does not: proves that a change whose audit
+/// event cannot be recorded is not kept, and that nothing is returned unaudited.
+pub struct AuditTableDown {
+    pub db: Arc<dyn Database>,
+    pub audit_table: String,
+}
+
+impl AuditTableDown {
+    /// `app`'s database with its audit table unreachable.
+    pub fn of(app: &AppContext) -> Arc<dyn Database> {
+        Arc::new(Self {
+            db: app.db.clone(),
+            audit_table: app.config.audit_table.clone(),
+        })
+    }
+
+    fn refuse(&self, table: &str) -> Result<(), DbError> {
+        if table == self.audit_table {
+            return Err(DbError::Unavailable(down()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Database for AuditTableDown {
+    async fn get(&self, t: &str, k: &Key) -> Result<Option<Item>, DbError> {
+        self.refuse(t)?;
+        self.db.get(t, k).await
+    }
+    async fn put(&self, t: &str, i: Item, c: Option<Condition>) -> Result<(), DbError> {
+        self.refuse(t)?;
+        self.db.put(t, i, c).await
+    }
+    async fn update(
+        &self,
+        t: &str,
+        k: &Key,
+        u: Update,
+        c: Option<Condition>,
+    ) -> Result<Item, DbError> {
+        self.refuse(t)?;
+        self.db.update(t, k, u, c).await
+    }
+    async fn delete(
+        &self,
+        t: &str,
+        k: &Key,
+        c: Option<Condition>,
+    ) -> Result<Option<Item>, DbError> {
+        self.refuse(t)?;
+        self.db.delete(t, k, c).await
+    }
+    async fn query(&self, t: &str, q: Query) -> Result<QueryPage, DbError> {
+        self.refuse(t)?;
+        self.db.query(t, q).await
+    }
+    async fn transact_write(&self, ops: Vec<WriteOp>) -> Result<(), DbError> {
+        for op in &ops {
+            self.refuse(op.target().0)?;
+        }
+        self.db.transact_write(ops).await
+    }
+    async fn check(&self, t: &str) -> Result<(), DbError> {
+        self.refuse(t)?;
+        self.db.check(t).await
+    }
+}

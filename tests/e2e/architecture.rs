@@ -14,10 +14,7 @@ const NOT_YET_IN_THE_STORE: &[&str] = &[
     "functions/auth/src/password.rs",
     "functions/auth/src/sessions.rs",
     "functions/auth/src/signup.rs",
-    "functions/emergency/src/contacts.rs",
-    "functions/emergency/src/sos.rs",
     "functions/users/src/admin.rs",
-    "functions/users/src/care.rs",
     "functions/users/src/me.rs",
 ];
 

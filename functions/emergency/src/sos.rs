@@ -2,20 +2,18 @@
 //! fan-out is queued (sealed e-mail/SMS to each contact and e-mail to the care team)
 //! plus a WebSocket `notification` push to the care team's open connections.
 //!
-//! Collapsing: the first SOS opens a window (`USER#<id>` / `SOS#ACTIVE`, TTL
-//! [`COLLAPSE_SECS`]) in the same transaction that records the alert
-//! (`USER#<id>` / `SOS#<alert id>`). A repeat inside the window is recorded on the open
-//! alert (count, time, latest location) and not sent again.
+//! Collapsing: the first SOS opens a window (TTL [`COLLAPSE_SECS`]) in the same
+//! transaction that records the alert and its audit event (`shared::store::sos`). A
+//! repeat inside the window is recorded on the open alert (count, time, latest
+//! location) and not sent again.
 
-use crate::contacts;
 use serde::{Deserialize, Serialize};
 use shared::audit::{Action, Outcome};
-use shared::auth::{accounts, authenticate, care, input, record};
+use shared::auth::{accounts, audit_event, authenticate, care, input};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::notifications::{enqueue_all, Notification};
-use shared::ports::db::{Condition, Item, Key, Update, Value, WriteOp};
-use shared::store::keys;
-use shared::{phi, ApiError, App};
+use shared::store::sos::{self, AlertText};
+use shared::{ApiError, App};
 
 /// Repeats within this many seconds join the open alert.
 pub const COLLAPSE_SECS: i64 = 5 * 60;
@@ -37,14 +35,6 @@ struct SosBody {
     location: Option<Location>,
     #[serde(default)]
     message: Option<String>,
-}
-
-fn active_key(user_id: &str) -> Key {
-    keys::sos_window(user_id)
-}
-
-fn alert_key(user_id: &str, alert_id: &str) -> Key {
-    keys::sos_alert(user_id, alert_id)
 }
 
 fn validate(body: &SosBody) -> Result<(), ApiError> {
@@ -78,8 +68,6 @@ pub async fn raise(app: App, req: ApiRequest) -> HandlerResult {
     };
     validate(&body)?;
     let user = principal.user_id.clone();
-    let now = app.clock.now();
-    let now_text = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let location = body
         .location
         .as_ref()
@@ -90,81 +78,40 @@ pub async fn raise(app: App, req: ApiRequest) -> HandlerResult {
         .as_deref()
         .map(str::trim)
         .filter(|m| !m.is_empty());
+    let text = AlertText {
+        location: location.as_deref(),
+        message,
+    };
 
     let alert_id = ulid::Ulid::new().to_string();
-    let key = alert_key(&user, &alert_id);
-    let mut alert = Item::new();
-    alert.insert("pk".into(), Value::S(key.pk.clone()));
-    alert.insert("sk".into(), Value::S(key.sk.clone()));
-    alert.insert("id".into(), Value::S(alert_id.clone()));
-    alert.insert("created_at".into(), Value::S(now_text.clone()));
-    alert.insert("last_at".into(), Value::S(now_text.clone()));
-    alert.insert("repeats".into(), Value::N(0));
-    if let Some(l) = &location {
-        alert.insert(
-            "location".into(),
-            phi::seal(&app, &key, "location", l).await?,
-        );
-    }
-    if let Some(m) = message {
-        alert.insert("message".into(), phi::seal(&app, &key, "message", m).await?);
-    }
-    let active = shared::ports::db::item([
-        ("pk", Value::S(active_key(&user).pk)),
-        ("sk", Value::S(active_key(&user).sk)),
-        ("alert_id", Value::S(alert_id.clone())),
-        ("expires_at", Value::N(now.timestamp() + COLLAPSE_SECS)),
-    ]);
-    let table = app.config.table.clone();
-    let opened = app
-        .db
-        .transact_write(vec![
-            WriteOp::Put {
-                table: table.clone(),
-                item: active,
-                condition: Some(Condition::NotExists),
-            },
-            WriteOp::Put {
-                table: table.clone(),
-                item: alert,
-                condition: Some(Condition::NotExists),
-            },
-        ])
-        .await;
-    match opened {
-        Ok(()) => {}
-        Err(err) if err.is_condition_failed() => {
-            let repeat = Repeat {
-                coordinates: body.location.as_ref(),
-                sealed_location: location.as_deref(),
-                message,
-            };
-            return join_open_alert(&app, &req, &principal, repeat).await;
-        }
-        Err(err) => return Err(err.into()),
-    }
-    record(
-        &app,
-        &req,
-        &principal,
-        Action::Sos,
-        ("sos", &alert_id),
-        Outcome::Success,
-    )
-    .await?;
-
-    // Fan-out. The alert is recorded whatever happens next; a failure to queue is a 503
-    // the client retries, and the retry joins this alert and re-queues (ids dedupe).
-    let notified = fan_out(
+    let event =
+        |id: &str| audit_event(&req, &principal, Action::Sos, Outcome::Success).resource("sos", id);
+    if !sos::open(
         &app,
         &user,
         &alert_id,
-        &now_text,
-        body.location.as_ref(),
-        message,
+        COLLAPSE_SECS,
+        text,
+        event(&alert_id),
     )
-    .await?;
-    mark_sent(&app, &key).await?;
+    .await?
+    {
+        let repeat = Repeat {
+            coordinates: body.location.as_ref(),
+            sealed_location: location.as_deref(),
+            message,
+        };
+        return join_open_alert(&app, &req, &principal, repeat).await;
+    }
+
+    // Fan-out. The alert is recorded whatever happens next; a failure to queue is a 503
+    // the client retries, and the retry joins this alert and re-queues (ids dedupe).
+    let at = app
+        .clock
+        .now()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let notified = fan_out(&app, &user, &alert_id, &at, body.location.as_ref(), message).await?;
+    sos::mark_sent(&app, &user, &alert_id).await?;
     ApiResponse::accepted(&serde_json::json!({
         "sos_id": alert_id,
         "status": "recorded",
@@ -179,77 +126,34 @@ struct Repeat<'a> {
     message: Option<&'a str>,
 }
 
-/// Records that the alert's messages are queued, so a repeat does not queue them again.
-async fn mark_sent(app: &App, key: &Key) -> Result<(), ApiError> {
-    app.db
-        .update(
-            &app.config.table,
-            key,
-            Update::new().set("sent", true),
-            Some(Condition::Exists),
-        )
-        .await?;
-    Ok(())
-}
-
 async fn join_open_alert(
     app: &App,
     req: &ApiRequest,
     principal: &shared::auth::Principal,
     repeat: Repeat<'_>,
 ) -> HandlerResult {
-    let active = app
-        .db
-        .get(&app.config.table, &active_key(&principal.user_id))
+    let user = &principal.user_id;
+    let changed = || ApiError::conflict("the alert window changed; retry");
+    let alert_id = sos::open_alert_id(app, user).await?.ok_or_else(changed)?;
+    let event =
+        audit_event(req, principal, Action::Sos, Outcome::Success).resource("sos", &alert_id);
+    let alert = sos::join(app, user, &alert_id, repeat.sealed_location, event)
         .await?
-        .ok_or_else(|| ApiError::conflict("the alert window changed; retry"))?;
-    let alert_id = active
-        .get("alert_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let key = alert_key(&principal.user_id, &alert_id);
-    let mut update = Update::new().add("repeats", 1).set(
-        "last_at",
-        app.clock
-            .now()
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    );
-    if let Some(l) = repeat.sealed_location {
-        update = update.set("location", phi::seal(app, &key, "location", l).await?);
-    }
-    let alert = app
-        .db
-        .update(&app.config.table, &key, update, Some(Condition::Exists))
-        .await?;
-    record(
-        app,
-        req,
-        principal,
-        Action::Sos,
-        ("sos", &alert_id),
-        Outcome::Success,
-    )
-    .await?;
+        .ok_or_else(changed)?;
     // The first attempt recorded the alert but could not queue its messages (it
     // answered 503): this repeat sends them. Ids make the notify worker send each once.
     let mut notified = 0;
-    if alert.get("sent").and_then(Value::as_bool) != Some(true) {
-        let at = alert
-            .get("created_at")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+    if !alert.sent {
         notified = fan_out(
             app,
-            &principal.user_id,
+            user,
             &alert_id,
-            &at,
+            &alert.created_at,
             repeat.coordinates,
             repeat.message,
         )
         .await?;
-        mark_sent(app, &key).await?;
+        sos::mark_sent(app, user, &alert_id).await?;
     }
     ApiResponse::accepted(&serde_json::json!({
         "sos_id": alert_id,
@@ -286,23 +190,15 @@ async fn fan_out(
     }
 
     let mut outgoing = Vec::new();
-    let page = app
-        .db
-        .query(
-            &app.config.table,
-            contacts::of_user(user).limit(contacts::MAX_CONTACTS as u32),
-        )
-        .await?;
-    for item in &page.items {
-        let contact_id = item.get("id").and_then(Value::as_str).unwrap_or_default();
-        if let Some(phone) = phi::open(app, item, "phone").await? {
+    for (contact_id, phone, email) in shared::store::contacts::reachable(app, user).await? {
+        if let Some(phone) = phone {
             outgoing.push(Notification::sms(
                 format!("sos:{alert_id}:{contact_id}:sms"),
                 &phone,
                 text.clone(),
             ));
         }
-        if let Some(email) = phi::open(app, item, "email").await? {
+        if let Some(email) = email {
             outgoing.push(Notification::email(
                 format!("sos:{alert_id}:{contact_id}:email"),
                 &email,
@@ -311,17 +207,9 @@ async fn fan_out(
             ));
         }
     }
-    let team = app
-        .db
-        .query(&app.config.table, care::of_patient(user).limit(100))
-        .await?;
     let mut providers = Vec::new();
-    for item in &team.items {
-        let rel = care::CareRelationship::parse(item);
-        if !rel.active {
-            continue;
-        }
-        if let Some(provider) = accounts::get(app, &rel.provider_id).await? {
+    for provider_id in care::care_team(app, user).await? {
+        if let Some(provider) = accounts::get(app, &provider_id).await? {
             let email = provider.email(app).await?;
             if input::email(&email).is_ok() {
                 outgoing.push(Notification::email(

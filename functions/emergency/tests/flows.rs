@@ -8,7 +8,7 @@ use shared::auth::{care, Role};
 use shared::clock::ManualClock;
 use shared::http::{ApiRequest, Router};
 use shared::notifications::Notification;
-use shared::testing::{local_app, with_ports, Outage};
+use shared::testing::{local_app, with_ports, AuditTableDown, Outage};
 use shared::App;
 use std::sync::Arc;
 use std::time::Duration;
@@ -348,4 +348,74 @@ async fn sos_with_the_queue_down_is_503_and_the_retry_is_sent() {
         .await;
     assert_eq!(again["notified"], 0);
     assert!(h.queued().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_change_whose_audit_event_cannot_be_recorded_is_not_kept() {
+    let h = H::new();
+    let (_, me) = h.user("unaudited@example.com", Role::Patient).await;
+    let (status, kept) = h
+        .call(
+            Method::POST,
+            "/api/v1/emergency/contacts",
+            &me,
+            Some(contact(1)),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let id = kept["id"].as_str().expect("id").to_string();
+    let path = format!("/api/v1/emergency/contacts/{id}");
+    let down = with_ports(&h.app, |p| p.db = AuditTableDown::of(&h.app));
+
+    // Create, replace, delete and SOS: each 503, and none of them happened.
+    let create = h
+        .call_on(
+            &down,
+            Method::POST,
+            "/api/v1/emergency/contacts",
+            &me,
+            Some(contact(2)),
+        )
+        .await;
+    let replace = h
+        .call_on(&down, Method::PUT, &path, &me, Some(contact(3)))
+        .await;
+    let delete = h.call_on(&down, Method::DELETE, &path, &me, None).await;
+    let sos = h
+        .call_on(&down, Method::POST, "/api/v1/emergency/sos", &me, None)
+        .await;
+    assert_eq!([create.0, replace.0, delete.0, sos.0], [503; 4]);
+
+    let (_, list) = h
+        .call(Method::GET, "/api/v1/emergency/contacts", &me, None)
+        .await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list["items"][0], kept, "unchanged");
+    assert!(h.queued().await.is_empty(), "no SOS was sent");
+    // The count was not raised by the refused create: nine more fit.
+    for n in 2..=10 {
+        let (status, _) = h
+            .call(
+                Method::POST,
+                "/api/v1/emergency/contacts",
+                &me,
+                Some(contact(n)),
+            )
+            .await;
+        assert_eq!(status, 201, "contact {n}");
+    }
+    let (status, _) = h
+        .call(
+            Method::POST,
+            "/api/v1/emergency/contacts",
+            &me,
+            Some(contact(11)),
+        )
+        .await;
+    assert_eq!(status, 409);
+    // And the refused SOS opened no window: the next one is a new alert.
+    let (status, first) = h
+        .call(Method::POST, "/api/v1/emergency/sos", &me, None)
+        .await;
+    assert_eq!((status, first["status"].as_str()), (202, Some("recorded")));
 }

@@ -4,10 +4,10 @@
 use crate::audit;
 use serde::Deserialize;
 use shared::audit::{Action, Outcome};
-use shared::auth::care::{self, CareRelationship};
+use shared::auth::care;
 use shared::auth::policy::{require_mfa_for_staff, require_role};
 use shared::auth::{accounts, authenticate, Role};
-use shared::http::pagination::{Page, PageRequest};
+use shared::http::pagination::PageRequest;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::{ApiError, App};
 
@@ -66,11 +66,11 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
     // Who treats whom is PHI: the read is recorded on the list of the person asked about.
     let (query, subject) = match principal.role {
         Role::Provider => (
-            care::of_provider(&principal.user_id),
+            care::Side::Provider(&principal.user_id),
             principal.user_id.clone(),
         ),
         Role::Patient => (
-            care::of_patient(&principal.user_id),
+            care::Side::Patient(&principal.user_id),
             principal.user_id.clone(),
         ),
         Role::Admin => {
@@ -79,8 +79,8 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
                 req.query_param("provider_id"),
                 req.query_param("patient_id"),
             ) {
-                (Some(p), None) => (care::of_provider(p), p),
-                (None, Some(q)) => (care::of_patient(q), q),
+                (Some(p), None) => (care::Side::Provider(p), p),
+                (None, Some(q)) => (care::Side::Patient(q), q),
                 _ => {
                     return Err(ApiError::validation(
                         "give exactly one of `provider_id` and `patient_id`",
@@ -95,14 +95,7 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
             (query, id.to_string())
         }
     };
-    let result = app
-        .db
-        .query(
-            &app.config.table,
-            query.limit(page.limit).start(page.start.clone()),
-        )
-        .await?;
-    let items: Vec<CareRelationship> = result.items.iter().map(CareRelationship::parse).collect();
+    let relationships = care::list(&app, query, &page).await?;
     audit(
         &app,
         &req,
@@ -112,7 +105,7 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
         Outcome::Success,
     )
     .await?;
-    ApiResponse::ok(&Page::new(items, result.next))
+    ApiResponse::ok(&relationships)
 }
 
 /// `DELETE /api/v1/care-relationships/{id}`: either side or an admin ends it.

@@ -148,16 +148,9 @@ pub async fn put_own(app: App, req: ApiRequest) -> HandlerResult {
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         ),
     };
-    profiles::replace(&app, &principal.user_id, &profile).await?;
-    audit(
-        &app,
-        &req,
-        &principal,
-        Action::Update,
-        ("profile", &principal.user_id),
-        Outcome::Success,
-    )
-    .await?;
+    let event = audit_event(&req, &principal, Action::Update, Outcome::Success)
+        .resource("profile", &principal.user_id);
+    profiles::replace(&app, &principal.user_id, &profile, event).await?;
     // The answer is what was just written: no read back, no decryption.
     ApiResponse::ok(&ProfileView {
         user_id: principal.user_id.clone(),

@@ -531,6 +531,28 @@ async fn a_failed_audit_write_means_no_phi() {
     assert_eq!(answer.status, 503);
     assert!(!answer.body.to_string().contains(DOB));
     assert!(!answer.body.to_string().contains(NAME));
+
+    // A change whose audit event cannot be recorded is not kept.
+    let mut changed = profile();
+    changed["date_of_birth"] = json!("1990-12-24");
+    changed["full_name"] = json!("Someone Else");
+    let answer = h
+        .call_on(
+            &app,
+            Method::PUT,
+            "/api/v1/users/me/profile",
+            &token,
+            Some(changed),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 503);
+    let kept = h
+        .call(Method::GET, "/api/v1/users/me/profile", &token, None)
+        .await;
+    assert_eq!(kept.status, 200);
+    assert_eq!(kept.body["date_of_birth"], DOB, "{}", kept.body);
+    assert_eq!(kept.body["full_name"], NAME);
 }
 
 #[tokio::test]

@@ -10,6 +10,10 @@
 //!     .resource("note", &note_id);
 //! audit.record(event).await?; // AuditError -> 503: no audit, no PHI
 //! ```
+//!
+//! A change is committed with its event ([`AuditWriter::commit`]): the entity writes,
+//! the event and the chain head in one transaction, so a change whose event cannot be
+//! recorded is not kept.
 
 mod chain;
 mod event;
@@ -29,7 +33,7 @@ pub use event::{
 };
 pub use reader::{AuditReader, TimeRange};
 pub use verify::{verify, BreakKind, ChainBreak, VerifyOptions, VerifyReport};
-pub use writer::{AuditWriter, MAX_ATTEMPTS};
+pub use writer::{AuditWriter, CommitError, MAX_ATTEMPTS, MAX_CHANGE_OPS};
 
 use crate::crypto::CryptoError;
 use crate::ports::db::DbError;

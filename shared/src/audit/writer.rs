@@ -17,7 +17,7 @@ use super::AuditError;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::{Binding, Envelope};
-use crate::ports::db::{Condition, Database, DbError, Update, Value, WriteOp};
+use crate::ports::db::{Condition, Database, DbError, Update, Value, WriteOp, MAX_TRANSACTION_OPS};
 use rand::Rng;
 use std::sync::Arc;
 
@@ -27,6 +27,31 @@ pub const MAX_ATTEMPTS: u32 = 8;
 const CONFLICTS_BEFORE_MOVING: u32 = 2;
 /// Bounds on the identifiers an event carries (they are ids, not text).
 const MAX_ID_LEN: usize = 256;
+/// Entity writes one [`AuditWriter::commit`] can carry: DynamoDB's 100 items per
+/// transaction minus the event and its chain head.
+pub const MAX_CHANGE_OPS: usize = MAX_TRANSACTION_OPS - 2;
+
+/// Why a change was not committed. Nothing of it was written.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// A condition of the change's own write at this index of the ops did not hold.
+    #[error("a condition of the change did not hold")]
+    Change { op: usize },
+    /// The event could not be recorded, so the change was not kept either.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+impl From<CommitError> for crate::ApiError {
+    fn from(err: CommitError) -> Self {
+        match err {
+            CommitError::Change { .. } => {
+                crate::ApiError::conflict("the resource was changed by another request; retry")
+            }
+            CommitError::Audit(err) => err.into(),
+        }
+    }
+}
 
 /// What this instance believes the next append of its shard follows.
 #[derive(Debug, Clone)]
@@ -112,7 +137,24 @@ impl AuditWriter {
     /// Records one event, durably and in its chain, before returning. An error means
     /// the event is not recorded: a handler guarding PHI must fail (503), not proceed.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        match self.commit(event, Vec::new()).await {
+            Ok(()) => Ok(()),
+            Err(CommitError::Audit(err)) => Err(err),
+            Err(CommitError::Change { .. }) => Err(AuditError::InvalidEvent("no change")),
+        }
+    }
+
+    /// The unit of work: commits a change's entity writes (`ops`, at most
+    /// [`MAX_CHANGE_OPS`]) together with its event and the chain head in one
+    /// `TransactWriteItems` with a `ClientRequestToken`, so a change is kept exactly when
+    /// its event is, and an SDK retry of a committed attempt is not a conflict. A chain
+    /// conflict retries the whole unit (bounded); a failed condition of `ops` is the
+    /// caller's [`CommitError::Change`] and writes nothing.
+    pub async fn commit(&self, event: AuditEvent, ops: Vec<WriteOp>) -> Result<(), CommitError> {
         check(&event)?;
+        if ops.len() > MAX_CHANGE_OPS {
+            return Err(AuditError::InvalidEvent("change has too many writes").into());
+        }
         let now = self.clock.now();
         let time = format_time(now);
         let expires_at = now.timestamp() + RETENTION_DAYS * 86_400;
@@ -130,10 +172,14 @@ impl AuditWriter {
             let stored = self
                 .seal(&event, &current, &event_id, &time, expires_at)
                 .await?;
-            match self.append(&stored, &current).await {
+            let token = format!("{event_id}-{attempt}");
+            match self.append(&stored, &current, &ops, &token).await {
                 Ok(()) => {
                     *tip = Some(Tip::after(&stored));
                     return Ok(());
+                }
+                Err(DbError::ConditionFailed { op: Some(op) }) if op < ops.len() => {
+                    return Err(CommitError::Change { op });
                 }
                 Err(DbError::ConditionFailed { .. } | DbError::TransactionConflict) => {
                     conflicts_here += 1;
@@ -152,12 +198,13 @@ impl AuditWriter {
                     *tip = None;
                     *tip = Some(self.load_tip(shard).await?);
                 }
-                Err(err) => return Err(AuditError::Store(err)),
+                Err(err) => return Err(AuditError::Store(err).into()),
             }
         }
         Err(AuditError::Contended {
             attempts: MAX_ATTEMPTS,
-        })
+        }
+        .into())
     }
 
     fn random_shard(&self, not: Option<u32>) -> u32 {
@@ -247,7 +294,15 @@ impl AuditWriter {
         Ok(stored)
     }
 
-    async fn append(&self, stored: &StoredEvent, tip: &Tip) -> Result<(), DbError> {
+    /// One attempt: the change's writes first (so a failed condition's index is the
+    /// caller's), then the event and the head.
+    async fn append(
+        &self,
+        stored: &StoredEvent,
+        tip: &Tip,
+        change: &[WriteOp],
+        token: &str,
+    ) -> Result<(), DbError> {
         let head_condition = if tip.next_seq == 0 {
             Condition::NotExists
         } else {
@@ -261,21 +316,19 @@ impl AuditWriter {
             .set(attr::HASH, stored.hash.clone())
             .set(attr::TIME, stored.time.clone())
             .set(attr::EVENT_ID, stored.event_id.clone());
-        self.db
-            .transact_write(vec![
-                WriteOp::Put {
-                    table: self.audit_table.clone(),
-                    item: stored.to_item(),
-                    condition: Some(Condition::NotExists),
-                },
-                WriteOp::Update {
-                    table: self.table.clone(),
-                    key: head_key(stored.shard),
-                    update: head,
-                    condition: Some(head_condition),
-                },
-            ])
-            .await
+        let mut ops = change.to_vec();
+        ops.push(WriteOp::Put {
+            table: self.audit_table.clone(),
+            item: stored.to_item(),
+            condition: Some(Condition::NotExists),
+        });
+        ops.push(WriteOp::Update {
+            table: self.table.clone(),
+            key: head_key(stored.shard),
+            update: head,
+            condition: Some(head_condition),
+        });
+        self.db.transact_write_once(ops, token).await
     }
 }
 

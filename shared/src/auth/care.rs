@@ -152,12 +152,58 @@ pub async fn end(app: &AppContext, rel: &CareRelationship) -> Result<CareRelatio
     Ok(CareRelationship::parse(&item))
 }
 
+/// Whose relationships a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side<'a> {
+    /// A provider's patients.
+    Provider(&'a str),
+    /// A patient's providers.
+    Patient(&'a str),
+}
+
+/// One page of relationships, ended ones included (one query).
+pub async fn list(
+    app: &AppContext,
+    side: Side<'_>,
+    page: &crate::http::pagination::PageRequest,
+) -> Result<crate::http::pagination::Page<CareRelationship>, ApiError> {
+    let query = match side {
+        Side::Provider(id) => of_provider(id),
+        Side::Patient(id) => of_patient(id),
+    };
+    let result = app
+        .db
+        .query(
+            &app.config.table,
+            query.limit(page.limit).start(page.start.clone()),
+        )
+        .await?;
+    let items = result.items.iter().map(CareRelationship::parse).collect();
+    Ok(crate::http::pagination::Page::new(items, result.next))
+}
+
+/// The ids of a patient's providers with an active relationship (their care team; one
+/// query, at most 100).
+pub async fn care_team(app: &AppContext, patient_id: &str) -> Result<Vec<String>, ApiError> {
+    let page = app
+        .db
+        .query(&app.config.table, of_patient(patient_id).limit(100))
+        .await?;
+    Ok(page
+        .items
+        .iter()
+        .map(CareRelationship::parse)
+        .filter(|rel| rel.active)
+        .map(|rel| rel.provider_id)
+        .collect())
+}
+
 /// A provider's patients (`USER#<provider>`, `CARE#…`) as a query.
-pub fn of_provider(provider_id: &str) -> Query {
+fn of_provider(provider_id: &str) -> Query {
     Query::partition(keys::user(provider_id)).sort_key(SortKey::BeginsWith(keys::CARE_SK.into()))
 }
 
 /// A patient's providers, through gsi1.
-pub fn of_patient(patient_id: &str) -> Query {
+fn of_patient(patient_id: &str) -> Query {
     Query::partition(keys::care_of(patient_id)).on(Index::Gsi1)
 }

@@ -17,6 +17,23 @@ pub const SK: &str = "sk";
 pub const TTL: &str = "expires_at";
 /// DynamoDB's transaction limit.
 pub const MAX_TRANSACTION_OPS: usize = 100;
+/// DynamoDB's bound on a `ClientRequestToken`.
+pub const MAX_CLIENT_REQUEST_TOKEN_LEN: usize = 36;
+/// How long DynamoDB remembers a `ClientRequestToken`.
+pub const CLIENT_REQUEST_TOKEN_SECS: i64 = 10 * 60;
+
+/// A token DynamoDB accepts: 1 to 36 printable ASCII characters.
+pub fn check_client_request_token(token: &str) -> Result<(), DbError> {
+    if token.is_empty()
+        || token.len() > MAX_CLIENT_REQUEST_TOKEN_LEN
+        || !token.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(DbError::Invalid(
+            "a client request token has 1 to 36 printable characters".into(),
+        ));
+    }
+    Ok(())
+}
 /// Upper bound of one query page, whatever the caller asks for.
 pub const MAX_QUERY_LIMIT: u32 = 1000;
 
@@ -461,6 +478,16 @@ pub trait Database: Send + Sync {
     async fn query(&self, table: &str, query: Query) -> Result<QueryPage, DbError>;
     /// All writes succeed or none does (at most [`MAX_TRANSACTION_OPS`], distinct items).
     async fn transact_write(&self, ops: Vec<WriteOp>) -> Result<(), DbError>;
+    /// [`Database::transact_write`] with DynamoDB's `ClientRequestToken` (1 to
+    /// [`MAX_CLIENT_REQUEST_TOKEN_LEN`] characters): the same token with the same writes
+    /// within [`CLIENT_REQUEST_TOKEN_SECS`] of a commit succeeds without applying them
+    /// again, so a retry of a commit whose answer was lost is not a conflict; the same
+    /// token with other writes is refused ([`DbError::Invalid`]). Both adapters honour
+    /// it; doubles may ignore it.
+    async fn transact_write_once(&self, ops: Vec<WriteOp>, token: &str) -> Result<(), DbError> {
+        check_client_request_token(token)?;
+        self.transact_write(ops).await
+    }
     /// Cheap reachability check of a table, for `/health`.
     async fn check(&self, table: &str) -> Result<(), DbError>;
 }

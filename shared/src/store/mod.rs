@@ -3,9 +3,11 @@
 //! typed reads, so handlers never assemble an item or a key.
 
 pub mod connections;
+pub mod contacts;
 pub mod keys;
 pub mod notifications;
 pub mod profiles;
+pub mod sos;
 
 /// Whether the database answers (the health check's probe: one read, no data).
 pub async fn database_reachable(app: &crate::AppContext, table: &str) -> bool {

@@ -2,6 +2,7 @@
 //! bound to the item and the attribute; the (sealed) full name lives on the account.
 //! Fields are written and opened by name, never by position.
 
+use crate::audit::{AuditEvent, CommitError};
 use crate::auth::{accounts, Principal};
 use crate::http::ApiRequest;
 use crate::ports::db::{Condition, Item, Update, Value, WriteOp};
@@ -44,9 +45,16 @@ impl Profile {
     }
 }
 
-/// Replaces the whole profile (absent fields are cleared) and the account's name in one
-/// transaction; `profile.updated_at` is the time written. The account must exist.
-pub async fn replace(app: &AppContext, user_id: &str, profile: &Profile) -> Result<(), ApiError> {
+/// Replaces the whole profile (absent fields are cleared) and the account's name,
+/// committed with `event` as one unit of work (worst case 4 items: profile, account,
+/// event, chain head): without the event nothing is kept. `profile.updated_at` is the
+/// time written. The account must exist.
+pub async fn replace(
+    app: &AppContext,
+    user_id: &str,
+    profile: &Profile,
+    event: AuditEvent,
+) -> Result<(), ApiError> {
     let key = keys::profile(user_id);
     let mut item = Item::new();
     item.insert("pk".into(), Value::S(key.pk.clone()));
@@ -63,24 +71,27 @@ pub async fn replace(app: &AppContext, user_id: &str, profile: &Profile) -> Resu
     }
     let name = accounts::seal(app, user_id, "full_name", &profile.full_name).await?;
     let table = app.config.table.clone();
-    app.db
-        .transact_write(vec![
-            WriteOp::Put {
-                table: table.clone(),
-                item,
-                condition: None,
-            },
-            WriteOp::Update {
-                table,
-                key: accounts::key(user_id),
-                update: Update::new()
-                    .set("full_name", name)
-                    .set("updated_at", updated_at),
-                condition: Some(Condition::Exists),
-            },
-        ])
-        .await?;
-    Ok(())
+    let change = vec![
+        WriteOp::Put {
+            table: table.clone(),
+            item,
+            condition: None,
+        },
+        WriteOp::Update {
+            table,
+            key: accounts::key(user_id),
+            update: Update::new()
+                .set("full_name", name)
+                .set("updated_at", updated_at),
+            condition: Some(Condition::Exists),
+        },
+    ];
+    match app.audit.commit(event, change).await {
+        Ok(()) => Ok(()),
+        // The account is gone (deleted between authentication and now).
+        Err(CommitError::Change { .. }) => Err(ApiError::NotFound),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// Opens a user's profile for a principal's request (two reads: account and profile);

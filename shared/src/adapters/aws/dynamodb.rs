@@ -4,8 +4,9 @@
 
 use crate::clock::Clock;
 use crate::ports::db::{
-    is_expired, validate_item, validate_transaction, Condition, Database, DbError, Index, Item,
-    Key, Query, QueryPage, SortKey, Update, Value, WriteOp, PK, SK, TTL,
+    check_client_request_token, is_expired, validate_item, validate_transaction, Condition,
+    Database, DbError, Index, Item, Key, Query, QueryPage, SortKey, Update, Value, WriteOp, PK, SK,
+    TTL,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -440,6 +441,30 @@ impl Database for DynamoDb {
     }
 
     async fn transact_write(&self, ops: Vec<WriteOp>) -> Result<(), DbError> {
+        self.transact(ops, None).await
+    }
+
+    async fn transact_write_once(&self, ops: Vec<WriteOp>, token: &str) -> Result<(), DbError> {
+        check_client_request_token(token)?;
+        self.transact(ops, Some(token)).await
+    }
+
+    async fn check(&self, table: &str) -> Result<(), DbError> {
+        self.client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key_map(&crate::store::keys::health_probe())))
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+}
+
+impl DynamoDb {
+    /// One `TransactWriteItems`; with a token, the SDK's own retries of it are
+    /// idempotent on DynamoDB's side too.
+    async fn transact(&self, ops: Vec<WriteOp>, token: Option<&str>) -> Result<(), DbError> {
         validate_transaction(&ops)?;
         let now = self.now();
         let mut items = Vec::with_capacity(ops.len());
@@ -517,20 +542,10 @@ impl Database for DynamoDb {
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
+            .set_client_request_token(token.map(str::to_string))
             .send()
             .await;
         result.map(drop).map_err(transaction_error)
-    }
-
-    async fn check(&self, table: &str) -> Result<(), DbError> {
-        self.client
-            .get_item()
-            .table_name(table)
-            .set_key(Some(key_map(&crate::store::keys::health_probe())))
-            .send()
-            .await
-            .map_err(map_err)?;
-        Ok(())
     }
 }
 

@@ -4,8 +4,9 @@
 
 use crate::clock::Clock;
 use crate::ports::db::{
-    is_expired, validate_item, validate_transaction, Condition, Database, DbError, Index, Item,
-    Key, Query, QueryPage, Update, Value, WriteOp, PK, SK,
+    check_client_request_token, is_expired, validate_item, validate_transaction, Condition,
+    Database, DbError, Index, Item, Key, Query, QueryPage, Update, Value, WriteOp,
+    CLIENT_REQUEST_TOKEN_SECS, PK, SK,
 };
 use async_trait::async_trait;
 use redb::{ReadableTable, TableDefinition};
@@ -437,15 +438,56 @@ impl Database for LocalStore {
     }
 
     async fn transact_write(&self, ops: Vec<WriteOp>) -> Result<(), DbError> {
+        self.transact(ops, None).await
+    }
+
+    async fn transact_write_once(&self, ops: Vec<WriteOp>, token: &str) -> Result<(), DbError> {
+        check_client_request_token(token)?;
+        self.transact(ops, Some(token.to_string())).await
+    }
+
+    async fn check(&self, _table: &str) -> Result<(), DbError> {
+        self.blocking(|store| {
+            store.db.begin_read().map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The internal table of committed `ClientRequestToken`s (not a table of the app).
+const TOKENS_TABLE: &str = "#client-request-tokens";
+
+impl LocalStore {
+    /// One atomic write transaction. A token is recorded in the same commit with a digest
+    /// of the writes, so a repeat within [`CLIENT_REQUEST_TOKEN_SECS`] is answered as
+    /// DynamoDB answers it: success without re-applying, or a mismatch error.
+    async fn transact(&self, ops: Vec<WriteOp>, token: Option<String>) -> Result<(), DbError> {
         validate_transaction(&ops)?;
         for op in &ops {
             if let WriteOp::Put { item, .. } = op {
                 validate_item(item)?;
             }
         }
+        let digest = token.as_ref().map(|_| {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(format!("{ops:?}").as_bytes()))
+        });
         self.blocking(move |store| {
             let now = store.now();
             store.write_tx(|tx| {
+                let token_key = token.as_deref().map(|t| Key::new(t, "TOKEN"));
+                if let (Some(key), Some(digest)) = (&token_key, &digest) {
+                    let seen = tx.stored(TOKENS_TABLE, key)?;
+                    if let Some(seen) = seen.filter(|item| !is_expired(item, now)) {
+                        return match seen.get("digest").and_then(Value::as_str) {
+                            Some(d) if d == digest => Ok(()),
+                            _ => Err(DbError::Invalid(
+                                "the client request token was used for other writes".into(),
+                            )),
+                        };
+                    }
+                }
                 // Check every condition against the state before the transaction…
                 let mut planned = Vec::with_capacity(ops.len());
                 for (i, op) in ops.iter().enumerate() {
@@ -475,16 +517,17 @@ impl Database for LocalStore {
                         tx.write(&table, &key, new.as_ref())?;
                     }
                 }
+                if let (Some(key), Some(digest)) = (token_key, digest) {
+                    let record = crate::ports::db::item([
+                        (PK, Value::S(key.pk.clone())),
+                        (SK, Value::S(key.sk.clone())),
+                        ("digest", Value::S(digest)),
+                        ("expires_at", Value::N(now + CLIENT_REQUEST_TOKEN_SECS)),
+                    ]);
+                    tx.write(TOKENS_TABLE, &key, Some(&record))?;
+                }
                 Ok(())
             })
-        })
-        .await
-    }
-
-    async fn check(&self, _table: &str) -> Result<(), DbError> {
-        self.blocking(|store| {
-            store.db.begin_read().map_err(unavailable)?;
-            Ok(())
         })
         .await
     }
