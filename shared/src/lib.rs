@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod encoding;
 pub mod error;
+pub mod guard;
 pub mod http;
 pub mod lambda;
 pub mod notifications;

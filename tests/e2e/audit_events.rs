@@ -830,7 +830,7 @@ async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no
     h.step(
         "GET /users/{id}, patient, free text",
         call(Method::GET, "/api/v1/users/sig.newcomer@example.org", pt),
-        403,
+        404,
         vec![denied("ACCESS_DENIED", &patient, ("account", "invalid"))],
     )
     .await;

@@ -8,6 +8,7 @@ mod events;
 mod gateway;
 mod health;
 mod identity;
+mod ids;
 mod persistence;
 mod readme;
 mod template;

@@ -8,11 +8,10 @@ use crate::is_opaque_id;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::audit::{Action, Actor, AuditReader, Outcome, Resource, StoredEvent, TimeRange};
-use shared::auth::policy::{require_mfa_for_staff, require_role};
-use shared::auth::{authenticate, record, Principal, Role};
+use shared::auth::record;
 use shared::http::pagination::{Page, PageRequest};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
-use shared::{ApiError, App, AppContext};
+use shared::{guard, ApiError, App};
 
 /// Resource type of the events that record reads of the trail.
 pub const AUDIT_LOG: &str = "audit_log";
@@ -188,31 +187,9 @@ pub fn filters(req: &ApiRequest) -> Result<(Filter, TimeRange), ApiError> {
     Ok((filter, range))
 }
 
-async fn denied(app: &AppContext, req: &ApiRequest, principal: &Principal) -> ApiError {
-    match record(
-        app,
-        req,
-        principal,
-        Action::AccessDenied,
-        (AUDIT_LOG, "*"),
-        Outcome::Denied,
-    )
-    .await
-    {
-        Ok(()) => ApiError::Forbidden,
-        Err(err) => err,
-    }
-}
-
 /// `GET /api/v1/audit?actor=|resource_type=&resource_id=|action=[&from=&to=&limit=&cursor=]`.
 pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
-    let principal = authenticate(&app, &req).await?;
-    if require_role(&principal, &[Role::Admin])
-        .and_then(|()| require_mfa_for_staff(&principal))
-        .is_err()
-    {
-        return Err(denied(&app, &req, &principal).await);
-    }
+    let principal = guard::admin(&app, &req, (AUDIT_LOG, guard::ANY)).await?;
     let (filter, range) = filters(&req)?;
     let page = PageRequest::from_request(&req)?;
     let reader = AuditReader::of(&app);

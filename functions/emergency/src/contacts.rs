@@ -8,7 +8,7 @@ use shared::auth::{audit_event, authenticate, input, record, Principal};
 use shared::http::pagination::PageRequest;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::store::contacts::{self, ContactFields};
-use shared::{ApiError, App, AppContext};
+use shared::{guard, ApiError, App, AppContext};
 
 pub use shared::store::contacts::{Contact, MAX_CONTACTS};
 
@@ -67,13 +67,15 @@ async fn audit(
     .await
 }
 
-/// The `{id}` of the path: a contact id, or a 404 (never a 400 that tells ids apart).
-fn contact_id(req: &ApiRequest) -> Result<String, ApiError> {
-    let id = req.param("id")?;
-    if ulid::Ulid::from_string(id).is_err() {
-        return Err(ApiError::NotFound);
-    }
-    Ok(id.to_string())
+/// The `{id}` of the path: a contact id, or a 404 (recorded by the guard).
+async fn contact_id(
+    app: &AppContext,
+    req: &ApiRequest,
+    principal: &Principal,
+) -> Result<String, ApiError> {
+    Ok(guard::path_id(app, req, principal, "id", RESOURCE)
+        .await?
+        .to_string())
 }
 
 /// `GET /api/v1/emergency/contacts`.
@@ -99,7 +101,7 @@ pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
 /// `GET /api/v1/emergency/contacts/{id}` (only the owner's; others get 404).
 pub async fn get(app: App, req: ApiRequest) -> HandlerResult {
     let principal = authenticate(&app, &req).await?;
-    let id = contact_id(&req)?;
+    let id = contact_id(&app, &req, &principal).await?;
     let contact = contacts::get(&app, &req, &principal, &principal.user_id, &id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -110,7 +112,7 @@ pub async fn get(app: App, req: ApiRequest) -> HandlerResult {
 /// `PUT /api/v1/emergency/contacts/{id}`: replaces every field.
 pub async fn replace(app: App, req: ApiRequest) -> HandlerResult {
     let principal = authenticate(&app, &req).await?;
-    let id = contact_id(&req)?;
+    let id = contact_id(&app, &req, &principal).await?;
     // Someone else's contact is a 404 whatever the body says.
     let created_at = contacts::created_at(&app, &principal.user_id, &id)
         .await?
@@ -127,7 +129,7 @@ pub async fn replace(app: App, req: ApiRequest) -> HandlerResult {
 /// `DELETE /api/v1/emergency/contacts/{id}`.
 pub async fn delete(app: App, req: ApiRequest) -> HandlerResult {
     let principal = authenticate(&app, &req).await?;
-    let id = contact_id(&req)?;
+    let id = contact_id(&app, &req, &principal).await?;
     let event =
         audit_event(&req, &principal, Action::Delete, Outcome::Success).resource(RESOURCE, &id);
     if !contacts::delete(&app, &principal.user_id, &id, event).await? {

@@ -7,44 +7,31 @@ use serde::Deserialize;
 use shared::audit::{Action, Outcome};
 use shared::auth::accounts::{self, CreateError, NewAccount, Status, LIST_PARTITION};
 use shared::auth::one_time::{self, Purpose};
-use shared::auth::policy::{require_mfa_for_staff, require_role};
-use shared::auth::{authenticate, input, Principal, Role};
+use shared::auth::{input, Principal, Role};
 use shared::http::pagination::{Page, PageRequest};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::notifications::{enqueue, Notification};
 use shared::ports::db::{Index, Query, Update};
-use shared::{ApiError, App, AppContext};
+use shared::{guard, ApiError, App, AppContext};
 
 /// How long the set-password token of a new account is valid.
 pub const INVITE_TTL_SECS: i64 = 72 * 60 * 60;
 /// Stored in place of a password hash until the owner sets one: verifies nothing.
 const NO_PASSWORD: &str = "!unset";
 
-/// The admin guard. A signed-in caller it refuses is recorded (`ACCESS_DENIED` on the
-/// target account, or on the account list): attempts at admin functions are what a
-/// compliance review looks for.
+/// The admin guard of these routes (`shared::guard`): a malformed `{id}` is a 404, and
+/// a refusal is recorded on the target account, or on the account list.
 async fn admin(app: &AppContext, req: &ApiRequest) -> Result<Principal, ApiError> {
-    let principal = authenticate(app, req).await?;
-    let allowed =
-        require_role(&principal, &[Role::Admin]).and_then(|()| require_mfa_for_staff(&principal));
-    if let Err(err) = allowed {
-        // Only a well-formed id reaches the trail: a path segment is client text.
-        let resource = match req.param("id") {
-            Ok(id) if ulid::Ulid::from_string(id).is_ok() => ("account", id),
-            Ok(_) => ("account", "invalid"),
-            Err(_) => ("account_list", "all"),
-        };
-        audit(
-            app,
-            req,
-            &principal,
-            Action::AccessDenied,
-            resource,
-            Outcome::Denied,
+    let principal = guard::signed_in(app, req).await?;
+    let target = if req.params.contains_key("id") {
+        (
+            "account",
+            guard::path_id(app, req, &principal, "id", "account").await?,
         )
-        .await?;
-        return Err(err);
-    }
+    } else {
+        ("account_list", "all")
+    };
+    guard::require_admin(app, req, &principal, target).await?;
     Ok(principal)
 }
 

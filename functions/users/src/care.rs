@@ -5,11 +5,11 @@ use crate::audit;
 use serde::Deserialize;
 use shared::audit::{Action, Outcome};
 use shared::auth::care;
-use shared::auth::policy::{require_mfa_for_staff, require_role};
+use shared::auth::policy::require_mfa_for_staff;
 use shared::auth::{accounts, authenticate, Role};
 use shared::http::pagination::PageRequest;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
-use shared::{ApiError, App};
+use shared::{guard, ApiError, App};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,21 +20,7 @@ struct CreateBody {
 
 /// `POST /api/v1/care-relationships` (admin).
 pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
-    let principal = authenticate(&app, &req).await?;
-    let allowed =
-        require_role(&principal, &[Role::Admin]).and_then(|()| require_mfa_for_staff(&principal));
-    if let Err(err) = allowed {
-        audit(
-            &app,
-            &req,
-            &principal,
-            Action::AccessDenied,
-            ("care_relationship", "*"),
-            Outcome::Denied,
-        )
-        .await?;
-        return Err(err);
-    }
+    let principal = guard::admin(&app, &req, ("care_relationship", guard::ANY)).await?;
     let body: CreateBody = req.json()?;
     let provider = accounts::get(&app, body.provider_id.trim()).await?;
     let patient = accounts::get(&app, body.patient_id.trim()).await?;
@@ -110,24 +96,16 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
 
 /// `DELETE /api/v1/care-relationships/{id}`: either side or an admin ends it.
 pub async fn end(app: App, req: ApiRequest) -> HandlerResult {
-    let principal = authenticate(&app, &req).await?;
-    let id = req.param("id")?;
+    let principal = guard::signed_in(&app, &req).await?;
+    let id = guard::path_id(&app, &req, &principal, "id", "care_relationship").await?;
     let rel = care::find(&app, id).await?.ok_or(ApiError::NotFound)?;
     let party = principal.user_id == rel.provider_id || principal.user_id == rel.patient_id;
     match principal.role {
         Role::Admin => require_mfa_for_staff(&principal)?,
         _ if party => {}
         _ => {
-            audit(
-                &app,
-                &req,
-                &principal,
-                Action::AccessDenied,
-                ("care_relationship", &rel.id),
-                Outcome::Denied,
-            )
-            .await?;
-            return Err(ApiError::NotFound);
+            let target = ("care_relationship", rel.id.as_str());
+            return Err(guard::refuse(&app, &req, &principal, target, ApiError::NotFound).await);
         }
     }
     let ended = care::end(&app, &rel).await?;

@@ -10,11 +10,11 @@ use crate::audit;
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use shared::audit::{Action, Outcome, Reason};
-use shared::auth::policy::{self, Basis};
+use shared::auth::policy::Basis;
 use shared::auth::{audit_event, authenticate, input, rate_limit, Principal};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::store::profiles::{self, Profile};
-use shared::{ApiError, App, AppContext};
+use shared::{guard, ApiError, App, AppContext};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -199,35 +199,12 @@ pub async fn get_own(app: App, req: ApiRequest) -> HandlerResult {
 
 /// `GET /api/v1/users/{id}/profile`: care team, or an admin with `X-Access-Reason`.
 pub async fn get_patient(app: App, req: ApiRequest) -> HandlerResult {
-    let principal = authenticate(&app, &req).await?;
-    let patient_id = req.param("id")?.to_string();
-    let basis = match policy::patient_data(&app, &principal, &req, &patient_id).await {
-        Ok(basis) => basis,
-        Err(err) => {
-            // Refusals, a missing break-glass reason included, are audited.
-            if matches!(
-                err,
-                ApiError::NotFound | ApiError::Forbidden | ApiError::Validation(_)
-            ) {
-                // The id is client text until proven an id: never free text in the trail.
-                let recorded = if ulid::Ulid::from_string(&patient_id).is_ok() {
-                    patient_id.as_str()
-                } else {
-                    "invalid"
-                };
-                audit(
-                    &app,
-                    &req,
-                    &principal,
-                    Action::AccessDenied,
-                    ("profile", recorded),
-                    Outcome::Denied,
-                )
-                .await?;
-            }
-            return Err(err);
-        }
-    };
+    let principal = guard::signed_in(&app, &req).await?;
+    let patient_id = guard::path_id(&app, &req, &principal, "id", "profile")
+        .await?
+        .to_string();
+    // Refusals, a missing break-glass reason included, are audited by the guard.
+    let basis = guard::patient(&app, &req, &principal, &patient_id, "profile").await?;
     let view = read(&app, &req, &principal, &patient_id, false).await?;
     let event = match basis {
         Basis::BreakGlass { reason } => {

@@ -1,0 +1,70 @@
+//! A malformed id in a path is a 404 on every route, for every caller: it names nothing
+//! that exists, and answering it differently from an unknown id (400, 403, 422) would
+//! tell ids apart.
+
+use docare_e2e::TestStack;
+use shared::auth::Role;
+
+#[tokio::test]
+async fn a_malformed_path_id_is_a_404_on_every_route_for_every_caller() {
+    let t = TestStack::start().await;
+    let app = t.app().clone();
+    let mut tokens = Vec::new();
+    for (role, amr) in [
+        (Role::Patient, &["pwd"][..]),
+        (Role::Provider, &["pwd", "mfa", "otp"][..]),
+        (Role::Admin, &["pwd", "mfa", "otp"][..]),
+    ] {
+        let who = ulid::Ulid::new().to_string();
+        let (token, _) = app
+            .tokens
+            .issue(&app, &who, role, "ids-session", amr)
+            .await
+            .expect("token");
+        tokens.push((role, token));
+    }
+    let mut checked = 0;
+    for mount in docare_local::mounts::http_functions() {
+        for (method, pattern) in mount.router.table() {
+            if !pattern.contains('{') {
+                continue;
+            }
+            for bad in [
+                "not-an-id",
+                "234-56-7891",
+                "01JD5Z6Q8W3M0V7K2R9T4Y6B1",
+                "%2e%2e",
+            ] {
+                let path = pattern
+                    .split('/')
+                    .map(|part| if part.starts_with('{') { bad } else { part })
+                    .collect::<Vec<_>>()
+                    .join("/");
+                for (role, token) in &tokens {
+                    let response = t
+                        .http
+                        .request(method.clone(), t.url(&path))
+                        .bearer_auth(token)
+                        .header("x-access-reason", "checking a malformed id is refused")
+                        .json(&serde_json::json!({}))
+                        .send()
+                        .await
+                        .expect("request");
+                    let status = response.status().as_u16();
+                    let body: serde_json::Value = response.json().await.expect("json");
+                    assert_eq!(
+                        (status, body["error"]["code"].as_str()),
+                        (404, Some("not_found")),
+                        "{method} {path} as {role:?}: {body}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        checked >= 8 * 4 * 3,
+        "only {checked} requests: routes with ids went missing"
+    );
+    t.stack.stop().await;
+}
