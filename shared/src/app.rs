@@ -103,6 +103,17 @@ impl AppContext {
         }
     }
 
+    /// A new record id from this app's clock, so ids sort with the time it tells (and a
+    /// test with a manual clock gets ids that sort with the times it set).
+    pub fn new_id(&self) -> String {
+        crate::domain::Id::generate(self.clock.now()).to_string()
+    }
+
+    /// Now by this app's clock, in the one API time format.
+    pub fn now(&self) -> crate::domain::Timestamp {
+        crate::domain::Timestamp::new(self.clock.now())
+    }
+
     /// The ports this context was built on (tests swap one and rebuild).
     pub fn ports(&self) -> Ports {
         Ports {

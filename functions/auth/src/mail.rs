@@ -61,12 +61,12 @@ pub async fn account_locked(app: &AppContext, to: &str) -> Result<(), ApiError> 
 }
 
 pub async fn login_code_sms(app: &AppContext, to: &str, code: &str) -> Result<(), ApiError> {
-    let id = format!("auth:{}", ulid::Ulid::new());
+    let id = format!("auth:{}", app.new_id());
     let body = format!("Your DoCare sign-in code: {code}. It expires in 5 minutes.");
     enqueue(app, Notification::sms(id, to, body)).await
 }
 
 async fn send(app: &AppContext, to: &str, subject: &str, body: String) -> Result<(), ApiError> {
-    let id = format!("auth:{}", ulid::Ulid::new());
+    let id = format!("auth:{}", app.new_id());
     enqueue(app, Notification::email(id, to, subject, body)).await
 }

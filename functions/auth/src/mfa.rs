@@ -346,7 +346,7 @@ pub async fn confirm(app: App, req: ApiRequest) -> HandlerResult {
     let now = app.clock.now().timestamp();
     let step = totp::accepted_step(&secret, &body.code, now, None)
         .ok_or_else(|| ApiError::validation("code: does not match the authenticator"))?;
-    let set_id = ulid::Ulid::new().to_string();
+    let set_id = app.new_id();
     let codes: Vec<String> = (0..RECOVERY_CODES)
         .map(|_| secrets::recovery_code())
         .collect();

@@ -20,10 +20,7 @@ use shared::store::keys;
 use shared::{ApiError, App, AppContext};
 use zeroize::Zeroizing;
 
-/// A session lives at most this long, however often it is refreshed.
-pub const REFRESH_ABSOLUTE_SECS: i64 = 7 * 24 * 60 * 60;
-/// A refresh token not used for this long expires.
-pub const REFRESH_IDLE_SECS: i64 = 24 * 60 * 60;
+pub use shared::domain::session::{REFRESH_ABSOLUTE_SECS, REFRESH_IDLE_SECS};
 
 /// What a successful login or refresh returns.
 #[derive(Debug, Serialize)]
@@ -58,7 +55,10 @@ fn refresh_item(
         ("used", Value::Bool(false)),
         (
             "idle_until",
-            Value::N((now + REFRESH_IDLE_SECS).min(session_ends)),
+            Value::N(shared::domain::session::refresh_usable_until(
+                now,
+                session_ends,
+            )),
         ),
         ("expires_at", Value::N(session_ends)),
     ])
@@ -72,7 +72,7 @@ pub async fn open_session(
 ) -> Result<TokenPair, ApiError> {
     let now = app.clock.now();
     let now_secs = now.timestamp();
-    let session_id = ulid::Ulid::new().to_string();
+    let session_id = app.new_id();
     let ends = now_secs + REFRESH_ABSOLUTE_SECS;
     let key = session_key(&account.id, &session_id);
     let session = item([

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use shared::audit::{Action, Outcome};
-use shared::auth::{audit_event, authenticate, input, record, Principal};
+use shared::auth::{audit_event, authenticate, record, Principal};
 use shared::http::pagination::PageRequest;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::store::contacts::{self, ContactFields};
@@ -26,27 +26,12 @@ pub struct ContactBody {
 }
 
 fn validate(body: ContactBody) -> Result<ContactFields, ApiError> {
-    let phone = body
-        .phone
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| input::phone("phone", &p).map(str::to_string))
-        .transpose()?;
-    let email = body
-        .email
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| input::email(&e).map(str::to_string))
-        .transpose()?;
-    if phone.is_none() && email.is_none() {
-        return Err(ApiError::validation(
-            "a contact needs a `phone` or an `email`",
-        ));
-    }
-    Ok(ContactFields {
-        name: input::text("name", &body.name, 200)?.to_string(),
-        relationship: input::text("relationship", &body.relationship, 50)?.to_string(),
-        phone,
-        email,
-    })
+    ContactFields::parse(
+        &body.name,
+        &body.relationship,
+        body.phone.as_deref(),
+        body.email.as_deref(),
+    )
 }
 
 async fn audit(
@@ -91,7 +76,7 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
 pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
     let principal = authenticate(&app, &req).await?;
     let fields = validate(req.json()?)?;
-    let id = ulid::Ulid::new().to_string();
+    let id = app.new_id();
     let event =
         audit_event(&req, &principal, Action::Create, Outcome::Success).resource(RESOURCE, &id);
     let contact = contacts::create(&app, &principal.user_id, &id, fields, event).await?;

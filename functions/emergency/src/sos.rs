@@ -7,26 +7,16 @@
 //! repeat inside the window is recorded on the open alert (count, time, latest
 //! location) and not sent again.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use shared::audit::{Action, Outcome};
 use shared::auth::{accounts, audit_event, authenticate, care, input};
+use shared::domain::emergency::sos_input;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::notifications::{enqueue_all, Notification};
 use shared::store::sos::{self, AlertText};
 use shared::{ApiError, App};
 
-/// Repeats within this many seconds join the open alert.
-pub const COLLAPSE_SECS: i64 = 5 * 60;
-const MAX_MESSAGE_CHARS: usize = 500;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Location {
-    pub latitude: f64,
-    pub longitude: f64,
-    #[serde(default)]
-    pub accuracy_m: Option<f64>,
-}
+pub use shared::domain::emergency::{Location, COLLAPSE_SECS};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -37,27 +27,6 @@ struct SosBody {
     message: Option<String>,
 }
 
-fn validate(body: &SosBody) -> Result<(), ApiError> {
-    if let Some(l) = &body.location {
-        let ok = (-90.0..=90.0).contains(&l.latitude)
-            && (-180.0..=180.0).contains(&l.longitude)
-            && l.accuracy_m.is_none_or(|a| (0.0..=100_000.0).contains(&a));
-        if !ok {
-            return Err(ApiError::validation(
-                "location: latitude -90..90, longitude -180..180, accuracy_m 0..100000",
-            ));
-        }
-    }
-    if let Some(m) = &body.message {
-        if m.chars().count() > MAX_MESSAGE_CHARS || m.chars().any(|c| c.is_control() && c != '\n') {
-            return Err(ApiError::validation(format!(
-                "message: at most {MAX_MESSAGE_CHARS} printable characters"
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Raises (or joins) an SOS alert.
 pub async fn raise(app: App, req: ApiRequest) -> HandlerResult {
     let principal = authenticate(&app, &req).await?;
@@ -66,24 +35,19 @@ pub async fn raise(app: App, req: ApiRequest) -> HandlerResult {
     } else {
         req.json()?
     };
-    validate(&body)?;
+    let message = sos_input(body.location.as_ref(), body.message.as_deref())?;
     let user = principal.user_id.clone();
     let location = body
         .location
         .as_ref()
         .map(|l| serde_json::to_string(l).map_err(ApiError::internal))
         .transpose()?;
-    let message = body
-        .message
-        .as_deref()
-        .map(str::trim)
-        .filter(|m| !m.is_empty());
     let text = AlertText {
         location: location.as_deref(),
         message,
     };
 
-    let alert_id = ulid::Ulid::new().to_string();
+    let alert_id = app.new_id();
     let event =
         |id: &str| audit_event(&req, &principal, Action::Sos, Outcome::Success).resource("sos", id);
     if !sos::open(
@@ -106,10 +70,7 @@ pub async fn raise(app: App, req: ApiRequest) -> HandlerResult {
 
     // Fan-out. The alert is recorded whatever happens next; a failure to queue is a 503
     // the client retries, and the retry joins this alert and re-queues (ids dedupe).
-    let at = app
-        .clock
-        .now()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let at = app.now().to_string();
     let notified = fan_out(&app, &user, &alert_id, &at, body.location.as_ref(), message).await?;
     sos::mark_sent(&app, &user, &alert_id).await?;
     ApiResponse::accepted(&serde_json::json!({

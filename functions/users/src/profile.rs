@@ -7,28 +7,16 @@
 //! `address` is sealed on its own (the full name lives, sealed, on the account).
 
 use crate::audit;
-use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use shared::audit::{Action, Outcome, Reason};
 use shared::auth::policy::Basis;
 use shared::auth::{audit_event, authenticate, input, rate_limit, Principal};
+use shared::domain::profile::{address, date_of_birth, mask_ssn, ssn, ssn_for_viewer};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::store::profiles::{self, Profile};
 use shared::{guard, ApiError, App, AppContext};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Address {
-    pub line1: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line2: Option<String>,
-    pub city: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    pub postal_code: String,
-    /// ISO 3166-1 alpha-2.
-    pub country: String,
-}
+pub use shared::domain::profile::Address;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,72 +38,6 @@ struct ProfileView {
     phone: Option<String>,
     address: Option<Address>,
     updated_at: Option<String>,
-}
-
-fn date_of_birth(value: &str, today: NaiveDate) -> Result<String, ApiError> {
-    let bad =
-        || ApiError::validation("date_of_birth: must be a past date YYYY-MM-DD within 150 years");
-    let date = NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d").map_err(|_| bad())?;
-    if date >= today || today.year() - date.year() > 150 {
-        return Err(bad());
-    }
-    Ok(date.format("%Y-%m-%d").to_string())
-}
-
-/// US SSN `AAA-GG-SSSS` (dashes optional), excluding numbers never issued.
-fn ssn(value: &str) -> Result<String, ApiError> {
-    let digits: String = value.chars().filter(|c| *c != '-').collect();
-    let valid = digits.len() == 9
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !["000", "666"].contains(&&digits[..3])
-        && !digits.starts_with('9')
-        && &digits[3..5] != "00"
-        && &digits[5..] != "0000";
-    if !valid {
-        return Err(ApiError::validation(
-            "ssn: must be a valid SSN (AAA-GG-SSSS)",
-        ));
-    }
-    Ok(format!(
-        "{}-{}-{}",
-        &digits[..3],
-        &digits[3..5],
-        &digits[5..]
-    ))
-}
-
-fn mask_ssn(ssn: &str) -> String {
-    let last4: String = ssn
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("***-**-{last4}")
-}
-
-fn address(value: Address) -> Result<Address, ApiError> {
-    let opt = |field: &str, v: Option<String>| -> Result<Option<String>, ApiError> {
-        v.filter(|s| !s.trim().is_empty())
-            .map(|s| input::text(field, &s, 100).map(str::to_string))
-            .transpose()
-    };
-    let country = value.country.trim().to_ascii_uppercase();
-    if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(ApiError::validation(
-            "address.country: must be an ISO 3166-1 alpha-2 code",
-        ));
-    }
-    Ok(Address {
-        line1: input::text("address.line1", &value.line1, 100)?.to_string(),
-        line2: opt("address.line2", value.line2)?,
-        city: input::text("address.city", &value.city, 100)?.to_string(),
-        region: opt("address.region", value.region)?,
-        postal_code: input::text("address.postal_code", &value.postal_code, 16)?.to_string(),
-        country,
-    })
 }
 
 /// `PUT /api/v1/users/me/profile`: replaces the profile (absent fields are removed).
@@ -142,11 +64,7 @@ pub async fn put_own(app: App, req: ApiRequest) -> HandlerResult {
             .as_ref()
             .map(|v| serde_json::to_string(v).map_err(ApiError::internal))
             .transpose()?,
-        updated_at: Some(
-            app.clock
-                .now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        ),
+        updated_at: Some(app.now().to_string()),
     };
     let event = audit_event(&req, &principal, Action::Update, Outcome::Success)
         .resource("profile", &principal.user_id);
@@ -242,44 +160,9 @@ async fn read(
         user_id: user_id.to_string(),
         full_name: profile.full_name,
         date_of_birth: profile.date_of_birth,
-        ssn: profile
-            .ssn
-            .map(|s| if reveal && owner { s } else { mask_ssn(&s) }),
+        ssn: profile.ssn.map(|s| ssn_for_viewer(s, owner, reveal)),
         phone: profile.phone,
         address,
         updated_at: profile.updated_at,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn validation_rules() {
-        let today = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
-        assert_eq!(date_of_birth("1980-02-29", today).unwrap(), "1980-02-29");
-        for bad in [
-            "2026-11-23",
-            "2030-01-01",
-            "1800-01-01",
-            "1981-02-29",
-            "23/11/1980",
-        ] {
-            assert!(date_of_birth(bad, today).is_err(), "{bad}");
-        }
-        assert_eq!(ssn("123456789").unwrap(), "123-45-6789");
-        for bad in [
-            "000-12-3456",
-            "666-12-3456",
-            "900-12-3456",
-            "123-00-4567",
-            "123-45-0000",
-            "12-345-678",
-            "abc-de-fghi",
-        ] {
-            assert!(ssn(bad).is_err(), "{bad}");
-        }
-        assert_eq!(mask_ssn("123-45-6789"), "***-**-6789");
-    }
 }

@@ -158,7 +158,7 @@ impl AuditWriter {
         let now = self.clock.now();
         let time = format_time(now);
         let expires_at = now.timestamp() + RETENTION_DAYS * 86_400;
-        let event_id = ulid::Ulid::new().to_string();
+        let event_id = crate::domain::Id::generate(now).to_string();
         let mut tip = self.tip.lock().await;
         let mut conflicts_here = 0;
         for attempt in 1..=MAX_ATTEMPTS {

@@ -15,8 +15,7 @@ use crate::{ApiError, AppContext};
 use serde::Serialize;
 
 /// Consecutive failures that lock an account, and for how long.
-pub const LOCK_AFTER_FAILURES: i64 = 5;
-pub const LOCK_SECS: i64 = 30 * 60;
+pub use crate::domain::account::{LOCK_AFTER_FAILURES, LOCK_SECS};
 /// The partition that lists every account for administrators (newest last).
 pub const LIST_PARTITION: &str = "USERS";
 
@@ -148,7 +147,7 @@ impl Account {
     }
 
     pub fn locked(&self, now: i64) -> bool {
-        self.locked_until > now
+        crate::domain::account::is_locked(self.locked_until, now)
     }
 }
 
@@ -194,12 +193,9 @@ pub async fn email_index(app: &AppContext, email: &str) -> Result<String, ApiErr
 
 /// Creates an account and claims its e-mail atomically.
 pub async fn create(app: &AppContext, new: NewAccount<'_>) -> Result<Account, CreateError> {
-    let id = ulid::Ulid::new().to_string();
+    let id = app.new_id();
     let index = email_index(app, new.email).await?;
-    let created_at = app
-        .clock
-        .now()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let created_at = app.now().to_string();
     let account_key = key(&id);
     let mut record = Item::new();
     record.insert("pk".into(), Value::S(account_key.pk.clone()));
@@ -276,12 +272,7 @@ pub async fn update(
     update: Update,
     condition: Option<Condition>,
 ) -> Result<Account, ApiError> {
-    let update = update.set(
-        "updated_at",
-        app.clock
-            .now()
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    );
+    let update = update.set("updated_at", app.now().to_string());
     let condition = match condition {
         Some(c) => Condition::And(vec![Condition::Exists, c]),
         None => Condition::Exists,
@@ -296,9 +287,10 @@ pub async fn update(
 /// Counts a failed password; the [`LOCK_AFTER_FAILURES`]th locks the account.
 /// Returns true when this failure locked it.
 pub async fn record_failure(app: &AppContext, id: &str) -> Result<bool, ApiError> {
+    use crate::domain::account::{after_failure, AfterFailure};
     let account = update(app, id, Update::new().add("failed_logins", 1), None).await?;
-    if account.failed_logins >= LOCK_AFTER_FAILURES {
-        let until = app.clock.now().timestamp() + LOCK_SECS;
+    let now = app.clock.now().timestamp();
+    if let AfterFailure::Lock { until } = after_failure(account.failed_logins, now) {
         update(
             app,
             id,

@@ -72,11 +72,8 @@ pub async fn start(
     patient_id: &str,
     source: &str,
 ) -> Result<CareRelationship, ApiError> {
-    let now = app
-        .clock
-        .now()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let id = ulid::Ulid::new().to_string();
+    let now = app.now().to_string();
+    let id = app.new_id();
     let key = key(provider_id, patient_id);
     let update = Update::new()
         .set("id", id.clone())
@@ -136,10 +133,7 @@ pub async fn find(app: &AppContext, id: &str) -> Result<Option<CareRelationship>
 
 /// Ends an active relationship (idempotent on an ended one).
 pub async fn end(app: &AppContext, rel: &CareRelationship) -> Result<CareRelationship, ApiError> {
-    let now = app
-        .clock
-        .now()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now = app.now().to_string();
     let item = app
         .db
         .update(

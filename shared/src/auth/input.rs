@@ -2,29 +2,12 @@
 
 use crate::ApiError;
 
-const MAX_EMAIL_LEN: usize = 254;
 const MAX_NAME_LEN: usize = 200;
 const MAX_TOKEN_LEN: usize = 512;
 
-/// A plausible address: one `@`, a dotted domain, no spaces, RFC 5321 length.
+/// A plausible address (the one rule: [`crate::domain::text::email`]).
 pub fn email(value: &str) -> Result<&str, ApiError> {
-    let value = value.trim();
-    let valid = value.len() <= MAX_EMAIL_LEN
-        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
-        && value.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && !domain.contains('@')
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-        });
-    if valid {
-        Ok(value)
-    } else {
-        Err(ApiError::validation(
-            "email: must be a valid e-mail address",
-        ))
-    }
+    crate::domain::text::email(value)
 }
 
 pub fn full_name(value: &str) -> Result<&str, ApiError> {
@@ -49,32 +32,14 @@ pub fn token<'a>(field: &str, value: &'a str) -> Result<&'a str, ApiError> {
     Ok(value)
 }
 
-/// A phone number in E.164 form (`+` and 8 to 15 digits, no leading zero).
+/// A phone number in E.164 form ([`crate::domain::text::phone`]).
 pub fn phone<'a>(field: &str, value: &'a str) -> Result<&'a str, ApiError> {
-    let value = value.trim();
-    let digits = value.strip_prefix('+').unwrap_or_default();
-    let valid = (8..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0');
-    if valid {
-        Ok(value)
-    } else {
-        Err(ApiError::validation(format!(
-            "{field}: must be an E.164 phone number such as +14155550123"
-        )))
-    }
+    crate::domain::text::phone(field, value)
 }
 
-/// Bounded printable text (names, relationships, address lines).
+/// Bounded printable text ([`crate::domain::text::bounded`]).
 pub fn text<'a>(field: &str, value: &'a str, max: usize) -> Result<&'a str, ApiError> {
-    let value = value.trim();
-    let len = value.chars().count();
-    if len == 0 || len > max || value.chars().any(char::is_control) {
-        return Err(ApiError::validation(format!(
-            "{field}: must be 1 to {max} printable characters"
-        )));
-    }
-    Ok(value)
+    crate::domain::text::bounded(field, value, max)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Access-token lifetime.
-pub const ACCESS_TTL_SECS: i64 = 15 * 60;
+pub const ACCESS_TTL_SECS: i64 = crate::domain::session::ACCESS_TOKEN_SECS;
 /// The JOSE `typ` of access tokens (RFC 9068), so no other JWT passes as one.
 pub const TYP: &str = "at+jwt";
 pub const AUDIENCE: &str = "docare-api";
@@ -158,7 +158,7 @@ impl TokenKeys {
             amr: amr.iter().map(|m| m.to_string()).collect(),
             exp: now + ACCESS_TTL_SECS,
             iat: now,
-            jti: ulid::Ulid::new().to_string(),
+            jti: app.new_id(),
         };
         let mut slot = self.signing.lock().await;
         if slot.is_none() {

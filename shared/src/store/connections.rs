@@ -7,8 +7,7 @@ use crate::ports::db::{item, Index, Query, Value};
 use crate::store::keys;
 use crate::{ApiError, AppContext};
 
-/// API Gateway closes a WebSocket connection after two hours at most.
-pub const CONNECTION_TTL_SECS: i64 = 2 * 60 * 60;
+pub use crate::domain::connection::CONNECTION_TTL_SECS;
 
 /// How many of a user's connections a push reaches (a user has a few devices).
 pub const MAX_PER_USER: u32 = 100;

@@ -12,28 +12,18 @@ use crate::store::keys;
 use crate::{phi, ApiError, AppContext};
 use serde::Serialize;
 
-/// A sane maximum per user.
-pub const MAX_CONTACTS: i64 = 10;
+pub use crate::domain::emergency::{ContactFields, MAX_CONTACTS};
+
 const SEALED: [&str; 4] = ["name", "relationship", "phone", "email"];
 
-/// What a contact holds (validated by the handler).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContactFields {
-    pub name: String,
-    pub relationship: String,
-    pub phone: Option<String>,
-    pub email: Option<String>,
-}
-
-impl ContactFields {
-    fn get(&self, attribute: &str) -> Option<&String> {
-        match attribute {
-            "name" => Some(&self.name),
-            "relationship" => Some(&self.relationship),
-            "phone" => self.phone.as_ref(),
-            "email" => self.email.as_ref(),
-            _ => None,
-        }
+/// A contact's plain value by attribute name (sealing by name, never by position).
+fn field<'a>(fields: &'a ContactFields, attribute: &str) -> Option<&'a String> {
+    match attribute {
+        "name" => Some(&fields.name),
+        "relationship" => Some(&fields.relationship),
+        "phone" => fields.phone.as_ref(),
+        "email" => fields.email.as_ref(),
+        _ => None,
     }
 }
 
@@ -86,7 +76,7 @@ async fn sealed_item(
     item.insert("created_at".into(), Value::S(created_at.into()));
     item.insert("updated_at".into(), Value::S(now.into()));
     for attribute in SEALED {
-        if let Some(value) = fields.get(attribute) {
+        if let Some(value) = field(fields, attribute) {
             item.insert(
                 attribute.into(),
                 phi::seal(app, key, attribute, value).await?,
@@ -217,10 +207,7 @@ pub async fn create(
     event: AuditEvent,
 ) -> Result<Contact, CreateError> {
     let key = keys::contact(user_id, id);
-    let now = app
-        .clock
-        .now()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now = app.now().to_string();
     let contact = sealed_item(app, &key, id, &fields, &now, &now).await?;
     let table = app.config.table.clone();
     let change = || {
@@ -294,10 +281,7 @@ pub async fn replace(
     event: AuditEvent,
 ) -> Result<Option<Contact>, ApiError> {
     let key = keys::contact(user_id, id);
-    let now = app
-        .clock
-        .now()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now = app.now().to_string();
     let item = sealed_item(app, &key, id, &fields, created_at, &now).await?;
     let change = vec![WriteOp::Put {
         table: app.config.table.clone(),

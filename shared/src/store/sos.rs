@@ -34,7 +34,7 @@ pub async fn open(
     event: AuditEvent,
 ) -> Result<bool, ApiError> {
     let now = app.clock.now();
-    let now_text = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now_text = crate::domain::Timestamp::new(now).to_string();
     let key = keys::sos_alert(user_id, alert_id);
     let mut alert = Item::new();
     alert.insert("pk".into(), Value::S(key.pk.clone()));
@@ -108,12 +108,9 @@ pub async fn join(
     let Some(stored) = app.db.get(&app.config.table, &key).await? else {
         return Ok(None);
     };
-    let mut update = Update::new().add("repeats", 1).set(
-        "last_at",
-        app.clock
-            .now()
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    );
+    let mut update = Update::new()
+        .add("repeats", 1)
+        .set("last_at", app.now().to_string());
     if let Some(location) = location {
         update = update.set(
             "location",
