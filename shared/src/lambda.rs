@@ -63,3 +63,47 @@ where
     ))
     .await
 }
+
+/// Serves a consumer of a queue fed by S3 event notifications (S3 → SQS → function):
+/// records are unwrapped into objects, `s3:TestEvent` is acknowledged, and failures
+/// are reported per message.
+pub async fn run_s3_queue<F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(App, crate::worker::S3Object) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Result<(), crate::worker::WorkError>> + Send,
+{
+    run_sqs(move |app: App, event: SqsEvent| {
+        let handler = handler.clone();
+        async move {
+            crate::worker::process_s3_batch(event, |object| handler(app.clone(), object)).await
+        }
+    })
+    .await
+}
+
+/// Serves a scheduled function (EventBridge rule). An error fails the invocation, so
+/// Lambda's asynchronous retries and the function's failure destination see it;
+/// scheduled work must therefore be idempotent and catch up on what a failed run left.
+pub async fn run_schedule<F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(App, aws_lambda_events::eventbridge::EventBridgeEvent) -> Fut
+        + Send
+        + Sync
+        + Clone
+        + 'static,
+    Fut: Future<Output = Result<(), crate::ApiError>> + Send,
+{
+    let app = boot().await;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<aws_lambda_events::eventbridge::EventBridgeEvent>| {
+            let (app, handler) = (app.clone(), handler.clone());
+            async move {
+                handler(app, event.payload).await.map_err(|err| {
+                    tracing::error!(cause = %crate::error::cause_chain(&err), "scheduled run failed");
+                    lambda_runtime::Error::from(err.to_string())
+                })
+            }
+        },
+    ))
+    .await
+}

@@ -58,16 +58,53 @@ impl WsRequest {
     }
 }
 
+/// The one envelope of every server-to-client frame: `{"type", "data"?, "request_id"?}`
+/// (`request_id` when the frame answers a client's frame).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerEvent<T: serde::Serialize> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<T>,
+}
+
+impl<T: serde::Serialize> ServerEvent<T> {
+    /// A pushed event with its data.
+    pub fn new(kind: &'static str, data: T) -> Self {
+        Self {
+            kind,
+            request_id: None,
+            data: Some(data),
+        }
+    }
+
+    /// The answer to the client frame with this request id.
+    pub fn reply(kind: &'static str, request_id: &str, data: Option<T>) -> Self {
+        Self {
+            kind,
+            request_id: Some(request_id.to_string()),
+            data,
+        }
+    }
+
+    /// The frame's bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, ApiError> {
+        serde_json::to_vec(self).map_err(ApiError::internal)
+    }
+}
+
 /// Pushes a server event to every open connection of a user; connections that are
 /// gone are forgotten. Returns how many received it.
-pub async fn push_to_user(
+pub async fn push_to_user<T: serde::Serialize>(
     app: &crate::AppContext,
     user_id: &str,
-    event: &serde_json::Value,
+    event: &ServerEvent<T>,
 ) -> Result<usize, crate::ApiError> {
     use crate::ports::push::PushOutcome;
     use crate::store::connections;
-    let payload = serde_json::to_vec(event).map_err(crate::ApiError::internal)?;
+    let payload = event.to_bytes()?;
     let mut delivered = 0;
     for id in connections::of_user(app, user_id).await? {
         match app.push.post(&id, &payload).await? {

@@ -74,12 +74,15 @@ async fn pushes_reach_every_connection_of_a_user() {
     let t = TestStack::start().await;
     let (mut socket, user) = connect(&t).await;
     assert!(eventually(|| connection_ids(&t).len() == 1).await);
-    let event = serde_json::json!({"type": "notification", "data": {"kind": "test"}});
+    let event = shared::ws::ServerEvent::new("notification", serde_json::json!({"kind": "test"}));
     let delivered = shared::ws::push_to_user(t.app(), &user, &event)
         .await
         .expect("push");
     assert_eq!(delivered, 1);
-    assert_eq!(next_json(&mut socket).await, event);
+    assert_eq!(
+        next_json(&mut socket).await,
+        serde_json::json!({"type": "notification", "data": {"kind": "test"}})
+    );
     assert_eq!(
         shared::ws::push_to_user(t.app(), "someone-else", &event)
             .await

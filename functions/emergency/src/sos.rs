@@ -14,6 +14,7 @@ use shared::domain::emergency::sos_input;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::notifications::{enqueue_all, Notification};
 use shared::store::sos::{self, AlertText};
+use shared::ws::ServerEvent;
 use shared::{ApiError, App};
 
 pub use shared::domain::emergency::{Location, COLLAPSE_SECS};
@@ -187,10 +188,10 @@ async fn fan_out(
     if !outgoing.is_empty() {
         enqueue_all(app, outgoing).await?;
     }
-    let push = serde_json::json!({
-        "type": "notification",
-        "data": {"kind": "sos", "sos_id": alert_id, "patient_id": user, "at": at},
-    });
+    let push = ServerEvent::new(
+        "notification",
+        serde_json::json!({"kind": "sos", "sos_id": alert_id, "patient_id": user, "at": at}),
+    );
     for provider in providers {
         // Best effort: e-mail is the durable channel; a push is a courtesy.
         if let Err(err) = shared::ws::push_to_user(app, &provider, &push).await {

@@ -14,7 +14,9 @@ use serde::Serialize;
 use shared::auth::authenticate_header;
 use shared::ports::push::PushOutcome;
 use shared::store::connections;
-use shared::ws::{WsReply, WsRequest, WsResult, WsRouter, CONNECT, DEFAULT, DISCONNECT};
+use shared::ws::{
+    ServerEvent, WsReply, WsRequest, WsResult, WsRouter, CONNECT, DEFAULT, DISCONNECT,
+};
 use shared::{ApiError, App};
 
 pub use shared::store::connections::CONNECTION_TTL_SECS;
@@ -51,29 +53,14 @@ async fn disconnect(app: App, req: WsRequest) -> WsResult {
     Ok(WsReply::ok())
 }
 
-/// Server-to-client event envelope.
-#[derive(Debug, Serialize)]
-struct Event<'a, T: Serialize> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    request_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<T>,
-}
-
 /// Sends an event to the caller; forgets the connection if it is gone.
 async fn send<T: Serialize>(
     app: &App,
     req: &WsRequest,
-    kind: &str,
+    kind: &'static str,
     data: Option<T>,
 ) -> Result<(), ApiError> {
-    let payload = serde_json::to_vec(&Event {
-        kind,
-        request_id: &req.request_id,
-        data,
-    })
-    .map_err(ApiError::internal)?;
+    let payload = ServerEvent::reply(kind, &req.request_id, data).to_bytes()?;
     if app.push.post(&req.connection_id, &payload).await? == PushOutcome::Gone {
         connections::forget(app, &req.connection_id).await?;
     }
