@@ -7,6 +7,7 @@ mod events;
 mod gateway;
 mod health;
 mod identity;
+mod openapi;
 mod persistence;
 mod readme;
 mod template;

@@ -27,8 +27,9 @@ pub fn of_user(user_id: &str) -> Query {
     Query::partition(format!("USER#{user_id}")).sort_key(SortKey::BeginsWith("ECONTACT#".into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "NewContact")]
 pub struct ContactBody {
     name: String,
     relationship: String,
@@ -38,7 +39,7 @@ pub struct ContactBody {
     email: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Contact {
     pub id: String,
     pub name: String,

@@ -20,7 +20,7 @@ use shared::{phi, ApiError, App};
 pub const COLLAPSE_SECS: i64 = 5 * 60;
 const MAX_MESSAGE_CHARS: usize = 500;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Location {
     pub latitude: f64,
@@ -29,9 +29,10 @@ pub struct Location {
     pub accuracy_m: Option<f64>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SosBody {
+#[schemars(rename = "Sos")]
+pub struct SosBody {
     #[serde(default)]
     location: Option<Location>,
     #[serde(default)]
@@ -164,11 +165,21 @@ pub async fn raise(app: App, req: ApiRequest) -> HandlerResult {
     )
     .await?;
     mark_sent(&app, &key).await?;
-    ApiResponse::accepted(&serde_json::json!({
-        "sos_id": alert_id,
-        "status": "recorded",
-        "notified": notified,
-    }))
+    ApiResponse::accepted(&SosAccepted {
+        sos_id: alert_id,
+        status: "recorded",
+        notified,
+    })
+}
+
+/// The answer to an SOS: `recorded` (sent now) or `collapsed` (joined the open alert).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct SosAccepted {
+    pub sos_id: String,
+    /// `recorded` or `collapsed`.
+    pub status: &'static str,
+    /// How many notifications were queued or pushed.
+    pub notified: usize,
 }
 
 /// What a repeated SOS carries.
@@ -250,11 +261,11 @@ async fn join_open_alert(
         .await?;
         mark_sent(app, &key).await?;
     }
-    ApiResponse::accepted(&serde_json::json!({
-        "sos_id": alert_id,
-        "status": "collapsed",
-        "notified": notified,
-    }))
+    ApiResponse::accepted(&SosAccepted {
+        sos_id: alert_id,
+        status: "collapsed",
+        notified,
+    })
 }
 
 /// Queues the contacts' and the care team's notifications and pushes to the care

@@ -48,9 +48,10 @@ async fn admin(app: &AppContext, req: &ApiRequest) -> Result<Principal, ApiError
     Ok(principal)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+#[schemars(rename = "NewStaffAccount")]
+pub(crate) struct CreateBody {
     email: String,
     full_name: String,
     role: Role,
@@ -198,9 +199,9 @@ pub async fn enable(app: App, req: ApiRequest) -> HandlerResult {
     set_status(app, req, Status::Active).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RoleBody {
+pub(crate) struct RoleBody {
     role: Role,
 }
 

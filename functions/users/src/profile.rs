@@ -23,7 +23,7 @@ fn key(user_id: &str) -> Key {
     Key::new(format!("USER#{user_id}"), "PROFILE")
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Address {
     pub line1: String,
@@ -37,9 +37,9 @@ pub struct Address {
     pub country: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ProfileBody {
+pub(crate) struct ProfileBody {
     full_name: String,
     date_of_birth: Option<String>,
     ssn: Option<String>,
@@ -47,8 +47,9 @@ struct ProfileBody {
     address: Option<Address>,
 }
 
-#[derive(Serialize)]
-struct ProfileView {
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Profile")]
+pub(crate) struct ProfileView {
     user_id: String,
     full_name: String,
     date_of_birth: Option<String>,
@@ -210,6 +211,14 @@ pub async fn put_own(app: App, req: ApiRequest) -> HandlerResult {
 }
 
 /// `GET /api/v1/users/me/profile[?reveal=ssn]`.
+/// The one value of `?reveal=`.
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)] // the documented parameter; the handler compares the text
+pub(crate) enum Reveal {
+    #[schemars(rename = "ssn")]
+    Ssn,
+}
+
 pub async fn get_own(app: App, req: ApiRequest) -> HandlerResult {
     let principal = authenticate(&app, &req).await?;
     let reveal = match req.query_param("reveal") {

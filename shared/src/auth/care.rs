@@ -10,7 +10,7 @@ use crate::ports::db::{Condition, Index, Item, Key, Query, SortKey, Update, Valu
 use crate::{ApiError, AppContext};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct CareRelationship {
     pub id: String,
     pub provider_id: String,
