@@ -62,7 +62,10 @@ pub fn router() -> Router {
         .route(Method::GET, "/api/v1/openapi.json", |_app, _req| async {
             Ok(openapi_document())
         })
-        .doc(RouteDoc::new("This API's OpenAPI 3.1 document").response::<serde_json::Value>(200))
+        .doc(
+            RouteDoc::new("This API's OpenAPI 3.1 document")
+                .response::<serde_json::Map<String, serde_json::Value>>(200),
+        )
 }
 
 fn openapi_document() -> ApiResponse {
