@@ -431,6 +431,31 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "documented twice")]
+    fn a_route_has_one_doc() {
+        let _ = Router::new()
+            .route(Method::GET, "/x", |_, _| async {
+                Ok(ApiResponse::no_content())
+            })
+            .doc(RouteDoc::new("x").no_content())
+            .doc(RouteDoc::new("x again").no_content());
+    }
+
+    #[test]
+    #[should_panic(expected = "a doc follows the route it documents")]
+    fn a_doc_needs_a_route() {
+        let _ = Router::new().doc(RouteDoc::new("nothing").no_content());
+    }
+
+    #[test]
+    fn the_error_body_is_the_one_answered() {
+        let response = ApiResponse::error(&crate::ApiError::NotFound, "req-9");
+        let body: ErrorBody = serde_json::from_slice(&response.body).expect("an ErrorBody");
+        assert_eq!(body.error.code, "not_found");
+        assert_eq!(body.error.request_id, "req-9");
+    }
+
+    #[test]
     fn undocumented_routes_are_named() {
         let router = Router::new().route(Method::GET, "/x", |_, _| async {
             Ok(ApiResponse::no_content())
