@@ -23,8 +23,6 @@ pub use sessions::{REFRESH_ABSOLUTE_SECS, REFRESH_IDLE_SECS};
 
 /// The route table (also mounted by the local stack and checked against the template).
 pub fn router() -> Router {
-    // What every JSON body can fail with: invalid (400), too large (413), not JSON (415).
-    const BODY: [u16; 3] = [400, 413, 415];
     Router::new()
         .route(
             Method::GET,
@@ -42,7 +40,6 @@ pub fn router() -> Router {
                 .describe("Answers the same whether or not the e-mail already has an account.")
                 .body::<signup::SignupBody>()
                 .response::<signup::SignupAccepted>(201)
-                .errors(&BODY)
                 .errors(&[429, 503]),
         )
         .route(
@@ -54,7 +51,6 @@ pub fn router() -> Router {
             RouteDoc::new("Verify the e-mail address with the mailed token")
                 .body::<signup::TokenBody>()
                 .no_content()
-                .errors(&BODY)
                 .errors(&[503]),
         )
         .route(Method::POST, "/api/v1/auth/login", sessions::login)
@@ -63,7 +59,6 @@ pub fn router() -> Router {
                 .describe("Opens a session, or answers `mfa_required` with a token for `mfa/challenge`. Every failure is the same 401; repeated failures lock the account.")
                 .body::<sessions::LoginBody>()
                 .response::<sessions::LoginAnswer>(200)
-                .errors(&BODY)
                 .errors(&[401, 422, 429, 503]),
         )
         .route(Method::POST, "/api/v1/auth/mfa/challenge", mfa::challenge)
@@ -71,7 +66,6 @@ pub fn router() -> Router {
             RouteDoc::new("Finish a login with a TOTP, recovery or e-mailed code")
                 .body::<mfa::ChallengeBody>()
                 .response::<TokenPair>(200)
-                .errors(&BODY)
                 .errors(&[401, 429, 503]),
         )
         .route(Method::POST, "/api/v1/auth/mfa/send-code", mfa::send_code)
@@ -79,7 +73,6 @@ pub fn router() -> Router {
             RouteDoc::new("Send a sign-in code by e-mail or SMS during a login")
                 .body::<mfa::SendCodeBody>()
                 .response::<mfa::CodeSent>(202)
-                .errors(&BODY)
                 .errors(&[401, 422, 429, 503]),
         )
         .route(Method::POST, "/api/v1/auth/refresh", sessions::refresh)
@@ -88,7 +81,6 @@ pub fn router() -> Router {
                 .describe("A refresh token works once; presenting a used one revokes its session.")
                 .body::<sessions::RefreshBody>()
                 .response::<TokenPair>(200)
-                .errors(&BODY)
                 .errors(&[401, 503]),
         )
         .route(Method::POST, "/api/v1/auth/logout", sessions::logout)
@@ -119,7 +111,6 @@ pub fn router() -> Router {
                 .bearer()
                 .body::<password::ChangeBody>()
                 .no_content()
-                .errors(&BODY)
                 .errors(&[401, 429, 503]),
         )
         .route(
@@ -132,7 +123,6 @@ pub fn router() -> Router {
                 .describe("Answers the same whether or not the e-mail has an account.")
                 .body::<password::ResetRequestBody>()
                 .response::<password::ResetRequested>(202)
-                .errors(&BODY)
                 .errors(&[429, 503]),
         )
         .route(Method::POST, "/api/v1/auth/password/reset", password::reset)
@@ -140,7 +130,6 @@ pub fn router() -> Router {
             RouteDoc::new("Set a new password with a reset token (ends every session)")
                 .body::<password::ResetBody>()
                 .no_content()
-                .errors(&BODY)
                 .errors(&[429, 503]),
         )
         .route(Method::POST, "/api/v1/auth/mfa/totp/enroll", mfa::enroll)
@@ -156,7 +145,6 @@ pub fn router() -> Router {
                 .bearer()
                 .body::<mfa::CodeBody>()
                 .response::<mfa::RecoveryCodes>(200)
-                .errors(&BODY)
                 .errors(&[401, 409, 429, 503]),
         )
         .route(Method::POST, "/api/v1/auth/mfa/totp/disable", mfa::disable)
@@ -165,7 +153,6 @@ pub fn router() -> Router {
                 .bearer()
                 .body::<mfa::CodeBody>()
                 .no_content()
-                .errors(&BODY)
                 .errors(&[401, 409, 429, 503]),
         )
 }

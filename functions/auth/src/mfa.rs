@@ -465,9 +465,9 @@ pub(crate) struct CodeSent {
 /// A pending TOTP secret, to add to an authenticator app.
 #[derive(serde::Serialize, schemars::JsonSchema)]
 pub(crate) struct TotpEnrollment<'a> {
+    otpauth_uri: String,
     /// Base32.
     secret: &'a str,
-    otpauth_uri: String,
 }
 
 /// Ten single-use recovery codes, shown once.

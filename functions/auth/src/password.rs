@@ -116,9 +116,9 @@ pub async fn reset_request(app: App, req: ApiRequest) -> HandlerResult {
 /// The answer to every reset request, whether or not the e-mail had an account.
 #[derive(serde::Serialize, schemars::JsonSchema)]
 pub(crate) struct ResetRequested {
+    message: &'static str,
     /// Always `accepted`.
     status: &'static str,
-    message: &'static str,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

@@ -83,9 +83,9 @@ pub async fn signup(app: App, req: ApiRequest) -> HandlerResult {
 /// The answer to every sign-up, whether or not the e-mail had an account.
 #[derive(Serialize, schemars::JsonSchema)]
 pub(crate) struct SignupAccepted {
+    message: &'static str,
     /// Always `verification_sent`.
     status: &'static str,
-    message: &'static str,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

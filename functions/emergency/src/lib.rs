@@ -12,7 +12,6 @@ use http::Method;
 use shared::http::{Page, RouteDoc, Router};
 
 pub fn router() -> Router {
-    const BODY: [u16; 3] = [400, 413, 415];
     Router::new()
         .route(Method::GET, "/api/v1/emergency/contacts", contacts::list)
         .doc(
@@ -28,7 +27,6 @@ pub fn router() -> Router {
                 .bearer()
                 .body::<ContactBody>()
                 .response::<Contact>(201)
-                .errors(&BODY)
                 .errors(&[401, 409, 429, 503]),
         )
         .route(
@@ -52,7 +50,6 @@ pub fn router() -> Router {
                 .bearer()
                 .body::<ContactBody>()
                 .response::<Contact>(200)
-                .errors(&BODY)
                 .errors(&[401, 404, 429, 503]),
         )
         .route(
@@ -73,7 +70,6 @@ pub fn router() -> Router {
                 .bearer()
                 .optional_body::<sos::SosBody>()
                 .response::<sos::SosAccepted>(202)
-                .errors(&BODY)
                 .errors(&[401, 409, 429, 503]),
         )
 }

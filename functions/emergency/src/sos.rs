@@ -175,11 +175,11 @@ pub async fn raise(app: App, req: ApiRequest) -> HandlerResult {
 /// The answer to an SOS: `recorded` (sent now) or `collapsed` (joined the open alert).
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SosAccepted {
+    /// How many notifications were queued or pushed.
+    pub notified: usize,
     pub sos_id: String,
     /// `recorded` or `collapsed`.
     pub status: &'static str,
-    /// How many notifications were queued or pushed.
-    pub notified: usize,
 }
 
 /// What a repeated SOS carries.

@@ -16,7 +16,6 @@ use shared::http::{Page, RouteDoc, Router};
 pub(crate) use shared::auth::record as audit;
 
 pub fn router() -> Router {
-    const BODY: [u16; 3] = [400, 413, 415];
     Router::new()
         .route(Method::GET, "/api/v1/users/me", me::get)
         .doc(
@@ -31,7 +30,6 @@ pub fn router() -> Router {
                 .bearer()
                 .body::<me::PatchBody>()
                 .response::<AccountView>(200)
-                .errors(&BODY)
                 .errors(&[401, 404, 429, 503]),
         )
         .route(Method::GET, "/api/v1/users/me/profile", profile::get_own)
@@ -48,7 +46,6 @@ pub fn router() -> Router {
                 .bearer()
                 .body::<profile::ProfileBody>()
                 .response::<profile::ProfileView>(200)
-                .errors(&BODY)
                 .errors(&[401, 404, 429, 503]),
         )
         .route(
@@ -78,7 +75,6 @@ pub fn router() -> Router {
                 .admin_mfa()
                 .body::<admin::CreateBody>()
                 .response::<AccountView>(201)
-                .errors(&BODY)
                 .errors(&[401, 403, 409, 429, 503]),
         )
         .route(Method::GET, "/api/v1/users/{id}", admin::get)
@@ -108,7 +104,6 @@ pub fn router() -> Router {
                 .admin_mfa()
                 .body::<admin::RoleBody>()
                 .response::<AccountView>(200)
-                .errors(&BODY)
                 .errors(&[401, 403, 404, 422, 429, 503]),
         )
         .route(Method::POST, "/api/v1/care-relationships", care::create)
@@ -117,7 +112,6 @@ pub fn router() -> Router {
                 .admin_mfa()
                 .body::<care::CreateBody>()
                 .response::<CareRelationship>(201)
-                .errors(&BODY)
                 .errors(&[401, 403, 404, 409, 422, 429, 503]),
         )
         .route(Method::GET, "/api/v1/care-relationships", care::list)

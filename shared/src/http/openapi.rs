@@ -50,6 +50,9 @@ impl Access {
     }
 }
 
+/// What parsing a JSON body can answer: invalid (400), too large (413), not JSON (415).
+pub const BODY_ERRORS: [u16; 3] = [400, 413, 415];
+
 type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
 
 fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
@@ -112,18 +115,19 @@ impl RouteDoc {
         self
     }
 
-    /// A JSON request body of type `T`.
+    /// A JSON request body of type `T`, parsed with `ApiRequest::json`, so the route
+    /// also answers 400 (invalid), 413 (too large) and 415 (not JSON).
     pub fn body<T: JsonSchema>(mut self) -> Self {
         self.body = Some(schema_of::<T>);
         self.body_required = true;
-        self
+        self.errors(&BODY_ERRORS)
     }
 
     /// A JSON request body of type `T` that may be left out (an empty body).
     pub fn optional_body<T: JsonSchema>(mut self) -> Self {
         self.body = Some(schema_of::<T>);
         self.body_required = false;
-        self
+        self.errors(&BODY_ERRORS)
     }
 
     /// A JSON answer of type `T` with this status.
