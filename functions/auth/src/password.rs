@@ -24,7 +24,7 @@ pub const RESET_TTL_SECS: i64 = 30 * 60;
 pub(crate) struct ChangeBody {
     #[schemars(with = "String")]
     current_password: Zeroizing<String>,
-    #[schemars(with = "String")]
+    #[schemars(with = "String", length(min = 8, max = 128))]
     new_password: Zeroizing<String>,
 }
 
@@ -83,6 +83,7 @@ pub async fn change(app: App, req: ApiRequest) -> HandlerResult {
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ResetRequestBody {
+    #[schemars(email)]
     email: String,
 }
 
@@ -125,7 +126,7 @@ pub(crate) struct ResetRequested {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ResetBody {
     token: String,
-    #[schemars(with = "String")]
+    #[schemars(with = "String", length(min = 8, max = 128))]
     new_password: Zeroizing<String>,
 }
 

@@ -129,6 +129,7 @@ pub async fn open_session(
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginBody {
+    #[schemars(email)]
     email: String,
     #[schemars(with = "String")]
     password: Zeroizing<String>,

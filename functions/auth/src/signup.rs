@@ -18,9 +18,11 @@ pub const VERIFY_TTL_SECS: i64 = 24 * 60 * 60;
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SignupBody {
+    #[schemars(email, length(max = 254))]
     email: String,
-    #[schemars(with = "String")]
+    #[schemars(with = "String", length(min = 8, max = 128))]
     password: Zeroizing<String>,
+    #[schemars(length(min = 1, max = 200))]
     full_name: String,
 }
 

@@ -52,7 +52,9 @@ async fn admin(app: &AppContext, req: &ApiRequest) -> Result<Principal, ApiError
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "NewStaffAccount")]
 pub(crate) struct CreateBody {
+    #[schemars(email, length(max = 254))]
     email: String,
+    #[schemars(length(min = 1, max = 200))]
     full_name: String,
     role: Role,
 }
