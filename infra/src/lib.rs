@@ -11,6 +11,7 @@ pub mod audit_verify;
 pub mod events;
 pub mod http_gateway;
 pub mod mounts;
+pub mod openapi;
 pub mod rewrap;
 pub mod stack;
 pub mod workers;

@@ -348,6 +348,13 @@ async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no
     )
     .await;
     h.step(
+        "GET openapi.json",
+        call(Method::GET, "/api/v1/openapi.json", None),
+        200,
+        vec![],
+    )
+    .await;
+    h.step(
         "GET jwks",
         call(Method::GET, "/.well-known/jwks.json", None),
         200,

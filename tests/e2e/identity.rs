@@ -138,6 +138,12 @@ async fn every_route_allows_and_denies_as_the_policy_says() {
         (Method::GET, "/health", "/health".into(), public()),
         (
             Method::GET,
+            "/api/v1/openapi.json",
+            "/api/v1/openapi.json".into(),
+            public(),
+        ),
+        (
+            Method::GET,
             "/.well-known/jwks.json",
             "/.well-known/jwks.json".into(),
             public(),

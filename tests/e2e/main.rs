@@ -9,6 +9,7 @@ mod gateway;
 mod health;
 mod identity;
 mod ids;
+mod openapi;
 mod persistence;
 mod readme;
 mod template;

@@ -25,7 +25,7 @@ const MAX_READS_PER_RECORD: usize = 3;
 const CURSOR_KEY: &str = "before";
 
 /// One access, as its subject sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AccessView {
     pub id: String,
     pub time: String,
@@ -35,7 +35,8 @@ pub struct AccessView {
     pub outcome: Outcome,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "AccessActor")]
 pub struct ActorView {
     pub user_id: Option<String>,
     pub role: Option<String>,

@@ -8,12 +8,33 @@ pub mod access_log;
 pub mod query;
 
 use http::Method;
-use shared::http::Router;
+use shared::http::{Page, RouteDoc, Router};
 
 pub fn router() -> Router {
     Router::new()
         .route(Method::GET, "/api/v1/audit", query::list)
+        .doc(
+            RouteDoc::new("Query the audit trail by actor, resource or action")
+                .describe("Give exactly one of `actor`, `resource_type` with `resource_id`, or `action`; `from`/`to` bound the time (RFC 3339). Unknown parameters are a 400. The query is audited.")
+                .admin_mfa()
+                .paged()
+                .query::<String>("actor", "A user id: what this user did.")
+                .query::<String>("resource_type", "A resource type (with `resource_id`).")
+                .query::<String>("resource_id", "A resource id, or `*` for every resource of the type.")
+                .query::<shared::audit::Action>("action", "An action name.")
+                .query::<String>("from", "Earliest time (RFC 3339).")
+                .query::<String>("to", "Latest time (RFC 3339).")
+                .response::<Page<query::EventView>>(200)
+                .errors(&[400, 401, 403, 429, 503]),
+        )
         .route(Method::GET, "/api/v1/users/me/access-log", access_log::list)
+        .doc(
+            RouteDoc::new("Who else read or changed the caller's records (accounting of disclosures)")
+                .bearer()
+                .paged()
+                .response::<Page<access_log::AccessView>>(200)
+                .errors(&[400, 401, 429, 503]),
+        )
 }
 
 /// True for the ids this system hands out (ULID, or UUID for ids of other origins).

@@ -48,7 +48,8 @@ impl Filter {
 
 /// One event as the query API shows it: identifiers only. The reason and user agent
 /// stay sealed; `has_reason` says whether one was given.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "AuditEvent")]
 pub struct EventView {
     pub id: String,
     pub time: String,

@@ -15,7 +15,9 @@ mod sessions;
 mod signup;
 
 use http::Method;
-use shared::http::{ApiResponse, Router};
+use sessions::TokenPair;
+use shared::auth::tokens::Jwks;
+use shared::http::{ApiResponse, RouteDoc, Router};
 
 pub use sessions::{REFRESH_ABSOLUTE_SECS, REFRESH_IDLE_SECS};
 
@@ -27,34 +29,130 @@ pub fn router() -> Router {
             "/.well-known/jwks.json",
             |app, _req| async move { ApiResponse::ok(&app.tokens.jwks(&app).await?) },
         )
+        .doc(
+            RouteDoc::new("The public keys that verify access tokens (JWKS)")
+                .response::<Jwks>(200)
+                .errors(&[503]),
+        )
         .route(Method::POST, "/api/v1/auth/signup", signup::signup)
+        .doc(
+            RouteDoc::new("Sign up as a patient (a verification e-mail follows)")
+                .describe("Answers the same whether or not the e-mail already has an account.")
+                .body::<signup::SignupBody>()
+                .response::<signup::SignupAccepted>(201)
+                .errors(&[429, 503]),
+        )
         .route(
             Method::POST,
             "/api/v1/auth/verify-email",
             signup::verify_email,
         )
+        .doc(
+            RouteDoc::new("Verify the e-mail address with the mailed token")
+                .body::<signup::TokenBody>()
+                .no_content()
+                .errors(&[503]),
+        )
         .route(Method::POST, "/api/v1/auth/login", sessions::login)
+        .doc(
+            RouteDoc::new("Log in with e-mail and password")
+                .describe("Opens a session, or answers `mfa_required` with a token for `mfa/challenge`. Every failure is the same 401; repeated failures lock the account.")
+                .body::<sessions::LoginBody>()
+                .response::<sessions::LoginAnswer>(200)
+                .errors(&[401, 422, 429, 503]),
+        )
         .route(Method::POST, "/api/v1/auth/mfa/challenge", mfa::challenge)
+        .doc(
+            RouteDoc::new("Finish a login with a TOTP, recovery or e-mailed code")
+                .body::<mfa::ChallengeBody>()
+                .response::<TokenPair>(200)
+                .errors(&[401, 429, 503]),
+        )
         .route(Method::POST, "/api/v1/auth/mfa/send-code", mfa::send_code)
+        .doc(
+            RouteDoc::new("Send a sign-in code by e-mail or SMS during a login")
+                .body::<mfa::SendCodeBody>()
+                .response::<mfa::CodeSent>(202)
+                .errors(&[401, 422, 429, 503]),
+        )
         .route(Method::POST, "/api/v1/auth/refresh", sessions::refresh)
+        .doc(
+            RouteDoc::new("Rotate a refresh token for a new token pair")
+                .describe("A refresh token works once; presenting a used one revokes its session.")
+                .body::<sessions::RefreshBody>()
+                .response::<TokenPair>(200)
+                .errors(&[401, 503]),
+        )
         .route(Method::POST, "/api/v1/auth/logout", sessions::logout)
+        .doc(
+            RouteDoc::new("End this session")
+                .bearer()
+                .no_content()
+                .errors(&[401, 429, 503]),
+        )
         .route(
             Method::POST,
             "/api/v1/auth/logout-all",
             sessions::logout_all,
+        )
+        .doc(
+            RouteDoc::new("End every session of the account")
+                .bearer()
+                .no_content()
+                .errors(&[401, 429, 503]),
         )
         .route(
             Method::POST,
             "/api/v1/auth/password/change",
             password::change,
         )
+        .doc(
+            RouteDoc::new("Change the password (ends the other sessions)")
+                .bearer()
+                .body::<password::ChangeBody>()
+                .no_content()
+                .errors(&[401, 429, 503]),
+        )
         .route(
             Method::POST,
             "/api/v1/auth/password/reset-request",
             password::reset_request,
         )
+        .doc(
+            RouteDoc::new("Ask for a password-reset token by e-mail")
+                .describe("Answers the same whether or not the e-mail has an account.")
+                .body::<password::ResetRequestBody>()
+                .response::<password::ResetRequested>(202)
+                .errors(&[429, 503]),
+        )
         .route(Method::POST, "/api/v1/auth/password/reset", password::reset)
+        .doc(
+            RouteDoc::new("Set a new password with a reset token (ends every session)")
+                .body::<password::ResetBody>()
+                .no_content()
+                .errors(&[429, 503]),
+        )
         .route(Method::POST, "/api/v1/auth/mfa/totp/enroll", mfa::enroll)
+        .doc(
+            RouteDoc::new("Start TOTP enrolment: a new secret, pending until confirmed")
+                .bearer()
+                .response::<mfa::TotpEnrollment<'static>>(200)
+                .errors(&[401, 409, 429, 503]),
+        )
         .route(Method::POST, "/api/v1/auth/mfa/totp/confirm", mfa::confirm)
+        .doc(
+            RouteDoc::new("Confirm TOTP enrolment with a code; answers the recovery codes")
+                .bearer()
+                .body::<mfa::CodeBody>()
+                .response::<mfa::RecoveryCodes>(200)
+                .errors(&[401, 409, 429, 503]),
+        )
         .route(Method::POST, "/api/v1/auth/mfa/totp/disable", mfa::disable)
+        .doc(
+            RouteDoc::new("Turn TOTP off (needs a current code)")
+                .bearer()
+                .body::<mfa::CodeBody>()
+                .no_content()
+                .errors(&[401, 409, 429, 503]),
+        )
 }

@@ -54,9 +54,9 @@ pub async fn start_challenge(app: &AppContext, account: &Account) -> Result<Stri
     Ok(token)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ChallengeBody {
+pub(crate) struct ChallengeBody {
     mfa_token: String,
     code: String,
 }
@@ -214,7 +214,7 @@ fn decode_secret(base32: &str) -> Option<zeroize::Zeroizing<Vec<u8>>> {
     totp::decode_base32(base32).map(zeroize::Zeroizing::new)
 }
 
-#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 enum CodeChannel {
     #[default]
@@ -222,9 +222,9 @@ enum CodeChannel {
     Sms,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SendCodeBody {
+pub(crate) struct SendCodeBody {
     mfa_token: String,
     #[serde(default)]
     channel: CodeChannel,
@@ -284,7 +284,7 @@ pub async fn send_code(app: App, req: ApiRequest) -> HandlerResult {
         Outcome::Success,
     )
     .await?;
-    ApiResponse::accepted(&serde_json::json!({ "status": "sent" }))
+    ApiResponse::accepted(&CodeSent { status: "sent" })
 }
 
 /// `POST mfa/totp/enroll`: a new secret, pending until confirmed with a code.
@@ -321,12 +321,15 @@ pub async fn enroll(app: App, req: ApiRequest) -> HandlerResult {
         Outcome::Success,
     )
     .await?;
-    ApiResponse::ok(&serde_json::json!({ "secret": encoded.as_str(), "otpauth_uri": uri }))
+    ApiResponse::ok(&TotpEnrollment {
+        secret: encoded.as_str(),
+        otpauth_uri: uri,
+    })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CodeBody {
+pub(crate) struct CodeBody {
     code: String,
 }
 
@@ -387,7 +390,9 @@ pub async fn confirm(app: App, req: ApiRequest) -> HandlerResult {
         Outcome::Success,
     )
     .await?;
-    ApiResponse::ok(&serde_json::json!({ "recovery_codes": codes }))
+    ApiResponse::ok(&RecoveryCodes {
+        recovery_codes: codes,
+    })
 }
 
 /// `POST mfa/totp/disable`: needs a fresh TOTP code; old recovery codes die with it.
@@ -441,4 +446,25 @@ pub async fn disable(app: App, req: ApiRequest) -> HandlerResult {
     )
     .await?;
     Ok(ApiResponse::no_content())
+}
+
+/// `mfa/send-code` answers.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct CodeSent {
+    /// Always `sent`.
+    status: &'static str,
+}
+
+/// A pending TOTP secret, to add to an authenticator app.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct TotpEnrollment<'a> {
+    otpauth_uri: String,
+    /// Base32.
+    secret: &'a str,
+}
+
+/// Ten single-use recovery codes, shown once.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct RecoveryCodes {
+    recovery_codes: Vec<String>,
 }

@@ -19,10 +19,12 @@ use zeroize::Zeroizing;
 /// How long a reset token is valid.
 pub const RESET_TTL_SECS: i64 = 30 * 60;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ChangeBody {
+pub(crate) struct ChangeBody {
+    #[schemars(with = "String")]
     current_password: Zeroizing<String>,
+    #[schemars(with = "String", length(min = 8, max = 128))]
     new_password: Zeroizing<String>,
 }
 
@@ -78,9 +80,10 @@ pub async fn change(app: App, req: ApiRequest) -> HandlerResult {
     Ok(ApiResponse::no_content())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ResetRequestBody {
+pub(crate) struct ResetRequestBody {
+    #[schemars(email)]
     email: String,
 }
 
@@ -105,16 +108,25 @@ pub async fn reset_request(app: App, req: ApiRequest) -> HandlerResult {
             .await?;
         }
     }
-    ApiResponse::accepted(&serde_json::json!({
-        "status": "accepted",
-        "message": "if the address has an account, a reset token was sent to it"
-    }))
+    ApiResponse::accepted(&ResetRequested {
+        status: "accepted",
+        message: "if the address has an account, a reset token was sent to it",
+    })
 }
 
-#[derive(Deserialize)]
+/// The answer to every reset request, whether or not the e-mail had an account.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct ResetRequested {
+    message: &'static str,
+    /// Always `accepted`.
+    status: &'static str,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ResetBody {
+pub(crate) struct ResetBody {
     token: String,
+    #[schemars(with = "String", length(min = 8, max = 128))]
     new_password: Zeroizing<String>,
 }
 

@@ -23,12 +23,29 @@ use zeroize::Zeroizing;
 pub use shared::domain::session::{REFRESH_ABSOLUTE_SECS, REFRESH_IDLE_SECS};
 
 /// What a successful login or refresh returns.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,
     pub expires_in: i64,
     pub token_type: &'static str,
+}
+
+/// A login whose account has a second factor: finish with `mfa/challenge`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct MfaRequired {
+    /// Always `true`.
+    mfa_required: bool,
+    mfa_token: String,
+}
+
+/// What a correct login answers: a session, or the second-factor step.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // a schema of the two answers; each is built directly
+pub(crate) enum LoginAnswer {
+    Session(TokenPair),
+    MfaRequired(MfaRequired),
 }
 
 fn session_key(user_id: &str, session_id: &str) -> Key {
@@ -110,10 +127,12 @@ pub async fn open_session(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct LoginBody {
+pub(crate) struct LoginBody {
+    #[schemars(email)]
     email: String,
+    #[schemars(with = "String")]
     password: Zeroizing<String>,
 }
 
@@ -185,9 +204,10 @@ pub async fn login(app: App, req: ApiRequest) -> HandlerResult {
     accounts::record_success(&app, &account).await?;
     if account.mfa_enabled {
         let mfa_token = mfa::start_challenge(&app, &account).await?;
-        return ApiResponse::ok(
-            &serde_json::json!({ "mfa_required": true, "mfa_token": mfa_token }),
-        );
+        return ApiResponse::ok(&MfaRequired {
+            mfa_required: true,
+            mfa_token,
+        });
     }
     let pair = open_session(&app, &account, &["pwd"]).await?;
     events::record(
@@ -202,9 +222,9 @@ pub async fn login(app: App, req: ApiRequest) -> HandlerResult {
     ApiResponse::ok(&pair)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RefreshBody {
+pub(crate) struct RefreshBody {
     refresh_token: String,
 }
 

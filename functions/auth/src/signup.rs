@@ -1,7 +1,7 @@
 //! `POST signup` and `POST verify-email`.
 
 use crate::{events, mail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shared::audit::Action;
 use shared::auth::accounts::{self, CreateError, NewAccount, Status};
 use shared::auth::input;
@@ -15,11 +15,14 @@ use zeroize::Zeroizing;
 /// How long an e-mail verification token is valid.
 pub const VERIFY_TTL_SECS: i64 = 24 * 60 * 60;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SignupBody {
+pub(crate) struct SignupBody {
+    #[schemars(email, length(max = 254))]
     email: String,
+    #[schemars(with = "String", length(min = 8, max = 128))]
     password: Zeroizing<String>,
+    #[schemars(length(min = 1, max = 200))]
     full_name: String,
 }
 
@@ -73,15 +76,23 @@ pub async fn signup(app: App, req: ApiRequest) -> HandlerResult {
         }
         Err(CreateError::Api(err)) => return Err(err),
     }
-    ApiResponse::created(&serde_json::json!({
-        "status": "verification_sent",
-        "message": "check your e-mail for a verification token"
-    }))
+    ApiResponse::created(&SignupAccepted {
+        status: "verification_sent",
+        message: "check your e-mail for a verification token",
+    })
 }
 
-#[derive(Deserialize)]
+/// The answer to every sign-up, whether or not the e-mail had an account.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct SignupAccepted {
+    message: &'static str,
+    /// Always `verification_sent`.
+    status: &'static str,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenBody {
+pub(crate) struct TokenBody {
     token: String,
 }
 

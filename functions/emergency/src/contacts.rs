@@ -14,8 +14,9 @@ pub use shared::store::contacts::{Contact, MAX_CONTACTS};
 
 const RESOURCE: &str = "emergency_contact";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "NewContact")]
 pub struct ContactBody {
     name: String,
     relationship: String,

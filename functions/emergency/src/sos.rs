@@ -7,7 +7,7 @@
 //! repeat inside the window is recorded on the open alert (count, time, latest
 //! location) and not sent again.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shared::audit::{Action, Outcome};
 use shared::auth::{accounts, audit_event, authenticate, care, input};
 use shared::domain::emergency::sos_input;
@@ -19,9 +19,10 @@ use shared::{ApiError, App};
 
 pub use shared::domain::emergency::{Location, COLLAPSE_SECS};
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SosBody {
+#[schemars(rename = "Sos")]
+pub struct SosBody {
     #[serde(default)]
     location: Option<Location>,
     #[serde(default)]
@@ -74,11 +75,21 @@ pub async fn raise(app: App, req: ApiRequest) -> HandlerResult {
     let at = app.now().to_string();
     let notified = fan_out(&app, &user, &alert_id, &at, body.location.as_ref(), message).await?;
     sos::mark_sent(&app, &user, &alert_id).await?;
-    ApiResponse::accepted(&serde_json::json!({
-        "sos_id": alert_id,
-        "status": "recorded",
-        "notified": notified,
-    }))
+    ApiResponse::accepted(&SosAccepted {
+        sos_id: alert_id,
+        status: "recorded",
+        notified,
+    })
+}
+
+/// The answer to an SOS: `recorded` (sent now) or `collapsed` (joined the open alert).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct SosAccepted {
+    /// How many notifications were queued or pushed.
+    pub notified: usize,
+    pub sos_id: String,
+    /// `recorded` or `collapsed`.
+    pub status: &'static str,
 }
 
 /// What a repeated SOS carries.
@@ -117,11 +128,11 @@ async fn join_open_alert(
         .await?;
         sos::mark_sent(app, user, &alert_id).await?;
     }
-    ApiResponse::accepted(&serde_json::json!({
-        "sos_id": alert_id,
-        "status": "collapsed",
-        "notified": notified,
-    }))
+    ApiResponse::accepted(&SosAccepted {
+        sos_id: alert_id,
+        status: "collapsed",
+        notified,
+    })
 }
 
 /// Queues the contacts' and the care team's notifications and pushes to the care

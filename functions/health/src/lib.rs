@@ -10,7 +10,7 @@
 use futures::future::join_all;
 use http::{Method, StatusCode};
 use serde::Serialize;
-use shared::http::{ApiRequest, ApiResponse, HandlerResult, Router};
+use shared::http::{ApiRequest, ApiResponse, HandlerResult, RouteDoc, Router};
 use shared::App;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,7 +23,7 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a result is reused by the same instance.
 pub const CACHE_FOR: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct HealthReport {
     /// `ok` or `unavailable`.
     pub status: &'static str,
@@ -41,12 +41,44 @@ impl HealthReport {
 #[derive(Default)]
 struct Cache(Mutex<Option<(Instant, HealthReport)>>);
 
+/// The OpenAPI 3.1 document of every REST route, generated from the route tables at
+/// build time (`cargo run -p docare-local --bin docare-openapi -- --write`; a test fails
+/// when it is stale): one Lambda cannot link every function's router.
+pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
+
 pub fn router() -> Router {
     let cache = Arc::new(Cache::default());
-    Router::new().route(Method::GET, "/health", move |app, req| {
-        let cache = cache.clone();
-        async move { health(app, req, &cache).await }
-    })
+    Router::new()
+        .route(Method::GET, "/health", move |app, req| {
+            let cache = cache.clone();
+            async move { health(app, req, &cache).await }
+        })
+        .doc(
+            RouteDoc::new("Version and dependency checks")
+                .describe("503 names the failed dependency only. Cached 10 s per instance.")
+                .response::<HealthReport>(200)
+                .response::<HealthReport>(503),
+        )
+        .route(Method::GET, "/api/v1/openapi.json", |_app, _req| async {
+            Ok(openapi_document())
+        })
+        .doc(
+            RouteDoc::new("This API's OpenAPI 3.1 document")
+                .response::<serde_json::Map<String, serde_json::Value>>(200),
+        )
+}
+
+fn openapi_document() -> ApiResponse {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    ApiResponse {
+        status: StatusCode::OK,
+        headers,
+        body: OPENAPI_JSON.as_bytes().into(),
+    }
 }
 
 async fn health(app: App, _req: ApiRequest, cache: &Cache) -> HandlerResult {

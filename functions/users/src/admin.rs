@@ -35,10 +35,13 @@ async fn admin(app: &AppContext, req: &ApiRequest) -> Result<Principal, ApiError
     Ok(principal)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+#[schemars(rename = "NewStaffAccount")]
+pub(crate) struct CreateBody {
+    #[schemars(email, length(max = 254))]
     email: String,
+    #[schemars(length(min = 1, max = 200))]
     full_name: String,
     role: Role,
 }
@@ -185,9 +188,9 @@ pub async fn enable(app: App, req: ApiRequest) -> HandlerResult {
     set_status(app, req, Status::Active).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RoleBody {
+pub(crate) struct RoleBody {
     role: Role,
 }
 

@@ -11,9 +11,10 @@ use shared::http::pagination::PageRequest;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::{guard, ApiError, App};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+#[schemars(rename = "NewCareRelationship")]
+pub(crate) struct CreateBody {
     provider_id: String,
     patient_id: String,
 }

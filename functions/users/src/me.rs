@@ -27,9 +27,9 @@ pub async fn get(app: App, req: ApiRequest) -> HandlerResult {
     ApiResponse::ok(&view)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct PatchBody {
+pub(crate) struct PatchBody {
     full_name: Option<String>,
 }
 

@@ -18,9 +18,9 @@ use shared::{guard, ApiError, App, AppContext};
 
 pub use shared::domain::profile::Address;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ProfileBody {
+pub(crate) struct ProfileBody {
     full_name: String,
     date_of_birth: Option<String>,
     ssn: Option<String>,
@@ -28,8 +28,9 @@ struct ProfileBody {
     address: Option<Address>,
 }
 
-#[derive(Serialize)]
-struct ProfileView {
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Profile")]
+pub(crate) struct ProfileView {
     user_id: String,
     full_name: String,
     date_of_birth: Option<String>,
@@ -82,6 +83,14 @@ pub async fn put_own(app: App, req: ApiRequest) -> HandlerResult {
 }
 
 /// `GET /api/v1/users/me/profile[?reveal=ssn]`.
+/// The one value of `?reveal=`.
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)] // the documented parameter; the handler compares the text
+pub(crate) enum Reveal {
+    #[schemars(rename = "ssn")]
+    Ssn,
+}
+
 pub async fn get_own(app: App, req: ApiRequest) -> HandlerResult {
     let principal = authenticate(&app, &req).await?;
     let reveal = match req.query_param("reveal") {

@@ -28,6 +28,19 @@ macro_rules! actions {
             }
         }
 
+        impl schemars::JsonSchema for Action {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                "AuditAction".into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "type": "string",
+                    "enum": [$($name,)*],
+                })
+            }
+        }
+
         impl FromStr for Action {
             type Err = UnknownName;
 
@@ -101,8 +114,19 @@ impl<'de> serde::Deserialize<'de> for Action {
 pub struct UnknownName;
 
 /// How the attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
+#[schemars(rename = "AuditOutcome")]
 pub enum Outcome {
     Success,
     /// Refused by authorization, authentication or a policy.
@@ -136,7 +160,10 @@ impl FromStr for Outcome {
 
 /// Who acted. Every part is an opaque id (never an e-mail, a name or a token); all may
 /// be absent (an anonymous request, a failed login of an unknown account).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[schemars(rename = "AuditActor")]
 pub struct Actor {
     pub user_id: Option<String>,
     pub role: Option<String>,
@@ -164,7 +191,10 @@ impl Actor {
 }
 
 /// What was acted on: a type (`user`, `appointment`, `note`…) and its opaque id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[schemars(rename = "AuditResource")]
 pub struct Resource {
     #[serde(rename = "type")]
     pub kind: String,

@@ -19,8 +19,9 @@ pub use crate::domain::account::{LOCK_AFTER_FAILURES, LOCK_SECS};
 /// The partition that lists every account for administrators (newest last).
 pub const LIST_PARTITION: &str = "USERS";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[schemars(rename = "AccountStatus")]
 pub enum Status {
     /// Signed up; the e-mail is not confirmed yet, login is refused.
     Unverified,
@@ -66,7 +67,8 @@ pub struct Account {
 }
 
 /// What an account looks like in API answers.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[schemars(rename = "Account")]
 pub struct AccountView {
     pub id: String,
     pub email: String,

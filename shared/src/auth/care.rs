@@ -11,7 +11,7 @@ use crate::store::keys;
 use crate::{ApiError, AppContext};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct CareRelationship {
     pub id: String,
     pub provider_id: String,

@@ -18,7 +18,7 @@ use crate::{ApiError, AppContext};
 use serde::{Deserialize, Serialize};
 
 /// The three roles of DESIGN §6. Deny by default: a role grants nothing by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Patient,

@@ -62,7 +62,7 @@ impl AccessClaims {
 }
 
 /// A public key as published in the JWKS (RFC 7517/7518, EC P-256).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Jwk {
     pub kty: String,
     pub crv: String,
@@ -74,7 +74,7 @@ pub struct Jwk {
     pub alg: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Jwks {
     pub keys: Vec<Jwk>,
 }

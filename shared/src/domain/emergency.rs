@@ -52,7 +52,7 @@ impl ContactFields {
 }
 
 /// Where the person raising an SOS is.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Location {
     pub latitude: f64,

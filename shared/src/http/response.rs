@@ -73,13 +73,13 @@ impl ApiResponse {
                 "request refused"
             );
         }
-        let body = serde_json::json!({
-            "error": {
-                "code": err.code(),
-                "message": err.to_string(),
-                "request_id": request_id,
-            }
-        });
+        let body = super::openapi::ErrorBody {
+            error: super::openapi::ErrorDetail {
+                code: err.code().to_string(),
+                message: err.to_string(),
+                request_id: request_id.to_string(),
+            },
+        };
         let mut headers = HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -91,7 +91,7 @@ impl ApiResponse {
         Self {
             status: err.status(),
             headers,
-            body: Bytes::from(body.to_string()),
+            body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
         }
     }
 

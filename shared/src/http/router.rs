@@ -2,6 +2,7 @@
 //! table is served by Lambda, mounted by the local stack, and checked against
 //! `template.yaml` by the tests, so the three cannot drift apart.
 
+use super::openapi::RouteDoc;
 use super::{ApiRequest, ApiResponse};
 use crate::{ApiError, App};
 use futures::future::BoxFuture;
@@ -26,6 +27,7 @@ struct Route {
     pattern: &'static str,
     segments: Vec<Segment>,
     handler: BoxHandler,
+    doc: Option<RouteDoc>,
 }
 
 /// A function's routes. Patterns look like `/api/v1/users/{id}`.
@@ -59,6 +61,7 @@ impl Router {
                 pattern,
                 segments,
                 handler: Arc::new(move |app, req| Box::pin(handler(app, req))),
+                doc: None,
             });
         });
         assert!(
@@ -66,6 +69,33 @@ impl Router {
             "routes are added before the router is shared"
         );
         self
+    }
+
+    /// Documents the route added last (its OpenAPI operation): written right after
+    /// `.route(…)`, so a route and its contract read together. Panics on a second doc
+    /// for the same route or a doc before any route.
+    pub fn doc(mut self, doc: RouteDoc) -> Self {
+        let routes = Arc::get_mut(&mut self.routes)
+            .expect("routes are documented before the router is shared");
+        let last = routes
+            .last_mut()
+            .expect("a doc follows the route it documents");
+        assert!(
+            last.doc.is_none(),
+            "route {} {} is documented twice",
+            last.method,
+            last.pattern
+        );
+        last.doc = Some(doc);
+        self
+    }
+
+    /// `(method, pattern, doc)` of every route, in the order they were added.
+    pub fn documented(&self) -> Vec<(Method, &'static str, Option<&RouteDoc>)> {
+        self.routes
+            .iter()
+            .map(|r| (r.method.clone(), r.pattern, r.doc.as_ref()))
+            .collect()
     }
 
     /// `(method, pattern)` of every route, in the order they were added.

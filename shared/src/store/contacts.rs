@@ -28,7 +28,7 @@ fn field<'a>(fields: &'a ContactFields, attribute: &str) -> Option<&'a String> {
 }
 
 /// A stored contact, opened.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Contact {
     pub id: String,
     pub name: String,

@@ -1,0 +1,309 @@
+"""Schemathesis against a running local stack, driven by its own /api/v1/openapi.json.
+
+usage: schemathesis_run.py BASE_URL DATA_DIR [MAX_EXAMPLES [public]]
+
+Every operation of the document is tested except those that end sessions or change
+credentials (EXCLUDED). Each gets one explicit, valid case (known ids, real tokens,
+a fresh sign-up) and MAX_EXAMPLES generated ones. Checks on every answer:
+not_a_server_error, response_schema_conformance, status_code_conformance (the status
+is one the route documents), content_type_conformance.
+
+Budgets: an authenticated request counts against the account's general limit (100 per
+15 minutes), so the authenticated operations are spread over the three seeded demo
+accounts (admin operations on the admin, the others alternately on the patient and the
+provider) and MAX_EXAMPLES defaults to 8: at most 9 requests per operation. The stack
+runs with --dev-limits, so per-IP budgets (sign-up, login) are not the bottleneck.
+
+Exits non-zero on any failed check, or when an operation never answered a 2xx.
+"""
+
+import glob
+import json
+import re
+import sys
+import time
+import uuid
+from collections import defaultdict
+
+import pyotp
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+CHECKS = [
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+    content_type_conformance,
+]
+
+# Routes that end sessions or change credentials: they would cut the run's own sessions.
+EXCLUDED = {
+    ("POST", "/api/v1/auth/logout"),
+    ("POST", "/api/v1/auth/logout-all"),
+    ("POST", "/api/v1/auth/password/change"),
+    ("POST", "/api/v1/auth/password/reset"),
+    ("POST", "/api/v1/auth/mfa/totp/disable"),
+    ("POST", "/api/v1/users/{id}/disable"),
+    ("PUT", "/api/v1/users/{id}/role"),
+}
+
+# Run last: confirming TOTP turns enrolment off for the account (enrol first).
+LAST = [("POST", "/api/v1/auth/mfa/totp/confirm")]
+
+
+def checks_bite(base, document):
+    """The checks fail on a real answer that a broken copy of the document does not
+    describe: guards against a schemathesis upgrade turning them into no-ops."""
+    broken = json.loads(json.dumps(document))
+    broken["components"]["schemas"]["HealthReport"]["required"].append("not_in_the_answer")
+    for result in schemathesis.openapi.from_dict(broken).get_all_operations():
+        op = result.ok()
+        if op.path == "/health":
+            case = op.Case()
+            response = case.call(base_url=base)
+            try:
+                case.validate_response(response, checks=CHECKS)
+            except (Exception, BaseExceptionGroup):
+                return
+            raise AssertionError("the schema checks accepted an answer the schema rejects")
+    raise AssertionError("no GET /health operation in the document")
+
+
+def main():
+    base, data_dir = sys.argv[1].rstrip("/"), sys.argv[2]
+    max_examples = int(sys.argv[3]) if len(sys.argv) > 3 else 8
+    # `public`: only the public operations (no per-account budget: for long runs).
+    only_public = len(sys.argv) > 4 and sys.argv[4] == "public"
+    http = requests.Session()
+
+    def post(path, body, token=None):
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        return http.post(base + path, json=body, headers=headers, timeout=30)
+
+    seeded = json.load(open(f"{data_dir}/seed-accounts.json"))["accounts"]
+    by_role = {a["role"]: a for a in seeded}
+
+    last_step = {}
+
+    def totp_now(account):
+        # A TOTP code is accepted once per 30 s step: wait for a fresh step if needed.
+        totp = pyotp.TOTP(account["totp_secret"])
+        step = int(time.time()) // 30
+        if last_step.get(account["id"]) == step:
+            time.sleep(30 - time.time() % 30 + 0.5)
+            step = int(time.time()) // 30
+        last_step[account["id"]] = step
+        return totp.now()
+
+    def mfa_token(account):
+        r = post("/api/v1/auth/login", {"email": account["email"], "password": account["password"]})
+        assert r.status_code == 200 and r.json().get("mfa_required"), r.text
+        return r.json()["mfa_token"]
+
+    def login(account):
+        if account.get("totp_secret"):
+            token = mfa_token(account)
+            r = post("/api/v1/auth/mfa/challenge", {"mfa_token": token, "code": totp_now(account)})
+        else:
+            r = post("/api/v1/auth/login", {"email": account["email"], "password": account["password"]})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    sessions = {role: login(acc) for role, acc in by_role.items()}
+    token = {role: s["access_token"] for role, s in sessions.items()}
+    patient_id = by_role["patient"]["id"]
+
+    def outbox_token(email, marker):
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            for path in sorted(glob.glob(f"{data_dir}/outbox/*.json")):
+                message = json.load(open(path))
+                if message.get("to") == email and marker in message.get("body", ""):
+                    found = re.search(marker + r"\s*(\S+)", message["body"])
+                    if found:
+                        return found.group(1)
+            time.sleep(0.3)
+        raise AssertionError(f"no mail to {email} with {marker!r}")
+
+    # Explicit valid cases, built lazily (each may spend requests or a TOTP step).
+    def signup_body():
+        return {"email": f"st-{uuid.uuid4().hex[:10]}@example.com", "password": "correct horse battery", "full_name": "Schema Thesis"}
+
+    def verify_body():
+        body = signup_body()
+        assert post("/api/v1/auth/signup", body).status_code == 201
+        return {"token": outbox_token(body["email"], "Your verification token:")}
+
+    def contact(role):
+        r = post("/api/v1/emergency/contacts", {"name": "Sam Doe", "relationship": "sibling", "phone": "+15555550100"}, token[role])
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    def care_relationship_id():
+        r = http.get(base + "/api/v1/care-relationships", headers={"authorization": f"Bearer {token['patient']}"}, timeout=30)
+        return r.json()["items"][0]["id"]
+
+    provider_id = by_role["provider"]["id"]
+    admin_reason = {"x-access-reason": "schemathesis contract run"}
+    explicit = {
+        ("POST", "/api/v1/auth/signup"): lambda: {"body": signup_body()},
+        ("POST", "/api/v1/auth/verify-email"): lambda: {"body": verify_body()},
+        ("POST", "/api/v1/auth/login"): lambda: {"body": {"email": by_role["patient"]["email"], "password": by_role["patient"]["password"]}},
+        ("POST", "/api/v1/auth/mfa/challenge"): lambda: {"body": {"mfa_token": mfa_token(by_role["provider"]), "code": totp_now(by_role["provider"])}},
+        ("POST", "/api/v1/auth/mfa/send-code"): lambda: {"body": {"mfa_token": mfa_token(by_role["provider"])}},
+        ("POST", "/api/v1/auth/refresh"): lambda: {"body": {"refresh_token": sessions["patient"]["refresh_token"]}},
+        ("POST", "/api/v1/auth/password/reset-request"): lambda: {"body": {"email": by_role["patient"]["email"]}},
+        ("POST", "/api/v1/auth/mfa/totp/confirm"): None,  # built after enrolment below
+        ("PATCH", "/api/v1/users/me"): lambda: {"body": {"full_name": "Pat Ient"}},
+        ("PUT", "/api/v1/users/me/profile"): lambda: {"body": {"full_name": "Pat Ient", "date_of_birth": "1990-01-02", "phone": "+15555550101"}},
+        ("GET", "/api/v1/users/{id}/profile"): lambda: {"path_parameters": {"id": patient_id}, "headers": admin_reason},
+        ("GET", "/api/v1/users/{id}"): lambda: {"path_parameters": {"id": patient_id}},
+        ("POST", "/api/v1/users/{id}/enable"): lambda: {"path_parameters": {"id": patient_id}},
+        ("POST", "/api/v1/users"): lambda: {"body": {"email": f"staff-{uuid.uuid4().hex[:8]}@example.com", "full_name": "New Provider", "role": "provider"}},
+        ("POST", "/api/v1/care-relationships"): None,  # set below (needs a second patient)
+        ("GET", "/api/v1/care-relationships"): lambda: {},
+        ("DELETE", "/api/v1/care-relationships/{id}"): lambda: {"path_parameters": {"id": care_relationship_id()}},
+        ("POST", "/api/v1/emergency/contacts"): lambda: {"body": {"name": "Alex Doe", "relationship": "friend", "email": "alex@example.com"}},
+        ("GET", "/api/v1/emergency/contacts/{id}"): lambda: {"path_parameters": {"id": contact(who[("GET", "/api/v1/emergency/contacts/{id}")])}},
+        ("PUT", "/api/v1/emergency/contacts/{id}"): lambda: {"path_parameters": {"id": contact(who[("PUT", "/api/v1/emergency/contacts/{id}")])}, "body": {"name": "Sam Doe", "relationship": "brother", "phone": "+15555550102"}},
+        ("DELETE", "/api/v1/emergency/contacts/{id}"): lambda: {"path_parameters": {"id": contact(who[("DELETE", "/api/v1/emergency/contacts/{id}")])}},
+        ("POST", "/api/v1/emergency/sos"): lambda: {"body": {"message": "help", "location": {"latitude": 52.5, "longitude": 13.4}}},
+        ("GET", "/api/v1/audit"): lambda: {"query": {"actor": patient_id}},
+    }
+
+    def confirm_body():
+        r = post("/api/v1/auth/mfa/totp/enroll", None, token[who[("POST", "/api/v1/auth/mfa/totp/confirm")]])
+        secret = r.json()["secret"] if r.status_code == 200 else None
+        assert secret, f"enrol: {r.status_code} {r.text}"
+        return {"body": {"code": pyotp.TOTP(secret).now()}}
+
+    explicit[("POST", "/api/v1/auth/mfa/totp/confirm")] = confirm_body
+
+    def care_create_body():
+        # The seeded provider already treats the seeded patient: a fresh verified patient.
+        body = signup_body()
+        assert post("/api/v1/auth/signup", body).status_code == 201
+        assert post("/api/v1/auth/verify-email", {"token": outbox_token(body["email"], "Your verification token:")}).status_code == 204
+        r = post("/api/v1/auth/login", {"email": body["email"], "password": body["password"]})
+        me = http.get(base + "/api/v1/users/me", headers={"authorization": f"Bearer {r.json()['access_token']}"}, timeout=30).json()
+        return {"body": {"provider_id": provider_id, "patient_id": me["id"]}}
+
+    explicit[("POST", "/api/v1/care-relationships")] = care_create_body
+
+    # Loaded from the served document as a dict: `from_url` leaves out the operation
+    # that serves the schema itself, and that route is under test too.
+    served = http.get(base + "/api/v1/openapi.json", timeout=30)
+    assert served.status_code == 200, served.text
+    schema = schemathesis.openapi.from_dict(served.json())
+    checks_bite(base, served.json())
+    operations = []
+    for result in schema.get_all_operations():
+        op = result.ok()
+        key = (op.method.upper(), op.path)
+        if key not in EXCLUDED and not (only_public and op.definition.raw.get("security")):
+            operations.append(op)
+    operations.sort(key=lambda op: (op.method.upper(), op.path) in LAST)
+
+    # Who calls each authenticated operation.
+    who, turn = {}, 0
+    for op in operations:
+        key = (op.method.upper(), op.path)
+        access = op.definition.raw.get("x-docare-access")
+        if access == "bearer+admin-mfa" or key == ("GET", "/api/v1/users/{id}/profile"):
+            who[key] = "admin"
+        elif access == "bearer":
+            # The care-relationship delete needs a party (the patient ends its own); TOTP
+            # enrolment needs an account without TOTP (the patient).
+            if key == ("DELETE", "/api/v1/care-relationships/{id}") or "/mfa/totp/" in key[1]:
+                who[key] = "patient"
+            else:
+                who[key] = ["patient", "provider"][turn % 2]
+                turn += 1
+
+    statuses = defaultdict(lambda: defaultdict(int))
+    failures = defaultdict(list)
+    cases = 0
+
+    def run_case(op, case, key):
+        nonlocal cases
+        headers = {}
+        if key in who:
+            headers["authorization"] = f"Bearer {token[who[key]]}"
+        try:
+            response = case.call(base_url=base, headers=headers)
+        except Exception as err:  # a transport error is a failure of the route too
+            failures[key].append(f"transport: {err}")
+            return
+        cases += 1
+        statuses[key][response.status_code] += 1
+        try:
+            case.validate_response(response, checks=CHECKS, headers=headers)
+        # Failed checks raise a FailureGroup, a BaseExceptionGroup (not an Exception).
+        except (Exception, BaseExceptionGroup) as err:
+            if len(failures[key]) < 3:
+                failures[key].append(f"{response.status_code}: {str(err)[:1500]}")
+
+    for op in operations:
+        key = (op.method.upper(), op.path)
+        build = explicit.get(key)
+        if build is not None or not op.path_parameters:
+            try:
+                parts = build() if build else {}
+            except Exception as err:  # e.g. a helper request refused with 429
+                failures[key].append(f"building the explicit case failed: {err!r}"[:500])
+                parts = None
+            if parts is not None:
+                case = op.Case(
+                    path_parameters=parts.get("path_parameters"),
+                    query=parts.get("query"),
+                    headers=parts.get("headers"),
+                    body=parts["body"] if "body" in parts else schemathesis.core.NOT_SET,
+                    media_type="application/json" if "body" in parts else None,
+                )
+                run_case(op, case, key)
+
+        @settings(
+            max_examples=max_examples,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=op.as_strategy())
+        def fuzz(case):
+            run_case(op, case, key)
+
+        fuzz()
+
+    print(f"schemathesis {schemathesis.SCHEMATHESIS_VERSION}: {len(operations)} operations, {cases} cases, {len(EXCLUDED)} excluded")
+    no_success = []
+    for op in operations:
+        key = (op.method.upper(), op.path)
+        seen = dict(sorted(statuses[key].items()))
+        ok = sum(n for s, n in seen.items() if 200 <= s < 300)
+        print(f"  {key[0]:6} {key[1]:45} as {who.get(key, 'public'):8} 2xx={ok:<3} statuses={seen}")
+        if ok == 0:
+            no_success.append(key)
+    for key, messages in failures.items():
+        for message in messages:
+            print(f"FAILED {key[0]} {key[1]}: {message}")
+    for key in no_success:
+        print(f"NO 2xx {key[0]} {key[1]}")
+    limited = [key for key in who if statuses[key].get(429)]
+    if limited:
+        print(f"note: 429 on {len(limited)} authenticated operations: the per-account budget "
+              "(100 / 15 min) ran out; lower MAX_EXAMPLES or spread the operations wider")
+    if failures or no_success:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
