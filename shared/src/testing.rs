@@ -1,10 +1,25 @@
-//! Test support (feature `testing`): a fresh local app in a temporary folder, and an
-//! `Outage` that makes any port fail like an unreachable dependency, so every function
-//! can prove it answers 503 and changes nothing when a dependency is down.
+//! Test support (feature `testing`), the one harness every crate's tests use:
+//!
+//! - a fresh local app in a temporary folder ([`local_app`], [`local_app_in`]), on a
+//!   manual clock for router-level tests ([`TestApp`]), requests and JSON answers
+//!   through a router ([`request`], [`dispatch`]), accounts and tokens ([`account`],
+//!   [`token`]), the notification queue drained ([`drain_notifications`]);
+//! - an `Outage` that makes any port fail like an unreachable dependency, so every
+//!   function can prove it answers 503 and changes nothing when a dependency is down;
+//! - the AWS emulator `scripts/test` starts ([`aws`]), and small helpers
+//!   ([`eventually`], [`repo_root`]).
+//!
+//! The real local stack on random ports (`docare_local::Stack`) lives in the `tests/`
+//! crate's `TestStack`: this crate cannot depend on `infra`.
 
 use crate::adapters::local::{self, LocalParts};
 use crate::app::{AppContext, Ports};
-use crate::clock::Clock;
+use crate::auth::accounts::{self, NewAccount, Status};
+use crate::auth::Role;
+use crate::clock::{Clock, ManualClock};
+use crate::config::Config;
+use crate::http::{ApiRequest, Router};
+use crate::notifications::Notification;
 use crate::ports::blobs::{BlobError, BlobMeta, BlobObject, BlobStore, PresignedRequest};
 use crate::ports::db::{
     Condition, Database, DbError, Item, Key, Query, QueryPage, Update, WriteOp,
@@ -13,18 +28,32 @@ use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Rewra
 use crate::ports::messenger::{Messenger, MessengerError, OutboundMessage};
 use crate::ports::push::{Push, PushError, PushOutcome};
 use crate::ports::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use crate::App;
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use http::Method;
+use serde_json::Value;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The local configuration every throw-away app uses (no gateway listening).
+pub fn local_test_config() -> Config {
+    local::local_config("ws://127.0.0.1:1", "warn")
+}
+
+/// A local app in the given folder (a fresh one, or one a previous step wrote).
+pub fn local_app_in(dir: &Path, clock: Arc<dyn Clock>) -> LocalParts {
+    local::open(dir, local_test_config(), "http://127.0.0.1:1", clock)
+        .unwrap_or_else(|e| panic!("local app: {e}"))
+}
 
 /// A local app in its own temporary folder (kept alive by the returned guard).
 pub fn local_app(clock: Arc<dyn Clock>) -> (LocalParts, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let config = local::local_config("ws://127.0.0.1:1", "warn");
-    let parts = local::open(dir.path(), config, "http://127.0.0.1:1", clock)
-        .unwrap_or_else(|e| panic!("local app: {e}"));
+    let parts = local_app_in(dir.path(), clock);
     (parts, dir)
 }
 
@@ -33,6 +62,263 @@ pub fn with_ports(app: &AppContext, edit: impl FnOnce(&mut Ports)) -> crate::App
     let mut ports = app.ports();
     edit(&mut ports);
     Arc::new(AppContext::new(app.config.clone(), ports))
+}
+
+/// The instant router-level tests start at: 2026-11-23 09:00 UTC.
+pub fn test_start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0)
+        .single()
+        .unwrap_or_else(|| panic!("a valid instant"))
+}
+
+/// A throw-away local app on a manual clock set to [`test_start`].
+pub struct TestApp {
+    pub app: App,
+    pub clock: Arc<ManualClock>,
+    /// The app's data folder (deleted when dropped).
+    pub dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub fn new() -> Self {
+        let clock = Arc::new(ManualClock::new(test_start()));
+        let (parts, dir) = local_app(clock.clone());
+        Self {
+            app: parts.app,
+            clock,
+            dir,
+        }
+    }
+}
+
+impl Default for TestApp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A request with an optional bearer token and JSON body.
+pub fn request(method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> ApiRequest {
+    let mut req = ApiRequest::new(method, path);
+    if let Some(token) = token {
+        req.headers.insert(
+            "authorization",
+            format!("Bearer {token}")
+                .parse()
+                .unwrap_or_else(|e| panic!("header: {e}")),
+        );
+    }
+    if let Some(body) = body {
+        req.body = serde_json::to_vec(&body)
+            .unwrap_or_else(|e| panic!("body: {e}"))
+            .into();
+    }
+    req
+}
+
+/// Sends a request through a router: the status and the JSON body (`Null` when empty).
+pub async fn dispatch(router: &Router, app: &App, req: ApiRequest) -> (u16, Value) {
+    let response = router.dispatch(app, req).await;
+    let body = if response.body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&response.body).unwrap_or_else(|e| panic!("JSON body: {e}"))
+    };
+    (response.status.as_u16(), body)
+}
+
+/// Creates an active account (no usable password) and returns its id.
+pub async fn account(app: &App, email: &str, full_name: &str, role: Role) -> String {
+    let created = accounts::create(
+        app,
+        NewAccount {
+            email,
+            full_name,
+            password_hash: "!".into(),
+            role,
+            status: Status::Active,
+        },
+    )
+    .await;
+    match created {
+        Ok(a) => a.id,
+        Err(_) => panic!("account"),
+    }
+}
+
+/// An access token for a user (session `session`, authentication methods `amr`).
+pub async fn token(app: &App, user: &str, role: Role, session: &str, amr: &[&str]) -> String {
+    app.tokens
+        .issue(app, user, role, session, amr)
+        .await
+        .unwrap_or_else(|_| panic!("token"))
+        .0
+}
+
+/// Every message on the notification queue, oldest first (and removes them): the raw
+/// body as queued and the message parsed (still sealed).
+pub async fn drain_notifications(app: &App) -> Vec<(String, Notification)> {
+    let queue = &app.config.queues.notifications;
+    let mut out = Vec::new();
+    loop {
+        let batch = app
+            .queue
+            .receive(queue, 10, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("receive: {e}"));
+        if batch.is_empty() {
+            return out;
+        }
+        for message in batch {
+            app.queue
+                .delete(queue, &message.receipt_handle)
+                .await
+                .unwrap_or_else(|e| panic!("delete: {e}"));
+            let sealed: Notification =
+                serde_json::from_str(&message.body).unwrap_or_else(|e| panic!("message: {e}"));
+            out.push((message.body, sealed));
+        }
+    }
+}
+
+/// Polls `check` until it holds or two seconds pass.
+pub async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+/// The repository root (this crate lives in `shared/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// The AWS emulator `scripts/test` starts (`DOCARE_TEST_AWS_ENDPOINT`).
+pub mod aws {
+    use crate::ports::db::Index;
+    use aws_config::{BehaviorVersion, Region, SdkConfig};
+    use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+
+    pub const ENV_ENDPOINT: &str = "DOCARE_TEST_AWS_ENDPOINT";
+    pub const ENV_SKIP: &str = "DOCARE_TEST_SKIP_AWS";
+
+    /// The emulator's URL; `None` (after saying so) when the AWS half is skipped knowingly.
+    /// Panics when neither is set: a silently skipped suite proves nothing.
+    pub fn endpoint() -> Option<String> {
+        match std::env::var(ENV_ENDPOINT) {
+            Ok(url) if !url.trim().is_empty() => Some(url.trim().trim_end_matches('/').to_string()),
+            _ if std::env::var(ENV_SKIP).as_deref() == Ok("1") => {
+                eprintln!("skipped: {ENV_SKIP}=1 (AWS adapter not tested)");
+                None
+            }
+            _ => panic!(
+                "AWS emulator not running: run scripts/test, or set {ENV_SKIP}=1 to skip knowingly \
+                 ({ENV_ENDPOINT} is unset)"
+            ),
+        }
+    }
+
+    /// SDK configuration for the emulator: fixed region and dummy credentials, nothing
+    /// read from the process environment.
+    pub fn sdk_config(endpoint: &str) -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "docare-tests",
+            )))
+            .build()
+    }
+
+    /// The emulator's SDK configuration, or `None` when skipped.
+    pub fn config() -> Option<SdkConfig> {
+        endpoint().map(|endpoint| sdk_config(&endpoint))
+    }
+
+    /// The environment a child process needs to reach the emulator (and nothing else).
+    pub fn child_env(endpoint: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", endpoint.to_string()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
+    /// A name no other test uses (lower case: valid for buckets, tables and queues).
+    pub fn unique(prefix: &str) -> String {
+        format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
+    }
+
+    /// Creates a table with `pk`/`sk` keys and the given indexes, as `template.yaml` does.
+    pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, indexes: &[Index]) {
+        let schema = |hash: &str, range: &str| {
+            [(hash, KeyType::Hash), (range, KeyType::Range)]
+                .into_iter()
+                .map(|(n, k)| {
+                    KeySchemaElement::builder()
+                        .attribute_name(n)
+                        .key_type(k)
+                        .build()
+                        .unwrap_or_else(|e| panic!("schema: {e}"))
+                })
+                .collect::<Vec<_>>()
+        };
+        let names = indexes.iter().flat_map(|i| [i.pk_attr(), i.sk_attr()]);
+        let attributes = ["pk", "sk"]
+            .into_iter()
+            .chain(names)
+            .map(|n| {
+                AttributeDefinition::builder()
+                    .attribute_name(n)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap_or_else(|e| panic!("attribute: {e}"))
+            })
+            .collect();
+        let gsis = indexes
+            .iter()
+            .map(|i| {
+                GlobalSecondaryIndex::builder()
+                    .index_name(i.name())
+                    .set_key_schema(Some(schema(i.pk_attr(), i.sk_attr())))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
+                    .build()
+                    .unwrap_or_else(|e| panic!("index: {e}"))
+            })
+            .collect();
+        client
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_attribute_definitions(Some(attributes))
+            .set_key_schema(Some(schema("pk", "sk")))
+            .set_global_secondary_indexes(Some(gsis))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create table: {e:?}"));
+    }
 }
 
 /// A dependency that does not answer.

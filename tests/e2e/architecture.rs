@@ -2,7 +2,7 @@
 //! Keys and items live in `shared::store` (DESIGN: "storage only in store/"), so any area
 //! can read another area's entity through its repository and no crate copies a key.
 
-use docare_e2e::repo_root;
+use shared::testing::repo_root;
 use std::path::{Path, PathBuf};
 
 /// Handler files that still assemble storage operations themselves (writes, conditions,

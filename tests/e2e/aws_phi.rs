@@ -1,16 +1,13 @@
 //! The PHI routes on the AWS adapters against the AWS emulator, then boto3 reads the raw
 //! DynamoDB items and queue messages back and finds no plaintext of any PHI field.
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
-use docare_e2e::repo_root;
 use http::Method;
 use serde_json::{json, Value};
 use shared::config::Config;
-use shared::http::{ApiRequest, Router};
+use shared::http::Router;
 use shared::ports::db::Index;
+use shared::testing::aws::{create_table, sdk_config};
+use shared::testing::{dispatch, repo_root, request};
 use shared::App;
 use std::collections::HashMap;
 
@@ -26,59 +23,6 @@ const PLAINTEXTS: [&str; 9] = [
     "feeling faint",
 ];
 
-async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, indexes: &[Index]) {
-    let schema = |pk: &str, sk: &str| {
-        vec![
-            KeySchemaElement::builder()
-                .attribute_name(pk)
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-            KeySchemaElement::builder()
-                .attribute_name(sk)
-                .key_type(KeyType::Range)
-                .build()
-                .unwrap(),
-        ]
-    };
-    let attributes = ["pk", "sk"]
-        .into_iter()
-        .chain(indexes.iter().flat_map(|i| [i.pk_attr(), i.sk_attr()]))
-        .map(|n| {
-            AttributeDefinition::builder()
-                .attribute_name(n)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap()
-        })
-        .collect();
-    let gsis = indexes
-        .iter()
-        .map(|i| {
-            GlobalSecondaryIndex::builder()
-                .index_name(i.name())
-                .set_key_schema(Some(schema(i.pk_attr(), i.sk_attr())))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()
-                .unwrap()
-        })
-        .collect();
-    client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .set_attribute_definitions(Some(attributes))
-        .set_key_schema(Some(schema("pk", "sk")))
-        .set_global_secondary_indexes(Some(gsis))
-        .send()
-        .await
-        .expect("create table");
-}
-
 async fn call(
     router: &Router,
     app: &App,
@@ -87,20 +31,9 @@ async fn call(
     token: Option<&str>,
     body: Value,
 ) -> Value {
-    let mut req = ApiRequest::new(method, path);
+    let mut req = request(method, path, token, Some(body));
     req.source_ip = Some("198.51.100.77".into());
-    if let Some(token) = token {
-        req.headers
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    req.body = serde_json::to_vec(&body).unwrap().into();
-    let response = router.dispatch(app, req).await;
-    let status = response.status.as_u16();
-    let body: Value = if response.body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&response.body).unwrap()
-    };
+    let (status, body) = dispatch(router, app, req).await;
     assert!(status < 300, "{path}: {status} {body}");
     body
 }
@@ -117,14 +50,7 @@ async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
     };
     let python =
         std::env::var("DOCARE_TEST_PYTHON").expect("DOCARE_TEST_PYTHON (scripts/test sets it)");
-    let sdk = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&endpoint)
-        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
-            aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "e2e"),
-        ))
-        .build();
+    let sdk = sdk_config(&endpoint);
     let suffix = ulid::Ulid::new().to_string().to_lowercase();
     let (table, audit_table) = (format!("phi-{suffix}"), format!("audit-{suffix}"));
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);

@@ -3,10 +3,10 @@
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use aws_lambda_events::sqs::SqsEvent;
-use docare_e2e::repo_root;
 use serde_json::Value;
 use shared::clock::SystemClock;
 use shared::testing::local_app;
+use shared::testing::repo_root;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

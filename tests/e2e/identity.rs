@@ -2,12 +2,13 @@
 //! PyJWT), and the authorization table: every route of every function, for anonymous,
 //! patient, another patient, a provider without a relationship and an admin.
 
-use docare_e2e::{repo_root, TestStack};
+use docare_e2e::TestStack;
 use docare_local::accounts;
 use docare_local::mounts::http_functions;
 use http::Method;
 use shared::auth::{care, Role};
 use shared::http::ApiRequest;
+use shared::testing::repo_root;
 use std::collections::BTreeSet;
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The README's API reference is a claim about the route tables: every REST route a
 //! function serves has a row, and every row names a route that exists.
 
-use docare_e2e::repo_root;
+use shared::testing::repo_root;
 use std::collections::BTreeSet;
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];

@@ -1,8 +1,8 @@
 //! The route tables, the local stack's mounts and `template.yaml` stay in step: every
 //! route a function serves is wired in the template, and nothing else is.
 
-use docare_e2e::repo_root;
 use serde_yaml::Value;
+use shared::testing::repo_root;
 use std::collections::BTreeSet;
 
 fn template() -> Value {

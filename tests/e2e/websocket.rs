@@ -1,12 +1,13 @@
 //! The local WebSocket API: connect, actions by `action`, pushes, and disconnect, over a
 //! real socket.
 
-use docare_e2e::{eventually, TestStack};
+use docare_e2e::TestStack;
 use docare_local::accounts;
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use shared::auth::Role;
 use shared::ports::db::Value as DbValue;
+use shared::testing::eventually;
 use tokio_tungstenite::tungstenite::Message;
 
 type Socket =

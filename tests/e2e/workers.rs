@@ -1,11 +1,12 @@
 //! Queue consumers: delivery to the outbox, idempotency, retries, and the dead-letter
 //! queue; schedules fire with EventBridge's event.
 
-use docare_e2e::{eventually, TestStack};
+use docare_e2e::TestStack;
 use docare_local::workers::{Consumer, Schedule};
 use serde_json::{json, Value};
 use shared::clock::SystemClock;
 use shared::ports::queue::OutgoingMessage;
+use shared::testing::eventually;
 use shared::testing::{local_app, with_ports, Outage};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,9 +1,11 @@
-//! Helpers for the end-to-end tests: a real local stack on random ports with a fresh
-//! data folder per test, and paths to the repository's own files.
+//! The end-to-end tests' one helper of their own: a real local stack on random ports with
+//! a fresh data folder per test. Everything else (throw-away apps, requests, the AWS
+//! emulator, `eventually`, `repo_root`) is `shared::testing`; this part stays here
+//! because `shared` cannot depend on `docare-local`.
 
 use docare_local::Stack;
 use shared::config::LocalSettings;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A local stack for one test; its data folder is deleted when it is dropped.
 pub struct TestStack {
@@ -65,23 +67,4 @@ async fn start_with_settings(settings: LocalSettings) -> Stack {
     Stack::start(&settings)
         .await
         .unwrap_or_else(|e| panic!("local stack: {e:#}"))
-}
-
-/// The repository root (this crate lives in `tests/`).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from(".."))
-}
-
-/// Polls `check` until it holds or two seconds pass.
-pub async fn eventually(mut check: impl FnMut() -> bool) -> bool {
-    for _ in 0..100 {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    check()
 }

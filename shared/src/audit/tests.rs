@@ -1,7 +1,7 @@
 //! The writer, reader and verifier on the local adapters.
 
 use super::*;
-use crate::adapters::local::{self, LocalParts};
+use crate::adapters::local::LocalParts;
 use crate::clock::{Clock, ManualClock};
 use crate::crypto::{CachePolicy, Envelope};
 use crate::http::pagination::{decode_cursor, PageRequest};
@@ -21,13 +21,11 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("dir");
     // Whole milliseconds, as stored, so time arithmetic in tests is exact.
     let start =
         chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).expect("now");
     let clock = Arc::new(ManualClock::new(start));
-    let config = local::local_config("ws://127.0.0.1:1", "warn");
-    let parts = local::open(dir.path(), config, "http://127.0.0.1:1", clock.clone()).expect("app");
+    let (parts, dir) = crate::testing::local_app(clock.clone());
     let app = &parts.app;
     let envelope = Arc::new(Envelope::new(
         app.keys.clone(),

@@ -2,10 +2,6 @@
 //! transactions) on both adapters.
 
 use crate::support;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
 use chrono::Utc;
 use shared::adapters::aws::DynamoDb;
 use shared::adapters::local::LocalStore;
@@ -105,61 +101,13 @@ async fn local_fixture() -> DbFixture {
     }
 }
 
-fn key_schema(hash: &str, range: &str) -> Vec<KeySchemaElement> {
-    [(hash, KeyType::Hash), (range, KeyType::Range)]
-        .into_iter()
-        .map(|(name, kind)| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .expect("key schema")
-        })
-        .collect()
-}
-
 /// A fresh table shaped like the template's audit table (the domain table's indexes
 /// plus `gsi3`): `pk`/`sk`, sparse `gsi1`, `gsi2` and `gsi3`.
 async fn aws_fixture() -> Option<DbFixture> {
     let sdk = support::aws()?;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let table = support::unique("docare");
-    let names = Index::ALL
-        .iter()
-        .flat_map(|index| [index.pk_attr(), index.sk_attr()]);
-    let attributes: Vec<AttributeDefinition> = ["pk", "sk"]
-        .into_iter()
-        .chain(names)
-        .map(|name| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute")
-        })
-        .collect();
-    let indexes = Index::ALL.map(|index| {
-        GlobalSecondaryIndex::builder()
-            .index_name(index.name())
-            .set_key_schema(Some(key_schema(index.pk_attr(), index.sk_attr())))
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::All)
-                    .build(),
-            )
-            .build()
-            .expect("index")
-    });
-    client
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .set_attribute_definitions(Some(attributes))
-        .set_key_schema(Some(key_schema("pk", "sk")))
-        .set_global_secondary_indexes(Some(indexes.to_vec()))
-        .send()
-        .await
-        .expect("create table");
+    support::create_table(&client, &table, &Index::ALL).await;
     let clock = clock();
     Some(DbFixture {
         db: Arc::new(DynamoDb::new(client, clock.clone())),

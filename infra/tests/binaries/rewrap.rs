@@ -3,10 +3,6 @@
 //! second run re-wraps nothing. Once on a local data folder, once on the AWS adapters
 //! against the emulator (`DOCARE_TEST_AWS_ENDPOINT`, started by `scripts/test`).
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
 use serde_json::Value as Json;
 use shared::adapters::aws::{DynamoDb, Kms};
 use shared::adapters::local;
@@ -16,6 +12,7 @@ use shared::crypto::envelope::DATA_KEYS_INDEX_PK;
 use shared::crypto::{Binding, CachePolicy, Envelope};
 use shared::ports::db::{Index, Query, Value};
 use shared::ports::{Database, KeyService};
+use shared::testing::{aws, local_app_in};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -193,10 +190,7 @@ fn assert_no_key_material(run: &Run, dir: Option<&Path>) {
 async fn rewraps_a_local_data_folder_from_key_a_to_key_b() {
     let dir = tempfile::tempdir().expect("dir");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let open = || {
-        let config = local::local_config("ws://127.0.0.1:1", "warn");
-        local::open(dir.path(), config, "http://127.0.0.1:1", clock.clone()).expect("open")
-    };
+    let open = || local_app_in(dir.path(), clock.clone());
     let (sealed, email) = {
         let parts = open();
         let db: Arc<dyn Database> = Arc::new(parts.store.clone());
@@ -338,92 +332,20 @@ fn bad_usage_exits_2_with_one_line() {
     assert!(stderr.contains("--data-dir"), "{stderr}");
 }
 
-/// The emulator's URL, following the contract suites' rule: unset is a failure unless
-/// `DOCARE_TEST_SKIP_AWS=1` says to skip knowingly.
-fn aws_endpoint() -> Option<String> {
-    match std::env::var("DOCARE_TEST_AWS_ENDPOINT") {
-        Ok(url) if !url.trim().is_empty() => Some(url.trim().trim_end_matches('/').to_string()),
-        _ if std::env::var("DOCARE_TEST_SKIP_AWS").as_deref() == Ok("1") => {
-            eprintln!("skipped: DOCARE_TEST_SKIP_AWS=1 (AWS adapters not tested)");
-            None
-        }
-        _ => panic!("AWS emulator not running: run scripts/test, or set DOCARE_TEST_SKIP_AWS=1"),
-    }
-}
-
-fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    use aws_config::{BehaviorVersion, Region};
-    use aws_sdk_kms::config::{Credentials, SharedCredentialsProvider};
-    aws_config::SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "docare-rewrap-tests",
-        )))
-        .build()
-}
-
-async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) {
-    let schema = |hash: &str, range: &str| -> Vec<KeySchemaElement> {
-        [(hash, KeyType::Hash), (range, KeyType::Range)]
-            .into_iter()
-            .map(|(name, kind)| {
-                KeySchemaElement::builder()
-                    .attribute_name(name)
-                    .key_type(kind)
-                    .build()
-                    .expect("key schema")
-            })
-            .collect()
-    };
-    let attributes = ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"].map(|name| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("attribute")
-    });
-    // The domain table's indexes (gsi3 is the audit table's).
-    let indexes = [Index::Gsi1, Index::Gsi2].map(|index| {
-        GlobalSecondaryIndex::builder()
-            .index_name(index.name())
-            .set_key_schema(Some(schema(index.pk_attr(), index.sk_attr())))
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::All)
-                    .build(),
-            )
-            .build()
-            .expect("index")
-    });
-    client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .set_attribute_definitions(Some(attributes.to_vec()))
-        .set_key_schema(Some(schema("pk", "sk")))
-        .set_global_secondary_indexes(Some(indexes.to_vec()))
-        .send()
-        .await
-        .expect("create table");
-}
-
 #[tokio::test]
 async fn rewraps_dynamodb_records_with_kms_re_encrypt() {
-    let Some(endpoint) = aws_endpoint() else {
+    let Some(endpoint) = aws::endpoint() else {
         return;
     };
-    let sdk = sdk_config(&endpoint);
-    let table = format!(
-        "docare-rewrap-{}",
-        ulid::Ulid::new().to_string().to_lowercase()
-    );
-    create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await;
+    let sdk = aws::sdk_config(&endpoint);
+    let table = aws::unique("docare-rewrap");
+    // The domain table's indexes (gsi3 is the audit table's).
+    aws::create_table(
+        &aws_sdk_dynamodb::Client::new(&sdk),
+        &table,
+        &[Index::Gsi1, Index::Gsi2],
+    )
+    .await;
     let kms = aws_sdk_kms::Client::new(&sdk);
     let mut arns = Vec::new();
     for _ in 0..2 {

@@ -2,7 +2,6 @@
 //! clock: sign-up to logout, MFA, refresh rotation and reuse, lockout, password reset,
 //! bcrypt upgrade, and dependency failures.
 
-use chrono::{TimeZone, Utc};
 use http::Method;
 use serde_json::{json, Value};
 use shared::auth::accounts;
@@ -11,10 +10,9 @@ use shared::clock::ManualClock;
 use shared::http::{ApiRequest, Router};
 use shared::notifications::Notification;
 use shared::ports::db::{Update, Value as DbValue};
-use shared::testing::{local_app, with_ports, Outage};
+use shared::testing::{dispatch, drain_notifications, request, with_ports, Outage, TestApp};
 use shared::App;
 use std::sync::Arc;
-use std::time::Duration;
 
 struct Harness {
     app: App,
@@ -30,12 +28,9 @@ struct Answer {
 
 impl Harness {
     fn new() -> Self {
-        let clock = Arc::new(ManualClock::new(
-            Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap(),
-        ));
-        let (parts, dir) = local_app(clock.clone());
+        let TestApp { app, clock, dir } = TestApp::new();
         Self {
-            app: parts.app,
+            app,
             clock,
             router: docare_auth::router(),
             _dir: dir,
@@ -61,55 +56,23 @@ impl Harness {
         body: Option<Value>,
         token: Option<&str>,
     ) -> Answer {
-        let mut req = ApiRequest::new(method, path);
+        let mut req = request(method, path, token, body);
         req.source_ip = Some(ip.to_string());
-        if let Some(body) = body {
-            req.body = serde_json::to_vec(&body).unwrap().into();
-        }
-        if let Some(token) = token {
-            req.headers
-                .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        }
-        let response = self.router.dispatch(&self.app, req).await;
-        let body = if response.body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&response.body).unwrap()
-        };
-        Answer {
-            status: response.status.as_u16(),
-            body,
-        }
+        let (status, body) = dispatch(&self.router, &self.app, req).await;
+        Answer { status, body }
     }
 
     /// Every queued e-mail, oldest first (and removes them).
     async fn mails(&self) -> Vec<Notification> {
-        let queue = &self.app.config.queues.notifications;
         let mut out = Vec::new();
-        loop {
-            let batch = self
-                .app
-                .queue
-                .receive(queue, 10, Duration::from_secs(30))
-                .await
-                .unwrap();
-            if batch.is_empty() {
-                return out;
-            }
-            for message in batch {
-                self.app
-                    .queue
-                    .delete(queue, &message.receipt_handle)
-                    .await
-                    .unwrap();
-                let sealed: Notification = serde_json::from_str(&message.body).unwrap();
-                assert!(
-                    sealed.sealed.is_some() && sealed.to.is_empty() && sealed.body.is_empty(),
-                    "sealed on the queue"
-                );
-                out.push(sealed.open(&self.app).await.unwrap());
-            }
+        for (_, sealed) in drain_notifications(&self.app).await {
+            assert!(
+                sealed.sealed.is_some() && sealed.to.is_empty() && sealed.body.is_empty(),
+                "sealed on the queue"
+            );
+            out.push(sealed.open(&self.app).await.unwrap());
         }
+        out
     }
 
     async fn last_token_mailed_to(&self, to: &str) -> String {

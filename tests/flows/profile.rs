@@ -2,17 +2,14 @@
 //! audited reveal, who may read it, no plaintext at rest, integrity failures audited,
 //! KMS outages.
 
-use chrono::{TimeZone, Utc};
 use http::Method;
 use serde_json::{json, Value};
 use shared::audit::{Action, AuditReader, TimeRange};
-use shared::auth::accounts::{NewAccount, Status};
-use shared::auth::{accounts, care, Role};
-use shared::clock::ManualClock;
+use shared::auth::{care, Role};
 use shared::http::pagination::PageRequest;
 use shared::http::{ApiRequest, Router};
 use shared::ports::db::{Key, Update};
-use shared::testing::{local_app, with_ports, Outage};
+use shared::testing::{self, dispatch, request, with_ports, AuditTableDown, Outage, TestApp};
 use shared::App;
 use std::sync::Arc;
 
@@ -34,31 +31,14 @@ struct Answer {
 }
 
 async fn account(app: &App, email: &str, role: Role) -> String {
-    let created = accounts::create(
-        app,
-        NewAccount {
-            email,
-            full_name: "Someone",
-            password_hash: "!".into(),
-            role,
-            status: Status::Active,
-        },
-    )
-    .await;
-    match created {
-        Ok(a) => a.id,
-        Err(_) => panic!("account"),
-    }
+    testing::account(app, email, "Someone", role).await
 }
 
 impl H {
     fn new() -> Self {
-        let clock = Arc::new(ManualClock::new(
-            Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap(),
-        ));
-        let (parts, dir) = local_app(clock);
+        let TestApp { app, dir, .. } = TestApp::new();
         Self {
-            app: parts.app,
+            app,
             router: docare_users::router(),
             dir,
         }
@@ -66,12 +46,7 @@ impl H {
 
     async fn token(&self, user: &str, role: Role, mfa: bool) -> String {
         let amr: &[&str] = if mfa { &["pwd", "mfa"] } else { &["pwd"] };
-        self.app
-            .tokens
-            .issue(&self.app, user, role, "s1", amr)
-            .await
-            .unwrap()
-            .0
+        testing::token(&self.app, user, role, "s1", amr).await
     }
 
     async fn call_on(
@@ -83,26 +58,13 @@ impl H {
         body: Option<Value>,
         reason: Option<&str>,
     ) -> Answer {
-        let mut req = ApiRequest::new(method, path);
-        req.headers
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let mut req = request(method, path, Some(token), body);
         if let Some(reason) = reason {
             req.headers
                 .insert("x-access-reason", reason.parse().unwrap());
         }
-        if let Some(body) = body {
-            req.body = serde_json::to_vec(&body).unwrap().into();
-        }
-        let response = self.router.dispatch(app, req).await;
-        let body = if response.body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&response.body).unwrap()
-        };
-        Answer {
-            status: response.status.as_u16(),
-            body,
-        }
+        let (status, body) = dispatch(&self.router, app, req).await;
+        Answer { status, body }
     }
 
     async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Answer {
@@ -457,67 +419,7 @@ async fn a_failed_audit_write_means_no_phi() {
     )
     .await;
     // The audit table is unreachable: every other table still answers.
-    struct AuditDown(Arc<dyn shared::ports::Database>, String);
-    #[async_trait::async_trait]
-    impl shared::ports::Database for AuditDown {
-        async fn get(
-            &self,
-            t: &str,
-            k: &Key,
-        ) -> Result<Option<shared::ports::db::Item>, shared::ports::db::DbError> {
-            self.0.get(t, k).await
-        }
-        async fn put(
-            &self,
-            t: &str,
-            i: shared::ports::db::Item,
-            c: Option<shared::ports::db::Condition>,
-        ) -> Result<(), shared::ports::db::DbError> {
-            self.0.put(t, i, c).await
-        }
-        async fn update(
-            &self,
-            t: &str,
-            k: &Key,
-            u: Update,
-            c: Option<shared::ports::db::Condition>,
-        ) -> Result<shared::ports::db::Item, shared::ports::db::DbError> {
-            self.0.update(t, k, u, c).await
-        }
-        async fn delete(
-            &self,
-            t: &str,
-            k: &Key,
-            c: Option<shared::ports::db::Condition>,
-        ) -> Result<Option<shared::ports::db::Item>, shared::ports::db::DbError> {
-            self.0.delete(t, k, c).await
-        }
-        async fn query(
-            &self,
-            t: &str,
-            q: shared::ports::db::Query,
-        ) -> Result<shared::ports::db::QueryPage, shared::ports::db::DbError> {
-            self.0.query(t, q).await
-        }
-        async fn transact_write(
-            &self,
-            ops: Vec<shared::ports::db::WriteOp>,
-        ) -> Result<(), shared::ports::db::DbError> {
-            if ops.iter().any(|op| op.target().0 == self.1) {
-                return Err(shared::ports::db::DbError::Unavailable(
-                    "audit table down".into(),
-                ));
-            }
-            self.0.transact_write(ops).await
-        }
-        async fn check(&self, t: &str) -> Result<(), shared::ports::db::DbError> {
-            self.0.check(t).await
-        }
-    }
-    let audit_table = h.app.config.audit_table.clone();
-    let app = with_ports(&h.app, |p| {
-        p.db = Arc::new(AuditDown(p.db.clone(), audit_table))
-    });
+    let app = with_ports(&h.app, |p| p.db = AuditTableDown::of(&h.app));
     let answer = h
         .call_on(
             &app,

@@ -3,24 +3,18 @@
 //! DynamoDB (`--aws`, against the emulator `scripts/test` starts); intact is exit 0 with
 //! a summary, and a deleted, edited or truncated event is exit 1 naming it.
 
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
 use shared::adapters::aws::DynamoDb;
-use shared::adapters::local::{self, LocalKeyring, LocalStore};
+use shared::adapters::local::{LocalKeyring, LocalStore};
 use shared::audit::{chain_pk, seq_sk, Action, Actor, AuditEvent, AuditWriter, Outcome, Reason};
 use shared::clock::{Clock, SystemClock};
 use shared::crypto::{CachePolicy, Envelope};
 use shared::ports::db::{Database, Index, Item, Key, Value};
+use shared::testing::{aws, local_app_in, local_test_config};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_docare-audit-verify");
-const ENV_ENDPOINT: &str = "DOCARE_TEST_AWS_ENDPOINT";
-const ENV_SKIP: &str = "DOCARE_TEST_SKIP_AWS";
 
 /// Where the chains live and how the binary reaches them.
 struct Target {
@@ -96,7 +90,7 @@ async fn exercise(target: Target) {
             "test",
             CachePolicy::default(),
         ));
-        let mut config = local::local_config("ws://127.0.0.1:1", "warn");
+        let mut config = local_test_config();
         config.table = target.table.clone();
         config.audit_table = target.audit_table.clone();
         let writer = |shard| {
@@ -158,17 +152,9 @@ async fn exercise(target: Target) {
 #[tokio::test]
 async fn verifies_the_local_data_folder_and_names_each_break() {
     let data = tempfile::tempdir().expect("dir");
-    let config = local::local_config("ws://127.0.0.1:1", "warn");
+    let config = local_test_config();
     // A data folder as the local stack creates it.
-    drop(
-        local::open(
-            data.path(),
-            config.clone(),
-            "http://127.0.0.1:1",
-            Arc::new(SystemClock),
-        )
-        .expect("local stack data"),
-    );
+    drop(local_app_in(data.path(), Arc::new(SystemClock)));
     let store_path: PathBuf = data.path().join("store.redb");
     exercise(Target {
         // Opened per step and dropped after it: the binary needs the file unlocked.
@@ -196,89 +182,16 @@ fn a_missing_folder_is_not_an_empty_trail() {
     assert_eq!(output.status.code(), Some(2));
 }
 
-/// The emulator's URL; `None` when skipped knowingly (as the contract tests do).
-fn aws_endpoint() -> Option<String> {
-    match std::env::var(ENV_ENDPOINT) {
-        Ok(url) if !url.trim().is_empty() => Some(url.trim().trim_end_matches('/').to_string()),
-        _ if std::env::var(ENV_SKIP).as_deref() == Ok("1") => {
-            eprintln!("skipped: {ENV_SKIP}=1 (AWS adapter not tested)");
-            None
-        }
-        _ => panic!(
-            "AWS emulator not running: run scripts/test, or set {ENV_SKIP}=1 to skip knowingly \
-             ({ENV_ENDPOINT} is unset)"
-        ),
-    }
-}
-
-async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, indexes: &[Index]) {
-    let schema = |hash: &str, range: &str| {
-        [(hash, KeyType::Hash), (range, KeyType::Range)]
-            .into_iter()
-            .map(|(n, k)| {
-                KeySchemaElement::builder()
-                    .attribute_name(n)
-                    .key_type(k)
-                    .build()
-                    .expect("schema")
-            })
-            .collect::<Vec<_>>()
-    };
-    let names = indexes.iter().flat_map(|i| [i.pk_attr(), i.sk_attr()]);
-    let attributes = ["pk", "sk"]
-        .into_iter()
-        .chain(names)
-        .map(|n| {
-            AttributeDefinition::builder()
-                .attribute_name(n)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute")
-        })
-        .collect();
-    let gsis = indexes
-        .iter()
-        .map(|i| {
-            GlobalSecondaryIndex::builder()
-                .index_name(i.name())
-                .set_key_schema(Some(schema(i.pk_attr(), i.sk_attr())))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()
-                .expect("index")
-        })
-        .collect();
-    client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .set_attribute_definitions(Some(attributes))
-        .set_key_schema(Some(schema("pk", "sk")))
-        .set_global_secondary_indexes(Some(gsis))
-        .send()
-        .await
-        .expect("create table");
-}
-
 #[tokio::test]
 async fn verifies_dynamodb_tables_and_names_each_break() {
-    let Some(endpoint) = aws_endpoint() else {
+    let Some(endpoint) = aws::endpoint() else {
         return;
     };
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&endpoint)
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .build();
-    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let client = aws_sdk_dynamodb::Client::new(&aws::sdk_config(&endpoint));
     let suffix = ulid::Ulid::new().to_string().to_lowercase();
     let (table, audit_table) = (format!("docare-{suffix}"), format!("docare-audit-{suffix}"));
-    create_table(&client, &table, &[Index::Gsi1, Index::Gsi2]).await;
-    create_table(&client, &audit_table, &Index::ALL).await;
+    aws::create_table(&client, &table, &[Index::Gsi1, Index::Gsi2]).await;
+    aws::create_table(&client, &audit_table, &Index::ALL).await;
     let db: Arc<dyn Database> = Arc::new(DynamoDb::new(client, Arc::new(SystemClock)));
     exercise(Target {
         open: Box::new(move || db.clone()),
@@ -291,13 +204,7 @@ async fn verifies_dynamodb_tables_and_names_each_break() {
         ],
         table,
         audit_table,
-        env: vec![
-            ("AWS_ENDPOINT_URL", endpoint),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "testing".into()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-        ],
+        env: aws::child_env(&endpoint),
     })
     .await;
 }

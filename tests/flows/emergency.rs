@@ -1,17 +1,17 @@
 //! Emergency contacts and SOS through the router on the local adapters.
 
-use chrono::{TimeZone, Utc};
 use http::Method;
 use serde_json::{json, Value};
-use shared::auth::accounts::{self, NewAccount, Status};
 use shared::auth::{care, Role};
 use shared::clock::ManualClock;
-use shared::http::{ApiRequest, Router};
+use shared::http::Router;
 use shared::notifications::Notification;
-use shared::testing::{local_app, with_ports, AuditTableDown, Outage};
+use shared::testing::{
+    account, dispatch, drain_notifications, request, token, with_ports, AuditTableDown, Outage,
+    TestApp,
+};
 use shared::App;
 use std::sync::Arc;
-use std::time::Duration;
 
 struct H {
     app: App,
@@ -22,12 +22,9 @@ struct H {
 
 impl H {
     fn new() -> Self {
-        let clock = Arc::new(ManualClock::new(
-            Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap(),
-        ));
-        let (parts, dir) = local_app(clock.clone());
+        let TestApp { app, clock, dir } = TestApp::new();
         Self {
-            app: parts.app,
+            app,
             clock,
             router: docare_emergency::router(),
             _dir: dir,
@@ -35,26 +32,9 @@ impl H {
     }
 
     async fn user(&self, email: &str, role: Role) -> (String, String) {
-        let account = accounts::create(
-            &self.app,
-            NewAccount {
-                email,
-                full_name: "Homer Simpson",
-                password_hash: "!".into(),
-                role,
-                status: Status::Active,
-            },
-        )
-        .await
-        .unwrap_or_else(|_| panic!("account"));
-        let token = self
-            .app
-            .tokens
-            .issue(&self.app, &account.id, role, "s", &["pwd"])
-            .await
-            .unwrap()
-            .0;
-        (account.id, token)
+        let id = account(&self.app, email, "Homer Simpson", role).await;
+        let token = token(&self.app, &id, role, "s", &["pwd"]).await;
+        (id, token)
     }
 
     async fn call_on(
@@ -65,19 +45,7 @@ impl H {
         token: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = ApiRequest::new(method, path);
-        req.headers
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        if let Some(body) = body {
-            req.body = serde_json::to_vec(&body).unwrap().into();
-        }
-        let response = self.router.dispatch(app, req).await;
-        let body = if response.body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&response.body).unwrap()
-        };
-        (response.status.as_u16(), body)
+        dispatch(&self.router, app, request(method, path, Some(token), body)).await
     }
 
     async fn call(
@@ -92,36 +60,19 @@ impl H {
 
     /// Queued notifications, opened (and asserted sealed on the queue).
     async fn queued(&self) -> Vec<Notification> {
-        let queue = &self.app.config.queues.notifications;
         let mut out = Vec::new();
-        loop {
-            let batch = self
-                .app
-                .queue
-                .receive(queue, 10, Duration::from_secs(30))
-                .await
-                .unwrap();
-            if batch.is_empty() {
-                return out;
-            }
-            for m in batch {
-                self.app
-                    .queue
-                    .delete(queue, &m.receipt_handle)
-                    .await
-                    .unwrap();
-                let sealed: Notification = serde_json::from_str(&m.body).unwrap();
-                assert!(
-                    sealed.sealed.is_some() && sealed.to.is_empty(),
-                    "sealed on the queue"
-                );
-                assert!(
-                    !m.body.contains("Homer") && !m.body.contains("+1415"),
-                    "no PHI on the queue"
-                );
-                out.push(sealed.open(&self.app).await.unwrap());
-            }
+        for (body, sealed) in drain_notifications(&self.app).await {
+            assert!(
+                sealed.sealed.is_some() && sealed.to.is_empty(),
+                "sealed on the queue"
+            );
+            assert!(
+                !body.contains("Homer") && !body.contains("+1415"),
+                "no PHI on the queue"
+            );
+            out.push(sealed.open(&self.app).await.unwrap());
         }
+        out
     }
 }
 

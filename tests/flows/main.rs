@@ -1,0 +1,6 @@
+//! The functions' flows through their routers on a throw-away local app with a manual
+//! clock (`shared::testing::TestApp`), one module per function, in one test binary.
+
+mod auth;
+mod emergency;
+mod profile;
