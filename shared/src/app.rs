@@ -37,8 +37,8 @@ pub struct AppContext {
     pub clock: Arc<dyn Clock>,
     /// KMS calls made through this context (tests and benchmarks assert on them).
     pub kms_calls: Arc<KmsCalls>,
-    /// The key service as given, for [`AppContext::ports`].
-    unmetered_keys: Arc<dyn KeyService>,
+    /// The ports as given (unwrapped), for [`AppContext::ports`].
+    given: Ports,
     /// Encrypts and decrypts PHI fields (DESIGN §6); its key cache lives as long as the
     /// instance, which is what keeps KMS calls rare.
     pub crypto: Arc<Envelope>,
@@ -53,6 +53,12 @@ pub struct AppContext {
 impl AppContext {
     /// Wires the services onto the ports. No I/O: keys are fetched on first use.
     pub fn new(config: Config, ports: Ports) -> Self {
+        use crate::ports::recording::{
+            RecordedBlobs, RecordedDatabase, RecordedKeys, RecordedMessenger, RecordedPush,
+            RecordedQueue,
+        };
+        let given = ports.clone();
+        // Every port is recorded (see `ports::recording`); keys are also metered.
         let Ports {
             db,
             blobs,
@@ -62,9 +68,13 @@ impl AppContext {
             messenger,
             clock,
         } = ports;
-        let metered = MeteredKeys::new(keys.clone());
+        let db: Arc<dyn Database> = Arc::new(RecordedDatabase(db));
+        let blobs: Arc<dyn BlobStore> = Arc::new(RecordedBlobs(blobs));
+        let queue: Arc<dyn Queue> = Arc::new(RecordedQueue(queue));
+        let push: Arc<dyn Push> = Arc::new(RecordedPush(push));
+        let messenger: Arc<dyn Messenger> = Arc::new(RecordedMessenger(messenger));
+        let metered = MeteredKeys::new(Arc::new(RecordedKeys(keys)));
         let kms_calls = metered.calls();
-        let unmetered_keys = keys;
         let keys: Arc<dyn KeyService> = Arc::new(metered);
         let stage = config.stage.as_str();
         let crypto = Arc::new(Envelope::new(
@@ -95,7 +105,7 @@ impl AppContext {
             messenger,
             clock,
             kms_calls,
-            unmetered_keys,
+            given,
             crypto,
             index,
             tokens,
@@ -114,17 +124,9 @@ impl AppContext {
         crate::domain::Timestamp::new(self.clock.now())
     }
 
-    /// The ports this context was built on (tests swap one and rebuild).
+    /// The ports this context was built on, as given (tests swap one and rebuild).
     pub fn ports(&self) -> Ports {
-        Ports {
-            db: self.db.clone(),
-            blobs: self.blobs.clone(),
-            keys: self.unmetered_keys.clone(),
-            queue: self.queue.clone(),
-            push: self.push.clone(),
-            messenger: self.messenger.clone(),
-            clock: self.clock.clone(),
-        }
+        self.given.clone()
     }
 }
 

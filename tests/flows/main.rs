@@ -2,5 +2,6 @@
 //! clock (`shared::testing::TestApp`), one module per function, in one test binary.
 
 mod auth;
+mod budgets;
 mod emergency;
 mod profile;

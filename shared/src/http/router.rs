@@ -4,6 +4,7 @@
 
 use super::openapi::RouteDoc;
 use super::{ApiRequest, ApiResponse};
+use crate::ports::recording::{self, Access};
 use crate::{ApiError, App};
 use futures::future::BoxFuture;
 use http::Method;
@@ -107,30 +108,48 @@ impl Router {
     }
 
     /// Routes the request and turns every outcome, errors included, into a response.
-    pub async fn dispatch(&self, app: &App, mut req: ApiRequest) -> ApiResponse {
+    pub async fn dispatch(&self, app: &App, req: ApiRequest) -> ApiResponse {
+        self.dispatch_recorded(app, req).await.0
+    }
+
+    /// [`Router::dispatch`], with every call the request made to an outside service
+    /// (`ports::recording`). The request's log line carries the counts per service.
+    pub async fn dispatch_recorded(
+        &self,
+        app: &App,
+        mut req: ApiRequest,
+    ) -> (ApiResponse, Vec<Access>) {
         let started = Instant::now();
         let request_id = req.request_id.clone();
         let method = req.method.clone();
-        let (route, outcome) = match self.find(&req.method, &req.path) {
-            Ok((route, params)) => {
-                req.params = params;
-                (route.pattern, (route.handler)(app.clone(), req).await)
+        let ((route, outcome), accesses) = recording::record(async {
+            match self.find(&req.method, &req.path) {
+                Ok((route, params)) => {
+                    req.params = params;
+                    (route.pattern, (route.handler)(app.clone(), req).await)
+                }
+                Err(err) => ("(unmatched)", Err(err)),
             }
-            Err(err) => ("(unmatched)", Err(err)),
-        };
+        })
+        .await;
         let response = match outcome {
             Ok(response) => response,
             Err(err) => ApiResponse::error(&err, &request_id),
         };
+        let calls = recording::counts(&accesses);
         tracing::info!(
             request_id,
             method = %method,
             route,
             status = response.status.as_u16(),
             duration_ms = started.elapsed().as_millis() as u64,
+            dynamodb_calls = calls.dynamodb,
+            kms_calls = calls.kms,
+            s3_calls = calls.s3,
+            sqs_calls = calls.sqs,
             "request"
         );
-        response
+        (response, accesses)
     }
 
     /// The Lambda entry point of a REST function.

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod messenger;
 pub mod push;
 pub mod queue;
+pub mod recording;
 
 pub use crate::clock::Clock;
 pub use blobs::BlobStore;

@@ -1,0 +1,431 @@
+//! One recording wrapper around every port: each call to an outside service is noted as
+//! an [`Access`] — the IAM action it needs, the table, bucket, queue or key it touches,
+//! and its scope (the partition-key prefix, the object-key prefix, the KMS context's
+//! purpose). The REST router records each request in its own scope and logs its
+//! counts, so a request's round trips and KMS calls are visible in production; tests
+//! assert per-route budgets with [`record`], and the hardening work proves each
+//! function's IAM role against what its routes actually do.
+//!
+//! Recording is per task (`tokio::task_local!`): work a handler spawns onto another
+//! task is not attributed to the request.
+
+use crate::ports::blobs::{BlobError, BlobMeta, BlobObject, BlobStore, PresignedRequest};
+use crate::ports::db::{
+    Condition, Database, DbError, Item, Key, Query, QueryPage, Update, WriteOp,
+};
+use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Rewrapped, Unwrapped};
+use crate::ports::messenger::{Channel, Messenger, MessengerError, OutboundMessage};
+use crate::ports::push::{Push, PushError, PushOutcome};
+use crate::ports::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One call to an outside service, as IAM sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Access {
+    /// `dynamodb:GetItem`, `kms:Decrypt`, `s3:PutObject`, …
+    pub action: &'static str,
+    /// The table (or `table/index/gsi1`), bucket, queue or KMS key.
+    pub resource: String,
+    /// The partition-key prefix (`USER#`), object-key prefix, or the KMS context's
+    /// `purpose`; empty when the call has none.
+    pub scope: String,
+}
+
+impl Access {
+    fn new(action: &'static str, resource: impl Into<String>, scope: impl Into<String>) -> Self {
+        Self {
+            action,
+            resource: resource.into(),
+            scope: scope.into(),
+        }
+    }
+
+    /// The service part of the action (`dynamodb`, `kms`, …).
+    pub fn service(&self) -> &'static str {
+        self.action.split(':').next().unwrap_or_default()
+    }
+}
+
+type Log = Arc<Mutex<Vec<Access>>>;
+
+tokio::task_local! {
+    static CURRENT: Log;
+}
+
+fn note(access: Access) {
+    let _ = CURRENT.try_with(|log| {
+        if let Ok(mut log) = log.lock() {
+            log.push(access);
+        }
+    });
+}
+
+/// Runs `work` and returns what it returned with every access it made, in order.
+pub async fn record<F: Future>(work: F) -> (F::Output, Vec<Access>) {
+    let log: Log = Arc::default();
+    let output = CURRENT.scope(log.clone(), work).await;
+    let accesses = log.lock().map(|log| log.clone()).unwrap_or_default();
+    (output, accesses)
+}
+
+/// Calls per service, for the request log line and budgets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// DynamoDB requests (a transaction is one, whatever it holds).
+    pub dynamodb: usize,
+    pub kms: usize,
+    pub s3: usize,
+    pub sqs: usize,
+    /// Pushes, e-mails and text messages.
+    pub notify: usize,
+}
+
+/// Counts requests, not items: the writes of one transaction share one request.
+pub fn counts(accesses: &[Access]) -> Counts {
+    let mut counts = Counts::default();
+    let mut items_left = 0usize;
+    for access in accesses {
+        if items_left > 0 && access.service() == "dynamodb" {
+            items_left -= 1;
+            continue;
+        }
+        match access.service() {
+            "dynamodb" => {
+                counts.dynamodb += 1;
+                if let Some(n) = access.scope.strip_prefix(TRANSACTION_MARK) {
+                    items_left = n.parse().unwrap_or(0);
+                }
+            }
+            "kms" => counts.kms += 1,
+            "s3" => counts.s3 += 1,
+            "sqs" => counts.sqs += 1,
+            _ => counts.notify += 1,
+        }
+    }
+    counts
+}
+
+/// The scope of the access that opens a transaction (its items follow it).
+const TRANSACTION_MARK: &str = "transaction:";
+
+/// `USER#01J…` -> `USER#`; a partition without `#` is its own prefix (`SIGNKEYS`).
+fn key_prefix(pk: &str) -> String {
+    match pk.find('#') {
+        Some(i) => pk[..=i].to_string(),
+        None => pk.to_string(),
+    }
+}
+
+fn object_prefix(key: &str) -> String {
+    match key.find('/') {
+        Some(i) => key[..=i].to_string(),
+        None => String::new(),
+    }
+}
+
+fn purpose(context: &EncryptionContext) -> String {
+    context.0.get("purpose").cloned().unwrap_or_default()
+}
+
+/// The recording wrapper of a database.
+pub struct RecordedDatabase(pub Arc<dyn Database>);
+
+#[async_trait]
+impl Database for RecordedDatabase {
+    async fn get(&self, table: &str, key: &Key) -> Result<Option<Item>, DbError> {
+        note(Access::new("dynamodb:GetItem", table, key_prefix(&key.pk)));
+        self.0.get(table, key).await
+    }
+    async fn put(
+        &self,
+        table: &str,
+        item: Item,
+        condition: Option<Condition>,
+    ) -> Result<(), DbError> {
+        let pk = Key::of(&item)
+            .map(|k| key_prefix(&k.pk))
+            .unwrap_or_default();
+        note(Access::new("dynamodb:PutItem", table, pk));
+        self.0.put(table, item, condition).await
+    }
+    async fn update(
+        &self,
+        table: &str,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> Result<Item, DbError> {
+        note(Access::new(
+            "dynamodb:UpdateItem",
+            table,
+            key_prefix(&key.pk),
+        ));
+        self.0.update(table, key, update, condition).await
+    }
+    async fn delete(
+        &self,
+        table: &str,
+        key: &Key,
+        condition: Option<Condition>,
+    ) -> Result<Option<Item>, DbError> {
+        note(Access::new(
+            "dynamodb:DeleteItem",
+            table,
+            key_prefix(&key.pk),
+        ));
+        self.0.delete(table, key, condition).await
+    }
+    async fn query(&self, table: &str, query: Query) -> Result<QueryPage, DbError> {
+        let resource = match query.index {
+            Some(index) => format!("{table}/index/{}", index.name()),
+            None => table.to_string(),
+        };
+        note(Access::new(
+            "dynamodb:Query",
+            resource,
+            key_prefix(&query.pk),
+        ));
+        self.0.query(table, query).await
+    }
+    async fn transact_write(&self, ops: Vec<WriteOp>) -> Result<(), DbError> {
+        note_transaction(&ops);
+        self.0.transact_write(ops).await
+    }
+    async fn transact_write_once(&self, ops: Vec<WriteOp>, token: &str) -> Result<(), DbError> {
+        note_transaction(&ops);
+        self.0.transact_write_once(ops, token).await
+    }
+    async fn check(&self, table: &str) -> Result<(), DbError> {
+        note(Access::new(
+            "dynamodb:GetItem",
+            table,
+            key_prefix("HEALTH#"),
+        ));
+        self.0.check(table).await
+    }
+}
+
+/// A transaction is one request; IAM checks each item's own action.
+fn note_transaction(ops: &[WriteOp]) {
+    note(Access::new(
+        "dynamodb:TransactWriteItems",
+        "",
+        format!("{TRANSACTION_MARK}{}", ops.len()),
+    ));
+    for op in ops {
+        let (table, key) = op.target();
+        let action = match op {
+            WriteOp::Put { .. } => "dynamodb:PutItem",
+            WriteOp::Update { .. } => "dynamodb:UpdateItem",
+            WriteOp::Delete { .. } => "dynamodb:DeleteItem",
+            WriteOp::Check { .. } => "dynamodb:ConditionCheckItem",
+        };
+        note(Access::new(action, table, key_prefix(&key.pk)));
+    }
+}
+
+/// The recording wrapper of a key service.
+pub struct RecordedKeys(pub Arc<dyn KeyService>);
+
+#[async_trait]
+impl KeyService for RecordedKeys {
+    async fn generate_data_key(
+        &self,
+        key_id: &str,
+        context: &EncryptionContext,
+    ) -> Result<DataKey, KeyError> {
+        note(Access::new("kms:GenerateDataKey", key_id, purpose(context)));
+        self.0.generate_data_key(key_id, context).await
+    }
+    async fn decrypt(
+        &self,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Unwrapped, KeyError> {
+        note(Access::new("kms:Decrypt", "", purpose(context)));
+        self.0.decrypt(ciphertext, context).await
+    }
+    async fn re_encrypt(
+        &self,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+        destination_key_id: &str,
+        destination_context: &EncryptionContext,
+    ) -> Result<Rewrapped, KeyError> {
+        note(Access::new("kms:ReEncryptFrom", "", purpose(context)));
+        note(Access::new(
+            "kms:ReEncryptTo",
+            destination_key_id,
+            purpose(destination_context),
+        ));
+        self.0
+            .re_encrypt(ciphertext, context, destination_key_id, destination_context)
+            .await
+    }
+    async fn resolve_key_id(&self, key_id: &str) -> Result<String, KeyError> {
+        note(Access::new("kms:DescribeKey", key_id, ""));
+        self.0.resolve_key_id(key_id).await
+    }
+    async fn check(&self, key_id: &str) -> Result<(), KeyError> {
+        note(Access::new("kms:DescribeKey", key_id, ""));
+        self.0.check(key_id).await
+    }
+}
+
+/// The recording wrapper of a blob store.
+pub struct RecordedBlobs(pub Arc<dyn BlobStore>);
+
+#[async_trait]
+impl BlobStore for RecordedBlobs {
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<(), BlobError> {
+        note(Access::new("s3:PutObject", bucket, object_prefix(key)));
+        self.0.put(bucket, key, body, content_type, metadata).await
+    }
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<BlobObject>, BlobError> {
+        note(Access::new("s3:GetObject", bucket, object_prefix(key)));
+        self.0.get(bucket, key).await
+    }
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<BlobMeta>, BlobError> {
+        note(Access::new("s3:GetObject", bucket, object_prefix(key)));
+        self.0.head(bucket, key).await
+    }
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError> {
+        note(Access::new("s3:DeleteObject", bucket, object_prefix(key)));
+        self.0.delete(bucket, key).await
+    }
+    async fn presign_put(
+        &self,
+        bucket: &str,
+        key: &str,
+        content_type: &str,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, BlobError> {
+        // Signed locally: no request now, but the URL carries this right.
+        note(Access::new("s3:PutObject", bucket, object_prefix(key)));
+        self.0
+            .presign_put(bucket, key, content_type, expires_in)
+            .await
+    }
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, BlobError> {
+        note(Access::new("s3:GetObject", bucket, object_prefix(key)));
+        self.0.presign_get(bucket, key, expires_in).await
+    }
+    async fn check(&self, bucket: &str) -> Result<(), BlobError> {
+        note(Access::new("s3:ListBucket", bucket, ""));
+        self.0.check(bucket).await
+    }
+}
+
+/// The recording wrapper of a queue.
+pub struct RecordedQueue(pub Arc<dyn Queue>);
+
+#[async_trait]
+impl Queue for RecordedQueue {
+    async fn send(&self, queue: &str, message: OutgoingMessage) -> Result<String, QueueError> {
+        note(Access::new("sqs:SendMessage", queue, ""));
+        self.0.send(queue, message).await
+    }
+    async fn send_batch(
+        &self,
+        queue: &str,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<(), QueueError> {
+        for _ in messages.chunks(10) {
+            note(Access::new("sqs:SendMessage", queue, ""));
+        }
+        self.0.send_batch(queue, messages).await
+    }
+    async fn receive(
+        &self,
+        queue: &str,
+        max: u32,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        note(Access::new("sqs:ReceiveMessage", queue, ""));
+        self.0.receive(queue, max, visibility).await
+    }
+    async fn delete(&self, queue: &str, receipt_handle: &str) -> Result<(), QueueError> {
+        note(Access::new("sqs:DeleteMessage", queue, ""));
+        self.0.delete(queue, receipt_handle).await
+    }
+    async fn check(&self, queue: &str) -> Result<(), QueueError> {
+        note(Access::new("sqs:GetQueueAttributes", queue, ""));
+        self.0.check(queue).await
+    }
+}
+
+/// The recording wrapper of the WebSocket push.
+pub struct RecordedPush(pub Arc<dyn Push>);
+
+#[async_trait]
+impl Push for RecordedPush {
+    async fn post(&self, connection_id: &str, data: &[u8]) -> Result<PushOutcome, PushError> {
+        note(Access::new("execute-api:ManageConnections", "", ""));
+        self.0.post(connection_id, data).await
+    }
+    async fn disconnect(&self, connection_id: &str) -> Result<PushOutcome, PushError> {
+        note(Access::new("execute-api:ManageConnections", "", ""));
+        self.0.disconnect(connection_id).await
+    }
+}
+
+/// The recording wrapper of the messenger (no recipient is recorded: it is PHI).
+pub struct RecordedMessenger(pub Arc<dyn Messenger>);
+
+#[async_trait]
+impl Messenger for RecordedMessenger {
+    async fn send(&self, message: &OutboundMessage) -> Result<String, MessengerError> {
+        let action = match message.channel {
+            Channel::Email => "ses:SendEmail",
+            Channel::Sms => "sns:Publish",
+        };
+        note(Access::new(action, "", ""));
+        self.0.send(message).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_name_partitions_not_records() {
+        assert_eq!(key_prefix("USER#01JD5Z6Q8W3M0V7K2R9T4Y6B1C"), "USER#");
+        assert_eq!(key_prefix("RATE#general#user:1#0"), "RATE#");
+        assert_eq!(key_prefix("SIGNKEYS"), "SIGNKEYS");
+        assert_eq!(object_prefix("uploads/01J/file.pdf"), "uploads/");
+    }
+
+    #[test]
+    fn a_transaction_is_one_request() {
+        let ops = [
+            Access::new("dynamodb:GetItem", "t", "USER#"),
+            Access::new("dynamodb:TransactWriteItems", "", "transaction:2"),
+            Access::new("dynamodb:PutItem", "a", "CHAIN#"),
+            Access::new("dynamodb:UpdateItem", "t", "AUDITHEAD#"),
+            Access::new("kms:Decrypt", "", "data-key"),
+            Access::new("dynamodb:Query", "t", "USER#"),
+        ];
+        let counts = counts(&ops);
+        assert_eq!((counts.dynamodb, counts.kms), (3, 1));
+        // An item count beyond what follows cannot hide a later request.
+        assert_eq!(super::counts(&ops[5..]).dynamodb, 1);
+    }
+}
