@@ -7,7 +7,7 @@ use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
 use crate::crypto::blind_index::BlindIndex;
 use crate::crypto::{CachePolicy, Envelope, KmsCalls, MeteredKeys};
-use crate::ports::{BlobStore, Clock, Database, KeyService, Messenger, Push, Queue};
+use crate::ports::{BlobStore, Clock, Database, KeyService, Messenger, Push, Queue, SecretStore};
 use std::sync::Arc;
 
 /// What handlers receive. Cloning is a reference-count increment.
@@ -22,6 +22,7 @@ pub struct Ports {
     pub queue: Arc<dyn Queue>,
     pub push: Arc<dyn Push>,
     pub messenger: Arc<dyn Messenger>,
+    pub secrets: Arc<dyn SecretStore>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -37,6 +38,8 @@ pub struct AppContext {
     pub clock: Arc<dyn Clock>,
     /// KMS calls made through this context (tests and benchmarks assert on them).
     pub kms_calls: Arc<KmsCalls>,
+    /// API keys and webhook secrets of outside services, cached with a bounded age.
+    pub secrets: crate::secrets::Secrets,
     /// The ports as given (unwrapped), for [`AppContext::ports`].
     given: Ports,
     /// Encrypts and decrypts PHI fields (DESIGN §6); its key cache lives as long as the
@@ -55,7 +58,7 @@ impl AppContext {
     pub fn new(config: Config, ports: Ports) -> Self {
         use crate::ports::recording::{
             RecordedBlobs, RecordedDatabase, RecordedKeys, RecordedMessenger, RecordedPush,
-            RecordedQueue,
+            RecordedQueue, RecordedSecrets,
         };
         let given = ports.clone();
         // Every port is recorded (see `ports::recording`); keys are also metered.
@@ -66,6 +69,7 @@ impl AppContext {
             queue,
             push,
             messenger,
+            secrets,
             clock,
         } = ports;
         let db: Arc<dyn Database> = Arc::new(RecordedDatabase(db));
@@ -73,6 +77,8 @@ impl AppContext {
         let queue: Arc<dyn Queue> = Arc::new(RecordedQueue(queue));
         let push: Arc<dyn Push> = Arc::new(RecordedPush(push));
         let messenger: Arc<dyn Messenger> = Arc::new(RecordedMessenger(messenger));
+        let secrets =
+            crate::secrets::Secrets::new(Arc::new(RecordedSecrets(secrets)), clock.clone());
         let metered = MeteredKeys::new(Arc::new(RecordedKeys(keys)));
         let kms_calls = metered.calls();
         let keys: Arc<dyn KeyService> = Arc::new(metered);
@@ -105,6 +111,7 @@ impl AppContext {
             messenger,
             clock,
             kms_calls,
+            secrets,
             given,
             crypto,
             index,

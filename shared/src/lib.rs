@@ -20,6 +20,7 @@ pub mod lambda;
 pub mod notifications;
 pub mod phi;
 pub mod ports;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]

@@ -474,6 +474,16 @@ impl Messenger for Outage {
     }
 }
 
+#[async_trait]
+impl crate::ports::SecretStore for Outage {
+    async fn get(
+        &self,
+        _: &str,
+    ) -> Result<Option<zeroize::Zeroizing<String>>, crate::ports::secrets::SecretError> {
+        Err(crate::ports::secrets::SecretError::Unavailable(down()))
+    }
+}
+
 /// The domain table answers, the audit table does not: proves that a change whose audit
 /// event cannot be recorded is not kept, and that nothing is returned unaudited.
 pub struct AuditTableDown {

@@ -8,6 +8,7 @@ pub mod messenger;
 pub mod push;
 pub mod queue;
 pub mod recording;
+pub mod secrets;
 
 pub use crate::clock::Clock;
 pub use blobs::BlobStore;
@@ -16,3 +17,4 @@ pub use keys::KeyService;
 pub use messenger::Messenger;
 pub use push::Push;
 pub use queue::Queue;
+pub use secrets::SecretStore;

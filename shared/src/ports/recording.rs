@@ -17,6 +17,7 @@ use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Rewra
 use crate::ports::messenger::{Channel, Messenger, MessengerError, OutboundMessage};
 use crate::ports::push::{Push, PushError, PushOutcome};
 use crate::ports::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use crate::ports::secrets::{SecretError, SecretStore};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -398,6 +399,17 @@ impl Messenger for RecordedMessenger {
         };
         note(Access::new(action, "", ""));
         self.0.send(message).await
+    }
+}
+
+/// The recording wrapper of the secret store (the name is recorded, never the value).
+pub struct RecordedSecrets(pub Arc<dyn SecretStore>);
+
+#[async_trait]
+impl SecretStore for RecordedSecrets {
+    async fn get(&self, name: &str) -> Result<Option<zeroize::Zeroizing<String>>, SecretError> {
+        note(Access::new("secretsmanager:GetSecretValue", name, ""));
+        self.0.get(name).await
     }
 }
 

@@ -15,3 +15,4 @@ mod keys;
 mod messenger;
 mod push;
 mod queue;
+mod secrets;

@@ -7,6 +7,7 @@ mod kms;
 mod messenger;
 mod push;
 mod s3;
+mod secrets;
 mod sqs;
 
 pub use dynamodb::DynamoDb;
@@ -14,6 +15,7 @@ pub use kms::Kms;
 pub use messenger::SesSns;
 pub use push::ManagementApi;
 pub use s3::S3Blobs;
+pub use secrets::SecretsManager;
 pub use sqs::Sqs;
 
 use crate::app::Ports;
@@ -58,6 +60,9 @@ pub fn build_app(config: Config, sdk: &aws_config::SdkConfig) -> App {
             aws_sdk_sns::Client::new(sdk),
             config.mail_from.clone(),
         )),
+        secrets: Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
+            sdk,
+        ))),
         clock,
     };
     Arc::new(AppContext::new(config, ports))

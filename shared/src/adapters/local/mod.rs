@@ -15,6 +15,7 @@ mod gateway;
 mod keyring;
 mod outbox;
 mod queue;
+mod secrets;
 mod store;
 
 pub use blobs::{LocalBlobs, PresignedGrant, PRESIGN_PATH};
@@ -22,6 +23,7 @@ pub use gateway::{LocalGateway, Outbound};
 pub use keyring::LocalKeyring;
 pub use outbox::Outbox;
 pub use queue::{LocalQueue, QueueSpec};
+pub use secrets::{SecretsFile, SECRETS_FILE};
 pub use store::LocalStore;
 
 use crate::app::Ports;
@@ -147,6 +149,7 @@ pub fn open(
             queue: Arc::new(queue.clone()),
             push: gateway.clone(),
             messenger: Arc::new(Outbox::new(outbox_dir.clone())),
+            secrets: Arc::new(SecretsFile::new(data_dir.join(SECRETS_FILE))),
             clock,
         },
     ));
