@@ -667,7 +667,7 @@ async fn totp_enrolment_and_login_with_codes_recovery_and_email() {
         .await
         .unwrap()
         .unwrap();
-    let key = shared::ports::db::Key::new(format!("USER#{}", account.id), "PROFILE");
+    let key = shared::store::keys::profile(&account.id);
     let mut profile = shared::ports::db::Item::new();
     profile.insert("pk".into(), DbValue::S(key.pk.clone()));
     profile.insert("sk".into(), DbValue::S(key.sk.clone()));

@@ -62,7 +62,7 @@ async fn a_warm_phi_read_and_write_cost_what_the_design_says() {
         [
             "RATE#",
             "transaction:4",
-            "USER#",
+            "PROFILE#",
             "USER#",
             "CHAIN#",
             "AUDITHEAD#"

@@ -230,10 +230,7 @@ async fn sos_is_accepted_fanned_out_sealed_and_repeats_collapse() {
     assert_eq!(again["status"], "collapsed");
     assert_eq!(again["sos_id"], first["sos_id"]);
     assert!(h.queued().await.is_empty());
-    let key = shared::ports::db::Key::new(
-        format!("USER#{patient}"),
-        format!("SOS#{}", first["sos_id"].as_str().unwrap()),
-    );
+    let key = shared::store::keys::sos_alert(&patient, first["sos_id"].as_str().unwrap());
     let alert = h
         .app
         .db

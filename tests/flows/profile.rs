@@ -8,7 +8,7 @@ use shared::audit::{Action, AuditReader, TimeRange};
 use shared::auth::{care, Role};
 use shared::http::pagination::PageRequest;
 use shared::http::{ApiRequest, Router};
-use shared::ports::db::{Key, Update};
+use shared::ports::db::Update;
 use shared::testing::{self, dispatch, request, with_ports, AuditTableDown, Outage, TestApp};
 use shared::App;
 use std::sync::Arc;
@@ -295,8 +295,8 @@ async fn a_value_swapped_between_users_or_fields_fails_and_is_audited() {
     h.call(Method::PUT, "/api/v1/users/me/profile", &tb, Some(other))
         .await;
     let table = h.app.config.table.clone();
-    let key_a = Key::new(format!("USER#{a}"), "PROFILE");
-    let key_b = Key::new(format!("USER#{b}"), "PROFILE");
+    let key_a = shared::store::keys::profile(&a);
+    let key_b = shared::store::keys::profile(&b);
     let item_a = h.app.db.get(&table, &key_a).await.unwrap().unwrap();
     // A's SSN ciphertext copied into B's item.
     h.app
@@ -355,10 +355,7 @@ async fn kms_down_means_503_nothing_in_the_clear_and_recovery_by_itself() {
     assert!(h
         .app
         .db
-        .get(
-            &h.app.config.table,
-            &Key::new(format!("USER#{me}"), "PROFILE")
-        )
+        .get(&h.app.config.table, &shared::store::keys::profile(&me))
         .await
         .unwrap()
         .is_none());

@@ -4,7 +4,7 @@
 //!
 //! | item | pk | sk | gsi1 | gsi2 |
 //! |---|---|---|---|---|
-//! | relationship | `USER#<provider>` | `CARE#<patient>` | `CAREOF#<patient>` / `<since>#<provider>` | `CARE#<id>` / `CARE` |
+//! | relationship | `CARE#<provider>` | `PATIENT#<patient>` | `CAREOF#<patient>` / `<since>#<provider>` | `CAREID#<id>` / `CARE` |
 
 use crate::ports::db::{Condition, Index, Item, Key, Query, SortKey, Update, Value};
 use crate::store::keys;
@@ -194,7 +194,8 @@ pub async fn care_team(app: &AppContext, patient_id: &str) -> Result<Vec<String>
 
 /// A provider's patients (`USER#<provider>`, `CARE#…`) as a query.
 fn of_provider(provider_id: &str) -> Query {
-    Query::partition(keys::user(provider_id)).sort_key(SortKey::BeginsWith(keys::CARE_SK.into()))
+    Query::partition(keys::care_of_provider(provider_id))
+        .sort_key(SortKey::BeginsWith(keys::CARE_SK.into()))
 }
 
 /// A patient's providers, through gsi1.

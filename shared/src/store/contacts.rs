@@ -1,5 +1,5 @@
-//! Emergency contacts: `USER#<id>` / `ECONTACT#<contact id>`, every field sealed on its
-//! own. The count lives in `USER#<id>` / `ECONTACTS` and is raised in the same
+//! Emergency contacts: `ECONTACTS#<id>` / `CONTACT#<contact id>`, every field sealed on
+//! its own. The count lives in `ECONTACTS#<id>` / `COUNT` and is raised in the same
 //! transaction as the insert under a `count < MAX` condition, so the limit holds however
 //! many requests race. Each change is committed with its audit event.
 
@@ -58,7 +58,8 @@ impl From<CreateError> for ApiError {
 }
 
 fn of_user(user_id: &str) -> Query {
-    Query::partition(keys::user(user_id)).sort_key(SortKey::BeginsWith(keys::CONTACT_SK.into()))
+    Query::partition(keys::contacts_of(user_id))
+        .sort_key(SortKey::BeginsWith(keys::CONTACT_SK.into()))
 }
 
 async fn sealed_item(

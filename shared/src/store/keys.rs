@@ -21,7 +21,9 @@ pub struct ItemKind {
     pub holds: &'static str,
 }
 
-/// The key schema, for docs and the tests that keep docs and code in step.
+/// The key schema, for docs and the tests that keep docs and code in step. Each
+/// partition prefix has one owner (the function that writes it), so a function's IAM
+/// can be scoped to the prefixes it writes and reads with `dynamodb:LeadingKeys`.
 pub const SCHEMA: &[ItemKind] = &[
     ItemKind {
         pk: USER,
@@ -29,39 +31,44 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "account (role, status, sealed e-mail and name, password hash, TOTP)",
     },
     ItemKind {
-        pk: USER,
+        pk: PROFILE,
         sk: "PROFILE",
         holds: "profile (sealed PHI fields)",
     },
     ItemKind {
-        pk: USER,
+        pk: SESSION,
         sk: "SESSION#",
         holds: "session (one login: amr, revoked, expiry)",
     },
     ItemKind {
-        pk: USER,
+        pk: RECOVERY,
         sk: "RECOVERY#",
         holds: "MFA recovery code by hash (one set at a time)",
     },
     ItemKind {
-        pk: USER,
-        sk: "CARE#",
-        holds: "care relationship (provider side; gsi1 CAREOF#patient, gsi2 CARE#id)",
+        pk: CARE,
+        sk: "PATIENT#",
+        holds: "care relationship, provider side (gsi1 CAREOF#patient, gsi2 CAREID#id)",
     },
     ItemKind {
-        pk: USER,
-        sk: "ECONTACT#",
+        pk: CONTACTS,
+        sk: "CONTACT#",
         holds: "emergency contact (sealed fields)",
     },
     ItemKind {
-        pk: USER,
-        sk: "ECONTACTS",
+        pk: CONTACTS,
+        sk: "COUNT",
         holds: "emergency contact count (limit kept by a condition)",
     },
     ItemKind {
-        pk: USER,
-        sk: "SOS#",
-        holds: "SOS alert; SOS#ACTIVE is the open collapse window (TTL)",
+        pk: SOS,
+        sk: "ALERT#",
+        holds: "SOS alert (sealed location and message)",
+    },
+    ItemKind {
+        pk: SOS,
+        sk: "ACTIVE",
+        holds: "the open SOS collapse window (TTL)",
     },
     ItemKind {
         pk: EMAIL,
@@ -131,6 +138,12 @@ pub const SCHEMA: &[ItemKind] = &[
 ];
 
 pub const USER: &str = "USER#";
+pub const PROFILE: &str = "PROFILE#";
+pub const SESSION: &str = "SESSION#";
+pub const RECOVERY: &str = "RECOVERY#";
+pub const CARE: &str = "CARE#";
+pub const CONTACTS: &str = "ECONTACTS#";
+pub const SOS: &str = "SOS#";
 pub const EMAIL: &str = "EMAIL#";
 pub const REFRESH: &str = "REFRESH#";
 pub const MFA: &str = "MFA#";
@@ -148,35 +161,40 @@ pub const HEALTH: &str = "HEALTH#";
 /// gsi1 partition of a patient's providers.
 pub const CARE_OF: &str = "CAREOF#";
 /// gsi2 partition of one care relationship by id.
-pub const CARE_BY_ID: &str = "CARE#";
+pub const CARE_BY_ID: &str = "CAREID#";
 /// gsi1 partition of a user's open WebSocket connections.
 pub const CONNS_OF: &str = "CONNS#";
 
-/// `USER#<id>`: the partition of everything one user owns.
-pub fn user(user_id: &str) -> String {
-    format!("{USER}{user_id}")
+/// `<prefix><user id>`: one owner's partition of one user's items.
+fn of(prefix: &str, user_id: &str) -> String {
+    format!("{prefix}{user_id}")
 }
 
 pub fn account(user_id: &str) -> Key {
-    Key::new(user(user_id), "ACCOUNT")
+    Key::new(of(USER, user_id), "ACCOUNT")
 }
 
 pub fn profile(user_id: &str) -> Key {
-    Key::new(user(user_id), "PROFILE")
+    Key::new(of(PROFILE, user_id), "PROFILE")
 }
 
 pub fn session(user_id: &str, session_id: &str) -> Key {
-    Key::new(user(user_id), format!("SESSION#{session_id}"))
+    Key::new(of(SESSION, user_id), format!("SESSION#{session_id}"))
 }
 
 pub fn recovery_code(user_id: &str, hash: &str) -> Key {
-    Key::new(user(user_id), format!("RECOVERY#{hash}"))
+    Key::new(of(RECOVERY, user_id), format!("RECOVERY#{hash}"))
 }
 
-pub const CARE_SK: &str = "CARE#";
+pub const CARE_SK: &str = "PATIENT#";
 
 pub fn care(provider_id: &str, patient_id: &str) -> Key {
-    Key::new(user(provider_id), format!("{CARE_SK}{patient_id}"))
+    Key::new(of(CARE, provider_id), format!("{CARE_SK}{patient_id}"))
+}
+
+/// The partition of a provider's care relationships.
+pub fn care_of_provider(provider_id: &str) -> String {
+    of(CARE, provider_id)
 }
 
 pub fn care_of(patient_id: &str) -> String {
@@ -187,22 +205,27 @@ pub fn care_by_id(id: &str) -> String {
     format!("{CARE_BY_ID}{id}")
 }
 
-pub const CONTACT_SK: &str = "ECONTACT#";
+pub const CONTACT_SK: &str = "CONTACT#";
 
 pub fn contact(user_id: &str, contact_id: &str) -> Key {
-    Key::new(user(user_id), format!("{CONTACT_SK}{contact_id}"))
+    Key::new(of(CONTACTS, user_id), format!("{CONTACT_SK}{contact_id}"))
+}
+
+/// The partition of a user's emergency contacts.
+pub fn contacts_of(user_id: &str) -> String {
+    of(CONTACTS, user_id)
 }
 
 pub fn contact_count(user_id: &str) -> Key {
-    Key::new(user(user_id), "ECONTACTS")
+    Key::new(of(CONTACTS, user_id), "COUNT")
 }
 
 pub fn sos_window(user_id: &str) -> Key {
-    Key::new(user(user_id), "SOS#ACTIVE")
+    Key::new(of(SOS, user_id), "ACTIVE")
 }
 
 pub fn sos_alert(user_id: &str, alert_id: &str) -> Key {
-    Key::new(user(user_id), format!("SOS#{alert_id}"))
+    Key::new(of(SOS, user_id), format!("ALERT#{alert_id}"))
 }
 
 pub fn email_claim(index: &str) -> Key {
@@ -292,20 +315,23 @@ mod tests {
     }
 
     #[test]
-    fn a_user_owns_one_partition_for_all_its_items() {
-        for key in [
-            account("u1"),
-            profile("u1"),
-            session("u1", "s"),
-            care("u1", "p"),
-            contact("u1", "c"),
-            contact_count("u1"),
-            sos_window("u1"),
-            sos_alert("u1", "a"),
-            recovery_code("u1", "h"),
-        ] {
-            assert_eq!(key.pk, "USER#u1");
+    fn each_owner_has_its_own_partition_of_a_users_items() {
+        let partitions = [
+            account("u1").pk,            // auth, users
+            profile("u1").pk,            // users
+            session("u1", "s").pk,       // auth
+            recovery_code("u1", "h").pk, // auth
+            care("u1", "p").pk,          // users (appointments later)
+            contact("u1", "c").pk,       // emergency
+            sos_alert("u1", "a").pk,     // emergency
+        ];
+        for (i, a) in partitions.iter().enumerate() {
+            assert!(a.ends_with("#u1"), "{a}");
+            for b in &partitions[i + 1..] {
+                assert_ne!(a, b);
+            }
         }
-        assert_eq!(session("u1", "s").sk, "SESSION#s");
+        assert_eq!(contact_count("u1").pk, contact("u1", "c").pk);
+        assert_eq!(sos_window("u1").pk, sos_alert("u1", "a").pk);
     }
 }

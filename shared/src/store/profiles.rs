@@ -1,4 +1,4 @@
-//! The profile repository: `USER#<id>` / `PROFILE`, each PHI field sealed on its own and
+//! The profile repository: `PROFILE#<id>` / `PROFILE`, each PHI field sealed on its own and
 //! bound to the item and the attribute; the (sealed) full name lives on the account.
 //! Fields are written and opened by name, never by position.
 

@@ -1,5 +1,5 @@
-//! SOS alerts: `USER#<id>` / `SOS#<alert id>` (location and message sealed), and the
-//! open collapse window `USER#<id>` / `SOS#ACTIVE` (TTL), created together under
+//! SOS alerts: `SOS#<id>` / `ALERT#<alert id>` (location and message sealed), and the
+//! open collapse window `SOS#<id>` / `ACTIVE` (TTL), created together under
 //! `NotExists` so two racing alerts open one window. Each write is committed with its
 //! audit event.
 
