@@ -8,7 +8,6 @@
 use serde::Serialize;
 use shared::auth::accounts::{self, seal, CreateError, NewAccount, Status};
 use shared::auth::{care, passwords, secrets, totp, Role};
-use shared::ports::db::Update;
 use shared::{ApiError, AppContext};
 use std::path::{Path, PathBuf};
 
@@ -71,17 +70,11 @@ pub async fn create(
     let mut totp_secret = None;
     if with_totp {
         let encoded = totp::base32(&totp::new_secret());
-        accounts::update(
+        let sealed = seal(app, &account.id, "totp_secret", &encoded).await?;
+        accounts::change(
             app,
             &account.id,
-            Update::new()
-                .set(
-                    "totp_secret",
-                    seal(app, &account.id, "totp_secret", &encoded).await?,
-                )
-                .set("mfa_enabled", true)
-                .set("totp_last_step", 0i64),
-            None,
+            accounts::AccountChange::new().enable_totp(sealed),
         )
         .await?;
         totp_secret = Some(encoded);

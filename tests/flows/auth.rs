@@ -9,7 +9,7 @@ use shared::auth::totp;
 use shared::clock::ManualClock;
 use shared::http::{ApiRequest, Router};
 use shared::notifications::Notification;
-use shared::ports::db::{Update, Value as DbValue};
+use shared::ports::db::Value as DbValue;
 use shared::testing::{dispatch, drain_notifications, request, with_ports, Outage, TestApp};
 use shared::App;
 use std::sync::Arc;
@@ -834,11 +834,10 @@ async fn bcrypt_hashes_from_the_predecessor_are_upgraded_on_login() {
     let legacy = bcrypt::hash_with_result("legacy password", 12)
         .unwrap()
         .format_for_version(bcrypt::Version::TwoB);
-    accounts::update(
+    accounts::change(
         &h.app,
         &account.id,
-        Update::new().set("password_hash", DbValue::S(legacy)),
-        None,
+        accounts::AccountChange::new().password_hash(legacy),
     )
     .await
     .unwrap();

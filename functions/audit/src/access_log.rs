@@ -10,9 +10,8 @@
 use serde::Serialize;
 use shared::audit::{parse_time, Action, AuditReader, Outcome, Resource, StoredEvent, TimeRange};
 use shared::auth::{authenticate, record};
-use shared::http::pagination::{decode_cursor, encode_cursor, Page, PageRequest, MAX_LIMIT};
+use shared::http::pagination::{cursor_position, position_cursor, Page, PageRequest, MAX_LIMIT};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
-use shared::ports::db::{Item, Value};
 use shared::{ApiError, App};
 
 /// The caller's records whose events are listed (type; the id is the caller's id).
@@ -22,7 +21,6 @@ pub const ACCESS_LOG: &str = "access_log";
 /// Index pages read per record and request: bounds the work when the caller's own
 /// events crowd out others' (a short page with a cursor is then answered).
 const MAX_READS_PER_RECORD: usize = 3;
-const CURSOR_KEY: &str = "before";
 
 /// One access, as its subject sees it.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -72,11 +70,7 @@ fn before(req: &ApiRequest) -> Result<Option<String>, ApiError> {
     let Some(cursor) = req.query_param("cursor") else {
         return Ok(None);
     };
-    let item = decode_cursor(cursor)?;
-    let value = match (item.len(), item.get(CURSOR_KEY).and_then(Value::as_str)) {
-        (1, Some(value)) => value.to_string(),
-        _ => return Err(invalid_cursor()),
-    };
+    let value = cursor_position(cursor)?;
     let (time, id) = value.split_once('#').ok_or_else(invalid_cursor)?;
     if parse_time(time).is_none() || !crate::is_opaque_id(id) {
         return Err(invalid_cursor());
@@ -104,14 +98,11 @@ async fn scan_record(
             .and_then(|b| b.split_once('#'))
             .and_then(|(time, _)| parse_time(time)),
     };
-    let mut start: Option<Item> = None;
+    let mut next_cursor: Option<String> = None;
     let mut found = Vec::new();
     let mut frontier = None;
     for _ in 0..MAX_READS_PER_RECORD {
-        let request = PageRequest {
-            limit: MAX_LIMIT,
-            start: start.take(),
-        };
+        let request = PageRequest::resume(MAX_LIMIT, next_cursor.take().as_deref())?;
         let page = reader.by_resource(kind, me, &range, &request).await?;
         for event in page.items {
             let at = position(&event);
@@ -131,7 +122,7 @@ async fn scan_record(
                     frontier: None,
                 })
             }
-            Some(next) => start = Some(decode_cursor(&next)?),
+            Some(next) => next_cursor = Some(next),
         }
         if found.len() >= want {
             break;
@@ -179,11 +170,7 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
     )
     .await?;
     let items: Vec<AccessView> = found.into_iter().map(|(_, e)| e.into()).collect();
-    let next = next.map(|at| {
-        let mut key = Item::new();
-        key.insert(CURSOR_KEY.to_string(), Value::S(at));
-        encode_cursor(&key)
-    });
+    let next = next.map(|at| position_cursor(&at));
     ApiResponse::ok(&Page {
         items,
         next_cursor: next,

@@ -172,18 +172,7 @@ async fn totp_code(
     let Some(step) = totp::accepted_step(&secret_bytes, code, now, account.totp_last_step) else {
         return Ok(false);
     };
-    let claimed = accounts::update(
-        app,
-        &account.id,
-        Update::new().set("totp_last_step", step),
-        Some(Condition::LessThan("totp_last_step".into(), step)),
-    )
-    .await;
-    match claimed {
-        Ok(_) => Ok(true),
-        Err(ApiError::Conflict(_)) => Ok(false),
-        Err(err) => Err(err),
-    }
+    accounts::claim_totp_step(app, &account.id, step).await
 }
 
 /// Recovery codes of the current set are deleted on use (single use, atomic).
@@ -302,14 +291,11 @@ pub async fn enroll(app: App, req: ApiRequest) -> HandlerResult {
     let encoded = zeroize::Zeroizing::new(totp::base32(&secret));
     let uri = totp::otpauth_uri(&secret, &account.email(&app).await?)
         .ok_or_else(|| ApiError::internal("cannot build the otpauth URI"))?;
-    accounts::update(
+    let pending = seal(&app, &account.id, "totp_pending", &encoded).await?;
+    accounts::change(
         &app,
         &account.id,
-        Update::new().set(
-            "totp_pending",
-            seal(&app, &account.id, "totp_pending", &encoded).await?,
-        ),
-        None,
+        accounts::AccountChange::new().sealed("totp_pending", pending),
     )
     .await?;
     events::record(
@@ -426,14 +412,10 @@ pub async fn disable(app: App, req: ApiRequest) -> HandlerResult {
             "code: does not match the authenticator",
         ));
     }
-    accounts::update(
+    accounts::change(
         &app,
         &account.id,
-        Update::new()
-            .set("mfa_enabled", false)
-            .remove("totp_secret")
-            .remove("recovery_set"),
-        None,
+        accounts::AccountChange::new().disable_totp(),
     )
     .await?;
     events::record(

@@ -12,7 +12,6 @@ use shared::auth::one_time::{self, Purpose};
 use shared::auth::passwords::{self, Verified};
 use shared::auth::{authenticate, rate_limit};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
-use shared::ports::db::Update;
 use shared::{ApiError, App};
 use zeroize::Zeroizing;
 
@@ -60,11 +59,10 @@ pub async fn change(app: App, req: ApiRequest) -> HandlerResult {
         return Err(ApiError::InvalidCredentials);
     }
     let hash = passwords::hash_blocking(body.new_password.to_string()).await?;
-    accounts::update(
+    accounts::change(
         &app,
         &account.id,
-        Update::new().set("password_hash", hash),
-        None,
+        accounts::AccountChange::new().password_hash(hash),
     )
     .await?;
     revoke_all(&app, &account.id).await?;
@@ -145,14 +143,12 @@ pub async fn reset(app: App, req: ApiRequest) -> HandlerResult {
         ));
     };
     let hash = passwords::hash_blocking(body.new_password.to_string()).await?;
-    let account = accounts::update(
+    let account = accounts::change(
         &app,
         &user_id,
-        Update::new()
-            .set("password_hash", hash)
-            .set("failed_logins", 0i64)
-            .remove("locked_until"),
-        None,
+        accounts::AccountChange::new()
+            .password_hash(hash)
+            .clear_lockout(),
     )
     .await?;
     revoke_all(&app, &user_id).await?;

@@ -193,11 +193,10 @@ pub async fn login(app: App, req: ApiRequest) -> HandlerResult {
     }
     if rehash {
         let upgraded = passwords::hash_blocking(body.password.to_string()).await?;
-        accounts::update(
+        accounts::change(
             &app,
             &account.id,
-            Update::new().set("password_hash", upgraded),
-            None,
+            accounts::AccountChange::new().password_hash(upgraded),
         )
         .await?;
     }
@@ -397,11 +396,10 @@ pub async fn logout(app: App, req: ApiRequest) -> HandlerResult {
 
 /// Ends every session of the account opened until now.
 pub async fn revoke_all(app: &AppContext, user_id: &str) -> Result<(), ApiError> {
-    accounts::update(
+    accounts::change(
         app,
         user_id,
-        Update::new().set("sessions_valid_after", app.clock.now().timestamp_millis()),
-        None,
+        accounts::AccountChange::new().end_sessions(app.clock.now().timestamp_millis()),
     )
     .await?;
     Ok(())

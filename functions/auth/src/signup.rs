@@ -8,7 +8,6 @@ use shared::auth::input;
 use shared::auth::one_time::{self, Purpose};
 use shared::auth::{passwords, rate_limit, Role};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
-use shared::ports::db::{Condition, Update, Value};
 use shared::{ApiError, App};
 use zeroize::Zeroizing;
 
@@ -105,31 +104,17 @@ pub async fn verify_email(app: App, req: ApiRequest) -> HandlerResult {
             "token: is invalid, expired or already used",
         ));
     };
-    let updated = accounts::update(
-        &app,
-        &user_id,
-        Update::new().set("status", Status::Active.as_str()),
-        Some(Condition::Equals(
-            "status".into(),
-            Value::S(Status::Unverified.as_str().into()),
-        )),
-    )
-    .await;
-    match updated {
-        Ok(account) => {
-            events::record(
-                &app,
-                &req,
-                Action::EmailVerify,
-                Some(&account.id),
-                Some(account.role),
-                events::Outcome::Success,
-            )
-            .await?;
-        }
-        // Already verified (or disabled meanwhile): the token is spent either way.
-        Err(ApiError::Conflict(_)) => {}
-        Err(err) => return Err(err),
+    // Already verified (or disabled meanwhile): the token is spent either way.
+    if let Some(account) = accounts::activate(&app, &user_id).await? {
+        events::record(
+            &app,
+            &req,
+            Action::EmailVerify,
+            Some(&account.id),
+            Some(account.role),
+            events::Outcome::Success,
+        )
+        .await?;
     }
     Ok(ApiResponse::no_content())
 }

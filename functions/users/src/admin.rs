@@ -5,13 +5,12 @@
 use crate::audit;
 use serde::Deserialize;
 use shared::audit::{Action, Outcome};
-use shared::auth::accounts::{self, CreateError, NewAccount, Status, LIST_PARTITION};
+use shared::auth::accounts::{self, CreateError, NewAccount, Status};
 use shared::auth::one_time::{self, Purpose};
 use shared::auth::{input, Principal, Role};
 use shared::http::pagination::{Page, PageRequest};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::notifications::{enqueue, Notification};
-use shared::ports::db::{Index, Query, Update};
 use shared::{guard, ApiError, App, AppContext};
 
 /// How long the set-password token of a new account is valid.
@@ -103,20 +102,10 @@ pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
 pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
     let principal = admin(&app, &req).await?;
     let page = PageRequest::from_request(&req)?;
-    let result = app
-        .db
-        .query(
-            &app.config.table,
-            Query::partition(LIST_PARTITION)
-                .on(Index::Gsi1)
-                .limit(page.limit)
-                .start(page.start.clone()),
-        )
-        .await?;
-    let mut items = Vec::with_capacity(result.items.len());
-    // The list index projects whole accounts: no read per item.
-    for item in result.items {
-        items.push(accounts::Account::from_item(item)?.view(&app).await?);
+    let (found, next) = accounts::list(&app, &page).await?;
+    let mut items = Vec::with_capacity(found.len());
+    for account in found {
+        items.push(account.view(&app).await?);
     }
     audit(
         &app,
@@ -127,7 +116,7 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
         Outcome::Success,
     )
     .await?;
-    ApiResponse::ok(&Page::new(items, result.next))
+    ApiResponse::ok(&Page::new(items, next))
 }
 
 async fn target(app: &AppContext, req: &ApiRequest) -> Result<accounts::Account, ApiError> {
@@ -160,12 +149,12 @@ async fn set_status(app: App, req: ApiRequest, status: Status) -> HandlerResult 
             "administrators cannot change their own status",
         ));
     }
-    let mut update = Update::new().set("status", status.as_str());
+    let mut change = accounts::AccountChange::new().status(status);
     if status == Status::Disabled {
         // A disabled account's refresh tokens die with it.
-        update = update.set("sessions_valid_after", app.clock.now().timestamp_millis());
+        change = change.end_sessions(app.clock.now().timestamp_millis());
     }
-    let account = accounts::update(&app, &account.id, update, None).await?;
+    let account = accounts::change(&app, &account.id, change).await?;
     audit(
         &app,
         &req,
@@ -205,13 +194,12 @@ pub async fn set_role(app: App, req: ApiRequest) -> HandlerResult {
             "administrators cannot change their own role",
         ));
     }
-    let account = accounts::update(
+    let account = accounts::change(
         &app,
         &account.id,
-        Update::new()
-            .set("role", body.role.as_str())
-            .set("sessions_valid_after", app.clock.now().timestamp_millis()),
-        None,
+        accounts::AccountChange::new()
+            .role(body.role)
+            .end_sessions(app.clock.now().timestamp_millis()),
     )
     .await?;
     audit(

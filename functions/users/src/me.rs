@@ -6,7 +6,6 @@ use shared::audit::{Action, Outcome};
 use shared::auth::accounts::{self, seal};
 use shared::auth::authenticate;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
-use shared::ports::db::Update;
 use shared::{ApiError, App};
 
 pub async fn get(app: App, req: ApiRequest) -> HandlerResult {
@@ -48,11 +47,10 @@ pub async fn patch(app: App, req: ApiRequest) -> HandlerResult {
         ));
     }
     let sealed = seal(&app, &principal.user_id, "full_name", full_name).await?;
-    let account = accounts::update(
+    let account = accounts::change(
         &app,
         &principal.user_id,
-        Update::new().set("full_name", sealed),
-        None,
+        accounts::AccountChange::new().sealed("full_name", sealed),
     )
     .await
     .map_err(|err| match err {

@@ -267,8 +267,137 @@ pub async fn find_by_email(app: &AppContext, email: &str) -> Result<Option<Accou
     }
 }
 
-/// Applies an update to an account, optionally under a condition.
-pub async fn update(
+/// A change to an account's own attributes, by name: the one way code outside this
+/// module changes an account (no handler assembles an update expression).
+#[derive(Debug, Clone, Default)]
+pub struct AccountChange(Update);
+
+impl AccountChange {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A sealed attribute (from [`seal`]): `full_name`, `totp_secret`, `totp_pending`.
+    pub fn sealed(self, attribute: &str, value: Value) -> Self {
+        Self(self.0.set(attribute, value))
+    }
+
+    pub fn status(self, status: Status) -> Self {
+        Self(self.0.set("status", status.as_str()))
+    }
+
+    pub fn role(self, role: Role) -> Self {
+        Self(self.0.set("role", role.as_str()))
+    }
+
+    pub fn password_hash(self, hash: String) -> Self {
+        Self(self.0.set("password_hash", hash))
+    }
+
+    /// Ends every session opened until `at_ms` (their refresh tokens stop working).
+    pub fn end_sessions(self, at_ms: i64) -> Self {
+        Self(self.0.set("sessions_valid_after", at_ms))
+    }
+
+    /// Forgets failed passwords and any lock.
+    pub fn clear_lockout(self) -> Self {
+        Self(self.0.set("failed_logins", 0i64).remove("locked_until"))
+    }
+
+    /// TOTP on, with its secret (sealed) and no step used yet.
+    pub fn enable_totp(self, sealed_secret: Value) -> Self {
+        Self(
+            self.0
+                .set("totp_secret", sealed_secret)
+                .set("mfa_enabled", true)
+                .set("totp_last_step", 0i64),
+        )
+    }
+
+    /// TOTP off: secret and recovery set forgotten.
+    pub fn disable_totp(self) -> Self {
+        Self(
+            self.0
+                .set("mfa_enabled", false)
+                .remove("totp_secret")
+                .remove("recovery_set"),
+        )
+    }
+}
+
+/// Applies a change to an existing account and returns the account after it.
+pub async fn change(
+    app: &AppContext,
+    id: &str,
+    change: AccountChange,
+) -> Result<Account, ApiError> {
+    update(app, id, change.0, None).await
+}
+
+/// Activates an account that is still unverified; `None` when it is not (any more).
+pub async fn activate(app: &AppContext, id: &str) -> Result<Option<Account>, ApiError> {
+    let only_unverified = Condition::Equals(
+        "status".into(),
+        Value::S(Status::Unverified.as_str().into()),
+    );
+    match update(
+        app,
+        id,
+        AccountChange::new().status(Status::Active).0,
+        Some(only_unverified),
+    )
+    .await
+    {
+        Ok(account) => Ok(Some(account)),
+        Err(ApiError::Conflict(_)) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// Claims a TOTP time step for the account: `false` when it (or a later one) was used
+/// already, so a code works once even when two requests race (one conditional write).
+pub async fn claim_totp_step(app: &AppContext, id: &str, step: i64) -> Result<bool, ApiError> {
+    let claimed = update(
+        app,
+        id,
+        Update::new().set("totp_last_step", step),
+        Some(Condition::LessThan("totp_last_step".into(), step)),
+    )
+    .await;
+    match claimed {
+        Ok(_) => Ok(true),
+        Err(ApiError::Conflict(_)) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// Every account, oldest first, one page (one query on gsi1, which projects whole
+/// accounts: no read per item).
+pub async fn list(
+    app: &AppContext,
+    page: &crate::http::pagination::PageRequest,
+) -> Result<(Vec<Account>, Option<Item>), ApiError> {
+    let result = app
+        .db
+        .query(
+            &app.config.table,
+            crate::ports::db::Query::partition(LIST_PARTITION)
+                .on(crate::ports::db::Index::Gsi1)
+                .limit(page.limit)
+                .start(page.start.clone()),
+        )
+        .await?;
+    let accounts = result
+        .items
+        .into_iter()
+        .map(Account::from_item)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((accounts, result.next))
+}
+
+/// Applies an update to an account, optionally under a condition (the building block
+/// of the typed changes above).
+async fn update(
     app: &AppContext,
     id: &str,
     update: Update,

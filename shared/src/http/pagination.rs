@@ -32,6 +32,36 @@ impl PageRequest {
         let start = req.query_param("cursor").map(decode_cursor).transpose()?;
         Ok(Self { limit, start })
     }
+
+    /// The page after the one whose `next_cursor` this is (`None`: the first page).
+    pub fn resume(limit: u32, next_cursor: Option<&str>) -> Result<Self, ApiError> {
+        Ok(Self {
+            limit,
+            start: next_cursor.map(decode_cursor).transpose()?,
+        })
+    }
+}
+
+/// The one attribute of a position cursor (lists merged from several partitions, which
+/// resume from a position rather than from one store key).
+const POSITION: &str = "before";
+
+/// A cursor that resumes a merged list before `position`.
+pub fn position_cursor(position: &str) -> String {
+    let mut key = Item::new();
+    key.insert(POSITION.to_string(), Value::S(position.to_string()));
+    encode_cursor(&key)
+}
+
+/// The position a [`position_cursor`] holds; any other cursor is a 400.
+pub fn cursor_position(cursor: &str) -> Result<String, ApiError> {
+    let item = decode_cursor(cursor)?;
+    match (item.len(), item.get(POSITION).and_then(Value::as_str)) {
+        (1, Some(value)) => Ok(value.to_string()),
+        _ => Err(ApiError::validation(
+            "the cursor is not valid for this list",
+        )),
+    }
 }
 
 /// One page of a list, as returned to clients.
