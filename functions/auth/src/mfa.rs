@@ -14,8 +14,7 @@ use shared::auth::accounts::{self, seal, Account, Status};
 use shared::auth::input;
 use shared::auth::{authenticate, rate_limit, secrets, totp};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
-use shared::ports::db::{item, Condition, Key, Update, Value, WriteOp};
-use shared::store::keys;
+use shared::store::mfa;
 use shared::{ApiError, App, AppContext};
 
 pub const CHALLENGE_TTL_SECS: i64 = 5 * 60;
@@ -23,35 +22,9 @@ pub const MAX_CHALLENGE_ATTEMPTS: i64 = 5;
 pub const RECOVERY_CODES: usize = 10;
 const CODE_DIGITS: u32 = 6;
 
-fn challenge_key(token: &str) -> Key {
-    keys::mfa_challenge(&secrets::hash(token))
-}
-
-fn recovery_key(user_id: &str, code: &str) -> Key {
-    keys::recovery_code(
-        user_id,
-        &secrets::hash(&secrets::normalize_recovery_code(code)),
-    )
-}
-
 /// Starts a login challenge for an account whose password was right.
 pub async fn start_challenge(app: &AppContext, account: &Account) -> Result<String, ApiError> {
-    let token = secrets::token();
-    let key = challenge_key(&token);
-    let record = item([
-        ("pk", Value::S(key.pk)),
-        ("sk", Value::S(key.sk)),
-        ("user_id", Value::S(account.id.clone())),
-        ("attempts", Value::N(0)),
-        (
-            "expires_at",
-            Value::N(app.clock.now().timestamp() + CHALLENGE_TTL_SECS),
-        ),
-    ]);
-    app.db
-        .put(&app.config.table, record, Some(Condition::NotExists))
-        .await?;
-    Ok(token)
+    mfa::start(app, &account.id, CHALLENGE_TTL_SECS).await
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -68,19 +41,12 @@ pub async fn challenge(app: App, req: ApiRequest) -> HandlerResult {
     let code = input::token("code", &body.code)?;
     let ip = events::ip_subject(&req);
     rate_limit::check(&app, rate_limit::AUTH, &ip).await?;
-    let table = &app.config.table;
-    let key = challenge_key(token);
-    let Some(record) = app.db.get(table, &key).await? else {
+    let Some(pending) = mfa::challenge(&app, token).await? else {
         return Err(ApiError::InvalidCredentials);
     };
-    let attempts = record.get("attempts").and_then(Value::as_i64).unwrap_or(0);
-    let user_id = record
-        .get("user_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    if attempts >= MAX_CHALLENGE_ATTEMPTS {
-        app.db.delete(table, &key, None).await?;
+    let user_id = pending.user_id.clone();
+    if pending.attempts >= MAX_CHALLENGE_ATTEMPTS {
+        mfa::spend(&app, token).await?;
         return Err(ApiError::InvalidCredentials);
     }
     let account = accounts::get(&app, &user_id)
@@ -91,30 +57,13 @@ pub async fn challenge(app: App, req: ApiRequest) -> HandlerResult {
 
     let mut accepted = totp_code(&app, &account, code, now).await?;
     if !accepted {
-        accepted = record
-            .get("otp_hash")
-            .and_then(Value::as_str)
-            // Comparing digests, not codes: timing reveals nothing about the code.
-            .is_some_and(|hash| hash == secrets::hash(code))
-            && record
-                .get("otp_expires")
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-                > now;
+        accepted = pending.sent_code_matches(code, now);
     }
     if !accepted {
         accepted = recovery_code(&app, &account, code).await?;
     }
     if !accepted {
-        app.db
-            .update(
-                table,
-                &key,
-                Update::new().add("attempts", 1),
-                Some(Condition::Exists),
-            )
-            .await
-            .ok();
+        mfa::count_failure(&app, token).await.ok();
         rate_limit::hit(&app, rate_limit::AUTH, &ip).await.ok();
         events::record(
             &app,
@@ -128,10 +77,8 @@ pub async fn challenge(app: App, req: ApiRequest) -> HandlerResult {
         return Err(ApiError::InvalidCredentials);
     }
     // Single use: only the request that deletes the challenge gets a session.
-    match app.db.delete(table, &key, Some(Condition::Exists)).await {
-        Ok(_) => {}
-        Err(err) if err.is_condition_failed() => return Err(ApiError::InvalidCredentials),
-        Err(err) => return Err(err.into()),
+    if !mfa::spend(&app, token).await? {
+        return Err(ApiError::InvalidCredentials);
     }
     let pair = open_session(&app, &account, &["pwd", "mfa", "otp"]).await?;
     events::record(
@@ -180,22 +127,7 @@ async fn recovery_code(app: &AppContext, account: &Account, code: &str) -> Resul
     if secrets::normalize_recovery_code(code).len() != 16 {
         return Ok(false);
     }
-    let Some(set) = account.item.get("recovery_set").and_then(Value::as_str) else {
-        return Ok(false);
-    };
-    let used = app
-        .db
-        .delete(
-            &app.config.table,
-            &recovery_key(&account.id, code),
-            Some(Condition::Equals("set_id".into(), Value::S(set.into()))),
-        )
-        .await;
-    match used {
-        Ok(_) => Ok(true),
-        Err(err) if err.is_condition_failed() => Ok(false),
-        Err(err) => Err(err.into()),
-    }
+    mfa::use_recovery_code(app, account, code).await
 }
 
 /// The TOTP secret is sealed as its base32 text.
@@ -225,16 +157,10 @@ pub(crate) struct SendCodeBody {
 pub async fn send_code(app: App, req: ApiRequest) -> HandlerResult {
     let body: SendCodeBody = req.json()?;
     let token = input::token("mfa_token", &body.mfa_token)?;
-    let table = &app.config.table;
-    let key = challenge_key(token);
-    let Some(record) = app.db.get(table, &key).await? else {
+    let Some(pending) = mfa::challenge(&app, token).await? else {
         return Err(ApiError::InvalidCredentials);
     };
-    let user_id = record
-        .get("user_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let user_id = pending.user_id;
     rate_limit::hit(&app, rate_limit::SENSITIVE, &format!("user:{user_id}")).await?;
     let account = accounts::get(&app, &user_id)
         .await?
@@ -250,16 +176,7 @@ pub async fn send_code(app: App, req: ApiRequest) -> HandlerResult {
     };
     let code = secrets::numeric_code(CODE_DIGITS);
     let now = app.clock.now().timestamp();
-    app.db
-        .update(
-            table,
-            &key,
-            Update::new()
-                .set("otp_hash", secrets::hash(&code))
-                .set("otp_expires", now + CHALLENGE_TTL_SECS),
-            Some(Condition::Exists),
-        )
-        .await?;
+    mfa::set_sent_code(&app, token, &code, now + CHALLENGE_TTL_SECS).await?;
     match phone {
         Some(phone) => mail::login_code_sms(&app, &phone, &code).await?,
         None => mail::login_code(&app, &account.email(&app).await?, &code).await?,
@@ -335,38 +252,10 @@ pub async fn confirm(app: App, req: ApiRequest) -> HandlerResult {
     let now = app.clock.now().timestamp();
     let step = totp::accepted_step(&secret, &body.code, now, None)
         .ok_or_else(|| ApiError::validation("code: does not match the authenticator"))?;
-    let set_id = app.new_id();
     let codes: Vec<String> = (0..RECOVERY_CODES)
         .map(|_| secrets::recovery_code())
         .collect();
-    let table = app.config.table.clone();
-    let mut ops = vec![WriteOp::Update {
-        table: table.clone(),
-        key: accounts::key(&account.id),
-        update: Update::new()
-            .set(
-                "totp_secret",
-                seal(&app, &account.id, "totp_secret", &pending).await?,
-            )
-            .remove("totp_pending")
-            .set("mfa_enabled", true)
-            .set("totp_last_step", step)
-            .set("recovery_set", set_id.clone()),
-        condition: Some(Condition::AttributeExists("totp_pending".into())),
-    }];
-    for code in &codes {
-        let key = recovery_key(&account.id, code);
-        ops.push(WriteOp::Put {
-            table: table.clone(),
-            item: item([
-                ("pk", Value::S(key.pk)),
-                ("sk", Value::S(key.sk)),
-                ("set_id", Value::S(set_id.clone())),
-            ]),
-            condition: None,
-        });
-    }
-    app.db.transact_write(ops).await?;
+    mfa::confirm_totp(&app, &account.id, &pending, step, &codes).await?;
     events::record(
         &app,
         &req,

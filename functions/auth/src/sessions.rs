@@ -13,10 +13,9 @@ use shared::audit::Action;
 use shared::auth::accounts::{self, Account, Status};
 use shared::auth::input;
 use shared::auth::passwords::{self, Verified};
-use shared::auth::{authenticate, rate_limit, secrets};
+use shared::auth::{authenticate, rate_limit};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
-use shared::ports::db::{item, Condition, Key, Update, Value, WriteOp};
-use shared::store::keys;
+use shared::store::sessions::{self, Rotation};
 use shared::{ApiError, App, AppContext};
 use zeroize::Zeroizing;
 
@@ -48,73 +47,15 @@ pub(crate) enum LoginAnswer {
     MfaRequired(MfaRequired),
 }
 
-fn session_key(user_id: &str, session_id: &str) -> Key {
-    keys::session(user_id, session_id)
-}
-
-fn refresh_key(token: &str) -> Key {
-    keys::refresh_token(&secrets::hash(token))
-}
-
-fn refresh_item(
-    token: &str,
-    user_id: &str,
-    session_id: &str,
-    now: i64,
-    session_ends: i64,
-) -> shared::ports::db::Item {
-    let key = refresh_key(token);
-    item([
-        ("pk", Value::S(key.pk)),
-        ("sk", Value::S(key.sk)),
-        ("user_id", Value::S(user_id.into())),
-        ("session_id", Value::S(session_id.into())),
-        ("used", Value::Bool(false)),
-        (
-            "idle_until",
-            Value::N(shared::domain::session::refresh_usable_until(
-                now,
-                session_ends,
-            )),
-        ),
-        ("expires_at", Value::N(session_ends)),
-    ])
-}
-
 /// Opens a session for an authenticated account and returns its first token pair.
 pub async fn open_session(
     app: &AppContext,
     account: &Account,
     amr: &[&str],
 ) -> Result<TokenPair, ApiError> {
-    let now = app.clock.now();
-    let now_secs = now.timestamp();
     let session_id = app.new_id();
-    let ends = now_secs + REFRESH_ABSOLUTE_SECS;
-    let key = session_key(&account.id, &session_id);
-    let session = item([
-        ("pk", Value::S(key.pk)),
-        ("sk", Value::S(key.sk)),
-        ("created_ms", Value::N(now.timestamp_millis())),
-        ("amr", Value::S(amr.join(" "))),
-        ("expires_at", Value::N(ends)),
-    ]);
-    let refresh_token = secrets::token();
-    let table = app.config.table.clone();
-    app.db
-        .transact_write(vec![
-            WriteOp::Put {
-                table: table.clone(),
-                item: session,
-                condition: Some(Condition::NotExists),
-            },
-            WriteOp::Put {
-                table,
-                item: refresh_item(&refresh_token, &account.id, &session_id, now_secs, ends),
-                condition: Some(Condition::NotExists),
-            },
-        ])
-        .await?;
+    let ends = app.clock.now().timestamp() + REFRESH_ABSOLUTE_SECS;
+    let refresh_token = sessions::open(app, &account.id, &session_id, amr, ends).await?;
     let (access_token, expires_in) = app
         .tokens
         .issue(app, &account.id, account.role, &session_id, amr)
@@ -231,92 +172,37 @@ pub(crate) struct RefreshBody {
 pub async fn refresh(app: App, req: ApiRequest) -> HandlerResult {
     let body: RefreshBody = req.json()?;
     let presented = input::token("refresh_token", &body.refresh_token)?;
-    let table = &app.config.table;
-    let old_key = refresh_key(presented);
-    let Some(record) = app.db.get(table, &old_key).await? else {
+    let Some(record) = sessions::refresh_token(&app, presented).await? else {
         return Err(ApiError::InvalidCredentials);
     };
-    let text = |name: &str| {
-        record
-            .get(name)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let (user_id, session_id) = (text("user_id"), text("session_id"));
+    let (user_id, session_id) = (record.user_id.clone(), record.session_id.clone());
     let now = app.clock.now().timestamp();
-    if record.get("used").and_then(Value::as_bool) != Some(false) {
+    if record.used {
         return reuse_detected(&app, &req, &user_id, &session_id).await;
     }
-    if record
-        .get("idle_until")
-        .and_then(Value::as_i64)
-        .unwrap_or(0)
-        <= now
-    {
+    if record.idle_until <= now {
         return Err(ApiError::InvalidCredentials);
     }
     let Some(account) = accounts::get(&app, &user_id).await? else {
         return Err(ApiError::InvalidCredentials);
     };
-    let session = session_key(&user_id, &session_id);
-    let Some(session_item) = app.db.get(table, &session).await? else {
+    let Some(session) = sessions::session(&app, &user_id, &session_id).await? else {
         return Err(ApiError::InvalidCredentials);
     };
-    let created_ms = session_item
-        .get("created_ms")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
     if account.status != Status::Active
-        || session_item.contains_key("revoked")
-        || created_ms <= account.sessions_valid_after
+        || session.revoked
+        || session.created_ms <= account.sessions_valid_after
     {
         return Err(ApiError::InvalidCredentials);
     }
-    let amr_text = session_item
-        .get("amr")
-        .and_then(Value::as_str)
-        .unwrap_or("pwd")
-        .to_string();
-    let amr: Vec<&str> = amr_text.split(' ').collect();
-    let ends = session_item
-        .get("expires_at")
-        .and_then(Value::as_i64)
-        .unwrap_or(now);
-    let next = secrets::token();
-    let rotated = app
-        .db
-        .transact_write(vec![
-            WriteOp::Update {
-                table: table.clone(),
-                key: old_key,
-                update: Update::new().set("used", true),
-                condition: Some(Condition::Equals("used".into(), Value::Bool(false))),
-            },
-            WriteOp::Check {
-                table: table.clone(),
-                key: session,
-                condition: Condition::And(vec![
-                    Condition::Exists,
-                    Condition::AttributeNotExists("revoked".into()),
-                ]),
-            },
-            WriteOp::Put {
-                table: table.clone(),
-                item: refresh_item(&next, &user_id, &session_id, now, ends),
-                condition: Some(Condition::NotExists),
-            },
-        ])
-        .await;
-    match rotated {
-        Ok(()) => {}
+    let amr: Vec<&str> = session.amr.split(' ').collect();
+    let ends = if session.ends > 0 { session.ends } else { now };
+    let next = match sessions::rotate(&app, presented, &user_id, &session_id, ends).await? {
+        Rotation::Rotated(next) => next,
         // Someone used the same token a moment ago: same as a replay.
-        Err(shared::ports::db::DbError::ConditionFailed { op: Some(0) }) => {
-            return reuse_detected(&app, &req, &user_id, &session_id).await;
-        }
-        Err(err) if err.is_condition_failed() => return Err(ApiError::InvalidCredentials),
-        Err(err) => return Err(err.into()),
-    }
+        Rotation::AlreadyUsed => return reuse_detected(&app, &req, &user_id, &session_id).await,
+        Rotation::SessionEnded => return Err(ApiError::InvalidCredentials),
+    };
     let (access_token, expires_in) = app
         .tokens
         .issue(&app, &account.id, account.role, &session_id, &amr)
@@ -362,20 +248,7 @@ async fn reuse_detected(
 }
 
 async fn revoke(app: &AppContext, user_id: &str, session_id: &str) -> Result<(), ApiError> {
-    let revoked = app
-        .db
-        .update(
-            &app.config.table,
-            &session_key(user_id, session_id),
-            Update::new().set("revoked", true),
-            Some(Condition::Exists),
-        )
-        .await;
-    match revoked {
-        Ok(_) => Ok(()),
-        Err(err) if err.is_condition_failed() => Ok(()),
-        Err(err) => Err(err.into()),
-    }
+    sessions::revoke(app, user_id, session_id).await
 }
 
 /// `POST logout`: ends the caller's session (its refresh tokens stop working).

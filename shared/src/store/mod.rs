@@ -5,8 +5,10 @@
 pub mod connections;
 pub mod contacts;
 pub mod keys;
+pub mod mfa;
 pub mod notifications;
 pub mod profiles;
+pub mod sessions;
 pub mod sos;
 
 /// Whether the database answers (the health check's probe: one read, no data).

@@ -1,0 +1,194 @@
+//! MFA storage: login challenges (`MFA#<sha256 of the token>`, TTL) and recovery codes
+//! (`RECOVERY#<user>` / `RECOVERY#<sha256>`, one set at a time, single use).
+
+use crate::auth::accounts::{self, Account};
+use crate::auth::secrets;
+use crate::ports::db::{item, Condition, Update, Value, WriteOp};
+use crate::store::keys;
+use crate::{ApiError, AppContext};
+
+/// A pending login challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub user_id: String,
+    pub attempts: i64,
+    otp_hash: Option<String>,
+    otp_expires: i64,
+}
+
+impl Challenge {
+    /// Whether `code` is the code sent for this challenge and still valid at `now`.
+    /// Digests are compared, not codes: timing reveals nothing about the code.
+    pub fn sent_code_matches(&self, code: &str, now: i64) -> bool {
+        self.otp_hash
+            .as_deref()
+            .is_some_and(|hash| hash == secrets::hash(code))
+            && self.otp_expires > now
+    }
+}
+
+/// Starts a challenge for a user, valid `ttl_secs`; returns its token (stored hashed).
+pub async fn start(app: &AppContext, user_id: &str, ttl_secs: i64) -> Result<String, ApiError> {
+    let token = secrets::token();
+    let key = keys::mfa_challenge(&secrets::hash(&token));
+    let record = item([
+        ("pk", Value::S(key.pk)),
+        ("sk", Value::S(key.sk)),
+        ("user_id", Value::S(user_id.into())),
+        ("attempts", Value::N(0)),
+        (
+            "expires_at",
+            Value::N(app.clock.now().timestamp() + ttl_secs),
+        ),
+    ]);
+    app.db
+        .put(&app.config.table, record, Some(Condition::NotExists))
+        .await?;
+    Ok(token)
+}
+
+/// The challenge with this token, if it is pending (one read).
+pub async fn challenge(app: &AppContext, token: &str) -> Result<Option<Challenge>, ApiError> {
+    let key = keys::mfa_challenge(&secrets::hash(token));
+    let Some(record) = app.db.get(&app.config.table, &key).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Challenge {
+        user_id: record
+            .get("user_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        attempts: record.get("attempts").and_then(Value::as_i64).unwrap_or(0),
+        otp_hash: record
+            .get("otp_hash")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        otp_expires: record
+            .get("otp_expires")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+    }))
+}
+
+/// Counts a wrong code on the challenge.
+pub async fn count_failure(app: &AppContext, token: &str) -> Result<(), ApiError> {
+    app.db
+        .update(
+            &app.config.table,
+            &keys::mfa_challenge(&secrets::hash(token)),
+            Update::new().add("attempts", 1),
+            Some(Condition::Exists),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Ends the challenge; `false` when another request ended it first (single use: only
+/// the request whose delete succeeds gets a session).
+pub async fn spend(app: &AppContext, token: &str) -> Result<bool, ApiError> {
+    let key = keys::mfa_challenge(&secrets::hash(token));
+    match app
+        .db
+        .delete(&app.config.table, &key, Some(Condition::Exists))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(err) if err.is_condition_failed() => Ok(false),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Records the code sent for a challenge (as a digest), valid until `expires`.
+pub async fn set_sent_code(
+    app: &AppContext,
+    token: &str,
+    code: &str,
+    expires: i64,
+) -> Result<(), ApiError> {
+    app.db
+        .update(
+            &app.config.table,
+            &keys::mfa_challenge(&secrets::hash(token)),
+            Update::new()
+                .set("otp_hash", secrets::hash(code))
+                .set("otp_expires", expires),
+            Some(Condition::Exists),
+        )
+        .await?;
+    Ok(())
+}
+
+fn recovery_key(user_id: &str, code: &str) -> crate::ports::db::Key {
+    keys::recovery_code(
+        user_id,
+        &secrets::hash(&secrets::normalize_recovery_code(code)),
+    )
+}
+
+/// Uses a recovery code of the account's current set (deleted on use: single use even
+/// when two requests race); `false` when it is not one.
+pub async fn use_recovery_code(
+    app: &AppContext,
+    account: &Account,
+    code: &str,
+) -> Result<bool, ApiError> {
+    let Some(set) = account.item.get("recovery_set").and_then(Value::as_str) else {
+        return Ok(false);
+    };
+    let used = app
+        .db
+        .delete(
+            &app.config.table,
+            &recovery_key(&account.id, code),
+            Some(Condition::Equals("set_id".into(), Value::S(set.into()))),
+        )
+        .await;
+    match used {
+        Ok(_) => Ok(true),
+        Err(err) if err.is_condition_failed() => Ok(false),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Turns TOTP on with the pending secret (sealed again as the account's secret), its
+/// first used `step`, and a new set of recovery codes, in one transaction; fails with
+/// a conflict when there is no pending enrolment any more.
+pub async fn confirm_totp(
+    app: &AppContext,
+    account_id: &str,
+    pending_secret: &str,
+    step: i64,
+    codes: &[String],
+) -> Result<(), ApiError> {
+    let set_id = app.new_id();
+    let table = app.config.table.clone();
+    let mut ops = vec![WriteOp::Update {
+        table: table.clone(),
+        key: accounts::key(account_id),
+        update: Update::new()
+            .set(
+                "totp_secret",
+                accounts::seal(app, account_id, "totp_secret", pending_secret).await?,
+            )
+            .remove("totp_pending")
+            .set("mfa_enabled", true)
+            .set("totp_last_step", step)
+            .set("recovery_set", set_id.clone()),
+        condition: Some(Condition::AttributeExists("totp_pending".into())),
+    }];
+    for code in codes {
+        let key = recovery_key(account_id, code);
+        ops.push(WriteOp::Put {
+            table: table.clone(),
+            item: item([
+                ("pk", Value::S(key.pk)),
+                ("sk", Value::S(key.sk)),
+                ("set_id", Value::S(set_id.clone())),
+            ]),
+            condition: None,
+        });
+    }
+    app.db.transact_write(ops).await?;
+    Ok(())
+}
