@@ -115,7 +115,7 @@ pub async fn seed_demo(
         false,
     )
     .await?;
-    care::start(app, &provider.id, &patient.id, "admin").await?;
+    care::start(app, &provider.id, &patient.id, "admin", None).await?;
     let json = serde_json::to_vec_pretty(&serde_json::json!({
         "note": "Demo accounts of this local stack. Staff accounts have TOTP on: add totp_secret to an authenticator app.",
         "accounts": [admin, provider, patient],

@@ -294,7 +294,7 @@ async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no
         phi.push(who.password.clone());
         phi.extend(who.totp_secret.clone());
     }
-    care::start(&app, &carer.id, &patient.id, "admin")
+    care::start(&app, &carer.id, &patient.id, "admin", None)
         .await
         .unwrap();
     h.new_events(); // set-up is not under test

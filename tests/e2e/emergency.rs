@@ -32,7 +32,7 @@ async fn an_sos_reaches_contacts_by_outbox_and_the_care_team_by_websocket() {
     )
     .await
     .unwrap();
-    care::start(&app, &provider.id, &patient.id, "admin")
+    care::start(&app, &provider.id, &patient.id, "admin", None)
         .await
         .unwrap();
     let token = |id: String, role| {

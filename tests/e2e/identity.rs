@@ -91,7 +91,7 @@ async fn every_route_allows_and_denies_as_the_policy_says() {
     let admin = accounts::create(&app, "admin1@example.com", "Admin", Role::Admin, true)
         .await
         .unwrap();
-    let relationship = care::start(&app, &carer.id, &patient.id, "admin")
+    let relationship = care::start(&app, &carer.id, &patient.id, "admin", None)
         .await
         .unwrap();
     let (patient_token, _) = app

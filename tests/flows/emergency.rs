@@ -180,7 +180,7 @@ async fn sos_is_accepted_fanned_out_sealed_and_repeats_collapse() {
     let h = H::new();
     let (patient, me) = h.user("homer@example.com", Role::Patient).await;
     let (provider, _) = h.user("dr.hibbert@example.com", Role::Provider).await;
-    care::start(&h.app, &provider, &patient, "admin")
+    care::start(&h.app, &provider, &patient, "admin", None)
         .await
         .unwrap();
     h.call(

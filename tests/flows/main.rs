@@ -5,3 +5,4 @@ mod auth;
 mod budgets;
 mod emergency;
 mod profile;
+mod units_of_work;

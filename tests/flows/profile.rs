@@ -211,7 +211,7 @@ async fn providers_need_a_relationship_and_admins_a_reason() {
 
     let dr = h.token(&provider, Role::Provider, true).await;
     assert_eq!(h.call(Method::GET, &path, &dr, None).await.status, 404);
-    care::start(&h.app, &provider, &patient, "admin")
+    care::start(&h.app, &provider, &patient, "admin", None)
         .await
         .unwrap();
     let seen = h.call(Method::GET, &path, &dr, None).await;

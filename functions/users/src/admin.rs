@@ -7,7 +7,7 @@ use serde::Deserialize;
 use shared::audit::{Action, Outcome};
 use shared::auth::accounts::{self, CreateError, NewAccount, Status};
 use shared::auth::one_time::{self, Purpose};
-use shared::auth::{input, Principal, Role};
+use shared::auth::{audit_event, input, Principal, Role};
 use shared::http::pagination::{Page, PageRequest};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::notifications::{enqueue, Notification};
@@ -154,16 +154,9 @@ async fn set_status(app: App, req: ApiRequest, status: Status) -> HandlerResult 
         // A disabled account's refresh tokens die with it.
         change = change.end_sessions(app.clock.now().timestamp_millis());
     }
-    let account = accounts::change(&app, &account.id, change).await?;
-    audit(
-        &app,
-        &req,
-        &principal,
-        Action::Update,
-        ("account", &account.id),
-        Outcome::Success,
-    )
-    .await?;
+    let event = audit_event(&req, &principal, Action::Update, Outcome::Success)
+        .resource("account", &account.id);
+    let account = accounts::change_audited(&app, &account, change, event).await?;
     ApiResponse::ok(&account.view(&app).await?)
 }
 
@@ -194,22 +187,11 @@ pub async fn set_role(app: App, req: ApiRequest) -> HandlerResult {
             "administrators cannot change their own role",
         ));
     }
-    let account = accounts::change(
-        &app,
-        &account.id,
-        accounts::AccountChange::new()
-            .role(body.role)
-            .end_sessions(app.clock.now().timestamp_millis()),
-    )
-    .await?;
-    audit(
-        &app,
-        &req,
-        &principal,
-        Action::Update,
-        ("account", &account.id),
-        Outcome::Success,
-    )
-    .await?;
+    let change = accounts::AccountChange::new()
+        .role(body.role)
+        .end_sessions(app.clock.now().timestamp_millis());
+    let event = audit_event(&req, &principal, Action::Update, Outcome::Success)
+        .resource("account", &account.id);
+    let account = accounts::change_audited(&app, &account, change, event).await?;
     ApiResponse::ok(&account.view(&app).await?)
 }

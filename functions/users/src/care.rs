@@ -6,7 +6,7 @@ use serde::Deserialize;
 use shared::audit::{Action, Outcome};
 use shared::auth::care;
 use shared::auth::policy::require_mfa_for_staff;
-use shared::auth::{accounts, authenticate, Role};
+use shared::auth::{accounts, audit_event, authenticate, Role};
 use shared::http::pagination::PageRequest;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::{guard, ApiError, App};
@@ -27,16 +27,11 @@ pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
     let patient = accounts::get(&app, body.patient_id.trim()).await?;
     match (provider, patient) {
         (Some(p), Some(q)) if p.role == Role::Provider && q.role == Role::Patient => {
-            let rel = care::start(&app, &p.id, &q.id, "admin").await?;
-            audit(
-                &app,
-                &req,
-                &principal,
-                Action::Create,
-                ("care_relationship", &rel.id),
-                Outcome::Success,
-            )
-            .await?;
+            let event = |id: &str| {
+                audit_event(&req, &principal, Action::Create, Outcome::Success)
+                    .resource("care_relationship", id)
+            };
+            let rel = care::start(&app, &p.id, &q.id, "admin", Some(&event)).await?;
             ApiResponse::created(&rel)
         }
         _ => Err(ApiError::unprocessable(
@@ -109,15 +104,8 @@ pub async fn end(app: App, req: ApiRequest) -> HandlerResult {
             return Err(guard::refuse(&app, &req, &principal, target, ApiError::NotFound).await);
         }
     }
-    let ended = care::end(&app, &rel).await?;
-    audit(
-        &app,
-        &req,
-        &principal,
-        Action::Delete,
-        ("care_relationship", &ended.id),
-        Outcome::Success,
-    )
-    .await?;
+    let event = audit_event(&req, &principal, Action::Delete, Outcome::Success)
+        .resource("care_relationship", &rel.id);
+    let ended = care::end(&app, &rel, event).await?;
     ApiResponse::ok(&ended)
 }

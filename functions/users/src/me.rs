@@ -4,7 +4,7 @@ use crate::audit;
 use serde::Deserialize;
 use shared::audit::{Action, Outcome};
 use shared::auth::accounts::{self, seal};
-use shared::auth::authenticate;
+use shared::auth::{audit_event, authenticate};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::{ApiError, App};
 
@@ -46,24 +46,17 @@ pub async fn patch(app: App, req: ApiRequest) -> HandlerResult {
             "full_name: must be 1 to 200 printable characters",
         ));
     }
+    let account = accounts::get(&app, &principal.user_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let sealed = seal(&app, &principal.user_id, "full_name", full_name).await?;
-    let account = accounts::change(
+    let event = audit_event(&req, &principal, Action::Update, Outcome::Success)
+        .resource("account", &account.id);
+    let account = accounts::change_audited(
         &app,
-        &principal.user_id,
+        &account,
         accounts::AccountChange::new().sealed("full_name", sealed),
-    )
-    .await
-    .map_err(|err| match err {
-        ApiError::Conflict(_) => ApiError::NotFound,
-        other => other,
-    })?;
-    audit(
-        &app,
-        &req,
-        &principal,
-        Action::Update,
-        ("account", &account.id),
-        Outcome::Success,
+        event,
     )
     .await?;
     ApiResponse::ok(&account.view(&app).await?)

@@ -334,6 +334,31 @@ pub async fn change(
     update(app, id, change.0, None).await
 }
 
+/// Applies a change to `account` committed with its audit event (3 items: the account,
+/// the event, the chain head): without the event nothing is kept. Answers the account
+/// as committed, computed without reading it back.
+pub async fn change_audited(
+    app: &AppContext,
+    account: &Account,
+    change: AccountChange,
+    event: crate::audit::AuditEvent,
+) -> Result<Account, ApiError> {
+    let update = change.0.set("updated_at", app.now().to_string());
+    let key = key(&account.id);
+    let after = update.apply(Some(account.item.clone()), &key)?;
+    let write = WriteOp::Update {
+        table: app.config.table.clone(),
+        key,
+        update,
+        condition: Some(Condition::Exists),
+    };
+    match app.audit.commit(event, vec![write]).await {
+        Ok(()) => Account::from_item(after),
+        Err(crate::audit::CommitError::Change { .. }) => Err(ApiError::NotFound),
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// Activates an account that is still unverified; `None` when it is not (any more).
 pub async fn activate(app: &AppContext, id: &str) -> Result<Option<Account>, ApiError> {
     let only_unverified = Condition::Equals(

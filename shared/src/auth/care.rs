@@ -6,7 +6,7 @@
 //! |---|---|---|---|---|
 //! | relationship | `CARE#<provider>` | `PATIENT#<patient>` | `CAREOF#<patient>` / `<since>#<provider>` | `CAREID#<id>` / `CARE` |
 
-use crate::ports::db::{Condition, Index, Item, Key, Query, SortKey, Update, Value};
+use crate::ports::db::{Condition, Index, Item, Key, Query, SortKey, Update, Value, WriteOp};
 use crate::store::keys;
 use crate::{ApiError, AppContext};
 use serde::Serialize;
@@ -65,12 +65,17 @@ pub async fn is_active(
         .is_some_and(|item| item.get("active").and_then(Value::as_bool) == Some(true)))
 }
 
-/// Starts (or restarts) a relationship; 409 when one is already active.
+/// The audit event of a change to the relationship with this id.
+pub type EventFor<'a> = &'a (dyn Fn(&str) -> crate::audit::AuditEvent + Sync);
+
+/// Starts (or restarts) a relationship; 409 when one is already active. With `event`,
+/// the write commits with its audit event (3 items: relationship, event, chain head).
 pub async fn start(
     app: &AppContext,
     provider_id: &str,
     patient_id: &str,
     source: &str,
+    event: Option<EventFor<'_>>,
 ) -> Result<CareRelationship, ApiError> {
     let now = app.now().to_string();
     let id = app.new_id();
@@ -87,34 +92,39 @@ pub async fn start(
         .set("gsi1sk", format!("{now}#{provider_id}"))
         .set("gsi2pk", keys::care_by_id(&id))
         .set("gsi2sk", "CARE");
-    let not_active = Condition::AttributeNotExists("active".into());
-    let restarted = app
-        .db
-        .update(&app.config.table, &key, update.clone(), Some(not_active))
-        .await;
-    let item = match restarted {
-        Ok(item) => item,
-        Err(err) if err.is_condition_failed() => {
-            // The item exists: restart it only if it has ended.
-            app.db
-                .update(
-                    &app.config.table,
-                    &key,
-                    update,
-                    Some(Condition::Equals("active".into(), Value::Bool(false))),
-                )
-                .await
-                .map_err(|err| {
-                    if err.is_condition_failed() {
-                        ApiError::conflict("this care relationship is already active")
-                    } else {
-                        err.into()
-                    }
-                })?
+    let after = CareRelationship::parse(&update.apply(None, &key)?);
+    // A new item, or one that has ended; an active one is a conflict.
+    for condition in [
+        Condition::AttributeNotExists("active".into()),
+        Condition::Equals("active".into(), Value::Bool(false)),
+    ] {
+        let write = WriteOp::Update {
+            table: app.config.table.clone(),
+            key: key.clone(),
+            update: update.clone(),
+            condition: Some(condition),
+        };
+        let outcome = match event {
+            Some(event) => match app.audit.commit(event(&id), vec![write]).await {
+                Ok(()) => Ok(()),
+                Err(crate::audit::CommitError::Change { .. }) => Err(None),
+                Err(err) => Err(Some(ApiError::from(err))),
+            },
+            None => match app.db.transact_write(vec![write]).await {
+                Ok(()) => Ok(()),
+                Err(err) if err.is_condition_failed() => Err(None),
+                Err(err) => Err(Some(err.into())),
+            },
+        };
+        match outcome {
+            Ok(()) => return Ok(after),
+            Err(None) => continue,
+            Err(Some(err)) => return Err(err),
         }
-        Err(err) => return Err(err.into()),
-    };
-    Ok(CareRelationship::parse(&item))
+    }
+    Err(ApiError::conflict(
+        "this care relationship is already active",
+    ))
 }
 
 /// The relationship with this id, if any.
@@ -131,19 +141,32 @@ pub async fn find(app: &AppContext, id: &str) -> Result<Option<CareRelationship>
     Ok(page.items.first().map(CareRelationship::parse))
 }
 
-/// Ends an active relationship (idempotent on an ended one).
-pub async fn end(app: &AppContext, rel: &CareRelationship) -> Result<CareRelationship, ApiError> {
+/// Ends a relationship (repeating it moves `ended_at`), committed with its audit event
+/// (3 items).
+pub async fn end(
+    app: &AppContext,
+    rel: &CareRelationship,
+    event: crate::audit::AuditEvent,
+) -> Result<CareRelationship, ApiError> {
     let now = app.now().to_string();
-    let item = app
-        .db
-        .update(
-            &app.config.table,
-            &key(&rel.provider_id, &rel.patient_id),
-            Update::new().set("active", false).set("ended_at", now),
-            Some(Condition::Equals("id".into(), Value::S(rel.id.clone()))),
-        )
-        .await?;
-    Ok(CareRelationship::parse(&item))
+    let write = WriteOp::Update {
+        table: app.config.table.clone(),
+        key: key(&rel.provider_id, &rel.patient_id),
+        update: Update::new()
+            .set("active", false)
+            .set("ended_at", now.clone()),
+        condition: Some(Condition::Equals("id".into(), Value::S(rel.id.clone()))),
+    };
+    match app.audit.commit(event, vec![write]).await {
+        Ok(()) => Ok(CareRelationship {
+            active: false,
+            ended_at: Some(now),
+            ..rel.clone()
+        }),
+        // Restarted meanwhile under a new id: this one is gone.
+        Err(crate::audit::CommitError::Change { .. }) => Err(ApiError::NotFound),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// Whose relationships a list shows.

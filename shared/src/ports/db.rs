@@ -220,6 +220,36 @@ impl Update {
         self
     }
 
+    /// The item after this update, as DynamoDB computes it (`set`, then `remove`, then
+    /// `add`; an absent item starts as its key): what a transaction commits, computed
+    /// without reading it back.
+    pub fn apply(&self, stored: Option<Item>, key: &Key) -> Result<Item, DbError> {
+        let mut item = stored.unwrap_or_else(|| {
+            Item::from([
+                (PK.to_string(), Value::S(key.pk.clone())),
+                (SK.to_string(), Value::S(key.sk.clone())),
+            ])
+        });
+        for (name, value) in &self.set {
+            item.insert(name.clone(), value.clone());
+        }
+        for name in &self.remove {
+            item.remove(name);
+        }
+        for (name, by) in &self.add {
+            let current = match item.get(name) {
+                None => 0,
+                Some(Value::N(n)) => *n,
+                Some(_) => return Err(DbError::Invalid(format!("{name} is not a number"))),
+            };
+            let next = current
+                .checked_add(*by)
+                .ok_or_else(|| DbError::Invalid(format!("{name} overflows")))?;
+            item.insert(name.clone(), Value::N(next));
+        }
+        Ok(item)
+    }
+
     pub(crate) fn validate(&self) -> Result<(), DbError> {
         let mut names: Vec<&str> = self
             .set

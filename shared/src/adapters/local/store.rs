@@ -88,29 +88,7 @@ fn holds(condition: &Condition, current: Option<&Item>) -> bool {
 
 /// Applies an update to the stored item (expired or not, as DynamoDB does).
 fn apply(stored: Option<Item>, key: &Key, update: &Update) -> Result<Item, DbError> {
-    let mut item = stored.unwrap_or_else(|| {
-        Item::from([
-            (PK.to_string(), Value::S(key.pk.clone())),
-            (SK.to_string(), Value::S(key.sk.clone())),
-        ])
-    });
-    for (name, value) in &update.set {
-        item.insert(name.clone(), value.clone());
-    }
-    for name in &update.remove {
-        item.remove(name);
-    }
-    for (name, by) in &update.add {
-        let current = match item.get(name) {
-            None => 0,
-            Some(Value::N(n)) => *n,
-            Some(_) => return Err(DbError::Invalid(format!("{name} is not a number"))),
-        };
-        let next = current
-            .checked_add(*by)
-            .ok_or_else(|| DbError::Invalid(format!("{name} overflows")))?;
-        item.insert(name.clone(), Value::N(next));
-    }
+    let item = update.apply(stored, key)?;
     validate_item(&item)?;
     Ok(item)
 }
