@@ -7,7 +7,6 @@
 //! answer the same either way (the owner is told by mail), and every failed login is
 //! the same 401 after the same password-hashing work.
 
-mod events;
 mod mail;
 mod mfa;
 mod password;

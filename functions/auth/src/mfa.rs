@@ -5,14 +5,14 @@
 //! The challenge (`MFA#<hash>`) is what a password login hands out when MFA is on: it is
 //! single-use, lives five minutes and allows [`MAX_CHALLENGE_ATTEMPTS`] wrong codes.
 
-use crate::events::{self, Outcome};
 use crate::mail;
 use crate::sessions::open_session;
 use serde::Deserialize;
 use shared::audit::Action;
+use shared::audit::Outcome;
 use shared::auth::accounts::{self, seal, Account, Status};
 use shared::auth::input;
-use shared::auth::{authenticate, rate_limit, secrets, totp};
+use shared::auth::{audit_event, authenticate, rate_limit, record, record_account, secrets, totp};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::store::mfa;
 use shared::{ApiError, App, AppContext};
@@ -39,7 +39,7 @@ pub async fn challenge(app: App, req: ApiRequest) -> HandlerResult {
     let body: ChallengeBody = req.json()?;
     let token = input::token("mfa_token", &body.mfa_token)?;
     let code = input::token("code", &body.code)?;
-    let ip = events::ip_subject(&req);
+    let ip = rate_limit::ip_subject(&req);
     rate_limit::check(&app, rate_limit::AUTH, &ip).await?;
     let Some(pending) = mfa::challenge(&app, token).await? else {
         return Err(ApiError::InvalidCredentials);
@@ -65,7 +65,7 @@ pub async fn challenge(app: App, req: ApiRequest) -> HandlerResult {
     if !accepted {
         mfa::count_failure(&app, token).await.ok();
         rate_limit::hit(&app, rate_limit::AUTH, &ip).await.ok();
-        events::record(
+        record_account(
             &app,
             &req,
             Action::MfaFailed,
@@ -81,7 +81,7 @@ pub async fn challenge(app: App, req: ApiRequest) -> HandlerResult {
         return Err(ApiError::InvalidCredentials);
     }
     let pair = open_session(&app, &account, &["pwd", "mfa", "otp"]).await?;
-    events::record(
+    record_account(
         &app,
         &req,
         Action::MfaChallenge,
@@ -90,7 +90,7 @@ pub async fn challenge(app: App, req: ApiRequest) -> HandlerResult {
         Outcome::Success,
     )
     .await?;
-    events::record(
+    record_account(
         &app,
         &req,
         Action::Login,
@@ -181,7 +181,7 @@ pub async fn send_code(app: App, req: ApiRequest) -> HandlerResult {
         Some(phone) => mail::login_code_sms(&app, &phone, &code).await?,
         None => mail::login_code(&app, &account.email(&app).await?, &code).await?,
     }
-    events::record(
+    record_account(
         &app,
         &req,
         Action::MfaCodeSent,
@@ -215,12 +215,12 @@ pub async fn enroll(app: App, req: ApiRequest) -> HandlerResult {
         accounts::AccountChange::new().sealed("totp_pending", pending),
     )
     .await?;
-    events::record(
+    record(
         &app,
         &req,
+        &principal,
         Action::MfaEnroll,
-        Some(&account.id),
-        Some(account.role),
+        ("account", &principal.user_id),
         Outcome::Success,
     )
     .await?;
@@ -256,12 +256,12 @@ pub async fn confirm(app: App, req: ApiRequest) -> HandlerResult {
         .map(|_| secrets::recovery_code())
         .collect();
     mfa::confirm_totp(&app, &account.id, &pending, step, &codes).await?;
-    events::record(
+    record(
         &app,
         &req,
+        &principal,
         Action::MfaConfirm,
-        Some(&account.id),
-        Some(account.role),
+        ("account", &principal.user_id),
         Outcome::Success,
     )
     .await?;
@@ -288,12 +288,12 @@ pub async fn disable(app: App, req: ApiRequest) -> HandlerResult {
     }
     let now = app.clock.now().timestamp();
     if !totp_code(&app, &account, &body.code, now).await? {
-        events::record(
+        record(
             &app,
             &req,
+            &principal,
             Action::MfaFailed,
-            Some(&account.id),
-            Some(account.role),
+            ("account", &principal.user_id),
             Outcome::Denied,
         )
         .await?;
@@ -301,19 +301,13 @@ pub async fn disable(app: App, req: ApiRequest) -> HandlerResult {
             "code: does not match the authenticator",
         ));
     }
-    accounts::change(
+    let event = audit_event(&req, &principal, Action::MfaDisable, Outcome::Success)
+        .resource("account", &principal.user_id);
+    accounts::change_audited(
         &app,
-        &account.id,
+        &account,
         accounts::AccountChange::new().disable_totp(),
-    )
-    .await?;
-    events::record(
-        &app,
-        &req,
-        Action::MfaDisable,
-        Some(&account.id),
-        Some(account.role),
-        Outcome::Success,
+        event,
     )
     .await?;
     Ok(ApiResponse::no_content())

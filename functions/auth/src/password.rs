@@ -1,16 +1,16 @@
 //! Password change (signed in) and reset (by a mailed single-use token). Both end every
 //! session of the account.
 
-use crate::events::{self, Outcome};
 use crate::mail;
 use crate::sessions::revoke_all;
 use serde::Deserialize;
 use shared::audit::Action;
+use shared::audit::Outcome;
 use shared::auth::accounts::{self, Status};
 use shared::auth::input;
 use shared::auth::one_time::{self, Purpose};
 use shared::auth::passwords::{self, Verified};
-use shared::auth::{authenticate, rate_limit};
+use shared::auth::{audit_event, authenticate, rate_limit, record, record_account};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::{ApiError, App};
 use zeroize::Zeroizing;
@@ -47,34 +47,25 @@ pub async fn change(app: App, req: ApiRequest) -> HandlerResult {
     )
     .await;
     if verified == Verified::No {
-        events::record(
+        record(
             &app,
             &req,
+            &principal,
             Action::PasswordChange,
-            Some(&account.id),
-            Some(account.role),
+            ("account", &principal.user_id),
             Outcome::Denied,
         )
         .await?;
         return Err(ApiError::InvalidCredentials);
     }
     let hash = passwords::hash_blocking(body.new_password.to_string()).await?;
-    accounts::change(
-        &app,
-        &account.id,
-        accounts::AccountChange::new().password_hash(hash),
-    )
-    .await?;
-    revoke_all(&app, &account.id).await?;
-    events::record(
-        &app,
-        &req,
-        Action::PasswordChange,
-        Some(&account.id),
-        Some(account.role),
-        Outcome::Success,
-    )
-    .await?;
+    // The new password and the end of every session commit with the event.
+    let change = accounts::AccountChange::new()
+        .password_hash(hash)
+        .end_sessions(app.clock.now().timestamp_millis());
+    let event = audit_event(&req, &principal, Action::PasswordChange, Outcome::Success)
+        .resource("account", &principal.user_id);
+    accounts::change_audited(&app, &account, change, event).await?;
     Ok(ApiResponse::no_content())
 }
 
@@ -89,13 +80,13 @@ pub(crate) struct ResetRequestBody {
 pub async fn reset_request(app: App, req: ApiRequest) -> HandlerResult {
     let body: ResetRequestBody = req.json()?;
     let email = input::email(&body.email)?;
-    rate_limit::hit(&app, rate_limit::SENSITIVE, &events::ip_subject(&req)).await?;
+    rate_limit::hit(&app, rate_limit::SENSITIVE, &rate_limit::ip_subject(&req)).await?;
     if let Some(account) = accounts::find_by_email(&app, email).await? {
         if account.status != Status::Disabled {
             let token =
                 one_time::issue(&app, Purpose::PasswordReset, &account.id, RESET_TTL_SECS).await?;
             mail::password_reset(&app, email, &token).await?;
-            events::record(
+            record_account(
                 &app,
                 &req,
                 Action::PasswordResetRequest,
@@ -134,7 +125,7 @@ pub async fn reset(app: App, req: ApiRequest) -> HandlerResult {
     let body: ResetBody = req.json()?;
     let token = input::token("token", &body.token)?;
     passwords::validate(&body.new_password)?;
-    let ip = events::ip_subject(&req);
+    let ip = rate_limit::ip_subject(&req);
     rate_limit::check(&app, rate_limit::AUTH, &ip).await?;
     let Some(user_id) = one_time::redeem(&app, Purpose::PasswordReset, token).await? else {
         rate_limit::hit(&app, rate_limit::AUTH, &ip).await.ok();
@@ -152,7 +143,7 @@ pub async fn reset(app: App, req: ApiRequest) -> HandlerResult {
     )
     .await?;
     revoke_all(&app, &user_id).await?;
-    events::record(
+    record_account(
         &app,
         &req,
         Action::PasswordReset,

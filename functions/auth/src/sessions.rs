@@ -6,14 +6,14 @@
 //! Presenting a used token means it was stolen or replayed: the session is revoked (the
 //! whole family dies) and a `TOKEN_REUSE` security event is written.
 
-use crate::events::{self, Outcome};
 use crate::{mail, mfa};
 use serde::{Deserialize, Serialize};
 use shared::audit::Action;
+use shared::audit::Outcome;
 use shared::auth::accounts::{self, Account, Status};
 use shared::auth::input;
 use shared::auth::passwords::{self, Verified};
-use shared::auth::{authenticate, rate_limit};
+use shared::auth::{authenticate, rate_limit, record, record_account};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::store::sessions::{self, Rotation};
 use shared::{ApiError, App, AppContext};
@@ -81,7 +81,7 @@ pub(crate) struct LoginBody {
 pub async fn login(app: App, req: ApiRequest) -> HandlerResult {
     let body: LoginBody = req.json()?;
     let email = input::email(&body.email).map_err(|_| ApiError::InvalidCredentials)?;
-    let ip = events::ip_subject(&req);
+    let ip = rate_limit::ip_subject(&req);
     rate_limit::check(&app, rate_limit::AUTH, &ip).await?;
     let index = accounts::email_index(&app, email).await?;
     let email_subject = format!("email:{index}");
@@ -111,7 +111,7 @@ pub async fn login(app: App, req: ApiRequest) -> HandlerResult {
             };
             if let Some(found) = usable {
                 if accounts::record_failure(&app, &found.id).await? {
-                    events::record(
+                    record_account(
                         &app,
                         &req,
                         Action::AccountLocked,
@@ -123,7 +123,7 @@ pub async fn login(app: App, req: ApiRequest) -> HandlerResult {
                     mail::account_locked(&app, &found.email(&app).await?).await?;
                 }
             }
-            events::record(&app, &req, Action::LoginFailed, user, role, Outcome::Denied).await?;
+            record_account(&app, &req, Action::LoginFailed, user, role, Outcome::Denied).await?;
             return Err(ApiError::InvalidCredentials);
         }
     };
@@ -150,7 +150,7 @@ pub async fn login(app: App, req: ApiRequest) -> HandlerResult {
         });
     }
     let pair = open_session(&app, &account, &["pwd"]).await?;
-    events::record(
+    record_account(
         &app,
         &req,
         Action::Login,
@@ -207,7 +207,7 @@ pub async fn refresh(app: App, req: ApiRequest) -> HandlerResult {
         .tokens
         .issue(&app, &account.id, account.role, &session_id, &amr)
         .await?;
-    events::record(
+    record_account(
         &app,
         &req,
         Action::TokenRefresh,
@@ -231,7 +231,7 @@ async fn reuse_detected(
     session_id: &str,
 ) -> HandlerResult {
     revoke(app, user_id, session_id).await?;
-    events::record(
+    record_account(
         app,
         req,
         Action::TokenReuse,
@@ -255,12 +255,12 @@ async fn revoke(app: &AppContext, user_id: &str, session_id: &str) -> Result<(),
 pub async fn logout(app: App, req: ApiRequest) -> HandlerResult {
     let principal = authenticate(&app, &req).await?;
     revoke(&app, &principal.user_id, &principal.session_id).await?;
-    events::record(
+    record(
         &app,
         &req,
+        &principal,
         Action::Logout,
-        Some(&principal.user_id),
-        Some(principal.role),
+        ("account", &principal.user_id),
         Outcome::Success,
     )
     .await?;
@@ -282,12 +282,12 @@ pub async fn revoke_all(app: &AppContext, user_id: &str) -> Result<(), ApiError>
 pub async fn logout_all(app: App, req: ApiRequest) -> HandlerResult {
     let principal = authenticate(&app, &req).await?;
     revoke_all(&app, &principal.user_id).await?;
-    events::record(
+    record(
         &app,
         &req,
+        &principal,
         Action::Logout,
-        Some(&principal.user_id),
-        Some(principal.role),
+        ("account", &principal.user_id),
         Outcome::Success,
     )
     .await?;

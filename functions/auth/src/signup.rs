@@ -1,12 +1,13 @@
 //! `POST signup` and `POST verify-email`.
 
-use crate::{events, mail};
+use crate::mail;
 use serde::{Deserialize, Serialize};
 use shared::audit::Action;
+use shared::audit::Outcome;
 use shared::auth::accounts::{self, CreateError, NewAccount, Status};
 use shared::auth::input;
 use shared::auth::one_time::{self, Purpose};
-use shared::auth::{passwords, rate_limit, Role};
+use shared::auth::{passwords, rate_limit, record_account, Role};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::{ApiError, App};
 use zeroize::Zeroizing;
@@ -32,7 +33,7 @@ pub async fn signup(app: App, req: ApiRequest) -> HandlerResult {
     let email = input::email(&body.email)?;
     let full_name = input::full_name(&body.full_name)?;
     passwords::validate(&body.password)?;
-    rate_limit::hit(&app, rate_limit::SENSITIVE, &events::ip_subject(&req)).await?;
+    rate_limit::hit(&app, rate_limit::SENSITIVE, &rate_limit::ip_subject(&req)).await?;
     let password_hash = passwords::hash_blocking(body.password.to_string()).await?;
     let created = accounts::create(
         &app,
@@ -50,13 +51,13 @@ pub async fn signup(app: App, req: ApiRequest) -> HandlerResult {
             let token =
                 one_time::issue(&app, Purpose::VerifyEmail, &account.id, VERIFY_TTL_SECS).await?;
             mail::verification(&app, email, &token).await?;
-            events::record(
+            record_account(
                 &app,
                 &req,
                 Action::Signup,
                 Some(&account.id),
                 Some(account.role),
-                events::Outcome::Success,
+                Outcome::Success,
             )
             .await?;
         }
@@ -106,13 +107,13 @@ pub async fn verify_email(app: App, req: ApiRequest) -> HandlerResult {
     };
     // Already verified (or disabled meanwhile): the token is spent either way.
     if let Some(account) = accounts::activate(&app, &user_id).await? {
-        events::record(
+        record_account(
             &app,
             &req,
             Action::EmailVerify,
             Some(&account.id),
             Some(account.role),
-            events::Outcome::Success,
+            Outcome::Success,
         )
         .await?;
     }

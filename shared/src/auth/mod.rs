@@ -100,6 +100,29 @@ pub async fn record(
     Ok(app.audit.record(event).await?)
 }
 
+/// Records an event about an account whose holder is not signed in (yet): sign-up,
+/// login, MFA challenges, password resets, refresh. The actor is the account (or
+/// unknown), without a session; the resource is the account. Fails closed (503).
+pub async fn record_account(
+    app: &AppContext,
+    req: &ApiRequest,
+    action: crate::audit::Action,
+    user_id: Option<&str>,
+    role: Option<Role>,
+    outcome: crate::audit::Outcome,
+) -> Result<(), ApiError> {
+    let actor = crate::audit::Actor {
+        user_id: user_id.map(str::to_string),
+        role: role.map(|r| r.as_str().to_string()),
+        session_id: None,
+    };
+    let mut event = crate::audit::AuditEvent::from_request(req, action, outcome).actor(actor);
+    if let Some(id) = user_id {
+        event = event.resource("account", id);
+    }
+    Ok(app.audit.record(event).await?)
+}
+
 /// The audit event of something this principal did (actor = user, role, session).
 pub fn audit_event(
     req: &ApiRequest,

@@ -56,6 +56,14 @@ impl Limit {
 /// Subjects that name a source address start with this (`ip:203.0.113.9`).
 pub const IP_SUBJECT_PREFIX: &str = "ip:";
 
+/// The rate-limit subject of the caller's address.
+pub fn ip_subject(req: &crate::http::ApiRequest) -> String {
+    format!(
+        "{IP_SUBJECT_PREFIX}{}",
+        req.source_ip.as_deref().unwrap_or("unknown")
+    )
+}
+
 fn window(limit: Limit, now: i64) -> (i64, i64) {
     let start = now - now.rem_euclid(limit.window_secs);
     (start, start + limit.window_secs)
