@@ -41,9 +41,9 @@ pub async fn path_id<'a>(
 /// What the trail records instead of client text that is not an id.
 pub const INVALID: &str = "invalid";
 
-/// A well-formed record id (ULID, 26 Crockford base-32 characters).
+/// A well-formed record id (the one rule: [`crate::domain::Id::parse`]).
 pub fn is_id(value: &str) -> bool {
-    value.len() == 26 && ulid::Ulid::from_string(value).is_ok()
+    crate::domain::Id::parse(value).is_some()
 }
 
 /// Records that a signed-in caller was refused on `resource` (ids only: pass client
