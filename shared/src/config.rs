@@ -83,6 +83,59 @@ pub struct Config {
     /// uses [`LocalSettings::DEV_IP_LIMIT_FACTOR`], because every local client shares
     /// 127.0.0.1 and one developer's typos would otherwise lock everyone out.
     pub ip_limit_factor: i64,
+    /// Where SMS to emergency contacts may go (`DOCARE_SMS_COUNTRY_CODES`).
+    pub sms_countries: SmsCountries,
+}
+
+/// The E.164 country calling codes SMS may be sent to (emergency contacts: checked when a
+/// contact is added or changed, and again when an alert is sent). SMS to other countries
+/// is refused: premium-rate and toll-fraud numbers sit in a few of them, and a per-message
+/// price makes an open relay expensive. The default is [`SmsCountries::DEFAULT`], `+1`: the
+/// North American Numbering Plan (the US, Canada and some twenty Caribbean and Pacific
+/// countries and territories that share the code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsCountries(Vec<String>);
+
+impl SmsCountries {
+    /// `DOCARE_SMS_COUNTRY_CODES` when unset.
+    pub const DEFAULT: &'static str = "+1";
+
+    /// A comma-separated list of calling codes (`+1,+44`; the `+` is optional): each 1 to 3
+    /// digits, not starting with 0. `None` for anything else or an empty list.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut codes = Vec::new();
+        for code in value.split(',') {
+            let code = code.trim();
+            let digits = code.strip_prefix('+').unwrap_or(code);
+            let valid = (1..=3).contains(&digits.len())
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && !digits.starts_with('0');
+            if !valid {
+                return None;
+            }
+            codes.push(digits.to_string());
+        }
+        Some(Self(codes))
+    }
+
+    /// Whether an E.164 number (`+<digits>`) is in one of the allowed countries.
+    pub fn allows(&self, e164: &str) -> bool {
+        match e164.strip_prefix('+') {
+            Some(digits) => self.0.iter().any(|code| digits.starts_with(code.as_str())),
+            None => false,
+        }
+    }
+
+    /// The codes as configured, `+`-prefixed (for messages and docs).
+    pub fn codes(&self) -> Vec<String> {
+        self.0.iter().map(|c| format!("+{c}")).collect()
+    }
+}
+
+impl Default for SmsCountries {
+    fn default() -> Self {
+        Self(vec!["1".into()])
+    }
 }
 
 pub const ENV_STAGE: &str = "DOCARE_ENV";
@@ -97,6 +150,8 @@ pub const ENV_NOTIFICATIONS_QUEUE: &str = "DOCARE_NOTIFICATIONS_QUEUE_URL";
 pub const ENV_WS_ENDPOINT: &str = "DOCARE_WS_ENDPOINT";
 pub const ENV_MAIL_FROM: &str = "DOCARE_MAIL_FROM";
 pub const ENV_LOG: &str = "DOCARE_LOG";
+/// Optional: [`SmsCountries`], default [`SmsCountries::DEFAULT`].
+pub const ENV_SMS_COUNTRY_CODES: &str = "DOCARE_SMS_COUNTRY_CODES";
 
 /// Every variable a deployed function reads, for docs and tests.
 pub const LAMBDA_VARIABLES: &[&str] = &[
@@ -162,6 +217,16 @@ impl Config {
             mail_from,
             log_filter: vars.optional(ENV_LOG).unwrap_or_else(|| "info".into()),
             ip_limit_factor: 1,
+            sms_countries: match vars.optional(ENV_SMS_COUNTRY_CODES) {
+                None => SmsCountries::default(),
+                Some(value) => {
+                    SmsCountries::parse(&value).ok_or_else(|| ConfigError::Invalid {
+                        name: ENV_SMS_COUNTRY_CODES,
+                        reason: "must be calling codes separated by commas, such as +1,+44"
+                            .into(),
+                    })?
+                }
+            },
         })
     }
 }
@@ -406,6 +471,29 @@ mod tests {
                     assert!(!reason.contains(value));
                 }
                 other => panic!("{name}: expected Invalid, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn sms_countries_default_to_north_america_and_are_configurable() {
+        let config = load(&valid()).expect("valid config");
+        assert_eq!(config.sms_countries, SmsCountries::default());
+        assert!(config.sms_countries.allows("+14155550123"));
+        assert!(!config.sms_countries.allows("+442071234567"));
+        assert!(!config.sms_countries.allows("14155550123"));
+        let mut vars = valid();
+        vars.insert(ENV_SMS_COUNTRY_CODES, " +1, 44 ,+353".into());
+        let config = load(&vars).expect("list");
+        assert_eq!(config.sms_countries.codes(), ["+1", "+44", "+353"]);
+        assert!(config.sms_countries.allows("+442071234567"));
+        assert!(config.sms_countries.allows("+353861234567"));
+        assert!(!config.sms_countries.allows("+33612345678"));
+        for bad in ["+", "+0", "+1234", "1,,44", "+1;+44", "uk"] {
+            vars.insert(ENV_SMS_COUNTRY_CODES, bad.into());
+            match load(&vars) {
+                Err(ConfigError::Invalid { name, .. }) => assert_eq!(name, ENV_SMS_COUNTRY_CODES),
+                other => panic!("{bad}: {other:?}"),
             }
         }
     }

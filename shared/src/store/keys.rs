@@ -61,6 +61,11 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "emergency contact count (limit kept by a condition)",
     },
     ItemKind {
+        pk: CONTACTS,
+        sk: "SENT#",
+        holds: "messages to emergency contacts on one UTC day (daily caps kept by a condition; TTL)",
+    },
+    ItemKind {
         pk: SOS,
         sk: "ALERT#",
         holds: "SOS alert (sealed location and message)",
@@ -220,6 +225,11 @@ pub fn contact_count(user_id: &str) -> Key {
     Key::new(of(CONTACTS, user_id), "COUNT")
 }
 
+/// Messages queued to a user's emergency contacts on one UTC day (`YYYY-MM-DD`).
+pub fn contact_messages(user_id: &str, day: &str) -> Key {
+    Key::new(of(CONTACTS, user_id), format!("SENT#{day}"))
+}
+
 pub fn sos_window(user_id: &str) -> Key {
     Key::new(of(SOS, user_id), "ACTIVE")
 }
@@ -332,6 +342,7 @@ mod tests {
             }
         }
         assert_eq!(contact_count("u1").pk, contact("u1", "c").pk);
+        assert_eq!(contact_messages("u1", "2026-12-02").pk, contact("u1", "c").pk);
         assert_eq!(sos_window("u1").pk, sos_alert("u1", "a").pk);
     }
 }
