@@ -219,13 +219,10 @@ impl Config {
             ip_limit_factor: 1,
             sms_countries: match vars.optional(ENV_SMS_COUNTRY_CODES) {
                 None => SmsCountries::default(),
-                Some(value) => {
-                    SmsCountries::parse(&value).ok_or_else(|| ConfigError::Invalid {
-                        name: ENV_SMS_COUNTRY_CODES,
-                        reason: "must be calling codes separated by commas, such as +1,+44"
-                            .into(),
-                    })?
-                }
+                Some(value) => SmsCountries::parse(&value).ok_or_else(|| ConfigError::Invalid {
+                    name: ENV_SMS_COUNTRY_CODES,
+                    reason: "must be calling codes separated by commas, such as +1,+44".into(),
+                })?,
             },
         })
     }

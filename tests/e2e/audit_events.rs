@@ -785,6 +785,26 @@ async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no
     )
     .await;
     h.step(
+        "GET /users, with a reason (each patient shown is recorded on their account)",
+        call(Method::GET, "/api/v1/users", at).header("x-access-reason", REASON),
+        200,
+        vec![
+            ok("BREAK_GLASS", &admin, ("account_list", "all")),
+            ok("BREAK_GLASS", &admin, ("account", &patient.id)),
+            ok("BREAK_GLASS", &admin, ("account", &other.id)),
+            ok("BREAK_GLASS", &admin, ("account", &locked.id)),
+            ok("BREAK_GLASS", &admin, ("account", &newbie.id)),
+        ],
+    )
+    .await;
+    h.step(
+        "GET /users, a reason too short",
+        call(Method::GET, "/api/v1/users", at).header("x-access-reason", "why not"),
+        400,
+        vec![denied("ACCESS_DENIED", &admin, ("account_list", "all"))],
+    )
+    .await;
+    h.step(
         "GET /users, patient",
         call(Method::GET, "/api/v1/users", pt),
         403,
@@ -825,6 +845,13 @@ async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no
         call(Method::GET, &target, at),
         200,
         vec![ok("VIEW", &admin, nb)],
+    )
+    .await;
+    h.step(
+        "GET /users/{id}, with a reason",
+        call(Method::GET, &target, at).header("x-access-reason", REASON),
+        200,
+        vec![ok("BREAK_GLASS", &admin, nb)],
     )
     .await;
     h.step(
@@ -930,6 +957,37 @@ async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no
     )
     .await;
     h.step(
+        "GET /care-relationships, provider without MFA",
+        call(
+            Method::GET,
+            "/api/v1/care-relationships",
+            Some(&carer_no_mfa),
+        ),
+        403,
+        vec![denied(
+            "ACCESS_DENIED",
+            &carer,
+            ("care_relationship_list", &carer.id),
+        )],
+    )
+    .await;
+    h.step(
+        "GET /care-relationships, admin without MFA",
+        call(
+            Method::GET,
+            "/api/v1/care-relationships",
+            Some(&admin_no_mfa),
+        )
+        .query("patient_id", other.id.clone()),
+        403,
+        vec![denied(
+            "ACCESS_DENIED",
+            &admin,
+            ("care_relationship_list", &other.id),
+        )],
+    )
+    .await;
+    h.step(
         "GET /care-relationships, admin, free text",
         call(Method::GET, "/api/v1/care-relationships", at).query("patient_id", "Otto Other"),
         400,
@@ -944,6 +1002,17 @@ async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no
         vec![denied(
             "ACCESS_DENIED",
             &carer,
+            ("care_relationship", &rel_id),
+        )],
+    )
+    .await;
+    h.step(
+        "DELETE /care-relationships/{id}, admin without MFA",
+        call(Method::DELETE, &rel_path, Some(&admin_no_mfa)),
+        403,
+        vec![denied(
+            "ACCESS_DENIED",
+            &admin,
             ("care_relationship", &rel_id),
         )],
     )

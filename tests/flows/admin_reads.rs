@@ -89,10 +89,20 @@ impl H {
 async fn admins_see_patients_identity_only_with_a_reason_and_each_one_shown_is_in_the_access_log() {
     let h = H::new();
     let (admin, at) = h
-        .user("root@example.com", "Rita Root", Role::Admin, &["pwd", "mfa", "otp"])
+        .user(
+            "root@example.com",
+            "Rita Root",
+            Role::Admin,
+            &["pwd", "mfa", "otp"],
+        )
         .await;
     let (patient, pt) = h
-        .user("pat.private@example.com", "Pat Private", Role::Patient, &["pwd"])
+        .user(
+            "pat.private@example.com",
+            "Pat Private",
+            Role::Patient,
+            &["pwd"],
+        )
         .await;
     let (provider, _) = h
         .user("dr.known@example.com", "Dr Known", Role::Provider, &["pwd"])
@@ -105,7 +115,10 @@ async fn admins_see_patients_identity_only_with_a_reason_and_each_one_shown_is_i
         .await;
     assert_eq!(status, 200, "{list}");
     let text = list.to_string();
-    assert!(!text.contains("pat.private") && !text.contains("Pat Private"), "{list}");
+    assert!(
+        !text.contains("pat.private") && !text.contains("Pat Private"),
+        "{list}"
+    );
     let items = list["items"].as_array().unwrap();
     let row = |id: &str| items.iter().find(|i| i["id"] == id).unwrap().clone();
     assert_eq!(row(&patient)["identity_withheld"], true);
@@ -117,10 +130,18 @@ async fn admins_see_patients_identity_only_with_a_reason_and_each_one_shown_is_i
     let (status, one) = h.call(&h.users, Method::GET, &path, &at, None).await;
     assert_eq!(status, 200);
     assert_eq!(
-        (one.get("email"), one.get("full_name"), &one["identity_withheld"]),
+        (
+            one.get("email"),
+            one.get("full_name"),
+            &one["identity_withheld"]
+        ),
         (None, None, &Value::Bool(true))
     );
-    assert!(h.access_log(&pt).await.iter().all(|e| e["action"] != "BREAK_GLASS"));
+    assert!(h
+        .access_log(&pt)
+        .await
+        .iter()
+        .all(|e| e["action"] != "BREAK_GLASS"));
 
     // With a reason: shown, and recorded on the patient's account as break-glass.
     let (status, list) = h
@@ -131,7 +152,9 @@ async fn admins_see_patients_identity_only_with_a_reason_and_each_one_shown_is_i
     let shown = items.iter().find(|i| i["id"] == patient.as_str()).unwrap();
     assert_eq!(shown["email"], "pat.private@example.com");
     assert_eq!(shown["full_name"], "Pat Private");
-    let (status, one) = h.call(&h.users, Method::GET, &path, &at, Some(REASON)).await;
+    let (status, one) = h
+        .call(&h.users, Method::GET, &path, &at, Some(REASON))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(one["full_name"], "Pat Private");
     let glass: Vec<StoredEvent> = h
@@ -141,8 +164,9 @@ async fn admins_see_patients_identity_only_with_a_reason_and_each_one_shown_is_i
         .filter(|e| e.action == Action::BreakGlass)
         .collect();
     assert_eq!(glass.len(), 2, "the list and the read");
-    assert!(glass.iter().all(|e| e.reason.is_some()
-        && e.actor.user_id.as_deref() == Some(admin.as_str())));
+    assert!(glass
+        .iter()
+        .all(|e| e.reason.is_some() && e.actor.user_id.as_deref() == Some(admin.as_str())));
     // The provider's account was shown without a reason: no break-glass on it.
     assert!(h
         .events_on("account", &provider)
@@ -176,7 +200,13 @@ async fn admins_see_patients_identity_only_with_a_reason_and_each_one_shown_is_i
 
     // The answers of changes never show a patient's identity.
     let (status, disabled) = h
-        .call(&h.users, Method::POST, &format!("{path}/disable"), &at, None)
+        .call(
+            &h.users,
+            Method::POST,
+            &format!("{path}/disable"),
+            &at,
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(disabled["status"], "disabled");
@@ -187,7 +217,12 @@ async fn admins_see_patients_identity_only_with_a_reason_and_each_one_shown_is_i
 async fn a_page_with_patients_identities_is_bounded_and_every_patient_on_it_is_recorded() {
     let h = H::new();
     let (_, at) = h
-        .user("root@example.com", "Rita Root", Role::Admin, &["pwd", "mfa"])
+        .user(
+            "root@example.com",
+            "Rita Root",
+            Role::Admin,
+            &["pwd", "mfa"],
+        )
         .await;
     let mut patients = Vec::new();
     for n in 0..30 {
@@ -209,7 +244,10 @@ async fn a_page_with_patients_identities_is_bounded_and_every_patient_on_it_is_r
     assert_eq!(status, 200, "{page}");
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), docare_users::PHI_PAGE_LIMIT as usize);
-    assert!(page["next_cursor"].is_string(), "the rest is on the next page");
+    assert!(
+        page["next_cursor"].is_string(),
+        "the rest is on the next page"
+    );
     for item in items.iter().filter(|i| i["role"] == "patient") {
         let id = item["id"].as_str().unwrap();
         let recorded = h.events_on("account", id).await;
@@ -251,7 +289,12 @@ async fn swap_email(app: &App, a: &str, b: &str) {
 async fn an_account_value_that_fails_to_open_is_audited_on_every_account_view() {
     let h = H::new();
     let (_, at) = h
-        .user("root@example.com", "Rita Root", Role::Admin, &["pwd", "mfa"])
+        .user(
+            "root@example.com",
+            "Rita Root",
+            Role::Admin,
+            &["pwd", "mfa"],
+        )
         .await;
     let (victim, vt) = h
         .user("victim@example.com", "Vic Tim", Role::Patient, &["pwd"])
@@ -275,7 +318,9 @@ async fn an_account_value_that_fails_to_open_is_audited_on_every_account_view() 
     assert_eq!(integrity(h.events_on("account", &victim).await), 1);
 
     let path = format!("/api/v1/users/{victim}");
-    let (status, body) = h.call(&h.users, Method::GET, &path, &at, Some(REASON)).await;
+    let (status, body) = h
+        .call(&h.users, Method::GET, &path, &at, Some(REASON))
+        .await;
     assert_eq!(status, 500);
     assert!(!body.to_string().contains("other@example.com"));
     let (status, _) = h
@@ -292,7 +337,12 @@ async fn an_account_value_that_fails_to_open_is_audited_on_every_account_view() 
 async fn providers_need_mfa_to_list_their_patients_and_staff_refusals_are_recorded() {
     let h = H::new();
     let (provider, with_mfa) = h
-        .user("dr@example.com", "Dr Who", Role::Provider, &["pwd", "mfa", "otp"])
+        .user(
+            "dr@example.com",
+            "Dr Who",
+            Role::Provider,
+            &["pwd", "mfa", "otp"],
+        )
         .await;
     let password_only = token(h.app(), &provider, Role::Provider, "s2", &["pwd"]).await;
     let (patient, pt) = h

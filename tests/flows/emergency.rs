@@ -197,7 +197,11 @@ async fn sos_is_accepted_fanned_out_sealed_and_repeats_collapse() {
         Some(json!({"name": "Bart", "relationship": "son", "phone": "+14155550002"})),
     )
     .await;
-    assert_eq!(h.queued().await.len(), 3, "each new contact is told, on each channel");
+    assert_eq!(
+        h.queued().await.len(),
+        3,
+        "each new contact is told, on each channel"
+    );
 
     let body = json!({"location": {"latitude": 44.05, "longitude": -123.09, "accuracy_m": 12.0}, "message": "chest pain"});
     let (status, first) = h
@@ -455,7 +459,10 @@ async fn contacts_are_told_when_added_or_re_pointed_and_not_kept_when_they_canno
         .await;
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{list}");
-    assert_eq!(items[0]["phone"], "+14155559999", "the previous number is back");
+    assert_eq!(
+        items[0]["phone"], "+14155559999",
+        "the previous number is back"
+    );
     assert!(h.queued().await.is_empty());
 }
 
@@ -502,7 +509,10 @@ async fn sms_go_only_to_the_configured_countries_when_added_and_when_sent() {
         .call(Method::POST, "/api/v1/emergency/sos", &me, None)
         .await;
     assert_eq!(status, 202);
-    assert_eq!((sos["notified"].as_u64(), sos["withheld"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (sos["notified"].as_u64(), sos["withheld"].as_u64()),
+        (Some(1), Some(1))
+    );
     let sent = h.queued().await;
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].to, "gran@example.co.uk");
@@ -521,7 +531,10 @@ async fn messages_to_contacts_are_capped_per_day() {
             Some(contact(1)),
         )
         .await;
-    let path = format!("/api/v1/emergency/contacts/{}", created["id"].as_str().unwrap());
+    let path = format!(
+        "/api/v1/emergency/contacts/{}",
+        created["id"].as_str().unwrap()
+    );
     let repoint = |n: i64| {
         let mut body = contact(1);
         body["phone"] = json!(format!("+1415666{n:04}"));
@@ -555,7 +568,10 @@ async fn messages_to_contacts_are_capped_per_day() {
         .call(Method::POST, "/api/v1/emergency/sos", &me, None)
         .await;
     assert_eq!(status, 202);
-    assert_eq!((sos["notified"].as_u64(), sos["withheld"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (sos["notified"].as_u64(), sos["withheld"].as_u64()),
+        (Some(1), Some(1))
+    );
     assert_eq!(h.queued().await.len(), 1);
     let counter = h
         .app
@@ -567,7 +583,10 @@ async fn messages_to_contacts_are_capped_per_day() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(counter["sms"], shared::ports::db::Value::N(CONTACT_SMS_PER_DAY));
+    assert_eq!(
+        counter["sms"],
+        shared::ports::db::Value::N(CONTACT_SMS_PER_DAY)
+    );
 
     // The next UTC day has a fresh budget.
     h.clock.advance(chrono::Duration::hours(15));
@@ -618,9 +637,14 @@ async fn an_sos_skips_a_contact_whose_stored_number_fails_to_open_and_records_it
         .call(Method::POST, "/api/v1/emergency/sos", &me, None)
         .await;
     assert_eq!(status, 202, "{sos}");
-    assert_eq!((sos["notified"].as_u64(), sos["withheld"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (sos["notified"].as_u64(), sos["withheld"].as_u64()),
+        (Some(2), Some(1))
+    );
     let sent = h.queued().await;
-    assert!(sent.iter().all(|n| n.to != "+14155550001" && n.to != "c1@example.com"));
+    assert!(sent
+        .iter()
+        .all(|n| n.to != "+14155550001" && n.to != "c1@example.com"));
     assert!(sent.iter().any(|n| n.to == "+14155550002"));
     let recorded = events_on(&h.app, "emergency_contact", &ids[0]).await;
     assert!(recorded
@@ -741,7 +765,10 @@ async fn parallel_re_pointing_never_queues_more_than_the_daily_cap() {
             Some(json!({"name": "Sam", "relationship": "friend", "phone": "+14155550100"})),
         )
         .await;
-    let path = format!("/api/v1/emergency/contacts/{}", created["id"].as_str().unwrap());
+    let path = format!(
+        "/api/v1/emergency/contacts/{}",
+        created["id"].as_str().unwrap()
+    );
     assert_eq!(h.queued().await.len(), 1);
     let left = (CONTACT_SMS_PER_DAY - 1) as usize;
     assert!(REQUESTS > left, "more requests than the cap leaves");
@@ -775,16 +802,31 @@ async fn parallel_re_pointing_never_queues_more_than_the_daily_cap() {
         *statuses.entry(task.await.unwrap()).or_insert(0usize) += 1;
     }
     let overlap = flight.max.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(overlap >= 8, "the requests overlapped: {overlap} calls in flight at most");
+    assert!(
+        overlap >= 8,
+        "the requests overlapped: {overlap} calls in flight at most"
+    );
     let sent = h.queued().await;
     assert!(
         sent.len() <= left,
         "{} SMS queued, the cap left {left} ({statuses:?})",
         sent.len()
     );
-    assert_eq!(sent.len(), left, "every reservation the cap allowed was used");
-    assert_eq!(statuses.get(&200).copied().unwrap_or(0), sent.len(), "{statuses:?}");
-    assert_eq!(statuses.get(&429).copied().unwrap_or(0) + sent.len(), REQUESTS, "{statuses:?}");
+    assert_eq!(
+        sent.len(),
+        left,
+        "every reservation the cap allowed was used"
+    );
+    assert_eq!(
+        statuses.get(&200).copied().unwrap_or(0),
+        sent.len(),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.get(&429).copied().unwrap_or(0) + sent.len(),
+        REQUESTS,
+        "{statuses:?}"
+    );
     let counter = h
         .app
         .db
@@ -795,5 +837,8 @@ async fn parallel_re_pointing_never_queues_more_than_the_daily_cap() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(counter["sms"], shared::ports::db::Value::N(1 + sent.len() as i64));
+    assert_eq!(
+        counter["sms"],
+        shared::ports::db::Value::N(1 + sent.len() as i64)
+    );
 }

@@ -14,9 +14,9 @@ use serde::Deserialize;
 use shared::audit::{Action, Outcome};
 use shared::auth::{accounts, audit_event, authenticate, record, Principal};
 use shared::domain::emergency::added_notice;
-use shared::notifications::{enqueue_all, Notification};
 use shared::http::pagination::PageRequest;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
+use shared::notifications::{enqueue_all, Notification};
 use shared::store::contacts::{self, Channel, ContactFields};
 use shared::{guard, ApiError, App, AppContext};
 
@@ -70,12 +70,13 @@ async fn tell(
         .await?
         .ok_or(ApiError::NotFound)?;
     let resource = ("account", account.id.as_str());
-    let holder = shared::phi::open_audited(app, req, principal, &account.item, &["full_name"], resource)
-        .await?
-        .pop()
-        .flatten()
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "A DoCare user".to_string());
+    let holder =
+        shared::phi::open_audited(app, req, principal, &account.item, &["full_name"], resource)
+            .await?
+            .pop()
+            .flatten()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "A DoCare user".to_string());
     let (subject, body) = added_notice(&holder);
     let notice = app.new_id();
     let mut outgoing = Vec::new();
@@ -147,8 +148,8 @@ pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
     let contact = contacts::create(&app, &principal.user_id, &id, fields, event).await?;
     if let Err(err) = tell(&app, &req, &principal, &contact, &channels).await {
         // Not told, not kept: the contact is removed again (recorded as its deletion).
-        let undo = audit_event(&req, &principal, Action::Delete, Outcome::Success)
-            .resource(RESOURCE, &id);
+        let undo =
+            audit_event(&req, &principal, Action::Delete, Outcome::Success).resource(RESOURCE, &id);
         contacts::delete(&app, &principal.user_id, &id, undo).await?;
         return Err(err);
     }
@@ -177,8 +178,14 @@ pub async fn replace(app: App, req: ApiRequest) -> HandlerResult {
         .await?
         .ok_or(ApiError::NotFound)?;
     let fields = validate(&app, req.json()?)?;
-    let new_phone = fields.phone.as_ref().filter(|p| before.phone.as_ref() != Some(*p));
-    let new_email = fields.email.as_ref().filter(|e| before.email.as_ref() != Some(*e));
+    let new_phone = fields
+        .phone
+        .as_ref()
+        .filter(|p| before.phone.as_ref() != Some(*p));
+    let new_email = fields
+        .email
+        .as_ref()
+        .filter(|e| before.email.as_ref() != Some(*e));
     let channels = contacts::channels(new_phone, new_email);
     let event =
         audit_event(&req, &principal, Action::Update, Outcome::Success).resource(RESOURCE, &id);
@@ -195,8 +202,8 @@ pub async fn replace(app: App, req: ApiRequest) -> HandlerResult {
     .ok_or(ApiError::NotFound)?;
     if let Err(err) = tell(&app, &req, &principal, &contact, &channels).await {
         // Not told, not kept: the previous fields are written back (recorded).
-        let undo = audit_event(&req, &principal, Action::Update, Outcome::Success)
-            .resource(RESOURCE, &id);
+        let undo =
+            audit_event(&req, &principal, Action::Update, Outcome::Success).resource(RESOURCE, &id);
         let previous = ContactFields {
             name: before.name,
             relationship: before.relationship,

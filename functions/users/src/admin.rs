@@ -209,9 +209,7 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
             .reason(Reason::new(reason)?),
         None => audit_event(&req, &principal, Action::View, Outcome::Success),
     };
-    app.audit
-        .record(event.resource(target.0, target.1))
-        .await?;
+    app.audit.record(event.resource(target.0, target.1)).await?;
     ApiResponse::ok(&Page::new(items, next))
 }
 

@@ -11,12 +11,10 @@
 
 use crate::audit::{AuditEvent, CommitError};
 use crate::auth::Principal;
+use crate::domain::emergency::{secs_to_next_day, CONTACT_EMAILS_PER_DAY, CONTACT_SMS_PER_DAY};
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::ApiRequest;
-use crate::domain::emergency::{secs_to_next_day, CONTACT_EMAILS_PER_DAY, CONTACT_SMS_PER_DAY};
-use crate::ports::db::{
-    item, Condition, Item, Key, Query, SortKey, Update, Value, WriteOp, TTL,
-};
+use crate::ports::db::{item, Condition, Item, Key, Query, SortKey, Update, Value, WriteOp, TTL};
 use crate::store::keys;
 use crate::{phi, ApiError, AppContext};
 use serde::Serialize;

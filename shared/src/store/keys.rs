@@ -63,7 +63,8 @@ pub const SCHEMA: &[ItemKind] = &[
     ItemKind {
         pk: CONTACTS,
         sk: "SENT#",
-        holds: "messages to emergency contacts on one UTC day (daily caps kept by a condition; TTL)",
+        holds:
+            "messages to emergency contacts on one UTC day (daily caps kept by a condition; TTL)",
     },
     ItemKind {
         pk: SOS,
@@ -342,7 +343,10 @@ mod tests {
             }
         }
         assert_eq!(contact_count("u1").pk, contact("u1", "c").pk);
-        assert_eq!(contact_messages("u1", "2026-12-02").pk, contact("u1", "c").pk);
+        assert_eq!(
+            contact_messages("u1", "2026-12-02").pk,
+            contact("u1", "c").pk
+        );
         assert_eq!(sos_window("u1").pk, sos_alert("u1", "a").pk);
     }
 }
