@@ -236,8 +236,9 @@ fn quota(app: &AppContext, user_id: &str) -> (Key, i64) {
 /// count, so this is one update): `ADD n` only while each count stays within its cap (a
 /// missing counter fails it too: see [`create_quota`]).
 fn reserve_op(app: &AppContext, user_id: &str, wanted: &[(Channel, i64)]) -> WriteOp {
-    let (key, expires_at) = quota(app, user_id);
-    let mut update = Update::new().set(TTL, expires_at);
+    // The TTL comes with the counter ([`create_quota`]): a reservation only adds.
+    let (key, _) = quota(app, user_id);
+    let mut update = Update::new();
     let mut conditions = Vec::with_capacity(wanted.len());
     for (channel, n) in wanted {
         let attribute = quota_attribute(*channel);
@@ -251,12 +252,17 @@ fn reserve_op(app: &AppContext, user_id: &str, wanted: &[(Channel, i64)]) -> Wri
         table: app.config.table.clone(),
         key,
         update,
-        condition: Some(Condition::And(conditions)),
+        // One condition on its own: DynamoDB refuses redundant parentheses.
+        condition: Some(if conditions.len() == 1 {
+            conditions.remove(0)
+        } else {
+            Condition::And(conditions)
+        }),
     }
 }
 
-/// Creates today's counter at zero if there is none (a failed `NotExists` means another
-/// request created it: fine).
+/// Creates today's counter at zero, with its TTL, if there is none (a failed `NotExists`
+/// means another request created it: fine).
 async fn create_quota(app: &AppContext, user_id: &str) -> Result<(), ApiError> {
     let (key, expires_at) = quota(app, user_id);
     let counter = item([
