@@ -114,16 +114,73 @@ pub fn data_key_record(id: &[u8; DATA_KEY_ID_LEN]) -> Key {
 /// Partition of the index listing every data key (for re-wrapping).
 pub const DATA_KEYS_INDEX_PK: &str = "DATAKEYS";
 
+/// What a data key encrypts. Each use has its own data keys, wrapped under its own
+/// KMS encryption-context `purpose`, so a function's role is granted only the purposes
+/// it uses (`kms:EncryptionContext:purpose` in `template.yaml`): a function that may
+/// open PHI cannot unwrap the keys of audit fields or queued messages, and the other
+/// way round. Blind-index keys have their own purpose too
+/// ([`super::blind_index::INDEX_KEY_PURPOSE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Purpose {
+    /// PHI and personal fields of domain-table items (profiles, contacts, SOS alerts,
+    /// accounts' e-mail and name, TOTP secrets).
+    Phi,
+    /// The reason and user agent sealed into an audit event.
+    Audit,
+    /// The sealed recipient and content of a queued e-mail or SMS.
+    Notification,
+}
+
+impl Purpose {
+    pub const ALL: [Purpose; 3] = [Purpose::Phi, Purpose::Audit, Purpose::Notification];
+
+    /// The `purpose` of the KMS encryption context (and of the data-key record).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Phi => "docare-phi",
+            Purpose::Audit => "docare-audit",
+            Purpose::Notification => "docare-notification",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Purpose::ALL.into_iter().find(|p| p.as_str() == value)
+    }
+}
+
+/// The one purpose of every data key written before purposes were separated. Records
+/// without a `purpose` attribute were wrapped under it; they still open in the code
+/// (local data folders keep working), but no role in `template.yaml` is granted it.
+pub const LEGACY_PURPOSE: &str = "docare-data-key";
+
+/// The attribute of a data-key record naming its purpose (absent: [`LEGACY_PURPOSE`]).
+pub const PURPOSE_ATTR: &str = "purpose";
+
 /// The encryption context of a data key: ids only (it is visible in CloudTrail).
-pub fn data_key_context(stage: &str, id: &[u8; DATA_KEY_ID_LEN]) -> EncryptionContext {
+pub fn data_key_context(
+    purpose: &str,
+    stage: &str,
+    id: &[u8; DATA_KEY_ID_LEN],
+) -> EncryptionContext {
     EncryptionContext::new([
-        ("purpose", "docare-data-key"),
+        ("purpose", purpose),
         ("stage", stage),
         ("data_key_id", &ulid::Ulid::from_bytes(*id).to_string()),
     ])
 }
 
+/// The purpose a data-key record was wrapped under (its `purpose`, else the legacy one).
+pub fn record_purpose(record: &crate::ports::db::Item) -> &str {
+    record
+        .get(PURPOSE_ATTR)
+        .and_then(Value::as_str)
+        .unwrap_or(LEGACY_PURPOSE)
+}
+
+/// The envelope of one [`Purpose`]: its data keys are generated, stored and unwrapped
+/// under that purpose only, and it refuses to open a value sealed for another one.
 pub struct Envelope {
+    purpose: Purpose,
     keys: Arc<dyn KeyService>,
     db: Arc<dyn Database>,
     clock: Arc<dyn Clock>,
@@ -148,6 +205,7 @@ impl Envelope {
         policy: CachePolicy,
     ) -> Self {
         Self {
+            purpose: Purpose::Phi,
             keys,
             db,
             clock,
@@ -159,6 +217,16 @@ impl Envelope {
             unwrapped: Mutex::new(HashMap::new()),
             unwrap_flight: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The same envelope for another purpose (an envelope starts as [`Purpose::Phi`]).
+    pub fn with_purpose(mut self, purpose: Purpose) -> Self {
+        self.purpose = purpose;
+        self
+    }
+
+    pub fn purpose(&self) -> Purpose {
+        self.purpose
     }
 
     /// Encrypts a value for one place (table, item key, attribute).
@@ -213,7 +281,8 @@ impl Envelope {
 
     async fn new_data_key(&self) -> Result<CurrentKey, CryptoError> {
         let id = ulid::Ulid::new().to_bytes();
-        let context = data_key_context(&self.stage, &id);
+        let purpose = self.purpose.as_str();
+        let context = data_key_context(purpose, &self.stage, &id);
         let generated = self
             .keys
             .generate_data_key(&self.kms_key_id, &context)
@@ -231,6 +300,7 @@ impl Envelope {
             ("sk", Value::S(record_key.sk)),
             ("wrapped", Value::B(generated.ciphertext)),
             ("kms_key_id", Value::S(generated.key_id)),
+            (PURPOSE_ATTR, Value::S(purpose.into())),
             ("created_at", Value::N(self.clock.now().timestamp())),
             ("gsi1pk", Value::S(DATA_KEYS_INDEX_PK.into())),
             ("gsi1sk", Value::S(ulid)),
@@ -295,10 +365,17 @@ impl Envelope {
             .await
             .map_err(CryptoError::StoreUnavailable)?
             .ok_or(CryptoError::Integrity)?;
+        // A value sealed for another purpose is not this envelope's to open (KMS would
+        // refuse the unwrap too where the role lacks that purpose). Legacy records (one
+        // purpose for everything) open under any envelope.
+        let purpose = record_purpose(&record);
+        if purpose != self.purpose.as_str() && purpose != LEGACY_PURPOSE {
+            return Err(CryptoError::Integrity);
+        }
         let key = unwrap_record(
             self.keys.as_ref(),
             &record,
-            &data_key_context(&self.stage, id),
+            &data_key_context(purpose, &self.stage, id),
         )
         .await?;
         self.remember(*id, key.clone());
