@@ -384,7 +384,7 @@ impl Envelope {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::adapters::local::{LocalKeyring, LocalStore};
     use crate::clock::SystemClock;
@@ -513,5 +513,142 @@ mod tests {
                 ),
             }
         }
+    }
+
+    /// A value sealed the way every data key was before purposes were separated: a
+    /// record without `purpose`, wrapped under the legacy context.
+    pub(crate) async fn legacy_value(
+        keys: &dyn KeyService,
+        db: &dyn Database,
+        key_id: &str,
+        pk: &str,
+    ) -> Vec<u8> {
+        let id = ulid::Ulid::new().to_bytes();
+        let generated = keys
+            .generate_data_key(key_id, &data_key_context(LEGACY_PURPOSE, "test", &id))
+            .await
+            .expect("data key");
+        let record_key = data_key_record(&id);
+        db.put(
+            "t",
+            item([
+                ("pk", Value::S(record_key.pk)),
+                ("sk", Value::S(record_key.sk)),
+                ("wrapped", Value::B(generated.ciphertext)),
+                ("kms_key_id", Value::S(generated.key_id)),
+                ("gsi1pk", Value::S(DATA_KEYS_INDEX_PK.into())),
+                ("gsi1sk", Value::S(ulid::Ulid::from_bytes(id).to_string())),
+            ]),
+            None,
+        )
+        .await
+        .expect("record");
+        let key: [u8; 32] = generated.plaintext.as_slice().try_into().expect("32 bytes");
+        format::seal(&id, &key, &at(pk, "ssn"), b"old value").expect("seal")
+    }
+
+    #[tokio::test]
+    async fn each_purpose_has_its_own_data_keys_and_opens_only_its_own_values() {
+        let dir = tempfile::tempdir().expect("dir");
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let db: Arc<dyn Database> =
+            Arc::new(LocalStore::open(&dir.path().join("s.redb"), clock.clone()).expect("store"));
+        let ring = LocalKeyring::open(&dir.path().join("k.json")).expect("ring");
+        ring.create_key("k1").expect("key");
+        let keys: Arc<dyn KeyService> =
+            Arc::new(crate::ports::recording::RecordedKeys(Arc::new(ring)));
+        let envelope = |purpose| {
+            Envelope::new(
+                keys.clone(),
+                db.clone(),
+                clock.clone(),
+                "t",
+                "k1",
+                "test",
+                CachePolicy::default(),
+            )
+            .with_purpose(purpose)
+        };
+        let (phi, audit, notification) = (
+            envelope(Purpose::Phi),
+            envelope(Purpose::Audit),
+            envelope(Purpose::Notification),
+        );
+        let ((phi_value, audit_value, note_value), accesses) =
+            crate::ports::recording::record(async {
+                (
+                    phi.encrypt(&at("USER#a", "ssn"), b"phi")
+                        .await
+                        .expect("phi"),
+                    audit
+                        .encrypt(&at("USER#a", "ssn"), b"reason")
+                        .await
+                        .expect("audit"),
+                    notification
+                        .encrypt(&at("USER#a", "ssn"), b"mail")
+                        .await
+                        .expect("notification"),
+                )
+            })
+            .await;
+        let purposes: Vec<&str> = accesses
+            .iter()
+            .filter(|a| a.action == "kms:GenerateDataKey")
+            .map(|a| a.scope.as_str())
+            .collect();
+        assert_eq!(
+            purposes,
+            ["docare-phi", "docare-audit", "docare-notification"]
+        );
+        // The same place, three data keys: each envelope opens only its own values,
+        // even with a cold cache (a fresh instance), and refuses before calling KMS.
+        for (opener, own, others) in [
+            (Purpose::Phi, &phi_value, [&audit_value, &note_value]),
+            (Purpose::Audit, &audit_value, [&phi_value, &note_value]),
+            (
+                Purpose::Notification,
+                &note_value,
+                [&phi_value, &audit_value],
+            ),
+        ] {
+            let cold = envelope(opener);
+            assert!(
+                cold.decrypt(&at("USER#a", "ssn"), own).await.is_ok(),
+                "{opener:?}"
+            );
+            for other in others {
+                let (result, accesses) =
+                    crate::ports::recording::record(cold.decrypt(&at("USER#a", "ssn"), other))
+                        .await;
+                assert!(matches!(result, Err(CryptoError::Integrity)), "{opener:?}");
+                assert!(
+                    !accesses.iter().any(|a| a.service() == "kms"),
+                    "refused before any KMS call"
+                );
+            }
+        }
+        // The record says which purpose its key serves.
+        let records = db
+            .query(
+                "t",
+                crate::ports::db::Query::partition(DATA_KEYS_INDEX_PK)
+                    .on(crate::ports::db::Index::Gsi1),
+            )
+            .await
+            .expect("records");
+        let mut stored: Vec<&str> = records.items.iter().map(record_purpose).collect();
+        stored.sort();
+        assert_eq!(
+            stored,
+            ["docare-audit", "docare-notification", "docare-phi"]
+        );
+        // A value written before purposes existed still opens (local data folders keep
+        // working); its record has no purpose and its key the legacy context.
+        let old = legacy_value(keys.as_ref(), db.as_ref(), "k1", "USER#old").await;
+        let plain = envelope(Purpose::Phi)
+            .decrypt(&at("USER#old", "ssn"), &old)
+            .await
+            .expect("legacy value");
+        assert_eq!(plain.as_slice(), b"old value");
     }
 }

@@ -471,6 +471,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn rewrapping_keeps_each_keys_purpose_legacy_records_included() {
+        use crate::crypto::envelope::Purpose;
+        let f = fixture();
+        let phi = envelope(&f, "key-a", 100);
+        let audit = envelope(&f, "key-a", 100).with_purpose(Purpose::Audit);
+        let phi_value = phi.encrypt(&at("USER#p"), b"phi").await.expect("phi");
+        let audit_value = audit
+            .encrypt(&at("USER#a"), b"reason")
+            .await
+            .expect("audit");
+        let legacy = crate::crypto::envelope::tests::legacy_value(
+            f.keys.as_ref(),
+            f.db.as_ref(),
+            "key-a",
+            "USER#old",
+        )
+        .await;
+        let report = run(&rewrapper(&f, "test"), &RewrapOptions::new("key-b")).await;
+        assert_eq!((report.total, report.rewrapped, report.failed), (3, 3, 0));
+        // Fresh instances read each value back through key B, under its own purpose.
+        let phi = envelope(&f, "key-b", 100);
+        let audit = envelope(&f, "key-b", 100).with_purpose(Purpose::Audit);
+        assert_eq!(
+            phi.decrypt(&at("USER#p"), &phi_value)
+                .await
+                .expect("phi")
+                .as_slice(),
+            b"phi"
+        );
+        assert_eq!(
+            audit
+                .decrypt(&at("USER#a"), &audit_value)
+                .await
+                .expect("audit")
+                .as_slice(),
+            b"reason"
+        );
+        assert_eq!(
+            phi.decrypt(&at("USER#old"), &legacy)
+                .await
+                .expect("legacy")
+                .as_slice(),
+            b"old value"
+        );
+        assert!(matches!(
+            phi.decrypt(&at("USER#a"), &audit_value).await,
+            Err(crate::crypto::CryptoError::Integrity)
+        ));
+    }
+
+    #[tokio::test]
     async fn resumes_after_the_cursor_and_dry_runs_write_nothing() {
         let f = fixture();
         let writer = envelope(&f, "key-a", 1);
