@@ -99,7 +99,11 @@ impl AppContext {
             &config.kms_key_id,
             stage,
         );
-        let tokens = TokenKeys::new(stage);
+        let tokens = TokenKeys::new(
+            stage,
+            &config.signing_key_id,
+            &config.previous_signing_key_ids,
+        );
         let audit = AuditWriter::new(db.clone(), crypto.clone(), clock.clone(), &config);
         Self {
             config,
