@@ -243,6 +243,8 @@ mod tests {
             ("DisabledException", "KeyUnusable"),
             ("KMSInvalidStateException", "KeyUnusable"),
             ("AccessDeniedException", "KeyUnusable"),
+            ("InvalidKeyUsageException", "KeyUnusable"),
+            ("UnsupportedOperationException", "KeyUnusable"),
             ("KMSInternalException", "Unavailable"),
         ];
         for (code, want) in cases {
