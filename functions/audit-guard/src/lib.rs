@@ -128,6 +128,7 @@ mod tests {
     use super::*;
 
     fn record(name: &str, identity: Option<(&str, &str)>, time: &str, at: &str) -> serde_json::Value {
+        let pk = shared::audit::chain_pk(3);
         let mut record = serde_json::json!({
             "awsRegion": "eu-west-1",
             "eventID": format!("e-{name}"),
@@ -136,8 +137,8 @@ mod tests {
             "eventVersion": "1.1",
             "dynamodb": {
                 "ApproximateCreationDateTime": chrono::DateTime::parse_from_rfc3339(at).unwrap().timestamp(),
-                "Keys": {"pk": {"S": "CHAIN#03"}, "sk": {"S": "00000000000000000007"}},
-                "OldImage": {"pk": {"S": "CHAIN#03"}, "sk": {"S": "00000000000000000007"}, "time": {"S": time}},
+                "Keys": {"pk": {"S": pk}, "sk": {"S": "00000000000000000007"}},
+                "OldImage": {"pk": {"S": pk}, "sk": {"S": "00000000000000000007"}, "time": {"S": time}},
                 "SequenceNumber": "1",
                 "SizeBytes": 10,
                 "StreamViewType": "NEW_AND_OLD_IMAGES"
