@@ -125,16 +125,20 @@ async fn exercise(target: Target) {
         unanchored,
         (0, "verified 7 events in 2 chains against 0 anchors".to_string())
     );
-    let anchorer = Anchorer {
-        db: (target.open)(),
-        keys: target.keys.clone(),
-        reader: AuditReader::with_tables((target.open)(), &target.table, &target.audit_table),
-        audit_table: target.audit_table.clone(),
-        anchor_key_id: target.anchor_key.clone(),
-        shards: CHAIN_SHARDS,
-    };
-    let run = anchorer.run(SystemClock.now()).await.expect("anchor");
-    assert_eq!(run.anchor, Some(0));
+    {
+        // Dropped before the binary runs (it needs the local store unlocked).
+        let db = (target.open)();
+        let anchorer = Anchorer {
+            db: db.clone(),
+            keys: target.keys.clone(),
+            reader: AuditReader::with_tables(db, &target.table, &target.audit_table),
+            audit_table: target.audit_table.clone(),
+            anchor_key_id: target.anchor_key.clone(),
+            shards: CHAIN_SHARDS,
+        };
+        let run = anchorer.run(SystemClock.now()).await.expect("anchor");
+        assert_eq!(run.anchor, Some(0));
+    }
     let intact = target.verify();
     assert_eq!(
         intact,
