@@ -18,8 +18,8 @@ use shared::audit::{self, AuditReader, TimeRange, VerifyOptions, VerifyReport};
 use shared::clock::{Clock, SystemClock};
 use shared::config::{ENV_AUDIT_ANCHOR_KEY_ID, ENV_AUDIT_TABLE, ENV_TABLE};
 use shared::crypto::signing::PublicKey;
-use shared::ports::KeyService;
 use shared::ports::Database;
+use shared::ports::KeyService;
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -216,7 +216,9 @@ fn functions_may_only_append_to_the_audit_table() {
                 .unwrap_or_default()
         };
         for statement in statements {
-            if names_audit_table(statement) && actions(statement).iter().any(|a| a == "dynamodb:PutItem") {
+            if names_audit_table(statement)
+                && actions(statement).iter().any(|a| a == "dynamodb:PutItem")
+            {
                 let condition = serde_yaml::to_string(&statement["Condition"]).unwrap_or_default();
                 let scope = if condition.contains("CHAIN#*") {
                     "events"
@@ -226,7 +228,11 @@ fn functions_may_only_append_to_the_audit_table() {
                     panic!("{name:?} may PutItem anywhere in the audit table: {condition}")
                 };
                 if scope == "anchors" {
-                    assert_eq!(name.as_str(), Some("AuditAnchorFunctionRole"), "only audit-anchor appends anchors");
+                    assert_eq!(
+                        name.as_str(),
+                        Some("AuditAnchorFunctionRole"),
+                        "only audit-anchor appends anchors"
+                    );
                 }
             }
         }
@@ -243,7 +249,11 @@ fn functions_may_only_append_to_the_audit_table() {
             .filter(|s| actions(s).iter().any(|a| a == "kms:Sign"))
             .collect();
         assert_eq!(signs.len(), 1, "{role} signs");
-        assert_eq!(tagged(&signs[0]["Resource"], "!GetAtt"), Some(key), "{role}");
+        assert_eq!(
+            tagged(&signs[0]["Resource"], "!GetAtt"),
+            Some(key),
+            "{role}"
+        );
     }
     // The writer policy: PutItem on the audit table; in the domain table only the chain
     // heads and new data-key records.

@@ -127,7 +127,12 @@ fn emit_metric(app: &App, name: &str, count: usize) {
 mod tests {
     use super::*;
 
-    fn record(name: &str, identity: Option<(&str, &str)>, time: &str, at: &str) -> serde_json::Value {
+    fn record(
+        name: &str,
+        identity: Option<(&str, &str)>,
+        time: &str,
+        at: &str,
+    ) -> serde_json::Value {
         let pk = shared::audit::chain_pk(3);
         let mut record = serde_json::json!({
             "awsRegion": "eu-west-1",
@@ -162,7 +167,10 @@ mod tests {
         let ttl = Some(("Service", TTL_PRINCIPAL));
         let now = "2026-12-02T00:00:00Z";
         assert!(inspect_json(vec![record("INSERT", None, young, now)]).is_empty());
-        assert!(inspect_json(vec![record("REMOVE", ttl, old, now)]).is_empty(), "past retention");
+        assert!(
+            inspect_json(vec![record("REMOVE", ttl, old, now)]).is_empty(),
+            "past retention"
+        );
         assert_eq!(
             inspect_json(vec![
                 record("MODIFY", None, young, now),

@@ -9,10 +9,10 @@ use shared::audit::{
     chain_pk, seq_sk, Action, Actor, Anchorer, AuditEvent, AuditReader, AuditWriter, Outcome,
     Reason, ANCHOR_PK, CHAIN_SHARDS,
 };
-use shared::ports::KeyService;
 use shared::clock::{Clock, SystemClock};
 use shared::crypto::{CachePolicy, Envelope};
 use shared::ports::db::{Database, Index, Item, Key, Value};
+use shared::ports::KeyService;
 use shared::testing::{aws, local_app_in, local_test_config};
 use std::path::PathBuf;
 use std::process::Command;
@@ -123,7 +123,10 @@ async fn exercise(target: Target) {
     let unanchored = target.verify();
     assert_eq!(
         unanchored,
-        (0, "verified 7 events in 2 chains against 0 anchors".to_string())
+        (
+            0,
+            "verified 7 events in 2 chains against 0 anchors".to_string()
+        )
     );
     {
         // Dropped before the binary runs (it needs the local store unlocked).
@@ -142,7 +145,10 @@ async fn exercise(target: Target) {
     let intact = target.verify();
     assert_eq!(
         intact,
-        (0, "verified 7 events in 2 chains against 1 anchors".to_string())
+        (
+            0,
+            "verified 7 events in 2 chains against 1 anchors".to_string()
+        )
     );
 
     // The anchor forged (its heads changed, the signature kept).

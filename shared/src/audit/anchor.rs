@@ -156,20 +156,21 @@ impl Anchor {
     /// Whether one of `keys` signed this anchor.
     pub fn signed_by_any(&self, keys: &[PublicKey]) -> bool {
         let digest = self.digest();
-        keys.iter().any(|key| key.verifies(&digest, &self.signature))
+        keys.iter()
+            .any(|key| key.verifies(&digest, &self.signature))
     }
 }
 
 /// Every anchor in order (oldest first), unparsed: the verifier judges them.
-pub async fn anchor_items(
-    db: &dyn Database,
-    audit_table: &str,
-) -> Result<Vec<Item>, AuditError> {
+pub async fn anchor_items(db: &dyn Database, audit_table: &str) -> Result<Vec<Item>, AuditError> {
     let mut items = Vec::new();
     let mut start = None;
     loop {
         let page = db
-            .query(audit_table, Query::partition(ANCHOR_PK).limit(500).start(start))
+            .query(
+                audit_table,
+                Query::partition(ANCHOR_PK).limit(500).start(start),
+            )
             .await
             .map_err(AuditError::Store)?;
         items.extend(page.items);
@@ -194,7 +195,9 @@ pub async fn latest_anchor(
         .map_err(AuditError::Store)?;
     page.items
         .first()
-        .map(|item| Anchor::from_item(item).map_err(|what| AuditError::Corrupt(super::Malformed(what))))
+        .map(|item| {
+            Anchor::from_item(item).map_err(|what| AuditError::Corrupt(super::Malformed(what)))
+        })
         .transpose()
 }
 
@@ -317,9 +320,7 @@ impl Anchorer {
         let mut anchor = Anchor {
             seq: previous.as_ref().map_or(0, |a| a.seq + 1),
             time: format_time(now),
-            prev_hash: previous
-                .as_ref()
-                .map_or_else(anchor_genesis, Anchor::hash),
+            prev_hash: previous.as_ref().map_or_else(anchor_genesis, Anchor::hash),
             heads,
             signature: Vec::new(),
         };

@@ -25,6 +25,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use anchor::{Anchor, AnchorRun, Anchorer, ANCHOR_GRACE, ANCHOR_INTERVAL, ANCHOR_PK};
 pub use chain::{
     attr, chain_pk, format_time, genesis_hash, head_key, parse_time, seq_sk, ChainHead, Malformed,
     StoredEvent, CHAIN_SHARDS, FORMAT_VERSION, RETENTION_DAYS,
@@ -33,7 +34,6 @@ pub use event::{
     Action, Actor, AuditEvent, Origin, Outcome, Reason, Resource, UnknownName, MAX_REASON_CHARS,
 };
 pub use reader::{AuditReader, TimeRange};
-pub use anchor::{Anchor, AnchorRun, Anchorer, ANCHOR_GRACE, ANCHOR_INTERVAL, ANCHOR_PK};
 pub use verify::{verify, verify_with_anchors, BreakKind, ChainBreak, VerifyOptions, VerifyReport};
 pub use writer::{AuditWriter, CommitError, MAX_ATTEMPTS, MAX_CHANGE_OPS};
 

@@ -609,7 +609,12 @@ impl Fixture {
     /// shard from `from_seq` on (here: turn outcomes into `denied`) with valid hashes
     /// and links, and move the head along, so the chain alone verifies.
     async fn rewrite_consistently(&self, shard: u32, from_seq: u64) {
-        let head = self.reader().head(shard).await.expect("head").expect("a head");
+        let head = self
+            .reader()
+            .head(shard)
+            .await
+            .expect("head")
+            .expect("a head");
         let mut prev_hash = if from_seq == 0 {
             genesis_hash(shard)
         } else {
@@ -650,14 +655,23 @@ async fn a_shard_rewritten_with_its_head_is_caught_by_the_anchors() {
     let ids = fx.chain_of(3, 6).await;
     fx.chain_of(5, 2).await;
     let run = fx.anchor().await;
-    assert_eq!(run, AnchorRun { anchor: Some(0), broken: vec![] });
+    assert_eq!(
+        run,
+        AnchorRun {
+            anchor: Some(0),
+            broken: vec![]
+        }
+    );
     let intact = fx.verify_anchored().await;
     assert!(intact.is_intact(), "{:?}", intact.first_break);
     assert_eq!((intact.events, intact.anchors), (8, 1));
 
     fx.rewrite_consistently(3, 2).await;
     // The chain alone cannot tell: every hash, link and the head agree.
-    assert!(fx.verify().await.is_intact(), "a consistent rewrite passes the chain check");
+    assert!(
+        fx.verify().await.is_intact(),
+        "a consistent rewrite passes the chain check"
+    );
     // The anchor signed the original head: the event at its seq is no longer that one.
     let report = fx.verify_anchored().await;
     assert_eq!(
@@ -680,8 +694,16 @@ async fn anchors_extend_rolled_back_tails_and_forged_or_removed_anchors_are_caug
     fx.chain_of(1, 3).await;
     fx.anchor().await;
     fx.chain_of_more(1, 2).await;
-    assert_eq!(fx.anchor().await.anchor, Some(1), "a moved head is anchored again");
-    assert_eq!(fx.anchor().await.anchor, None, "nothing moved: no new anchor");
+    assert_eq!(
+        fx.anchor().await.anchor,
+        Some(1),
+        "a moved head is anchored again"
+    );
+    assert_eq!(
+        fx.anchor().await.anchor,
+        None,
+        "nothing moved: no new anchor"
+    );
     assert!(fx.verify_anchored().await.is_intact());
 
     // Deleting the newest events and rolling the head back consistently: the anchor

@@ -18,12 +18,12 @@ use super::chain::{
     format_time, genesis_hash, is_past_retention, parse_time, ChainHead, Malformed, StoredEvent,
     CHAIN_SHARDS,
 };
-use crate::crypto::signing::PublicKey;
-use std::collections::{BTreeMap, HashMap};
 use super::reader::{AuditReader, TimeRange};
 use super::AuditError;
+use crate::crypto::signing::PublicKey;
 use crate::ports::db::{Item, Value, SK};
 use chrono::{DateTime, Duration, Utc};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// Events read per query page while walking a chain.

@@ -200,12 +200,12 @@ impl TokenKeys {
         self.set
             .get_or_try_init(|| async {
                 let mut keys = Vec::new();
-                for key_id in std::iter::once(&self.signing_key_id).chain(&self.previous_key_ids)
-                {
+                for key_id in std::iter::once(&self.signing_key_id).chain(&self.previous_key_ids) {
                     let der = app.keys.public_key(key_id).await?;
                     let public = PublicKey::from_spki_der(&der).map_err(ApiError::internal)?;
                     let (x, y) = public.jwk_coordinates();
-                    let key = DecodingKey::from_ec_components(&x, &y).map_err(ApiError::internal)?;
+                    let key =
+                        DecodingKey::from_ec_components(&x, &y).map_err(ApiError::internal)?;
                     keys.push(Published {
                         jwk: Jwk {
                             kty: "EC".into(),

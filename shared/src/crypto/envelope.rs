@@ -13,9 +13,9 @@ use super::format::{self, Binding, FormatError, DATA_KEY_ID_LEN};
 use crate::clock::Clock;
 use crate::ports::db::{item, Condition, Database, DbError, Key, Value};
 use crate::ports::keys::{EncryptionContext, KeyError, KeyService};
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use chrono::{DateTime, Utc};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -617,7 +617,11 @@ pub(crate) mod tests {
             .decrypt(&at("USER#a", "ssn"), &sealed)
             .await
             .expect("within the age bound the cached key still serves");
-        assert_eq!(calls.decrypt.load(Ordering::Relaxed), 1, "served from cache");
+        assert_eq!(
+            calls.decrypt.load(Ordering::Relaxed),
+            1,
+            "served from cache"
+        );
 
         clock.advance(chrono::Duration::seconds(2));
         match envelope.decrypt(&at("USER#a", "ssn"), &sealed).await {
@@ -627,7 +631,11 @@ pub(crate) mod tests {
                 other.map(|_| "plaintext")
             ),
         }
-        assert_eq!(calls.decrypt.load(Ordering::Relaxed), 2, "KMS was asked again");
+        assert_eq!(
+            calls.decrypt.load(Ordering::Relaxed),
+            2,
+            "KMS was asked again"
+        );
         // Writing needs a new data key past its age too, which KMS refuses as well.
         clock.advance(chrono::Duration::seconds(300));
         assert!(envelope

@@ -87,10 +87,7 @@ mod tests {
         let der = signature.to_der();
         let raw = der_to_raw(der.as_bytes()).expect("der");
         assert_eq!(raw.as_slice(), signature.to_bytes().as_slice());
-        let spki = signing
-            .verifying_key()
-            .to_public_key_der()
-            .expect("spki");
+        let spki = signing.verifying_key().to_public_key_der().expect("spki");
         let public = PublicKey::from_spki_der(spki.as_bytes()).expect("public key");
         assert!(public.verifies(b"header.claims", &raw));
         assert!(!public.verifies(b"header.claimz", &raw));

@@ -271,17 +271,7 @@ mod tests {
     #[test]
     fn every_partition_prefix_is_distinct_and_in_the_schema() {
         let prefixes = [
-            USER,
-            EMAIL,
-            REFRESH,
-            MFA,
-            OTT,
-            RATE,
-            CONN,
-            NOTIFY,
-            DATAKEY,
-            INDEXKEY,
-            AUDITHEAD,
+            USER, EMAIL, REFRESH, MFA, OTT, RATE, CONN, NOTIFY, DATAKEY, INDEXKEY, AUDITHEAD,
             HEALTH,
         ];
         for (i, a) in prefixes.iter().enumerate() {

@@ -26,7 +26,8 @@ async fn local_fixture() -> KeyFixture {
     let ring = LocalKeyring::open(&dir.path().join("keyring.json")).expect("keyring");
     ring.create_key("local/a").expect("key a");
     ring.create_key("local/b").expect("key b");
-    ring.create_signing_key("local/signing").expect("signing key");
+    ring.create_signing_key("local/signing")
+        .expect("signing key");
     KeyFixture {
         keys: Arc::new(ring),
         key_a: "local/a".into(),

@@ -8,7 +8,9 @@ use crate::ports::keys::{
 use async_trait::async_trait;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{DataKeySpec, KeySpec, KeyState, KeyUsageType, MessageType, SigningAlgorithmSpec};
+use aws_sdk_kms::types::{
+    DataKeySpec, KeySpec, KeyState, KeyUsageType, MessageType, SigningAlgorithmSpec,
+};
 use std::collections::HashMap;
 use zeroize::Zeroizing;
 
@@ -158,8 +160,7 @@ impl KeyService for Kms {
             })?;
         let der = output.signature().ok_or_else(|| missing("a signature"))?;
         // KMS answers with a DER ECDSA-Sig-Value; JWS wants r || s.
-        signing::der_to_raw(der.as_ref())
-            .map_err(|err| KeyError::Unavailable(Box::new(err)))
+        signing::der_to_raw(der.as_ref()).map_err(|err| KeyError::Unavailable(Box::new(err)))
     }
 
     async fn public_key(&self, key_id: &str) -> Result<Vec<u8>, KeyError> {
