@@ -174,10 +174,21 @@ pub async fn verify(
     walk(reader, &Anchored::default(), now, options).await
 }
 
-/// What the anchors recorded, per shard: seq → (hash, event id, time, anchor).
+/// What one anchor recorded of one shard's head.
+struct Point {
+    hash: String,
+    event_id: String,
+    time: String,
+    anchor: u64,
+}
+
+/// Anchored heads of one shard, by seq.
+type Points = BTreeMap<u64, Point>;
+
+/// What the anchors recorded, per shard.
 #[derive(Default)]
 struct Anchored {
-    shards: HashMap<u32, BTreeMap<u64, (String, String, String, u64)>>,
+    shards: HashMap<u32, Points>,
 }
 
 /// [`verify`] plus the anchors: every anchor must be signed by one of `trusted` (the
@@ -239,12 +250,12 @@ pub async fn verify_with_anchors(
         for head in &anchor.heads {
             anchored.shards.entry(head.shard).or_default().insert(
                 head.seq,
-                (
-                    head.hash.clone(),
-                    head.event_id.clone(),
-                    head.time.clone(),
-                    anchor.seq,
-                ),
+                Point {
+                    hash: head.hash.clone(),
+                    event_id: head.event_id.clone(),
+                    time: head.time.clone(),
+                    anchor: anchor.seq,
+                },
             );
         }
         checked += 1;
@@ -330,7 +341,7 @@ fn sk_seq(item: &Item) -> Option<u64> {
 async fn verify_shard(
     reader: &AuditReader,
     shard: u32,
-    anchored: &BTreeMap<u64, (String, String, String, u64)>,
+    anchored: &Points,
     now: DateTime<Utc>,
     range: &TimeRange,
 ) -> Result<ShardOutcome, AuditError> {
@@ -394,9 +405,11 @@ async fn verify_shard(
             }
             // A consistent rewrite keeps every hash and link valid; only a signed
             // anchor of this place tells it from the original.
-            if let Some((hash, _, _, anchor)) = anchored.get(&event.seq) {
-                if *hash != event.hash {
-                    let kind = BreakKind::AnchorMismatch { anchor: *anchor };
+            if let Some(point) = anchored.get(&event.seq) {
+                if point.hash != event.hash {
+                    let kind = BreakKind::AnchorMismatch {
+                        anchor: point.anchor,
+                    };
                     out.first_break = Some(broken(event.seq, id, kind));
                     return Ok(out);
                 }
@@ -446,12 +459,14 @@ async fn verify_shard(
             // An anchored event beyond the end: the tail was deleted and the head
             // rolled back to match (unless it has simply expired).
             let end = last.as_ref().map(|seen| seen.seq);
-            if let Some((seq, (_, event_id, time, anchor))) = anchored.iter().next_back() {
+            if let Some((seq, point)) = anchored.iter().next_back() {
                 let beyond = end.is_none_or(|end| *seq > end);
-                if beyond && *seq >= start && !is_past_retention(time, now) {
+                if beyond && *seq >= start && !is_past_retention(&point.time, now) {
                     out.used = true;
-                    let kind = BreakKind::AnchorMismatch { anchor: *anchor };
-                    out.first_break = Some(broken(*seq, Some(event_id.clone()), kind));
+                    let kind = BreakKind::AnchorMismatch {
+                        anchor: point.anchor,
+                    };
+                    out.first_break = Some(broken(*seq, Some(point.event_id.clone()), kind));
                 }
             }
         }
