@@ -71,8 +71,16 @@ pub fn consumers(app: &App) -> Vec<Consumer> {
     )]
 }
 
-/// Scheduled functions (none yet: the reminders scheduler arrives with reminders). Each
-/// names its function: `Schedule::new(rule, every, handler).of("<function>")`.
+/// The rule of the audit-anchor schedule (`AuditAnchorFunction`'s `rate(5 minutes)`).
+pub const ANCHOR_RULE: &str = "audit-anchor";
+
+/// Scheduled functions, as the template's schedule events. Each names its function:
+/// `Schedule::new(rule, every, handler).of("<function>")`.
 pub fn schedules() -> Vec<Schedule> {
-    Vec::new()
+    vec![Schedule::new(
+        ANCHOR_RULE,
+        shared::audit::ANCHOR_INTERVAL,
+        docare_audit_guard::anchor,
+    )
+    .of("audit-anchor")]
 }

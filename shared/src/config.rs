@@ -70,6 +70,16 @@ pub struct Config {
     pub documents_bucket: String,
     /// KMS key (id, ARN or alias) that wraps data keys.
     pub kms_key_id: String,
+    /// KMS asymmetric key (`ECC_NIST_P256`, `SIGN_VERIFY`) that signs access tokens:
+    /// only the auth function may `kms:Sign` with it; every verifier fetches its public
+    /// half once (`kms:GetPublicKey`).
+    pub signing_key_id: String,
+    /// Earlier signing keys whose tokens are still accepted and whose public keys the
+    /// JWKS still publishes (a rotation's overlap; empty otherwise).
+    pub previous_signing_key_ids: Vec<String>,
+    /// KMS asymmetric key that signs audit anchors: only `audit-anchor` may sign with
+    /// it; the verifier checks anchors with its public half.
+    pub audit_anchor_key_id: String,
     pub queues: Queues,
     /// `https://{api}.execute-api.{region}.amazonaws.com/{stage}` for the Management API;
     /// locally the WebSocket gateway's URL.
@@ -144,6 +154,9 @@ pub const ENV_AUDIT_TABLE: &str = "DOCARE_AUDIT_TABLE";
 pub const ENV_QUARANTINE_BUCKET: &str = "DOCARE_QUARANTINE_BUCKET";
 pub const ENV_DOCUMENTS_BUCKET: &str = "DOCARE_DOCUMENTS_BUCKET";
 pub const ENV_KMS_KEY_ID: &str = "DOCARE_KMS_KEY_ID";
+pub const ENV_SIGNING_KEY_ID: &str = "DOCARE_SIGNING_KEY_ID";
+pub const ENV_PREVIOUS_SIGNING_KEY_IDS: &str = "DOCARE_PREVIOUS_SIGNING_KEY_IDS";
+pub const ENV_AUDIT_ANCHOR_KEY_ID: &str = "DOCARE_AUDIT_ANCHOR_KEY_ID";
 pub const ENV_SCANS_QUEUE: &str = "DOCARE_SCANS_QUEUE_URL";
 pub const ENV_REMINDERS_QUEUE: &str = "DOCARE_REMINDERS_QUEUE_URL";
 pub const ENV_NOTIFICATIONS_QUEUE: &str = "DOCARE_NOTIFICATIONS_QUEUE_URL";
@@ -161,6 +174,8 @@ pub const LAMBDA_VARIABLES: &[&str] = &[
     ENV_QUARANTINE_BUCKET,
     ENV_DOCUMENTS_BUCKET,
     ENV_KMS_KEY_ID,
+    ENV_SIGNING_KEY_ID,
+    ENV_AUDIT_ANCHOR_KEY_ID,
     ENV_SCANS_QUEUE,
     ENV_REMINDERS_QUEUE,
     ENV_NOTIFICATIONS_QUEUE,
@@ -212,6 +227,18 @@ impl Config {
             quarantine_bucket: vars.name(ENV_QUARANTINE_BUCKET)?,
             documents_bucket: vars.name(ENV_DOCUMENTS_BUCKET)?,
             kms_key_id: vars.name(ENV_KMS_KEY_ID)?,
+            signing_key_id: vars.name(ENV_SIGNING_KEY_ID)?,
+            previous_signing_key_ids: vars
+                .optional(ENV_PREVIOUS_SIGNING_KEY_IDS)
+                .map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|id| !id.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            audit_anchor_key_id: vars.name(ENV_AUDIT_ANCHOR_KEY_ID)?,
             queues,
             ws_endpoint,
             mail_from,
@@ -404,6 +431,8 @@ mod tests {
             (ENV_QUARANTINE_BUCKET, "q".into()),
             (ENV_DOCUMENTS_BUCKET, "d".into()),
             (ENV_KMS_KEY_ID, "alias/docare-dev".into()),
+            (ENV_SIGNING_KEY_ID, "alias/docare-dev-signing".into()),
+            (ENV_AUDIT_ANCHOR_KEY_ID, "alias/docare-dev-anchor".into()),
             (
                 ENV_SCANS_QUEUE,
                 "https://sqs.eu-west-1.amazonaws.com/1/scans".into(),

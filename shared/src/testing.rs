@@ -425,6 +425,12 @@ impl KeyService for Outage {
     ) -> Result<Rewrapped, KeyError> {
         Err(KeyError::Unavailable(down()))
     }
+    async fn sign(&self, _: &str, _: &[u8]) -> Result<[u8; 64], KeyError> {
+        Err(KeyError::Unavailable(down()))
+    }
+    async fn public_key(&self, _: &str) -> Result<Vec<u8>, KeyError> {
+        Err(KeyError::Unavailable(down()))
+    }
     async fn resolve_key_id(&self, _: &str) -> Result<String, KeyError> {
         Err(KeyError::Unavailable(down()))
     }

@@ -75,6 +75,18 @@ async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
         .expect("queue");
     let queue_url = queue.queue_url().expect("url").to_string();
 
+    // Access tokens are signed by KMS (Sign, GetPublicKey) through the AWS adapter.
+    let signing_arn = aws_sdk_kms::Client::new(&sdk)
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .expect("signing key")
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .expect("arn")
+        .to_string();
     let vars: HashMap<&str, String> = [
         ("DOCARE_ENV", "dev".to_string()),
         ("DOCARE_TABLE", table.clone()),
@@ -82,6 +94,8 @@ async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
         ("DOCARE_QUARANTINE_BUCKET", "unused-q".into()),
         ("DOCARE_DOCUMENTS_BUCKET", "unused-d".into()),
         ("DOCARE_KMS_KEY_ID", key_arn),
+        ("DOCARE_SIGNING_KEY_ID", signing_arn.clone()),
+        ("DOCARE_AUDIT_ANCHOR_KEY_ID", signing_arn),
         ("DOCARE_SCANS_QUEUE_URL", queue_url.clone()),
         ("DOCARE_REMINDERS_QUEUE_URL", queue_url.clone()),
         ("DOCARE_NOTIFICATIONS_QUEUE_URL", queue_url.clone()),

@@ -179,6 +179,7 @@ fn functions_may_only_append_to_the_audit_table() {
             || !(action.starts_with("dynamodb:Get")
                 || action.starts_with("dynamodb:Query")
                 || action.starts_with("dynamodb:Describe")
+                || action == "dynamodb:ListStreams"
                 || action == "dynamodb:PutItem")
     };
     for (name, resource) in resources {
@@ -197,6 +198,62 @@ fn functions_may_only_append_to_the_audit_table() {
                 assert!(bad.is_empty(), "{name:?} may {bad:?} on the audit table");
             }
         }
+    }
+    // A PutItem on the audit table is scoped to one partition family: the functions'
+    // events (`CHAIN#*`, the writer policy) or the anchors (`ANCHOR`, audit-anchor only).
+    for (name, resource) in resources {
+        let function_role = resource["Type"] == "AWS::IAM::Role"
+            && name.as_str().is_some_and(|n| n.ends_with("FunctionRole"));
+        if !function_role && resource["Type"] != "AWS::IAM::ManagedPolicy" {
+            continue;
+        }
+        let statements: Vec<&Value> = if resource["Type"] == "AWS::IAM::Role" {
+            role_statements(resources, resource)
+        } else {
+            resource["Properties"]["PolicyDocument"]["Statement"]
+                .as_sequence()
+                .map(|s| s.iter().collect())
+                .unwrap_or_default()
+        };
+        for statement in statements {
+            if names_audit_table(statement)
+                && actions(statement).iter().any(|a| a == "dynamodb:PutItem")
+            {
+                let condition = serde_yaml::to_string(&statement["Condition"]).unwrap_or_default();
+                let scope = if condition.contains("CHAIN#*") {
+                    "events"
+                } else if condition.contains("ANCHOR") && !condition.contains("CHAIN") {
+                    "anchors"
+                } else {
+                    panic!("{name:?} may PutItem anywhere in the audit table: {condition}")
+                };
+                if scope == "anchors" {
+                    assert_eq!(
+                        name.as_str(),
+                        Some("AuditAnchorFunctionRole"),
+                        "only audit-anchor appends anchors"
+                    );
+                }
+            }
+        }
+    }
+    // kms:Sign: the token key for auth only, the anchor key for audit-anchor only.
+    let text = serde_yaml::to_string(&template).unwrap_or_default();
+    assert_eq!(text.matches("kms:Sign").count(), 2, "two Sign statements");
+    for (role, key) in [
+        ("AuthFunctionRole", "SigningKey.Arn"),
+        ("AuditAnchorFunctionRole", "AuditAnchorKey.Arn"),
+    ] {
+        let signs: Vec<&Value> = role_statements(resources, &resources[role])
+            .into_iter()
+            .filter(|s| actions(s).iter().any(|a| a == "kms:Sign"))
+            .collect();
+        assert_eq!(signs.len(), 1, "{role} signs");
+        assert_eq!(
+            tagged(&signs[0]["Resource"], "!GetAtt"),
+            Some(key),
+            "{role}"
+        );
     }
     // The writer policy: PutItem on the audit table; in the domain table only the chain
     // heads and new data-key records.

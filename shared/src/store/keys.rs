@@ -122,16 +122,6 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "KMS-wrapped blind-index key",
     },
     ItemKind {
-        pk: SIGNKEY,
-        sk: "SIGNKEY",
-        holds: "sealed access-token signing key",
-    },
-    ItemKind {
-        pk: SIGNING_KEYS,
-        sk: "CURRENT",
-        holds: "the current signing key id",
-    },
-    ItemKind {
         pk: AUDITHEAD,
         sk: "HEAD",
         holds: "audit chain head of one shard",
@@ -159,8 +149,6 @@ pub const CONN: &str = "CONN#";
 pub const NOTIFY: &str = "NOTIFY#";
 pub const DATAKEY: &str = "DATAKEY#";
 pub const INDEXKEY: &str = "INDEXKEY#";
-pub const SIGNKEY: &str = "SIGNKEY#";
-pub const SIGNING_KEYS: &str = "SIGNKEYS";
 pub const AUDITHEAD: &str = "AUDITHEAD#";
 pub const HEALTH: &str = "HEALTH#";
 
@@ -279,14 +267,6 @@ pub fn index_key(name: &str) -> Key {
     Key::new(format!("{INDEXKEY}{name}"), "INDEXKEY")
 }
 
-pub fn signing_key(kid: &str) -> Key {
-    Key::new(format!("{SIGNKEY}{kid}"), "SIGNKEY")
-}
-
-pub fn current_signing_key() -> Key {
-    Key::new(SIGNING_KEYS, "CURRENT")
-}
-
 pub fn health_probe() -> Key {
     Key::new(format!("{HEALTH}probe"), "HEALTH")
 }
@@ -302,19 +282,7 @@ mod tests {
     #[test]
     fn every_partition_prefix_is_distinct_and_in_the_schema() {
         let prefixes = [
-            USER,
-            EMAIL,
-            REFRESH,
-            MFA,
-            OTT,
-            RATE,
-            CONN,
-            NOTIFY,
-            DATAKEY,
-            INDEXKEY,
-            SIGNKEY,
-            SIGNING_KEYS,
-            AUDITHEAD,
+            USER, EMAIL, REFRESH, MFA, OTT, RATE, CONN, NOTIFY, DATAKEY, INDEXKEY, AUDITHEAD,
             HEALTH,
         ];
         for (i, a) in prefixes.iter().enumerate() {
