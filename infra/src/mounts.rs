@@ -36,6 +36,10 @@ pub fn http_functions() -> Vec<HttpMount> {
             function: "audit",
             router: docare_audit::router(),
         },
+        HttpMount {
+            function: "appointments",
+            router: docare_appointments::router(),
+        },
     ]
 }
 
