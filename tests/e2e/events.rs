@@ -207,3 +207,16 @@ async fn audit_samples() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn appointments_samples() {
+    check_http_samples(
+        "appointments",
+        docare_appointments::router(),
+        &[
+            ("appointments-without-token.json", 401, Some("unauthenticated")),
+            ("providers-without-token.json", 401, Some("unauthenticated")),
+        ],
+    )
+    .await;
+}

@@ -1,6 +1,7 @@
 //! The functions' flows through their routers on a throw-away local app with a manual
 //! clock (`shared::testing::TestApp`), one module per function, in one test binary.
 
+mod appointments;
 mod auth;
 mod budgets;
 mod emergency;
