@@ -1,6 +1,11 @@
 //! The double-booking race end to end: 50 bookings of one slot fired at once over real
 //! HTTP at the local stack, and through 50 separate apps on the AWS adapters (as 50
 //! Lambda instances) against the AWS emulator. Exactly one wins; the others get 409.
+//!
+//! The AWS half runs against its own moto, started through `tests/python/serial_moto.py`
+//! (one request at a time): the shared `moto_server` is threaded and does not isolate
+//! concurrent `TransactWriteItems` (it crashes, and can restore a table snapshot over
+//! another transaction's writes), where DynamoDB's transactions are serializable.
 
 use docare_e2e::TestStack;
 use http::Method;
@@ -115,9 +120,11 @@ async fn fifty_bookings_of_one_slot_over_http_at_the_local_stack_leave_exactly_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_bookings_of_one_slot_on_fifty_aws_instances_leave_exactly_one() {
-    let Some(endpoint) = shared::testing::aws::endpoint() else {
+    if shared::testing::aws::endpoint().is_none() {
         return;
-    };
+    }
+    let emulator = SerialMoto::start().await;
+    let endpoint = emulator.url.clone();
     let sdk = sdk_config(&endpoint);
     let suffix = ulid::Ulid::new().to_string().to_lowercase();
     let (table, audit_table) = (format!("appt-{suffix}"), format!("appt-audit-{suffix}"));
@@ -195,4 +202,45 @@ async fn fifty_bookings_of_one_slot_on_fifty_aws_instances_leave_exactly_one() {
         .collect();
     assert_eq!(pks.iter().filter(|p| p.starts_with("APPT#")).count(), 1);
     assert_eq!(pks.iter().filter(|p| p.starts_with("CLAIM#")).count(), 3);
+}
+
+/// A moto that serves one request at a time (see the module documentation), stopped
+/// when dropped.
+struct SerialMoto {
+    child: std::process::Child,
+    url: String,
+}
+
+impl SerialMoto {
+    async fn start() -> Self {
+        let python = std::env::var("DOCARE_TEST_PYTHON")
+            .expect("DOCARE_TEST_PYTHON (scripts/test sets it; the venv has moto)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new(python)
+            .arg(shared::testing::repo_root().join("tests/python/serial_moto.py"))
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("serial moto starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let emulator = SerialMoto { child, url };
+        for _ in 0..100 {
+            if reqwest::get(format!("{}/moto-api/", emulator.url)).await.is_ok() {
+                return emulator;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("serial moto did not start on port {port}");
+    }
+}
+
+impl Drop for SerialMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
