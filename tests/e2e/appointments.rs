@@ -24,7 +24,13 @@ const RACERS: usize = 50;
 
 fn every_day() -> Value {
     let weekly: Vec<Value> = [
-        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
     ]
     .iter()
     .map(|d| json!({"day": d, "start": "00:00", "end": "23:45"}))
@@ -51,7 +57,13 @@ async fn set_up(app: &App) -> (String, Vec<String>, String) {
     assert_eq!(status, 200, "{body}");
     let mut tokens = Vec::new();
     for i in 0..RACERS {
-        let id = account(app, &format!("racer{i}@example.com"), "Racer", Role::Patient).await;
+        let id = account(
+            app,
+            &format!("racer{i}@example.com"),
+            "Racer",
+            Role::Patient,
+        )
+        .await;
         tokens.push(token(app, &id, Role::Patient, &format!("r{i}"), &["pwd"]).await);
     }
     let (status, slots) = dispatch(
@@ -92,7 +104,10 @@ async fn fifty_bookings_of_one_slot_over_http_at_the_local_stack_leave_exactly_o
         let body = json!({"provider_id": provider, "start": start, "consultation_type": "video"});
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            most.fetch_max(in_flight.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            most.fetch_max(
+                in_flight.fetch_add(1, Ordering::SeqCst) + 1,
+                Ordering::SeqCst,
+            );
             let response = http
                 .post(url)
                 .bearer_auth(token)
@@ -114,7 +129,10 @@ async fn fifty_bookings_of_one_slot_over_http_at_the_local_stack_leave_exactly_o
         statuses.push(task.await.unwrap());
     }
     let most = most.load(Ordering::SeqCst);
-    assert!(most >= 25, "the requests overlapped: at most {most} in flight");
+    assert!(
+        most >= 25,
+        "the requests overlapped: at most {most} in flight"
+    );
     assert_eq!(tally(&statuses), (1, RACERS - 1), "{statuses:?}");
 }
 
@@ -172,9 +190,17 @@ async fn fifty_bookings_of_one_slot_on_fifty_aws_instances_leave_exactly_one() {
         let (barrier, in_flight, most) = (barrier.clone(), in_flight.clone(), most.clone());
         let body = json!({"provider_id": provider, "start": start, "consultation_type": "video"});
         tasks.push(tokio::spawn(async move {
-            let req = request(Method::POST, "/api/v1/appointments", Some(&token), Some(body));
+            let req = request(
+                Method::POST,
+                "/api/v1/appointments",
+                Some(&token),
+                Some(body),
+            );
             barrier.wait().await;
-            most.fetch_max(in_flight.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            most.fetch_max(
+                in_flight.fetch_add(1, Ordering::SeqCst) + 1,
+                Ordering::SeqCst,
+            );
             let (status, body) = dispatch(&docare_appointments::router(), &app, req).await;
             in_flight.fetch_sub(1, Ordering::SeqCst);
             assert!(matches!(status, 201 | 409), "{status} {body}");
@@ -186,7 +212,10 @@ async fn fifty_bookings_of_one_slot_on_fifty_aws_instances_leave_exactly_one() {
         statuses.push(task.await.unwrap());
     }
     let most = most.load(Ordering::SeqCst);
-    assert!(most >= 25, "the bookings overlapped: at most {most} in flight");
+    assert!(
+        most >= 25,
+        "the bookings overlapped: at most {most} in flight"
+    );
     assert_eq!(tally(&statuses), (1, RACERS - 1), "{statuses:?}");
     // The table holds one appointment and the slot's three claimed units.
     let scan = dynamodb
@@ -229,7 +258,10 @@ impl SerialMoto {
         let url = format!("http://127.0.0.1:{port}");
         let emulator = SerialMoto { child, url };
         for _ in 0..100 {
-            if reqwest::get(format!("{}/moto-api/", emulator.url)).await.is_ok() {
+            if reqwest::get(format!("{}/moto-api/", emulator.url))
+                .await
+                .is_ok()
+            {
                 return emulator;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;

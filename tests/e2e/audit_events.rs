@@ -1042,7 +1042,15 @@ async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no
     .await;
 
     // --- appointments ---------------------------------------------------------------------------
-    let days = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+    let days = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
     let weekly: Vec<Json> = days
         .iter()
         .map(|d| json!({"day": d, "start": "00:00", "end": "23:45"}))
@@ -1052,7 +1060,11 @@ async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no
         "PUT /providers/me/availability, patient",
         call(Method::PUT, "/api/v1/providers/me/availability", pt).body(availability.clone()),
         403,
-        vec![denied("ACCESS_DENIED", &patient, ("provider_listing", &patient.id))],
+        vec![denied(
+            "ACCESS_DENIED",
+            &patient,
+            ("provider_listing", &patient.id),
+        )],
     )
     .await;
     h.step(
@@ -1072,7 +1084,11 @@ async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no
     let slots = h
         .step(
             "GET /providers/{id}/slots (not audited)",
-            call(Method::GET, format!("/api/v1/providers/{}/slots", stranger.id), pt),
+            call(
+                Method::GET,
+                format!("/api/v1/providers/{}/slots", stranger.id),
+                pt,
+            ),
             200,
             vec![],
         )

@@ -214,7 +214,11 @@ async fn appointments_samples() {
         "appointments",
         docare_appointments::router(),
         &[
-            ("appointments-without-token.json", 401, Some("unauthenticated")),
+            (
+                "appointments-without-token.json",
+                401,
+                Some("unauthenticated"),
+            ),
             ("providers-without-token.json", 401, Some("unauthenticated")),
         ],
     )

@@ -118,10 +118,17 @@ async fn every_route_allows_and_denies_as_the_policy_says() {
 
     let (carer_token, _) = app
         .tokens
-        .issue(&app, &carer.id, Role::Provider, "setup", &["pwd", "mfa", "otp"])
+        .issue(
+            &app,
+            &carer.id,
+            Role::Provider,
+            "setup",
+            &["pwd", "mfa", "otp"],
+        )
         .await
         .unwrap();
-    let appointment_id = docare_e2e::book_any_slot(&app, &carer.id, &carer_token, &patient_token).await;
+    let appointment_id =
+        docare_e2e::book_any_slot(&app, &carer.id, &carer_token, &patient_token).await;
 
     let mut tokens = vec![None];
     for (who, role, amr) in [

@@ -33,7 +33,14 @@ struct World {
 async fn world() -> World {
     let t = TestApp::new();
     let provider = account(&t.app, "dr@example.com", "Dr Gray", Role::Provider).await;
-    let provider_token = token(&t.app, &provider, Role::Provider, "dr", &["pwd", "mfa", "otp"]).await;
+    let provider_token = token(
+        &t.app,
+        &provider,
+        Role::Provider,
+        "dr",
+        &["pwd", "mfa", "otp"],
+    )
+    .await;
     let patient = account(&t.app, "pat@example.com", "Pat", Role::Patient).await;
     let patient_token = token(&t.app, &patient, Role::Patient, "pat", &["pwd"]).await;
     let w = World {
@@ -49,8 +56,10 @@ async fn world() -> World {
             &w.provider_token,
             Method::PUT,
             "/api/v1/providers/me/availability",
-            Some(json!({"time_zone": "UTC", "slot_minutes": 30, "weekly": weekdays("09:00", "17:00"),
-                "specialty": "Cardiology", "consultation_types": ["video", "in_person"]})),
+            Some(
+                json!({"time_zone": "UTC", "slot_minutes": 30, "weekly": weekdays("09:00", "17:00"),
+                "specialty": "Cardiology", "consultation_types": ["video", "in_person"]}),
+            ),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -58,7 +67,13 @@ async fn world() -> World {
 }
 
 impl World {
-    async fn call(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         call_on(&self.router, &self.t.app, token, method, path, body).await
     }
 
@@ -71,7 +86,9 @@ impl World {
             token,
             Method::POST,
             "/api/v1/appointments",
-            Some(json!({"provider_id": self.provider, "start": start, "consultation_type": "video"})),
+            Some(
+                json!({"provider_id": self.provider, "start": start, "consultation_type": "video"}),
+            ),
         )
         .await
     }
@@ -94,15 +111,28 @@ impl World {
     /// Moves the clock and issues fresh tokens (access tokens live 15 minutes).
     async fn advance(&mut self, minutes: i64) {
         self.t.clock.advance(chrono::Duration::minutes(minutes));
-        self.patient_token = token(&self.t.app, &self.patient, Role::Patient, "pat", &["pwd"]).await;
-        self.provider_token =
-            token(&self.t.app, &self.provider, Role::Provider, "dr", &["pwd", "mfa", "otp"]).await;
+        self.patient_token =
+            token(&self.t.app, &self.patient, Role::Patient, "pat", &["pwd"]).await;
+        self.provider_token = token(
+            &self.t.app,
+            &self.provider,
+            Role::Provider,
+            "dr",
+            &["pwd", "mfa", "otp"],
+        )
+        .await;
     }
 
     async fn patients(&self, n: usize) -> Vec<String> {
         let mut out = Vec::new();
         for i in 0..n {
-            let id = account(&self.t.app, &format!("p{i}@example.com"), "P", Role::Patient).await;
+            let id = account(
+                &self.t.app,
+                &format!("p{i}@example.com"),
+                "P",
+                Role::Patient,
+            )
+            .await;
             out.push(token(&self.t.app, &id, Role::Patient, &format!("s{i}"), &["pwd"]).await);
         }
         out
@@ -141,7 +171,12 @@ pub async fn race(
         let body = json!({"provider_id": provider, "start": start, "consultation_type": "video"});
         tasks.push(tokio::spawn(async move {
             let router = docare_appointments::router();
-            let req = request(Method::POST, "/api/v1/appointments", Some(&token), Some(body));
+            let req = request(
+                Method::POST,
+                "/api/v1/appointments",
+                Some(&token),
+                Some(body),
+            );
             barrier.wait().await;
             let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             most.fetch_max(now, Ordering::SeqCst);
@@ -163,7 +198,10 @@ async fn fifty_racing_bookings_of_one_slot_on_fifty_instances_leave_exactly_one(
     let tokens = w.patients(50).await;
     let apps: Vec<App> = (0..50).map(|_| with_ports(&w.t.app, |_| {})).collect();
     let (statuses, most) = race(apps, tokens, &w.provider, TUESDAY_10).await;
-    assert!(most >= 25, "the bookings overlapped in time: at most {most} in flight");
+    assert!(
+        most >= 25,
+        "the bookings overlapped in time: at most {most} in flight"
+    );
     let won = statuses.iter().filter(|s| **s == 201).count();
     let lost = statuses.iter().filter(|s| **s == 409).count();
     assert_eq!((won, lost), (1, 49), "{statuses:?}");
@@ -171,7 +209,9 @@ async fn fifty_racing_bookings_of_one_slot_on_fifty_instances_leave_exactly_one(
         .call(&w.provider_token, Method::GET, "/api/v1/appointments", None)
         .await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
-    let free = w.slots("2026-11-24T09:00:00Z", "2026-11-24T12:00:00Z").await;
+    let free = w
+        .slots("2026-11-24T09:00:00Z", "2026-11-24T12:00:00Z")
+        .await;
     assert!(!free.contains(&TUESDAY_10.to_string()), "{free:?}");
     assert!(free.contains(&"2026-11-24T10:30:00Z".to_string()));
 }
@@ -196,15 +236,31 @@ async fn overlapping_appointments_of_different_lengths_are_refused() {
     assert_eq!(body["booked_outside_availability"], 1, "{body}");
     let other = &w.patients(1).await[0];
     let (status, body) = w.book(other, TUESDAY_10).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("conflict")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
     // Neither 10:00 nor the slot that would overlap is offered; 11:00 is, and books.
-    let free = w.slots("2026-11-24T09:00:00Z", "2026-11-24T13:00:00Z").await;
-    assert_eq!(free, ["2026-11-24T09:00:00Z", "2026-11-24T11:00:00Z", "2026-11-24T12:00:00Z"]);
+    let free = w
+        .slots("2026-11-24T09:00:00Z", "2026-11-24T13:00:00Z")
+        .await;
+    assert_eq!(
+        free,
+        [
+            "2026-11-24T09:00:00Z",
+            "2026-11-24T11:00:00Z",
+            "2026-11-24T12:00:00Z"
+        ]
+    );
     assert_eq!(w.book(other, "2026-11-24T11:00:00Z").await.0, 201);
     let (_, mine) = w
         .call(&w.patient_token, Method::GET, "/api/v1/appointments", None)
         .await;
-    assert_eq!(mine["items"][0]["start"], "2026-11-24T10:30:00Z", "still booked");
+    assert_eq!(
+        mine["items"][0]["start"], "2026-11-24T10:30:00Z",
+        "still booked"
+    );
 }
 
 #[tokio::test]
@@ -242,7 +298,9 @@ async fn a_retried_booking_answers_the_first_answer_and_a_reused_key_is_refused(
             Method::POST,
             "/api/v1/appointments",
             Some(&w.patient_token),
-            Some(json!({"provider_id": w.provider, "start": start, "consultation_type": "video", "reason": reason})),
+            Some(
+                json!({"provider_id": w.provider, "start": start, "consultation_type": "video", "reason": reason}),
+            ),
         );
         req.headers.insert("idempotency-key", key.parse().unwrap());
         req
@@ -277,7 +335,12 @@ async fn a_retried_booking_answers_the_first_answer_and_a_reused_key_is_refused(
         .await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
     // A bad key is a 400.
-    let (status, _) = dispatch(&w.router, &w.t.app, booking("spaces are bad", TUESDAY_10, "x")).await;
+    let (status, _) = dispatch(
+        &w.router,
+        &w.t.app,
+        booking("spaces are bad", TUESDAY_10, "x"),
+    )
+    .await;
     assert_eq!(status, 400);
 }
 
@@ -287,11 +350,24 @@ async fn reschedule_moves_the_claim_and_cancel_releases_it() {
     let (_, booked) = w.book(&w.patient_token, TUESDAY_10).await;
     let path = format!("/api/v1/appointments/{}", booked["id"].as_str().unwrap());
     let (status, confirmed) = w
-        .call(&w.provider_token, Method::PATCH, &path, Some(json!({"status": "confirmed"})))
+        .call(
+            &w.provider_token,
+            Method::PATCH,
+            &path,
+            Some(json!({"status": "confirmed"})),
+        )
         .await;
-    assert_eq!((status, confirmed["status"].as_str()), (200, Some("confirmed")));
+    assert_eq!(
+        (status, confirmed["status"].as_str()),
+        (200, Some("confirmed"))
+    );
     let (status, moved) = w
-        .call(&w.patient_token, Method::PATCH, &path, Some(json!({"start": "2026-11-24T14:00:00Z"})))
+        .call(
+            &w.patient_token,
+            Method::PATCH,
+            &path,
+            Some(json!({"start": "2026-11-24T14:00:00Z"})),
+        )
         .await;
     assert_eq!(status, 200, "{moved}");
     assert_eq!(moved["start"], "2026-11-24T14:00:00Z");
@@ -299,20 +375,46 @@ async fn reschedule_moves_the_claim_and_cancel_releases_it() {
     assert_eq!(moved["status"], "requested", "a patient's move asks again");
     let others = w.patients(2).await;
     assert_eq!(w.book(&others[0], "2026-11-24T14:00:00Z").await.0, 409);
-    assert_eq!(w.book(&others[0], TUESDAY_10).await.0, 201, "the old time is free");
+    assert_eq!(
+        w.book(&others[0], TUESDAY_10).await.0,
+        201,
+        "the old time is free"
+    );
     // Moving onto taken time is a 409 and changes nothing.
     let (status, _) = w
-        .call(&w.patient_token, Method::PATCH, &path, Some(json!({"start": TUESDAY_10})))
+        .call(
+            &w.patient_token,
+            Method::PATCH,
+            &path,
+            Some(json!({"start": TUESDAY_10})),
+        )
         .await;
     assert_eq!(status, 409);
     let (status, cancelled) = w
-        .call(&w.patient_token, Method::PATCH, &path, Some(json!({"status": "cancelled"})))
+        .call(
+            &w.patient_token,
+            Method::PATCH,
+            &path,
+            Some(json!({"status": "cancelled"})),
+        )
         .await;
-    assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")));
-    assert_eq!(w.book(&others[1], "2026-11-24T14:00:00Z").await.0, 201, "released");
+    assert_eq!(
+        (status, cancelled["status"].as_str()),
+        (200, Some("cancelled"))
+    );
+    assert_eq!(
+        w.book(&others[1], "2026-11-24T14:00:00Z").await.0,
+        201,
+        "released"
+    );
     // A cancelled appointment moves no more.
     let (status, _) = w
-        .call(&w.patient_token, Method::PATCH, &path, Some(json!({"status": "confirmed"})))
+        .call(
+            &w.patient_token,
+            Method::PATCH,
+            &path,
+            Some(json!({"status": "confirmed"})),
+        )
         .await;
     assert_eq!(status, 422);
 }
@@ -323,34 +425,99 @@ async fn the_status_machine_and_its_cut_offs() {
     let (_, booked) = w.book(&w.patient_token, TUESDAY_10).await;
     let path = format!("/api/v1/appointments/{}", booked["id"].as_str().unwrap());
     // The patient cannot confirm (403), nothing skips a step (422).
-    assert_eq!(w.patch(&w.patient_token, &path, json!({"status": "confirmed"})).await.0, 403);
-    assert_eq!(w.patch(&w.provider_token, &path, json!({"status": "completed"})).await.0, 422);
-    assert_eq!(w.patch(&w.provider_token, &path, json!({"status": "bogus"})).await.0, 400);
-    assert_eq!(w.patch(&w.provider_token, &path, json!({"status": "confirmed"})).await.0, 200);
+    assert_eq!(
+        w.patch(&w.patient_token, &path, json!({"status": "confirmed"}))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        w.patch(&w.provider_token, &path, json!({"status": "completed"}))
+            .await
+            .0,
+        422
+    );
+    assert_eq!(
+        w.patch(&w.provider_token, &path, json!({"status": "bogus"}))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        w.patch(&w.provider_token, &path, json!({"status": "confirmed"}))
+            .await
+            .0,
+        200
+    );
     // Notes are the provider's, the reason the patient's.
-    assert_eq!(w.patch(&w.patient_token, &path, json!({"notes": "x"})).await.0, 403);
-    let (status, body) = w.patch(&w.provider_token, &path, json!({"notes": "bring ECG"})).await;
+    assert_eq!(
+        w.patch(&w.patient_token, &path, json!({"notes": "x"}))
+            .await
+            .0,
+        403
+    );
+    let (status, body) = w
+        .patch(&w.provider_token, &path, json!({"notes": "bring ECG"}))
+        .await;
     assert_eq!((status, body["notes"].as_str()), (200, Some("bring ECG")));
     // 90 minutes before the start: too late for the patient to cancel or move.
     w.advance(23 * 60 + 30).await;
-    assert_eq!(w.patch(&w.patient_token, &path, json!({"status": "cancelled"})).await.0, 422);
     assert_eq!(
-        w.patch(&w.patient_token, &path, json!({"start": "2026-11-24T15:00:00Z"})).await.0,
+        w.patch(&w.patient_token, &path, json!({"status": "cancelled"}))
+            .await
+            .0,
+        422
+    );
+    assert_eq!(
+        w.patch(
+            &w.patient_token,
+            &path,
+            json!({"start": "2026-11-24T15:00:00Z"})
+        )
+        .await
+        .0,
         422
     );
     // Check-in opens an hour before; no-show only after the start.
-    assert_eq!(w.patch(&w.patient_token, &path, json!({"status": "checked_in"})).await.0, 422);
+    assert_eq!(
+        w.patch(&w.patient_token, &path, json!({"status": "checked_in"}))
+            .await
+            .0,
+        422
+    );
     w.advance(45).await;
-    assert_eq!(w.patch(&w.provider_token, &path, json!({"status": "no_show"})).await.0, 422);
-    assert_eq!(w.patch(&w.patient_token, &path, json!({"status": "checked_in"})).await.0, 200);
-    assert_eq!(w.patch(&w.provider_token, &path, json!({"status": "in_progress"})).await.0, 200);
-    let (status, done) = w.patch(&w.provider_token, &path, json!({"status": "completed"})).await;
+    assert_eq!(
+        w.patch(&w.provider_token, &path, json!({"status": "no_show"}))
+            .await
+            .0,
+        422
+    );
+    assert_eq!(
+        w.patch(&w.patient_token, &path, json!({"status": "checked_in"}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        w.patch(&w.provider_token, &path, json!({"status": "in_progress"}))
+            .await
+            .0,
+        200
+    );
+    let (status, done) = w
+        .patch(&w.provider_token, &path, json!({"status": "completed"}))
+        .await;
     assert_eq!((status, done["status"].as_str()), (200, Some("completed")));
     assert_eq!(done["notes"], "bring ECG");
     // Another patient sees nothing of it.
     let other = &w.patients(1).await[0];
     assert_eq!(w.call(other, Method::GET, &path, None).await.0, 404);
-    assert_eq!(w.patch(other, &path, json!({"status": "cancelled"})).await.0, 404);
+    assert_eq!(
+        w.patch(other, &path, json!({"status": "cancelled"}))
+            .await
+            .0,
+        404
+    );
 }
 
 #[tokio::test]
@@ -360,11 +527,18 @@ async fn confirming_starts_the_care_relationship_but_never_revives_one_the_patie
     let users = docare_users::router();
     let (_, booked) = w.book(&w.patient_token, TUESDAY_10).await;
     let path = format!("/api/v1/appointments/{}", booked["id"].as_str().unwrap());
-    assert!(!care::is_active(&w.t.app, &w.provider, &w.patient).await.unwrap());
+    assert!(!care::is_active(&w.t.app, &w.provider, &w.patient)
+        .await
+        .unwrap());
     assert_eq!(
-        w.call(&w.provider_token, Method::PATCH, &path, Some(json!({"status": "confirmed"})))
-            .await
-            .0,
+        w.call(
+            &w.provider_token,
+            Method::PATCH,
+            &path,
+            Some(json!({"status": "confirmed"}))
+        )
+        .await
+        .0,
         200
     );
     let (rel, _) = care::between(&w.t.app, &w.provider, &w.patient)
@@ -377,9 +551,18 @@ async fn confirming_starts_the_care_relationship_but_never_revives_one_the_patie
     let for_patient = json!({"provider_id": w.provider, "patient_id": w.patient,
         "start": "2026-11-24T11:00:00Z", "consultation_type": "in_person", "reason": "follow-up"});
     let (status, body) = w
-        .call(&w.provider_token, Method::POST, "/api/v1/appointments", Some(for_patient))
+        .call(
+            &w.provider_token,
+            Method::POST,
+            "/api/v1/appointments",
+            Some(for_patient),
+        )
         .await;
-    assert_eq!((status, body["status"].as_str()), (201, Some("confirmed")), "{body}");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (201, Some("confirmed")),
+        "{body}"
+    );
     // The patient ends the relationship; a new booking confirmed does not revive it.
     let (status, _) = dispatch(
         &users,
@@ -396,12 +579,19 @@ async fn confirming_starts_the_care_relationship_but_never_revives_one_the_patie
     let (_, again) = w.book(&w.patient_token, "2026-11-24T12:00:00Z").await;
     let again = format!("/api/v1/appointments/{}", again["id"].as_str().unwrap());
     assert_eq!(
-        w.call(&w.provider_token, Method::PATCH, &again, Some(json!({"status": "confirmed"})))
-            .await
-            .0,
+        w.call(
+            &w.provider_token,
+            Method::PATCH,
+            &again,
+            Some(json!({"status": "confirmed"}))
+        )
+        .await
+        .0,
         200
     );
-    assert!(!care::is_active(&w.t.app, &w.provider, &w.patient).await.unwrap());
+    assert!(!care::is_active(&w.t.app, &w.provider, &w.patient)
+        .await
+        .unwrap());
     // And without a relationship the provider cannot book for the patient.
     let (status, _) = w
         .call(
@@ -437,7 +627,13 @@ async fn slots_keep_local_time_across_dst_in_new_york_and_berlin() {
             ["2027-10-29T07:00:00Z", "2027-11-01T08:00:00Z"],
         ),
     ] {
-        let provider = account(&t.app, &format!("dr-{}@example.com", zone.len()), "Dr", Role::Provider).await;
+        let provider = account(
+            &t.app,
+            &format!("dr-{}@example.com", zone.len()),
+            "Dr",
+            Role::Provider,
+        )
+        .await;
         let provider_token = token(&t.app, &provider, Role::Provider, "d", &["pwd"]).await;
         let weekly = vec![
             json!({"day": "friday", "start": "09:00", "end": "09:30"}),
@@ -479,7 +675,8 @@ async fn slots_keep_local_time_across_dst_in_new_york_and_berlin() {
         Some(&patient_token),
         None,
     );
-    req.query.insert("from".into(), "2027-01-01T00:00:00Z".into());
+    req.query
+        .insert("from".into(), "2027-01-01T00:00:00Z".into());
     req.query.insert("to".into(), "2027-02-05T00:00:00Z".into());
     assert_eq!(dispatch(&router, &t.app, req).await.0, 400);
 }
@@ -521,7 +718,10 @@ async fn the_directory_lists_providers_with_their_next_open_slot() {
     assert_eq!(entry["time_zone"], "UTC");
     assert_eq!(entry["consultation_types"], json!(["video", "in_person"]));
     // 09:00 has begun (now), 09:30 is booked: 10:00 is next.
-    assert_eq!(entry["next_open_slot"]["start"], "2026-11-23T10:00:00Z", "{body}");
+    assert_eq!(
+        entry["next_open_slot"]["start"], "2026-11-23T10:00:00Z",
+        "{body}"
+    );
     // Patients do not publish availability.
     let (status, _) = w
         .call(

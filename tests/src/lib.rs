@@ -82,7 +82,13 @@ pub async fn book_any_slot(
     use shared::testing::{dispatch, request};
     let router = docare_appointments::router();
     let days = [
-        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
     ];
     let weekly: Vec<serde_json::Value> = days
         .iter()
@@ -93,19 +99,32 @@ pub async fn book_any_slot(
     let (status, answer) = dispatch(
         &router,
         app,
-        request(Method::PUT, "/api/v1/providers/me/availability", Some(provider_token), Some(body)),
+        request(
+            Method::PUT,
+            "/api/v1/providers/me/availability",
+            Some(provider_token),
+            Some(body),
+        ),
     )
     .await;
     assert_eq!(status, 200, "{answer}");
     let (status, slots) = dispatch(
         &router,
         app,
-        request(Method::GET, &format!("/api/v1/providers/{provider_id}/slots"), Some(patient_token), None),
+        request(
+            Method::GET,
+            &format!("/api/v1/providers/{provider_id}/slots"),
+            Some(patient_token),
+            None,
+        ),
     )
     .await;
     assert_eq!(status, 200, "{slots}");
     // Not the very next slot: it may be in the past by the time the booking arrives.
-    let start = slots["items"][2]["start"].as_str().unwrap_or_else(|| panic!("{slots}")).to_string();
+    let start = slots["items"][2]["start"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{slots}"))
+        .to_string();
     let (status, booked) = dispatch(
         &router,
         app,
@@ -113,8 +132,10 @@ pub async fn book_any_slot(
             Method::POST,
             "/api/v1/appointments",
             Some(patient_token),
-            Some(serde_json::json!({"provider_id": provider_id, "start": start,
-                "consultation_type": "video", "reason": "persistent cough"})),
+            Some(
+                serde_json::json!({"provider_id": provider_id, "start": start,
+                "consultation_type": "video", "reason": "persistent cough"}),
+            ),
         ),
     )
     .await;

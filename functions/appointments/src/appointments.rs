@@ -19,8 +19,7 @@ use shared::domain::Timestamp;
 use shared::http::pagination::PageRequest;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult, Page};
 use shared::store::appointments::{
-    self as store, Appointment, BookError, Change, ChangeError, Idempotency, NewAppointment,
-    Stored,
+    self as store, Appointment, BookError, Change, ChangeError, Idempotency, NewAppointment, Stored,
 };
 use shared::{guard, ApiError, App, AppContext};
 
@@ -127,7 +126,15 @@ async fn replay(
             "Idempotency-Key: used before for another booking",
         ));
     }
-    record(app, req, principal, Action::View, (RESOURCE, id), Outcome::Success).await?;
+    record(
+        app,
+        req,
+        principal,
+        Action::View,
+        (RESOURCE, id),
+        Outcome::Success,
+    )
+    .await?;
     ApiResponse::created(&appointment)
 }
 
@@ -221,7 +228,16 @@ pub async fn book(app: App, req: ApiRequest) -> HandlerResult {
     };
     let event =
         audit_event(&req, &principal, Action::Create, Outcome::Success).resource(RESOURCE, &new.id);
-    match store::book(&app, &new, listing.version, care_check, idem.as_ref(), event).await {
+    match store::book(
+        &app,
+        &new,
+        listing.version,
+        care_check,
+        idem.as_ref(),
+        event,
+    )
+    .await
+    {
         Ok(appointment) => ApiResponse::created(&appointment),
         Err(BookError::Replay(id)) => replay(&app, &req, &principal, &id, reason.as_deref()).await,
         Err(BookError::NoRelationship) => {
@@ -299,7 +315,9 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
         (Role::Patient, None | Some("patient")) => store::Side::Patient(&principal.user_id),
         (Role::Provider, None | Some("provider")) => {
             if require_mfa_for_staff(&principal).is_err() {
-                return Err(guard::refuse(&app, &req, &principal, target, ApiError::Forbidden).await);
+                return Err(
+                    guard::refuse(&app, &req, &principal, target, ApiError::Forbidden).await,
+                );
             }
             store::Side::Provider(&principal.user_id)
         }
@@ -328,7 +346,15 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
     for s in &stored.items {
         items.push(store::open(&app, &req, &principal, s).await?);
     }
-    record(&app, &req, &principal, Action::View, target, Outcome::Success).await?;
+    record(
+        &app,
+        &req,
+        &principal,
+        Action::View,
+        target,
+        Outcome::Success,
+    )
+    .await?;
     ApiResponse::ok(&Page {
         items,
         next_cursor: stored.next_cursor,
@@ -350,12 +376,17 @@ pub async fn patch(app: App, req: ApiRequest) -> HandlerResult {
     let who = party(&app, &req, &principal, &stored).await?;
     let target = (RESOURCE, id);
     let body: PatchBody = req.json()?;
-    if body.status.is_none() && body.start.is_none() && body.reason.is_none() && body.notes.is_none()
+    if body.status.is_none()
+        && body.start.is_none()
+        && body.reason.is_none()
+        && body.notes.is_none()
     {
         return Err(ApiError::validation("give status, start, reason or notes"));
     }
     if body.status.is_some() && body.start.is_some() {
-        return Err(ApiError::validation("change status or start, not both at once"));
+        return Err(ApiError::validation(
+            "change status or start, not both at once",
+        ));
     }
     let reason = reason_text(body.reason.as_deref())?;
     let notes = body
@@ -415,8 +446,8 @@ pub async fn patch(app: App, req: ApiRequest) -> HandlerResult {
             }
         }
         let opened = store::open(&app, &req, &principal, &stored).await?;
-        let event = audit_event(&req, &principal, Action::Update, Outcome::Success)
-            .resource(RESOURCE, id);
+        let event =
+            audit_event(&req, &principal, Action::Update, Outcome::Success).resource(RESOURCE, id);
         match store::change(&app, &stored, change, event).await {
             Ok(after) => {
                 let mut view = store::open_plain(&after, opened.reason, opened.notes);
@@ -434,5 +465,7 @@ pub async fn patch(app: App, req: ApiRequest) -> HandlerResult {
             Err(err) => return Err(err.into()),
         }
     }
-    Err(ApiError::conflict("the care relationship kept changing; retry"))
+    Err(ApiError::conflict(
+        "the care relationship kept changing; retry",
+    ))
 }

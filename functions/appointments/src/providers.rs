@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use shared::audit::{Action, Outcome};
 use shared::auth::{accounts, audit_event, Role};
 use shared::domain::appointment::{
-    AvailabilitySpec, ConsultationType, ExceptionSpec, Slot, WeeklyWindowSpec,
-    MAX_SLOT_RANGE_DAYS, UNIT_MINUTES,
+    AvailabilitySpec, ConsultationType, ExceptionSpec, Slot, WeeklyWindowSpec, MAX_SLOT_RANGE_DAYS,
+    UNIT_MINUTES,
 };
 use shared::domain::text::bounded;
 use shared::domain::zone::Zone;
@@ -102,10 +102,7 @@ pub(crate) async fn free_slots(
     from: Timestamp,
     to: Timestamp,
 ) -> Result<Vec<Slot>, ApiError> {
-    let availability = listing
-        .availability
-        .parse()
-        .map_err(ApiError::internal)?;
+    let availability = listing.availability.parse().map_err(ApiError::internal)?;
     let slots = availability.slots(from, to);
     let (Some(first), Some(last)) = (slots.first(), slots.last()) else {
         return Ok(Vec::new());

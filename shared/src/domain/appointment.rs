@@ -164,7 +164,8 @@ impl AvailabilitySpec {
         let mut exceptions = Vec::with_capacity(self.exceptions.len());
         for (i, e) in self.exceptions.iter().enumerate() {
             let field = format!("exceptions[{i}]");
-            let date = parse_date(&e.date).ok_or_else(|| format!("{field}.date: must be YYYY-MM-DD"))?;
+            let date =
+                parse_date(&e.date).ok_or_else(|| format!("{field}.date: must be YYYY-MM-DD"))?;
             let window = match (&e.start, &e.end) {
                 (Some(s), Some(t)) => Some(window(&field, s, t)?),
                 (None, None) if !e.available => None,
@@ -238,7 +239,10 @@ impl Availability {
     fn slots_on(&self, date: NaiveDate) -> Vec<Slot> {
         let exceptions: Vec<&Exception> =
             self.exceptions.iter().filter(|e| e.date == date).collect();
-        if exceptions.iter().any(|e| !e.available && e.window.is_none()) {
+        if exceptions
+            .iter()
+            .any(|e| !e.available && e.window.is_none())
+        {
             return Vec::new();
         }
         let add: Vec<Window> = self
@@ -453,7 +457,9 @@ pub fn may_change_status(
         Status::Confirmed => {
             provider_only()?;
             if now >= start {
-                return Err(Refusal::Timing("an appointment that has started cannot be confirmed"));
+                return Err(Refusal::Timing(
+                    "an appointment that has started cannot be confirmed",
+                ));
             }
         }
         Status::CheckedIn => {
@@ -477,7 +483,9 @@ pub fn may_change_status(
                 ))
             }
             Party::Provider if now >= end => {
-                return Err(Refusal::Timing("an appointment that has ended cannot be cancelled"))
+                return Err(Refusal::Timing(
+                    "an appointment that has ended cannot be cancelled",
+                ))
             }
             _ => {}
         },
@@ -540,21 +548,33 @@ mod tests {
     #[test]
     fn weekly_hours_keep_their_local_time_across_dst_in_new_york() {
         // Sunday 2027-03-14 is the spring-forward day; 09:00 is 14:00Z before, 13:00Z after.
-        let a = spec("America/New_York", &[("saturday", "09:00", "10:00"), ("monday", "09:00", "10:00")])
-            .parse()
-            .unwrap();
+        let a = spec(
+            "America/New_York",
+            &[("saturday", "09:00", "10:00"), ("monday", "09:00", "10:00")],
+        )
+        .parse()
+        .unwrap();
         let slots = a.slots(t("2027-03-13T00:00:00Z"), t("2027-03-16T00:00:00Z"));
-        assert_eq!(starts(&slots), ["2027-03-13T14:00:00Z", "2027-03-15T13:00:00Z"]);
+        assert_eq!(
+            starts(&slots),
+            ["2027-03-13T14:00:00Z", "2027-03-15T13:00:00Z"]
+        );
     }
 
     #[test]
     fn a_window_across_the_jump_has_its_elapsed_length_in_berlin() {
         // 2027-03-28 (Sunday) Berlin springs forward at 02:00: 00:00-04:00 is 3 hours.
-        let a = spec("Europe/Berlin", &[("sunday", "00:00", "04:00")]).parse().unwrap();
+        let a = spec("Europe/Berlin", &[("sunday", "00:00", "04:00")])
+            .parse()
+            .unwrap();
         let spring = a.slots(t("2027-03-27T12:00:00Z"), t("2027-03-28T12:00:00Z"));
         assert_eq!(
             starts(&spring),
-            ["2027-03-27T23:00:00Z", "2027-03-28T00:00:00Z", "2027-03-28T01:00:00Z"]
+            [
+                "2027-03-27T23:00:00Z",
+                "2027-03-28T00:00:00Z",
+                "2027-03-28T01:00:00Z"
+            ]
         );
         // 2027-10-31 falls back at 03:00: 00:00-04:00 is 5 hours.
         let fall = a.slots(t("2027-10-30T12:00:00Z"), t("2027-10-31T12:00:00Z"));
@@ -566,15 +586,34 @@ mod tests {
     fn exceptions_remove_days_and_hours_and_add_hours() {
         let mut s = spec("UTC", &[("monday", "09:00", "12:00")]);
         s.exceptions = vec![
-            ExceptionSpec { date: "2027-01-04".into(), start: None, end: None, available: false },
-            ExceptionSpec { date: "2027-01-11".into(), start: Some("10:00".into()), end: Some("11:00".into()), available: false },
-            ExceptionSpec { date: "2027-01-16".into(), start: Some("08:00".into()), end: Some("09:00".into()), available: true },
+            ExceptionSpec {
+                date: "2027-01-04".into(),
+                start: None,
+                end: None,
+                available: false,
+            },
+            ExceptionSpec {
+                date: "2027-01-11".into(),
+                start: Some("10:00".into()),
+                end: Some("11:00".into()),
+                available: false,
+            },
+            ExceptionSpec {
+                date: "2027-01-16".into(),
+                start: Some("08:00".into()),
+                end: Some("09:00".into()),
+                available: true,
+            },
         ];
         let a = s.parse().unwrap();
         let slots = a.slots(t("2027-01-04T00:00:00Z"), t("2027-01-17T00:00:00Z"));
         assert_eq!(
             starts(&slots),
-            ["2027-01-11T09:00:00Z", "2027-01-11T11:00:00Z", "2027-01-16T08:00:00Z"]
+            [
+                "2027-01-11T09:00:00Z",
+                "2027-01-11T11:00:00Z",
+                "2027-01-16T08:00:00Z"
+            ]
         );
     }
 
@@ -587,7 +626,11 @@ mod tests {
         let slots = a.slots(t("2027-01-04T00:00:00Z"), t("2027-01-05T00:00:00Z"));
         assert_eq!(
             starts(&slots),
-            ["2027-01-04T09:00:00Z", "2027-01-04T10:00:00Z", "2027-01-04T11:00:00Z"]
+            [
+                "2027-01-04T09:00:00Z",
+                "2027-01-04T10:00:00Z",
+                "2027-01-04T11:00:00Z"
+            ]
         );
         assert!(a.offered(t("2027-01-04T10:00:00Z")).is_some());
         assert!(a.offered(t("2027-01-04T09:45:00Z")).is_none());
@@ -629,7 +672,10 @@ mod tests {
         let late = t("2027-01-04T09:00:00Z");
         use Party::*;
         use Status::*;
-        assert_eq!(may_change_status(Provider, Requested, Confirmed, early, start, end), Ok(()));
+        assert_eq!(
+            may_change_status(Provider, Requested, Confirmed, early, start, end),
+            Ok(())
+        );
         assert_eq!(
             may_change_status(Patient, Requested, Confirmed, early, start, end),
             Err(Refusal::NotYours("provider"))
@@ -642,22 +688,41 @@ mod tests {
             may_change_status(Provider, Requested, Completed, early, start, end),
             Err(Refusal::Transition)
         );
-        assert_eq!(may_change_status(Patient, Confirmed, Cancelled, early, start, end), Ok(()));
+        assert_eq!(
+            may_change_status(Patient, Confirmed, Cancelled, early, start, end),
+            Ok(())
+        );
         assert!(matches!(
             may_change_status(Patient, Confirmed, Cancelled, late, start, end),
             Err(Refusal::Timing(_))
         ));
-        assert_eq!(may_change_status(Provider, Confirmed, Cancelled, late, start, end), Ok(()));
-        assert_eq!(may_change_status(Patient, Confirmed, CheckedIn, late, start, end), Ok(()));
+        assert_eq!(
+            may_change_status(Provider, Confirmed, Cancelled, late, start, end),
+            Ok(())
+        );
+        assert_eq!(
+            may_change_status(Patient, Confirmed, CheckedIn, late, start, end),
+            Ok(())
+        );
         assert!(may_change_status(Patient, Confirmed, CheckedIn, early, start, end).is_err());
         assert!(may_change_status(Provider, Confirmed, NoShow, late, start, end).is_err());
         assert_eq!(
-            may_change_status(Provider, Confirmed, NoShow, t("2027-01-04T10:05:00Z"), start, end),
+            may_change_status(
+                Provider,
+                Confirmed,
+                NoShow,
+                t("2027-01-04T10:05:00Z"),
+                start,
+                end
+            ),
             Ok(())
         );
         assert_eq!(may_reschedule(Patient, Confirmed, early, start), Ok(()));
         assert!(may_reschedule(Patient, Confirmed, late, start).is_err());
         assert_eq!(may_reschedule(Provider, Confirmed, late, start), Ok(()));
-        assert_eq!(may_reschedule(Provider, Completed, early, start), Err(Refusal::Transition));
+        assert_eq!(
+            may_reschedule(Provider, Completed, early, start),
+            Err(Refusal::Transition)
+        );
     }
 }

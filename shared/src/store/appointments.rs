@@ -21,16 +21,12 @@
 
 use crate::audit::{AuditEvent, CommitError};
 use crate::auth::Principal;
-use crate::domain::appointment::{
-    units, AvailabilitySpec, ConsultationType, Status, MAX_UNITS,
-};
+use crate::domain::appointment::{units, AvailabilitySpec, ConsultationType, Status, MAX_UNITS};
 use crate::domain::zone::Zone;
 use crate::domain::Timestamp;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::ApiRequest;
-use crate::ports::db::{
-    Condition, Index, Item, Key, Query, SortKey, Update, Value, WriteOp, TTL,
-};
+use crate::ports::db::{Condition, Index, Item, Key, Query, SortKey, Update, Value, WriteOp, TTL};
 use crate::store::keys;
 use crate::{phi, ApiError, AppContext};
 use serde::Serialize;
@@ -388,7 +384,10 @@ impl From<BookError> for ApiError {
 pub async fn replayed(app: &AppContext, idem: &Idempotency) -> Result<Option<String>, BookError> {
     let item = app
         .db
-        .get(&app.config.table, &keys::idempotency(&idem.user_id, &idem.key))
+        .get(
+            &app.config.table,
+            &keys::idempotency(&idem.user_id, &idem.key),
+        )
         .await
         .map_err(ApiError::from)?;
     match item {
@@ -493,7 +492,10 @@ pub async fn book(
         ("end", new.end.to_string()),
         ("time_zone", new.time_zone.name().to_string()),
         ("status", new.status.as_str().to_string()),
-        ("consultation_type", new.consultation_type.as_str().to_string()),
+        (
+            "consultation_type",
+            new.consultation_type.as_str().to_string(),
+        ),
         ("booked_by", new.booked_by.clone()),
         ("created_at", now_text.clone()),
         ("updated_at", now_text.clone()),
@@ -506,7 +508,10 @@ pub async fn book(
     }
     item.insert("version".into(), Value::N(1));
     if let Some(reason) = &new.reason {
-        item.insert("reason".into(), phi::seal(app, &key, "reason", reason).await?);
+        item.insert(
+            "reason".into(),
+            phi::seal(app, &key, "reason", reason).await?,
+        );
     }
     ops.push(WriteOp::Put {
         table: table.clone(),

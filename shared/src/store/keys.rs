@@ -78,7 +78,8 @@ pub const SCHEMA: &[ItemKind] = &[
     ItemKind {
         pk: APPOINTMENT,
         sk: "APPT",
-        holds: "appointment (sealed reason and notes; gsi1 APPTSOF#patient, gsi2 APPTSWITH#provider)",
+        holds:
+            "appointment (sealed reason and notes; gsi1 APPTSOF#patient, gsi2 APPTSWITH#provider)",
     },
     ItemKind {
         pk: CLAIM,
