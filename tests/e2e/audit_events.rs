@@ -1098,8 +1098,12 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
     let visit_reason = "Patience Okafor: chest pain since Tuesday";
     phi.push(visit_reason.into());
     let (status, booked, events) = h
-        .send(call(Method::POST, "/api/v1/appointments", pt).body(json!({
-            "provider_id": stranger.id, "start": start, "consultation_type": "video", "reason": visit_reason})))
+        .send(
+            call(Method::POST, "/api/v1/appointments", pt)
+                .header("idempotency-key", "audit-step-booking")
+                .body(json!({
+            "provider_id": stranger.id, "start": start, "consultation_type": "video", "reason": visit_reason})),
+        )
         .await;
     let appointment_id = text(&booked, "id");
     let ap = ("appointment", appointment_id.as_str());
@@ -1154,6 +1158,20 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         vec![ok("UPDATE", &stranger, ap)],
     )
     .await;
+    // Confirmed: the provider now cares for the patient and books for them.
+    let (status, for_patient, events) = h
+        .send(call(Method::POST, "/api/v1/appointments", st).body(json!({
+            "provider_id": stranger.id, "patient_id": patient.id, "start": text(&slots["items"][10], "start"),
+            "consultation_type": "video"})))
+        .await;
+    let second = text(&for_patient, "id");
+    h.check(
+        "POST /appointments, a provider for a patient in their care",
+        status,
+        201,
+        events,
+        vec![ok("CREATE", &stranger, ("appointment", &second))],
+    );
     h.step(
         "PATCH /appointments/{id}, a transition the machine refuses",
         call(Method::PATCH, &appointment_path, pt).body(json!({"status": "completed"})),
