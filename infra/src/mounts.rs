@@ -48,6 +48,10 @@ pub fn http_functions() -> Vec<HttpMount> {
             function: "audit",
             router: docare_audit::router(),
         },
+        HttpMount {
+            function: "appointments",
+            router: docare_appointments::router(),
+        },
     ]
 }
 

@@ -1110,6 +1110,152 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
     )
     .await;
 
+    // --- appointments ---------------------------------------------------------------------------
+    let days = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    let weekly: Vec<Json> = days
+        .iter()
+        .map(|d| json!({"day": d, "start": "00:00", "end": "23:45"}))
+        .collect();
+    let availability = json!({"time_zone": "UTC", "slot_minutes": 30, "weekly": weekly});
+    h.step(
+        "PUT /providers/me/availability, patient",
+        call(Method::PUT, "/api/v1/providers/me/availability", pt).body(availability.clone()),
+        403,
+        vec![denied(
+            "ACCESS_DENIED",
+            &patient,
+            ("provider_listing", &patient.id),
+        )],
+    )
+    .await;
+    h.step(
+        "PUT /providers/me/availability",
+        call(Method::PUT, "/api/v1/providers/me/availability", st).body(availability),
+        200,
+        vec![ok("UPDATE", &stranger, ("provider_listing", &stranger.id))],
+    )
+    .await;
+    h.step(
+        "GET /providers (public scheduling data: not audited)",
+        call(Method::GET, "/api/v1/providers", pt),
+        200,
+        vec![],
+    )
+    .await;
+    let slots = h
+        .step(
+            "GET /providers/{id}/slots (not audited)",
+            call(
+                Method::GET,
+                format!("/api/v1/providers/{}/slots", stranger.id),
+                pt,
+            ),
+            200,
+            vec![],
+        )
+        .await;
+    // Far enough ahead for a patient's cancel (2 hours' notice).
+    let start = text(&slots["items"][8], "start");
+    let visit_reason = "Patience Okafor: chest pain since Tuesday";
+    phi.push(visit_reason.into());
+    let (status, booked, events) = h
+        .send(
+            call(Method::POST, "/api/v1/appointments", pt)
+                .header("idempotency-key", "audit-step-booking")
+                .body(json!({
+            "provider_id": stranger.id, "start": start, "consultation_type": "video", "reason": visit_reason})),
+        )
+        .await;
+    let appointment_id = text(&booked, "id");
+    let ap = ("appointment", appointment_id.as_str());
+    h.check(
+        "POST /appointments",
+        status,
+        201,
+        events,
+        vec![ok("CREATE", &patient, ap)],
+    );
+    h.step(
+        "POST /appointments, the same slot taken (nothing written, nothing recorded)",
+        call(Method::POST, "/api/v1/appointments", ot).body(json!({
+            "provider_id": stranger.id, "start": start, "consultation_type": "video"})),
+        409,
+        vec![],
+    )
+    .await;
+    let appointment_path = format!("/api/v1/appointments/{appointment_id}");
+    h.step(
+        "GET /appointments/{id}, another patient",
+        call(Method::GET, &appointment_path, ot),
+        404,
+        vec![denied("ACCESS_DENIED", &other, ap)],
+    )
+    .await;
+    h.step(
+        "GET /appointments/{id}",
+        call(Method::GET, &appointment_path, pt),
+        200,
+        vec![ok("VIEW", &patient, ap)],
+    )
+    .await;
+    h.step(
+        "GET /appointments/{id}, admin with a reason",
+        call(Method::GET, &appointment_path, at).header("x-access-reason", REASON),
+        200,
+        vec![ok("BREAK_GLASS", &admin, ap)],
+    )
+    .await;
+    h.step(
+        "GET /appointments",
+        call(Method::GET, "/api/v1/appointments", pt),
+        200,
+        vec![ok("VIEW", &patient, ("appointment_list", &patient.id))],
+    )
+    .await;
+    h.step(
+        "PATCH /appointments/{id}, confirm",
+        call(Method::PATCH, &appointment_path, st).body(json!({"status": "confirmed"})),
+        200,
+        vec![ok("UPDATE", &stranger, ap)],
+    )
+    .await;
+    // Confirmed: the provider now cares for the patient and books for them.
+    let (status, for_patient, events) = h
+        .send(call(Method::POST, "/api/v1/appointments", st).body(json!({
+            "provider_id": stranger.id, "patient_id": patient.id, "start": text(&slots["items"][10], "start"),
+            "consultation_type": "video"})))
+        .await;
+    let second = text(&for_patient, "id");
+    h.check(
+        "POST /appointments, a provider for a patient in their care",
+        status,
+        201,
+        events,
+        vec![ok("CREATE", &stranger, ("appointment", &second))],
+    );
+    h.step(
+        "PATCH /appointments/{id}, a transition the machine refuses",
+        call(Method::PATCH, &appointment_path, pt).body(json!({"status": "completed"})),
+        422,
+        vec![],
+    )
+    .await;
+    h.step(
+        "PATCH /appointments/{id}, cancel",
+        call(Method::PATCH, &appointment_path, pt).body(json!({"status": "cancelled"})),
+        200,
+        vec![ok("UPDATE", &patient, ap)],
+    )
+    .await;
+
     // --- the audit function itself ------------------------------------------------------------
     h.step(
         "GET /audit, patient",

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use shared::config::Config;
 use shared::http::Router;
 use shared::ports::db::Index;
-use shared::testing::aws::{create_table, sdk_config};
+use shared::testing::aws::{create_signing_key, create_table, sdk_config};
 use shared::testing::{dispatch, repo_root, request};
 use shared::App;
 use std::collections::HashMap;
@@ -76,17 +76,7 @@ async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
     let queue_url = queue.queue_url().expect("url").to_string();
 
     // Access tokens are signed by KMS (Sign, GetPublicKey) through the AWS adapter.
-    let signing_arn = aws_sdk_kms::Client::new(&sdk)
-        .create_key()
-        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
-        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-        .send()
-        .await
-        .expect("signing key")
-        .key_metadata()
-        .and_then(|m| m.arn())
-        .expect("arn")
-        .to_string();
+    let signing_arn = create_signing_key(&sdk).await;
     let vars: HashMap<&str, String> = [
         ("DOCARE_ENV", "dev".to_string()),
         ("DOCARE_TABLE", table.clone()),
@@ -237,6 +227,7 @@ async fn the_daily_sms_cap_holds_under_parallel_requests_on_dynamodb() {
         .queue_url()
         .expect("url")
         .to_string();
+    let signing_arn = create_signing_key(&sdk).await;
     let vars: HashMap<&str, String> = [
         ("DOCARE_ENV", "dev".to_string()),
         ("DOCARE_TABLE", table.clone()),
@@ -244,6 +235,8 @@ async fn the_daily_sms_cap_holds_under_parallel_requests_on_dynamodb() {
         ("DOCARE_QUARANTINE_BUCKET", "unused-q".into()),
         ("DOCARE_DOCUMENTS_BUCKET", "unused-d".into()),
         ("DOCARE_KMS_KEY_ID", key_arn),
+        ("DOCARE_SIGNING_KEY_ID", signing_arn.clone()),
+        ("DOCARE_AUDIT_ANCHOR_KEY_ID", signing_arn),
         ("DOCARE_SCANS_QUEUE_URL", queue_url.clone()),
         ("DOCARE_REMINDERS_QUEUE_URL", queue_url.clone()),
         ("DOCARE_NOTIFICATIONS_QUEUE_URL", queue_url),

@@ -210,3 +210,20 @@ pub(crate) async fn audit_samples() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn appointments_samples() {
+    check_http_samples(
+        "appointments",
+        docare_appointments::router(),
+        &[
+            (
+                "appointments-without-token.json",
+                401,
+                Some("unauthenticated"),
+            ),
+            ("providers-without-token.json", 401, Some("unauthenticated")),
+        ],
+    )
+    .await;
+}

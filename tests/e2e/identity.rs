@@ -116,6 +116,20 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
         .unwrap()
         .to_string();
 
+    let (carer_token, _) = app
+        .tokens
+        .issue(
+            &app,
+            &carer.id,
+            Role::Provider,
+            "setup",
+            &["pwd", "mfa", "otp"],
+        )
+        .await
+        .unwrap();
+    let appointment_id =
+        docare_e2e::book_any_slot(&app, &carer.id, &carer_token, &patient_token).await;
+
     let mut tokens = vec![None];
     for (who, role, amr) in [
         (&patient, Role::Patient, &["pwd"][..]),
@@ -135,6 +149,7 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
     let rel = format!("/api/v1/care-relationships/{}", relationship.id);
     let contact = format!("/api/v1/emergency/contacts/{contact_id}");
     let owner_only = [Unauthenticated, Allow, Hidden, Hidden, Hidden];
+    let appointment = format!("/api/v1/appointments/{appointment_id}");
     let table: Vec<(Method, &str, String, [Expect; 5])> = vec![
         (Method::GET, "/health", "/health".into(), public()),
         (
@@ -360,6 +375,50 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
             "/api/v1/users/me/access-log",
             "/api/v1/users/me/access-log".into(),
             signed_in(),
+        ),
+        (
+            Method::GET,
+            "/api/v1/providers",
+            "/api/v1/providers".into(),
+            signed_in(),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/providers/me/availability",
+            "/api/v1/providers/me/availability".into(),
+            // Providers only (the stranger reaches the body check: 400).
+            [Unauthenticated, Forbidden, Forbidden, Allow, Forbidden],
+        ),
+        (
+            Method::GET,
+            "/api/v1/providers/{id}/slots",
+            format!("/api/v1/providers/{}/slots", carer.id),
+            signed_in(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/appointments",
+            "/api/v1/appointments".into(),
+            [Unauthenticated, Allow, Allow, Allow, Forbidden],
+        ),
+        (
+            Method::GET,
+            "/api/v1/appointments",
+            "/api/v1/appointments".into(),
+            [Unauthenticated, Allow, Allow, Allow, Forbidden],
+        ),
+        (
+            Method::GET,
+            "/api/v1/appointments/{id}",
+            appointment.clone(),
+            // The admin passes the policy and is asked for a reason (400).
+            owner_only_and_admin(),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/appointments/{id}",
+            appointment.clone(),
+            owner_only,
         ),
         // Last: the owner deletes the contact.
         (

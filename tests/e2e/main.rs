@@ -1,5 +1,6 @@
 //! End-to-end tests of the local stack and the functions it mounts.
 
+mod appointments;
 mod architecture;
 mod audit_events;
 mod aws_phi;

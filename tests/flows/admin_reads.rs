@@ -226,6 +226,9 @@ async fn a_page_with_patients_identities_is_bounded_and_every_patient_on_it_is_r
         .await;
     let mut patients = Vec::new();
     for n in 0..30 {
+        // One second apart: the list is by creation time, and ids made in the same
+        // second of the manual clock would sort by their random part.
+        h.t.clock.advance(chrono::Duration::seconds(1));
         patients.push(
             account(
                 h.app(),

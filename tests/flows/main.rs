@@ -2,6 +2,7 @@
 //! clock (`shared::testing::TestApp`), one module per function, in one test binary.
 
 mod admin_reads;
+mod appointments;
 mod auth;
 mod budgets;
 mod emergency;

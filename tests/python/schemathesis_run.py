@@ -197,6 +197,58 @@ def main():
 
     explicit[("POST", "/api/v1/care-relationships")] = care_create_body
 
+    # Appointments: the seeded provider publishes every-day availability once; a fresh
+    # patient (its own per-account budget) books free slots, one per explicit case.
+    def fresh_patient_token():
+        body = signup_body()
+        assert post("/api/v1/auth/signup", body).status_code == 201
+        assert post("/api/v1/auth/verify-email", {"token": outbox_token(body["email"], "Your verification token:")}).status_code == 204
+        r = post("/api/v1/auth/login", {"email": body["email"], "password": body["password"]})
+        assert r.status_code == 200, r.text
+        return r.json()["access_token"]
+
+    days = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+    availability = {"time_zone": "Europe/Berlin", "slot_minutes": 30, "buffer_minutes": 0,
+                    "weekly": [{"day": d, "start": "00:00", "end": "23:45"} for d in days],
+                    "specialty": "General practice", "consultation_types": ["video", "in_person"]}
+    published = []
+
+    def publish():
+        if not published:
+            r = http.put(base + "/api/v1/providers/me/availability", json=availability,
+                         headers={"authorization": f"Bearer {token['provider']}"}, timeout=30)
+            assert r.status_code == 200, r.text
+            published.append(True)
+
+    booked = []
+
+    def book():
+        publish()
+        r = http.get(f"{base}/api/v1/providers/{provider_id}/slots",
+                     headers={"authorization": f"Bearer {token['booker']}"}, timeout=30)
+        assert r.status_code == 200, r.text
+        # Hours ahead (a patient's changes need 2 hours' notice), a new one each time.
+        start = r.json()["items"][8 + 2 * len(booked)]["start"]
+        r = post("/api/v1/appointments", {"provider_id": provider_id, "start": start,
+                                          "consultation_type": "video"}, token["booker"])
+        assert r.status_code == 201, r.text
+        booked.append(r.json()["id"])
+        return r.json()["id"]
+
+    def booking_body():
+        publish()
+        r = http.get(f"{base}/api/v1/providers/{provider_id}/slots",
+                     headers={"authorization": f"Bearer {token['booker']}"}, timeout=30)
+        start = r.json()["items"][40]["start"]
+        return {"body": {"provider_id": provider_id, "start": start, "consultation_type": "in_person", "reason": "annual check"},
+                "headers": {"idempotency-key": uuid.uuid4().hex}}
+
+    explicit[("PUT", "/api/v1/providers/me/availability")] = lambda: {"body": availability}
+    explicit[("GET", "/api/v1/providers/{id}/slots")] = lambda: (publish(), {"path_parameters": {"id": provider_id}})[1]
+    explicit[("POST", "/api/v1/appointments")] = booking_body
+    explicit[("GET", "/api/v1/appointments/{id}")] = lambda: {"path_parameters": {"id": book()}}
+    explicit[("PATCH", "/api/v1/appointments/{id}")] = lambda: {"path_parameters": {"id": book()}, "body": {"reason": "a sore throat"}}
+
     # Loaded from the served document as a dict: `from_url` leaves out the operation
     # that serves the schema itself, and that route is under test too.
     served = http.get(base + "/api/v1/openapi.json", timeout=30)
@@ -226,6 +278,13 @@ def main():
             else:
                 who[key] = ["patient", "provider"][turn % 2]
                 turn += 1
+
+    # The appointment routes: availability by the provider, the rest by a fresh patient.
+    appointment_ops = [key for key in who if key[1].startswith(("/api/v1/appointments", "/api/v1/providers"))]
+    if appointment_ops:
+        token["booker"] = fresh_patient_token()
+        for key in appointment_ops:
+            who[key] = "provider" if key == ("PUT", "/api/v1/providers/me/availability") else "booker"
 
     statuses = defaultdict(lambda: defaultdict(int))
     failures = defaultdict(list)

@@ -121,6 +121,6 @@ pub async fn end(app: App, req: ApiRequest) -> HandlerResult {
     }
     let event = audit_event(&req, &principal, Action::Delete, Outcome::Success)
         .resource("care_relationship", &rel.id);
-    let ended = care::end(&app, &rel, event).await?;
+    let ended = care::end(&app, &rel, principal.user_id == rel.patient_id, event).await?;
     ApiResponse::ok(&ended)
 }

@@ -77,6 +77,27 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "the open SOS collapse window (TTL)",
     },
     ItemKind {
+        pk: PROVIDER,
+        sk: "LISTING",
+        holds: "provider listing and availability (gsi1 DIRECTORY; version kept by bookings)",
+    },
+    ItemKind {
+        pk: APPOINTMENT,
+        sk: "APPT",
+        holds:
+            "appointment (sealed reason and notes; gsi1 APPTSOF#patient, gsi2 APPTSWITH#provider)",
+    },
+    ItemKind {
+        pk: CLAIM,
+        sk: "UNIT#",
+        holds: "one 15-minute unit of a provider's time held by an appointment",
+    },
+    ItemKind {
+        pk: IDEMPOTENCY,
+        sk: "IDEMP",
+        holds: "idempotency record of a booking (fingerprint, appointment id; TTL)",
+    },
+    ItemKind {
         pk: EMAIL,
         sk: "EMAIL",
         holds: "e-mail uniqueness claim (blind index)",
@@ -140,6 +161,10 @@ pub const RECOVERY: &str = "RECOVERY#";
 pub const CARE: &str = "CARE#";
 pub const CONTACTS: &str = "ECONTACTS#";
 pub const SOS: &str = "SOS#";
+pub const PROVIDER: &str = "PROVIDER#";
+pub const APPOINTMENT: &str = "APPT#";
+pub const CLAIM: &str = "CLAIM#";
+pub const IDEMPOTENCY: &str = "IDEMP#";
 pub const EMAIL: &str = "EMAIL#";
 pub const REFRESH: &str = "REFRESH#";
 pub const MFA: &str = "MFA#";
@@ -156,6 +181,12 @@ pub const HEALTH: &str = "HEALTH#";
 pub const CARE_OF: &str = "CAREOF#";
 /// gsi2 partition of one care relationship by id.
 pub const CARE_BY_ID: &str = "CAREID#";
+/// gsi1 partition of every provider listing (the directory).
+pub const DIRECTORY: &str = "DIRECTORY";
+/// gsi1 partition of a patient's appointments (sort key `<start>#<id>`).
+pub const APPTS_OF: &str = "APPTSOF#";
+/// gsi2 partition of a provider's appointments (sort key `<start>#<id>`).
+pub const APPTS_WITH: &str = "APPTSWITH#";
 /// gsi1 partition of a user's open WebSocket connections.
 pub const CONNS_OF: &str = "CONNS#";
 
@@ -227,6 +258,39 @@ pub fn sos_alert(user_id: &str, alert_id: &str) -> Key {
     Key::new(of(SOS, user_id), format!("ALERT#{alert_id}"))
 }
 
+pub fn provider_listing(provider_id: &str) -> Key {
+    Key::new(of(PROVIDER, provider_id), "LISTING")
+}
+
+pub fn appointment(id: &str) -> Key {
+    Key::new(of(APPOINTMENT, id), "APPT")
+}
+
+pub fn appointments_of(patient_id: &str) -> String {
+    of(APPTS_OF, patient_id)
+}
+
+pub fn appointments_with(provider_id: &str) -> String {
+    of(APPTS_WITH, provider_id)
+}
+
+pub const UNIT_SK: &str = "UNIT#";
+
+/// One claim unit (`unit` is its RFC 3339 UTC start) of a provider's time.
+pub fn claim(provider_id: &str, unit: &str) -> Key {
+    Key::new(of(CLAIM, provider_id), format!("{UNIT_SK}{unit}"))
+}
+
+/// The partition of a provider's claims.
+pub fn claims_of(provider_id: &str) -> String {
+    of(CLAIM, provider_id)
+}
+
+/// A booking's idempotency record: per caller and client key.
+pub fn idempotency(user_id: &str, client_key: &str) -> Key {
+    Key::new(format!("{IDEMPOTENCY}{user_id}#{client_key}"), "IDEMP")
+}
+
 pub fn email_claim(index: &str) -> Key {
     Key::new(format!("{EMAIL}{index}"), "EMAIL")
 }
@@ -282,7 +346,21 @@ mod tests {
     #[test]
     fn every_partition_prefix_is_distinct_and_in_the_schema() {
         let prefixes = [
-            USER, EMAIL, REFRESH, MFA, OTT, RATE, CONN, NOTIFY, DATAKEY, INDEXKEY, AUDITHEAD,
+            USER,
+            PROVIDER,
+            APPOINTMENT,
+            CLAIM,
+            IDEMPOTENCY,
+            EMAIL,
+            REFRESH,
+            MFA,
+            OTT,
+            RATE,
+            CONN,
+            NOTIFY,
+            DATAKEY,
+            INDEXKEY,
+            AUDITHEAD,
             HEALTH,
         ];
         for (i, a) in prefixes.iter().enumerate() {
@@ -300,7 +378,9 @@ mod tests {
             profile("u1").pk,            // users
             session("u1", "s").pk,       // auth
             recovery_code("u1", "h").pk, // auth
-            care("u1", "p").pk,          // users (appointments later)
+            care("u1", "p").pk,          // users, appointments
+            provider_listing("u1").pk,   // appointments
+            claim("u1", "t").pk,         // appointments
             contact("u1", "c").pk,       // emergency
             sos_alert("u1", "a").pk,     // emergency
         ];

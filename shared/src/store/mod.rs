@@ -2,6 +2,7 @@
 //! the domain table; the repositories turn typed entities into conditional writes and
 //! typed reads, so handlers never assemble an item or a key.
 
+pub mod appointments;
 pub mod connections;
 pub mod contacts;
 pub mod keys;
