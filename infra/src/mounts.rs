@@ -36,6 +36,10 @@ pub fn http_functions() -> Vec<HttpMount> {
             function: "audit",
             router: docare_audit::router(),
         },
+        HttpMount {
+            function: "medications",
+            router: docare_medications::router(),
+        },
     ]
 }
 
@@ -49,14 +53,28 @@ pub fn websocket_function() -> WsRouter {
 
 /// SQS consumers (queue → function), as the template's event source mappings.
 pub fn consumers(app: &App) -> Vec<Consumer> {
-    vec![Consumer::new(
-        "notify",
-        app.config.queues.notifications.clone(),
-        docare_notify::handle,
-    )]
+    vec![
+        Consumer::new(
+            "notify",
+            app.config.queues.notifications.clone(),
+            docare_notify::handle,
+        ),
+        Consumer::new(
+            "remind",
+            app.config.queues.reminders.clone(),
+            docare_reminders::deliver,
+        ),
+    ]
 }
 
-/// Scheduled functions (none yet: the reminders scheduler arrives with reminders).
+/// The rate of the reminder scheduler's rule (`rate(1 minute)` in the template).
+pub const REMINDERS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Scheduled functions (EventBridge rules): the reminder scheduler, every minute.
 pub fn schedules() -> Vec<Schedule> {
-    Vec::new()
+    vec![Schedule::new(
+        "reminders",
+        REMINDERS_EVERY,
+        docare_reminders::scheduled,
+    )]
 }

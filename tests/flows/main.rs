@@ -4,5 +4,6 @@
 mod auth;
 mod budgets;
 mod emergency;
+mod medications;
 mod profile;
 mod units_of_work;

@@ -71,6 +71,31 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "the open SOS collapse window (TTL)",
     },
     ItemKind {
+        pk: MEDICATION,
+        sk: "MEDICATION",
+        holds: "medication (sealed name, dosage, form, route, instructions; gsi1 MEDSOF#patient)",
+    },
+    ItemKind {
+        pk: MEDICATION,
+        sk: "DOSE#",
+        holds: "recorded dose by scheduled time (taken or skipped; one per dose)",
+    },
+    ItemKind {
+        pk: DUE,
+        sk: "REMINDER#",
+        holds: "reminder due in one UTC minute (ids only; TTL)",
+    },
+    ItemKind {
+        pk: DUE_CURSOR,
+        sk: "CURSOR",
+        holds: "the reminder scheduler's processed-up-to minute",
+    },
+    ItemKind {
+        pk: DELIVERY,
+        sk: "CHANNEL#",
+        holds: "reminder delivery claim per channel (gsi1 UNSENT until sent; TTL)",
+    },
+    ItemKind {
         pk: EMAIL,
         sk: "EMAIL",
         holds: "e-mail uniqueness claim (blind index)",
@@ -145,6 +170,10 @@ pub const CARE: &str = "CARE#";
 pub const CONTACTS: &str = "ECONTACTS#";
 pub const SOS: &str = "SOS#";
 pub const EMAIL: &str = "EMAIL#";
+pub const MEDICATION: &str = "MED#";
+pub const DUE: &str = "DUE#";
+pub const DUE_CURSOR: &str = "DUECURSOR";
+pub const DELIVERY: &str = "DELIVERY#";
 pub const REFRESH: &str = "REFRESH#";
 pub const MFA: &str = "MFA#";
 pub const OTT: &str = "OTT#";
@@ -162,6 +191,10 @@ pub const HEALTH: &str = "HEALTH#";
 pub const CARE_OF: &str = "CAREOF#";
 /// gsi2 partition of one care relationship by id.
 pub const CARE_BY_ID: &str = "CAREID#";
+/// gsi1 partition of a patient's medications.
+pub const MEDS_OF: &str = "MEDSOF#";
+/// gsi1 partition of reminder deliveries claimed and not (yet) marked sent.
+pub const UNSENT: &str = "UNSENT";
 /// gsi1 partition of a user's open WebSocket connections.
 pub const CONNS_OF: &str = "CONNS#";
 
@@ -228,6 +261,51 @@ pub fn sos_alert(user_id: &str, alert_id: &str) -> Key {
     Key::new(of(SOS, user_id), format!("ALERT#{alert_id}"))
 }
 
+pub fn medication(id: &str) -> Key {
+    Key::new(format!("{MEDICATION}{id}"), "MEDICATION")
+}
+
+/// The partition of one medication (the item and its doses).
+pub fn medication_partition(id: &str) -> String {
+    format!("{MEDICATION}{id}")
+}
+
+pub const DOSE_SK: &str = "DOSE#";
+
+/// A recorded dose, by its scheduled time (RFC 3339 UTC, which sorts as time).
+pub fn dose(medication_id: &str, scheduled_for: &str) -> Key {
+    Key::new(
+        format!("{MEDICATION}{medication_id}"),
+        format!("{DOSE_SK}{scheduled_for}"),
+    )
+}
+
+pub fn medications_of(patient_id: &str) -> String {
+    format!("{MEDS_OF}{patient_id}")
+}
+
+pub const REMINDER_SK: &str = "REMINDER#";
+
+/// The partition of the reminders due in one UTC minute (`YYYYMMDDHHMM`).
+pub fn due_bucket(minute: &str) -> String {
+    format!("{DUE}{minute}")
+}
+
+pub fn due_reminder(minute: &str, reminder_id: &str) -> Key {
+    Key::new(due_bucket(minute), format!("{REMINDER_SK}{reminder_id}"))
+}
+
+pub fn due_cursor() -> Key {
+    Key::new(DUE_CURSOR, "CURSOR")
+}
+
+pub fn delivery(reminder_id: &str, channel: &str) -> Key {
+    Key::new(
+        format!("{DELIVERY}{reminder_id}"),
+        format!("CHANNEL#{channel}"),
+    )
+}
+
 pub fn email_claim(index: &str) -> Key {
     Key::new(format!("{EMAIL}{index}"), "EMAIL")
 }
@@ -292,6 +370,10 @@ mod tests {
     fn every_partition_prefix_is_distinct_and_in_the_schema() {
         let prefixes = [
             USER,
+            MEDICATION,
+            DUE,
+            DUE_CURSOR,
+            DELIVERY,
             EMAIL,
             REFRESH,
             MFA,

@@ -5,9 +5,11 @@
 pub mod connections;
 pub mod contacts;
 pub mod keys;
+pub mod medications;
 pub mod mfa;
 pub mod notifications;
 pub mod profiles;
+pub mod reminders;
 pub mod sessions;
 pub mod sos;
 
