@@ -259,3 +259,28 @@ fn the_audit_table_is_retained_recoverable_and_indexed() {
         .collect();
     assert_eq!(indexes, expected, "every index the audit reader queries");
 }
+
+#[test]
+fn schedules_match_the_template() {
+    let template = template();
+    let resources = resources(&template);
+    for schedule in docare_local::mounts::schedules() {
+        let name = resource_name(schedule.rule);
+        let events = resources[name.as_str()]["Properties"]["Events"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{name} has events"));
+        let rules: Vec<&Value> = events
+            .values()
+            .filter(|e| e["Type"] == "Schedule")
+            .collect();
+        assert_eq!(rules.len(), 1, "{name}: one schedule");
+        let rate = rules[0]["Properties"]["Schedule"].as_str().unwrap_or_default();
+        let secs = schedule.every.as_secs();
+        let expected = if secs == 60 {
+            "rate(1 minute)".to_string()
+        } else {
+            format!("rate({} minutes)", secs / 60)
+        };
+        assert_eq!(rate, expected, "{name}: the local runner fires as often");
+    }
+}

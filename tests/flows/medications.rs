@@ -32,8 +32,20 @@ async fn setup() -> H {
 }
 
 impl H {
+    /// Sends a request (a `?a=b&c=d` query in `path` becomes the query parameters).
     async fn send(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-        dispatch(&self.router, &self.t.app, request(method, path, Some(token), body)).await
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let mut req = request(method, path, Some(token), body);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            req.query.insert(name.into(), value.into());
+        }
+        dispatch(&self.router, &self.t.app, req).await
+    }
+
+    /// A fresh patient token (access tokens live 15 minutes on the manual clock).
+    async fn fresh(&self) -> String {
+        token(&self.t.app, &self.patient, Role::Patient, "s1", &["pwd"]).await
     }
 
     /// A medication at 08:00 and 20:00 UTC from the test start's day (2026-11-23).
@@ -244,7 +256,7 @@ async fn the_scheduler_catches_up_a_missed_hour_thirty_minutes_per_run_and_sends
     assert!(!queued[0].body.contains("Metformin"), "ids and times only");
     // A run again in the same minute finds nothing new; the next dose is tomorrow 08:00.
     assert_eq!(docare_reminders::run(&h.t.app).await.unwrap().queued, 0);
-    let (_, med) = h.send(Method::GET, &format!("/api/v1/medications/{id}"), &h.pt.clone(), None).await;
+    let (_, med) = h.send(Method::GET, &format!("/api/v1/medications/{id}"), &h.fresh().await, None).await;
     assert_eq!(med["next_dose_at"], "2026-11-24T08:00:00Z");
     // The queue is down: the run fails and the cursor stays; the next run sends it.
     h.t.clock.advance(chrono::Duration::hours(12));
