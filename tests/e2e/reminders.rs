@@ -103,7 +103,9 @@ async fn patient(t: &TestStack, email: &str, zone: &str) -> Patient {
 async fn schedule(t: &TestStack) -> usize {
     let mut queued = 0;
     loop {
-        let run = docare_reminders::run(t.app()).await.expect("scheduler run");
+        let run = shared::ports::recording::as_function("reminders", docare_reminders::run(t.app()))
+            .await
+            .expect("scheduler run");
         assert!(run.minutes <= shared::store::reminders::MAX_MINUTES_PER_RUN);
         queued += run.queued;
         if run.behind == 0 {
@@ -113,7 +115,7 @@ async fn schedule(t: &TestStack) -> usize {
 }
 
 #[tokio::test]
-async fn a_dose_reminder_arrives_once_at_eight_local_across_spring_forward_in_new_york() {
+pub(crate) async fn a_dose_reminder_arrives_once_at_eight_local_across_spring_forward_in_new_york() {
     // 07:50 EST on the day before the change (2027-03-14 02:00 EST -> 03:00 EDT).
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2027, 3, 13, 12, 50, 0).unwrap(),
@@ -186,7 +188,7 @@ async fn a_dose_reminder_arrives_once_at_eight_local_across_spring_forward_in_ne
 }
 
 #[tokio::test]
-async fn berlin_doses_on_fall_back_day_and_a_discontinued_medication_stops_reminding() {
+pub(crate) async fn berlin_doses_on_fall_back_day_and_a_discontinued_medication_stops_reminding() {
     // 2027-10-31: 03:00 CEST -> 02:00 CET; 02:30 happens twice, the earlier one counts.
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2027, 10, 30, 23, 0, 0).unwrap(), // 01:00 CEST
