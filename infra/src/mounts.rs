@@ -88,10 +88,5 @@ pub const REMINDERS_EVERY: std::time::Duration = std::time::Duration::from_secs(
 /// Scheduled functions (EventBridge rules): the reminder scheduler, every minute. Each
 /// names its function: `Schedule::new(rule, every, handler).of("<function>")`.
 pub fn schedules() -> Vec<Schedule> {
-    vec![Schedule::new(
-        "reminders",
-        REMINDERS_EVERY,
-        docare_reminders::scheduled,
-    )
-    .of("reminders")]
+    vec![Schedule::new("reminders", REMINDERS_EVERY, docare_reminders::scheduled).of("reminders")]
 }

@@ -1043,7 +1043,10 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
 
     // --- medications --------------------------------------------------------------------------
     let drug = "Sertraline for Patience Okafor";
-    phi.extend([drug.to_string(), "take with breakfast, never with grapefruit".into()]);
+    phi.extend([
+        drug.to_string(),
+        "take with breakfast, never with grapefruit".into(),
+    ]);
     let med = json!({"patient_id": patient.id, "name": drug, "dosage": "50 mg", "form": "tablet",
         "route": "oral", "instructions": "take with breakfast, never with grapefruit",
         "schedule": {"kind": "times_of_day", "times": ["08:00"]}, "starts_on": "2026-01-01", "refills": 2});
@@ -1063,7 +1066,11 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         "POST /medications, a provider without a relationship",
         call(Method::POST, "/api/v1/medications", st).body(med),
         404,
-        vec![denied("ACCESS_DENIED", &stranger, ("medication", &patient.id))],
+        vec![denied(
+            "ACCESS_DENIED",
+            &stranger,
+            ("medication", &patient.id),
+        )],
     )
     .await;
     h.step(

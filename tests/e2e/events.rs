@@ -230,9 +230,12 @@ pub(crate) async fn reminder_scheduler_sample() {
     let (parts, _dir) = local_app(Arc::new(SystemClock));
     let event: aws_lambda_events::eventbridge::EventBridgeEvent =
         serde_json::from_str(&samples("reminders")["every-minute.json"]).expect("parses");
-    as_function("reminders", docare_reminders::scheduled(parts.app.clone(), event))
-        .await
-        .expect("an empty minute runs");
+    as_function(
+        "reminders",
+        docare_reminders::scheduled(parts.app.clone(), event),
+    )
+    .await
+    .expect("an empty minute runs");
     assert!(
         shared::store::reminders::cursor(&parts.app)
             .await
@@ -248,7 +251,11 @@ pub(crate) async fn remind_samples() {
     let (parts, _dir) = local_app(Arc::new(SystemClock));
     let event: SqsEvent =
         serde_json::from_str(&samples("remind")["sqs-batch.json"]).expect("parses");
-    let response = as_function("remind", docare_reminders::deliver(parts.app.clone(), event)).await;
+    let response = as_function(
+        "remind",
+        docare_reminders::deliver(parts.app.clone(), event),
+    )
+    .await;
     let failed: Vec<&str> = response
         .batch_item_failures
         .iter()

@@ -20,10 +20,7 @@ async fn data_and_queued_messages_survive_a_restart() {
         .expect("put");
     // The scans queue has no consumer yet, so the message waits there.
     app.queue
-        .send(
-            &app.config.queues.scans,
-            OutgoingMessage::new("scan me"),
-        )
+        .send(&app.config.queues.scans, OutgoingMessage::new("scan me"))
         .await
         .expect("send");
     drop(app);

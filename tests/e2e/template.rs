@@ -274,7 +274,9 @@ fn schedules_match_the_template() {
             .filter(|e| e["Type"] == "Schedule")
             .collect();
         assert_eq!(rules.len(), 1, "{name}: one schedule");
-        let rate = rules[0]["Properties"]["Schedule"].as_str().unwrap_or_default();
+        let rate = rules[0]["Properties"]["Schedule"]
+            .as_str()
+            .unwrap_or_default();
         let secs = schedule.every.as_secs();
         let expected = if secs == 60 {
             "rate(1 minute)".to_string()

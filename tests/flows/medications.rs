@@ -33,7 +33,13 @@ async fn setup() -> H {
 
 impl H {
     /// Sends a request (a `?a=b&c=d` query in `path` becomes the query parameters).
-    async fn send(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
         let mut req = request(method, path, Some(token), body);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -84,7 +90,12 @@ async fn fifty_racing_records_of_one_dose_store_one_answer() {
             barrier.wait().await;
             let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst);
-            let answer = dispatch(&router, &app, request(Method::POST, &path, Some(&pt), Some(body))).await;
+            let answer = dispatch(
+                &router,
+                &app,
+                request(Method::POST, &path, Some(&pt), Some(body)),
+            )
+            .await;
             in_flight.fetch_sub(1, Ordering::SeqCst);
             (status, answer)
         }));
@@ -132,18 +143,41 @@ async fn doses_must_be_of_the_schedule_and_providers_see_only_their_patients() {
     let doses = format!("/api/v1/medications/{id}/doses");
     let pt = h.pt.clone();
     for (body, want) in [
-        (json!({"scheduled_for": "2026-11-22T09:00:00Z", "status": "taken"}), 422),
-        (json!({"scheduled_for": "2026-11-19T08:00:00Z", "status": "taken"}), 422), // before the course
-        (json!({"scheduled_for": "2026-11-22T08:00:00Z", "status": "taken", "at": "2026-11-24T08:00:00Z"}), 422),
-        (json!({"scheduled_for": "2026-11-22T08:00:00Z", "status": "maybe"}), 400),
-        (json!({"scheduled_for": "2026-11-22T08:00:00Z", "status": "taken", "extra": 1}), 400),
+        (
+            json!({"scheduled_for": "2026-11-22T09:00:00Z", "status": "taken"}),
+            422,
+        ),
+        (
+            json!({"scheduled_for": "2026-11-19T08:00:00Z", "status": "taken"}),
+            422,
+        ), // before the course
+        (
+            json!({"scheduled_for": "2026-11-22T08:00:00Z", "status": "taken", "at": "2026-11-24T08:00:00Z"}),
+            422,
+        ),
+        (
+            json!({"scheduled_for": "2026-11-22T08:00:00Z", "status": "maybe"}),
+            400,
+        ),
+        (
+            json!({"scheduled_for": "2026-11-22T08:00:00Z", "status": "taken", "extra": 1}),
+            400,
+        ),
     ] {
         let (status, answer) = h.send(Method::POST, &doses, &pt, Some(body.clone())).await;
         assert_eq!(status, want, "{body}: {answer}");
     }
     let carer = account(&h.t.app, "carer@example.com", "Dr Carer", Role::Provider).await;
-    let stranger = account(&h.t.app, "stranger@example.com", "Dr Stranger", Role::Provider).await;
-    care::start(&h.t.app, &carer, &h.patient, "admin", None).await.unwrap();
+    let stranger = account(
+        &h.t.app,
+        "stranger@example.com",
+        "Dr Stranger",
+        Role::Provider,
+    )
+    .await;
+    care::start(&h.t.app, &carer, &h.patient, "admin", None)
+        .await
+        .unwrap();
     let ct = token(&h.t.app, &carer, Role::Provider, "s2", &["pwd", "mfa"]).await;
     let ct_no_mfa = token(&h.t.app, &carer, Role::Provider, "s3", &["pwd"]).await;
     let st = token(&h.t.app, &stranger, Role::Provider, "s4", &["pwd", "mfa"]).await;
@@ -153,19 +187,38 @@ async fn doses_must_be_of_the_schedule_and_providers_see_only_their_patients() {
     assert_eq!(h.send(Method::GET, &path, &st, None).await.0, 404);
     let list = format!("/api/v1/medications?patient_id={}", h.patient);
     let (status, page) = h.send(Method::GET, &list, &ct, None).await;
-    assert_eq!((status, page["items"].as_array().map(Vec::len)), (200, Some(1)));
+    assert_eq!(
+        (status, page["items"].as_array().map(Vec::len)),
+        (200, Some(1))
+    );
     assert_eq!(page["items"][0]["name"], "Metformin");
     assert_eq!(h.send(Method::GET, &list, &st, None).await.0, 404);
     // Providers prescribe for their patients only; the patient records the doses.
     let rx = json!({"patient_id": h.patient, "name": "Atorvastatin", "dosage": "20 mg", "form": "tablet",
         "route": "oral", "schedule": {"kind": "every_hours", "hours": 24, "first_dose": "2026-11-23T21:00:00Z"}});
-    let (status, med) = h.send(Method::POST, "/api/v1/medications", &ct, Some(rx.clone())).await;
-    assert_eq!((status, med["source"].as_str(), med["prescribed_by"].as_str()), (201, Some("prescribed"), Some(carer.as_str())));
-    assert_eq!(h.send(Method::POST, "/api/v1/medications", &st, Some(rx)).await.0, 404);
+    let (status, med) = h
+        .send(Method::POST, "/api/v1/medications", &ct, Some(rx.clone()))
+        .await;
+    assert_eq!(
+        (
+            status,
+            med["source"].as_str(),
+            med["prescribed_by"].as_str()
+        ),
+        (201, Some("prescribed"), Some(carer.as_str()))
+    );
+    assert_eq!(
+        h.send(Method::POST, "/api/v1/medications", &st, Some(rx))
+            .await
+            .0,
+        404
+    );
     let dose = json!({"scheduled_for": "2026-11-22T08:00:00Z", "status": "taken"});
     assert_eq!(h.send(Method::POST, &doses, &ct, Some(dose)).await.0, 403);
     // The stranger's changes are refused and change nothing.
-    let (status, _) = h.send(Method::PATCH, &path, &st, Some(json!({"dosage": "1 g"}))).await;
+    let (status, _) = h
+        .send(Method::PATCH, &path, &st, Some(json!({"dosage": "1 g"})))
+        .await;
     assert_eq!(status, 404);
     let (_, med) = h.send(Method::GET, &path, &pt, None).await;
     assert_eq!(med["dosage"], "500 mg");
@@ -183,7 +236,9 @@ fn sqs(bodies: &[String]) -> SqsEvent {
 }
 
 fn outbox(t: &TestApp) -> usize {
-    std::fs::read_dir(t.dir.path().join("outbox")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(t.dir.path().join("outbox"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -191,27 +246,55 @@ async fn a_claim_without_an_outcome_is_reported_and_not_sent_again_and_a_failed_
     let h = setup().await;
     let users = docare_users::router();
     let profile = json!({"full_name": "Pat Patient", "phone": "+14155550100"});
-    let put = request(Method::PUT, "/api/v1/users/me/profile", Some(&h.pt), Some(profile));
+    let put = request(
+        Method::PUT,
+        "/api/v1/users/me/profile",
+        Some(&h.pt),
+        Some(profile),
+    );
     assert_eq!(dispatch(&users, &h.t.app, put).await.0, 200);
     let id = h.medication().await;
     let due = shared::domain::Timestamp::parse("2026-11-23T20:00:00Z").unwrap();
     let reminder = Reminder::dose(&h.patient, &id, due);
     let body = serde_json::to_string(&reminder).unwrap();
     // A crash after claiming the e-mail and before marking it: the outcome is unknown.
-    assert_eq!(reminders::claim(&h.t.app, &reminder.id, Channel::Email).await.unwrap(), Claim::Claimed);
+    assert_eq!(
+        reminders::claim(&h.t.app, &reminder.id, Channel::Email)
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
     let response = docare_reminders::deliver(h.t.app.clone(), sqs(&[body.clone()])).await;
     assert!(response.batch_item_failures.is_empty());
-    assert_eq!(outbox(&h.t), 1, "the SMS only: the e-mail is not sent again");
+    assert_eq!(
+        outbox(&h.t),
+        1,
+        "the SMS only: the e-mail is not sent again"
+    );
     let unresolved = reminders::unresolved(&h.t.app, 10).await.unwrap();
     assert_eq!(unresolved.len(), 1, "listed for an operator");
-    assert_eq!((unresolved[0].reminder_id.as_str(), unresolved[0].channel.as_str()), (reminder.id.as_str(), "email"));
+    assert_eq!(
+        (
+            unresolved[0].reminder_id.as_str(),
+            unresolved[0].channel.as_str()
+        ),
+        (reminder.id.as_str(), "email")
+    );
 
     // The messenger is down: the claim is given back and the message fails (retried).
-    let other = Reminder::dose(&h.patient, &id, shared::domain::Timestamp::parse("2026-11-24T08:00:00Z").unwrap());
+    let other = Reminder::dose(
+        &h.patient,
+        &id,
+        shared::domain::Timestamp::parse("2026-11-24T08:00:00Z").unwrap(),
+    );
     let body = serde_json::to_string(&other).unwrap();
     let down = with_ports(&h.t.app, |p| p.messenger = Arc::new(Outage));
     let response = docare_reminders::deliver(down, sqs(&[body.clone(), "junk".into()])).await;
-    let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
     assert_eq!(failed, ["m0", "m1"]);
     assert_eq!(outbox(&h.t), 1);
     // Redelivered once the messenger is back: sent, once, and nothing left unresolved.
@@ -241,14 +324,21 @@ async fn the_scheduler_catches_up_a_missed_hour_thirty_minutes_per_run_and_sends
     }
     assert!(runs.iter().all(|r| r.minutes <= 30));
     assert_eq!(runs.len(), 22, "660 minutes, 30 per run");
-    assert_eq!(runs.iter().map(|r| r.queued).sum::<usize>(), 1, "the 20:00 dose, once");
-    let queued = h
-        .t
-        .app
-        .queue
-        .receive(&h.t.app.config.queues.reminders, 10, std::time::Duration::from_secs(30))
-        .await
-        .unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.queued).sum::<usize>(),
+        1,
+        "the 20:00 dose, once"
+    );
+    let queued =
+        h.t.app
+            .queue
+            .receive(
+                &h.t.app.config.queues.reminders,
+                10,
+                std::time::Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
     assert_eq!(queued.len(), 1);
     let message: Value = serde_json::from_str(&queued[0].body).unwrap();
     assert_eq!(message["subject_id"], id.as_str());
@@ -256,7 +346,14 @@ async fn the_scheduler_catches_up_a_missed_hour_thirty_minutes_per_run_and_sends
     assert!(!queued[0].body.contains("Metformin"), "ids and times only");
     // A run again in the same minute finds nothing new; the next dose is tomorrow 08:00.
     assert_eq!(docare_reminders::run(&h.t.app).await.unwrap().queued, 0);
-    let (_, med) = h.send(Method::GET, &format!("/api/v1/medications/{id}"), &h.fresh().await, None).await;
+    let (_, med) = h
+        .send(
+            Method::GET,
+            &format!("/api/v1/medications/{id}"),
+            &h.fresh().await,
+            None,
+        )
+        .await;
     assert_eq!(med["next_dose_at"], "2026-11-24T08:00:00Z");
     // The queue is down: the run fails and the cursor stays; the next run sends it.
     h.t.clock.advance(chrono::Duration::hours(12));

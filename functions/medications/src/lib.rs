@@ -19,8 +19,7 @@ use shared::audit::{Action, Outcome, Reason};
 use shared::auth::policy::Basis;
 use shared::auth::{audit_event, Principal, Role};
 use shared::domain::medication::{
-    adherence_rate, Course, DoseStatus, MedicationFields, ScheduleBody, MAX_RANGE_DAYS,
-    MAX_REFILLS,
+    adherence_rate, Course, DoseStatus, MedicationFields, ScheduleBody, MAX_RANGE_DAYS, MAX_REFILLS,
 };
 use shared::domain::Timestamp;
 use shared::http::pagination::PageRequest;
@@ -244,7 +243,14 @@ async fn may_change(
 pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
     let principal = guard::signed_in(&app, &req).await?;
     if principal.role == Role::Admin {
-        return Err(guard::refuse(&app, &req, &principal, (RESOURCE, guard::ANY), ApiError::Forbidden).await);
+        return Err(guard::refuse(
+            &app,
+            &req,
+            &principal,
+            (RESOURCE, guard::ANY),
+            ApiError::Forbidden,
+        )
+        .await);
     }
     let body: MedicationBody = req.json()?;
     let patient_id = match (&principal.role, body.patient_id.as_deref()) {
@@ -299,7 +305,8 @@ pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
 pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
     let principal = guard::signed_in(&app, &req).await?;
     let patient_id = match req.query_param("patient_id") {
-        None => principal.user_id.clone(),
+        None if principal.role == Role::Patient => principal.user_id.clone(),
+        None => return Err(ApiError::validation("patient_id: required for staff")),
         Some(id) if guard::is_id(id) => id.to_string(),
         Some(id) => {
             let target = (LIST_RESOURCE, guard::recorded_id(id));
@@ -329,7 +336,9 @@ pub async fn update(app: App, req: ApiRequest) -> HandlerResult {
     may_change(&app, &req, &principal, &basis, (RESOURCE, &stored.id)).await?;
     let body: MedicationPatch = req.json()?;
     if !stored.active {
-        return Err(ApiError::conflict("a discontinued medication cannot be changed"));
+        return Err(ApiError::conflict(
+            "a discontinued medication cannot be changed",
+        ));
     }
     let descriptive = body.name.is_some()
         || body.dosage.is_some()
@@ -344,18 +353,25 @@ pub async fn update(app: App, req: ApiRequest) -> HandlerResult {
             body.dosage.as_deref().unwrap_or(&current.dosage),
             body.form.as_deref().unwrap_or(&current.form),
             body.route.as_deref().unwrap_or(&current.route),
-            body.instructions.as_deref().or(current.instructions.as_deref()),
+            body.instructions
+                .as_deref()
+                .or(current.instructions.as_deref()),
         )?)
     } else {
         None
     };
-    let schedule = body.schedule.unwrap_or_else(|| stored.course.schedule.body());
+    let schedule = body
+        .schedule
+        .unwrap_or_else(|| stored.course.schedule.body());
     let starts_on = body
         .starts_on
         .unwrap_or_else(|| stored.course.starts_on.format("%Y-%m-%d").to_string());
-    let ends_on = body
-        .ends_on
-        .or_else(|| stored.course.ends_on.map(|d| d.format("%Y-%m-%d").to_string()));
+    let ends_on = body.ends_on.or_else(|| {
+        stored
+            .course
+            .ends_on
+            .map(|d| d.format("%Y-%m-%d").to_string())
+    });
     let course = Course::parse(&schedule, &starts_on, ends_on.as_deref())?;
     let stored_refills = stored
         .item
@@ -382,7 +398,9 @@ pub async fn discontinue(app: App, req: ApiRequest) -> HandlerResult {
     let (stored, basis) = medication(&app, &req, &principal).await?;
     may_change(&app, &req, &principal, &basis, (RESOURCE, &stored.id)).await?;
     if !stored.active {
-        return Err(ApiError::conflict("this medication is already discontinued"));
+        return Err(ApiError::conflict(
+            "this medication is already discontinued",
+        ));
     }
     let event = audit_event(&req, &principal, Action::Update, Outcome::Success)
         .resource(RESOURCE, &stored.id);

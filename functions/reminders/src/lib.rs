@@ -119,7 +119,9 @@ async fn process(app: &AppContext, record: SqsMessage) -> Result<(), WorkError> 
     let reminder: Reminder = serde_json::from_str(&body)
         .map_err(|_| WorkError::Permanent("not a reminder message".into()))?;
     if !reminder.valid() {
-        return Err(WorkError::Permanent("the reminder's ids or time are malformed".into()));
+        return Err(WorkError::Permanent(
+            "the reminder's ids or time are malformed".into(),
+        ));
     }
     for channel in Channel::ALL {
         deliver_on(app, &reminder, channel).await?;
@@ -134,7 +136,9 @@ async fn message(
     channel: Channel,
 ) -> Result<Option<OutboundMessage>, WorkError> {
     let text = || async {
-        let zone = profiles::time_zone(app, &reminder.user_id).await.map_err(from_api)?;
+        let zone = profiles::time_zone(app, &reminder.user_id)
+            .await
+            .map_err(from_api)?;
         let local = |at: &str| {
             Timestamp::parse(at)
                 .map(|t| zone.local(t).format("%Y-%m-%d %H:%M").to_string())
@@ -154,17 +158,27 @@ async fn message(
     match channel {
         Channel::Push => Ok(None),
         Channel::Email => {
-            let Some(account) = accounts::get(app, &reminder.user_id).await.map_err(from_api)? else {
+            let Some(account) = accounts::get(app, &reminder.user_id)
+                .await
+                .map_err(from_api)?
+            else {
                 return Ok(None);
             };
             let to = account.email(app).await.map_err(from_api)?;
             if to.is_empty() {
                 return Ok(None);
             }
-            Ok(Some(OutboundMessage::email(to, "DoCare reminder", text().await?)))
+            Ok(Some(OutboundMessage::email(
+                to,
+                "DoCare reminder",
+                text().await?,
+            )))
         }
         Channel::Sms => {
-            let Some(phone) = profiles::phone(app, &reminder.user_id).await.map_err(from_api)? else {
+            let Some(phone) = profiles::phone(app, &reminder.user_id)
+                .await
+                .map_err(from_api)?
+            else {
                 return Ok(None);
             };
             Ok(Some(OutboundMessage::sms(phone, text().await?)))
@@ -228,7 +242,10 @@ async fn deliver_on(
             Err(MessengerError::Unavailable(source)) => Err(WorkError::Transient(source)),
             Err(_) => {
                 // Refused (a bad address): sending again will not help; keep it marked.
-                tracing::warn!(channel = channel.as_str(), "the provider refused the reminder");
+                tracing::warn!(
+                    channel = channel.as_str(),
+                    "the provider refused the reminder"
+                );
                 Ok(())
             }
         },

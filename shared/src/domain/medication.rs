@@ -90,7 +90,10 @@ impl Schedule {
     pub fn body(&self) -> ScheduleBody {
         match self {
             Schedule::TimesOfDay(times) => ScheduleBody::TimesOfDay {
-                times: times.iter().map(|t| t.format("%H:%M").to_string()).collect(),
+                times: times
+                    .iter()
+                    .map(|t| t.format("%H:%M").to_string())
+                    .collect(),
             },
             Schedule::EveryHours { hours, first_dose } => ScheduleBody::EveryHours {
                 hours: *hours,
@@ -125,7 +128,9 @@ impl Course {
             })
             .transpose()?;
         if ends_on.is_some_and(|end| end < starts_on) {
-            return Err(ApiError::validation("ends_on: must not be before starts_on"));
+            return Err(ApiError::validation(
+                "ends_on: must not be before starts_on",
+            ));
         }
         Ok(Self {
             schedule,
@@ -310,7 +315,11 @@ mod tests {
         );
         let berlin = Zone::parse("Europe/Berlin").unwrap();
         let course = daily(&["08:00"], "2027-10-30", None);
-        let doses = course.doses(berlin, ts("2027-10-30T00:00:00Z"), ts("2027-11-01T00:00:00Z"));
+        let doses = course.doses(
+            berlin,
+            ts("2027-10-30T00:00:00Z"),
+            ts("2027-11-01T00:00:00Z"),
+        );
         assert_eq!(
             strings(doses),
             ["2027-10-30T06:00:00Z", "2027-10-31T07:00:00Z"] // CEST, then CET
@@ -392,9 +401,18 @@ mod tests {
         let utc = Zone::UTC;
         let course = daily(&["08:00", "20:00"], "2027-01-01", Some("2027-01-02"));
         let next = |at: &str| course.next_at_or_after(utc, ts(at)).map(|t| t.to_string());
-        assert_eq!(next("2026-12-31T23:00:00Z").as_deref(), Some("2027-01-01T08:00:00Z"));
-        assert_eq!(next("2027-01-01T08:00:00Z").as_deref(), Some("2027-01-01T08:00:00Z"));
-        assert_eq!(next("2027-01-01T08:00:01Z").as_deref(), Some("2027-01-01T20:00:00Z"));
+        assert_eq!(
+            next("2026-12-31T23:00:00Z").as_deref(),
+            Some("2027-01-01T08:00:00Z")
+        );
+        assert_eq!(
+            next("2027-01-01T08:00:00Z").as_deref(),
+            Some("2027-01-01T08:00:00Z")
+        );
+        assert_eq!(
+            next("2027-01-01T08:00:01Z").as_deref(),
+            Some("2027-01-01T20:00:00Z")
+        );
         assert_eq!(next("2027-01-02T20:00:01Z"), None);
     }
 

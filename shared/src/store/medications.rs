@@ -12,9 +12,7 @@
 
 use crate::audit::{AuditEvent, CommitError};
 use crate::auth::Principal;
-use crate::domain::medication::{
-    Course, DoseStatus, MedicationFields, ScheduleBody,
-};
+use crate::domain::medication::{Course, DoseStatus, MedicationFields, ScheduleBody};
 use crate::domain::zone::Zone;
 use crate::domain::Timestamp;
 use crate::http::pagination::{Page, PageRequest};
@@ -124,9 +122,8 @@ pub fn next_dose(
     now: Timestamp,
     after: Option<Timestamp>,
 ) -> Option<Timestamp> {
-    let next_minute = Timestamp::new(
-        now.as_datetime() + Duration::seconds(60 - now.epoch_secs().rem_euclid(60)),
-    );
+    let next_minute =
+        Timestamp::new(now.as_datetime() + Duration::seconds(60 - now.epoch_secs().rem_euclid(60)));
     let from = match after {
         Some(after) => next_minute.max(Timestamp::new(after.as_datetime() + Duration::seconds(1))),
         None => next_minute,
@@ -171,7 +168,10 @@ fn set_plain(item: &mut Item, course: &Course, refills: Option<u32>) -> Result<(
         Value::S(course.starts_on.format("%Y-%m-%d").to_string()),
     );
     match course.ends_on {
-        Some(end) => item.insert("ends_on".into(), Value::S(end.format("%Y-%m-%d").to_string())),
+        Some(end) => item.insert(
+            "ends_on".into(),
+            Value::S(end.format("%Y-%m-%d").to_string()),
+        ),
         None => item.remove("ends_on"),
     };
     match refills {
@@ -203,7 +203,14 @@ pub async fn create(
     item.insert("patient_id".into(), Value::S(new.patient_id.into()));
     item.insert(
         "source".into(),
-        Value::S(if new.prescribed_by.is_some() { "prescribed" } else { "self_reported" }.into()),
+        Value::S(
+            if new.prescribed_by.is_some() {
+                "prescribed"
+            } else {
+                "self_reported"
+            }
+            .into(),
+        ),
     );
     if let Some(provider) = new.prescribed_by {
         item.insert("prescribed_by".into(), Value::S(provider.into()));
@@ -212,7 +219,10 @@ pub async fn create(
     item.insert("version".into(), Value::N(1));
     item.insert("created_at".into(), Value::S(now.clone()));
     item.insert("updated_at".into(), Value::S(now.clone()));
-    item.insert("gsi1pk".into(), Value::S(keys::medications_of(new.patient_id)));
+    item.insert(
+        "gsi1pk".into(),
+        Value::S(keys::medications_of(new.patient_id)),
+    );
     item.insert("gsi1sk".into(), Value::S(new.id.into()));
     set_plain(&mut item, &new.course, new.refills)?;
     set_next(&mut item, next);
@@ -354,7 +364,10 @@ pub async fn update(
     let mut ops = vec![WriteOp::Put {
         table: table.clone(),
         item: item.clone(),
-        condition: Some(Condition::Equals("version".into(), Value::N(stored.version))),
+        condition: Some(Condition::Equals(
+            "version".into(),
+            Value::N(stored.version),
+        )),
     }];
     ops.extend(reminder_moves(&table, stored, next));
     commit_change(app, event, ops).await?;
@@ -380,7 +393,11 @@ fn reminder_moves(table: &str, stored: &Stored, next: Option<Timestamp>) -> Vec<
     ops
 }
 
-async fn commit_change(app: &AppContext, event: AuditEvent, ops: Vec<WriteOp>) -> Result<(), ApiError> {
+async fn commit_change(
+    app: &AppContext,
+    event: AuditEvent,
+    ops: Vec<WriteOp>,
+) -> Result<(), ApiError> {
     match app.audit.commit(event, ops).await {
         Ok(()) => Ok(()),
         Err(CommitError::Change { .. }) => Err(ApiError::conflict(
@@ -407,7 +424,10 @@ pub async fn discontinue(
             .set("updated_at", now.clone())
             .set("version", stored.version + 1)
             .remove("next_dose_at"),
-        condition: Some(Condition::Equals("version".into(), Value::N(stored.version))),
+        condition: Some(Condition::Equals(
+            "version".into(),
+            Value::N(stored.version),
+        )),
     }];
     ops.extend(reminder_moves(&table, stored, None));
     commit_change(app, event, ops).await?;
@@ -547,7 +567,10 @@ pub async fn doses(
 /// The medication a dose reminder is for, when the reminder is still its next dose
 /// (one read); `None` when it is stale (the medication was changed, discontinued or
 /// deleted since the reminder was written, or the reminder was already rolled past).
-pub async fn current_dose(app: &AppContext, reminder: &Reminder) -> Result<Option<Stored>, ApiError> {
+pub async fn current_dose(
+    app: &AppContext,
+    reminder: &Reminder,
+) -> Result<Option<Stored>, ApiError> {
     let Some(due) = reminder.due() else {
         return Ok(None);
     };
@@ -561,7 +584,11 @@ pub async fn current_dose(app: &AppContext, reminder: &Reminder) -> Result<Optio
 /// (one read of the profile's zone, one transaction). Called after the reminder was
 /// queued: a crash in between queues it again on the next run (a duplicate the worker
 /// drops), never loses it.
-pub async fn roll_forward(app: &AppContext, stored: &Stored, due: Timestamp) -> Result<(), ApiError> {
+pub async fn roll_forward(
+    app: &AppContext,
+    stored: &Stored,
+    due: Timestamp,
+) -> Result<(), ApiError> {
     let zone = profiles::time_zone(app, &stored.patient_id).await?;
     let next = next_dose(&stored.course, zone, app.now(), Some(due));
     let table = app.config.table.clone();

@@ -4,10 +4,10 @@
 
 use crate::audit::{AuditEvent, CommitError};
 use crate::auth::{accounts, Principal};
+use crate::domain::zone::Zone;
 use crate::http::ApiRequest;
 use crate::ports::db::{Condition, Item, Update, Value, WriteOp};
 use crate::store::keys;
-use crate::domain::zone::Zone;
 use crate::{phi, ApiError, AppContext};
 
 /// The sealed attributes of a profile item.

@@ -418,7 +418,10 @@ pub async fn release(
         .delete(
             &app.config.table,
             &keys::delivery(reminder_id, channel.as_str()),
-            Some(Condition::Equals("state".into(), Value::S("claimed".into()))),
+            Some(Condition::Equals(
+                "state".into(),
+                Value::S("claimed".into()),
+            )),
         )
         .await
         .map(|_| ())
@@ -493,7 +496,14 @@ mod tests {
         assert!(cancel.iter().all(|op| matches!(op, WriteOp::Delete { .. })));
         assert!(appointment_ops("t", APPT, PATIENT, Some(start), Some(start), now).is_empty());
         // Booked 2 hours ahead: the 24-hour reminder is already past.
-        let soon = appointment_ops("t", APPT, PATIENT, None, Some(ts("2027-01-01T02:00:00Z")), now);
+        let soon = appointment_ops(
+            "t",
+            APPT,
+            PATIENT,
+            None,
+            Some(ts("2027-01-01T02:00:00Z")),
+            now,
+        );
         assert_eq!(soon.len(), 1);
         let reminders = Reminder::appointment(APPT, PATIENT, start);
         assert_eq!(reminders[1].due_at, "2027-01-10T14:00:00Z");
