@@ -424,11 +424,12 @@ pub async fn record_dose(app: App, req: ApiRequest) -> HandlerResult {
     let body: DoseBody = req.json()?;
     let scheduled_for = timestamp("scheduled_for", &body.scheduled_for)?;
     let now = app.now();
-    let at = match body.at.as_deref() {
-        Some(at) => timestamp("at", at)?,
-        None => now,
-    };
-    if at > now {
+    let stated_at = body
+        .at
+        .as_deref()
+        .map(|at| timestamp("at", at))
+        .transpose()?;
+    if stated_at.is_some_and(|at| at > now) {
         return Err(ApiError::unprocessable("at: must not be in the future"));
     }
     if scheduled_for.as_datetime() > now.as_datetime() + Duration::hours(EARLY_HOURS) {
@@ -449,7 +450,7 @@ pub async fn record_dose(app: App, req: ApiRequest) -> HandlerResult {
         &stored.id,
         scheduled_for,
         body.status,
-        at,
+        stated_at,
         &principal.user_id,
         event,
     )

@@ -471,17 +471,19 @@ pub enum Recorded {
 }
 
 /// Records one scheduled dose once (a conditional put keyed by the dose time), with its
-/// event (3 items). A repeat with the same status and time is [`Recorded::Repeat`]
-/// (nothing written); a different one is a 409.
+/// event (3 items). A repeat with the same status (and the same `at`, when the repeat
+/// states one; `None` means "now" and matches any) is [`Recorded::Repeat`] (nothing
+/// written); a different one is a 409.
 pub async fn record_dose(
     app: &AppContext,
     medication_id: &str,
     scheduled_for: Timestamp,
     status: DoseStatus,
-    at: Timestamp,
+    stated_at: Option<Timestamp>,
     recorded_by: &str,
     event: AuditEvent,
 ) -> Result<Recorded, ApiError> {
+    let at = stated_at.unwrap_or_else(|| app.now());
     let scheduled = scheduled_for.to_string();
     let key = keys::dose(medication_id, &scheduled);
     let dose = Dose {
@@ -516,7 +518,8 @@ pub async fn record_dose(
                 .as_ref()
                 .and_then(dose_of)
                 .ok_or_else(|| ApiError::conflict("this dose is being recorded; retry"))?;
-            if first.status == dose.status && first.at == dose.at {
+            let same_at = stated_at.is_none_or(|at| first.at == at.to_string());
+            if first.status == dose.status && same_at {
                 Ok(Recorded::Repeat(first))
             } else {
                 Err(ApiError::conflict(
