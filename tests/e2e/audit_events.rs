@@ -1105,21 +1105,21 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
     let dose = json!({"scheduled_for": "2026-01-01T08:00:00Z", "status": "taken"});
     h.step(
         "POST /medications/{id}/doses",
-        call(Method::POST, &format!("{med_path}/doses"), pt).body(dose.clone()),
+        call(Method::POST, format!("{med_path}/doses"), pt).body(dose.clone()),
         201,
         vec![ok("CREATE", &patient, mr)],
     )
     .await;
     h.step(
         "POST /medications/{id}/doses, repeated (the first answer, recorded as a read)",
-        call(Method::POST, &format!("{med_path}/doses"), pt).body(dose),
+        call(Method::POST, format!("{med_path}/doses"), pt).body(dose),
         200,
         vec![ok("VIEW", &patient, mr)],
     )
     .await;
     h.step(
         "GET /medications/{id}/adherence",
-        call(Method::GET, &format!("{med_path}/adherence"), ct)
+        call(Method::GET, format!("{med_path}/adherence"), ct)
             .query("from", "2026-01-01T00:00:00Z")
             .query("to", "2026-01-03T00:00:00Z"),
         200,
@@ -1128,7 +1128,7 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
     .await;
     h.step(
         "POST /medications/{id}/discontinue",
-        call(Method::POST, &format!("{med_path}/discontinue"), pt),
+        call(Method::POST, format!("{med_path}/discontinue"), pt),
         200,
         vec![ok("UPDATE", &patient, mr)],
     )

@@ -264,7 +264,8 @@ async fn a_claim_without_an_outcome_is_reported_and_not_sent_again_and_a_failed_
             .unwrap(),
         Claim::Claimed
     );
-    let response = docare_reminders::deliver(h.t.app.clone(), sqs(&[body.clone()])).await;
+    let response =
+        docare_reminders::deliver(h.t.app.clone(), sqs(std::slice::from_ref(&body))).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(
         outbox(&h.t),
@@ -299,7 +300,8 @@ async fn a_claim_without_an_outcome_is_reported_and_not_sent_again_and_a_failed_
     assert_eq!(outbox(&h.t), 1);
     // Redelivered once the messenger is back: sent, once, and nothing left unresolved.
     for _ in 0..2 {
-        let response = docare_reminders::deliver(h.t.app.clone(), sqs(&[body.clone()])).await;
+        let response =
+            docare_reminders::deliver(h.t.app.clone(), sqs(std::slice::from_ref(&body))).await;
         assert!(response.batch_item_failures.is_empty());
     }
     assert_eq!(outbox(&h.t), 3);
