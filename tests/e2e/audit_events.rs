@@ -1256,6 +1256,103 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
     )
     .await;
 
+    // --- medications --------------------------------------------------------------------------
+    let drug = "Sertraline for Patience Okafor";
+    phi.extend([
+        drug.to_string(),
+        "take with breakfast, never with grapefruit".into(),
+    ]);
+    let med = json!({"patient_id": patient.id, "name": drug, "dosage": "50 mg", "form": "tablet",
+        "route": "oral", "instructions": "take with breakfast, never with grapefruit",
+        "schedule": {"kind": "times_of_day", "times": ["08:00"]}, "starts_on": "2026-01-01", "refills": 2});
+    let (status, created, events) = h
+        .send(call(Method::POST, "/api/v1/medications", ct).body(med.clone()))
+        .await;
+    let med_id = text(&created, "id");
+    let mr = ("medication", med_id.as_str());
+    h.check(
+        "POST /medications, prescribed by the carer",
+        status,
+        201,
+        events,
+        vec![ok("CREATE", &carer, mr)],
+    );
+    // The stranger's relationship with `other` was ended above (the one with `patient`
+    // was started by the confirmed appointment).
+    let mut foreign = med.clone();
+    foreign["patient_id"] = json!(other.id);
+    h.step(
+        "POST /medications, a provider without a relationship",
+        call(Method::POST, "/api/v1/medications", st).body(foreign),
+        404,
+        vec![denied(
+            "ACCESS_DENIED",
+            &stranger,
+            ("medication", &other.id),
+        )],
+    )
+    .await;
+    h.step(
+        "GET /medications",
+        call(Method::GET, "/api/v1/medications", pt),
+        200,
+        vec![ok("VIEW", &patient, ("patient_medications", &patient.id))],
+    )
+    .await;
+    let med_path = format!("/api/v1/medications/{med_id}");
+    h.step(
+        "GET /medications/{id}, the carer",
+        call(Method::GET, &med_path, ct),
+        200,
+        vec![ok("VIEW", &carer, mr)],
+    )
+    .await;
+    h.step(
+        "GET /medications/{id}, another patient",
+        call(Method::GET, &med_path, ot),
+        404,
+        vec![denied("ACCESS_DENIED", &other, ("medication", &patient.id))],
+    )
+    .await;
+    h.step(
+        "PATCH /medications/{id}",
+        call(Method::PATCH, &med_path, ct).body(json!({"dosage": "100 mg"})),
+        200,
+        vec![ok("UPDATE", &carer, mr)],
+    )
+    .await;
+    let dose = json!({"scheduled_for": "2026-01-01T08:00:00Z", "status": "taken"});
+    h.step(
+        "POST /medications/{id}/doses",
+        call(Method::POST, format!("{med_path}/doses"), pt).body(dose.clone()),
+        201,
+        vec![ok("CREATE", &patient, mr)],
+    )
+    .await;
+    h.step(
+        "POST /medications/{id}/doses, repeated (the first answer, recorded as a read)",
+        call(Method::POST, format!("{med_path}/doses"), pt).body(dose),
+        200,
+        vec![ok("VIEW", &patient, mr)],
+    )
+    .await;
+    h.step(
+        "GET /medications/{id}/adherence",
+        call(Method::GET, format!("{med_path}/adherence"), ct)
+            .query("from", "2026-01-01T00:00:00Z")
+            .query("to", "2026-01-03T00:00:00Z"),
+        200,
+        vec![ok("VIEW", &carer, mr)],
+    )
+    .await;
+    h.step(
+        "POST /medications/{id}/discontinue",
+        call(Method::POST, format!("{med_path}/discontinue"), pt),
+        200,
+        vec![ok("UPDATE", &patient, mr)],
+    )
+    .await;
+
     // --- the audit function itself ------------------------------------------------------------
     h.step(
         "GET /audit, patient",

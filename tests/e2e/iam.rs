@@ -59,6 +59,17 @@ const SCENARIOS: &[(&str, fn())] = &[
     ("events: users", super::events::users_samples),
     ("events: emergency", super::events::emergency_samples),
     ("events: audit", super::events::audit_samples),
+    ("events: medications", super::events::medications_samples),
+    ("events: reminders", super::events::reminder_scheduler_sample),
+    ("events: remind", super::events::remind_samples),
+    (
+        "reminders: a dose reminder over HTTP and WebSocket",
+        super::reminders::a_dose_reminder_arrives_once_at_eight_local_across_spring_forward_in_new_york,
+    ),
+    (
+        "reminders: Berlin and a discontinued medication",
+        super::reminders::berlin_doses_on_fall_back_day_and_a_discontinued_medication_stops_reminding,
+    ),
     (
         "gateway: health over HTTP",
         super::gateway::health_answers_200_with_every_check,
@@ -183,6 +194,23 @@ fn paths_the_other_scenarios_miss() {
         )
         .await;
         assert_eq!(status, 202, "{body}");
+        // A reminder whose push finds the patient's connection gone (remind removes it).
+        shared::store::connections::open(app, "gone-reminder", &patient.id, Role::Patient)
+            .await
+            .expect("connection");
+        let reminder = shared::store::reminders::Reminder::dose(
+            &patient.id,
+            &ulid::Ulid::new().to_string(),
+            shared::domain::Timestamp::parse("2026-12-01T08:00:00Z").expect("time"),
+        );
+        let mut event = aws_lambda_events::sqs::SqsEvent::default();
+        let mut record = aws_lambda_events::sqs::SqsMessage::default();
+        record.message_id = Some("gone-reminder".into());
+        record.body = Some(serde_json::to_string(&reminder).expect("json"));
+        event.records.push(record);
+        let response =
+            recording::as_function("remind", docare_reminders::deliver(app.clone(), event)).await;
+        assert!(response.batch_item_failures.is_empty());
         // The trail by actor (the one index the audit walk does not query).
         let admin =
             shared::testing::account(app, "aud@example.org", "Ada Audit", Role::Admin).await;

@@ -14,6 +14,7 @@ mod ids;
 mod openapi;
 mod persistence;
 mod readme;
+mod reminders;
 mod template;
 mod websocket;
 mod workers;

@@ -17,12 +17,18 @@ fn resources(template: &Value) -> &serde_yaml::Mapping {
 
 /// `health` -> `HealthFunction`.
 fn resource_name(function: &str) -> String {
-    let mut chars = function.chars();
-    let first = chars
-        .next()
-        .map(|c| c.to_ascii_uppercase())
-        .unwrap_or_default();
-    format!("{first}{}Function", chars.as_str())
+    // `audit-anchor` -> `AuditAnchorFunction`.
+    let pascal: String = function
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    format!("{pascal}Function")
 }
 
 #[test]
@@ -315,4 +321,31 @@ fn the_audit_table_is_retained_recoverable_and_indexed() {
         .map(|i| i.name())
         .collect();
     assert_eq!(indexes, expected, "every index the audit reader queries");
+}
+
+#[test]
+fn schedules_match_the_template() {
+    let template = template();
+    let resources = resources(&template);
+    for schedule in docare_local::mounts::schedules() {
+        let name = resource_name(schedule.rule);
+        let events = resources[name.as_str()]["Properties"]["Events"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{name} has events"));
+        let rules: Vec<&Value> = events
+            .values()
+            .filter(|e| e["Type"] == "Schedule")
+            .collect();
+        assert_eq!(rules.len(), 1, "{name}: one schedule");
+        let rate = rules[0]["Properties"]["Schedule"]
+            .as_str()
+            .unwrap_or_default();
+        let secs = schedule.every.as_secs();
+        let expected = if secs == 60 {
+            "rate(1 minute)".to_string()
+        } else {
+            format!("rate({} minutes)", secs / 60)
+        };
+        assert_eq!(rate, expected, "{name}: the local runner fires as often");
+    }
 }

@@ -6,5 +6,6 @@ mod appointments;
 mod auth;
 mod budgets;
 mod emergency;
+mod medications;
 mod profile;
 mod units_of_work;

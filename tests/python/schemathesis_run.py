@@ -151,6 +151,32 @@ def main():
         return r.json()["items"][0]["id"]
 
     provider_id = by_role["provider"]["id"]
+
+    # Medications: hourly doses from two days ago, so every whole hour is a dose in any
+    # time zone the fuzzed profile may have set.
+    hour = int(time.time()) // 3600 * 3600
+    first_dose = time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(hour - 48 * 3600))
+    starts_on = time.strftime("%Y-%m-%d", time.gmtime(hour - 72 * 3600))
+    last_dose = time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(hour - 3600))
+
+    # The medications routes run as a patient of their own (a fresh sign-up), so their
+    # requests do not spend the seeded patient's general budget.
+    med_signup = signup_body()
+    assert post("/api/v1/auth/signup", med_signup).status_code == 201
+    assert post("/api/v1/auth/verify-email", {"token": outbox_token(med_signup["email"], "Your verification token:")}).status_code == 204
+    token["medpatient"] = post("/api/v1/auth/login", {"email": med_signup["email"], "password": med_signup["password"]}).json()["access_token"]
+    med_patient_id = http.get(base + "/api/v1/users/me", headers={"authorization": f"Bearer {token['medpatient']}"}, timeout=30).json()["id"]
+
+    def medication_body():
+        return {"patient_id": med_patient_id, "name": "Ibuprofen", "dosage": "200 mg", "form": "tablet",
+                "route": "oral", "schedule": {"kind": "every_hours", "hours": 1, "first_dose": first_dose},
+                "starts_on": starts_on}
+
+    def medication():
+        r = post("/api/v1/medications", medication_body(), token["medpatient"])
+        assert r.status_code == 201, f"medication: {r.status_code} {r.text}"
+        return r.json()["id"]
+
     admin_reason = {"x-access-reason": "schemathesis contract run"}
     explicit = {
         ("POST", "/api/v1/auth/signup"): lambda: {"body": signup_body()},
@@ -176,6 +202,13 @@ def main():
         ("DELETE", "/api/v1/emergency/contacts/{id}"): lambda: {"path_parameters": {"id": contact(who[("DELETE", "/api/v1/emergency/contacts/{id}")])}},
         ("POST", "/api/v1/emergency/sos"): lambda: {"body": {"message": "help", "location": {"latitude": 52.5, "longitude": 13.4}}},
         ("GET", "/api/v1/audit"): lambda: {"query": {"actor": patient_id}},
+        ("POST", "/api/v1/medications"): lambda: {"body": medication_body()},
+        ("GET", "/api/v1/medications"): lambda: {"query": {"patient_id": med_patient_id}},
+        ("GET", "/api/v1/medications/{id}"): lambda: {"path_parameters": {"id": medication()}},
+        ("PATCH", "/api/v1/medications/{id}"): lambda: {"path_parameters": {"id": medication()}, "body": {"dosage": "400 mg"}},
+        ("POST", "/api/v1/medications/{id}/discontinue"): lambda: {"path_parameters": {"id": medication()}},
+        ("POST", "/api/v1/medications/{id}/doses"): lambda: {"path_parameters": {"id": medication()}, "body": {"scheduled_for": last_dose, "status": "taken"}},
+        ("GET", "/api/v1/medications/{id}/adherence"): lambda: {"path_parameters": {"id": medication()}},
     }
 
     def confirm_body():
@@ -273,7 +306,9 @@ def main():
         elif access == "bearer":
             # The care-relationship delete needs a party (the patient ends its own); TOTP
             # enrolment needs an account without TOTP (the patient).
-            if key == ("DELETE", "/api/v1/care-relationships/{id}") or "/mfa/totp/" in key[1]:
+            if key[1].startswith("/api/v1/medications"):
+                who[key] = "medpatient"
+            elif key == ("DELETE", "/api/v1/care-relationships/{id}") or "/mfa/totp/" in key[1]:
                 who[key] = "patient"
             else:
                 who[key] = ["patient", "provider"][turn % 2]

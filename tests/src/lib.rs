@@ -19,6 +19,20 @@ impl TestStack {
         Self::start_with(false).await
     }
 
+    /// A stack on the given clock (a `ManualClock` moves time for the schedule and the
+    /// worker as well as the handlers).
+    pub async fn start_with_clock(clock: std::sync::Arc<dyn shared::clock::Clock>) -> Self {
+        let data = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let stack = Stack::start_with_clock(&settings_for(data.path()), clock)
+            .await
+            .unwrap_or_else(|e| panic!("local stack: {e:#}"));
+        TestStack {
+            stack,
+            http: reqwest::Client::new(),
+            data,
+        }
+    }
+
     /// A stack started as `docare-local --dev-limits` would be.
     pub async fn start_with_dev_limits() -> Self {
         Self::start_with(true).await

@@ -98,6 +98,31 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "idempotency record of a booking (fingerprint, appointment id; TTL)",
     },
     ItemKind {
+        pk: MEDICATION,
+        sk: "MEDICATION",
+        holds: "medication (sealed name, dosage, form, route, instructions; gsi1 MEDSOF#patient)",
+    },
+    ItemKind {
+        pk: MEDICATION,
+        sk: "DOSE#",
+        holds: "recorded dose by scheduled time (taken or skipped; one per dose)",
+    },
+    ItemKind {
+        pk: DUE,
+        sk: "REMINDER#",
+        holds: "reminder due in one UTC minute (ids only; TTL)",
+    },
+    ItemKind {
+        pk: DUE_CURSOR,
+        sk: "CURSOR",
+        holds: "the reminder scheduler's processed-up-to minute",
+    },
+    ItemKind {
+        pk: DELIVERY,
+        sk: "CHANNEL#",
+        holds: "reminder delivery claim per channel (gsi1 UNSENT until sent; TTL)",
+    },
+    ItemKind {
         pk: EMAIL,
         sk: "EMAIL",
         holds: "e-mail uniqueness claim (blind index)",
@@ -165,6 +190,10 @@ pub const PROVIDER: &str = "PROVIDER#";
 pub const APPOINTMENT: &str = "APPT#";
 pub const CLAIM: &str = "CLAIM#";
 pub const IDEMPOTENCY: &str = "IDEMP#";
+pub const MEDICATION: &str = "MED#";
+pub const DUE: &str = "DUE#";
+pub const DUE_CURSOR: &str = "DUECURSOR";
+pub const DELIVERY: &str = "DELIVERY#";
 pub const EMAIL: &str = "EMAIL#";
 pub const REFRESH: &str = "REFRESH#";
 pub const MFA: &str = "MFA#";
@@ -187,6 +216,10 @@ pub const DIRECTORY: &str = "DIRECTORY";
 pub const APPTS_OF: &str = "APPTSOF#";
 /// gsi2 partition of a provider's appointments (sort key `<start>#<id>`).
 pub const APPTS_WITH: &str = "APPTSWITH#";
+/// gsi1 partition of a patient's medications.
+pub const MEDS_OF: &str = "MEDSOF#";
+/// gsi1 partition of reminder deliveries claimed and not (yet) marked sent.
+pub const UNSENT: &str = "UNSENT";
 /// gsi1 partition of a user's open WebSocket connections.
 pub const CONNS_OF: &str = "CONNS#";
 
@@ -289,6 +322,51 @@ pub fn claims_of(provider_id: &str) -> String {
 /// A booking's idempotency record: per caller and client key.
 pub fn idempotency(user_id: &str, client_key: &str) -> Key {
     Key::new(format!("{IDEMPOTENCY}{user_id}#{client_key}"), "IDEMP")
+}
+
+pub fn medication(id: &str) -> Key {
+    Key::new(format!("{MEDICATION}{id}"), "MEDICATION")
+}
+
+/// The partition of one medication (the item and its doses).
+pub fn medication_partition(id: &str) -> String {
+    format!("{MEDICATION}{id}")
+}
+
+pub const DOSE_SK: &str = "DOSE#";
+
+/// A recorded dose, by its scheduled time (RFC 3339 UTC, which sorts as time).
+pub fn dose(medication_id: &str, scheduled_for: &str) -> Key {
+    Key::new(
+        format!("{MEDICATION}{medication_id}"),
+        format!("{DOSE_SK}{scheduled_for}"),
+    )
+}
+
+pub fn medications_of(patient_id: &str) -> String {
+    format!("{MEDS_OF}{patient_id}")
+}
+
+pub const REMINDER_SK: &str = "REMINDER#";
+
+/// The partition of the reminders due in one UTC minute (`YYYYMMDDHHMM`).
+pub fn due_bucket(minute: &str) -> String {
+    format!("{DUE}{minute}")
+}
+
+pub fn due_reminder(minute: &str, reminder_id: &str) -> Key {
+    Key::new(due_bucket(minute), format!("{REMINDER_SK}{reminder_id}"))
+}
+
+pub fn due_cursor() -> Key {
+    Key::new(DUE_CURSOR, "CURSOR")
+}
+
+pub fn delivery(reminder_id: &str, channel: &str) -> Key {
+    Key::new(
+        format!("{DELIVERY}{reminder_id}"),
+        format!("CHANNEL#{channel}"),
+    )
 }
 
 pub fn email_claim(index: &str) -> Key {

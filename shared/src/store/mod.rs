@@ -6,9 +6,11 @@ pub mod appointments;
 pub mod connections;
 pub mod contacts;
 pub mod keys;
+pub mod medications;
 pub mod mfa;
 pub mod notifications;
 pub mod profiles;
+pub mod reminders;
 pub mod sessions;
 pub mod sos;
 
