@@ -113,7 +113,7 @@ async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
             &app,
             &account.id,
             shared::auth::Role::Patient,
-            "s",
+            &app.new_id(),
             &["pwd"],
         )
         .await

@@ -96,7 +96,7 @@ async fn every_route_allows_and_denies_as_the_policy_says() {
         .unwrap();
     let (patient_token, _) = app
         .tokens
-        .issue(&app, &patient.id, Role::Patient, "setup", &["pwd"])
+        .issue(&app, &patient.id, Role::Patient, &app.new_id(), &["pwd"])
         .await
         .unwrap();
     let mut create = ApiRequest::new(Method::POST, "/api/v1/emergency/contacts");
@@ -125,7 +125,7 @@ async fn every_route_allows_and_denies_as_the_policy_says() {
     ] {
         let (token, _) = app
             .tokens
-            .issue(&app, &who.id, role, "test-session", amr)
+            .issue(&app, &who.id, role, &app.new_id(), amr)
             .await
             .unwrap();
         tokens.push(Some(token));

@@ -18,7 +18,7 @@ async fn a_malformed_path_id_is_a_404_on_every_route_for_every_caller() {
         let who = ulid::Ulid::new().to_string();
         let (token, _) = app
             .tokens
-            .issue(&app, &who, role, "ids-session", amr)
+            .issue(&app, &who, role, &app.new_id(), amr)
             .await
             .expect("token");
         tokens.push((role, token));

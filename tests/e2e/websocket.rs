@@ -39,7 +39,7 @@ async fn connect(t: &TestStack) -> (Socket, String) {
     let (token, _) = t
         .app()
         .tokens
-        .issue(t.app(), &account.id, Role::Patient, "ws-session", &["pwd"])
+        .issue(t.app(), &account.id, Role::Patient, &t.app().new_id(), &["pwd"])
         .await
         .expect("token");
     let mut request = t.stack.ws_url().into_client_request().expect("request");
