@@ -116,19 +116,16 @@ async fn every_route_allows_and_denies_as_the_policy_says() {
         .unwrap()
         .to_string();
 
-    let mut tokens = vec![None];
+    // Each request gets a token of a new session: routes such as logout-all or a
+    // password change end the sessions before them.
+    let mut actors = vec![None];
     for (who, role, amr) in [
         (&patient, Role::Patient, &["pwd"][..]),
         (&other, Role::Patient, &["pwd"][..]),
         (&stranger, Role::Provider, &["pwd", "mfa", "otp"][..]),
         (&admin, Role::Admin, &["pwd", "mfa", "otp"][..]),
     ] {
-        let (token, _) = app
-            .tokens
-            .issue(&app, &who.id, role, &app.new_id(), amr)
-            .await
-            .unwrap();
-        tokens.push(Some(token));
+        actors.push(Some((who.id.clone(), role, amr)));
     }
 
     let user = format!("/api/v1/users/{}", patient.id);
@@ -322,7 +319,8 @@ async fn every_route_allows_and_denies_as_the_policy_says() {
             Method::POST,
             "/api/v1/users/{id}/enable",
             format!("{user}/enable"),
-            admin_only(),
+            // The patient was disabled by the row before: their tokens stop working.
+            [Unauthenticated, Unauthenticated, Forbidden, Forbidden, Allow],
         ),
         (
             Method::PUT,
@@ -385,10 +383,17 @@ async fn every_route_allows_and_denies_as_the_policy_says() {
     let mounts = http_functions();
     let mut failures = Vec::new();
     for (method, pattern, path, expected) in &table {
-        for (actor, (token, want)) in ACTORS.iter().zip(tokens.iter().zip(expected)) {
+        for (actor, (who, want)) in ACTORS.iter().zip(actors.iter().zip(expected)) {
             let mut req = ApiRequest::new(method.clone(), path);
             req.source_ip = Some(format!("192.0.2.{}", failures.len() % 200 + 1));
-            if let Some(token) = token {
+            if let Some((id, role, amr)) = who {
+                // A session that begins after anything the previous request ended.
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                let (token, _) = app
+                    .tokens
+                    .issue(&app, id, *role, &app.new_id(), amr)
+                    .await
+                    .unwrap();
                 req.headers
                     .insert("authorization", format!("Bearer {token}").parse().unwrap());
             }
