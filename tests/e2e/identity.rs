@@ -320,7 +320,13 @@ async fn every_route_allows_and_denies_as_the_policy_says() {
             "/api/v1/users/{id}/enable",
             format!("{user}/enable"),
             // The patient was disabled by the row before: their tokens stop working.
-            [Unauthenticated, Unauthenticated, Forbidden, Forbidden, Allow],
+            [
+                Unauthenticated,
+                Unauthenticated,
+                Forbidden,
+                Forbidden,
+                Allow,
+            ],
         ),
         (
             Method::PUT,

@@ -39,7 +39,13 @@ async fn connect(t: &TestStack) -> (Socket, String) {
     let (token, _) = t
         .app()
         .tokens
-        .issue(t.app(), &account.id, Role::Patient, &t.app().new_id(), &["pwd"])
+        .issue(
+            t.app(),
+            &account.id,
+            Role::Patient,
+            &t.app().new_id(),
+            &["pwd"],
+        )
         .await
         .expect("token");
     let mut request = t.stack.ws_url().into_client_request().expect("request");
@@ -215,7 +221,8 @@ async fn ending_a_session_closes_its_websocket_connections() {
     let admin = accounts::create(app, "ws-admin@example.com", "Admin", Role::Admin, false)
         .await
         .expect("admin");
-    let admin_token = shared::testing::token(app, &admin.id, Role::Admin, "a", &["pwd", "mfa", "otp"]).await;
+    let admin_token =
+        shared::testing::token(app, &admin.id, Role::Admin, "a", &["pwd", "mfa", "otp"]).await;
     let phone = shared::testing::session(app, &user.id, Role::Patient, &["pwd"]).await;
     let laptop = shared::testing::session(app, &user.id, Role::Patient, &["pwd"]).await;
     let mut phone_socket = connect_with(&t, &phone.access).await;
@@ -230,11 +237,16 @@ async fn ending_a_session_closes_its_websocket_connections() {
         .await
         .expect("logout");
     assert_eq!(logout.status(), 204);
-    assert!(closed_by_server(&mut phone_socket).await, "the phone's socket closed");
+    assert!(
+        closed_by_server(&mut phone_socket).await,
+        "the phone's socket closed"
+    );
     assert!(eventually(|| connection_ids(&t).len() == 1).await);
     let event = shared::ws::ServerEvent::new("notification", serde_json::json!({"kind": "test"}));
     assert_eq!(
-        shared::ws::push_to_user(app, &user.id, &event).await.expect("push"),
+        shared::ws::push_to_user(app, &user.id, &event)
+            .await
+            .expect("push"),
         1,
         "the laptop's connection is still open"
     );
@@ -255,7 +267,10 @@ async fn ending_a_session_closes_its_websocket_connections() {
         .await
         .expect("disable");
     assert_eq!(disable.status(), 200);
-    assert!(closed_by_server(&mut laptop_socket).await, "the laptop's socket closed");
+    assert!(
+        closed_by_server(&mut laptop_socket).await,
+        "the laptop's socket closed"
+    );
     assert!(eventually(|| connection_ids(&t).is_empty()).await);
     t.stack.stop().await;
 }

@@ -76,7 +76,17 @@ async fn a_warm_phi_read_and_write_cost_what_the_design_says() {
     assert_eq!(status, 200);
     assert_eq!(counts(&accesses), budget(4, 0), "{accesses:#?}");
     let items: Vec<&str> = accesses.iter().map(|a| a.scope.as_str()).collect();
-    assert_eq!(items, ["RATE#", "USER#", "PROFILE#", "transaction:2", "CHAIN#", "AUDITHEAD#"]);
+    assert_eq!(
+        items,
+        [
+            "RATE#",
+            "USER#",
+            "PROFILE#",
+            "transaction:2",
+            "CHAIN#",
+            "AUDITHEAD#"
+        ]
+    );
 
     // Once the cached copy is older than its bound (5 s), the session check costs one
     // GetItem of the account, before anything else.
@@ -112,9 +122,17 @@ async fn a_revoked_token_costs_at_most_one_read_per_cache_bound() {
     t.clock.advance(chrono::Duration::milliseconds(1));
     let (status, accesses) = recorded(&t, &users, get()).await;
     assert_eq!(status, 401);
-    assert_eq!(counts(&accesses), budget(1, 0), "one read, no rate counter: {accesses:#?}");
+    assert_eq!(
+        counts(&accesses),
+        budget(1, 0),
+        "one read, no rate counter: {accesses:#?}"
+    );
     let (status, accesses) = recorded(&t, &users, get()).await;
-    assert_eq!((status, accesses.len()), (401, 0), "then cached: {accesses:?}");
+    assert_eq!(
+        (status, accesses.len()),
+        (401, 0),
+        "then cached: {accesses:?}"
+    );
 }
 
 #[tokio::test]

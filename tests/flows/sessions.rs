@@ -9,10 +9,11 @@ use serde_json::{json, Value};
 use shared::auth::accounts::{self, NewAccount, Status};
 use shared::auth::Role;
 use shared::domain::session::CHECK_CACHE_MS;
-use shared::ports::db::{Condition, Database, DbError, Item, Key, Query, QueryPage, Update, WriteOp};
+use shared::ports::db::{
+    Condition, Database, DbError, Item, Key, Query, QueryPage, Update, WriteOp,
+};
 use shared::testing::{
-    account, dispatch, request, session, token, with_ports, AuditTableDown, TestApp,
-    TestSession,
+    account, dispatch, request, session, token, with_ports, AuditTableDown, TestApp, TestSession,
 };
 use shared::App;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,9 +22,13 @@ use std::sync::{Arc, Mutex};
 const ME: &str = "/api/v1/users/me";
 
 async fn me(app: &App, access: &str) -> u16 {
-    dispatch(&docare_users::router(), app, request(Method::GET, ME, Some(access), None))
-        .await
-        .0
+    dispatch(
+        &docare_users::router(),
+        app,
+        request(Method::GET, ME, Some(access), None),
+    )
+    .await
+    .0
 }
 
 async fn auth(app: &App, path: &str, access: Option<&str>, body: Option<Value>) -> (u16, Value) {
@@ -45,7 +50,12 @@ async fn refresh(app: &App, refresh_token: &str) -> (u16, Value) {
     .await
 }
 
-fn admin_call(method: Method, path: String, admin: &str, body: Option<Value>) -> shared::http::ApiRequest {
+fn admin_call(
+    method: Method,
+    path: String,
+    admin: &str,
+    body: Option<Value>,
+) -> shared::http::ApiRequest {
     request(method, &path, Some(admin), body)
 }
 
@@ -73,7 +83,11 @@ async fn every_way_of_ending_a_session_cuts_its_access_tokens() {
     let (status, _) = auth(&t.app, "/api/v1/auth/logout", Some(&phone.access), None).await;
     assert_eq!(status, 204);
     assert_eq!(me(&t.app, &phone.access).await, 401, "cut at once here");
-    assert_eq!(me(&t.app, &laptop.access).await, 200, "the other session lives");
+    assert_eq!(
+        me(&t.app, &laptop.access).await,
+        200,
+        "the other session lives"
+    );
     assert_eq!(
         me(&other, &phone.access).await,
         200,
@@ -85,7 +99,13 @@ async fn every_way_of_ending_a_session_cuts_its_access_tokens() {
     assert_eq!(refresh(&t.app, &phone.refresh).await.0, 401);
 
     // Logout-all: every session of the account, refresh tokens included.
-    let (status, _) = auth(&t.app, "/api/v1/auth/logout-all", Some(&laptop.access), None).await;
+    let (status, _) = auth(
+        &t.app,
+        "/api/v1/auth/logout-all",
+        Some(&laptop.access),
+        None,
+    )
+    .await;
     assert_eq!(status, 204);
     assert_eq!(me(&t.app, &laptop.access).await, 401);
     assert_eq!(refresh(&t.app, &laptop.refresh).await.0, 401);
@@ -99,7 +119,12 @@ async fn every_way_of_ending_a_session_cuts_its_access_tokens() {
     let (status, _) = dispatch(
         &users,
         &t.app,
-        admin_call(Method::POST, format!("/api/v1/users/{pat}/disable"), &admin_token, None),
+        admin_call(
+            Method::POST,
+            format!("/api/v1/users/{pat}/disable"),
+            &admin_token,
+            None,
+        ),
     )
     .await;
     assert_eq!(status, 200);
@@ -108,7 +133,12 @@ async fn every_way_of_ending_a_session_cuts_its_access_tokens() {
     let (status, _) = dispatch(
         &users,
         &t.app,
-        admin_call(Method::POST, format!("/api/v1/users/{pat}/enable"), &admin_token, None),
+        admin_call(
+            Method::POST,
+            format!("/api/v1/users/{pat}/enable"),
+            &admin_token,
+            None,
+        ),
     )
     .await;
     assert_eq!(status, 200);
@@ -243,8 +273,18 @@ async fn session_changes_are_not_kept_without_their_audit_events() {
     let s = session(&t.app, &pat, Role::Patient, &["pwd"]).await;
 
     assert_eq!(refresh(&down, &s.refresh).await.0, 503);
-    assert_eq!(auth(&down, "/api/v1/auth/logout", Some(&s.access), None).await.0, 503);
-    assert_eq!(auth(&down, "/api/v1/auth/logout-all", Some(&s.access), None).await.0, 503);
+    assert_eq!(
+        auth(&down, "/api/v1/auth/logout", Some(&s.access), None)
+            .await
+            .0,
+        503
+    );
+    assert_eq!(
+        auth(&down, "/api/v1/auth/logout-all", Some(&s.access), None)
+            .await
+            .0,
+        503
+    );
     past_the_cache(&t);
     assert_eq!(me(&t.app, &s.access).await, 200, "not logged out");
     // Not rotated: the presented token is still the unused one.
@@ -328,10 +368,21 @@ impl Database for Recorded {
     async fn put(&self, t: &str, i: Item, c: Option<Condition>) -> Result<(), DbError> {
         self.around(self.db.put(t, i, c)).await
     }
-    async fn update(&self, t: &str, k: &Key, u: Update, c: Option<Condition>) -> Result<Item, DbError> {
+    async fn update(
+        &self,
+        t: &str,
+        k: &Key,
+        u: Update,
+        c: Option<Condition>,
+    ) -> Result<Item, DbError> {
         self.around(self.db.update(t, k, u, c)).await
     }
-    async fn delete(&self, t: &str, k: &Key, c: Option<Condition>) -> Result<Option<Item>, DbError> {
+    async fn delete(
+        &self,
+        t: &str,
+        k: &Key,
+        c: Option<Condition>,
+    ) -> Result<Option<Item>, DbError> {
         self.around(self.db.delete(t, k, c)).await
     }
     async fn query(&self, t: &str, q: Query) -> Result<QueryPage, DbError> {
@@ -380,7 +431,13 @@ async fn a_refresh_racing_logout_all_or_disable_issues_nothing() {
     let admin_token = token(&t.app, &admin, Role::Admin, "root", &["pwd", "mfa", "otp"]).await;
     let mut pairs: Vec<(String, TestSession, bool)> = Vec::new();
     for i in 0..PAIRS * 2 {
-        let user = account(&t.app, &format!("race{i}@example.com"), "Racer", Role::Patient).await;
+        let user = account(
+            &t.app,
+            &format!("race{i}@example.com"),
+            "Racer",
+            Role::Patient,
+        )
+        .await;
         let s = session(&t.app, &user, Role::Patient, &["pwd"]).await;
         pairs.push((user, s, i % 2 == 0));
     }
@@ -409,8 +466,13 @@ async fn a_refresh_racing_logout_all_or_disable_issues_nothing() {
             (user_id, "refresh", status, body)
         }));
         let (b, r, m) = (barrier.clone(), requests.clone(), max_requests.clone());
-        let (app, access, user_id, logout_all, admin_token) =
-            (revoker.clone(), s.access.clone(), user.clone(), *logout_all, admin_token.clone());
+        let (app, access, user_id, logout_all, admin_token) = (
+            revoker.clone(),
+            s.access.clone(),
+            user.clone(),
+            *logout_all,
+            admin_token.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             b.wait().await;
             let n = r.fetch_add(1, Ordering::SeqCst) + 1;
@@ -471,7 +533,12 @@ async fn a_refresh_racing_logout_all_or_disable_issues_nothing() {
                 // Its tokens died with the session.
                 let access = body["access_token"].as_str().unwrap();
                 assert_eq!(me(&fresh, access).await, 401);
-                assert_eq!(refresh(&fresh, body["refresh_token"].as_str().unwrap()).await.0, 401);
+                assert_eq!(
+                    refresh(&fresh, body["refresh_token"].as_str().unwrap())
+                        .await
+                        .0,
+                    401
+                );
             }
             401 => lost += 1,
             other => panic!("refresh answered {other}: {body}"),

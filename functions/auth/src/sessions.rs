@@ -14,13 +14,13 @@
 use crate::{mail, mfa};
 use serde::{Deserialize, Serialize};
 use shared::audit::Action;
+use shared::audit::CommitError;
 use shared::audit::Outcome;
 use shared::auth::accounts::{self, Account, Status};
 use shared::auth::input;
 use shared::auth::passwords::{self, Verified};
 use shared::auth::{account_event, audit_event, authenticate, rate_limit, record_account};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
-use shared::audit::CommitError;
 use shared::store::sessions;
 use shared::{ApiError, App, AppContext};
 use zeroize::Zeroizing;
@@ -298,8 +298,7 @@ pub async fn logout_all(app: App, req: ApiRequest) -> HandlerResult {
     let account = accounts::get(&app, &principal.user_id)
         .await?
         .ok_or(ApiError::Unauthenticated)?;
-    let change =
-        accounts::AccountChange::new().end_sessions(app.clock.now().timestamp_millis());
+    let change = accounts::AccountChange::new().end_sessions(app.clock.now().timestamp_millis());
     let event = audit_event(&req, &principal, Action::Logout, Outcome::Success)
         .resource("account", &principal.user_id);
     accounts::change_audited(&app, &account, change, event).await?;

@@ -273,7 +273,7 @@ pub async fn find_by_email(app: &AppContext, email: &str) -> Result<Option<Accou
 /// which sessions it ends, so applying it also closes their WebSocket connections and
 /// forgets this instance's cached revocation state (`auth::revocation::ended`).
 #[derive(Debug, Clone, Default)]
-pub struct AccountChange(Update, Ended);
+pub struct AccountChange(Update);
 
 impl AccountChange {
     pub fn new() -> Self {
@@ -282,20 +282,20 @@ impl AccountChange {
 
     /// A sealed attribute (from [`seal`]): `full_name`, `totp_secret`, `totp_pending`.
     pub fn sealed(self, attribute: &str, value: Value) -> Self {
-        Self(self.0.set(attribute, value), self.1)
+        Self(self.0.set(attribute, value))
     }
 
     /// A new status (disabling callers also end every session: [`Self::end_sessions`]).
     pub fn status(self, status: Status) -> Self {
-        Self(self.0.set("status", status.as_str()), self.1)
+        Self(self.0.set("status", status.as_str()))
     }
 
     pub fn role(self, role: Role) -> Self {
-        Self(self.0.set("role", role.as_str()), self.1)
+        Self(self.0.set("role", role.as_str()))
     }
 
     pub fn password_hash(self, hash: String) -> Self {
-        Self(self.0.set("password_hash", hash), self.1)
+        Self(self.0.set("password_hash", hash))
     }
 
     /// Ends every session opened until `at_ms`: their access tokens stop working (at
@@ -307,7 +307,6 @@ impl AccountChange {
                 .set("sessions_valid_after", at_ms)
                 .remove("revoked_sessions")
                 .add(SESSION_REV, 1),
-            Ended::All,
         )
     }
 
@@ -320,24 +319,38 @@ impl AccountChange {
         match crate::domain::session::with_revoked(&state.revoked, session_id, ends, now_ms / 1000)
         {
             Some(list) => {
-                let map: Item = list.into_iter().map(|(id, end)| (id, Value::N(end))).collect();
+                let map: Item = list
+                    .into_iter()
+                    .map(|(id, end)| (id, Value::N(end)))
+                    .collect();
                 Self(
-                    self.0.set("revoked_sessions", Value::M(map)).add(SESSION_REV, 1),
-                    Ended::Session(session_id.to_string()),
+                    self.0
+                        .set("revoked_sessions", Value::M(map))
+                        .add(SESSION_REV, 1),
                 )
             }
             None => self.end_sessions(now_ms),
         }
     }
 
-    /// Which sessions this change ends.
-    pub fn ended(&self) -> &Ended {
-        &self.1
+    /// Which sessions this change ends: every one when it sets `sessions_valid_after`
+    /// ([`Self::end_session`]'s callers know their session).
+    pub fn ended(&self) -> Ended {
+        if self
+            .0
+            .set
+            .iter()
+            .any(|(name, _)| name == "sessions_valid_after")
+        {
+            Ended::All
+        } else {
+            Ended::Nothing
+        }
     }
 
     /// Forgets failed passwords and any lock.
     pub fn clear_lockout(self) -> Self {
-        Self(self.0.set("failed_logins", 0i64).remove("locked_until"), self.1)
+        Self(self.0.set("failed_logins", 0i64).remove("locked_until"))
     }
 
     /// TOTP on, with its secret (sealed) and no step used yet.
@@ -347,7 +360,6 @@ impl AccountChange {
                 .set("totp_secret", sealed_secret)
                 .set("mfa_enabled", true)
                 .set("totp_last_step", 0i64),
-            self.1,
         )
     }
 
@@ -358,7 +370,6 @@ impl AccountChange {
                 .set("mfa_enabled", false)
                 .remove("totp_secret")
                 .remove("recovery_set"),
-            self.1,
         )
     }
 }
@@ -421,8 +432,9 @@ pub async fn change(
     id: &str,
     change: AccountChange,
 ) -> Result<Account, ApiError> {
+    let ended = change.ended();
     let account = update(app, id, change.0, None).await?;
-    crate::auth::revocation::ended(app, id, &change.1).await;
+    crate::auth::revocation::ended(app, id, &ended).await;
     Ok(account)
 }
 
@@ -435,6 +447,7 @@ pub async fn change_audited(
     change: AccountChange,
     event: crate::audit::AuditEvent,
 ) -> Result<Account, ApiError> {
+    let ended = change.ended();
     let update = change.0.set("updated_at", app.now().to_string());
     let key = key(&account.id);
     let after = update.apply(Some(account.item.clone()), &key)?;
@@ -446,7 +459,7 @@ pub async fn change_audited(
     };
     match app.audit.commit(event, vec![write]).await {
         Ok(()) => {
-            crate::auth::revocation::ended(app, &account.id, &change.1).await;
+            crate::auth::revocation::ended(app, &account.id, &ended).await;
             Account::from_item(after)
         }
         Err(crate::audit::CommitError::Change { .. }) => Err(ApiError::NotFound),

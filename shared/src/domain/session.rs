@@ -176,8 +176,14 @@ mod tests {
         let custom = Lifetime::patient(3_600, 86_400).unwrap();
         assert_eq!(lifetime(Role::Patient, custom), custom);
         assert!(Lifetime::patient(60, 86_400).is_err(), "idle below 15 min");
-        assert!(Lifetime::patient(7_200, 3_600).is_err(), "idle beyond absolute");
-        assert!(Lifetime::patient(3_600, 31 * 86_400).is_err(), "beyond 30 days");
+        assert!(
+            Lifetime::patient(7_200, 3_600).is_err(),
+            "idle beyond absolute"
+        );
+        assert!(
+            Lifetime::patient(3_600, 31 * 86_400).is_err(),
+            "beyond 30 days"
+        );
     }
 
     fn id_at(ms: i64) -> String {

@@ -125,10 +125,7 @@ pub async fn refresh_token(
         user_id: text("user_id"),
         session_id: text("session_id"),
         used: record.get("used").and_then(Value::as_bool) != Some(false),
-        last_used: record
-            .get("last_used")
-            .and_then(Value::as_i64)
-            .unwrap_or(0),
+        last_used: record.get("last_used").and_then(Value::as_i64).unwrap_or(0),
     }))
 }
 
@@ -225,6 +222,7 @@ pub async fn end(
 ) -> Result<(), ApiError> {
     use crate::audit::CommitError;
     use crate::auth::accounts;
+    use crate::auth::revocation::Ended;
     const ATTEMPTS: usize = 5;
     for _ in 0..ATTEMPTS {
         let Some(account) = accounts::get(app, user_id).await? else {
@@ -255,7 +253,11 @@ pub async fn end(
         ));
         match app.audit.commit(event.clone(), ops).await {
             Ok(()) => {
-                crate::auth::revocation::ended(app, user_id, change.ended()).await;
+                let ended = match change.ended() {
+                    Ended::All => Ended::All,
+                    _ => Ended::Session(session_id.to_string()),
+                };
+                crate::auth::revocation::ended(app, user_id, &ended).await;
                 return Ok(());
             }
             // The account's sessions changed (or the session vanished) meanwhile.
