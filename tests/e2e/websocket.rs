@@ -251,7 +251,12 @@ async fn ending_a_session_closes_its_websocket_connections() {
         "the laptop's connection is still open"
     );
     assert_eq!(next_json(&mut laptop_socket).await["type"], "notification");
-    // A revoked session cannot open a new connection either.
+    // A revoked session cannot open a new connection either (the realtime function is
+    // another instance: its cached copy of the account lives at most 5 s).
+    tokio::time::sleep(std::time::Duration::from_millis(
+        shared::domain::session::CHECK_CACHE_MS as u64,
+    ))
+    .await;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut again = t.stack.ws_url().into_client_request().expect("request");
     again.headers_mut().insert(
