@@ -116,7 +116,11 @@ impl AppContext {
             &config.kms_key_id,
             stage,
         );
-        let tokens = TokenKeys::new(stage);
+        let tokens = TokenKeys::new(
+            stage,
+            &config.signing_key_id,
+            &config.previous_signing_key_ids,
+        );
         let audit = AuditWriter::new(db.clone(), audit_crypto, clock.clone(), &config);
         Self {
             config,

@@ -296,6 +296,22 @@ pub mod aws {
         format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
     }
 
+    /// Creates an asymmetric KMS key (`ECC_NIST_P256`, `SIGN_VERIFY`), as the template's
+    /// `SigningKey` and `AuditAnchorKey`, and answers its ARN.
+    pub async fn create_signing_key(sdk: &SdkConfig) -> String {
+        aws_sdk_kms::Client::new(sdk)
+            .create_key()
+            .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+            .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("signing key: {e}"))
+            .key_metadata()
+            .and_then(|m| m.arn())
+            .unwrap_or_else(|| panic!("signing key without an ARN"))
+            .to_string()
+    }
+
     /// Creates a table with `pk`/`sk` keys and the given indexes, as `template.yaml` does.
     pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, indexes: &[Index]) {
         let schema = |hash: &str, range: &str| {
@@ -452,6 +468,12 @@ impl KeyService for Outage {
         _: &str,
         _: &EncryptionContext,
     ) -> Result<Rewrapped, KeyError> {
+        Err(KeyError::Unavailable(down()))
+    }
+    async fn sign(&self, _: &str, _: &[u8]) -> Result<[u8; 64], KeyError> {
+        Err(KeyError::Unavailable(down()))
+    }
+    async fn public_key(&self, _: &str) -> Result<Vec<u8>, KeyError> {
         Err(KeyError::Unavailable(down()))
     }
     async fn resolve_key_id(&self, _: &str) -> Result<String, KeyError> {

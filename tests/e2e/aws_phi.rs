@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use shared::config::Config;
 use shared::http::Router;
 use shared::ports::db::Index;
-use shared::testing::aws::{create_table, sdk_config};
+use shared::testing::aws::{create_signing_key, create_table, sdk_config};
 use shared::testing::{dispatch, repo_root, request};
 use shared::App;
 use std::collections::HashMap;
@@ -75,6 +75,8 @@ async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
         .expect("queue");
     let queue_url = queue.queue_url().expect("url").to_string();
 
+    // Access tokens are signed by KMS (Sign, GetPublicKey) through the AWS adapter.
+    let signing_arn = create_signing_key(&sdk).await;
     let vars: HashMap<&str, String> = [
         ("DOCARE_ENV", "dev".to_string()),
         ("DOCARE_TABLE", table.clone()),
@@ -82,11 +84,15 @@ async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
         ("DOCARE_QUARANTINE_BUCKET", "unused-q".into()),
         ("DOCARE_DOCUMENTS_BUCKET", "unused-d".into()),
         ("DOCARE_KMS_KEY_ID", key_arn),
+        ("DOCARE_SIGNING_KEY_ID", signing_arn.clone()),
+        ("DOCARE_AUDIT_ANCHOR_KEY_ID", signing_arn),
         ("DOCARE_SCANS_QUEUE_URL", queue_url.clone()),
         ("DOCARE_REMINDERS_QUEUE_URL", queue_url.clone()),
         ("DOCARE_NOTIFICATIONS_QUEUE_URL", queue_url.clone()),
         ("DOCARE_WS_ENDPOINT", format!("{endpoint}/ws")),
         ("DOCARE_MAIL_FROM", "no-reply@example.com".into()),
+        // The contact's UK number is allowed by configuration (the default is +1 only).
+        ("DOCARE_SMS_COUNTRY_CODES", "+1,+44".into()),
     ]
     .into_iter()
     .collect();
@@ -249,5 +255,152 @@ async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
         "raw_items.py:\n{}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The daily SMS cap on the AWS adapters (DynamoDB's conditional update in a transaction,
+/// SQS): 48 requests at once from 8 app instances — 8 Lambda instances with their own
+/// clients, caches and audit writers — each re-pointing one contact at a new number;
+/// exactly what the cap leaves is queued, the rest is `429`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_daily_sms_cap_holds_under_parallel_requests_on_dynamodb() {
+    use shared::domain::emergency::CONTACT_SMS_PER_DAY;
+    const REQUESTS: usize = 48;
+    let Ok(endpoint) = std::env::var("DOCARE_TEST_AWS_ENDPOINT") else {
+        assert_eq!(
+            std::env::var("DOCARE_TEST_SKIP_AWS").as_deref(),
+            Ok("1"),
+            "AWS emulator not running: use scripts/test"
+        );
+        return;
+    };
+    let sdk = sdk_config(&endpoint);
+    let suffix = ulid::Ulid::new().to_string().to_lowercase();
+    let (table, audit_table) = (format!("cap-{suffix}"), format!("capaudit-{suffix}"));
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    create_table(&dynamodb, &table, &[Index::Gsi1, Index::Gsi2]).await;
+    create_table(&dynamodb, &audit_table, &Index::ALL).await;
+    let key = aws_sdk_kms::Client::new(&sdk)
+        .create_key()
+        .send()
+        .await
+        .expect("key");
+    let key_arn = key
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .expect("arn")
+        .to_string();
+    let queue_url = aws_sdk_sqs::Client::new(&sdk)
+        .create_queue()
+        .queue_name(format!("cap-{suffix}"))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .expect("url")
+        .to_string();
+    let signing_arn = create_signing_key(&sdk).await;
+    let vars: HashMap<&str, String> = [
+        ("DOCARE_ENV", "dev".to_string()),
+        ("DOCARE_TABLE", table.clone()),
+        ("DOCARE_AUDIT_TABLE", audit_table),
+        ("DOCARE_QUARANTINE_BUCKET", "unused-q".into()),
+        ("DOCARE_DOCUMENTS_BUCKET", "unused-d".into()),
+        ("DOCARE_KMS_KEY_ID", key_arn),
+        ("DOCARE_SIGNING_KEY_ID", signing_arn.clone()),
+        ("DOCARE_AUDIT_ANCHOR_KEY_ID", signing_arn),
+        ("DOCARE_SCANS_QUEUE_URL", queue_url.clone()),
+        ("DOCARE_REMINDERS_QUEUE_URL", queue_url.clone()),
+        ("DOCARE_NOTIFICATIONS_QUEUE_URL", queue_url),
+        ("DOCARE_WS_ENDPOINT", format!("{endpoint}/ws")),
+        ("DOCARE_MAIL_FROM", "no-reply@example.com".into()),
+    ]
+    .into_iter()
+    .collect();
+    let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("config");
+    let instances: Vec<App> = (0..8)
+        .map(|_| shared::adapters::aws::build_app(config.clone(), &sdk))
+        .collect();
+    let app = instances[0].clone();
+    let user = shared::testing::account(
+        &app,
+        "cap@example.com",
+        "Cap Tain",
+        shared::auth::Role::Patient,
+    )
+    .await;
+    let (token, _) = app
+        .tokens
+        .issue(
+            &app,
+            &user,
+            shared::auth::Role::Patient,
+            &app.new_id(),
+            &["pwd"],
+        )
+        .await
+        .unwrap();
+    let emergency = docare_emergency::router();
+    let contact = call(
+        &emergency,
+        &app,
+        Method::POST,
+        "/api/v1/emergency/contacts",
+        Some(&token),
+        json!({"name": "Sam", "relationship": "friend", "phone": "+14155550100"}),
+    )
+    .await;
+    // Spend all but a few of today's SMS, so the race is about the last ones.
+    let spent = CONTACT_SMS_PER_DAY as usize - 1 - 20;
+    assert!(shared::store::contacts::reserve(
+        &app,
+        &user,
+        shared::store::contacts::Channel::Sms,
+        spent
+    )
+    .await
+    .unwrap());
+    let left = 20;
+    assert_eq!(shared::testing::drain_notifications(&app).await.len(), 1);
+    let path = format!(
+        "/api/v1/emergency/contacts/{}",
+        contact["id"].as_str().unwrap()
+    );
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(REQUESTS));
+    let router = std::sync::Arc::new(emergency);
+    let in_flight = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for n in 0..REQUESTS {
+        let (app, barrier, router) = (instances[n % 8].clone(), barrier.clone(), router.clone());
+        let (path, token, in_flight, most) =
+            (path.clone(), token.clone(), in_flight.clone(), most.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"name": "Sam", "relationship": "friend", "phone": format!("+1415777{n:04}")});
+            let mut req = request(Method::PUT, &path, Some(&token), Some(body));
+            req.source_ip = Some("198.51.100.78".into());
+            barrier.wait().await;
+            let now = in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+            let status = dispatch(&router, &app, req).await.0;
+            in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            status
+        }));
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    for task in tasks {
+        *statuses.entry(task.await.unwrap()).or_insert(0usize) += 1;
+    }
+    assert!(
+        most.load(std::sync::atomic::Ordering::SeqCst) >= 8,
+        "the requests overlapped"
+    );
+    let queued = shared::testing::drain_notifications(&app).await.len();
+    assert_eq!(queued, left, "{statuses:?}");
+    assert_eq!(statuses.get(&200).copied(), Some(left), "{statuses:?}");
+    assert_eq!(
+        statuses.get(&429).copied(),
+        Some(REQUESTS - left),
+        "{statuses:?}"
     );
 }

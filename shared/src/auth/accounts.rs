@@ -137,11 +137,42 @@ impl Account {
         Ok(self.open(app, "email").await?.unwrap_or_default())
     }
 
-    pub async fn view(&self, app: &AppContext) -> Result<AccountView, ApiError> {
+    /// The e-mail and full name, opened for a principal's request. A value failing its
+    /// integrity check (moved or altered) is audited as `INTEGRITY_FAILURE` on
+    /// `account/<id>` and fails the request (500): never a wrong answer.
+    pub async fn identity(
+        &self,
+        app: &AppContext,
+        req: &crate::http::ApiRequest,
+        principal: &super::Principal,
+    ) -> Result<(String, String), ApiError> {
+        let mut opened = crate::phi::open_audited(
+            app,
+            req,
+            principal,
+            &self.item,
+            &["email", "full_name"],
+            ("account", &self.id),
+        )
+        .await?
+        .into_iter();
+        let email = opened.next().flatten().unwrap_or_default();
+        let full_name = opened.next().flatten().unwrap_or_default();
+        Ok((email, full_name))
+    }
+
+    /// The account as answered to a principal's request ([`Account::identity`] opened).
+    pub async fn view(
+        &self,
+        app: &AppContext,
+        req: &crate::http::ApiRequest,
+        principal: &super::Principal,
+    ) -> Result<AccountView, ApiError> {
+        let (email, full_name) = self.identity(app, req, principal).await?;
         Ok(AccountView {
             id: self.id.clone(),
-            email: self.email(app).await?,
-            full_name: self.open(app, "full_name").await?.unwrap_or_default(),
+            email,
+            full_name,
             role: self.role,
             status: self.status,
             mfa_enabled: self.mfa_enabled,
