@@ -146,13 +146,42 @@ pub async fn account(app: &App, email: &str, full_name: &str, role: Role) -> Str
     }
 }
 
-/// An access token for a user (session `session`, authentication methods `amr`).
+/// An access token for a user (authentication methods `amr`) in a new session id.
+/// `session` is only a label for the reader: the token's `sid` is a fresh ULID (its time
+/// is when the session began, what `authenticate` compares with the account's
+/// revocations); no session item is stored (use [`session`] for one that can refresh).
 pub async fn token(app: &App, user: &str, role: Role, session: &str, amr: &[&str]) -> String {
+    let _label = session;
     app.tokens
-        .issue(app, user, role, session, amr)
+        .issue(app, user, role, &app.new_id(), amr)
         .await
         .unwrap_or_else(|_| panic!("token"))
         .0
+}
+
+/// A real session, as a login opens it: its access token, refresh token and id.
+pub struct TestSession {
+    pub access: String,
+    pub refresh: String,
+    pub id: String,
+}
+
+/// Opens a session for a user (stored, with its first refresh token).
+pub async fn session(app: &App, user: &str, role: Role, amr: &[&str]) -> TestSession {
+    let (id, refresh) = crate::store::sessions::open(app, user, role, amr)
+        .await
+        .unwrap_or_else(|e| panic!("session: {e}"));
+    let access = app
+        .tokens
+        .issue(app, user, role, &id, amr)
+        .await
+        .unwrap_or_else(|_| panic!("token"))
+        .0;
+    TestSession {
+        access,
+        refresh,
+        id,
+    }
 }
 
 /// Every message on the notification queue, oldest first (and removes them): the raw

@@ -113,13 +113,18 @@ async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
         .await
         .unwrap()
         .expect("account");
+    // Verified (as the mailed token would): only an active account's tokens work.
+    shared::auth::accounts::activate(&app, &account.id)
+        .await
+        .unwrap()
+        .expect("activated");
     let (token, _) = app
         .tokens
         .issue(
             &app,
             &account.id,
             shared::auth::Role::Patient,
-            "s",
+            &app.new_id(),
             &["pwd"],
         )
         .await
@@ -167,6 +172,73 @@ async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
         profile["date_of_birth"], PLAINTEXTS[2],
         "reads back through the AWS adapters"
     );
+
+    // Sessions on the AWS adapters: a refresh (rotation with the account's condition
+    // checks), a logout (the account's revoked-session list, compare-and-set) and a
+    // logout-all cut the tokens; each commits with its event.
+    use shared::auth::Role;
+    let phone = shared::testing::session(&app, &account.id, Role::Patient, &["pwd"]).await;
+    let laptop = shared::testing::session(&app, &account.id, Role::Patient, &["pwd"]).await;
+    let refreshed = call(
+        &auth,
+        &app,
+        Method::POST,
+        "/api/v1/auth/refresh",
+        None,
+        json!({"refresh_token": phone.refresh}),
+    )
+    .await;
+    let me = |token: String| {
+        let app = app.clone();
+        async move {
+            dispatch(
+                &docare_users::router(),
+                &app,
+                request(Method::GET, "/api/v1/users/me", Some(&token), None),
+            )
+            .await
+            .0
+        }
+    };
+    let phone_access = refreshed["access_token"].as_str().unwrap().to_string();
+    assert_eq!(me(phone_access.clone()).await, 200);
+    call(
+        &auth,
+        &app,
+        Method::POST,
+        "/api/v1/auth/logout",
+        Some(&phone_access),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(me(phone_access).await, 401, "logged out");
+    assert_eq!(
+        me(laptop.access.clone()).await,
+        200,
+        "the other session lives"
+    );
+    let spent = dispatch(
+        &auth,
+        &app,
+        request(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": refreshed["refresh_token"]})),
+        ),
+    )
+    .await;
+    assert_eq!(spent.0, 401);
+    call(
+        &auth,
+        &app,
+        Method::POST,
+        "/api/v1/auth/logout-all",
+        Some(&laptop.access),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(me(laptop.access.clone()).await, 401, "every session ended");
 
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(python)
@@ -259,7 +331,13 @@ async fn the_daily_sms_cap_holds_under_parallel_requests_on_dynamodb() {
     .await;
     let (token, _) = app
         .tokens
-        .issue(&app, &user, shared::auth::Role::Patient, "s", &["pwd"])
+        .issue(
+            &app,
+            &user,
+            shared::auth::Role::Patient,
+            &app.new_id(),
+            &["pwd"],
+        )
         .await
         .unwrap();
     let emergency = docare_emergency::router();
