@@ -60,6 +60,7 @@ const SCENARIOS: &[(&str, fn())] = &[
     ("events: emergency", super::events::emergency_samples),
     ("events: audit", super::events::audit_samples),
     ("events: medications", super::events::medications_samples),
+    ("events: messages", super::events::messages_samples),
     ("events: reminders", super::events::reminder_scheduler_sample),
     ("events: remind", super::events::remind_samples),
     (
@@ -93,6 +94,10 @@ const SCENARIOS: &[(&str, fn())] = &[
     (
         "emergency: SOS to contacts and the care team",
         super::emergency::an_sos_reaches_contacts_by_outbox_and_the_care_team_by_websocket,
+    ),
+    (
+        "messaging: two people chat over WebSockets, sync after a reconnect",
+        super::messaging::two_people_chat_over_websockets_and_a_reconnecting_client_misses_nothing,
     ),
     ("iam: paths the others do not take", paths_the_other_scenarios_miss),
 ];
