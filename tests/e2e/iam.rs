@@ -280,6 +280,44 @@ fn paths_the_other_scenarios_miss() {
             !left.iter().any(|item| item.get("connection_id").is_some()),
             "the gone connection was removed"
         );
+        // A WebSocket resend on another realtime instance than the one that stored the
+        // message opens its body with a data key of that instance (read from DATAKEY#).
+        let chatter =
+            shared::testing::account(app, "chat@example.org", "Chat Patient", Role::Patient).await;
+        care::start(app, &carer, &chatter, "admin", None)
+            .await
+            .expect("care");
+        let s = shared::testing::session(app, &chatter, Role::Patient, &["pwd"]).await;
+        let (status, conversation) = send(
+            "messages",
+            request(
+                Method::POST,
+                "/api/v1/conversations",
+                Some(&s.access),
+                Some(json!({"participant_ids": [carer]})),
+            ),
+        )
+        .await;
+        assert_eq!(status, 201, "{conversation}");
+        let frame = json!({"action": "message:send", "conversation_id": conversation["id"],
+            "client_message_id": "twice", "body": "Hello"});
+        for _ in 0..2 {
+            // Stored again each time: the local gateway knows no socket of this id, so
+            // the acknowledgement finds it gone and removes it.
+            shared::store::connections::open(app, "conn-chat", &chatter, Role::Patient, &s.id)
+                .await
+                .expect("connection");
+            let mut event = aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest::default();
+            event.request_context.route_key = Some("message:send".into());
+            event.request_context.connection_id = Some("conn-chat".into());
+            event.body = Some(frame.to_string());
+            let response = recording::as_function(
+                mounts::WEBSOCKET_FUNCTION,
+                mounts::websocket_function().dispatch(&app.new_instance(), event),
+            )
+            .await;
+            assert_eq!(response.status_code, 200);
+        }
     });
 }
 

@@ -9,5 +9,6 @@ mod emergency;
 mod medications;
 mod messages;
 mod profile;
+mod realtime_messaging;
 mod sessions;
 mod units_of_work;
