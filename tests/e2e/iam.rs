@@ -299,6 +299,39 @@ fn paths_the_other_scenarios_miss() {
         )
         .await;
         assert_eq!(status, 201, "{conversation}");
+        // A REST send and receipt push to the carer's connection, found gone (removed).
+        let path = format!(
+            "/api/v1/conversations/{}",
+            conversation["id"].as_str().unwrap()
+        );
+        for (suffix, body) in [
+            (
+                "messages",
+                json!({"client_message_id": "rest", "body": "Over REST"}),
+            ),
+            ("read", json!({"up_to": 1})),
+        ] {
+            shared::store::connections::open(
+                app,
+                "conn-carer",
+                &carer,
+                Role::Provider,
+                &app.new_id(),
+            )
+            .await
+            .expect("connection");
+            let req = request(
+                Method::POST,
+                &format!("{path}/{suffix}"),
+                Some(&s.access),
+                Some(body),
+            );
+            let (status, answer) = send("messages", req).await;
+            assert!(
+                status == 200 || status == 201,
+                "{suffix}: {status} {answer}"
+            );
+        }
         let frame = json!({"action": "message:send", "conversation_id": conversation["id"],
             "client_message_id": "twice", "body": "Hello"});
         for _ in 0..2 {

@@ -175,4 +175,21 @@ async fn sends_receipts_typing_and_presence_reach_the_participants_only() {
     );
     assert!(frames.take("c-doc").is_empty());
     assert_eq!(frames.take("c-pat")[0]["data"]["status"], 400);
+
+    // A message sent over REST is pushed the same way, to the others only.
+    let req = shared::testing::request(
+        http::Method::POST,
+        &format!("/api/v1/conversations/{conversation}/messages"),
+        Some(&dt.access),
+        Some(json!({"client_message_id": "rest-1", "body": "Over REST"})),
+    );
+    let (status, sent) = shared::testing::dispatch(&docare_messages::router(), &app, req).await;
+    assert_eq!(status, 201, "{sent}");
+    let got = frames.take("c-pat");
+    assert_eq!(
+        (got.len(), got[0]["type"].as_str()),
+        (1, Some("message:received"))
+    );
+    assert_eq!(got[0]["data"]["body"], "Over REST");
+    assert!(frames.take("c-doc").is_empty() && frames.take("c-str").is_empty());
 }

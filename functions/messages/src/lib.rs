@@ -9,7 +9,8 @@
 //! one patient and providers with an active care relationship with them; when one of
 //! those relationships ends it stays readable and a send is a 409. Providers need an
 //! MFA session (bodies are PHI). Every read is audited; sends and receipts commit with
-//! their event.
+//! their event, then are pushed to the other participants' open WebSocket connections
+//! (`message:received`, `message:read`; the fast path: `sync` has them either way).
 //!
 //! Rate limits are chat's own (`shared::auth::rate_limit`): `CHAT_MESSAGES` per minute
 //! for sends, `CHAT_SYNC` per minute for sync, `CHAT` per 15 minutes for the rest,
@@ -30,6 +31,7 @@ use shared::store::messages::{
     self, Conversation, Gap, Message, MessagePage, NewConversation, Sent, Stored, LIST_RESOURCE,
     MAX_SYNC_PAGE, RESOURCE, SYNC_RESOURCE,
 };
+use shared::ws::ServerEvent;
 use shared::{chat, guard, ApiError, App, AppContext};
 
 /// Default and largest page of messages.
@@ -279,7 +281,12 @@ pub async fn send(app: App, req: ApiRequest) -> HandlerResult {
     let conversation = of_path(&app, &req, &principal).await?;
     let body: SendBody = req.json()?;
     match chat::deliver(&app, &req, &principal, &conversation, &body).await? {
-        Sent::New(message, _) => ApiResponse::created(&message),
+        Sent::New(message, _) => {
+            // Stored: now the fast path to the others' open connections.
+            let event = ServerEvent::new("message:received", &message);
+            chat::announce(&app, &conversation, Some(&principal.user_id), &event).await;
+            ApiResponse::created(&message)
+        }
         Sent::Repeat(message) => ApiResponse::ok(&message),
     }
 }
@@ -289,7 +296,12 @@ pub async fn mark_read(app: App, req: ApiRequest) -> HandlerResult {
     let principal = chat::signed_in(&app, &req, CHAT, (RESOURCE, guard::ANY)).await?;
     let conversation = of_path(&app, &req, &principal).await?;
     let body: ReadBody = req.json()?;
-    let (receipt, _) = chat::read_up_to(&app, &req, &principal, &conversation, body.up_to).await?;
+    let (receipt, moved) =
+        chat::read_up_to(&app, &req, &principal, &conversation, body.up_to).await?;
+    if moved {
+        let event = ServerEvent::new("message:read", &receipt);
+        chat::announce(&app, &conversation, Some(&principal.user_id), &event).await;
+    }
     ApiResponse::ok(&receipt)
 }
 
