@@ -16,9 +16,11 @@ use crate::ws::{push_to_user, ServerEvent};
 use crate::{ApiError, AppContext};
 use serde::{Deserialize, Serialize};
 
-/// The caller, counted against `limit` (chat's own budgets, not the general one).
-/// Providers need an MFA session (message bodies are PHI); administrators take no part
-/// in conversations and are refused (403, recorded on `target`).
+/// The caller, counted against `limit` (chat's own budgets, not the general one), for
+/// the routes that name no conversation. Providers need an MFA session (message bodies
+/// are PHI); administrators take no part in conversations and are refused (403,
+/// recorded on `target`). Routes that name one use [`authenticated`] and
+/// [`conversation`] (a 404 for administrators, as for anyone outside it).
 pub async fn signed_in(
     app: &AppContext,
     req: &ApiRequest,
@@ -28,6 +30,16 @@ pub async fn signed_in(
     let principal = crate::auth::authenticate_within(app, req, limit).await?;
     allowed(app, req, &principal, target).await?;
     Ok(principal)
+}
+
+/// The caller, counted against `limit`, for a route that names a conversation (the
+/// rules are [`conversation`]'s).
+pub async fn authenticated(
+    app: &AppContext,
+    req: &ApiRequest,
+    limit: Limit,
+) -> Result<Principal, ApiError> {
+    crate::auth::authenticate_within(app, req, limit).await
 }
 
 /// [`signed_in`]'s rule for a principal known otherwise (a WebSocket connection's).
@@ -44,7 +56,9 @@ pub async fn allowed(
 }
 
 /// The conversation `id` names if the caller is one of its participants; otherwise a
-/// 404 (recorded as `ACCESS_DENIED`), the same for one that does not exist.
+/// 404 (recorded as `ACCESS_DENIED`), the same for one that does not exist, a malformed
+/// id, and an administrator (never a participant). A provider without an MFA session
+/// gets a 403.
 pub async fn conversation(
     app: &AppContext,
     req: &ApiRequest,
@@ -55,6 +69,10 @@ pub async fn conversation(
         let target = (RESOURCE, guard::INVALID);
         return Err(guard::refuse(app, req, principal, target, ApiError::NotFound).await);
     }
+    if principal.role == Role::Admin {
+        return Err(guard::refuse(app, req, principal, (RESOURCE, id), ApiError::NotFound).await);
+    }
+    guard::require_staff_mfa(app, req, principal, (RESOURCE, id)).await?;
     match messages::stored(app, id).await? {
         Some(conversation) if conversation.has(&principal.user_id) => Ok(conversation),
         _ => Err(guard::refuse(app, req, principal, (RESOURCE, id), ApiError::NotFound).await),

@@ -180,8 +180,8 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
     let medication = format!("/api/v1/medications/{medication_id}");
     let appointment = format!("/api/v1/appointments/{appointment_id}");
     let conversation = format!("/api/v1/conversations/{conversation_id}");
-    // Participants only; administrators take no part in conversations.
-    let participant = [Unauthenticated, Allow, Hidden, Hidden, Forbidden];
+    // Participants only: anyone else, administrators included, gets a 404.
+    let participant = [Unauthenticated, Allow, Hidden, Hidden, Hidden];
     let chat = [Unauthenticated, Allow, Allow, Allow, Forbidden];
     let table: Vec<(Method, &str, String, [Expect; 5])> = vec![
         (Method::GET, "/health", "/health".into(), public()),

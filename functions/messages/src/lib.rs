@@ -5,7 +5,8 @@
 //!
 //! Who may do what: the participants of a conversation read it, send to it and mark it
 //! read; anyone else — another patient, a provider outside it, an administrator — gets
-//! a 404 on every route that names it (recorded as `ACCESS_DENIED`). A conversation is
+//! a 404 on every route that names it (recorded as `ACCESS_DENIED`); an administrator
+//! gets a 403 on the routes that name none. A conversation is
 //! one patient and providers with an active care relationship with them; when one of
 //! those relationships ends it stays readable and a send is a 409. Providers need an
 //! MFA session (bodies are PHI). Every read is audited; sends and receipts commit with
@@ -247,7 +248,7 @@ async fn of_path(
 
 /// `GET /api/v1/conversations/{id}`.
 pub async fn get(app: App, req: ApiRequest) -> HandlerResult {
-    let principal = chat::signed_in(&app, &req, CHAT, (RESOURCE, guard::ANY)).await?;
+    let principal = chat::authenticated(&app, &req, CHAT).await?;
     let conversation = of_path(&app, &req, &principal).await?;
     let marker = messages::read_marker(&app, &conversation.id, &principal.user_id)
         .await?
@@ -258,7 +259,7 @@ pub async fn get(app: App, req: ApiRequest) -> HandlerResult {
 
 /// `GET /api/v1/conversations/{id}/messages[?before=&limit=]`.
 pub async fn list_messages(app: App, req: ApiRequest) -> HandlerResult {
-    let principal = chat::signed_in(&app, &req, CHAT, (RESOURCE, guard::ANY)).await?;
+    let principal = chat::authenticated(&app, &req, CHAT).await?;
     let conversation = of_path(&app, &req, &principal).await?;
     let limit = req.query_as::<u32>("limit")?.unwrap_or(DEFAULT_MESSAGES);
     if !(1..=MAX_MESSAGES).contains(&limit) {
@@ -277,7 +278,7 @@ pub async fn list_messages(app: App, req: ApiRequest) -> HandlerResult {
 
 /// `POST /api/v1/conversations/{id}/messages`.
 pub async fn send(app: App, req: ApiRequest) -> HandlerResult {
-    let principal = chat::signed_in(&app, &req, CHAT_MESSAGES, (RESOURCE, guard::ANY)).await?;
+    let principal = chat::authenticated(&app, &req, CHAT_MESSAGES).await?;
     let conversation = of_path(&app, &req, &principal).await?;
     let body: SendBody = req.json()?;
     match chat::deliver(&app, &req, &principal, &conversation, &body).await? {
@@ -293,7 +294,7 @@ pub async fn send(app: App, req: ApiRequest) -> HandlerResult {
 
 /// `POST /api/v1/conversations/{id}/read`.
 pub async fn mark_read(app: App, req: ApiRequest) -> HandlerResult {
-    let principal = chat::signed_in(&app, &req, CHAT, (RESOURCE, guard::ANY)).await?;
+    let principal = chat::authenticated(&app, &req, CHAT).await?;
     let conversation = of_path(&app, &req, &principal).await?;
     let body: ReadBody = req.json()?;
     let (receipt, moved) =
