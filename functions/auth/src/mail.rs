@@ -60,6 +60,18 @@ pub async fn account_locked(app: &AppContext, to: &str) -> Result<(), ApiError> 
     .await
 }
 
+/// Tells the owner about a change to how the account signs in (TOTP on or off, the
+/// phone that receives codes): if it was not them, they know at once.
+pub async fn security_change(app: &AppContext, to: &str, what: &str) -> Result<(), ApiError> {
+    send(
+        app,
+        to,
+        "A security setting of your DoCare account changed",
+        format!("{what}\n\nIf this was not you, reset your password at once and contact support."),
+    )
+    .await
+}
+
 pub async fn login_code_sms(app: &AppContext, to: &str, code: &str) -> Result<(), ApiError> {
     let id = format!("auth:{}", app.new_id());
     let body = format!("Your DoCare sign-in code: {code}. It expires in 5 minutes.");

@@ -34,6 +34,20 @@ pub async fn open(
     amr: &[&str],
     ends: i64,
 ) -> Result<String, ApiError> {
+    let (refresh_token, ops) = open_ops(app, user_id, session_id, amr, ends);
+    app.db.transact_write(ops).await?;
+    Ok(refresh_token)
+}
+
+/// The writes that open a session (the session and its first refresh token, both
+/// conditional on being new), for a unit of work; and the refresh token to hand out.
+pub fn open_ops(
+    app: &AppContext,
+    user_id: &str,
+    session_id: &str,
+    amr: &[&str],
+    ends: i64,
+) -> (String, Vec<WriteOp>) {
     let now = app.clock.now();
     let key = keys::session(user_id, session_id);
     let session = item([
@@ -45,21 +59,19 @@ pub async fn open(
     ]);
     let refresh_token = secrets::token();
     let table = app.config.table.clone();
-    app.db
-        .transact_write(vec![
-            WriteOp::Put {
-                table: table.clone(),
-                item: session,
-                condition: Some(Condition::NotExists),
-            },
-            WriteOp::Put {
-                table,
-                item: refresh_item(&refresh_token, user_id, session_id, now.timestamp(), ends),
-                condition: Some(Condition::NotExists),
-            },
-        ])
-        .await?;
-    Ok(refresh_token)
+    let ops = vec![
+        WriteOp::Put {
+            table: table.clone(),
+            item: session,
+            condition: Some(Condition::NotExists),
+        },
+        WriteOp::Put {
+            table,
+            item: refresh_item(&refresh_token, user_id, session_id, now.timestamp(), ends),
+            condition: Some(Condition::NotExists),
+        },
+    ];
+    (refresh_token, ops)
 }
 
 /// A presented refresh token, as stored.
