@@ -404,9 +404,23 @@ async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no
         vec![],
     )
     .await;
-    let verify = one_time::issue(&app, Purpose::VerifyEmail, &newbie.id, 3600)
+    // A verification token as a repeat sign-up makes it (bound to the credentials).
+    let issued = one_time::prepare(
+        &app,
+        Purpose::VerifyEmail,
+        &newbie.id,
+        3600,
+        vec![(
+            "password_hash",
+            shared::ports::db::Value::S(newbie_account.password_hash.clone()),
+        )],
+    );
+    let restart = shared::auth::accounts::restart_signup(&app, &newbie.id, &issued.hash);
+    app.db
+        .transact_write(vec![restart, issued.write])
         .await
         .unwrap();
+    let verify = issued.token;
     phi.push(verify.clone());
     h.step(
         "POST verify-email, bad token",
@@ -629,7 +643,8 @@ async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no
     let enrolled = h
         .step(
             "POST mfa/totp/enroll",
-            call(Method::POST, "/api/v1/auth/mfa/totp/enroll", pt),
+            call(Method::POST, "/api/v1/auth/mfa/totp/enroll", pt)
+                .body(json!({"password": after_reset})),
             200,
             vec![ok("MFA_ENROLL", &patient, ("account", &patient.id))],
         )

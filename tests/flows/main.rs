@@ -5,4 +5,5 @@ mod auth;
 mod budgets;
 mod emergency;
 mod profile;
+mod takeover;
 mod units_of_work;

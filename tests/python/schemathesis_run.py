@@ -179,7 +179,8 @@ def main():
     }
 
     def confirm_body():
-        r = post("/api/v1/auth/mfa/totp/enroll", None, token[who[("POST", "/api/v1/auth/mfa/totp/confirm")]])
+        enrolling = who[("POST", "/api/v1/auth/mfa/totp/confirm")]
+        r = post("/api/v1/auth/mfa/totp/enroll", {"password": by_role[enrolling]["password"]}, token[enrolling])
         secret = r.json()["secret"] if r.status_code == 200 else None
         assert secret, f"enrol: {r.status_code} {r.text}"
         return {"body": {"code": pyotp.TOTP(secret).now()}}
