@@ -817,11 +817,15 @@ async fn password_reset_is_single_use_and_ends_every_session() {
         401
     );
     assert_eq!(
-        h.login("reset@example.com", "quiet old password").await.status,
+        h.login("reset@example.com", "quiet old password")
+            .await
+            .status,
         401
     );
     assert_eq!(
-        h.login("reset@example.com", "fresh new password").await.status,
+        h.login("reset@example.com", "fresh new password")
+            .await
+            .status,
         200
     );
 }
@@ -829,7 +833,8 @@ async fn password_reset_is_single_use_and_ends_every_session() {
 #[tokio::test]
 async fn bcrypt_hashes_from_the_predecessor_are_upgraded_on_login() {
     let h = Harness::new();
-    h.signed_up("legacy@example.com", "lantern placeholder pw").await;
+    h.signed_up("legacy@example.com", "lantern placeholder pw")
+        .await;
     let account = accounts::find_by_email(&h.app, "legacy@example.com")
         .await
         .unwrap()

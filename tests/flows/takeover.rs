@@ -9,7 +9,9 @@ use shared::auth::checks::{self, Check};
 use shared::auth::{accounts, totp, Role};
 use shared::notifications::Notification;
 use shared::ports::db::{Query, Value as DbValue};
-use shared::testing::{dispatch, drain_notifications, request, with_ports, AuditTableDown, TestApp};
+use shared::testing::{
+    dispatch, drain_notifications, request, with_ports, AuditTableDown, TestApp,
+};
 use shared::App;
 use std::sync::Arc;
 use std::time::Instant;
@@ -277,7 +279,11 @@ async fn forty_parallel_wrong_passwords_from_one_address_evaluate_at_most_five()
     // Forty accounts: the per-IP budget, not the per-account one, must stop them.
     let mut ids = Vec::new();
     for n in 0..40 {
-        ids.push(active(&app, &format!("ip{n}@example.com"), Role::Patient, false).await.0);
+        ids.push(
+            active(&app, &format!("ip{n}@example.com"), Role::Patient, false)
+                .await
+                .0,
+        );
     }
     let statuses = parallel(40, |n| {
         let app = app.clone();
@@ -285,7 +291,10 @@ async fn forty_parallel_wrong_passwords_from_one_address_evaluate_at_most_five()
     })
     .await;
     let checked: u64 = ids.iter().map(|id| checks::made(Check::Password, id)).sum();
-    assert!(checked <= 5, "{checked} password hashes checked; the limit is 5");
+    assert!(
+        checked <= 5,
+        "{checked} password hashes checked; the limit is 5"
+    );
     assert_eq!(count(&statuses, 401) as u64, checked, "{statuses:?}");
     assert!(count(&statuses, 429) >= 35, "{statuses:?}");
 }
@@ -302,8 +311,14 @@ async fn forty_parallel_wrong_passwords_on_one_account_evaluate_at_most_five_and
     })
     .await;
     let checked = checks::made(Check::Password, &id);
-    assert!(checked <= 5, "{checked} password hashes checked; the lockout is 5");
-    assert!(count(&statuses, 401) + count(&statuses, 429) == 48, "{statuses:?}");
+    assert!(
+        checked <= 5,
+        "{checked} password hashes checked; the lockout is 5"
+    );
+    assert!(
+        count(&statuses, 401) + count(&statuses, 429) == 48,
+        "{statuses:?}"
+    );
     let account = accounts::get(&app, &id).await.unwrap().unwrap();
     use shared::ports::Clock;
     assert!(account.locked(t.clock.now().timestamp()), "locked");
@@ -335,7 +350,13 @@ async fn forty_parallel_wrong_passwords_on_one_account_evaluate_at_most_five_and
     )
     .await;
     assert_eq!(status, 204, "{body}");
-    let (status, body) = login(&app, "192.0.2.10", "target@example.com", "saffron bicycle harbor quill").await;
+    let (status, body) = login(
+        &app,
+        "192.0.2.10",
+        "target@example.com",
+        "saffron bicycle harbor quill",
+    )
+    .await;
     assert_eq!(status, 200, "reset clears the lock: {body}");
 }
 
@@ -347,8 +368,13 @@ async fn forty_parallel_wrong_codes_evaluate_at_most_five_per_challenge_and_per_
     // Three challenges (three right passwords), guessed at from forty addresses.
     let mut tokens = Vec::new();
     for n in 0..3 {
-        let (status, step1) =
-            login(&app, &format!("192.0.2.{}", 100 + n), "codes@example.com", PASSWORD).await;
+        let (status, step1) = login(
+            &app,
+            &format!("192.0.2.{}", 100 + n),
+            "codes@example.com",
+            PASSWORD,
+        )
+        .await;
         assert_eq!(status, 200, "{step1}");
         tokens.push(step1["mfa_token"].as_str().unwrap().to_string());
     }
@@ -404,7 +430,10 @@ async fn forty_parallel_wrong_codes_on_one_challenge_evaluate_at_most_five() {
     .await;
     let checked = checks::made(Check::Code, &id) - before;
     assert!(checked <= 5, "{checked} codes checked on one challenge");
-    assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test]
@@ -479,7 +508,15 @@ async fn totp_changes_need_the_password_or_a_code_and_tell_the_owner() {
     let app = &t.app;
     let (id, _) = active(app, "settings@example.com", Role::Patient, false).await;
     let access = shared::testing::token(app, &id, Role::Patient, "s", &["pwd"]).await;
-    let enroll = |body: Value| call(app, "192.0.2.6", "/api/v1/auth/mfa/totp/enroll", body, Some(&access));
+    let enroll = |body: Value| {
+        call(
+            app,
+            "192.0.2.6",
+            "/api/v1/auth/mfa/totp/enroll",
+            body,
+            Some(&access),
+        )
+    };
     assert_eq!(enroll(json!({})).await.0, 400, "the password is required");
     assert_eq!(enroll(json!({"password": OTHER})).await.0, 401);
     let (status, enrolled) = enroll(json!({"password": PASSWORD})).await;
@@ -500,8 +537,9 @@ async fn totp_changes_need_the_password_or_a_code_and_tell_the_owner() {
     assert_eq!(status, 200);
     let told = mails(app).await;
     assert!(
-        told.iter().any(|m| m.to == "settings@example.com"
-            && m.body.contains("authenticator app was added")),
+        told.iter()
+            .any(|m| m.to == "settings@example.com"
+                && m.body.contains("authenticator app was added")),
         "the owner is told"
     );
     t.clock.advance(chrono::Duration::seconds(30));
@@ -555,7 +593,10 @@ async fn weak_passwords_are_refused_clearly_and_staff_need_twelve_characters() {
     )
     .await;
     assert_eq!(status, 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("at least 12"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("at least 12"));
     let (status, _) = call(
         app,
         "192.0.2.7",
@@ -586,9 +627,19 @@ async fn auth_changes_are_not_kept_without_their_audit_events() {
     assert_eq!(signup(app, "uow@example.com", PASSWORD).await.0, 201);
     let token = token_in(&mails(app).await.pop().unwrap());
     let verify = json!({"token": token});
-    let (status, _) = call(&down, "192.0.2.8", "/api/v1/auth/verify-email", verify.clone(), None).await;
+    let (status, _) = call(
+        &down,
+        "192.0.2.8",
+        "/api/v1/auth/verify-email",
+        verify.clone(),
+        None,
+    )
+    .await;
     assert_eq!(status, 503);
-    let account = accounts::find_by_email(app, "uow@example.com").await.unwrap().unwrap();
+    let account = accounts::find_by_email(app, "uow@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(account.status, accounts::Status::Unverified);
     let (status, _) = call(app, "192.0.2.8", "/api/v1/auth/verify-email", verify, None).await;
     assert_eq!(status, 204);
@@ -608,14 +659,35 @@ async fn auth_changes_are_not_kept_without_their_audit_events() {
     assert_eq!(sessions().await, 0, "no session without its LOGIN event");
 
     // Password reset: the old password stays, the token stays usable.
-    let (status, _) = call(app, "192.0.2.9", "/api/v1/auth/password/reset-request", json!({"email": "uow@example.com"}), None).await;
+    let (status, _) = call(
+        app,
+        "192.0.2.9",
+        "/api/v1/auth/password/reset-request",
+        json!({"email": "uow@example.com"}),
+        None,
+    )
+    .await;
     assert_eq!(status, 202);
     let reset = token_in(&mails(app).await.pop().unwrap());
     let body = json!({"token": reset, "new_password": OTHER});
-    let (status, _) = call(&down, "192.0.2.9", "/api/v1/auth/password/reset", body.clone(), None).await;
+    let (status, _) = call(
+        &down,
+        "192.0.2.9",
+        "/api/v1/auth/password/reset",
+        body.clone(),
+        None,
+    )
+    .await;
     assert_eq!(status, 503);
     let after = accounts::get(app, &account.id).await.unwrap().unwrap();
-    assert_eq!(after.password_hash, accounts::get(app, &account.id).await.unwrap().unwrap().password_hash);
+    assert_eq!(
+        after.password_hash,
+        accounts::get(app, &account.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash
+    );
     assert_eq!(
         shared::auth::passwords::verify(PASSWORD, &after.password_hash),
         shared::auth::passwords::Verified::Yes { rehash: false }
@@ -623,21 +695,55 @@ async fn auth_changes_are_not_kept_without_their_audit_events() {
 
     // TOTP enrolment and confirmation: nothing pending, MFA stays off.
     let access = shared::testing::token(app, &account.id, Role::Patient, "s", &["pwd"]).await;
-    let (status, _) = call(&down, "192.0.2.9", "/api/v1/auth/mfa/totp/enroll", json!({"password": PASSWORD}), Some(&access)).await;
+    let (status, _) = call(
+        &down,
+        "192.0.2.9",
+        "/api/v1/auth/mfa/totp/enroll",
+        json!({"password": PASSWORD}),
+        Some(&access),
+    )
+    .await;
     assert_eq!(status, 503);
     let after = accounts::get(app, &account.id).await.unwrap().unwrap();
     assert!(!after.item.contains_key("totp_pending"));
-    let (status, enrolled) = call(app, "192.0.2.9", "/api/v1/auth/mfa/totp/enroll", json!({"password": PASSWORD}), Some(&access)).await;
+    let (status, enrolled) = call(
+        app,
+        "192.0.2.9",
+        "/api/v1/auth/mfa/totp/enroll",
+        json!({"password": PASSWORD}),
+        Some(&access),
+    )
+    .await;
     assert_eq!(status, 200);
     let secret = totp::decode_base32(enrolled["secret"].as_str().unwrap()).unwrap();
     let now = {
         use shared::ports::Clock;
         t.clock.now().timestamp()
     };
-    let (status, _) = call(&down, "192.0.2.9", "/api/v1/auth/mfa/totp/confirm", json!({"code": totp::code_at(&secret, now)}), Some(&access)).await;
+    let (status, _) = call(
+        &down,
+        "192.0.2.9",
+        "/api/v1/auth/mfa/totp/confirm",
+        json!({"code": totp::code_at(&secret, now)}),
+        Some(&access),
+    )
+    .await;
     assert_eq!(status, 503);
-    assert!(!accounts::get(app, &account.id).await.unwrap().unwrap().mfa_enabled);
-    let (status, _) = call(app, "192.0.2.9", "/api/v1/auth/mfa/totp/confirm", json!({"code": totp::code_at(&secret, now)}), Some(&access)).await;
+    assert!(
+        !accounts::get(app, &account.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .mfa_enabled
+    );
+    let (status, _) = call(
+        app,
+        "192.0.2.9",
+        "/api/v1/auth/mfa/totp/confirm",
+        json!({"code": totp::code_at(&secret, now)}),
+        Some(&access),
+    )
+    .await;
     assert_eq!(status, 200);
 
     // MFA challenge: no session, and the challenge still works when the trail is back.
@@ -647,7 +753,14 @@ async fn auth_changes_are_not_kept_without_their_audit_events() {
     t.clock.advance(chrono::Duration::seconds(30));
     let code = totp::code_at(&secret, now + 30);
     let body = json!({"mfa_token": challenge, "code": code});
-    let (status, _) = call(&down, "192.0.2.11", "/api/v1/auth/mfa/challenge", body, None).await;
+    let (status, _) = call(
+        &down,
+        "192.0.2.11",
+        "/api/v1/auth/mfa/challenge",
+        body,
+        None,
+    )
+    .await;
     assert_eq!(status, 503);
     assert_eq!(sessions().await, before, "no session without its events");
     let _ = DbValue::Null;

@@ -6,8 +6,8 @@
 //! single-use, lives five minutes and allows [`MAX_CHALLENGE_ATTEMPTS`] wrong codes.
 
 use crate::mail;
-use serde::Deserialize;
 use crate::sessions::open_session_audited;
+use serde::Deserialize;
 use shared::audit::{Action, CommitError, Outcome};
 use shared::auth::accounts::{self, seal, Account, Status};
 use shared::auth::checks::{self, Check};
@@ -18,10 +18,10 @@ use shared::auth::{
     totp,
 };
 use shared::crypto::CryptoError;
-use zeroize::Zeroizing;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::store::mfa;
 use shared::{ApiError, App, AppContext};
+use zeroize::Zeroizing;
 
 pub const CHALLENGE_TTL_SECS: i64 = 5 * 60;
 pub const MAX_CHALLENGE_ATTEMPTS: i64 = 5;
@@ -77,7 +77,8 @@ pub async fn challenge(app: App, req: ApiRequest) -> HandlerResult {
         return Err(ApiError::InvalidCredentials);
     };
     let user_id = pending.user_id.clone();
-    let by_account = rate_limit::reserve(&app, rate_limit::AUTH, &account_subject(&user_id)).await?;
+    let by_account =
+        rate_limit::reserve(&app, rate_limit::AUTH, &account_subject(&user_id)).await?;
     let account = accounts::get(&app, &user_id)
         .await?
         .filter(|a| a.status == Status::Active && a.mfa_enabled);
@@ -375,7 +376,12 @@ pub async fn confirm(app: App, req: ApiRequest) -> HandlerResult {
         }
         Err(err) => return Err(err.into()),
     }
-    mail::security_change(&app, &account.email(&app).await?, "An authenticator app was added to your DoCare account (TOTP is on).").await?;
+    mail::security_change(
+        &app,
+        &account.email(&app).await?,
+        "An authenticator app was added to your DoCare account (TOTP is on).",
+    )
+    .await?;
     ApiResponse::ok(&RecoveryCodes {
         recovery_codes: codes,
     })
@@ -420,7 +426,12 @@ pub async fn disable(app: App, req: ApiRequest) -> HandlerResult {
         event,
     )
     .await?;
-    mail::security_change(&app, &account.email(&app).await?, "TOTP was turned off for your DoCare account: sign-ins need only your password now.").await?;
+    mail::security_change(
+        &app,
+        &account.email(&app).await?,
+        "TOTP was turned off for your DoCare account: sign-ins need only your password now.",
+    )
+    .await?;
     Ok(ApiResponse::no_content())
 }
 

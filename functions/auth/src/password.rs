@@ -4,13 +4,13 @@
 use crate::mail;
 use serde::Deserialize;
 use shared::audit::{Action, CommitError, Outcome};
-use shared::ports::db::{Condition, Value};
 use shared::auth::accounts::{self, Status};
 use shared::auth::input;
 use shared::auth::one_time::{self, Purpose};
 use shared::auth::passwords::{self, Verified};
 use shared::auth::{account_event, audit_event, authenticate, rate_limit, record};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
+use shared::ports::db::{Condition, Value};
 use shared::{ApiError, App};
 use zeroize::Zeroizing;
 
@@ -173,7 +173,10 @@ pub async fn reset(app: App, req: ApiRequest) -> HandlerResult {
     );
     match app
         .audit
-        .commit(event, vec![pending.spend(&app, Purpose::PasswordReset), write])
+        .commit(
+            event,
+            vec![pending.spend(&app, Purpose::PasswordReset), write],
+        )
         .await
     {
         Ok(()) => Ok(ApiResponse::no_content()),

@@ -13,8 +13,8 @@ use shared::auth::accounts::{self, Account, LoginAttempt, Status};
 use shared::auth::input;
 use shared::auth::passwords::{self, Verified};
 use shared::auth::{account_event, amr, authenticate, rate_limit, record, record_account};
-use shared::ports::db::WriteOp;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
+use shared::ports::db::WriteOp;
 use shared::store::sessions::{self, Rotation};
 use shared::{ApiError, App, AppContext};
 use zeroize::Zeroizing;
@@ -166,8 +166,12 @@ pub async fn login(app: App, req: ApiRequest) -> HandlerResult {
     rate_limit::release(&app, by_ip).await;
     rate_limit::release(&app, by_address).await;
     if account.status == Status::Unverified {
-        accounts::change(&app, &account.id, accounts::AccountChange::new().clear_lockout())
-            .await?;
+        accounts::change(
+            &app,
+            &account.id,
+            accounts::AccountChange::new().clear_lockout(),
+        )
+        .await?;
         return Err(ApiError::unprocessable(
             "verify your e-mail address before logging in",
         ));

@@ -7,8 +7,8 @@ use shared::auth::accounts::{self, NewAccount, Status};
 use shared::auth::input;
 use shared::auth::one_time::{self, Purpose};
 use shared::auth::{account_event, passwords, rate_limit, Role};
-use shared::ports::db::{Value, WriteOp};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
+use shared::ports::db::{Value, WriteOp};
 use shared::{ApiError, App};
 use zeroize::Zeroizing;
 

@@ -69,9 +69,8 @@ pub fn validate_new(password: &str, role: Role, user_inputs: &[&str]) -> Result<
     if u8::from(estimate.score()) >= MIN_SCORE {
         return Ok(());
     }
-    let mut message = String::from(
-        "password: too easy to guess; use a longer passphrase of unrelated words",
-    );
+    let mut message =
+        String::from("password: too easy to guess; use a longer passphrase of unrelated words");
     if let Some(warning) = estimate.feedback().and_then(|f| f.warning()) {
         message.push_str(&format!(" ({warning})"));
     }

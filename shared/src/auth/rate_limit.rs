@@ -186,7 +186,11 @@ mod tests {
         let t = TestApp::new();
         let mut held = Vec::new();
         for _ in 0..AUTH.max {
-            held.push(reserve(&t.app, AUTH, "user:R").await.expect("within budget"));
+            held.push(
+                reserve(&t.app, AUTH, "user:R")
+                    .await
+                    .expect("within budget"),
+            );
         }
         assert!(matches!(
             reserve(&t.app, AUTH, "user:R").await,
