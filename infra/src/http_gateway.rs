@@ -21,7 +21,9 @@ pub const MAX_EVENT_BODY: usize = 6 * 1024 * 1024;
 
 pub struct HttpGateway {
     pub app: App,
-    pub mounts: Vec<HttpMount>,
+    /// Each function with its own instance of the app (`AppContext::new_instance`), as
+    /// each has its own Lambda processes.
+    pub mounts: Vec<(HttpMount, App)>,
     pub blobs: Arc<LocalBlobs>,
     pub domain: String,
 }
@@ -60,21 +62,23 @@ pub async fn handle(
     // API Gateway picks the most specific route across all integrations, else `$default`.
     let matched = gateway.mounts.iter().find_map(|mount| {
         mount
+            .0
             .router
             .resolve(&parts.method, path)
             .map(|(pattern, params)| (mount, pattern, params))
     });
-    let (mount, route) = match &matched {
+    let (entry, route) = match &matched {
         Some((mount, pattern, params)) => (*mount, Some((*pattern, params))),
         None => match gateway
             .mounts
             .iter()
-            .find(|m| m.function == DEFAULT_ROUTE_FUNCTION)
+            .find(|m| m.0.function == DEFAULT_ROUTE_FUNCTION)
         {
             Some(mount) => (mount, None),
             None => return gateway_answer(StatusCode::NOT_FOUND, "Not Found"),
         },
     };
+    let (mount, instance) = (&entry.0, &entry.1);
     let event = http_api_event(
         method,
         path,
@@ -92,10 +96,11 @@ pub async fn handle(
             return gateway_answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
         }
     };
-    let response = mount
-        .router
-        .handle_lambda(&gateway.app, lambda_request)
-        .await;
+    let response = shared::ports::recording::as_function(
+        mount.function,
+        mount.router.handle_lambda(instance, lambda_request),
+    )
+    .await;
     let (parts, body) = response.into_parts();
     let body = match body {
         lambda_http::Body::Empty => Bytes::new(),

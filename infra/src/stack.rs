@@ -62,7 +62,10 @@ impl Stack {
 
         let http = Arc::new(HttpGateway {
             app: app.clone(),
-            mounts: mounts::http_functions(),
+            mounts: mounts::http_functions()
+                .into_iter()
+                .map(|mount| (mount, app.new_instance()))
+                .collect(),
             blobs: parts.blobs.clone(),
             domain: http_addr.to_string(),
         });
@@ -72,7 +75,7 @@ impl Stack {
         tasks.push(serve(http_listener, router, watcher.clone()));
 
         let ws = Arc::new(WsGateway {
-            app: app.clone(),
+            app: app.new_instance(),
             router: mounts::websocket_function(),
             connections: parts.gateway.clone(),
             domain: ws_addr.to_string(),
@@ -85,13 +88,15 @@ impl Stack {
         let queue: Arc<dyn shared::ports::Queue> = Arc::new(parts.queue.clone());
         for consumer in mounts::consumers(&app) {
             tasks.push(tokio::spawn(consumer.run(
-                app.clone(),
+                app.new_instance(),
                 queue.clone(),
                 watcher.clone(),
             )));
         }
         for schedule in mounts::schedules() {
-            tasks.push(tokio::spawn(schedule.run(app.clone(), watcher.clone())));
+            tasks.push(tokio::spawn(
+                schedule.run(app.new_instance(), watcher.clone()),
+            ));
         }
         Ok(Stack {
             seeded,

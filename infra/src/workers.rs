@@ -9,6 +9,7 @@ use crate::events::{scheduled_event, sqs_event};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use futures::future::BoxFuture;
+use shared::ports::recording::as_function;
 use shared::ports::Queue;
 use shared::{ApiError, App};
 use std::collections::HashSet;
@@ -66,7 +67,7 @@ impl Consumer {
                 return messages.len();
             }
         };
-        let response = (self.handler)(app.clone(), event).await;
+        let response = as_function(self.function, (self.handler)(app.clone(), event)).await;
         let failed: HashSet<&str> = response
             .batch_item_failures
             .iter()
@@ -103,6 +104,9 @@ impl Consumer {
 /// A rule that invokes a function at a fixed rate.
 #[derive(Clone)]
 pub struct Schedule {
+    /// The function the rule invokes (its name in `template.yaml`, lowercase); set with
+    /// [`Schedule::of`]. The IAM tour (`tests/e2e/iam.rs`) refuses a schedule without one.
+    pub function: Option<&'static str>,
     pub rule: &'static str,
     pub every: Duration,
     handler: ScheduleHandler,
@@ -115,17 +119,29 @@ impl Schedule {
         Fut: Future<Output = Result<(), ApiError>> + Send + 'static,
     {
         Self {
+            function: None,
             rule,
             every,
             handler: Arc::new(move |app, event| Box::pin(handler(app, event))),
         }
     }
 
+    /// The function this rule invokes.
+    pub fn of(mut self, function: &'static str) -> Self {
+        self.function = Some(function);
+        self
+    }
+
     /// Fires once.
     pub async fn fire(&self, app: &App) {
         match scheduled_event(self.rule) {
             Ok(event) => {
-                if let Err(err) = (self.handler)(app.clone(), event).await {
+                let run = (self.handler)(app.clone(), event);
+                let result = match self.function {
+                    Some(function) => as_function(function, run).await,
+                    None => run.await,
+                };
+                if let Err(err) = result {
                     tracing::warn!(rule = self.rule, code = err.code(), "scheduled run failed");
                 }
             }

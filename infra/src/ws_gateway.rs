@@ -3,6 +3,7 @@
 //! `$disconnect`. Pushes from handlers reach the socket through the local gateway.
 
 use crate::events::{websocket_event, WsEventKind};
+use crate::mounts::WEBSOCKET_FUNCTION;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +11,7 @@ use futures::{SinkExt, StreamExt};
 use http::{HeaderMap, StatusCode};
 use shared::adapters::local::{LocalGateway, Outbound};
 use shared::ports::push::MAX_FRAME_BYTES;
+use shared::ports::recording::as_function;
 use shared::ws::WsRouter;
 use shared::App;
 use std::collections::HashMap;
@@ -51,7 +53,11 @@ pub async fn upgrade(
         Ok(event) => event,
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
-    let response = gateway.router.dispatch(&gateway.app, event).await;
+    let response = as_function(
+        WEBSOCKET_FUNCTION,
+        gateway.router.dispatch(&gateway.app, event),
+    )
+    .await;
     if !(200..300).contains(&response.status_code) {
         let status = u16::try_from(response.status_code)
             .ok()
@@ -96,7 +102,7 @@ async fn session(
                         &gateway.domain,
                     );
                     if let Ok(event) = event {
-                        gateway.router.dispatch(&gateway.app, event).await;
+                        as_function(WEBSOCKET_FUNCTION, gateway.router.dispatch(&gateway.app, event)).await;
                     }
                 }
                 Some(Ok(Message::Close(frame))) => {
@@ -140,6 +146,10 @@ async fn session(
         &gateway.domain,
     );
     if let Ok(event) = event {
-        gateway.router.dispatch(&gateway.app, event).await;
+        as_function(
+            WEBSOCKET_FUNCTION,
+            gateway.router.dispatch(&gateway.app, event),
+        )
+        .await;
     }
 }

@@ -6,6 +6,7 @@ use crate::audit::AuditWriter;
 use crate::auth::tokens::TokenKeys;
 use crate::config::Config;
 use crate::crypto::blind_index::BlindIndex;
+use crate::crypto::envelope::Purpose;
 use crate::crypto::{CachePolicy, Envelope, KmsCalls, MeteredKeys};
 use crate::ports::{BlobStore, Clock, Database, KeyService, Messenger, Push, Queue, SecretStore};
 use std::sync::Arc;
@@ -42,9 +43,12 @@ pub struct AppContext {
     pub secrets: crate::secrets::Secrets,
     /// The ports as given (unwrapped), for [`AppContext::ports`].
     given: Ports,
-    /// Encrypts and decrypts PHI fields (DESIGN §6); its key cache lives as long as the
-    /// instance, which is what keeps KMS calls rare.
+    /// Encrypts and decrypts PHI fields (DESIGN §6) under the `docare-phi` purpose; its
+    /// key cache lives as long as the instance, which is what keeps KMS calls rare.
     pub crypto: Arc<Envelope>,
+    /// Seals and opens queued e-mail and SMS (`docare-notification` purpose): the
+    /// producers and the notify function need it, nothing else.
+    pub notification_crypto: Arc<Envelope>,
     /// Keyed lookups on encrypted values (email).
     pub index: BlindIndex,
     /// Signs (auth function) and verifies (every function) access tokens.
@@ -83,15 +87,26 @@ impl AppContext {
         let kms_calls = metered.calls();
         let keys: Arc<dyn KeyService> = Arc::new(metered);
         let stage = config.stage.as_str();
-        let crypto = Arc::new(Envelope::new(
-            keys.clone(),
-            db.clone(),
-            clock.clone(),
-            &config.table,
-            &config.kms_key_id,
-            stage,
-            CachePolicy::default(),
-        ));
+        // One envelope per purpose (`crypto::envelope::Purpose`): separate data keys
+        // under separate KMS encryption contexts, so IAM grants each function only the
+        // purposes it uses.
+        let envelope = |purpose: Purpose| {
+            Arc::new(
+                Envelope::new(
+                    keys.clone(),
+                    db.clone(),
+                    clock.clone(),
+                    &config.table,
+                    &config.kms_key_id,
+                    stage,
+                    CachePolicy::default(),
+                )
+                .with_purpose(purpose),
+            )
+        };
+        let crypto = envelope(Purpose::Phi);
+        let notification_crypto = envelope(Purpose::Notification);
+        let audit_crypto = envelope(Purpose::Audit);
         let index = BlindIndex::new(
             keys.clone(),
             db.clone(),
@@ -100,7 +115,7 @@ impl AppContext {
             stage,
         );
         let tokens = TokenKeys::new(stage);
-        let audit = AuditWriter::new(db.clone(), crypto.clone(), clock.clone(), &config);
+        let audit = AuditWriter::new(db.clone(), audit_crypto, clock.clone(), &config);
         Self {
             config,
             db,
@@ -114,6 +129,7 @@ impl AppContext {
             secrets,
             given,
             crypto,
+            notification_crypto,
             index,
             tokens,
             audit,
@@ -129,6 +145,14 @@ impl AppContext {
     /// Now by this app's clock, in the one API time format.
     pub fn now(&self) -> crate::domain::Timestamp {
         crate::domain::Timestamp::new(self.clock.now())
+    }
+
+    /// Another instance of the same deployment: the same configuration and ports, its
+    /// own services with cold caches (data keys, signing keys, the audit chain's tip),
+    /// as another function's Lambda process has. The local stack gives each function
+    /// one, so what a function does on its cold path is attributed to it.
+    pub fn new_instance(&self) -> crate::App {
+        Arc::new(AppContext::new(self.config.clone(), self.ports()))
     }
 
     /// The ports this context was built on, as given (tests swap one and rebuild).

@@ -4,7 +4,9 @@
 //! Recipients and bodies are PHI or secrets (emergency contacts' numbers, alert texts,
 //! single-use tokens), so producers seal them with the envelope before they leave the
 //! process: on the queue a message carries only its id, its channel and `sealed`. The
-//! notify function opens it just before sending.
+//! notify function opens it just before sending. Payloads have their own data keys
+//! (`docare-notification` purpose), so the notify function cannot open PHI fields and
+//! a producer's PHI rights do not open queued messages.
 
 use crate::crypto::{Binding, CryptoError};
 use crate::encoding::{b64url, unb64url};
@@ -92,7 +94,10 @@ impl Notification {
             body: self.body,
         };
         let json = serde_json::to_vec(&payload).map_err(ApiError::internal)?;
-        let sealed = app.crypto.encrypt(&binding(&self.id), &json).await?;
+        let sealed = app
+            .notification_crypto
+            .encrypt(&binding(&self.id), &json)
+            .await?;
         Ok(Self {
             id: self.id,
             channel: self.channel,
@@ -109,7 +114,10 @@ impl Notification {
             return Ok(self);
         };
         let bytes = unb64url(sealed).ok_or(CryptoError::Integrity)?;
-        let json = app.crypto.decrypt(&binding(&self.id), &bytes).await?;
+        let json = app
+            .notification_crypto
+            .decrypt(&binding(&self.id), &bytes)
+            .await?;
         let payload: Payload = serde_json::from_slice(&json).map_err(|_| CryptoError::Integrity)?;
         Ok(Self {
             id: self.id,

@@ -162,7 +162,7 @@ impl Harness {
         let (pattern, _) = mount.router.resolve(&call.method, &call.path).unwrap();
         self.covered
             .insert((call.method.to_string(), pattern.to_string()));
-        let response = mount.router.dispatch(&self.parts.app, req).await;
+        let response = mount.dispatch(&self.parts.app, req).await;
         let body = serde_json::from_slice(&response.body).unwrap_or(Json::Null);
         (response.status.as_u16(), body, self.new_events())
     }
@@ -212,7 +212,7 @@ fn totp_code(secret: &str, offset_secs: i64) -> String {
 }
 
 #[tokio::test]
-async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no_phi() {
+pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no_phi() {
     let (parts, _dir) = shared::testing::local_app(Arc::new(SystemClock));
     let app = parts.app.clone();
     let mut h = Harness {

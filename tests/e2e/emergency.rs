@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
-async fn an_sos_reaches_contacts_by_outbox_and_the_care_team_by_websocket() {
+pub(crate) async fn an_sos_reaches_contacts_by_outbox_and_the_care_team_by_websocket() {
     let t = TestStack::start().await;
     let app = t.app().clone();
     let patient = accounts::create(

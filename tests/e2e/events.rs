@@ -1,10 +1,13 @@
 //! Every sample event in `events/` is fed to its function and the answer checked. A
-//! sample without an expectation here fails the test, so the folder stays honest.
+//! sample without an expectation here fails the test, so the folder stays honest. Each
+//! runs as its function (`as_function`), so the IAM tour (`iam.rs`) checks what it does.
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use aws_lambda_events::sqs::SqsEvent;
+use docare_local::mounts::WEBSOCKET_FUNCTION;
 use serde_json::Value;
 use shared::clock::SystemClock;
+use shared::ports::recording::as_function;
 use shared::testing::local_app;
 use shared::testing::repo_root;
 use std::collections::BTreeMap;
@@ -39,7 +42,7 @@ fn assert_covered(function: &str, expected: &[&str]) {
 }
 
 #[tokio::test]
-async fn health_samples() {
+pub(crate) async fn health_samples() {
     let expected = [
         ("get-health.json", 200, None),
         ("unknown-route.json", 404, Some("not_found")),
@@ -50,7 +53,7 @@ async fn health_samples() {
     let router = docare_health::router();
     for (name, status, code) in expected {
         let request = lambda_http::request::from_str(&samples("health")[name]).expect("parses");
-        let response = router.handle_lambda(&parts.app, request).await;
+        let response = as_function("health", router.handle_lambda(&parts.app, request)).await;
         assert_eq!(response.status().as_u16(), status, "{name}");
         let body: Value = match response.body() {
             lambda_http::Body::Text(text) => serde_json::from_str(text).expect("json"),
@@ -70,7 +73,7 @@ async fn health_samples() {
 }
 
 #[tokio::test]
-async fn realtime_samples() {
+pub(crate) async fn realtime_samples() {
     let expected = [
         ("connect-without-token.json", 401),
         ("ping.json", 200),
@@ -84,7 +87,7 @@ async fn realtime_samples() {
     for (name, status) in expected {
         let event: ApiGatewayWebsocketProxyRequest =
             serde_json::from_str(&samples("realtime")[name]).expect("parses");
-        let response = router.dispatch(&parts.app, event).await;
+        let response = as_function(WEBSOCKET_FUNCTION, router.dispatch(&parts.app, event)).await;
         assert_eq!(response.status_code, status, "{name}");
         if name == "connect-without-token.json" {
             let stored = parts
@@ -102,12 +105,12 @@ async fn realtime_samples() {
 }
 
 #[tokio::test]
-async fn notify_samples() {
+pub(crate) async fn notify_samples() {
     assert_covered("notify", &["sqs-batch.json"]);
     let (parts, _dir) = local_app(Arc::new(SystemClock));
     let event: SqsEvent =
         serde_json::from_str(&samples("notify")["sqs-batch.json"]).expect("parses");
-    let response = docare_notify::handle(parts.app.clone(), event).await;
+    let response = as_function("notify", docare_notify::handle(parts.app.clone(), event)).await;
     let failed: Vec<&str> = response
         .batch_item_failures
         .iter()
@@ -126,7 +129,7 @@ async fn notify_samples() {
 
 /// Feeds a REST function's samples and checks status and error code.
 async fn check_http_samples(
-    function: &str,
+    function: &'static str,
     router: shared::http::Router,
     expected: &[(&str, u16, Option<&str>)],
 ) {
@@ -134,7 +137,7 @@ async fn check_http_samples(
     let (parts, _dir) = local_app(Arc::new(SystemClock));
     for (name, status, code) in expected {
         let request = lambda_http::request::from_str(&samples(function)[*name]).expect("parses");
-        let response = router.handle_lambda(&parts.app, request).await;
+        let response = as_function(function, router.handle_lambda(&parts.app, request)).await;
         assert_eq!(response.status().as_u16(), *status, "{name}");
         let body: Value = match response.body() {
             lambda_http::Body::Text(text) => serde_json::from_str(text).expect("json"),
@@ -147,7 +150,7 @@ async fn check_http_samples(
 }
 
 #[tokio::test]
-async fn auth_samples() {
+pub(crate) async fn auth_samples() {
     check_http_samples(
         "auth",
         docare_auth::router(),
@@ -165,7 +168,7 @@ async fn auth_samples() {
 }
 
 #[tokio::test]
-async fn users_samples() {
+pub(crate) async fn users_samples() {
     check_http_samples(
         "users",
         docare_users::router(),
@@ -178,7 +181,7 @@ async fn users_samples() {
 }
 
 #[tokio::test]
-async fn emergency_samples() {
+pub(crate) async fn emergency_samples() {
     check_http_samples(
         "emergency",
         docare_emergency::router(),
@@ -191,7 +194,7 @@ async fn emergency_samples() {
 }
 
 #[tokio::test]
-async fn audit_samples() {
+pub(crate) async fn audit_samples() {
     check_http_samples(
         "audit",
         docare_audit::router(),

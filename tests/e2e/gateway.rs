@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[tokio::test]
-async fn health_answers_200_with_every_check() {
+pub(crate) async fn health_answers_200_with_every_check() {
     let t = TestStack::start().await;
     let response = t.http.get(t.url("/health")).send().await.expect("request");
     assert_eq!(response.status(), 200);

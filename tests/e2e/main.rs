@@ -7,6 +7,7 @@ mod emergency;
 mod events;
 mod gateway;
 mod health;
+mod iam;
 mod identity;
 mod ids;
 mod openapi;

@@ -55,7 +55,7 @@ async fn connect(t: &TestStack) -> (Socket, String) {
 }
 
 #[tokio::test]
-async fn a_handshake_without_a_valid_token_is_refused() {
+pub(crate) async fn a_handshake_without_a_valid_token_is_refused() {
     let t = TestStack::start().await;
     assert!(tokio_tungstenite::connect_async(t.stack.ws_url())
         .await
@@ -107,7 +107,7 @@ fn connection_ids(t: &TestStack) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn ping_pong_push_and_disconnect() {
+pub(crate) async fn ping_pong_push_and_disconnect() {
     let t = TestStack::start().await;
     let (mut socket, _user) = connect(&t).await;
     assert!(
@@ -153,7 +153,7 @@ async fn ping_pong_push_and_disconnect() {
 }
 
 #[tokio::test]
-async fn the_server_can_close_a_connection() {
+pub(crate) async fn the_server_can_close_a_connection() {
     let t = TestStack::start().await;
     let (mut socket, _user) = connect(&t).await;
     assert!(eventually(|| connection_ids(&t).len() == 1).await);

@@ -32,7 +32,7 @@ fn notification(id: &str) -> OutgoingMessage {
 }
 
 #[tokio::test]
-async fn a_queued_notification_reaches_the_outbox_through_the_running_stack() {
+pub(crate) async fn a_queued_notification_reaches_the_outbox_through_the_running_stack() {
     let t = TestStack::start().await;
     let queue = &t.app().config.queues.notifications;
     t.app()

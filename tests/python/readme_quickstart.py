@@ -129,14 +129,21 @@ def main():
                     if time.time() > deadline:
                         fail("the local stack did not answer /health within 10 minutes")
                     time.sleep(0.5)
-            out.seek(0)
-            banner = out.read().decode()
-            for line in (
+            expected = (
                 f"REST API:  http://127.0.0.1:{http_port}",
                 f"WebSocket: ws://127.0.0.1:{ws_port}",
                 "seed-accounts.json",
                 "limits:    production values",
-            ):
+            )
+            # The servers answer as soon as they listen; the banner follows a moment later.
+            banner_deadline = time.time() + 10
+            while True:
+                out.seek(0)
+                banner = out.read().decode()
+                if all(line in banner for line in expected) or time.time() > banner_deadline:
+                    break
+                time.sleep(0.2)
+            for line in expected:
                 if line not in banner:
                     fail(f"the stack's start-up output lacks {line!r}:\n{banner}")
             run_try_it(blocks[1], http_port, ws_port, data_dir)

@@ -27,15 +27,18 @@ fn fixture() -> Fixture {
     let clock = Arc::new(ManualClock::new(start));
     let (parts, dir) = crate::testing::local_app(clock.clone());
     let app = &parts.app;
-    let envelope = Arc::new(Envelope::new(
-        app.keys.clone(),
-        app.db.clone(),
-        app.clock.clone(),
-        &app.config.table,
-        &app.config.kms_key_id,
-        app.config.stage.as_str(),
-        CachePolicy::default(),
-    ));
+    let envelope = Arc::new(
+        Envelope::new(
+            app.keys.clone(),
+            app.db.clone(),
+            app.clock.clone(),
+            &app.config.table,
+            &app.config.kms_key_id,
+            app.config.stage.as_str(),
+            CachePolicy::default(),
+        )
+        .with_purpose(crate::crypto::envelope::Purpose::Audit),
+    );
     Fixture {
         parts,
         clock,

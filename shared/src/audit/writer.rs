@@ -109,7 +109,8 @@ impl std::fmt::Debug for AuditWriter {
 
 impl AuditWriter {
     /// Cheap: no I/O until the first event. `envelope` encrypts the reason and user
-    /// agent; share the app's one so data keys are cached once per instance.
+    /// agent: an envelope of [`crate::crypto::envelope::Purpose::Audit`] (the app builds
+    /// one), so these fields have data keys of their own.
     pub fn new(
         db: Arc<dyn Database>,
         envelope: Arc<Envelope>,

@@ -42,10 +42,14 @@ pub fn index_key_record(name: IndexName) -> Key {
     crate::store::keys::index_key(name.as_str())
 }
 
+/// The KMS encryption-context purpose of blind-index keys (data keys have their own,
+/// [`super::envelope::Purpose`]).
+pub const INDEX_KEY_PURPOSE: &str = "docare-index-key";
+
 /// The encryption context an index key is wrapped under: ids only, as for data keys.
 pub fn index_key_context(stage: &str, name: IndexName) -> EncryptionContext {
     EncryptionContext::new([
-        ("purpose", "docare-index-key"),
+        ("purpose", INDEX_KEY_PURPOSE),
         ("stage", stage),
         ("index", name.as_str()),
     ])

@@ -114,16 +114,73 @@ pub fn data_key_record(id: &[u8; DATA_KEY_ID_LEN]) -> Key {
 /// Partition of the index listing every data key (for re-wrapping).
 pub const DATA_KEYS_INDEX_PK: &str = "DATAKEYS";
 
+/// What a data key encrypts. Each use has its own data keys, wrapped under its own
+/// KMS encryption-context `purpose`, so a function's role is granted only the purposes
+/// it uses (`kms:EncryptionContext:purpose` in `template.yaml`): a function that may
+/// open PHI cannot unwrap the keys of audit fields or queued messages, and the other
+/// way round. Blind-index keys have their own purpose too
+/// ([`super::blind_index::INDEX_KEY_PURPOSE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Purpose {
+    /// PHI and personal fields of domain-table items (profiles, contacts, SOS alerts,
+    /// accounts' e-mail and name, TOTP secrets).
+    Phi,
+    /// The reason and user agent sealed into an audit event.
+    Audit,
+    /// The sealed recipient and content of a queued e-mail or SMS.
+    Notification,
+}
+
+impl Purpose {
+    pub const ALL: [Purpose; 3] = [Purpose::Phi, Purpose::Audit, Purpose::Notification];
+
+    /// The `purpose` of the KMS encryption context (and of the data-key record).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Phi => "docare-phi",
+            Purpose::Audit => "docare-audit",
+            Purpose::Notification => "docare-notification",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Purpose::ALL.into_iter().find(|p| p.as_str() == value)
+    }
+}
+
+/// The one purpose of every data key written before purposes were separated. Records
+/// without a `purpose` attribute were wrapped under it; they still open in the code
+/// (local data folders keep working), but no role in `template.yaml` is granted it.
+pub const LEGACY_PURPOSE: &str = "docare-data-key";
+
+/// The attribute of a data-key record naming its purpose (absent: [`LEGACY_PURPOSE`]).
+pub const PURPOSE_ATTR: &str = "purpose";
+
 /// The encryption context of a data key: ids only (it is visible in CloudTrail).
-pub fn data_key_context(stage: &str, id: &[u8; DATA_KEY_ID_LEN]) -> EncryptionContext {
+pub fn data_key_context(
+    purpose: &str,
+    stage: &str,
+    id: &[u8; DATA_KEY_ID_LEN],
+) -> EncryptionContext {
     EncryptionContext::new([
-        ("purpose", "docare-data-key"),
+        ("purpose", purpose),
         ("stage", stage),
         ("data_key_id", &ulid::Ulid::from_bytes(*id).to_string()),
     ])
 }
 
+/// The purpose a data-key record was wrapped under (its `purpose`, else the legacy one).
+pub fn record_purpose(record: &crate::ports::db::Item) -> &str {
+    record
+        .get(PURPOSE_ATTR)
+        .and_then(Value::as_str)
+        .unwrap_or(LEGACY_PURPOSE)
+}
+
+/// The envelope of one [`Purpose`]: its data keys are generated, stored and unwrapped
+/// under that purpose only, and it refuses to open a value sealed for another one.
 pub struct Envelope {
+    purpose: Purpose,
     keys: Arc<dyn KeyService>,
     db: Arc<dyn Database>,
     clock: Arc<dyn Clock>,
@@ -148,6 +205,7 @@ impl Envelope {
         policy: CachePolicy,
     ) -> Self {
         Self {
+            purpose: Purpose::Phi,
             keys,
             db,
             clock,
@@ -159,6 +217,16 @@ impl Envelope {
             unwrapped: Mutex::new(HashMap::new()),
             unwrap_flight: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The same envelope for another purpose (an envelope starts as [`Purpose::Phi`]).
+    pub fn with_purpose(mut self, purpose: Purpose) -> Self {
+        self.purpose = purpose;
+        self
+    }
+
+    pub fn purpose(&self) -> Purpose {
+        self.purpose
     }
 
     /// Encrypts a value for one place (table, item key, attribute).
@@ -213,7 +281,8 @@ impl Envelope {
 
     async fn new_data_key(&self) -> Result<CurrentKey, CryptoError> {
         let id = ulid::Ulid::new().to_bytes();
-        let context = data_key_context(&self.stage, &id);
+        let purpose = self.purpose.as_str();
+        let context = data_key_context(purpose, &self.stage, &id);
         let generated = self
             .keys
             .generate_data_key(&self.kms_key_id, &context)
@@ -231,6 +300,7 @@ impl Envelope {
             ("sk", Value::S(record_key.sk)),
             ("wrapped", Value::B(generated.ciphertext)),
             ("kms_key_id", Value::S(generated.key_id)),
+            (PURPOSE_ATTR, Value::S(purpose.into())),
             ("created_at", Value::N(self.clock.now().timestamp())),
             ("gsi1pk", Value::S(DATA_KEYS_INDEX_PK.into())),
             ("gsi1sk", Value::S(ulid)),
@@ -295,10 +365,17 @@ impl Envelope {
             .await
             .map_err(CryptoError::StoreUnavailable)?
             .ok_or(CryptoError::Integrity)?;
+        // A value sealed for another purpose is not this envelope's to open (KMS would
+        // refuse the unwrap too where the role lacks that purpose). Legacy records (one
+        // purpose for everything) open under any envelope.
+        let purpose = record_purpose(&record);
+        if purpose != self.purpose.as_str() && purpose != LEGACY_PURPOSE {
+            return Err(CryptoError::Integrity);
+        }
         let key = unwrap_record(
             self.keys.as_ref(),
             &record,
-            &data_key_context(&self.stage, id),
+            &data_key_context(purpose, &self.stage, id),
         )
         .await?;
         self.remember(*id, key.clone());
@@ -307,7 +384,7 @@ impl Envelope {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::adapters::local::{LocalKeyring, LocalStore};
     use crate::clock::SystemClock;
@@ -436,5 +513,142 @@ mod tests {
                 ),
             }
         }
+    }
+
+    /// A value sealed the way every data key was before purposes were separated: a
+    /// record without `purpose`, wrapped under the legacy context.
+    pub(crate) async fn legacy_value(
+        keys: &dyn KeyService,
+        db: &dyn Database,
+        key_id: &str,
+        pk: &str,
+    ) -> Vec<u8> {
+        let id = ulid::Ulid::new().to_bytes();
+        let generated = keys
+            .generate_data_key(key_id, &data_key_context(LEGACY_PURPOSE, "test", &id))
+            .await
+            .expect("data key");
+        let record_key = data_key_record(&id);
+        db.put(
+            "t",
+            item([
+                ("pk", Value::S(record_key.pk)),
+                ("sk", Value::S(record_key.sk)),
+                ("wrapped", Value::B(generated.ciphertext)),
+                ("kms_key_id", Value::S(generated.key_id)),
+                ("gsi1pk", Value::S(DATA_KEYS_INDEX_PK.into())),
+                ("gsi1sk", Value::S(ulid::Ulid::from_bytes(id).to_string())),
+            ]),
+            None,
+        )
+        .await
+        .expect("record");
+        let key: [u8; 32] = generated.plaintext.as_slice().try_into().expect("32 bytes");
+        format::seal(&id, &key, &at(pk, "ssn"), b"old value").expect("seal")
+    }
+
+    #[tokio::test]
+    async fn each_purpose_has_its_own_data_keys_and_opens_only_its_own_values() {
+        let dir = tempfile::tempdir().expect("dir");
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let db: Arc<dyn Database> =
+            Arc::new(LocalStore::open(&dir.path().join("s.redb"), clock.clone()).expect("store"));
+        let ring = LocalKeyring::open(&dir.path().join("k.json")).expect("ring");
+        ring.create_key("k1").expect("key");
+        let keys: Arc<dyn KeyService> =
+            Arc::new(crate::ports::recording::RecordedKeys(Arc::new(ring)));
+        let envelope = |purpose| {
+            Envelope::new(
+                keys.clone(),
+                db.clone(),
+                clock.clone(),
+                "t",
+                "k1",
+                "test",
+                CachePolicy::default(),
+            )
+            .with_purpose(purpose)
+        };
+        let (phi, audit, notification) = (
+            envelope(Purpose::Phi),
+            envelope(Purpose::Audit),
+            envelope(Purpose::Notification),
+        );
+        let ((phi_value, audit_value, note_value), accesses) =
+            crate::ports::recording::record(async {
+                (
+                    phi.encrypt(&at("USER#a", "ssn"), b"phi")
+                        .await
+                        .expect("phi"),
+                    audit
+                        .encrypt(&at("USER#a", "ssn"), b"reason")
+                        .await
+                        .expect("audit"),
+                    notification
+                        .encrypt(&at("USER#a", "ssn"), b"mail")
+                        .await
+                        .expect("notification"),
+                )
+            })
+            .await;
+        let purposes: Vec<&str> = accesses
+            .iter()
+            .filter(|a| a.action == "kms:GenerateDataKey")
+            .map(|a| a.scope.as_str())
+            .collect();
+        assert_eq!(
+            purposes,
+            ["docare-phi", "docare-audit", "docare-notification"]
+        );
+        // The same place, three data keys: each envelope opens only its own values,
+        // even with a cold cache (a fresh instance), and refuses before calling KMS.
+        for (opener, own, others) in [
+            (Purpose::Phi, &phi_value, [&audit_value, &note_value]),
+            (Purpose::Audit, &audit_value, [&phi_value, &note_value]),
+            (
+                Purpose::Notification,
+                &note_value,
+                [&phi_value, &audit_value],
+            ),
+        ] {
+            let cold = envelope(opener);
+            assert!(
+                cold.decrypt(&at("USER#a", "ssn"), own).await.is_ok(),
+                "{opener:?}"
+            );
+            for other in others {
+                let (result, accesses) =
+                    crate::ports::recording::record(cold.decrypt(&at("USER#a", "ssn"), other))
+                        .await;
+                assert!(matches!(result, Err(CryptoError::Integrity)), "{opener:?}");
+                assert!(
+                    !accesses.iter().any(|a| a.service() == "kms"),
+                    "refused before any KMS call"
+                );
+            }
+        }
+        // The record says which purpose its key serves.
+        let records = db
+            .query(
+                "t",
+                crate::ports::db::Query::partition(DATA_KEYS_INDEX_PK)
+                    .on(crate::ports::db::Index::Gsi1),
+            )
+            .await
+            .expect("records");
+        let mut stored: Vec<&str> = records.items.iter().map(record_purpose).collect();
+        stored.sort();
+        assert_eq!(
+            stored,
+            ["docare-audit", "docare-notification", "docare-phi"]
+        );
+        // A value written before purposes existed still opens (local data folders keep
+        // working); its record has no purpose and its key the legacy context.
+        let old = legacy_value(keys.as_ref(), db.as_ref(), "k1", "USER#old").await;
+        let plain = envelope(Purpose::Phi)
+            .decrypt(&at("USER#old", "ssn"), &old)
+            .await
+            .expect("legacy value");
+        assert_eq!(plain.as_slice(), b"old value");
     }
 }

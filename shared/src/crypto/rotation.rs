@@ -13,7 +13,7 @@
 //! kept as it was. New data keys keep being generated under the configured key.
 
 use super::blind_index::{index_key_context, index_key_record, IndexName};
-use super::envelope::{data_key_context, DATA_KEYS_INDEX_PK};
+use super::envelope::{data_key_context, record_purpose, DATA_KEYS_INDEX_PK};
 use crate::clock::Clock;
 use crate::ports::db::{Condition, Database, DbError, Index, Item, Key, Query, Update, Value};
 use crate::ports::keys::{EncryptionContext, KeyError, KeyService};
@@ -127,11 +127,17 @@ fn start_after(cursor: &str) -> Result<Item, RotationError> {
     ]))
 }
 
-/// The encryption context of a data-key record, from its `pk` (`DATAKEY#<ulid>`).
-fn data_key_record_context(stage: &str, key: &Key) -> Option<EncryptionContext> {
-    let ulid = key.pk.strip_prefix("DATAKEY#")?;
+/// The encryption context of a data-key record, from its `pk` (`DATAKEY#<ulid>`) and
+/// its `purpose` (a record without one has the legacy purpose). The context is kept as
+/// it was: a re-wrap changes the wrapping key, never what the key may be used for.
+fn data_key_record_context(stage: &str, key: &Key, record: &Item) -> Option<EncryptionContext> {
+    let ulid = key.pk.strip_prefix(crate::store::keys::DATAKEY)?;
     let id = ulid::Ulid::from_string(ulid).ok()?;
-    Some(data_key_context(stage, &id.to_bytes()))
+    Some(data_key_context(
+        record_purpose(record),
+        stage,
+        &id.to_bytes(),
+    ))
 }
 
 impl Rewrapper {
@@ -253,7 +259,7 @@ impl Rewrapper {
         let Some(key) = Key::of(&record) else {
             return Ok(Outcome::Failed("(a record without a key)".into()));
         };
-        let Some(context) = data_key_record_context(&self.stage, &key) else {
+        let Some(context) = data_key_record_context(&self.stage, &key, &record) else {
             return Ok(Outcome::Failed(key.pk));
         };
         self.rewrap(key, record, &context, target, dry_run).await
@@ -462,6 +468,57 @@ mod tests {
         let again = run(&rewrapper(&f, "test"), &RewrapOptions::new("key-b")).await;
         assert_eq!((again.total, again.rewrapped, again.skipped), (6, 0, 6));
         assert_eq!(f.keys.calls().re_encrypt.load(Ordering::Relaxed), 6);
+    }
+
+    #[tokio::test]
+    async fn rewrapping_keeps_each_keys_purpose_legacy_records_included() {
+        use crate::crypto::envelope::Purpose;
+        let f = fixture();
+        let phi = envelope(&f, "key-a", 100);
+        let audit = envelope(&f, "key-a", 100).with_purpose(Purpose::Audit);
+        let phi_value = phi.encrypt(&at("USER#p"), b"phi").await.expect("phi");
+        let audit_value = audit
+            .encrypt(&at("USER#a"), b"reason")
+            .await
+            .expect("audit");
+        let legacy = crate::crypto::envelope::tests::legacy_value(
+            f.keys.as_ref(),
+            f.db.as_ref(),
+            "key-a",
+            "USER#old",
+        )
+        .await;
+        let report = run(&rewrapper(&f, "test"), &RewrapOptions::new("key-b")).await;
+        assert_eq!((report.total, report.rewrapped, report.failed), (3, 3, 0));
+        // Fresh instances read each value back through key B, under its own purpose.
+        let phi = envelope(&f, "key-b", 100);
+        let audit = envelope(&f, "key-b", 100).with_purpose(Purpose::Audit);
+        assert_eq!(
+            phi.decrypt(&at("USER#p"), &phi_value)
+                .await
+                .expect("phi")
+                .as_slice(),
+            b"phi"
+        );
+        assert_eq!(
+            audit
+                .decrypt(&at("USER#a"), &audit_value)
+                .await
+                .expect("audit")
+                .as_slice(),
+            b"reason"
+        );
+        assert_eq!(
+            phi.decrypt(&at("USER#old"), &legacy)
+                .await
+                .expect("legacy")
+                .as_slice(),
+            b"old value"
+        );
+        assert!(matches!(
+            phi.decrypt(&at("USER#a"), &audit_value).await,
+            Err(crate::crypto::CryptoError::Integrity)
+        ));
     }
 
     #[tokio::test]

@@ -7,7 +7,8 @@
 //! format), [`text`] (e-mail, E.164 phone, bounded text). Entities: [`account`]
 //! (lockout), [`session`] (lifetimes), [`profile`] (date of birth, SSN and its mask,
 //! address), [`emergency`] (contacts and their limit, the SOS and its collapse window),
-//! [`connection`] (WebSocket lifetime).
+//! [`connection`] (WebSocket lifetime). Time zones: [`zone`] (IANA zones and the one rule
+//! for local times on daylight-saving days).
 
 pub mod account;
 pub mod connection;
@@ -17,6 +18,7 @@ pub mod profile;
 pub mod session;
 pub mod text;
 mod time;
+pub mod zone;
 
 pub use id::Id;
 pub use time::Timestamp;

@@ -8,6 +8,12 @@
 //!
 //! Recording is per task (`tokio::task_local!`): work a handler spawns onto another
 //! task is not attributed to the request.
+//!
+//! Each access is also attributed to the function whose handler made it when that
+//! handler runs inside [`as_function`] (the local stack's gateways, queue pollers and
+//! schedules, and the test tours do this), and collected process-wide in [`observed`]:
+//! `tests/e2e/iam.rs` checks every observed access against that function's IAM
+//! statements in `template.yaml`. On Lambda nothing sets a function: nothing collects.
 
 use crate::ports::blobs::{BlobError, BlobMeta, BlobObject, BlobStore, PresignedRequest};
 use crate::ports::db::{
@@ -20,7 +26,7 @@ use crate::ports::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use crate::ports::secrets::{SecretError, SecretStore};
 use async_trait::async_trait;
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,14 +62,52 @@ type Log = Arc<Mutex<Vec<Access>>>;
 
 tokio::task_local! {
     static CURRENT: Log;
+    static FUNCTION: &'static str;
 }
 
+/// One access made by one function (its name in `template.yaml` without `Function`,
+/// lowercase: `users` for `UsersFunction`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Observed {
+    pub function: &'static str,
+    pub access: Access,
+}
+
+/// Every distinct access of every function seen by this process (bounded: distinct
+/// tuples of action, resource and prefix, not calls).
+static OBSERVED: Mutex<BTreeSet<Observed>> = Mutex::new(BTreeSet::new());
+
 fn note(access: Access) {
+    if let Ok(function) = FUNCTION.try_with(|f| *f) {
+        OBSERVED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(Observed {
+                function,
+                access: access.clone(),
+            });
+    }
     let _ = CURRENT.try_with(|log| {
         if let Ok(mut log) = log.lock() {
             log.push(access);
         }
     });
+}
+
+/// Runs `work` as the handler of `function`: what it does is attributed to that
+/// function in [`observed`]. Nested calls: the innermost function wins.
+pub async fn as_function<F: Future>(function: &'static str, work: F) -> F::Output {
+    FUNCTION.scope(function, work).await
+}
+
+/// The function the current task runs as, if any.
+pub fn current_function() -> Option<&'static str> {
+    FUNCTION.try_with(|f| *f).ok()
+}
+
+/// Every access attributed to a function so far in this process.
+pub fn observed() -> BTreeSet<Observed> {
+    OBSERVED.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 /// Runs `work` and returns what it returned with every access it made, in order.
@@ -202,10 +246,11 @@ impl Database for RecordedDatabase {
         self.0.transact_write_once(ops, token).await
     }
     async fn check(&self, table: &str) -> Result<(), DbError> {
+        // The probe item's whole key: the health function may read nothing else.
         note(Access::new(
             "dynamodb:GetItem",
             table,
-            key_prefix("HEALTH#"),
+            crate::store::keys::health_probe().pk,
         ));
         self.0.check(table).await
     }
@@ -378,11 +423,20 @@ pub struct RecordedPush(pub Arc<dyn Push>);
 #[async_trait]
 impl Push for RecordedPush {
     async fn post(&self, connection_id: &str, data: &[u8]) -> Result<PushOutcome, PushError> {
-        note(Access::new("execute-api:ManageConnections", "", ""));
+        // The resource is the Management API's method and path (`POST/@connections/<id>`).
+        note(Access::new(
+            "execute-api:ManageConnections",
+            "POST/@connections",
+            "",
+        ));
         self.0.post(connection_id, data).await
     }
     async fn disconnect(&self, connection_id: &str) -> Result<PushOutcome, PushError> {
-        note(Access::new("execute-api:ManageConnections", "", ""));
+        note(Access::new(
+            "execute-api:ManageConnections",
+            "DELETE/@connections",
+            "",
+        ));
         self.0.disconnect(connection_id).await
     }
 }
