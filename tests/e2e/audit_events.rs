@@ -617,9 +617,14 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         )],
     )
     .await;
-    let reset = one_time::issue(&app, Purpose::PasswordReset, &patient.id, 1800)
+    // A reset token as reset-request makes it (of the account's pending epoch).
+    let current = shared::auth::accounts::get(&app, &patient.id)
         .await
+        .unwrap()
         .unwrap();
+    let issued = shared::auth::accounts::reset_token(&app, &current, 1800);
+    app.db.transact_write(vec![issued.write]).await.unwrap();
+    let reset = issued.token;
     let after_reset = "Re5et-passphrase-okafor";
     phi.extend([reset.clone(), after_reset.to_string()]);
     h.step(

@@ -10,7 +10,6 @@ use shared::auth::one_time::{self, Purpose};
 use shared::auth::passwords::{self, Verified};
 use shared::auth::{account_event, audit_event, authenticate, rate_limit, record};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
-use shared::ports::db::{Condition, Value};
 use shared::{ApiError, App};
 use zeroize::Zeroizing;
 
@@ -89,13 +88,7 @@ pub async fn reset_request(app: App, req: ApiRequest) -> HandlerResult {
         if account.status != Status::Disabled {
             // The token belongs to the account's pending epoch: the next reset or
             // password change ends it.
-            let issued = one_time::prepare(
-                &app,
-                Purpose::PasswordReset,
-                &account.id,
-                RESET_TTL_SECS,
-                vec![("epoch", Value::N(account.pending_epoch))],
-            );
+            let issued = accounts::reset_token(&app, &account, RESET_TTL_SECS);
             let event = account_event(
                 &req,
                 Action::PasswordResetRequest,
@@ -162,8 +155,7 @@ pub async fn reset(app: App, req: ApiRequest) -> HandlerResult {
         .clear_lockout()
         .end_sessions(app.clock.now().timestamp_millis())
         .end_pending();
-    let condition = Condition::And(vec![Condition::Exists, account.same_pending_epoch()]);
-    let (write, _) = accounts::change_op(&app, &account, change, condition)?;
+    let write = accounts::reset_op(&app, &account, change)?;
     let event = account_event(
         &req,
         Action::PasswordReset,

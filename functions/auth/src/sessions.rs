@@ -8,13 +8,12 @@
 
 use crate::{mail, mfa};
 use serde::{Deserialize, Serialize};
-use shared::audit::{Action, AuditEvent, CommitError, Outcome};
+use shared::audit::{Action, AuditEvent, CommitError, Outcome, WriteOp};
 use shared::auth::accounts::{self, Account, LoginAttempt, Status};
 use shared::auth::input;
 use shared::auth::passwords::{self, Verified};
 use shared::auth::{account_event, amr, authenticate, rate_limit, record, record_account};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
-use shared::ports::db::WriteOp;
 use shared::store::sessions::{self, Rotation};
 use shared::{ApiError, App, AppContext};
 use zeroize::Zeroizing;

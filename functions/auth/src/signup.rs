@@ -8,7 +8,6 @@ use shared::auth::input;
 use shared::auth::one_time::{self, Purpose};
 use shared::auth::{account_event, passwords, rate_limit, Role};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
-use shared::ports::db::{Value, WriteOp};
 use shared::{ApiError, App};
 use zeroize::Zeroizing;
 
@@ -40,22 +39,17 @@ pub async fn signup(app: App, req: ApiRequest) -> HandlerResult {
     passwords::validate_new(&body.password, Role::Patient, &[email, full_name])?;
     rate_limit::hit(&app, rate_limit::SENSITIVE, &rate_limit::ip_subject(&req)).await?;
     let password_hash = passwords::hash_blocking(body.password.to_string()).await?;
-    // The account id is only known once created; a new account's token is prepared
-    // with it, so create and token commit together with the event.
     let existing = accounts::find_by_email(&app, email).await?;
     match existing {
         None => {
             let new = NewAccount {
                 email,
                 full_name,
-                password_hash: password_hash.clone(),
+                password_hash,
                 role: Role::Patient,
                 status: Status::Unverified,
             };
-            let (account, mut ops) = accounts::create_ops(&app, new, None).await?;
-            let issued = bound_token(&app, &account.id, &password_hash, full_name).await?;
-            bind(&mut ops, &issued.hash);
-            ops.push(issued.write);
+            let (account, issued, ops) = accounts::new_signup(&app, new, VERIFY_TTL_SECS).await?;
             let event = audit_account(&req, &account.id, account.role, Action::Signup);
             match app.audit.commit(event, ops).await {
                 Ok(()) => mail::verification(&app, email, &issued.token).await?,
@@ -67,14 +61,17 @@ pub async fn signup(app: App, req: ApiRequest) -> HandlerResult {
         // A repeat sign-up of an unverified address: a fresh token with THIS sign-up's
         // credentials, and the earlier tokens stop working.
         Some(existing) if existing.status == Status::Unverified => {
-            let issued = bound_token(&app, &existing.id, &password_hash, full_name).await?;
-            let restart = accounts::restart_signup(&app, &existing.id, &issued.hash);
-            match app.db.transact_write(vec![restart, issued.write]).await {
-                Ok(()) => mail::verification(&app, email, &issued.token).await?,
-                Err(err) if err.is_condition_failed() => {
-                    mail::already_registered(&app, email).await?
-                }
-                Err(err) => return Err(ApiError::from(err)),
+            let repeated = accounts::repeat_signup(
+                &app,
+                &existing.id,
+                &password_hash,
+                full_name,
+                VERIFY_TTL_SECS,
+            )
+            .await?;
+            match repeated {
+                Some(issued) => mail::verification(&app, email, &issued.token).await?,
+                None => mail::already_registered(&app, email).await?,
             }
         }
         Some(_) => mail::already_registered(&app, email).await?,
@@ -83,33 +80,6 @@ pub async fn signup(app: App, req: ApiRequest) -> HandlerResult {
         status: "verification_sent",
         message: "check your e-mail for a verification token",
     })
-}
-
-/// A verification token carrying the sign-up's password hash and (sealed) name.
-async fn bound_token(
-    app: &App,
-    user_id: &str,
-    password_hash: &str,
-    full_name: &str,
-) -> Result<one_time::Issued, ApiError> {
-    let name = accounts::seal(app, user_id, "full_name", full_name).await?;
-    Ok(one_time::prepare(
-        app,
-        Purpose::VerifyEmail,
-        user_id,
-        VERIFY_TTL_SECS,
-        vec![
-            ("password_hash", Value::S(password_hash.to_string())),
-            ("full_name", name),
-        ],
-    ))
-}
-
-/// Marks the new account's item (op 0) with the token that may activate it.
-fn bind(ops: &mut [WriteOp], token_hash: &str) {
-    if let Some(WriteOp::Put { item, .. }) = ops.first_mut() {
-        item.insert("pending_signup".into(), Value::S(token_hash.into()));
-    }
 }
 
 fn audit_account(req: &ApiRequest, id: &str, role: Role, action: Action) -> AuditEvent {

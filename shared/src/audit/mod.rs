@@ -24,6 +24,8 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+/// The writes a unit of work commits with its event (built by the repositories).
+pub use crate::ports::db::WriteOp;
 pub use chain::{
     attr, chain_pk, format_time, genesis_hash, head_key, parse_time, seq_sk, ChainHead, Malformed,
     StoredEvent, CHAIN_SHARDS, FORMAT_VERSION, RETENTION_DAYS,

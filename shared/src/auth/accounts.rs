@@ -295,6 +295,91 @@ pub async fn create_ops(
     Ok((Account::from_item(record)?, ops))
 }
 
+/// A verification token carrying a sign-up's password hash and (sealed) name: what
+/// verifying it activates.
+pub async fn signup_token(
+    app: &AppContext,
+    user_id: &str,
+    password_hash: &str,
+    full_name: &str,
+    ttl_secs: i64,
+) -> Result<super::one_time::Issued, ApiError> {
+    let name = seal(app, user_id, "full_name", full_name).await?;
+    Ok(super::one_time::prepare(
+        app,
+        super::one_time::Purpose::VerifyEmail,
+        user_id,
+        ttl_secs,
+        vec![
+            ("password_hash", Value::S(password_hash.to_string())),
+            ("full_name", name),
+        ],
+    ))
+}
+
+/// A self sign-up: the writes that create the unverified account bound to its first
+/// verification token (for one unit of work with its event), and that token.
+pub async fn new_signup(
+    app: &AppContext,
+    new: NewAccount<'_>,
+    ttl_secs: i64,
+) -> Result<(Account, super::one_time::Issued, Vec<WriteOp>), ApiError> {
+    let (password_hash, full_name) = (new.password_hash.clone(), new.full_name);
+    let (account, mut ops) = create_ops(app, new, None).await?;
+    let issued = signup_token(app, &account.id, &password_hash, full_name, ttl_secs).await?;
+    if let Some(WriteOp::Put { item, .. }) = ops.first_mut() {
+        item.insert("pending_signup".into(), Value::S(issued.hash.clone()));
+    }
+    ops.push(issued.write.clone());
+    Ok((account, issued, ops))
+}
+
+/// A repeat sign-up of an unverified account: a fresh token with these credentials,
+/// and every earlier one stops working (one transaction); `None` when the account is
+/// not unverified any more.
+pub async fn repeat_signup(
+    app: &AppContext,
+    id: &str,
+    password_hash: &str,
+    full_name: &str,
+    ttl_secs: i64,
+) -> Result<Option<super::one_time::Issued>, ApiError> {
+    let issued = signup_token(app, id, password_hash, full_name, ttl_secs).await?;
+    let restart = restart_signup(app, id, &issued.hash);
+    match app
+        .db
+        .transact_write(vec![restart, issued.write.clone()])
+        .await
+    {
+        Ok(()) => Ok(Some(issued)),
+        Err(err) if err.is_condition_failed() => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// A password-reset token of the account's current pending epoch (the next reset or
+/// password change ends it), for a unit of work.
+pub fn reset_token(app: &AppContext, account: &Account, ttl_secs: i64) -> super::one_time::Issued {
+    super::one_time::prepare(
+        app,
+        super::one_time::Purpose::PasswordReset,
+        &account.id,
+        ttl_secs,
+        vec![("epoch", Value::N(account.pending_epoch))],
+    )
+}
+
+/// The write of a password reset: `change`, only while no other reset or password
+/// change happened since `account` was read.
+pub fn reset_op(
+    app: &AppContext,
+    account: &Account,
+    change: AccountChange,
+) -> Result<WriteOp, ApiError> {
+    let condition = Condition::And(vec![Condition::Exists, account.same_pending_epoch()]);
+    Ok(change_op(app, account, change, condition)?.0)
+}
+
 fn only_unverified() -> Condition {
     Condition::Equals(
         "status".into(),

@@ -28,6 +28,7 @@ fn key(hash: &str) -> Key {
 
 /// A token about to be issued: the secret to send, its hash (what the table keys it
 /// by), and the write that stores it, for a unit of work.
+#[derive(Clone)]
 pub struct Issued {
     pub token: String,
     pub hash: String,
