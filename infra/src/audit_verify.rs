@@ -7,19 +7,25 @@
 //! ```
 //!
 //! Exit status: 0 intact, 1 a break was found, 2 bad arguments, 3 the store could not
-//! be read. It only reads (Query and GetItem): no key, no decryption, no write.
+//! be read. It only reads (Query and GetItem, and the anchor key's public half with
+//! GetPublicKey): no decryption, no write. The chains are checked against the signed
+//! anchors (`shared::audit::anchor`), so a shard rewritten consistently with its head
+//! is a break too.
 
 use shared::adapters::aws::{self, DynamoDb};
 use shared::adapters::local::{self, LocalStore};
 use shared::audit::{self, AuditReader, TimeRange, VerifyOptions, VerifyReport};
 use shared::clock::{Clock, SystemClock};
-use shared::config::{ENV_AUDIT_TABLE, ENV_TABLE};
+use shared::config::{ENV_AUDIT_ANCHOR_KEY_ID, ENV_AUDIT_TABLE, ENV_TABLE};
+use shared::crypto::signing::PublicKey;
 use shared::ports::Database;
+use shared::ports::KeyService;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub const USAGE: &str = concat!(
-    "usage: docare-audit-verify (--data-dir PATH | --aws [--table NAME] [--audit-table NAME])\n",
+    "usage: docare-audit-verify (--data-dir PATH | --aws [--table NAME] [--audit-table NAME]\n",
+    "                           [--anchor-key KEY])\n",
     "                           [--from RFC3339] [--to RFC3339]\n\n",
     "  --data-dir PATH      the local stack's data folder (stop the stack first: its store\n",
     "                       is locked while it runs)\n",
@@ -27,6 +33,7 @@ pub const USAGE: &str = concat!(
     "                       region and AWS_ENDPOINT_URL\n",
     "  --table NAME         domain table holding the chain heads (default: $DOCARE_TABLE)\n",
     "  --audit-table NAME   audit table (default: $DOCARE_AUDIT_TABLE)\n",
+    "  --anchor-key KEY     KMS key that signs the anchors (default: $DOCARE_AUDIT_ANCHOR_KEY_ID)\n",
     "  --from/--to RFC3339  check only the events of this time range (inclusive)\n\n",
     "exit status: 0 intact, 1 broken, 2 bad arguments, 3 store unreadable",
 );
@@ -39,7 +46,11 @@ pub const EXIT_UNREADABLE: i32 = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     DataDir(PathBuf),
-    Aws { table: String, audit_table: String },
+    Aws {
+        table: String,
+        audit_table: String,
+        anchor_key: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +66,7 @@ pub fn parse_args(
 ) -> Result<Args, String> {
     let mut data_dir = None;
     let mut use_aws = false;
-    let (mut table, mut audit_table) = (None, None);
+    let (mut table, mut audit_table, mut anchor_key) = (None, None, None);
     let mut range = TimeRange::default();
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
@@ -74,6 +85,7 @@ pub fn parse_args(
             "--aws" if inline.is_none() => use_aws = true,
             "--table" => table = Some(value()?),
             "--audit-table" => audit_table = Some(value()?),
+            "--anchor-key" => anchor_key = Some(value()?),
             "--from" => range.from = Some(parse_time(flag, &value()?)?),
             "--to" => range.to = Some(parse_time(flag, &value()?)?),
             other => return Err(format!("unknown argument {other}")),
@@ -86,8 +98,8 @@ pub fn parse_args(
     }
     let source = match (data_dir, use_aws) {
         (Some(dir), false) => {
-            if table.is_some() || audit_table.is_some() {
-                return Err("--table and --audit-table go with --aws".into());
+            if table.is_some() || audit_table.is_some() || anchor_key.is_some() {
+                return Err("--table, --audit-table and --anchor-key go with --aws".into());
             }
             Source::DataDir(dir)
         }
@@ -99,6 +111,11 @@ pub fn parse_args(
                 .or_else(|| lookup(ENV_AUDIT_TABLE))
                 .ok_or_else(|| {
                     format!("--audit-table (or {ENV_AUDIT_TABLE}) is required with --aws")
+                })?,
+            anchor_key: anchor_key
+                .or_else(|| lookup(ENV_AUDIT_ANCHOR_KEY_ID))
+                .ok_or_else(|| {
+                    format!("--anchor-key (or {ENV_AUDIT_ANCHOR_KEY_ID}) is required with --aws")
                 })?,
         },
         _ => return Err("give exactly one of --data-dir and --aws".into()),
@@ -125,9 +142,13 @@ pub fn outcome(report: &VerifyReport) -> Outcome {
         None => Outcome {
             code: EXIT_INTACT,
             message: format!(
-                "verified {} events in {} chains",
-                report.events, report.chains
+                "verified {} events in {} chains against {} anchors",
+                report.events, report.chains, report.anchors
             ),
+        },
+        Some(found) if found.kind.is_anchor_level() => Outcome {
+            code: EXIT_BROKEN,
+            message: format!("audit anchors BROKEN: {}", found.kind),
         },
         Some(found) => Outcome {
             code: EXIT_BROKEN,
@@ -143,19 +164,41 @@ pub fn outcome(report: &VerifyReport) -> Outcome {
     }
 }
 
-/// Verifies the chains held by `db`.
+/// Verifies the chains held by `db` against the anchors signed by `anchor_key`.
 pub async fn verify_store(
     db: Arc<dyn Database>,
+    keys: &dyn KeyService,
+    anchor_key: &str,
     table: &str,
     audit_table: &str,
     range: TimeRange,
 ) -> Outcome {
+    let trusted = match keys.public_key(anchor_key).await {
+        Ok(der) => match PublicKey::from_spki_der(&der) {
+            Ok(key) => vec![key],
+            Err(err) => {
+                return Outcome {
+                    code: EXIT_UNREADABLE,
+                    message: format!("the anchor key is not a P-256 key: {err}"),
+                }
+            }
+        },
+        Err(err) => {
+            return Outcome {
+                code: EXIT_UNREADABLE,
+                message: format!(
+                    "cannot read the anchor key's public half: {}",
+                    shared::error::cause_chain(&err)
+                ),
+            }
+        }
+    };
     let reader = AuditReader::with_tables(db, table, audit_table);
     let options = VerifyOptions {
         range,
         ..VerifyOptions::default()
     };
-    match audit::verify(&reader, SystemClock.now(), &options).await {
+    match audit::verify_with_anchors(&reader, &trusted, SystemClock.now(), &options).await {
         Ok(report) => outcome(&report),
         Err(err) => Outcome {
             code: EXIT_UNREADABLE,
@@ -193,18 +236,49 @@ pub async fn run(args: &Args) -> Outcome {
                 }
             };
             let config = local::local_config("ws://127.0.0.1:1", "warn");
+            let ring_path = dir.join("keyring.json");
+            if !ring_path.is_file() {
+                return Outcome {
+                    code: EXIT_UNREADABLE,
+                    message: format!("no key ring at {}", ring_path.display()),
+                };
+            }
+            let ring = match local::LocalKeyring::open(&ring_path) {
+                Ok(ring) => ring,
+                Err(err) => {
+                    return Outcome {
+                        code: EXIT_UNREADABLE,
+                        message: format!("cannot open {}: {err}", ring_path.display()),
+                    }
+                }
+            };
             verify_store(
                 Arc::new(store),
+                &ring,
+                &config.audit_anchor_key_id,
                 &config.table,
                 &config.audit_table,
                 args.range,
             )
             .await
         }
-        Source::Aws { table, audit_table } => {
+        Source::Aws {
+            table,
+            audit_table,
+            anchor_key,
+        } => {
             let sdk = aws::sdk_config().await;
             let db = DynamoDb::new(aws_sdk_dynamodb::Client::new(&sdk), Arc::new(SystemClock));
-            verify_store(Arc::new(db), table, audit_table, args.range).await
+            let kms = aws::Kms::new(aws_sdk_kms::Client::new(&sdk));
+            verify_store(
+                Arc::new(db),
+                &kms,
+                anchor_key,
+                table,
+                audit_table,
+                args.range,
+            )
+            .await
         }
     }
 }
@@ -233,7 +307,8 @@ mod tests {
             parsed.source,
             Source::Aws {
                 table: "t".into(),
-                audit_table: "env-DOCARE_AUDIT_TABLE".into()
+                audit_table: "env-DOCARE_AUDIT_TABLE".into(),
+                anchor_key: "env-DOCARE_AUDIT_ANCHOR_KEY_ID".into(),
             }
         );
         for (bad, names) in [

@@ -48,6 +48,14 @@ pub fn http_functions() -> Vec<HttpMount> {
             function: "audit",
             router: docare_audit::router(),
         },
+        HttpMount {
+            function: "appointments",
+            router: docare_appointments::router(),
+        },
+        HttpMount {
+            function: "medications",
+            router: docare_medications::router(),
+        },
     ]
 }
 
@@ -64,15 +72,37 @@ pub fn websocket_function() -> WsRouter {
 
 /// SQS consumers (queue → function), as the template's event source mappings.
 pub fn consumers(app: &App) -> Vec<Consumer> {
-    vec![Consumer::new(
-        "notify",
-        app.config.queues.notifications.clone(),
-        docare_notify::handle,
-    )]
+    vec![
+        Consumer::new(
+            "notify",
+            app.config.queues.notifications.clone(),
+            docare_notify::handle,
+        ),
+        Consumer::new(
+            "remind",
+            app.config.queues.reminders.clone(),
+            docare_reminders::deliver,
+        ),
+    ]
 }
 
-/// Scheduled functions (none yet: the reminders scheduler arrives with reminders). Each
-/// names its function: `Schedule::new(rule, every, handler).of("<function>")`.
+/// The rule of the audit-anchor schedule (`AuditAnchorFunction`'s `rate(5 minutes)`).
+pub const ANCHOR_RULE: &str = "audit-anchor";
+
+/// The rate of the reminder scheduler's rule (`rate(1 minute)` in the template).
+pub const REMINDERS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Scheduled functions, as the template's schedule events: the audit anchor every 5
+/// minutes, the reminder scheduler every minute. Each names its function:
+/// `Schedule::new(rule, every, handler).of("<function>")`.
 pub fn schedules() -> Vec<Schedule> {
-    Vec::new()
+    vec![
+        Schedule::new(
+            ANCHOR_RULE,
+            shared::audit::ANCHOR_INTERVAL,
+            docare_audit_guard::anchor,
+        )
+        .of("audit-anchor"),
+        Schedule::new("reminders", REMINDERS_EVERY, docare_reminders::scheduled).of("reminders"),
+    ]
 }

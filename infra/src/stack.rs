@@ -123,6 +123,13 @@ impl Stack {
         for task in self.tasks {
             let _ = task.await;
         }
+        // A last anchoring run, so a stopped stack's chains are anchored up to their
+        // last event (`docare-audit-verify --data-dir` checks them against the anchors).
+        for schedule in mounts::schedules() {
+            if schedule.rule == mounts::ANCHOR_RULE {
+                schedule.fire(&self.parts.app).await;
+            }
+        }
     }
 }
 

@@ -55,6 +55,8 @@ pub struct AppContext {
     pub tokens: TokenKeys,
     /// The one audit writer (DESIGN §6): hash-chained, append-only, fails closed.
     pub audit: AuditWriter,
+    /// This instance's short-lived copies of accounts' revocation state (sessions).
+    pub sessions: crate::auth::revocation::SessionCache,
 }
 
 impl AppContext {
@@ -114,7 +116,11 @@ impl AppContext {
             &config.kms_key_id,
             stage,
         );
-        let tokens = TokenKeys::new(stage);
+        let tokens = TokenKeys::new(
+            stage,
+            &config.signing_key_id,
+            &config.previous_signing_key_ids,
+        );
         let audit = AuditWriter::new(db.clone(), audit_crypto, clock.clone(), &config);
         Self {
             config,
@@ -133,6 +139,7 @@ impl AppContext {
             index,
             tokens,
             audit,
+            sessions: crate::auth::revocation::SessionCache::new(),
         }
     }
 

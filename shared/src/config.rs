@@ -70,6 +70,16 @@ pub struct Config {
     pub documents_bucket: String,
     /// KMS key (id, ARN or alias) that wraps data keys.
     pub kms_key_id: String,
+    /// KMS asymmetric key (`ECC_NIST_P256`, `SIGN_VERIFY`) that signs access tokens:
+    /// only the auth function may `kms:Sign` with it; every verifier fetches its public
+    /// half once (`kms:GetPublicKey`).
+    pub signing_key_id: String,
+    /// Earlier signing keys whose tokens are still accepted and whose public keys the
+    /// JWKS still publishes (a rotation's overlap; empty otherwise).
+    pub previous_signing_key_ids: Vec<String>,
+    /// KMS asymmetric key that signs audit anchors: only `audit-anchor` may sign with
+    /// it; the verifier checks anchors with its public half.
+    pub audit_anchor_key_id: String,
     pub queues: Queues,
     /// `https://{api}.execute-api.{region}.amazonaws.com/{stage}` for the Management API;
     /// locally the WebSocket gateway's URL.
@@ -83,6 +93,69 @@ pub struct Config {
     /// uses [`LocalSettings::DEV_IP_LIMIT_FACTOR`], because every local client shares
     /// 127.0.0.1 and one developer's typos would otherwise lock everyone out.
     pub ip_limit_factor: i64,
+    /// How long patients' sessions may sit unused and last at most (staff sessions are
+    /// fixed: `domain::session::STAFF`).
+    pub patient_sessions: crate::domain::session::Lifetime,
+    /// Where SMS to emergency contacts may go (`DOCARE_SMS_COUNTRY_CODES`).
+    pub sms_countries: SmsCountries,
+}
+
+impl Config {
+    /// The lifetime of a session of this role.
+    pub fn session_lifetime(&self, role: crate::auth::Role) -> crate::domain::session::Lifetime {
+        crate::domain::session::lifetime(role, self.patient_sessions)
+    }
+}
+
+/// The E.164 country calling codes SMS may be sent to (emergency contacts: checked when a
+/// contact is added or changed, and again when an alert is sent). SMS to other countries
+/// is refused: premium-rate and toll-fraud numbers sit in a few of them, and a per-message
+/// price makes an open relay expensive. The default is [`SmsCountries::DEFAULT`], `+1`: the
+/// North American Numbering Plan (the US, Canada and some twenty Caribbean and Pacific
+/// countries and territories that share the code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsCountries(Vec<String>);
+
+impl SmsCountries {
+    /// `DOCARE_SMS_COUNTRY_CODES` when unset.
+    pub const DEFAULT: &'static str = "+1";
+
+    /// A comma-separated list of calling codes (`+1,+44`; the `+` is optional): each 1 to 3
+    /// digits, not starting with 0. `None` for anything else or an empty list.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut codes = Vec::new();
+        for code in value.split(',') {
+            let code = code.trim();
+            let digits = code.strip_prefix('+').unwrap_or(code);
+            let valid = (1..=3).contains(&digits.len())
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && !digits.starts_with('0');
+            if !valid {
+                return None;
+            }
+            codes.push(digits.to_string());
+        }
+        Some(Self(codes))
+    }
+
+    /// Whether an E.164 number (`+<digits>`) is in one of the allowed countries.
+    pub fn allows(&self, e164: &str) -> bool {
+        match e164.strip_prefix('+') {
+            Some(digits) => self.0.iter().any(|code| digits.starts_with(code.as_str())),
+            None => false,
+        }
+    }
+
+    /// The codes as configured, `+`-prefixed (for messages and docs).
+    pub fn codes(&self) -> Vec<String> {
+        self.0.iter().map(|c| format!("+{c}")).collect()
+    }
+}
+
+impl Default for SmsCountries {
+    fn default() -> Self {
+        Self(vec!["1".into()])
+    }
 }
 
 pub const ENV_STAGE: &str = "DOCARE_ENV";
@@ -91,12 +164,21 @@ pub const ENV_AUDIT_TABLE: &str = "DOCARE_AUDIT_TABLE";
 pub const ENV_QUARANTINE_BUCKET: &str = "DOCARE_QUARANTINE_BUCKET";
 pub const ENV_DOCUMENTS_BUCKET: &str = "DOCARE_DOCUMENTS_BUCKET";
 pub const ENV_KMS_KEY_ID: &str = "DOCARE_KMS_KEY_ID";
+pub const ENV_SIGNING_KEY_ID: &str = "DOCARE_SIGNING_KEY_ID";
+pub const ENV_PREVIOUS_SIGNING_KEY_IDS: &str = "DOCARE_PREVIOUS_SIGNING_KEY_IDS";
+pub const ENV_AUDIT_ANCHOR_KEY_ID: &str = "DOCARE_AUDIT_ANCHOR_KEY_ID";
 pub const ENV_SCANS_QUEUE: &str = "DOCARE_SCANS_QUEUE_URL";
 pub const ENV_REMINDERS_QUEUE: &str = "DOCARE_REMINDERS_QUEUE_URL";
 pub const ENV_NOTIFICATIONS_QUEUE: &str = "DOCARE_NOTIFICATIONS_QUEUE_URL";
 pub const ENV_WS_ENDPOINT: &str = "DOCARE_WS_ENDPOINT";
 pub const ENV_MAIL_FROM: &str = "DOCARE_MAIL_FROM";
 pub const ENV_LOG: &str = "DOCARE_LOG";
+/// Optional: minutes a patient's session may sit unused (default 1440, at least 15).
+pub const ENV_PATIENT_SESSION_IDLE: &str = "DOCARE_PATIENT_SESSION_IDLE_MINUTES";
+/// Optional: hours a patient's session lasts at most (default 168, at most 720).
+pub const ENV_PATIENT_SESSION_MAX: &str = "DOCARE_PATIENT_SESSION_MAX_HOURS";
+/// Optional: [`SmsCountries`], default [`SmsCountries::DEFAULT`].
+pub const ENV_SMS_COUNTRY_CODES: &str = "DOCARE_SMS_COUNTRY_CODES";
 
 /// Every variable a deployed function reads, for docs and tests.
 pub const LAMBDA_VARIABLES: &[&str] = &[
@@ -106,6 +188,8 @@ pub const LAMBDA_VARIABLES: &[&str] = &[
     ENV_QUARANTINE_BUCKET,
     ENV_DOCUMENTS_BUCKET,
     ENV_KMS_KEY_ID,
+    ENV_SIGNING_KEY_ID,
+    ENV_AUDIT_ANCHOR_KEY_ID,
     ENV_SCANS_QUEUE,
     ENV_REMINDERS_QUEUE,
     ENV_NOTIFICATIONS_QUEUE,
@@ -157,13 +241,65 @@ impl Config {
             quarantine_bucket: vars.name(ENV_QUARANTINE_BUCKET)?,
             documents_bucket: vars.name(ENV_DOCUMENTS_BUCKET)?,
             kms_key_id: vars.name(ENV_KMS_KEY_ID)?,
+            signing_key_id: vars.name(ENV_SIGNING_KEY_ID)?,
+            previous_signing_key_ids: vars
+                .optional(ENV_PREVIOUS_SIGNING_KEY_IDS)
+                .map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|id| !id.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            audit_anchor_key_id: vars.name(ENV_AUDIT_ANCHOR_KEY_ID)?,
             queues,
             ws_endpoint,
             mail_from,
             log_filter: vars.optional(ENV_LOG).unwrap_or_else(|| "info".into()),
             ip_limit_factor: 1,
+            patient_sessions: patient_sessions(&vars)?,
+            sms_countries: match vars.optional(ENV_SMS_COUNTRY_CODES) {
+                None => SmsCountries::default(),
+                Some(value) => SmsCountries::parse(&value).ok_or_else(|| ConfigError::Invalid {
+                    name: ENV_SMS_COUNTRY_CODES,
+                    reason: "must be calling codes separated by commas, such as +1,+44".into(),
+                })?,
+            },
         })
     }
+}
+
+/// The patients' session lifetime from its two optional variables.
+fn patient_sessions(vars: &Vars<'_>) -> Result<crate::domain::session::Lifetime, ConfigError> {
+    use crate::domain::session::{Lifetime, PATIENT_DEFAULT};
+    let number = |name: &'static str, unit: i64, default: i64| match vars.optional(name) {
+        None => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(|n| n.saturating_mul(unit))
+            .ok_or(ConfigError::Invalid {
+                name,
+                reason: "must be a positive whole number".into(),
+            }),
+    };
+    let idle = number(ENV_PATIENT_SESSION_IDLE, 60, PATIENT_DEFAULT.idle_secs)?;
+    let absolute = number(
+        ENV_PATIENT_SESSION_MAX,
+        3_600,
+        PATIENT_DEFAULT.absolute_secs,
+    )?;
+    Lifetime::patient(idle, absolute).map_err(|reason| ConfigError::Invalid {
+        name: if idle > absolute || idle < 15 * 60 {
+            ENV_PATIENT_SESSION_IDLE
+        } else {
+            ENV_PATIENT_SESSION_MAX
+        },
+        reason: reason.into(),
+    })
 }
 
 /// Settings of the local stack binary: flags win over environment variables, which win
@@ -342,6 +478,8 @@ mod tests {
             (ENV_QUARANTINE_BUCKET, "q".into()),
             (ENV_DOCUMENTS_BUCKET, "d".into()),
             (ENV_KMS_KEY_ID, "alias/docare-dev".into()),
+            (ENV_SIGNING_KEY_ID, "alias/docare-dev-signing".into()),
+            (ENV_AUDIT_ANCHOR_KEY_ID, "alias/docare-dev-anchor".into()),
             (
                 ENV_SCANS_QUEUE,
                 "https://sqs.eu-west-1.amazonaws.com/1/scans".into(),
@@ -371,6 +509,39 @@ mod tests {
         let config = load(&valid()).expect("valid config");
         assert_eq!(config.stage, Stage::Dev);
         assert_eq!(config.log_filter, "info");
+        assert_eq!(
+            config.patient_sessions,
+            crate::domain::session::PATIENT_DEFAULT
+        );
+    }
+
+    #[test]
+    fn patient_session_lifetimes_are_configurable_within_bounds() {
+        use crate::auth::Role;
+        let mut vars = valid();
+        vars.insert(ENV_PATIENT_SESSION_IDLE, "60".into());
+        vars.insert(ENV_PATIENT_SESSION_MAX, "24".into());
+        let config = load(&vars).expect("valid");
+        assert_eq!(config.session_lifetime(Role::Patient).idle_secs, 3_600);
+        assert_eq!(config.session_lifetime(Role::Patient).absolute_secs, 86_400);
+        assert_eq!(
+            config.session_lifetime(Role::Provider),
+            crate::domain::session::STAFF,
+            "staff are not configurable"
+        );
+        for (name, value) in [
+            (ENV_PATIENT_SESSION_IDLE, "5"),
+            (ENV_PATIENT_SESSION_IDLE, "20000"),
+            (ENV_PATIENT_SESSION_IDLE, "soon"),
+            (ENV_PATIENT_SESSION_MAX, "1000"),
+        ] {
+            let mut vars = valid();
+            vars.insert(name, value.into());
+            match load(&vars) {
+                Err(ConfigError::Invalid { name: named, .. }) => assert_eq!(named, name),
+                other => panic!("{name}={value}: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -406,6 +577,29 @@ mod tests {
                     assert!(!reason.contains(value));
                 }
                 other => panic!("{name}: expected Invalid, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn sms_countries_default_to_north_america_and_are_configurable() {
+        let config = load(&valid()).expect("valid config");
+        assert_eq!(config.sms_countries, SmsCountries::default());
+        assert!(config.sms_countries.allows("+14155550123"));
+        assert!(!config.sms_countries.allows("+442071234567"));
+        assert!(!config.sms_countries.allows("14155550123"));
+        let mut vars = valid();
+        vars.insert(ENV_SMS_COUNTRY_CODES, " +1, 44 ,+353".into());
+        let config = load(&vars).expect("list");
+        assert_eq!(config.sms_countries.codes(), ["+1", "+44", "+353"]);
+        assert!(config.sms_countries.allows("+442071234567"));
+        assert!(config.sms_countries.allows("+353861234567"));
+        assert!(!config.sms_countries.allows("+33612345678"));
+        for bad in ["+", "+0", "+1234", "1,,44", "+1;+44", "uk"] {
+            vars.insert(ENV_SMS_COUNTRY_CODES, bad.into());
+            match load(&vars) {
+                Err(ConfigError::Invalid { name, .. }) => assert_eq!(name, ENV_SMS_COUNTRY_CODES),
+                other => panic!("{bad}: {other:?}"),
             }
         }
     }

@@ -96,6 +96,21 @@ pub async fn require_admin(
     }
 }
 
+/// 403 (recorded on `target`) unless the principal's session meets its role's MFA rule
+/// (providers and administrators need an MFA session: `policy::require_mfa_for_staff`),
+/// for routes open to several roles that read PHI (a provider's list of patients).
+pub async fn require_staff_mfa(
+    app: &AppContext,
+    req: &ApiRequest,
+    principal: &Principal,
+    target: (&str, &str),
+) -> Result<(), ApiError> {
+    match policy::require_mfa_for_staff(principal) {
+        Ok(()) => Ok(()),
+        Err(refusal) => Err(refuse(app, req, principal, target, refusal).await),
+    }
+}
+
 /// [`signed_in`] and [`require_admin`], for routes that name no record in their path.
 pub async fn admin(
     app: &AppContext,

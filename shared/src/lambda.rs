@@ -107,3 +107,25 @@ where
     ))
     .await
 }
+
+/// Serves a consumer of a DynamoDB stream (the audit table's). An error fails the batch,
+/// which Lambda retries and then sends to the mapping's failure destination.
+pub async fn run_dynamodb_stream<F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(App, aws_lambda_events::dynamodb::Event) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Result<(), crate::ApiError>> + Send,
+{
+    let app = boot().await;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<aws_lambda_events::dynamodb::Event>| {
+            let (app, handler) = (app.clone(), handler.clone());
+            async move {
+                handler(app, event.payload).await.map_err(|err| {
+                    tracing::error!(cause = %crate::error::cause_chain(&err), "stream batch failed");
+                    lambda_runtime::Error::from(err.to_string())
+                })
+            }
+        },
+    ))
+    .await
+}

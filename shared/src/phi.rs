@@ -81,11 +81,27 @@ pub async fn open_audited(
         .await?;
         return Err(ApiError::Forbidden);
     }
+    open_or_report(app, req, principal, item, attributes, resource)
+        .await?
+        .ok_or_else(|| ApiError::internal(CryptoError::Integrity))
+}
+
+/// [`open_audited`] for paths that go on without the item (an SOS skips a contact whose
+/// number does not open, rather than fail the alert): `None` once the integrity failure
+/// is recorded. An error means it could not be recorded (or KMS is down).
+pub async fn open_or_report(
+    app: &AppContext,
+    req: &ApiRequest,
+    principal: &Principal,
+    item: &Item,
+    attributes: &[&str],
+    resource: (&str, &str),
+) -> Result<Option<Vec<Option<String>>>, ApiError> {
     let mut opened = Vec::with_capacity(attributes.len());
     for attribute in attributes {
         match open(app, item, attribute).await {
             Ok(value) => opened.push(value),
-            Err(err @ (CryptoError::Integrity | CryptoError::Format(_))) => {
+            Err(CryptoError::Integrity | CryptoError::Format(_)) => {
                 tracing::error!(attribute, "a PHI value failed its integrity check");
                 record(
                     app,
@@ -96,10 +112,10 @@ pub async fn open_audited(
                     Outcome::Failed,
                 )
                 .await?;
-                return Err(ApiError::internal(err));
+                return Ok(None);
             }
             Err(err) => return Err(err.into()),
         }
     }
-    Ok(opened)
+    Ok(Some(opened))
 }

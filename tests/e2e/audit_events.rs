@@ -468,6 +468,19 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         .await;
     let (access, refresh) = (text(&login, "access_token"), text(&login, "refresh_token"));
     phi.extend([access.clone(), refresh.clone()]);
+    // A second device: its session is the one logged out below (the first one's family
+    // is revoked by the reuse step).
+    let second = h
+        .step(
+            "POST login, second device",
+            call(Method::POST, "/api/v1/auth/login", None)
+                .body(json!({"email": patient.email, "password": patient.password})),
+            200,
+            vec![ok("LOGIN", &patient, ("account", &patient.id))],
+        )
+        .await;
+    let access = text(&second, "access_token");
+    phi.extend([access.clone(), text(&second, "refresh_token")]);
     for attempt in 1..=5 {
         let mut want = vec![denied("LOGIN_FAILED", &locked, ("account", &locked.id))];
         if attempt == 5 {
@@ -573,6 +586,11 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         vec![ok("LOGOUT", &patient, ("account", &patient.id))],
     )
     .await;
+    // That ended the patient's sessions: a new login for the steps after it.
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    let patient_token = issue(&patient, false).await;
+    phi.push(patient_token.clone());
+    let pt = Some(patient_token.as_str());
 
     // --- passwords ------------------------------------------------------------------------
     let changed = "Ch4nged-passphrase-okafor";
@@ -643,6 +661,11 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         vec![ok("PASSWORD_RESET", &patient, ("account", &patient.id))],
     )
     .await;
+    // That ended the patient's sessions: a new login for the steps after it.
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    let patient_token = issue(&patient, false).await;
+    phi.push(patient_token.clone());
+    let pt = Some(patient_token.as_str());
 
     // --- TOTP enrolment -------------------------------------------------------------------
     let enrolled = h
@@ -805,6 +828,26 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
     )
     .await;
     h.step(
+        "GET /users, with a reason (each patient shown is recorded on their account)",
+        call(Method::GET, "/api/v1/users", at).header("x-access-reason", REASON),
+        200,
+        vec![
+            ok("BREAK_GLASS", &admin, ("account_list", "all")),
+            ok("BREAK_GLASS", &admin, ("account", &patient.id)),
+            ok("BREAK_GLASS", &admin, ("account", &other.id)),
+            ok("BREAK_GLASS", &admin, ("account", &locked.id)),
+            ok("BREAK_GLASS", &admin, ("account", &newbie.id)),
+        ],
+    )
+    .await;
+    h.step(
+        "GET /users, a reason too short",
+        call(Method::GET, "/api/v1/users", at).header("x-access-reason", "why not"),
+        400,
+        vec![denied("ACCESS_DENIED", &admin, ("account_list", "all"))],
+    )
+    .await;
+    h.step(
         "GET /users, patient",
         call(Method::GET, "/api/v1/users", pt),
         403,
@@ -845,6 +888,13 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         call(Method::GET, &target, at),
         200,
         vec![ok("VIEW", &admin, nb)],
+    )
+    .await;
+    h.step(
+        "GET /users/{id}, with a reason",
+        call(Method::GET, &target, at).header("x-access-reason", REASON),
+        200,
+        vec![ok("BREAK_GLASS", &admin, nb)],
     )
     .await;
     h.step(
@@ -950,6 +1000,37 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
     )
     .await;
     h.step(
+        "GET /care-relationships, provider without MFA",
+        call(
+            Method::GET,
+            "/api/v1/care-relationships",
+            Some(&carer_no_mfa),
+        ),
+        403,
+        vec![denied(
+            "ACCESS_DENIED",
+            &carer,
+            ("care_relationship_list", &carer.id),
+        )],
+    )
+    .await;
+    h.step(
+        "GET /care-relationships, admin without MFA",
+        call(
+            Method::GET,
+            "/api/v1/care-relationships",
+            Some(&admin_no_mfa),
+        )
+        .query("patient_id", other.id.clone()),
+        403,
+        vec![denied(
+            "ACCESS_DENIED",
+            &admin,
+            ("care_relationship_list", &other.id),
+        )],
+    )
+    .await;
+    h.step(
         "GET /care-relationships, admin, free text",
         call(Method::GET, "/api/v1/care-relationships", at).query("patient_id", "Otto Other"),
         400,
@@ -964,6 +1045,17 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         vec![denied(
             "ACCESS_DENIED",
             &carer,
+            ("care_relationship", &rel_id),
+        )],
+    )
+    .await;
+    h.step(
+        "DELETE /care-relationships/{id}, admin without MFA",
+        call(Method::DELETE, &rel_path, Some(&admin_no_mfa)),
+        403,
+        vec![denied(
+            "ACCESS_DENIED",
+            &admin,
             ("care_relationship", &rel_id),
         )],
     )
@@ -1058,6 +1150,249 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         call(Method::DELETE, &contact_path, pt),
         204,
         vec![ok("DELETE", &patient, ec)],
+    )
+    .await;
+
+    // --- appointments ---------------------------------------------------------------------------
+    let days = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    let weekly: Vec<Json> = days
+        .iter()
+        .map(|d| json!({"day": d, "start": "00:00", "end": "23:45"}))
+        .collect();
+    let availability = json!({"time_zone": "UTC", "slot_minutes": 30, "weekly": weekly});
+    h.step(
+        "PUT /providers/me/availability, patient",
+        call(Method::PUT, "/api/v1/providers/me/availability", pt).body(availability.clone()),
+        403,
+        vec![denied(
+            "ACCESS_DENIED",
+            &patient,
+            ("provider_listing", &patient.id),
+        )],
+    )
+    .await;
+    h.step(
+        "PUT /providers/me/availability",
+        call(Method::PUT, "/api/v1/providers/me/availability", st).body(availability),
+        200,
+        vec![ok("UPDATE", &stranger, ("provider_listing", &stranger.id))],
+    )
+    .await;
+    h.step(
+        "GET /providers (public scheduling data: not audited)",
+        call(Method::GET, "/api/v1/providers", pt),
+        200,
+        vec![],
+    )
+    .await;
+    let slots = h
+        .step(
+            "GET /providers/{id}/slots (not audited)",
+            call(
+                Method::GET,
+                format!("/api/v1/providers/{}/slots", stranger.id),
+                pt,
+            ),
+            200,
+            vec![],
+        )
+        .await;
+    // Far enough ahead for a patient's cancel (2 hours' notice).
+    let start = text(&slots["items"][8], "start");
+    let visit_reason = "Patience Okafor: chest pain since Tuesday";
+    phi.push(visit_reason.into());
+    let (status, booked, events) = h
+        .send(
+            call(Method::POST, "/api/v1/appointments", pt)
+                .header("idempotency-key", "audit-step-booking")
+                .body(json!({
+            "provider_id": stranger.id, "start": start, "consultation_type": "video", "reason": visit_reason})),
+        )
+        .await;
+    let appointment_id = text(&booked, "id");
+    let ap = ("appointment", appointment_id.as_str());
+    h.check(
+        "POST /appointments",
+        status,
+        201,
+        events,
+        vec![ok("CREATE", &patient, ap)],
+    );
+    h.step(
+        "POST /appointments, the same slot taken (nothing written, nothing recorded)",
+        call(Method::POST, "/api/v1/appointments", ot).body(json!({
+            "provider_id": stranger.id, "start": start, "consultation_type": "video"})),
+        409,
+        vec![],
+    )
+    .await;
+    let appointment_path = format!("/api/v1/appointments/{appointment_id}");
+    h.step(
+        "GET /appointments/{id}, another patient",
+        call(Method::GET, &appointment_path, ot),
+        404,
+        vec![denied("ACCESS_DENIED", &other, ap)],
+    )
+    .await;
+    h.step(
+        "GET /appointments/{id}",
+        call(Method::GET, &appointment_path, pt),
+        200,
+        vec![ok("VIEW", &patient, ap)],
+    )
+    .await;
+    h.step(
+        "GET /appointments/{id}, admin with a reason",
+        call(Method::GET, &appointment_path, at).header("x-access-reason", REASON),
+        200,
+        vec![ok("BREAK_GLASS", &admin, ap)],
+    )
+    .await;
+    h.step(
+        "GET /appointments",
+        call(Method::GET, "/api/v1/appointments", pt),
+        200,
+        vec![ok("VIEW", &patient, ("appointment_list", &patient.id))],
+    )
+    .await;
+    h.step(
+        "PATCH /appointments/{id}, confirm",
+        call(Method::PATCH, &appointment_path, st).body(json!({"status": "confirmed"})),
+        200,
+        vec![ok("UPDATE", &stranger, ap)],
+    )
+    .await;
+    // Confirmed: the provider now cares for the patient and books for them.
+    let (status, for_patient, events) = h
+        .send(call(Method::POST, "/api/v1/appointments", st).body(json!({
+            "provider_id": stranger.id, "patient_id": patient.id, "start": text(&slots["items"][10], "start"),
+            "consultation_type": "video"})))
+        .await;
+    let second = text(&for_patient, "id");
+    h.check(
+        "POST /appointments, a provider for a patient in their care",
+        status,
+        201,
+        events,
+        vec![ok("CREATE", &stranger, ("appointment", &second))],
+    );
+    h.step(
+        "PATCH /appointments/{id}, a transition the machine refuses",
+        call(Method::PATCH, &appointment_path, pt).body(json!({"status": "completed"})),
+        422,
+        vec![],
+    )
+    .await;
+    h.step(
+        "PATCH /appointments/{id}, cancel",
+        call(Method::PATCH, &appointment_path, pt).body(json!({"status": "cancelled"})),
+        200,
+        vec![ok("UPDATE", &patient, ap)],
+    )
+    .await;
+
+    // --- medications --------------------------------------------------------------------------
+    let drug = "Sertraline for Patience Okafor";
+    phi.extend([
+        drug.to_string(),
+        "take with breakfast, never with grapefruit".into(),
+    ]);
+    let med = json!({"patient_id": patient.id, "name": drug, "dosage": "50 mg", "form": "tablet",
+        "route": "oral", "instructions": "take with breakfast, never with grapefruit",
+        "schedule": {"kind": "times_of_day", "times": ["08:00"]}, "starts_on": "2026-01-01", "refills": 2});
+    let (status, created, events) = h
+        .send(call(Method::POST, "/api/v1/medications", ct).body(med.clone()))
+        .await;
+    let med_id = text(&created, "id");
+    let mr = ("medication", med_id.as_str());
+    h.check(
+        "POST /medications, prescribed by the carer",
+        status,
+        201,
+        events,
+        vec![ok("CREATE", &carer, mr)],
+    );
+    // The stranger's relationship with `other` was ended above (the one with `patient`
+    // was started by the confirmed appointment).
+    let mut foreign = med.clone();
+    foreign["patient_id"] = json!(other.id);
+    h.step(
+        "POST /medications, a provider without a relationship",
+        call(Method::POST, "/api/v1/medications", st).body(foreign),
+        404,
+        vec![denied(
+            "ACCESS_DENIED",
+            &stranger,
+            ("medication", &other.id),
+        )],
+    )
+    .await;
+    h.step(
+        "GET /medications",
+        call(Method::GET, "/api/v1/medications", pt),
+        200,
+        vec![ok("VIEW", &patient, ("patient_medications", &patient.id))],
+    )
+    .await;
+    let med_path = format!("/api/v1/medications/{med_id}");
+    h.step(
+        "GET /medications/{id}, the carer",
+        call(Method::GET, &med_path, ct),
+        200,
+        vec![ok("VIEW", &carer, mr)],
+    )
+    .await;
+    h.step(
+        "GET /medications/{id}, another patient",
+        call(Method::GET, &med_path, ot),
+        404,
+        vec![denied("ACCESS_DENIED", &other, ("medication", &patient.id))],
+    )
+    .await;
+    h.step(
+        "PATCH /medications/{id}",
+        call(Method::PATCH, &med_path, ct).body(json!({"dosage": "100 mg"})),
+        200,
+        vec![ok("UPDATE", &carer, mr)],
+    )
+    .await;
+    let dose = json!({"scheduled_for": "2026-01-01T08:00:00Z", "status": "taken"});
+    h.step(
+        "POST /medications/{id}/doses",
+        call(Method::POST, format!("{med_path}/doses"), pt).body(dose.clone()),
+        201,
+        vec![ok("CREATE", &patient, mr)],
+    )
+    .await;
+    h.step(
+        "POST /medications/{id}/doses, repeated (the first answer, recorded as a read)",
+        call(Method::POST, format!("{med_path}/doses"), pt).body(dose),
+        200,
+        vec![ok("VIEW", &patient, mr)],
+    )
+    .await;
+    h.step(
+        "GET /medications/{id}/adherence",
+        call(Method::GET, format!("{med_path}/adherence"), ct)
+            .query("from", "2026-01-01T00:00:00Z")
+            .query("to", "2026-01-03T00:00:00Z"),
+        200,
+        vec![ok("VIEW", &carer, mr)],
+    )
+    .await;
+    h.step(
+        "POST /medications/{id}/discontinue",
+        call(Method::POST, format!("{med_path}/discontinue"), pt),
+        200,
+        vec![ok("UPDATE", &patient, mr)],
     )
     .await;
 

@@ -210,3 +210,77 @@ pub(crate) async fn audit_samples() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn appointments_samples() {
+    check_http_samples(
+        "appointments",
+        docare_appointments::router(),
+        &[
+            (
+                "appointments-without-token.json",
+                401,
+                Some("unauthenticated"),
+            ),
+            ("providers-without-token.json", 401, Some("unauthenticated")),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn medications_samples() {
+    check_http_samples(
+        "medications",
+        docare_medications::router(),
+        &[
+            ("list-without-token.json", 401, Some("unauthenticated")),
+            ("dose-without-token.json", 401, Some("unauthenticated")),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn reminder_scheduler_sample() {
+    assert_covered("reminders", &["every-minute.json"]);
+    let (parts, _dir) = local_app(Arc::new(SystemClock));
+    let event: aws_lambda_events::eventbridge::EventBridgeEvent =
+        serde_json::from_str(&samples("reminders")["every-minute.json"]).expect("parses");
+    as_function(
+        "reminders",
+        docare_reminders::scheduled(parts.app.clone(), event),
+    )
+    .await
+    .expect("an empty minute runs");
+    assert!(
+        shared::store::reminders::cursor(&parts.app)
+            .await
+            .expect("cursor")
+            .is_some(),
+        "the first run sets the cursor at its minute"
+    );
+}
+
+#[tokio::test]
+pub(crate) async fn remind_samples() {
+    assert_covered("remind", &["sqs-batch.json"]);
+    let (parts, _dir) = local_app(Arc::new(SystemClock));
+    let event: SqsEvent =
+        serde_json::from_str(&samples("remind")["sqs-batch.json"]).expect("parses");
+    let response = as_function(
+        "remind",
+        docare_reminders::deliver(parts.app.clone(), event),
+    )
+    .await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        vec!["7c1e5a2b-0f6c-4c7e-9d1b-000000000003"],
+        "only the malformed record (the duplicate of the first is acknowledged)"
+    );
+}

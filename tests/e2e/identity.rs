@@ -96,7 +96,7 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
         .unwrap();
     let (patient_token, _) = app
         .tokens
-        .issue(&app, &patient.id, Role::Patient, "setup", &["pwd"])
+        .issue(&app, &patient.id, Role::Patient, &app.new_id(), &["pwd"])
         .await
         .unwrap();
     let mut create = ApiRequest::new(Method::POST, "/api/v1/emergency/contacts");
@@ -116,25 +116,54 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
         .unwrap()
         .to_string();
 
-    let mut tokens = vec![None];
+    let (carer_token, _) = app
+        .tokens
+        .issue(
+            &app,
+            &carer.id,
+            Role::Provider,
+            &app.new_id(),
+            &["pwd", "mfa", "otp"],
+        )
+        .await
+        .unwrap();
+    let appointment_id =
+        docare_e2e::book_any_slot(&app, &carer.id, &carer_token, &patient_token).await;
+
+    let mut create = ApiRequest::new(Method::POST, "/api/v1/medications");
+    create.headers.insert(
+        "authorization",
+        format!("Bearer {patient_token}").parse().unwrap(),
+    );
+    create.body = serde_json::to_vec(&serde_json::json!({"name": "Aspirin", "dosage": "75 mg",
+        "form": "tablet", "route": "oral", "schedule": {"kind": "times_of_day", "times": ["08:00"]}}))
+    .unwrap()
+    .into();
+    let created = docare_medications::router().dispatch(&app, create).await;
+    assert_eq!(created.status.as_u16(), 201);
+    let medication_id = serde_json::from_slice::<serde_json::Value>(&created.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Each request gets a token of a new session: routes such as logout-all or a
+    // password change end the sessions before them.
+    let mut actors = vec![None];
     for (who, role, amr) in [
         (&patient, Role::Patient, &["pwd"][..]),
         (&other, Role::Patient, &["pwd"][..]),
         (&stranger, Role::Provider, &["pwd", "mfa", "otp"][..]),
         (&admin, Role::Admin, &["pwd", "mfa", "otp"][..]),
     ] {
-        let (token, _) = app
-            .tokens
-            .issue(&app, &who.id, role, "test-session", amr)
-            .await
-            .unwrap();
-        tokens.push(Some(token));
+        actors.push(Some((who.id.clone(), role, amr)));
     }
 
     let user = format!("/api/v1/users/{}", patient.id);
     let rel = format!("/api/v1/care-relationships/{}", relationship.id);
     let contact = format!("/api/v1/emergency/contacts/{contact_id}");
     let owner_only = [Unauthenticated, Allow, Hidden, Hidden, Hidden];
+    let medication = format!("/api/v1/medications/{medication_id}");
+    let appointment = format!("/api/v1/appointments/{appointment_id}");
     let table: Vec<(Method, &str, String, [Expect; 5])> = vec![
         (Method::GET, "/health", "/health".into(), public()),
         (
@@ -322,7 +351,14 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
             Method::POST,
             "/api/v1/users/{id}/enable",
             format!("{user}/enable"),
-            admin_only(),
+            // The patient was disabled by the row before: their tokens stop working.
+            [
+                Unauthenticated,
+                Unauthenticated,
+                Forbidden,
+                Forbidden,
+                Allow,
+            ],
         ),
         (
             Method::PUT,
@@ -361,6 +397,93 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
             "/api/v1/users/me/access-log".into(),
             signed_in(),
         ),
+        (
+            Method::GET,
+            "/api/v1/providers",
+            "/api/v1/providers".into(),
+            signed_in(),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/providers/me/availability",
+            "/api/v1/providers/me/availability".into(),
+            // Providers only (the stranger reaches the body check: 400).
+            [Unauthenticated, Forbidden, Forbidden, Allow, Forbidden],
+        ),
+        (
+            Method::GET,
+            "/api/v1/providers/{id}/slots",
+            format!("/api/v1/providers/{}/slots", carer.id),
+            signed_in(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/appointments",
+            "/api/v1/appointments".into(),
+            [Unauthenticated, Allow, Allow, Allow, Forbidden],
+        ),
+        (
+            Method::GET,
+            "/api/v1/appointments",
+            "/api/v1/appointments".into(),
+            [Unauthenticated, Allow, Allow, Allow, Forbidden],
+        ),
+        (
+            Method::GET,
+            "/api/v1/appointments/{id}",
+            appointment.clone(),
+            // The admin passes the policy and is asked for a reason (400).
+            owner_only_and_admin(),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/appointments/{id}",
+            appointment.clone(),
+            owner_only,
+        ),
+        // Patients add their own, providers for a patient in their care; admins never.
+        (
+            Method::POST,
+            "/api/v1/medications",
+            "/api/v1/medications".into(),
+            [Unauthenticated, Allow, Allow, Allow, Forbidden],
+        ),
+        (
+            Method::GET,
+            "/api/v1/medications",
+            "/api/v1/medications".into(),
+            signed_in(),
+        ),
+        (
+            Method::GET,
+            "/api/v1/medications/{id}",
+            medication.clone(),
+            owner_only_and_admin(),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/medications/{id}",
+            medication.clone(),
+            owner_only_and_admin(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/medications/{id}/doses",
+            format!("{medication}/doses"),
+            owner_only_and_admin(),
+        ),
+        (
+            Method::GET,
+            "/api/v1/medications/{id}/adherence",
+            format!("{medication}/adherence"),
+            owner_only_and_admin(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/medications/{id}/discontinue",
+            format!("{medication}/discontinue"),
+            owner_only_and_admin(),
+        ),
         // Last: the owner deletes the contact.
         (
             Method::DELETE,
@@ -385,10 +508,17 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
     let mounts = http_functions();
     let mut failures = Vec::new();
     for (method, pattern, path, expected) in &table {
-        for (actor, (token, want)) in ACTORS.iter().zip(tokens.iter().zip(expected)) {
+        for (actor, (who, want)) in ACTORS.iter().zip(actors.iter().zip(expected)) {
             let mut req = ApiRequest::new(method.clone(), path);
             req.source_ip = Some(format!("192.0.2.{}", failures.len() % 200 + 1));
-            if let Some(token) = token {
+            if let Some((id, role, amr)) = who {
+                // A session that begins after anything the previous request ended.
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                let (token, _) = app
+                    .tokens
+                    .issue(&app, id, *role, &app.new_id(), amr)
+                    .await
+                    .unwrap();
                 req.headers
                     .insert("authorization", format!("Bearer {token}").parse().unwrap());
             }

@@ -1,5 +1,6 @@
 //! End-to-end tests of the local stack and the functions it mounts.
 
+mod appointments;
 mod architecture;
 mod audit_events;
 mod aws_phi;
@@ -13,6 +14,7 @@ mod ids;
 mod openapi;
 mod persistence;
 mod readme;
+mod reminders;
 mod template;
 mod websocket;
 mod workers;

@@ -18,12 +18,9 @@ async fn data_and_queued_messages_survive_a_restart() {
         )
         .await
         .expect("put");
-    // The reminders queue has no consumer yet, so the message waits there.
+    // The scans queue has no consumer yet, so the message waits there.
     app.queue
-        .send(
-            &app.config.queues.reminders,
-            OutgoingMessage::new("remind me"),
-        )
+        .send(&app.config.queues.scans, OutgoingMessage::new("scan me"))
         .await
         .expect("send");
     drop(app);
@@ -40,11 +37,11 @@ async fn data_and_queued_messages_survive_a_restart() {
     assert_eq!(stored["n"], Value::N(7));
     let waiting = app
         .queue
-        .receive(&app.config.queues.reminders, 10, Duration::from_secs(1))
+        .receive(&app.config.queues.scans, 10, Duration::from_secs(1))
         .await
         .expect("receive");
     assert_eq!(waiting.len(), 1);
-    assert_eq!(waiting[0].body, "remind me");
+    assert_eq!(waiting[0].body, "scan me");
     drop(app);
     stack.stop().await;
 }

@@ -17,12 +17,18 @@ fn resources(template: &Value) -> &serde_yaml::Mapping {
 
 /// `health` -> `HealthFunction`.
 fn resource_name(function: &str) -> String {
-    let mut chars = function.chars();
-    let first = chars
-        .next()
-        .map(|c| c.to_ascii_uppercase())
-        .unwrap_or_default();
-    format!("{first}{}Function", chars.as_str())
+    // `audit-anchor` -> `AuditAnchorFunction`.
+    let pascal: String = function
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    format!("{pascal}Function")
 }
 
 #[test]
@@ -179,6 +185,7 @@ fn functions_may_only_append_to_the_audit_table() {
             || !(action.starts_with("dynamodb:Get")
                 || action.starts_with("dynamodb:Query")
                 || action.starts_with("dynamodb:Describe")
+                || action == "dynamodb:ListStreams"
                 || action == "dynamodb:PutItem")
     };
     for (name, resource) in resources {
@@ -197,6 +204,62 @@ fn functions_may_only_append_to_the_audit_table() {
                 assert!(bad.is_empty(), "{name:?} may {bad:?} on the audit table");
             }
         }
+    }
+    // A PutItem on the audit table is scoped to one partition family: the functions'
+    // events (`CHAIN#*`, the writer policy) or the anchors (`ANCHOR`, audit-anchor only).
+    for (name, resource) in resources {
+        let function_role = resource["Type"] == "AWS::IAM::Role"
+            && name.as_str().is_some_and(|n| n.ends_with("FunctionRole"));
+        if !function_role && resource["Type"] != "AWS::IAM::ManagedPolicy" {
+            continue;
+        }
+        let statements: Vec<&Value> = if resource["Type"] == "AWS::IAM::Role" {
+            role_statements(resources, resource)
+        } else {
+            resource["Properties"]["PolicyDocument"]["Statement"]
+                .as_sequence()
+                .map(|s| s.iter().collect())
+                .unwrap_or_default()
+        };
+        for statement in statements {
+            if names_audit_table(statement)
+                && actions(statement).iter().any(|a| a == "dynamodb:PutItem")
+            {
+                let condition = serde_yaml::to_string(&statement["Condition"]).unwrap_or_default();
+                let scope = if condition.contains("CHAIN#*") {
+                    "events"
+                } else if condition.contains("ANCHOR") && !condition.contains("CHAIN") {
+                    "anchors"
+                } else {
+                    panic!("{name:?} may PutItem anywhere in the audit table: {condition}")
+                };
+                if scope == "anchors" {
+                    assert_eq!(
+                        name.as_str(),
+                        Some("AuditAnchorFunctionRole"),
+                        "only audit-anchor appends anchors"
+                    );
+                }
+            }
+        }
+    }
+    // kms:Sign: the token key for auth only, the anchor key for audit-anchor only.
+    let text = serde_yaml::to_string(&template).unwrap_or_default();
+    assert_eq!(text.matches("kms:Sign").count(), 2, "two Sign statements");
+    for (role, key) in [
+        ("AuthFunctionRole", "SigningKey.Arn"),
+        ("AuditAnchorFunctionRole", "AuditAnchorKey.Arn"),
+    ] {
+        let signs: Vec<&Value> = role_statements(resources, &resources[role])
+            .into_iter()
+            .filter(|s| actions(s).iter().any(|a| a == "kms:Sign"))
+            .collect();
+        assert_eq!(signs.len(), 1, "{role} signs");
+        assert_eq!(
+            tagged(&signs[0]["Resource"], "!GetAtt"),
+            Some(key),
+            "{role}"
+        );
     }
     // The writer policy: PutItem on the audit table; in the domain table only the chain
     // heads and new data-key records.
@@ -258,4 +321,31 @@ fn the_audit_table_is_retained_recoverable_and_indexed() {
         .map(|i| i.name())
         .collect();
     assert_eq!(indexes, expected, "every index the audit reader queries");
+}
+
+#[test]
+fn schedules_match_the_template() {
+    let template = template();
+    let resources = resources(&template);
+    for schedule in docare_local::mounts::schedules() {
+        let name = resource_name(schedule.rule);
+        let events = resources[name.as_str()]["Properties"]["Events"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{name} has events"));
+        let rules: Vec<&Value> = events
+            .values()
+            .filter(|e| e["Type"] == "Schedule")
+            .collect();
+        assert_eq!(rules.len(), 1, "{name}: one schedule");
+        let rate = rules[0]["Properties"]["Schedule"]
+            .as_str()
+            .unwrap_or_default();
+        let secs = schedule.every.as_secs();
+        let expected = if secs == 60 {
+            "rate(1 minute)".to_string()
+        } else {
+            format!("rate({} minutes)", secs / 60)
+        };
+        assert_eq!(rate, expected, "{name}: the local runner fires as often");
+    }
 }

@@ -179,3 +179,38 @@ async fn schedules_fire_with_an_eventbridge_event() {
     stop.send(true).expect("stop");
     task.await.expect("stopped");
 }
+
+#[tokio::test]
+async fn a_reminder_that_keeps_failing_ends_in_the_reminders_dead_letter_queue() {
+    let (parts, _dir) = local_app(Arc::new(SystemClock));
+    let queue = parts.app.config.queues.reminders.clone();
+    let dlq = format!("{queue}-dlq");
+    let consumer = docare_local::mounts::consumers(&parts.app)
+        .into_iter()
+        .find(|c| c.function == "remind")
+        .expect("the reminder worker consumes the reminders queue");
+    assert_eq!(consumer.queue, queue);
+    parts
+        .app
+        .queue
+        .send(&queue, OutgoingMessage::new(r#"{"id":"x"}"#))
+        .await
+        .expect("send");
+    let mut attempts = 0;
+    while consumer
+        .poll_once(&parts.app, &parts.queue, Duration::ZERO)
+        .await
+        > 0
+    {
+        attempts += 1;
+        assert!(attempts <= 10, "stops after the receive limit");
+    }
+    assert_eq!(attempts, shared::adapters::local::MAX_RECEIVES as usize);
+    let dead = parts
+        .app
+        .queue
+        .receive(&dlq, 10, Duration::from_secs(30))
+        .await
+        .expect("dlq");
+    assert_eq!(dead.len(), 1, "visible in the DLQ, not dropped");
+}

@@ -877,22 +877,127 @@ async fn jwks_publishes_the_signing_key() {
     assert_eq!(key["crv"], "P-256");
     assert_eq!(key["alg"], "ES256");
     assert!(key.get("d").is_none(), "no private part");
-    // The stored private key is sealed, not plaintext PKCS#8.
-    let raw = h
+    assert_eq!(
+        jwks.body["keys"].as_array().unwrap().len(),
+        1,
+        "one key, no overlap"
+    );
+    // The key is the key ring's signing key: the JWKS shows its public half, and a
+    // token issued now verifies with it and names it.
+    let der = h
         .app
-        .db
-        .get(
-            &h.app.config.table,
-            &shared::ports::db::Key::new(
-                format!("SIGNKEY#{}", key["kid"].as_str().unwrap()),
-                "SIGNKEY",
-            ),
+        .keys
+        .public_key(&h.app.config.signing_key_id)
+        .await
+        .unwrap();
+    let public = shared::crypto::signing::PublicKey::from_spki_der(&der).unwrap();
+    let (x, y) = public.jwk_coordinates();
+    assert_eq!(
+        (key["x"].as_str().unwrap(), key["y"].as_str().unwrap()),
+        (x.as_str(), y.as_str())
+    );
+    assert_eq!(key["kid"], public.thumbprint());
+    // Nothing of a signing key is stored in the table any more.
+    let before = h
+        .app
+        .kms_calls
+        .sign
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let (token, _) = h
+        .app
+        .tokens
+        .issue(
+            &h.app,
+            "01JTESTUSER0000000000000000",
+            shared::auth::Role::Patient,
+            "s1",
+            &["pwd"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        h.app
+            .kms_calls
+            .sign
+            .load(std::sync::atomic::Ordering::Relaxed),
+        before + 1,
+        "one Sign per token"
+    );
+    assert_eq!(Some(kid_of(&token).as_str()), key["kid"].as_str());
+    assert!(h.app.tokens.verify(&h.app, &token).await.is_ok());
+}
+
+/// The `kid` in a token's header.
+fn kid_of(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let json: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
+    )
+    .unwrap();
+    json["kid"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_rotation_overlap_publishes_both_keys_and_accepts_tokens_of_the_old_one() {
+    let h = Harness::new();
+    let old = h
+        .app
+        .tokens
+        .issue(
+            &h.app,
+            "01JTESTUSER0000000000000000",
+            shared::auth::Role::Patient,
+            "s1",
+            &["pwd"],
         )
         .await
         .unwrap()
-        .unwrap();
-    let sealed = raw["private_key"].as_bytes().unwrap();
-    assert_ne!(sealed[0], 0x30, "not a DER sequence");
+        .0;
+    // A new key signs; the old one stays listed for the overlap (15 minutes or more).
+    let parts = h.app.ports();
+    let ring =
+        shared::adapters::local::LocalKeyring::open(&h._dir.path().join("keyring.json")).unwrap();
+    ring.create_signing_key("local/docare-signing-2").unwrap();
+    let mut config = h.app.config.clone();
+    config.previous_signing_key_ids = vec![config.signing_key_id.clone()];
+    config.signing_key_id = "local/docare-signing-2".into();
+    let rotated = std::sync::Arc::new(shared::AppContext::new(
+        config.clone(),
+        shared::app::Ports {
+            keys: std::sync::Arc::new(ring),
+            ..parts
+        },
+    ));
+    let jwks = rotated.tokens.jwks(&rotated).await.unwrap();
+    assert_eq!(jwks.keys.len(), 2, "both keys during the overlap");
+    let new = rotated
+        .tokens
+        .issue(
+            &rotated,
+            "01JTESTUSER0000000000000000",
+            shared::auth::Role::Patient,
+            "s1",
+            &["pwd"],
+        )
+        .await
+        .unwrap()
+        .0;
+    let kid = kid_of;
+    assert_eq!(kid(&new), jwks.keys[0].kid, "the new key signs");
+    assert_eq!(kid(&old), jwks.keys[1].kid);
+    assert!(
+        rotated.tokens.verify(&rotated, &old).await.is_ok(),
+        "old tokens still pass"
+    );
+    assert!(rotated.tokens.verify(&rotated, &new).await.is_ok());
+    // After the overlap the old key is dropped from the configuration: its tokens fail.
+    config.previous_signing_key_ids.clear();
+    let after = std::sync::Arc::new(shared::AppContext::new(config, rotated.ports()));
+    assert!(after.tokens.verify(&after, &old).await.is_err());
+    assert!(after.tokens.verify(&after, &new).await.is_ok());
 }
 
 #[tokio::test]

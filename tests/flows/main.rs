@@ -1,9 +1,13 @@
 //! The functions' flows through their routers on a throw-away local app with a manual
 //! clock (`shared::testing::TestApp`), one module per function, in one test binary.
 
+mod admin_reads;
+mod appointments;
 mod auth;
 mod budgets;
 mod emergency;
+mod medications;
 mod profile;
+mod sessions;
 mod takeover;
 mod units_of_work;

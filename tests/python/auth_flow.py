@@ -6,12 +6,15 @@ usage: auth_flow.py BASE_URL OUTBOX_DIR
 Exits non-zero (with the failed assertion) when any step misbehaves.
 """
 
+import base64
+import hashlib
 import http.client
 import json
 import os
 import sys
 import time
 import urllib.parse
+import urllib.request
 import uuid
 
 import jwt
@@ -66,6 +69,12 @@ def verify_with_jwks(access_token):
         audience="docare-api",
         options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
     )
+    # The kid is the key's RFC 7638 thumbprint, computed here independently.
+    jwk = next(k for k in json.loads(urllib.request.urlopen(BASE + "/.well-known/jwks.json").read())["keys"] if k["kid"] == header["kid"])
+    canonical = json.dumps({"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"], "y": jwk["y"]}, separators=(",", ":"), sort_keys=True)
+    thumbprint = base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+    assert header["kid"] == thumbprint, (header["kid"], thumbprint)
+    assert set(jwk) == {"kty", "crv", "x", "y", "kid", "use", "alg"}, jwk  # no private part
     assert claims["iss"].startswith("docare:"), claims
     assert claims["exp"] - claims["iat"] == 900, claims
     for claim in ("role", "sid", "amr", "jti"):

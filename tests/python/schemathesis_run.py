@@ -151,6 +151,32 @@ def main():
         return r.json()["items"][0]["id"]
 
     provider_id = by_role["provider"]["id"]
+
+    # Medications: hourly doses from two days ago, so every whole hour is a dose in any
+    # time zone the fuzzed profile may have set.
+    hour = int(time.time()) // 3600 * 3600
+    first_dose = time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(hour - 48 * 3600))
+    starts_on = time.strftime("%Y-%m-%d", time.gmtime(hour - 72 * 3600))
+    last_dose = time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(hour - 3600))
+
+    # The medications routes run as a patient of their own (a fresh sign-up), so their
+    # requests do not spend the seeded patient's general budget.
+    med_signup = signup_body()
+    assert post("/api/v1/auth/signup", med_signup).status_code == 201
+    assert post("/api/v1/auth/verify-email", {"token": outbox_token(med_signup["email"], "Your verification token:")}).status_code == 204
+    token["medpatient"] = post("/api/v1/auth/login", {"email": med_signup["email"], "password": med_signup["password"]}).json()["access_token"]
+    med_patient_id = http.get(base + "/api/v1/users/me", headers={"authorization": f"Bearer {token['medpatient']}"}, timeout=30).json()["id"]
+
+    def medication_body():
+        return {"patient_id": med_patient_id, "name": "Ibuprofen", "dosage": "200 mg", "form": "tablet",
+                "route": "oral", "schedule": {"kind": "every_hours", "hours": 1, "first_dose": first_dose},
+                "starts_on": starts_on}
+
+    def medication():
+        r = post("/api/v1/medications", medication_body(), token["medpatient"])
+        assert r.status_code == 201, f"medication: {r.status_code} {r.text}"
+        return r.json()["id"]
+
     admin_reason = {"x-access-reason": "schemathesis contract run"}
     explicit = {
         ("POST", "/api/v1/auth/signup"): lambda: {"body": signup_body()},
@@ -176,6 +202,13 @@ def main():
         ("DELETE", "/api/v1/emergency/contacts/{id}"): lambda: {"path_parameters": {"id": contact(who[("DELETE", "/api/v1/emergency/contacts/{id}")])}},
         ("POST", "/api/v1/emergency/sos"): lambda: {"body": {"message": "help", "location": {"latitude": 52.5, "longitude": 13.4}}},
         ("GET", "/api/v1/audit"): lambda: {"query": {"actor": patient_id}},
+        ("POST", "/api/v1/medications"): lambda: {"body": medication_body()},
+        ("GET", "/api/v1/medications"): lambda: {"query": {"patient_id": med_patient_id}},
+        ("GET", "/api/v1/medications/{id}"): lambda: {"path_parameters": {"id": medication()}},
+        ("PATCH", "/api/v1/medications/{id}"): lambda: {"path_parameters": {"id": medication()}, "body": {"dosage": "400 mg"}},
+        ("POST", "/api/v1/medications/{id}/discontinue"): lambda: {"path_parameters": {"id": medication()}},
+        ("POST", "/api/v1/medications/{id}/doses"): lambda: {"path_parameters": {"id": medication()}, "body": {"scheduled_for": last_dose, "status": "taken"}},
+        ("GET", "/api/v1/medications/{id}/adherence"): lambda: {"path_parameters": {"id": medication()}},
     }
 
     def confirm_body():
@@ -197,6 +230,58 @@ def main():
         return {"body": {"provider_id": provider_id, "patient_id": me["id"]}}
 
     explicit[("POST", "/api/v1/care-relationships")] = care_create_body
+
+    # Appointments: the seeded provider publishes every-day availability once; a fresh
+    # patient (its own per-account budget) books free slots, one per explicit case.
+    def fresh_patient_token():
+        body = signup_body()
+        assert post("/api/v1/auth/signup", body).status_code == 201
+        assert post("/api/v1/auth/verify-email", {"token": outbox_token(body["email"], "Your verification token:")}).status_code == 204
+        r = post("/api/v1/auth/login", {"email": body["email"], "password": body["password"]})
+        assert r.status_code == 200, r.text
+        return r.json()["access_token"]
+
+    days = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+    availability = {"time_zone": "Europe/Berlin", "slot_minutes": 30, "buffer_minutes": 0,
+                    "weekly": [{"day": d, "start": "00:00", "end": "23:45"} for d in days],
+                    "specialty": "General practice", "consultation_types": ["video", "in_person"]}
+    published = []
+
+    def publish():
+        if not published:
+            r = http.put(base + "/api/v1/providers/me/availability", json=availability,
+                         headers={"authorization": f"Bearer {token['provider']}"}, timeout=30)
+            assert r.status_code == 200, r.text
+            published.append(True)
+
+    booked = []
+
+    def book():
+        publish()
+        r = http.get(f"{base}/api/v1/providers/{provider_id}/slots",
+                     headers={"authorization": f"Bearer {token['booker']}"}, timeout=30)
+        assert r.status_code == 200, r.text
+        # Hours ahead (a patient's changes need 2 hours' notice), a new one each time.
+        start = r.json()["items"][8 + 2 * len(booked)]["start"]
+        r = post("/api/v1/appointments", {"provider_id": provider_id, "start": start,
+                                          "consultation_type": "video"}, token["booker"])
+        assert r.status_code == 201, r.text
+        booked.append(r.json()["id"])
+        return r.json()["id"]
+
+    def booking_body():
+        publish()
+        r = http.get(f"{base}/api/v1/providers/{provider_id}/slots",
+                     headers={"authorization": f"Bearer {token['booker']}"}, timeout=30)
+        start = r.json()["items"][40]["start"]
+        return {"body": {"provider_id": provider_id, "start": start, "consultation_type": "in_person", "reason": "annual check"},
+                "headers": {"idempotency-key": uuid.uuid4().hex}}
+
+    explicit[("PUT", "/api/v1/providers/me/availability")] = lambda: {"body": availability}
+    explicit[("GET", "/api/v1/providers/{id}/slots")] = lambda: (publish(), {"path_parameters": {"id": provider_id}})[1]
+    explicit[("POST", "/api/v1/appointments")] = booking_body
+    explicit[("GET", "/api/v1/appointments/{id}")] = lambda: {"path_parameters": {"id": book()}}
+    explicit[("PATCH", "/api/v1/appointments/{id}")] = lambda: {"path_parameters": {"id": book()}, "body": {"reason": "a sore throat"}}
 
     # Loaded from the served document as a dict: `from_url` leaves out the operation
     # that serves the schema itself, and that route is under test too.
@@ -222,11 +307,20 @@ def main():
         elif access == "bearer":
             # The care-relationship delete needs a party (the patient ends its own); TOTP
             # enrolment needs an account without TOTP (the patient).
-            if key == ("DELETE", "/api/v1/care-relationships/{id}") or "/mfa/totp/" in key[1]:
+            if key[1].startswith("/api/v1/medications"):
+                who[key] = "medpatient"
+            elif key == ("DELETE", "/api/v1/care-relationships/{id}") or "/mfa/totp/" in key[1]:
                 who[key] = "patient"
             else:
                 who[key] = ["patient", "provider"][turn % 2]
                 turn += 1
+
+    # The appointment routes: availability by the provider, the rest by a fresh patient.
+    appointment_ops = [key for key in who if key[1].startswith(("/api/v1/appointments", "/api/v1/providers"))]
+    if appointment_ops:
+        token["booker"] = fresh_patient_token()
+        for key in appointment_ops:
+            who[key] = "provider" if key == ("PUT", "/api/v1/providers/me/availability") else "booker"
 
     statuses = defaultdict(lambda: defaultdict(int))
     failures = defaultdict(list)

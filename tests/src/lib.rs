@@ -19,6 +19,20 @@ impl TestStack {
         Self::start_with(false).await
     }
 
+    /// A stack on the given clock (a `ManualClock` moves time for the schedule and the
+    /// worker as well as the handlers).
+    pub async fn start_with_clock(clock: std::sync::Arc<dyn shared::clock::Clock>) -> Self {
+        let data = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let stack = Stack::start_with_clock(&settings_for(data.path()), clock)
+            .await
+            .unwrap_or_else(|e| panic!("local stack: {e:#}"));
+        TestStack {
+            stack,
+            http: reqwest::Client::new(),
+            data,
+        }
+    }
+
     /// A stack started as `docare-local --dev-limits` would be.
     pub async fn start_with_dev_limits() -> Self {
         Self::start_with(true).await
@@ -67,4 +81,78 @@ async fn start_with_settings(settings: LocalSettings) -> Stack {
     Stack::start(&settings)
         .await
         .unwrap_or_else(|e| panic!("local stack: {e:#}"))
+}
+
+/// Publishes an every-day availability (00:00–23:45 UTC, 30-minute slots, video) for a
+/// provider and books the first free slot for a patient, through the appointments
+/// router; returns the appointment id.
+pub async fn book_any_slot(
+    app: &shared::App,
+    provider_id: &str,
+    provider_token: &str,
+    patient_token: &str,
+) -> String {
+    use http::Method;
+    use shared::testing::{dispatch, request};
+    let router = docare_appointments::router();
+    let days = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    let weekly: Vec<serde_json::Value> = days
+        .iter()
+        .map(|d| serde_json::json!({"day": d, "start": "00:00", "end": "23:45"}))
+        .collect();
+    let body = serde_json::json!({"time_zone": "UTC", "slot_minutes": 30, "weekly": weekly,
+        "specialty": "General practice", "consultation_types": ["video", "in_person"]});
+    let (status, answer) = dispatch(
+        &router,
+        app,
+        request(
+            Method::PUT,
+            "/api/v1/providers/me/availability",
+            Some(provider_token),
+            Some(body),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, slots) = dispatch(
+        &router,
+        app,
+        request(
+            Method::GET,
+            &format!("/api/v1/providers/{provider_id}/slots"),
+            Some(patient_token),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{slots}");
+    // Not the very next slot: it may be in the past by the time the booking arrives.
+    let start = slots["items"][2]["start"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{slots}"))
+        .to_string();
+    let (status, booked) = dispatch(
+        &router,
+        app,
+        request(
+            Method::POST,
+            "/api/v1/appointments",
+            Some(patient_token),
+            Some(
+                serde_json::json!({"provider_id": provider_id, "start": start,
+                "consultation_type": "video", "reason": "persistent cough"}),
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{booked}");
+    booked["id"].as_str().unwrap_or_default().to_string()
 }

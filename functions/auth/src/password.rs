@@ -155,6 +155,7 @@ pub async fn reset(app: App, req: ApiRequest) -> HandlerResult {
         .clear_lockout()
         .end_sessions(app.clock.now().timestamp_millis())
         .end_pending();
+    let ended = change.ended();
     let write = accounts::reset_op(&app, &account, change)?;
     let event = account_event(
         &req,
@@ -171,7 +172,12 @@ pub async fn reset(app: App, req: ApiRequest) -> HandlerResult {
         )
         .await
     {
-        Ok(()) => Ok(ApiResponse::no_content()),
+        Ok(()) => {
+            // This instance stops accepting the ended sessions at once (others within
+            // the revocation cache's bound).
+            shared::auth::revocation::ended(&app, &account.id, &ended).await;
+            Ok(ApiResponse::no_content())
+        }
         // Spent meanwhile, or another reset won the race.
         Err(CommitError::Change { .. }) => Err(invalid()),
         Err(err) => Err(err.into()),

@@ -6,13 +6,21 @@
 //! transaction that records the alert and its audit event (`shared::store::sos`). A
 //! repeat inside the window is recorded on the open alert (count, time, latest
 //! location) and not sent again.
+//!
+//! Messages to contacts spend the account's daily caps (`shared::store::contacts::reserve_up_to`,
+//! reserved before anything is queued); SMS go only to the configured countries
+//! (`DOCARE_SMS_COUNTRY_CODES`), and a contact whose stored phone or e-mail fails its
+//! integrity check is skipped (recorded as `INTEGRITY_FAILURE`): an alert still reaches
+//! everyone else, and the answer says how many messages were `withheld`. The care team's
+//! e-mails and pushes are not capped.
 
 use serde::{Deserialize, Serialize};
 use shared::audit::{Action, Outcome};
-use shared::auth::{accounts, audit_event, authenticate, care, input};
+use shared::auth::{accounts, audit_event, authenticate, care, input, Principal};
 use shared::domain::emergency::sos_input;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::notifications::{enqueue_all, Notification};
+use shared::store::contacts::{self, Channel};
 use shared::store::sos::{self, AlertText};
 use shared::ws::ServerEvent;
 use shared::{ApiError, App};
@@ -73,20 +81,33 @@ pub async fn raise(app: App, req: ApiRequest) -> HandlerResult {
     // Fan-out. The alert is recorded whatever happens next; a failure to queue is a 503
     // the client retries, and the retry joins this alert and re-queues (ids dedupe).
     let at = app.now().to_string();
-    let notified = fan_out(&app, &user, &alert_id, &at, body.location.as_ref(), message).await?;
+    let sent = fan_out(
+        &app,
+        &req,
+        &principal,
+        &alert_id,
+        &at,
+        body.location.as_ref(),
+        message,
+    )
+    .await?;
     sos::mark_sent(&app, &user, &alert_id).await?;
     ApiResponse::accepted(&SosAccepted {
         sos_id: alert_id,
         status: "recorded",
-        notified,
+        notified: sent.queued,
+        withheld: sent.withheld,
     })
 }
 
 /// The answer to an SOS: `recorded` (sent now) or `collapsed` (joined the open alert).
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct SosAccepted {
-    /// How many notifications were queued or pushed.
+    /// How many notifications were queued.
     pub notified: usize,
+    /// Messages to contacts not sent: today's cap spent, an SMS country not allowed, or a
+    /// stored address that failed its integrity check.
+    pub withheld: usize,
     pub sos_id: String,
     /// `recorded` or `collapsed`.
     pub status: &'static str,
@@ -115,11 +136,12 @@ async fn join_open_alert(
         .ok_or_else(changed)?;
     // The first attempt recorded the alert but could not queue its messages (it
     // answered 503): this repeat sends them. Ids make the notify worker send each once.
-    let mut notified = 0;
+    let mut sent = Sent::default();
     if !alert.sent {
-        notified = fan_out(
+        sent = fan_out(
             app,
-            user,
+            req,
+            principal,
             &alert_id,
             &alert.created_at,
             repeat.coordinates,
@@ -131,25 +153,44 @@ async fn join_open_alert(
     ApiResponse::accepted(&SosAccepted {
         sos_id: alert_id,
         status: "collapsed",
-        notified,
+        notified: sent.queued,
+        withheld: sent.withheld,
     })
 }
 
+/// What a fan-out did.
+#[derive(Debug, Default)]
+struct Sent {
+    queued: usize,
+    withheld: usize,
+}
+
 /// Queues the contacts' and the care team's notifications and pushes to the care
-/// team's connections. Returns how many messages were queued.
+/// team's connections.
 async fn fan_out(
     app: &App,
-    user: &str,
+    req: &ApiRequest,
+    principal: &Principal,
     alert_id: &str,
     at: &str,
     location: Option<&Location>,
     message: Option<&str>,
-) -> Result<usize, ApiError> {
+) -> Result<Sent, ApiError> {
+    let user = principal.user_id.as_str();
     let account = accounts::get(app, user).await?.ok_or(ApiError::NotFound)?;
-    let name = account
-        .open(app, "full_name")
-        .await?
-        .unwrap_or_else(|| "A DoCare user".into());
+    // A name that fails its integrity check is recorded; the alert goes out without it.
+    let name = shared::phi::open_or_report(
+        app,
+        req,
+        principal,
+        &account.item,
+        &["full_name"],
+        ("account", user),
+    )
+    .await?
+    .and_then(|mut opened| opened.pop().flatten())
+    .filter(|name| !name.is_empty())
+    .unwrap_or_else(|| "A DoCare user".into());
     let mut text = format!("DoCare emergency alert: {name} raised an SOS at {at}.");
     if let Some(l) = location {
         text.push_str(&format!(" Location: {:.5}, {:.5}", l.latitude, l.longitude));
@@ -162,28 +203,53 @@ async fn fan_out(
         text.push_str(&format!(" Message: {m}"));
     }
 
-    let mut outgoing = Vec::new();
-    for (contact_id, phone, email) in shared::store::contacts::reachable(app, user).await? {
-        if let Some(phone) = phone {
-            outgoing.push(Notification::sms(
-                format!("sos:{alert_id}:{contact_id}:sms"),
-                &phone,
-                text.clone(),
-            ));
+    let (reachable, broken) = contacts::reachable(app, req, principal, user).await?;
+    let mut withheld = broken;
+    let mut sms = Vec::new();
+    let mut emails = Vec::new();
+    for contact in reachable {
+        if let Some(phone) = contact.phone {
+            if app.config.sms_countries.allows(&phone) {
+                sms.push(Notification::sms(
+                    format!("sos:{alert_id}:{}:sms", contact.id),
+                    &phone,
+                    text.clone(),
+                ));
+            } else {
+                withheld += 1;
+            }
         }
-        if let Some(email) = email {
-            outgoing.push(Notification::email(
-                format!("sos:{alert_id}:{contact_id}:email"),
+        if let Some(email) = contact.email {
+            emails.push(Notification::email(
+                format!("sos:{alert_id}:{}:email", contact.id),
                 &email,
                 "DoCare emergency alert",
                 text.clone(),
             ));
         }
     }
+    // Reserved before anything is queued: at most the day's cap leaves the account.
+    let mut outgoing = Vec::new();
+    for (channel, mut messages) in [(Channel::Sms, sms), (Channel::Email, emails)] {
+        let allowed = contacts::reserve_up_to(app, user, channel, messages.len()).await?;
+        withheld += messages.len() - allowed;
+        messages.truncate(allowed);
+        outgoing.extend(messages);
+    }
     let mut providers = Vec::new();
     for provider_id in care::care_team(app, user).await? {
         if let Some(provider) = accounts::get(app, &provider_id).await? {
-            let email = provider.email(app).await?;
+            let email = shared::phi::open_or_report(
+                app,
+                req,
+                principal,
+                &provider.item,
+                &["email"],
+                ("account", &provider.id),
+            )
+            .await?
+            .and_then(|mut opened| opened.pop().flatten())
+            .unwrap_or_default();
             if input::email(&email).is_ok() {
                 outgoing.push(Notification::email(
                     format!("sos:{alert_id}:{}:email", provider.id),
@@ -209,5 +275,5 @@ async fn fan_out(
             tracing::warn!(error = %shared::error::cause_chain(&err), "sos push failed");
         }
     }
-    Ok(queued)
+    Ok(Sent { queued, withheld })
 }

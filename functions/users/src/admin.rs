@@ -1,13 +1,23 @@
 //! Administrators' account management. Every route needs the admin role and a session
 //! opened with MFA; every action is audited. Created accounts have no password: a
 //! single-use token to set one is mailed to the address (which also proves it).
+//!
+//! A patient's e-mail and name are PHI: account lists and reads show them only when the
+//! request states an `X-Access-Reason` (the break-glass header of the profile route,
+//! checked by the same `policy::access_reason`: 10 to 500 characters, else a 400 recorded
+//! as `ACCESS_DENIED`). Without one they are left out (`identity_withheld: true`); staff
+//! accounts' are always shown. Each patient account shown with them is recorded as
+//! `BREAK_GLASS` on `account/<id>` (reason sealed), so it appears in that patient's
+//! access log, before the answer leaves. The answers of changes (disable, enable, role)
+//! never show a patient's e-mail or name.
 
 use crate::audit;
 use serde::Deserialize;
-use shared::audit::{Action, Outcome};
-use shared::auth::accounts::{self, CreateError, NewAccount, Status};
+use serde::Serialize;
+use shared::audit::{Action, Outcome, Reason};
+use shared::auth::accounts::{self, Account, CreateError, NewAccount, Status};
 use shared::auth::one_time::{self, Purpose};
-use shared::auth::{audit_event, input, Principal, Role};
+use shared::auth::{audit_event, input, policy, Principal, Role};
 use shared::http::pagination::{Page, PageRequest};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::notifications::{enqueue, Notification};
@@ -32,6 +42,85 @@ async fn admin(app: &AppContext, req: &ApiRequest) -> Result<Principal, ApiError
     };
     guard::require_admin(app, req, &principal, target).await?;
     Ok(principal)
+}
+
+/// The most accounts a page shows with patients' e-mail and name: each one shown is its
+/// own audit append (2 items: the event and its chain head, far below the 98 writes of
+/// a unit of work), so a page with PHI costs at most this many appends plus the list's.
+pub const PHI_PAGE_LIMIT: u32 = 25;
+
+/// The administrator's stated reason, when the request gives one: `None` without the
+/// header; a header outside 10..=500 characters is a 400 recorded as `ACCESS_DENIED` on
+/// `target` (as on the break-glass profile route).
+async fn access_reason(
+    app: &AppContext,
+    req: &ApiRequest,
+    principal: &Principal,
+    target: (&str, &str),
+) -> Result<Option<String>, ApiError> {
+    if req.header(policy::ACCESS_REASON_HEADER).is_none() {
+        return Ok(None);
+    }
+    match policy::access_reason(req) {
+        Ok(reason) => Ok(Some(reason)),
+        Err(refusal) => Err(guard::refuse(app, req, principal, target, refusal).await),
+    }
+}
+
+/// An account as administrators see it.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "AdminAccount")]
+pub(crate) struct AdminView {
+    id: String,
+    /// Staff accounts' always; a patient's only with an `X-Access-Reason`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    /// Staff accounts' always; a patient's only with an `X-Access-Reason`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    full_name: Option<String>,
+    role: Role,
+    status: Status,
+    mfa_enabled: bool,
+    created_at: String,
+    /// True when a patient's e-mail and name were left out (no access reason given).
+    identity_withheld: bool,
+}
+
+/// The admin view of `account`; a patient's e-mail and name only with `reason`, and then
+/// recorded (`BREAK_GLASS` on `account/<id>`, the reason sealed) before it is returned.
+/// Opening is integrity-checked and audited ([`Account::identity`]).
+async fn admin_view(
+    app: &AppContext,
+    req: &ApiRequest,
+    principal: &Principal,
+    account: &Account,
+    reason: Option<&str>,
+) -> Result<AdminView, ApiError> {
+    let patient = account.role == Role::Patient;
+    let identity = match (patient, reason) {
+        (false, _) => Some(account.identity(app, req, principal).await?),
+        (true, Some(reason)) => {
+            let identity = account.identity(app, req, principal).await?;
+            let event = audit_event(req, principal, Action::BreakGlass, Outcome::Success)
+                .resource("account", &account.id)
+                .reason(Reason::new(reason)?);
+            app.audit.record(event).await?;
+            Some(identity)
+        }
+        (true, None) => None,
+    };
+    let identity_withheld = identity.is_none();
+    let (email, full_name) = identity.unzip();
+    Ok(AdminView {
+        id: account.id.clone(),
+        email,
+        full_name,
+        role: account.role,
+        status: account.status,
+        mfa_enabled: account.mfa_enabled,
+        created_at: account.created_at.clone(),
+        identity_withheld,
+    })
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -95,27 +184,32 @@ pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
         Outcome::Success,
     )
     .await?;
-    ApiResponse::created(&account.view(&app).await?)
+    ApiResponse::created(&account.view(&app, &req, &principal).await?)
 }
 
-/// `GET /api/v1/users`: every account, oldest first, paginated.
+/// `GET /api/v1/users[?limit=&cursor=]`: every account, oldest first, paginated. With an
+/// `X-Access-Reason`, a page holds at most [`PHI_PAGE_LIMIT`] accounts and each patient
+/// on it is recorded before the page is answered; the list itself is recorded as `VIEW`
+/// on `account_list/all` (`BREAK_GLASS`, with the reason, when one was given).
 pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
     let principal = admin(&app, &req).await?;
-    let page = PageRequest::from_request(&req)?;
+    let target = ("account_list", "all");
+    let reason = access_reason(&app, &req, &principal, target).await?;
+    let mut page = PageRequest::from_request(&req)?;
+    if reason.is_some() {
+        page.limit = page.limit.min(PHI_PAGE_LIMIT);
+    }
     let (found, next) = accounts::list(&app, &page).await?;
     let mut items = Vec::with_capacity(found.len());
-    for account in found {
-        items.push(account.view(&app).await?);
+    for account in &found {
+        items.push(admin_view(&app, &req, &principal, account, reason.as_deref()).await?);
     }
-    audit(
-        &app,
-        &req,
-        &principal,
-        Action::View,
-        ("account_list", "all"),
-        Outcome::Success,
-    )
-    .await?;
+    let event = match &reason {
+        Some(reason) => audit_event(&req, &principal, Action::BreakGlass, Outcome::Success)
+            .reason(Reason::new(reason)?),
+        None => audit_event(&req, &principal, Action::View, Outcome::Success),
+    };
+    app.audit.record(event.resource(target.0, target.1)).await?;
     ApiResponse::ok(&Page::new(items, next))
 }
 
@@ -124,20 +218,25 @@ async fn target(app: &AppContext, req: &ApiRequest) -> Result<accounts::Account,
     accounts::get(app, id).await?.ok_or(ApiError::NotFound)
 }
 
-/// `GET /api/v1/users/{id}`.
+/// `GET /api/v1/users/{id}`: recorded as `VIEW` on `account/<id>`, or `BREAK_GLASS` when
+/// a patient's e-mail and name were shown.
 pub async fn get(app: App, req: ApiRequest) -> HandlerResult {
     let principal = admin(&app, &req).await?;
+    let id = req.param("id")?.to_string();
+    let reason = access_reason(&app, &req, &principal, ("account", &id)).await?;
     let account = target(&app, &req).await?;
-    let view = account.view(&app).await?;
-    audit(
-        &app,
-        &req,
-        &principal,
-        Action::View,
-        ("account", &account.id),
-        Outcome::Success,
-    )
-    .await?;
+    let view = admin_view(&app, &req, &principal, &account, reason.as_deref()).await?;
+    if !(account.role == Role::Patient && reason.is_some()) {
+        audit(
+            &app,
+            &req,
+            &principal,
+            Action::View,
+            ("account", &account.id),
+            Outcome::Success,
+        )
+        .await?;
+    }
     ApiResponse::ok(&view)
 }
 
@@ -157,7 +256,7 @@ async fn set_status(app: App, req: ApiRequest, status: Status) -> HandlerResult 
     let event = audit_event(&req, &principal, Action::Update, Outcome::Success)
         .resource("account", &account.id);
     let account = accounts::change_audited(&app, &account, change, event).await?;
-    ApiResponse::ok(&account.view(&app).await?)
+    ApiResponse::ok(&admin_view(&app, &req, &principal, &account, None).await?)
 }
 
 /// `POST /api/v1/users/{id}/disable`.
@@ -193,5 +292,5 @@ pub async fn set_role(app: App, req: ApiRequest) -> HandlerResult {
     let event = audit_event(&req, &principal, Action::Update, Outcome::Success)
         .resource("account", &account.id);
     let account = accounts::change_audited(&app, &account, change, event).await?;
-    ApiResponse::ok(&account.view(&app).await?)
+    ApiResponse::ok(&admin_view(&app, &req, &principal, &account, None).await?)
 }

@@ -5,8 +5,7 @@ use crate::audit;
 use serde::Deserialize;
 use shared::audit::{Action, Outcome};
 use shared::auth::care;
-use shared::auth::policy::require_mfa_for_staff;
-use shared::auth::{accounts, audit_event, authenticate, Role};
+use shared::auth::{accounts, audit_event, Role};
 use shared::http::pagination::PageRequest;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::{guard, ApiError, App};
@@ -41,11 +40,24 @@ pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
 }
 
 /// `GET /api/v1/care-relationships`: a provider's patients, a patient's providers, or
-/// (admin) those of `?provider_id=` or `?patient_id=`.
+/// (admin) those of `?provider_id=` or `?patient_id=`. Who treats whom is PHI: providers
+/// and administrators need an MFA session (a refusal is recorded as `ACCESS_DENIED` on
+/// the list asked for, `care_relationship_list/<id>`, or `/*` when no id was given).
 pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
-    let principal = authenticate(&app, &req).await?;
+    let principal = guard::signed_in(&app, &req).await?;
     let page = PageRequest::from_request(&req)?;
-    // Who treats whom is PHI: the read is recorded on the list of the person asked about.
+    let asked = match principal.role {
+        Role::Admin => match (
+            req.query_param("provider_id"),
+            req.query_param("patient_id"),
+        ) {
+            (Some(id), None) | (None, Some(id)) => guard::recorded_id(id),
+            _ => guard::ANY,
+        },
+        Role::Provider | Role::Patient => principal.user_id.as_str(),
+    };
+    guard::require_staff_mfa(&app, &req, &principal, ("care_relationship_list", asked)).await?;
+    // The read is recorded on the list of the person asked about.
     let (query, subject) = match principal.role {
         Role::Provider => (
             care::Side::Provider(&principal.user_id),
@@ -56,7 +68,6 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
             principal.user_id.clone(),
         ),
         Role::Admin => {
-            require_mfa_for_staff(&principal)?;
             let (query, id) = match (
                 req.query_param("provider_id"),
                 req.query_param("patient_id"),
@@ -69,7 +80,7 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
                     ))
                 }
             };
-            if ulid::Ulid::from_string(id).is_err() {
+            if !guard::is_id(id) {
                 return Err(ApiError::validation(
                     "`provider_id` / `patient_id` must be a user id",
                 ));
@@ -90,14 +101,18 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
     ApiResponse::ok(&relationships)
 }
 
-/// `DELETE /api/v1/care-relationships/{id}`: either side or an admin ends it.
+/// `DELETE /api/v1/care-relationships/{id}`: either side or an admin (MFA session; a
+/// refusal is recorded on the relationship) ends it.
 pub async fn end(app: App, req: ApiRequest) -> HandlerResult {
     let principal = guard::signed_in(&app, &req).await?;
     let id = guard::path_id(&app, &req, &principal, "id", "care_relationship").await?;
     let rel = care::find(&app, id).await?.ok_or(ApiError::NotFound)?;
     let party = principal.user_id == rel.provider_id || principal.user_id == rel.patient_id;
     match principal.role {
-        Role::Admin => require_mfa_for_staff(&principal)?,
+        Role::Admin => {
+            let target = ("care_relationship", rel.id.as_str());
+            guard::require_staff_mfa(&app, &req, &principal, target).await?
+        }
         _ if party => {}
         _ => {
             let target = ("care_relationship", rel.id.as_str());
@@ -106,6 +121,6 @@ pub async fn end(app: App, req: ApiRequest) -> HandlerResult {
     }
     let event = audit_event(&req, &principal, Action::Delete, Outcome::Success)
         .resource("care_relationship", &rel.id);
-    let ended = care::end(&app, &rel, event).await?;
+    let ended = care::end(&app, &rel, principal.user_id == rel.patient_id, event).await?;
     ApiResponse::ok(&ended)
 }

@@ -12,6 +12,8 @@ use shared::auth::accounts::AccountView;
 use shared::auth::care::CareRelationship;
 use shared::http::{Page, RouteDoc, Router};
 
+pub use admin::PHI_PAGE_LIMIT;
+
 /// Every handler records through the one shared helper.
 pub(crate) use shared::auth::record as audit;
 
@@ -64,9 +66,11 @@ pub fn router() -> Router {
         .route(Method::GET, "/api/v1/users", admin::list)
         .doc(
             RouteDoc::new("List accounts")
+                .describe("Patients' e-mail and name only with an `X-Access-Reason` (break-glass: each patient shown is audited and appears in their access log; such a page holds at most 25 accounts); otherwise left out.")
                 .admin_mfa()
                 .paged()
-                .response::<Page<AccountView>>(200)
+                .header("x-access-reason", "An administrator's reason for seeing patients' e-mail and name (10..=500 characters).")
+                .response::<Page<admin::AdminView>>(200)
                 .errors(&[400, 401, 403, 429, 503]),
         )
         .route(Method::POST, "/api/v1/users", admin::create)
@@ -80,22 +84,24 @@ pub fn router() -> Router {
         .route(Method::GET, "/api/v1/users/{id}", admin::get)
         .doc(
             RouteDoc::new("An account")
+                .describe("A patient's e-mail and name only with an `X-Access-Reason` (break-glass, audited); otherwise left out.")
                 .admin_mfa()
-                .response::<AccountView>(200)
-                .errors(&[401, 403, 404, 429, 503]),
+                .header("x-access-reason", "An administrator's reason for seeing a patient's e-mail and name (10..=500 characters).")
+                .response::<admin::AdminView>(200)
+                .errors(&[400, 401, 403, 404, 429, 503]),
         )
         .route(Method::POST, "/api/v1/users/{id}/disable", admin::disable)
         .doc(
             RouteDoc::new("Disable an account (ends its sessions)")
                 .admin_mfa()
-                .response::<AccountView>(200)
+                .response::<admin::AdminView>(200)
                 .errors(&[401, 403, 404, 422, 429, 503]),
         )
         .route(Method::POST, "/api/v1/users/{id}/enable", admin::enable)
         .doc(
             RouteDoc::new("Enable a disabled account")
                 .admin_mfa()
-                .response::<AccountView>(200)
+                .response::<admin::AdminView>(200)
                 .errors(&[401, 403, 404, 422, 429, 503]),
         )
         .route(Method::PUT, "/api/v1/users/{id}/role", admin::set_role)
@@ -103,7 +109,7 @@ pub fn router() -> Router {
             RouteDoc::new("Change an account's role (ends its sessions)")
                 .admin_mfa()
                 .body::<admin::RoleBody>()
-                .response::<AccountView>(200)
+                .response::<admin::AdminView>(200)
                 .errors(&[401, 403, 404, 422, 429, 503]),
         )
         .route(Method::POST, "/api/v1/care-relationships", care::create)
@@ -117,7 +123,7 @@ pub fn router() -> Router {
         .route(Method::GET, "/api/v1/care-relationships", care::list)
         .doc(
             RouteDoc::new("Care relationships: the caller's, or (administrators) one provider's or patient's")
-                .describe("Providers and patients see their own; administrators (MFA session) give exactly one of `provider_id` and `patient_id`.")
+                .describe("Patients see their own; providers their own with an MFA session; administrators (MFA session) give exactly one of `provider_id` and `patient_id`.")
                 .bearer()
                 .paged()
                 .query::<String>("provider_id", "Administrators: a provider's user id.")

@@ -1,4 +1,5 @@
-//! `GET`/`PATCH /api/v1/users/me`.
+//! `GET`/`PATCH /api/v1/users/me`. The e-mail and name are opened with the integrity
+//! check audited (`INTEGRITY_FAILURE` on `account/<id>`, then 500).
 
 use crate::audit;
 use serde::Deserialize;
@@ -13,7 +14,7 @@ pub async fn get(app: App, req: ApiRequest) -> HandlerResult {
     let account = accounts::get(&app, &principal.user_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let view = account.view(&app).await?;
+    let view = account.view(&app, &req, &principal).await?;
     audit(
         &app,
         &req,
@@ -59,5 +60,5 @@ pub async fn patch(app: App, req: ApiRequest) -> HandlerResult {
         event,
     )
     .await?;
-    ApiResponse::ok(&account.view(&app).await?)
+    ApiResponse::ok(&account.view(&app, &req, &principal).await?)
 }

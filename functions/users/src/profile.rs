@@ -12,6 +12,7 @@ use shared::audit::{Action, Outcome, Reason};
 use shared::auth::policy::Basis;
 use shared::auth::{audit_event, authenticate, input, rate_limit, Principal};
 use shared::domain::profile::{address, date_of_birth, mask_ssn, ssn, ssn_for_viewer};
+use shared::domain::zone::Zone;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::store::profiles::{self, Profile};
 use shared::{guard, ApiError, App, AppContext};
@@ -26,6 +27,9 @@ pub(crate) struct ProfileBody {
     ssn: Option<String>,
     phone: Option<String>,
     address: Option<Address>,
+    /// IANA time zone for schedules and reminders; UTC when left out.
+    #[serde(default)]
+    time_zone: Option<Zone>,
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
@@ -38,6 +42,8 @@ pub(crate) struct ProfileView {
     ssn: Option<String>,
     phone: Option<String>,
     address: Option<Address>,
+    /// IANA time zone of schedules and reminders (`UTC` when never set).
+    time_zone: Zone,
     updated_at: Option<String>,
 }
 
@@ -65,6 +71,7 @@ pub async fn put_own(app: App, req: ApiRequest) -> HandlerResult {
             .as_ref()
             .map(|v| serde_json::to_string(v).map_err(ApiError::internal))
             .transpose()?,
+        time_zone: body.time_zone,
         updated_at: Some(app.now().to_string()),
     };
     let event = audit_event(&req, &principal, Action::Update, Outcome::Success)
@@ -78,6 +85,7 @@ pub async fn put_own(app: App, req: ApiRequest) -> HandlerResult {
         ssn: profile.ssn.map(|s| mask_ssn(&s)),
         phone: profile.phone,
         address: valid_address,
+        time_zone: profile.time_zone.unwrap_or(Zone::UTC),
         updated_at: profile.updated_at,
     })
 }
@@ -172,6 +180,7 @@ async fn read(
         ssn: profile.ssn.map(|s| ssn_for_viewer(s, owner, reveal)),
         phone: profile.phone,
         address,
+        time_zone: profile.time_zone.unwrap_or(Zone::UTC),
         updated_at: profile.updated_at,
     })
 }

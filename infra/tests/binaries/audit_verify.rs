@@ -5,10 +5,14 @@
 
 use shared::adapters::aws::DynamoDb;
 use shared::adapters::local::{LocalKeyring, LocalStore};
-use shared::audit::{chain_pk, seq_sk, Action, Actor, AuditEvent, AuditWriter, Outcome, Reason};
+use shared::audit::{
+    chain_pk, seq_sk, Action, Actor, Anchorer, AuditEvent, AuditReader, AuditWriter, Outcome,
+    Reason, ANCHOR_PK, CHAIN_SHARDS,
+};
 use shared::clock::{Clock, SystemClock};
 use shared::crypto::{CachePolicy, Envelope};
 use shared::ports::db::{Database, Index, Item, Key, Value};
+use shared::ports::KeyService;
 use shared::testing::{aws, local_app_in, local_test_config};
 use std::path::PathBuf;
 use std::process::Command;
@@ -23,6 +27,9 @@ struct Target {
     audit_table: String,
     args: Vec<String>,
     env: Vec<(&'static str, String)>,
+    /// The anchor key (the key ring's or a KMS key) and where it is.
+    keys: Arc<dyn KeyService>,
+    anchor_key: String,
 }
 
 impl Target {
@@ -112,8 +119,53 @@ async fn exercise(target: Target) {
             two.record(event).await.expect("record");
         }
     }
+    // Unanchored events younger than the grace period pass; then the heads are anchored.
+    let unanchored = target.verify();
+    assert_eq!(
+        unanchored,
+        (
+            0,
+            "verified 7 events in 2 chains against 0 anchors".to_string()
+        )
+    );
+    {
+        // Dropped before the binary runs (it needs the local store unlocked).
+        let db = (target.open)();
+        let anchorer = Anchorer {
+            db: db.clone(),
+            keys: target.keys.clone(),
+            reader: AuditReader::with_tables(db, &target.table, &target.audit_table),
+            audit_table: target.audit_table.clone(),
+            anchor_key_id: target.anchor_key.clone(),
+            shards: CHAIN_SHARDS,
+        };
+        let run = anchorer.run(SystemClock.now()).await.expect("anchor");
+        assert_eq!(run.anchor, Some(0));
+    }
     let intact = target.verify();
-    assert_eq!(intact, (0, "verified 7 events in 2 chains".to_string()));
+    assert_eq!(
+        intact,
+        (
+            0,
+            "verified 7 events in 2 chains against 1 anchors".to_string()
+        )
+    );
+
+    // The anchor forged (its heads changed, the signature kept).
+    let anchor_key = Key::new(ANCHOR_PK, seq_sk(0));
+    let signed = (target.open)()
+        .get(&target.audit_table, &anchor_key)
+        .await
+        .expect("get")
+        .expect("anchor");
+    let mut forged = signed.clone();
+    forged.insert("heads".into(), Value::S("[]".into()));
+    target.put(forged).await;
+    let (code, text) = target.verify();
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("anchor 0 is not valid (signature)"), "{text}");
+    target.put(signed).await;
+    assert_eq!(target.verify(), intact, "restored");
 
     // A middle event deleted.
     let middle = target.item(1, 2).await;
@@ -156,6 +208,7 @@ async fn verifies_the_local_data_folder_and_names_each_break() {
     // A data folder as the local stack creates it.
     drop(local_app_in(data.path(), Arc::new(SystemClock)));
     let store_path: PathBuf = data.path().join("store.redb");
+    let ring = LocalKeyring::open(&data.path().join("keyring.json")).expect("ring");
     exercise(Target {
         // Opened per step and dropped after it: the binary needs the file unlocked.
         open: Box::new(move || {
@@ -165,6 +218,8 @@ async fn verifies_the_local_data_folder_and_names_each_break() {
         audit_table: config.audit_table,
         args: vec!["--data-dir".into(), data.path().display().to_string()],
         env: Vec::new(),
+        keys: Arc::new(ring),
+        anchor_key: config.audit_anchor_key_id,
     })
     .await;
 }
@@ -193,6 +248,18 @@ async fn verifies_dynamodb_tables_and_names_each_break() {
     aws::create_table(&client, &table, &[Index::Gsi1, Index::Gsi2]).await;
     aws::create_table(&client, &audit_table, &Index::ALL).await;
     let db: Arc<dyn Database> = Arc::new(DynamoDb::new(client, Arc::new(SystemClock)));
+    let kms = aws_sdk_kms::Client::new(&aws::sdk_config(&endpoint));
+    let anchor_key = kms
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .expect("anchor key")
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .expect("arn")
+        .to_string();
     exercise(Target {
         open: Box::new(move || db.clone()),
         args: vec![
@@ -201,10 +268,14 @@ async fn verifies_dynamodb_tables_and_names_each_break() {
             table.clone(),
             "--audit-table".into(),
             audit_table.clone(),
+            "--anchor-key".into(),
+            anchor_key.clone(),
         ],
         table,
         audit_table,
         env: aws::child_env(&endpoint),
+        keys: Arc::new(shared::adapters::aws::Kms::new(kms)),
+        anchor_key,
     })
     .await;
 }

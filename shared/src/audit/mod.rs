@@ -15,6 +15,7 @@
 //! the event and the chain head in one transaction, so a change whose event cannot be
 //! recorded is not kept.
 
+pub mod anchor;
 mod chain;
 mod event;
 mod reader;
@@ -26,6 +27,7 @@ mod tests;
 
 /// The writes a unit of work commits with its event (built by the repositories).
 pub use crate::ports::db::WriteOp;
+pub use anchor::{Anchor, AnchorRun, Anchorer, ANCHOR_GRACE, ANCHOR_INTERVAL, ANCHOR_PK};
 pub use chain::{
     attr, chain_pk, format_time, genesis_hash, head_key, parse_time, seq_sk, ChainHead, Malformed,
     StoredEvent, CHAIN_SHARDS, FORMAT_VERSION, RETENTION_DAYS,
@@ -34,7 +36,7 @@ pub use event::{
     Action, Actor, AuditEvent, Origin, Outcome, Reason, Resource, UnknownName, MAX_REASON_CHARS,
 };
 pub use reader::{AuditReader, TimeRange};
-pub use verify::{verify, BreakKind, ChainBreak, VerifyOptions, VerifyReport};
+pub use verify::{verify, verify_with_anchors, BreakKind, ChainBreak, VerifyOptions, VerifyReport};
 pub use writer::{AuditWriter, CommitError, MAX_ATTEMPTS, MAX_CHANGE_OPS};
 
 use crate::crypto::CryptoError;

@@ -102,6 +102,11 @@ impl AuditReader {
             .map_err(from_db)
     }
 
+    /// Every anchor, oldest first, unparsed (see `anchor.rs`).
+    pub async fn anchor_items(&self) -> Result<Vec<Item>, AuditError> {
+        super::anchor::anchor_items(self.db.as_ref(), &self.audit_table).await
+    }
+
     /// The first event of a shard at or after `seq`, if any.
     pub async fn first_at_or_after(
         &self,

@@ -569,3 +569,227 @@ async fn failures_to_record_are_503_and_bad_events_are_refused() {
     assert!(matches!(err, AuditError::InvalidEvent("resource.type")));
     assert_eq!(ApiError::from(err).status(), 500);
 }
+
+// ---- anchors ------------------------------------------------------------------------
+
+impl Fixture {
+    fn anchorer(&self) -> Anchorer {
+        Anchorer::of(&self.parts.app)
+    }
+
+    async fn trusted(&self) -> Vec<crate::crypto::signing::PublicKey> {
+        let app = &self.parts.app;
+        let der = app
+            .keys
+            .public_key(&app.config.audit_anchor_key_id)
+            .await
+            .expect("anchor public key");
+        vec![crate::crypto::signing::PublicKey::from_spki_der(&der).expect("spki")]
+    }
+
+    async fn verify_anchored(&self) -> VerifyReport {
+        verify_with_anchors(
+            &self.reader(),
+            &self.trusted().await,
+            self.clock.now(),
+            &VerifyOptions::default(),
+        )
+        .await
+        .expect("verify")
+    }
+
+    async fn anchor(&self) -> AnchorRun {
+        self.anchorer()
+            .run(self.clock.now())
+            .await
+            .expect("anchor run")
+    }
+
+    /// What someone holding a function's credentials can do: rewrite every event of a
+    /// shard from `from_seq` on (here: turn outcomes into `denied`) with valid hashes
+    /// and links, and move the head along, so the chain alone verifies.
+    async fn rewrite_consistently(&self, shard: u32, from_seq: u64) {
+        let head = self
+            .reader()
+            .head(shard)
+            .await
+            .expect("head")
+            .expect("a head");
+        let mut prev_hash = if from_seq == 0 {
+            genesis_hash(shard)
+        } else {
+            StoredEvent::from_item(&self.event(shard, from_seq - 1).await)
+                .expect("parse")
+                .hash
+        };
+        let mut last = None;
+        for seq in from_seq..=head.seq {
+            let mut event = StoredEvent::from_item(&self.event(shard, seq).await).expect("parse");
+            event.outcome = Outcome::Denied;
+            event.prev_hash = prev_hash.clone();
+            event.hash = event.compute_hash();
+            prev_hash = event.hash.clone();
+            self.put_raw(event.to_item()).await;
+            last = Some(event);
+        }
+        let last = last.expect("rewrote something");
+        let mut head_item = self
+            .parts
+            .store
+            .get(&self.parts.app.config.table, &head_key(shard))
+            .await
+            .expect("get")
+            .expect("head");
+        head_item.insert("hash".into(), Value::S(last.hash.clone()));
+        self.parts
+            .store
+            .put(&self.parts.app.config.table, head_item, None)
+            .await
+            .expect("put head");
+    }
+}
+
+#[tokio::test]
+async fn a_shard_rewritten_with_its_head_is_caught_by_the_anchors() {
+    let fx = fixture();
+    let ids = fx.chain_of(3, 6).await;
+    fx.chain_of(5, 2).await;
+    let run = fx.anchor().await;
+    assert_eq!(
+        run,
+        AnchorRun {
+            anchor: Some(0),
+            broken: vec![]
+        }
+    );
+    let intact = fx.verify_anchored().await;
+    assert!(intact.is_intact(), "{:?}", intact.first_break);
+    assert_eq!((intact.events, intact.anchors), (8, 1));
+
+    fx.rewrite_consistently(3, 2).await;
+    // The chain alone cannot tell: every hash, link and the head agree.
+    assert!(
+        fx.verify().await.is_intact(),
+        "a consistent rewrite passes the chain check"
+    );
+    // The anchor signed the original head: the event at its seq is no longer that one.
+    let report = fx.verify_anchored().await;
+    assert_eq!(
+        broken(&report),
+        &ChainBreak {
+            shard: 3,
+            seq: 5,
+            event_id: Some(ids[5].clone()),
+            kind: BreakKind::AnchorMismatch { anchor: 0 },
+        }
+    );
+    // The next anchoring run refuses to certify the rewritten shard and says so.
+    let run = fx.anchor().await;
+    assert_eq!(run.broken, vec![3]);
+}
+
+#[tokio::test]
+async fn anchors_extend_rolled_back_tails_and_forged_or_removed_anchors_are_caught() {
+    let fx = fixture();
+    fx.chain_of(1, 3).await;
+    fx.anchor().await;
+    fx.chain_of_more(1, 2).await;
+    assert_eq!(
+        fx.anchor().await.anchor,
+        Some(1),
+        "a moved head is anchored again"
+    );
+    assert_eq!(
+        fx.anchor().await.anchor,
+        None,
+        "nothing moved: no new anchor"
+    );
+    assert!(fx.verify_anchored().await.is_intact());
+
+    // Deleting the newest events and rolling the head back consistently: the anchor
+    // still names seq 4.
+    let store = &fx.parts.store;
+    for seq in [3, 4] {
+        store
+            .delete(fx.audit_table(), &Key::new(chain_pk(1), seq_sk(seq)), None)
+            .await
+            .expect("delete");
+    }
+    let two = StoredEvent::from_item(&fx.event(1, 2).await).expect("parse");
+    let mut head_item = store
+        .get(&fx.parts.app.config.table, &head_key(1))
+        .await
+        .expect("get")
+        .expect("head");
+    head_item.insert("seq".into(), Value::N(2));
+    head_item.insert("hash".into(), Value::S(two.hash.clone()));
+    head_item.insert("event_id".into(), Value::S(two.event_id.clone()));
+    head_item.insert("time".into(), Value::S(two.time.clone()));
+    store
+        .put(&fx.parts.app.config.table, head_item, None)
+        .await
+        .expect("put head");
+    assert!(fx.verify().await.is_intact(), "the chain alone passes");
+    let report = fx.verify_anchored().await;
+    assert_eq!(
+        (broken(&report).seq, &broken(&report).kind),
+        (4, &BreakKind::AnchorMismatch { anchor: 1 })
+    );
+
+    // A forged anchor (signed by another key) is refused.
+    let fx = fixture();
+    fx.chain_of(2, 2).await;
+    fx.anchor().await;
+    let mut forged = Anchor::from_item(
+        &fx.parts
+            .store
+            .get(fx.audit_table(), &Key::new(ANCHOR_PK, seq_sk(0)))
+            .await
+            .expect("get")
+            .expect("anchor"),
+    )
+    .expect("parse");
+    forged.heads[0].hash = "00".repeat(32);
+    fx.put_raw(forged.to_item().expect("item")).await;
+    assert_eq!(
+        broken(&fx.verify_anchored().await).kind,
+        BreakKind::AnchorInvalid {
+            anchor: 0,
+            what: "signature".into()
+        }
+    );
+
+    // Removing the anchors while the chain grows shows as stale anchoring.
+    let fx = fixture();
+    fx.chain_of(2, 2).await;
+    fx.anchor().await;
+    fx.clock.advance(Duration::minutes(20));
+    fx.chain_of_more(2, 1).await;
+    let report = fx.verify_anchored().await;
+    assert_eq!(
+        broken(&report).kind,
+        BreakKind::AnchorsStale { newest: Some(0) }
+    );
+    fx.anchor().await;
+    assert!(fx.verify_anchored().await.is_intact());
+    fx.parts
+        .store
+        .delete(fx.audit_table(), &Key::new(ANCHOR_PK, seq_sk(0)), None)
+        .await
+        .expect("delete anchor 0");
+    assert_eq!(
+        broken(&fx.verify_anchored().await).kind,
+        BreakKind::AnchorUnlinked { anchor: 1 }
+    );
+}
+
+impl Fixture {
+    /// Appends `n` more events to `shard` (after what is there).
+    async fn chain_of_more(&self, shard: u32, n: u64) {
+        let writer = self.writer().starting_on_shard(shard);
+        for i in 0..n {
+            writer.record(sample(i)).await.expect("record");
+            self.clock.advance(Duration::milliseconds(10));
+        }
+    }
+}

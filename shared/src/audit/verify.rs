@@ -6,14 +6,24 @@
 //! Events past retention disappear by TTL from the oldest end of a chain. Each event
 //! stores its predecessor's time, so a missing predecessor is accepted only when that
 //! time is past retention; a younger gap is a deletion.
+//!
+//! The hashes are not keyed, so whoever can write the audit table and the heads could
+//! rewrite a shard consistently. [`verify_with_anchors`] therefore also checks the
+//! signed anchors (`anchor.rs`): each anchor's signature (a key the functions cannot
+//! use) and its link to the previous one, that every anchored head is still in its
+//! chain with the same hash, and that anchoring has not stopped.
 
+use super::anchor::{anchor_genesis, Anchor, ANCHOR_GRACE};
 use super::chain::{
-    format_time, genesis_hash, is_past_retention, ChainHead, Malformed, StoredEvent, CHAIN_SHARDS,
+    format_time, genesis_hash, is_past_retention, parse_time, ChainHead, Malformed, StoredEvent,
+    CHAIN_SHARDS,
 };
 use super::reader::{AuditReader, TimeRange};
 use super::AuditError;
+use crate::crypto::signing::PublicKey;
 use crate::ports::db::{Item, Value, SK};
 use chrono::{DateTime, Duration, Utc};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// Events read per query page while walking a chain.
@@ -55,6 +65,26 @@ pub enum BreakKind {
     HeadMissing,
     /// The head is not a well-formed head item.
     HeadMalformed(String),
+    /// The event at an anchored seq is not the one the anchor recorded: the shard was
+    /// rewritten after it was anchored (with its head, or the links would show it).
+    AnchorMismatch { anchor: u64 },
+    /// An anchor is malformed or not signed by a trusted anchor key (forged).
+    AnchorInvalid { anchor: u64, what: String },
+    /// An anchor is missing or does not link to the one before it.
+    AnchorUnlinked { anchor: u64 },
+    /// Events were appended long after the newest anchor (anchoring stopped, or the
+    /// newest anchors were removed).
+    AnchorsStale { newest: Option<u64> },
+}
+
+impl BreakKind {
+    /// A break of the anchors themselves rather than of one shard's chain.
+    pub fn is_anchor_level(&self) -> bool {
+        matches!(
+            self,
+            BreakKind::AnchorInvalid { .. } | BreakKind::AnchorUnlinked { .. }
+        )
+    }
 }
 
 impl fmt::Display for BreakKind {
@@ -70,6 +100,26 @@ impl fmt::Display for BreakKind {
             BreakKind::HeadMismatch => f.write_str("last event does not match the chain head"),
             BreakKind::HeadMissing => f.write_str("chain head missing"),
             BreakKind::HeadMalformed(what) => write!(f, "malformed chain head ({what})"),
+            BreakKind::AnchorMismatch { anchor } => write!(
+                f,
+                "event differs from the one anchor {anchor} signed (shard rewritten)"
+            ),
+            BreakKind::AnchorInvalid { anchor, what } => {
+                write!(f, "anchor {anchor} is not valid ({what})")
+            }
+            BreakKind::AnchorUnlinked { anchor } => {
+                write!(f, "anchor {anchor} does not link to the anchor before it")
+            }
+            BreakKind::AnchorsStale { newest: Some(anchor) } => write!(
+                f,
+                "events appended more than {} minutes after the newest anchor ({anchor}): anchoring stopped or anchors were removed",
+                ANCHOR_GRACE.as_secs() / 60
+            ),
+            BreakKind::AnchorsStale { newest: None } => write!(
+                f,
+                "events older than {} minutes and no anchor",
+                ANCHOR_GRACE.as_secs() / 60
+            ),
         }
     }
 }
@@ -101,6 +151,8 @@ impl fmt::Display for ChainBreak {
 pub struct VerifyReport {
     /// Events checked (those in the time range).
     pub events: u64,
+    /// Anchors checked (signature and link); 0 when verified without anchors.
+    pub anchors: u64,
     /// Shards holding at least one event or a head.
     pub chains: u32,
     pub first_break: Option<ChainBreak>,
@@ -112,15 +164,150 @@ impl VerifyReport {
     }
 }
 
-/// Walks every shard; stops at the first break.
+/// Walks every shard; stops at the first break. Checks the chains only: an actor who
+/// can write both tables can rewrite a shard this accepts; see [`verify_with_anchors`].
 pub async fn verify(
     reader: &AuditReader,
     now: DateTime<Utc>,
     options: &VerifyOptions,
 ) -> Result<VerifyReport, AuditError> {
-    let mut report = VerifyReport::default();
+    walk(reader, &Anchored::default(), now, options).await
+}
+
+/// What one anchor recorded of one shard's head.
+struct Point {
+    hash: String,
+    event_id: String,
+    time: String,
+    anchor: u64,
+}
+
+/// Anchored heads of one shard, by seq.
+type Points = BTreeMap<u64, Point>;
+
+/// What the anchors recorded, per shard.
+#[derive(Default)]
+struct Anchored {
+    shards: HashMap<u32, Points>,
+}
+
+/// [`verify`] plus the anchors: every anchor must be signed by one of `trusted` (the
+/// anchor key's public halves) and link to the previous one; every anchored head must
+/// still be in its chain with the same hash; and no shard's head may be more than
+/// [`ANCHOR_GRACE`] newer than the newest anchor (nor, without any anchor, older than
+/// that at `now`).
+pub async fn verify_with_anchors(
+    reader: &AuditReader,
+    trusted: &[PublicKey],
+    now: DateTime<Utc>,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, AuditError> {
+    let items = reader.anchor_items().await?;
+    let mut anchored = Anchored::default();
+    let mut previous: Option<Anchor> = None;
+    let mut checked = 0;
+    let invalid = |anchor: u64, kind: BreakKind, checked: u64| VerifyReport {
+        anchors: checked,
+        first_break: Some(ChainBreak {
+            shard: 0,
+            seq: anchor,
+            event_id: None,
+            kind,
+        }),
+        ..VerifyReport::default()
+    };
+    for item in &items {
+        let seq = sk_seq(item).unwrap_or_default();
+        let anchor = match Anchor::from_item(item) {
+            Ok(anchor) => anchor,
+            Err(what) => {
+                return Ok(invalid(
+                    seq,
+                    BreakKind::AnchorInvalid { anchor: seq, what },
+                    checked,
+                ))
+            }
+        };
+        if !anchor.signed_by_any(trusted) {
+            let what = "signature".to_string();
+            return Ok(invalid(
+                seq,
+                BreakKind::AnchorInvalid { anchor: seq, what },
+                checked,
+            ));
+        }
+        let (expected_seq, expected_prev) = match &previous {
+            Some(prev) => (prev.seq + 1, prev.hash()),
+            None => (0, anchor_genesis()),
+        };
+        if anchor.seq != expected_seq || anchor.prev_hash != expected_prev {
+            return Ok(invalid(
+                seq,
+                BreakKind::AnchorUnlinked { anchor: seq },
+                checked,
+            ));
+        }
+        for head in &anchor.heads {
+            anchored.shards.entry(head.shard).or_default().insert(
+                head.seq,
+                Point {
+                    hash: head.hash.clone(),
+                    event_id: head.event_id.clone(),
+                    time: head.time.clone(),
+                    anchor: anchor.seq,
+                },
+            );
+        }
+        checked += 1;
+        previous = Some(anchor);
+    }
+    let mut report = walk(reader, &anchored, now, options).await?;
+    report.anchors = checked;
+    if report.first_break.is_some() {
+        return Ok(report);
+    }
+    let grace = Duration::from_std(ANCHOR_GRACE).unwrap_or_else(|_| Duration::minutes(15));
     for shard in 0..options.shards {
-        let outcome = verify_shard(reader, shard, now, &options.range).await?;
+        let Some(head) = reader.head(shard).await? else {
+            continue;
+        };
+        let Some(head_time) = parse_time(&head.time) else {
+            continue;
+        };
+        let stale = match &previous {
+            Some(newest) => {
+                let covered = newest.head(shard).is_some_and(|a| a.seq >= head.seq);
+                !covered
+                    && parse_time(&newest.time).is_some_and(|anchored| head_time > anchored + grace)
+            }
+            None => head_time + grace < now,
+        };
+        if stale {
+            report.first_break = Some(ChainBreak {
+                shard,
+                seq: head.seq,
+                event_id: Some(head.event_id.clone()),
+                kind: BreakKind::AnchorsStale {
+                    newest: previous.as_ref().map(|a| a.seq),
+                },
+            });
+            break;
+        }
+    }
+    Ok(report)
+}
+
+async fn walk(
+    reader: &AuditReader,
+    anchored: &Anchored,
+    now: DateTime<Utc>,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, AuditError> {
+    let mut report = VerifyReport::default();
+    let none = BTreeMap::new();
+    for shard in 0..options.shards {
+        let points = anchored.shards.get(&shard).unwrap_or(&none);
+        let outcome = verify_shard(reader, shard, points, now, &options.range).await?;
         report.events += outcome.events;
         if outcome.used {
             report.chains += 1;
@@ -154,6 +341,7 @@ fn sk_seq(item: &Item) -> Option<u64> {
 async fn verify_shard(
     reader: &AuditReader,
     shard: u32,
+    anchored: &Points,
     now: DateTime<Utc>,
     range: &TimeRange,
 ) -> Result<ShardOutcome, AuditError> {
@@ -215,6 +403,17 @@ async fn verify_shard(
                 out.first_break = Some(broken(event.seq, id, BreakKind::Altered));
                 return Ok(out);
             }
+            // A consistent rewrite keeps every hash and link valid; only a signed
+            // anchor of this place tells it from the original.
+            if let Some(point) = anchored.get(&event.seq) {
+                if point.hash != event.hash {
+                    let kind = BreakKind::AnchorMismatch {
+                        anchor: point.anchor,
+                    };
+                    out.first_break = Some(broken(event.seq, id, kind));
+                    return Ok(out);
+                }
+            }
             // The link to the predecessor: the event read just before, or genesis.
             let expected = last.as_ref().map_or(start, |seen| seen.seq + 1);
             if event.seq != expected || (last.is_none() && event.seq > 0) {
@@ -256,6 +455,21 @@ async fn verify_shard(
     }
     if reached_end {
         out.first_break = check_head(shard, head.as_ref(), last.as_ref(), now);
+        if out.first_break.is_none() {
+            // An anchored event beyond the end: the tail was deleted and the head
+            // rolled back to match (unless it has simply expired).
+            let end = last.as_ref().map(|seen| seen.seq);
+            if let Some((seq, point)) = anchored.iter().next_back() {
+                let beyond = end.is_none_or(|end| *seq > end);
+                if beyond && *seq >= start && !is_past_retention(&point.time, now) {
+                    out.used = true;
+                    let kind = BreakKind::AnchorMismatch {
+                        anchor: point.anchor,
+                    };
+                    out.first_break = Some(broken(*seq, Some(point.event_id.clone()), kind));
+                }
+            }
+        }
     }
     Ok(out)
 }

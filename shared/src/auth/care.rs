@@ -1,5 +1,5 @@
-//! Care relationships: which provider may see which patient. Created by an admin (and,
-//! later, by a booked appointment), ended by either side or an admin. The policy reads
+//! Care relationships: which provider may see which patient. Created by an admin or by
+//! a provider confirming a patient's appointment, ended by either side or an admin. The policy reads
 //! one item to decide.
 //!
 //! | item | pk | sk | gsi1 | gsi2 |
@@ -88,6 +88,7 @@ pub async fn start(
         .set("source", source)
         .set("active", true)
         .remove("ended_at")
+        .remove("ended_by_patient")
         .set("gsi1pk", keys::care_of(patient_id))
         .set("gsi1sk", format!("{now}#{provider_id}"))
         .set("gsi2pk", keys::care_by_id(&id))
@@ -127,6 +128,77 @@ pub async fn start(
     ))
 }
 
+/// The relationship between the two, if any (one read).
+pub async fn between(
+    app: &AppContext,
+    provider_id: &str,
+    patient_id: &str,
+) -> Result<Option<(CareRelationship, bool)>, ApiError> {
+    let item = app
+        .db
+        .get(&app.config.table, &key(provider_id, patient_id))
+        .await?;
+    Ok(item.map(|item| {
+        let by_patient = item.get("ended_by_patient").and_then(Value::as_bool) == Some(true);
+        (CareRelationship::parse(&item), by_patient)
+    }))
+}
+
+/// A transaction op that fails unless the relationship is active (a provider booking
+/// for a patient).
+pub fn active_check(app: &AppContext, provider_id: &str, patient_id: &str) -> WriteOp {
+    WriteOp::Check {
+        table: app.config.table.clone(),
+        key: key(provider_id, patient_id),
+        condition: Condition::Equals("active".into(), Value::Bool(true)),
+    }
+}
+
+/// The write that starts the relationship (source `appointment`) inside the caller's
+/// transaction when a provider confirms a patient's booking, given the state read just
+/// before (`current`, from [`between`]), or `None` when nothing is to be written: it is
+/// active, or the patient ended it (never revived). A new one is conditioned on there
+/// still being none; a restart of one the provider or an admin ended on it being still
+/// ended, under the same id and not by the patient — so a patient ending it meanwhile
+/// fails the whole transaction.
+pub fn start_from_appointment(
+    app: &AppContext,
+    provider_id: &str,
+    patient_id: &str,
+    current: Option<&(CareRelationship, bool)>,
+) -> Option<WriteOp> {
+    let condition = match current {
+        Some((rel, _)) if rel.active => return None,
+        Some((_, true)) => return None,
+        Some((rel, false)) => Condition::And(vec![
+            Condition::Equals("id".into(), Value::S(rel.id.clone())),
+            Condition::Equals("active".into(), Value::Bool(false)),
+            Condition::Equals("ended_by_patient".into(), Value::Bool(false)),
+        ]),
+        None => Condition::AttributeNotExists("active".into()),
+    };
+    let now = app.now().to_string();
+    let id = app.new_id();
+    Some(WriteOp::Update {
+        table: app.config.table.clone(),
+        key: key(provider_id, patient_id),
+        update: Update::new()
+            .set("id", id.clone())
+            .set("provider_id", provider_id)
+            .set("patient_id", patient_id)
+            .set("since", now.clone())
+            .set("source", "appointment")
+            .set("active", true)
+            .remove("ended_at")
+            .remove("ended_by_patient")
+            .set("gsi1pk", keys::care_of(patient_id))
+            .set("gsi1sk", format!("{now}#{provider_id}"))
+            .set("gsi2pk", keys::care_by_id(&id))
+            .set("gsi2sk", "CARE"),
+        condition: Some(condition),
+    })
+}
+
 /// The relationship with this id, if any.
 pub async fn find(app: &AppContext, id: &str) -> Result<Option<CareRelationship>, ApiError> {
     let page = app
@@ -142,10 +214,12 @@ pub async fn find(app: &AppContext, id: &str) -> Result<Option<CareRelationship>
 }
 
 /// Ends a relationship (repeating it moves `ended_at`), committed with its audit event
-/// (3 items).
+/// (3 items). `by_patient` is kept (`ended_by_patient`): an appointment never restarts a
+/// relationship its patient ended ([`start_from_appointment`]).
 pub async fn end(
     app: &AppContext,
     rel: &CareRelationship,
+    by_patient: bool,
     event: crate::audit::AuditEvent,
 ) -> Result<CareRelationship, ApiError> {
     let now = app.now().to_string();
@@ -154,7 +228,8 @@ pub async fn end(
         key: key(&rel.provider_id, &rel.patient_id),
         update: Update::new()
             .set("active", false)
-            .set("ended_at", now.clone()),
+            .set("ended_at", now.clone())
+            .set("ended_by_patient", by_patient),
         condition: Some(Condition::Equals("id".into(), Value::S(rel.id.clone()))),
     };
     match app.audit.commit(event, vec![write]).await {

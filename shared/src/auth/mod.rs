@@ -10,6 +10,7 @@ pub mod one_time;
 pub mod passwords;
 pub mod policy;
 pub mod rate_limit;
+pub mod revocation;
 pub mod secrets;
 pub mod tokens;
 pub mod totp;
@@ -88,7 +89,9 @@ pub struct Principal {
 }
 
 /// The one extractor: a `Bearer` access token, verified (signature, algorithm, every
-/// claim), or 401. It also counts the caller against the general rate limit.
+/// claim), whose session is still live (account active, role unchanged, session not
+/// ended: [`revocation`], one cached read), or 401. It also counts the caller against
+/// the general rate limit.
 pub async fn authenticate(app: &AppContext, req: &ApiRequest) -> Result<Principal, ApiError> {
     authenticate_header(app, req.header("authorization")).await
 }
@@ -103,6 +106,9 @@ pub async fn authenticate_header(
         .ok_or(ApiError::Unauthenticated)?;
     let claims = app.tokens.verify(app, token).await?;
     let principal = claims.principal()?;
+    if !app.sessions.is_live(app, &principal).await? {
+        return Err(ApiError::Unauthenticated);
+    }
     rate_limit::hit(
         app,
         rate_limit::GENERAL,

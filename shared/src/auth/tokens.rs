@@ -1,39 +1,32 @@
 //! Access tokens: ES256 JWTs (15 minutes) with a `kid`, verified by every function.
 //!
-//! The signing key is a P-256 key pair generated on first use by the auth function and
-//! stored in the table with its private half encrypted by the envelope (so it is only
-//! ever in plaintext in memory, wrapped by KMS at rest). Public keys are served as a JWKS
-//! and cached by verifiers; an unknown `kid` reloads them at most every
-//! [`KEY_RELOAD_INTERVAL`]. API Gateway's JWT authorizer accepts only RSA keys, so the
-//! verification lives here, in the one extractor, rather than in the gateway.
+//! The signing key is a KMS asymmetric key (`ECC_NIST_P256`, `SIGN_VERIFY`): its private
+//! half never leaves KMS (locally: the key ring), so no function ever holds it. Each
+//! login and refresh is one `kms:Sign` (`ECDSA_SHA_256`) of the JWS signing input; KMS's
+//! DER signature becomes JWS's `r || s` in the key port. The public keys (the signing
+//! key and any earlier ones still in their rotation overlap, from [`Config`]) are
+//! fetched once per instance with `kms:GetPublicKey` and cached for verification and
+//! the JWKS. A `kid` is the key's RFC 7638 thumbprint. API Gateway's JWT authorizer
+//! accepts only RSA keys, so the verification lives here, in the one extractor, rather
+//! than in the gateway.
+//!
+//! [`Config`]: crate::config::Config
 
 use super::{Principal, Role};
-use crate::crypto::Binding;
-use crate::ports::db::{item, Condition, Index, Item, Key, Query, Value, WriteOp};
-use crate::store::keys;
+use crate::crypto::signing::PublicKey;
 use crate::{ApiError, AppContext};
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 /// Access-token lifetime.
 pub const ACCESS_TTL_SECS: i64 = crate::domain::session::ACCESS_TOKEN_SECS;
 /// The JOSE `typ` of access tokens (RFC 9068), so no other JWT passes as one.
 pub const TYP: &str = "at+jwt";
 pub const AUDIENCE: &str = "docare-api";
-/// How often an unknown `kid` may trigger a reload of the public keys.
-pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
 /// Clock skew tolerated on `iat`.
 const LEEWAY_SECS: i64 = 60;
-
-const KEYS_PARTITION: &str = keys::SIGNING_KEYS;
-const PRIVATE_ATTR: &str = "private_key";
 
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -81,59 +74,38 @@ pub struct Jwks {
     pub keys: Vec<Jwk>,
 }
 
-struct SigningKey {
-    kid: String,
-    key: EncodingKey,
+/// A public key as loaded: its JWK and the verifier built from it.
+struct Published {
+    jwk: Jwk,
+    key: DecodingKey,
 }
 
-#[derive(Default)]
-struct Verifiers {
-    keys: HashMap<String, DecodingKey>,
-    loaded_at: Option<Instant>,
+/// The keys of this deployment, fetched once per instance.
+struct KeySet {
+    /// The `kid` of the current signing key.
+    signing_kid: String,
+    /// The current key first, then the earlier ones still accepted.
+    keys: Vec<Published>,
 }
 
-/// Token signing and verification with per-instance key caches.
+/// Token signing and verification with a per-instance public-key cache.
 pub struct TokenKeys {
     issuer: String,
-    signing: tokio::sync::Mutex<Option<SigningKey>>,
-    verifiers: Mutex<Verifiers>,
-    reload: tokio::sync::Mutex<()>,
-}
-
-fn key_record(kid: &str) -> Key {
-    keys::signing_key(kid)
-}
-
-fn current_record() -> Key {
-    keys::current_signing_key()
-}
-
-fn text(item: &Item, name: &str) -> Result<String, ApiError> {
-    item.get(name)
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| ApiError::internal(format!("signing key record lacks {name}")))
-}
-
-fn jwk_of(item: &Item) -> Result<Jwk, ApiError> {
-    Ok(Jwk {
-        kty: "EC".into(),
-        crv: "P-256".into(),
-        x: text(item, "x")?,
-        y: text(item, "y")?,
-        kid: text(item, "kid")?,
-        use_: "sig".into(),
-        alg: "ES256".into(),
-    })
+    signing_key_id: String,
+    previous_key_ids: Vec<String>,
+    /// Single flight: the first use fetches the public keys; a failed fetch is not
+    /// cached, so the next request tries again.
+    set: tokio::sync::OnceCell<KeySet>,
 }
 
 impl TokenKeys {
-    pub fn new(stage: &str) -> Self {
+    /// No I/O: the public keys are fetched on first use.
+    pub fn new(stage: &str, signing_key_id: &str, previous_key_ids: &[String]) -> Self {
         Self {
             issuer: format!("docare:{stage}"),
-            signing: tokio::sync::Mutex::new(None),
-            verifiers: Mutex::new(Verifiers::default()),
-            reload: tokio::sync::Mutex::new(()),
+            signing_key_id: signing_key_id.to_string(),
+            previous_key_ids: previous_key_ids.to_vec(),
+            set: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -141,7 +113,7 @@ impl TokenKeys {
         &self.issuer
     }
 
-    /// Signs an access token; returns it with its lifetime in seconds.
+    /// Signs an access token (one `kms:Sign`); returns it with its lifetime in seconds.
     pub async fn issue(
         &self,
         app: &AppContext,
@@ -162,19 +134,24 @@ impl TokenKeys {
             iat: now,
             jti: app.new_id(),
         };
-        let mut slot = self.signing.lock().await;
-        if slot.is_none() {
-            *slot = Some(self.load_or_create(app).await?);
-        }
-        let signing = slot
-            .as_ref()
-            .ok_or_else(|| ApiError::internal("no signing key"))?;
+        let set = self.key_set(app).await?;
         let mut header = Header::new(Algorithm::ES256);
         header.typ = Some(TYP.into());
-        header.kid = Some(signing.kid.clone());
-        let token =
-            jsonwebtoken::encode(&header, &claims, &signing.key).map_err(ApiError::internal)?;
-        Ok((token, ACCESS_TTL_SECS))
+        header.kid = Some(set.signing_kid.clone());
+        let encode = |value: &[u8]| URL_SAFE_NO_PAD.encode(value);
+        let signing_input = format!(
+            "{}.{}",
+            encode(&serde_json::to_vec(&header).map_err(ApiError::internal)?),
+            encode(&serde_json::to_vec(&claims).map_err(ApiError::internal)?)
+        );
+        let signature = app
+            .keys
+            .sign(&self.signing_key_id, signing_input.as_bytes())
+            .await?;
+        Ok((
+            format!("{signing_input}.{}", encode(&signature)),
+            ACCESS_TTL_SECS,
+        ))
     }
 
     /// Verifies signature, algorithm, `typ`, `kid` and every claim; 401 on any failure.
@@ -184,7 +161,13 @@ impl TokenKeys {
             return Err(ApiError::Unauthenticated);
         }
         let kid = header.kid.ok_or(ApiError::Unauthenticated)?;
-        let key = self.decoding_key(app, &kid).await?;
+        let set = self.key_set(app).await?;
+        let key = &set
+            .keys
+            .iter()
+            .find(|k| k.jwk.kid == kid)
+            .ok_or(ApiError::Unauthenticated)?
+            .key;
         let mut validation = Validation::new(Algorithm::ES256);
         // Time is checked below against the app's clock (testable, one source of time).
         validation.validate_exp = false;
@@ -194,7 +177,7 @@ impl TokenKeys {
             .collect();
         validation.set_issuer(&[self.issuer.as_str()]);
         validation.set_audience(&[AUDIENCE]);
-        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
             .map_err(|_| ApiError::Unauthenticated)?
             .claims;
         let now = app.clock.now().timestamp();
@@ -207,197 +190,43 @@ impl TokenKeys {
         Ok(claims)
     }
 
-    /// The public keys, creating the first signing key if there is none yet.
+    /// The public keys: the current signing key first, then those still in overlap.
     pub async fn jwks(&self, app: &AppContext) -> Result<Jwks, ApiError> {
-        {
-            let mut slot = self.signing.lock().await;
-            if slot.is_none() {
-                *slot = Some(self.load_or_create(app).await?);
-            }
-        }
-        let items = self.public_keys(app).await?;
+        let set = self.key_set(app).await?;
         Ok(Jwks {
-            keys: items.iter().map(jwk_of).collect::<Result<_, _>>()?,
+            keys: set.keys.iter().map(|k| k.jwk.clone()).collect(),
         })
     }
 
-    async fn public_keys(&self, app: &AppContext) -> Result<Vec<Item>, ApiError> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let page = app
-                .db
-                .query(
-                    &app.config.table,
-                    Query::partition(KEYS_PARTITION)
-                        .on(Index::Gsi1)
-                        .limit(100)
-                        .start(start),
-                )
-                .await?;
-            items.extend(page.items);
-            match page.next {
-                Some(next) => start = Some(next),
-                None => return Ok(items),
-            }
-        }
-    }
-
-    async fn decoding_key(&self, app: &AppContext, kid: &str) -> Result<DecodingKey, ApiError> {
-        if let Some(key) = self.cached_verifier(kid) {
-            return Ok(key);
-        }
-        let _flight = self.reload.lock().await;
-        if let Some(key) = self.cached_verifier(kid) {
-            return Ok(key);
-        }
-        let recently = self
-            .lock_verifiers()
-            .loaded_at
-            .is_some_and(|at| at.elapsed() < KEY_RELOAD_INTERVAL);
-        if recently {
-            return Err(ApiError::Unauthenticated);
-        }
-        let mut keys = HashMap::new();
-        for item in self.public_keys(app).await? {
-            let jwk = jwk_of(&item)?;
-            let key =
-                DecodingKey::from_ec_components(&jwk.x, &jwk.y).map_err(ApiError::internal)?;
-            keys.insert(jwk.kid, key);
-        }
-        let found = keys.get(kid).cloned();
-        *self.lock_verifiers() = Verifiers {
-            keys,
-            loaded_at: Some(Instant::now()),
-        };
-        found.ok_or(ApiError::Unauthenticated)
-    }
-
-    fn cached_verifier(&self, kid: &str) -> Option<DecodingKey> {
-        self.lock_verifiers().keys.get(kid).cloned()
-    }
-
-    fn lock_verifiers(&self) -> std::sync::MutexGuard<'_, Verifiers> {
-        self.verifiers.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    async fn load_or_create(&self, app: &AppContext) -> Result<SigningKey, ApiError> {
-        let table = &app.config.table;
-        if let Some(current) = app.db.get(table, &current_record()).await? {
-            return self.load(app, &text(&current, "kid")?).await;
-        }
-        match self.create(app).await {
-            Ok(key) => Ok(key),
-            // Another instance created the first key at the same moment: use theirs.
-            Err(CreateError::Raced) => {
-                let current = app
-                    .db
-                    .get(table, &current_record())
-                    .await?
-                    .ok_or_else(|| ApiError::internal("signing key vanished"))?;
-                self.load(app, &text(&current, "kid")?).await
-            }
-            Err(CreateError::Api(err)) => Err(err),
-        }
-    }
-
-    async fn load(&self, app: &AppContext, kid: &str) -> Result<SigningKey, ApiError> {
-        let table = &app.config.table;
-        let key = key_record(kid);
-        let record = app
-            .db
-            .get(table, &key)
-            .await?
-            .ok_or_else(|| ApiError::internal("signing key record missing"))?;
-        let sealed = record
-            .get(PRIVATE_ATTR)
-            .and_then(Value::as_bytes)
-            .ok_or_else(|| ApiError::internal("signing key record lacks the private key"))?;
-        let pkcs8 = app.crypto.decrypt(&binding(table, &key), sealed).await?;
-        Ok(SigningKey {
-            kid: kid.to_string(),
-            key: EncodingKey::from_ec_der(&pkcs8),
-        })
-    }
-
-    async fn create(&self, app: &AppContext) -> Result<SigningKey, CreateError> {
-        let table = &app.config.table;
-        let pkcs8 =
-            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-                .map_err(|_| ApiError::internal("cannot generate a signing key"))?;
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
-            .map_err(|_| ApiError::internal("cannot read the generated signing key"))?;
-        // Uncompressed SEC1 point: 0x04 || X (32 bytes) || Y (32 bytes).
-        let point = pair.public_key().as_ref();
-        if point.len() != 65 || point[0] != 4 {
-            return Err(ApiError::internal("unexpected public key encoding").into());
-        }
-        let kid = ulid::Ulid::new().to_string();
-        let key = key_record(&kid);
-        let sealed = app
-            .crypto
-            .encrypt(&binding(table, &key), pkcs8.as_ref())
+    async fn key_set(&self, app: &AppContext) -> Result<&KeySet, ApiError> {
+        self.set
+            .get_or_try_init(|| async {
+                let mut keys = Vec::new();
+                for key_id in std::iter::once(&self.signing_key_id).chain(&self.previous_key_ids) {
+                    let der = app.keys.public_key(key_id).await?;
+                    let public = PublicKey::from_spki_der(&der).map_err(ApiError::internal)?;
+                    let (x, y) = public.jwk_coordinates();
+                    let key =
+                        DecodingKey::from_ec_components(&x, &y).map_err(ApiError::internal)?;
+                    keys.push(Published {
+                        jwk: Jwk {
+                            kty: "EC".into(),
+                            crv: "P-256".into(),
+                            x,
+                            y,
+                            kid: public.thumbprint(),
+                            use_: "sig".into(),
+                            alg: "ES256".into(),
+                        },
+                        key,
+                    });
+                }
+                let signing_kid = keys
+                    .first()
+                    .map(|k| k.jwk.kid.clone())
+                    .ok_or_else(|| ApiError::internal("no signing key"))?;
+                Ok(KeySet { signing_kid, keys })
+            })
             .await
-            .map_err(ApiError::from)?;
-        let created_at = app.clock.now().to_rfc3339();
-        let record = item([
-            ("pk", Value::S(key.pk.clone())),
-            ("sk", Value::S(key.sk.clone())),
-            ("kid", Value::S(kid.clone())),
-            ("x", Value::S(URL_SAFE_NO_PAD.encode(&point[1..33]))),
-            ("y", Value::S(URL_SAFE_NO_PAD.encode(&point[33..65]))),
-            (PRIVATE_ATTR, Value::B(sealed)),
-            ("created_at", Value::S(created_at.clone())),
-            ("gsi1pk", Value::S(KEYS_PARTITION.into())),
-            ("gsi1sk", Value::S(format!("{created_at}#{kid}"))),
-        ]);
-        let current = item([
-            ("pk", Value::S(KEYS_PARTITION.into())),
-            ("sk", Value::S("CURRENT".into())),
-            ("kid", Value::S(kid.clone())),
-        ]);
-        let written = app
-            .db
-            .transact_write(vec![
-                WriteOp::Put {
-                    table: table.clone(),
-                    item: record,
-                    condition: Some(Condition::NotExists),
-                },
-                WriteOp::Put {
-                    table: table.clone(),
-                    item: current,
-                    condition: Some(Condition::NotExists),
-                },
-            ])
-            .await;
-        match written {
-            Ok(()) => Ok(SigningKey {
-                kid,
-                key: EncodingKey::from_ec_der(pkcs8.as_ref()),
-            }),
-            Err(err) if err.is_condition_failed() => Err(CreateError::Raced),
-            Err(err) => Err(ApiError::from(err).into()),
-        }
-    }
-}
-
-fn binding<'a>(table: &'a str, key: &'a Key) -> Binding<'a> {
-    Binding {
-        table,
-        pk: &key.pk,
-        sk: &key.sk,
-        attribute: PRIVATE_ATTR,
-    }
-}
-
-enum CreateError {
-    Raced,
-    Api(ApiError),
-}
-
-impl From<ApiError> for CreateError {
-    fn from(err: ApiError) -> Self {
-        CreateError::Api(err)
     }
 }

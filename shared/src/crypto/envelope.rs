@@ -1,7 +1,9 @@
 //! The envelope encryption service: one current data key per process, reused within
-//! bounds (age and uses) so KMS is called once per many writes; a bounded cache of
-//! unwrapped keys for reads; single-flight on misses so a burst of requests makes one
-//! KMS call, not one each.
+//! bounds (age and uses) so KMS is called once per many writes; a cache of unwrapped
+//! keys for reads, bounded in size and in age (so a KMS key disabled or revoked stops
+//! decrypting in warm instances within [`CachePolicy::max_decrypt_age`]); single-flight
+//! on misses so a burst of requests makes one KMS call, not one each. Ages are read
+//! from the app's clock. Cached keys are `Zeroizing` (wiped when evicted or dropped).
 //!
 //! Each data key has a record in the table (`DATAKEY#<id>`) holding its KMS-wrapped
 //! form and the KMS key that wrapped it. Ciphertexts carry only the data key id, so they
@@ -11,9 +13,10 @@ use super::format::{self, Binding, FormatError, DATA_KEY_ID_LEN};
 use crate::clock::Clock;
 use crate::ports::db::{item, Condition, Database, DbError, Key, Value};
 use crate::ports::keys::{EncryptionContext, KeyError, KeyService};
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// Bounds of the data-key caches.
@@ -23,8 +26,11 @@ pub struct CachePolicy {
     pub max_age: Duration,
     /// …and at most this many values.
     pub max_uses: u64,
-    /// Unwrapped keys kept for decryption.
+    /// Unwrapped keys kept for decryption…
     pub max_decrypt_keys: usize,
+    /// …each for at most this long after KMS unwrapped it; then KMS is asked again, so
+    /// a disabled key or a revoked grant takes effect in warm instances too.
+    pub max_decrypt_age: Duration,
 }
 
 impl Default for CachePolicy {
@@ -33,6 +39,7 @@ impl Default for CachePolicy {
             max_age: Duration::from_secs(300),
             max_uses: 10_000,
             max_decrypt_keys: 1_000,
+            max_decrypt_age: Duration::from_secs(300),
         }
     }
 }
@@ -97,13 +104,23 @@ pub(crate) fn from_keys(err: KeyError) -> CryptoError {
 struct CurrentKey {
     id: [u8; DATA_KEY_ID_LEN],
     key: Zeroizing<[u8; 32]>,
-    born: Instant,
+    born: DateTime<Utc>,
     uses: u64,
 }
 
 struct CachedKey {
     key: Zeroizing<[u8; 32]>,
-    last_used: Instant,
+    /// When KMS last unwrapped (or generated) it: the age bound counts from here.
+    born: DateTime<Utc>,
+    last_used: DateTime<Utc>,
+}
+
+/// Whether `born` is less than `max` before `now` (a clock set back counts as fresh).
+fn younger_than(born: DateTime<Utc>, now: DateTime<Utc>, max: Duration) -> bool {
+    match (now - born).to_std() {
+        Ok(age) => age < max,
+        Err(_) => true,
+    }
 }
 
 /// Record key of a data key.
@@ -268,8 +285,9 @@ impl Envelope {
         // Holding the lock across the KMS call is the single flight: concurrent writers
         // wait for the one new key instead of each asking KMS.
         let mut current = self.current.lock().await;
+        let now = self.clock.now();
         let fresh = current.as_ref().is_some_and(|k| {
-            k.born.elapsed() < self.policy.max_age && k.uses < self.policy.max_uses
+            younger_than(k.born, now, self.policy.max_age) && k.uses < self.policy.max_uses
         });
         if !fresh {
             *current = Some(self.new_data_key().await?);
@@ -315,19 +333,27 @@ impl Envelope {
         Ok(CurrentKey {
             id,
             key,
-            born: Instant::now(),
+            born: self.clock.now(),
             uses: 0,
         })
     }
 
     fn cached(&self, id: &[u8; DATA_KEY_ID_LEN]) -> Option<Zeroizing<[u8; 32]>> {
+        let now = self.clock.now();
         let mut cache = self.lock_unwrapped();
+        let entry = cache.get(id)?;
+        if !younger_than(entry.born, now, self.policy.max_decrypt_age) {
+            // Too old: dropped (zeroized); the caller asks KMS again.
+            cache.remove(id);
+            return None;
+        }
         let entry = cache.get_mut(id)?;
-        entry.last_used = Instant::now();
+        entry.last_used = now;
         Some(entry.key.clone())
     }
 
     fn remember(&self, id: [u8; DATA_KEY_ID_LEN], key: Zeroizing<[u8; 32]>) {
+        let now = self.clock.now();
         let mut cache = self.lock_unwrapped();
         if cache.len() >= self.policy.max_decrypt_keys && !cache.contains_key(&id) {
             // Evict the least recently used key; its bytes are zeroized on drop.
@@ -343,7 +369,8 @@ impl Envelope {
             id,
             CachedKey {
                 key,
-                last_used: Instant::now(),
+                born: now,
+                last_used: now,
             },
         );
     }
@@ -494,6 +521,135 @@ pub(crate) mod tests {
             3,
             "one unwrap per data key"
         );
+    }
+
+    /// A key service whose key can be disabled, as KMS answers for a disabled key.
+    struct Disableable {
+        inner: Arc<dyn KeyService>,
+        disabled: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl KeyService for Disableable {
+        async fn generate_data_key(
+            &self,
+            key_id: &str,
+            context: &EncryptionContext,
+        ) -> Result<crate::ports::keys::DataKey, KeyError> {
+            if self.disabled.load(Ordering::SeqCst) {
+                return Err(KeyError::KeyUnusable);
+            }
+            self.inner.generate_data_key(key_id, context).await
+        }
+        async fn decrypt(
+            &self,
+            ciphertext: &[u8],
+            context: &EncryptionContext,
+        ) -> Result<crate::ports::keys::Unwrapped, KeyError> {
+            if self.disabled.load(Ordering::SeqCst) {
+                return Err(KeyError::KeyUnusable);
+            }
+            self.inner.decrypt(ciphertext, context).await
+        }
+        async fn re_encrypt(
+            &self,
+            _: &[u8],
+            _: &EncryptionContext,
+            _: &str,
+            _: &EncryptionContext,
+        ) -> Result<crate::ports::keys::Rewrapped, KeyError> {
+            Err(KeyError::KeyUnusable)
+        }
+        async fn sign(&self, _: &str, _: &[u8]) -> Result<[u8; 64], KeyError> {
+            Err(KeyError::KeyUnusable)
+        }
+        async fn public_key(&self, _: &str) -> Result<Vec<u8>, KeyError> {
+            Err(KeyError::KeyUnusable)
+        }
+        async fn resolve_key_id(&self, key_id: &str) -> Result<String, KeyError> {
+            self.inner.resolve_key_id(key_id).await
+        }
+        async fn check(&self, key_id: &str) -> Result<(), KeyError> {
+            self.inner.check(key_id).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_disabled_key_stops_decrypting_in_a_warm_instance_within_the_age_bound() {
+        let dir = tempfile::tempdir().expect("dir");
+        let start = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 23, 9, 0, 0)
+            .single()
+            .expect("instant");
+        let clock = Arc::new(crate::clock::ManualClock::new(start));
+        let store = LocalStore::open(&dir.path().join("s.redb"), clock.clone()).expect("store");
+        let ring = LocalKeyring::open(&dir.path().join("k.json")).expect("ring");
+        ring.create_key("k1").expect("key");
+        let keys = Arc::new(Disableable {
+            inner: Arc::new(ring),
+            disabled: std::sync::atomic::AtomicBool::new(false),
+        });
+        let metered = MeteredKeys::new(keys.clone());
+        let calls = metered.calls();
+        let envelope = Envelope::new(
+            Arc::new(metered),
+            Arc::new(store),
+            clock.clone(),
+            "t",
+            "k1",
+            "test",
+            CachePolicy::default(),
+        );
+        let sealed = envelope
+            .encrypt(&at("USER#a", "ssn"), b"123-45-6789")
+            .await
+            .expect("encrypt");
+        envelope.forget_keys().await;
+        envelope
+            .decrypt(&at("USER#a", "ssn"), &sealed)
+            .await
+            .expect("first read unwraps the key");
+        assert_eq!(calls.decrypt.load(Ordering::Relaxed), 1);
+
+        // The key is disabled in KMS; a warm instance still holds the unwrapped key.
+        keys.disabled.store(true, Ordering::SeqCst);
+        clock.advance(chrono::Duration::seconds(299));
+        envelope
+            .decrypt(&at("USER#a", "ssn"), &sealed)
+            .await
+            .expect("within the age bound the cached key still serves");
+        assert_eq!(
+            calls.decrypt.load(Ordering::Relaxed),
+            1,
+            "served from cache"
+        );
+
+        clock.advance(chrono::Duration::seconds(2));
+        match envelope.decrypt(&at("USER#a", "ssn"), &sealed).await {
+            Err(CryptoError::KeysUnavailable(KeyError::KeyUnusable)) => {}
+            other => panic!(
+                "past the age bound KMS must be asked again and refuse, got {:?}",
+                other.map(|_| "plaintext")
+            ),
+        }
+        assert_eq!(
+            calls.decrypt.load(Ordering::Relaxed),
+            2,
+            "KMS was asked again"
+        );
+        // Writing needs a new data key past its age too, which KMS refuses as well.
+        clock.advance(chrono::Duration::seconds(300));
+        assert!(envelope
+            .encrypt(&at("USER#b", "ssn"), b"987-65-4321")
+            .await
+            .is_err());
+    }
+
+    #[test]
+    fn cipher_states_are_wiped_on_drop() {
+        // With the `zeroize` features the AES round keys are wiped on drop; this fails to
+        // compile if the feature is lost in a dependency update.
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        zeroized_on_drop::<aes::Aes256>();
     }
 
     #[tokio::test]

@@ -12,6 +12,10 @@ pub struct KmsCalls {
     pub generate_data_key: AtomicU64,
     pub decrypt: AtomicU64,
     pub re_encrypt: AtomicU64,
+    /// Access tokens signed (one per login and refresh) and audit anchors.
+    pub sign: AtomicU64,
+    /// Public keys fetched (once per instance and key).
+    pub get_public_key: AtomicU64,
 }
 
 impl KmsCalls {
@@ -19,6 +23,8 @@ impl KmsCalls {
         self.generate_data_key.load(Ordering::Relaxed)
             + self.decrypt.load(Ordering::Relaxed)
             + self.re_encrypt.load(Ordering::Relaxed)
+            + self.sign.load(Ordering::Relaxed)
+            + self.get_public_key.load(Ordering::Relaxed)
     }
 }
 
@@ -77,6 +83,16 @@ impl KeyService for MeteredKeys {
         self.inner
             .re_encrypt(ciphertext, context, destination_key_id, destination_context)
             .await
+    }
+
+    async fn sign(&self, key_id: &str, message: &[u8]) -> Result<[u8; 64], KeyError> {
+        record(&self.calls.sign, "Sign");
+        self.inner.sign(key_id, message).await
+    }
+
+    async fn public_key(&self, key_id: &str) -> Result<Vec<u8>, KeyError> {
+        record(&self.calls.get_public_key, "GetPublicKey");
+        self.inner.public_key(key_id).await
     }
 
     // Like `check`, a DescribeKey: not a cryptographic operation, so not metered.

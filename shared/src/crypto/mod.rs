@@ -5,6 +5,7 @@ pub mod envelope;
 pub mod format;
 pub mod metered;
 pub mod rotation;
+pub mod signing;
 
 pub use envelope::{CachePolicy, CryptoError, Envelope};
 pub use format::Binding;

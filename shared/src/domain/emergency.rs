@@ -11,6 +11,32 @@ pub const MAX_CONTACTS: i64 = 10;
 pub const COLLAPSE_SECS: i64 = 5 * 60;
 /// The longest SOS message.
 pub const MAX_MESSAGE_CHARS: usize = 500;
+/// SMS to a user's emergency contacts per UTC day (SOS alerts and the notices telling a
+/// contact they were added): reserved with a conditional counter before anything is
+/// queued, so an account cannot be turned into an SMS relay. Ten contacts told they were
+/// added and four full SOS alerts fit in a day.
+pub const CONTACT_SMS_PER_DAY: i64 = 50;
+/// E-mails to a user's emergency contacts per UTC day, reserved like the SMS.
+pub const CONTACT_EMAILS_PER_DAY: i64 = 50;
+
+/// What a new emergency contact is told (subject, body), on each channel the contact was
+/// given: who added them and what it means, nothing else (not the relationship, not the
+/// other contacts, no health information).
+pub fn added_notice(holder_name: &str) -> (&'static str, String) {
+    (
+        "You were added as an emergency contact on DoCare",
+        format!(
+            "DoCare: {holder_name} added you as an emergency contact. If they raise an SOS \
+             alert, DoCare will send it to you here. If you do not know them, ignore this \
+             message."
+        ),
+    )
+}
+
+/// Seconds from `now` (epoch seconds) to the next UTC midnight, when daily caps reset.
+pub fn secs_to_next_day(now: i64) -> i64 {
+    86_400 - now.rem_euclid(86_400)
+}
 
 /// A contact as validated: reachable by phone (E.164) or e-mail, or both.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +123,15 @@ mod tests {
         assert!(ContactFields::parse("Sam", "sibling", None, Some("")).is_err());
         assert!(ContactFields::parse("Sam", "sibling", Some("555"), None).is_err());
         assert!(ContactFields::parse("", "sibling", None, Some("s@example.com")).is_err());
+    }
+
+    #[test]
+    fn the_added_notice_names_the_holder_only_and_caps_reset_at_midnight() {
+        let (subject, body) = added_notice("Homer Simpson");
+        assert!(body.contains("Homer Simpson added you as an emergency contact"));
+        assert!(!subject.contains("Homer"));
+        assert_eq!(secs_to_next_day(86_400 * 3), 86_400);
+        assert_eq!(secs_to_next_day(86_400 * 3 + 86_399), 1);
     }
 
     #[test]

@@ -7,13 +7,17 @@
 //! format), [`text`] (e-mail, E.164 phone, bounded text). Entities: [`account`]
 //! (lockout), [`session`] (lifetimes), [`profile`] (date of birth, SSN and its mask,
 //! address), [`emergency`] (contacts and their limit, the SOS and its collapse window),
-//! [`connection`] (WebSocket lifetime). Time zones: [`zone`] (IANA zones and the one rule
+//! [`connection`] (WebSocket lifetime), [`appointment`] (availability, slots, claim units,
+//! the status machine), [`medication`] (fields, dose schedules, adherence). Time zones:
+//! [`zone`] (IANA zones and the one rule
 //! for local times on daylight-saving days).
 
 pub mod account;
+pub mod appointment;
 pub mod connection;
 pub mod emergency;
 mod id;
+pub mod medication;
 pub mod profile;
 pub mod session;
 pub mod text;

@@ -53,8 +53,14 @@ pub struct Unwrapped {
     pub plaintext: Zeroizing<Vec<u8>>,
 }
 
+/// The largest message [`KeyService::sign`] takes (KMS's limit for `RAW` messages).
+pub const MAX_SIGN_MESSAGE: usize = 4096;
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// A message to sign longer than [`MAX_SIGN_MESSAGE`]: a caller's bug.
+    #[error("message too long to sign")]
+    MessageTooLong,
     /// Wrong context, tampered or foreign ciphertext: KMS's InvalidCiphertextException.
     #[error("invalid ciphertext or encryption context")]
     InvalidCiphertext,
@@ -70,7 +76,9 @@ pub enum KeyError {
 impl From<KeyError> for crate::ApiError {
     fn from(err: KeyError) -> Self {
         match err {
-            KeyError::InvalidCiphertext => crate::ApiError::internal(err),
+            KeyError::InvalidCiphertext | KeyError::MessageTooLong => {
+                crate::ApiError::internal(err)
+            }
             _ => crate::ApiError::unavailable("keys", err),
         }
     }
@@ -99,6 +107,15 @@ pub trait KeyService: Send + Sync {
         destination_key_id: &str,
         destination_context: &EncryptionContext,
     ) -> Result<Rewrapped, KeyError>;
+    /// Signs `message` (at most [`MAX_SIGN_MESSAGE`] bytes) with an asymmetric
+    /// `ECC_NIST_P256` key, ECDSA with SHA-256 (KMS `Sign`, `ECDSA_SHA_256`, message type
+    /// `RAW`), and returns the signature as JWS wants it: `r || s`, 32 bytes each. The
+    /// private key never leaves the key service. A symmetric key is
+    /// [`KeyError::KeyUnusable`], an unknown one [`KeyError::KeyNotFound`].
+    async fn sign(&self, key_id: &str, message: &[u8]) -> Result<[u8; 64], KeyError>;
+    /// The public half of an `ECC_NIST_P256` signing key as a DER SubjectPublicKeyInfo
+    /// (KMS `GetPublicKey`), for verifying locally and for the JWKS.
+    async fn public_key(&self, key_id: &str) -> Result<Vec<u8>, KeyError>;
     /// The id the key service reports for a key given by any of its names (an ARN on
     /// AWS, whether asked by key id, ARN or alias), so that the `kms_key_id` stored with
     /// a wrapped key can be compared with a configured key name.

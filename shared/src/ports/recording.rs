@@ -313,6 +313,14 @@ impl KeyService for RecordedKeys {
             .re_encrypt(ciphertext, context, destination_key_id, destination_context)
             .await
     }
+    async fn sign(&self, key_id: &str, message: &[u8]) -> Result<[u8; 64], KeyError> {
+        note(Access::new("kms:Sign", key_id, ""));
+        self.0.sign(key_id, message).await
+    }
+    async fn public_key(&self, key_id: &str) -> Result<Vec<u8>, KeyError> {
+        note(Access::new("kms:GetPublicKey", key_id, ""));
+        self.0.public_key(key_id).await
+    }
     async fn resolve_key_id(&self, key_id: &str) -> Result<String, KeyError> {
         note(Access::new("kms:DescribeKey", key_id, ""));
         self.0.resolve_key_id(key_id).await

@@ -2,17 +2,25 @@
 //! its own. The count lives in `ECONTACTS#<id>` / `COUNT` and is raised in the same
 //! transaction as the insert under a `count < MAX` condition, so the limit holds however
 //! many requests race. Each change is committed with its audit event.
+//!
+//! Messages to contacts (SOS alerts, the notice telling a contact they were added) are
+//! counted per user, UTC day and channel in `ECONTACTS#<id>` / `SENT#<day>` and capped
+//! ([`daily_cap`]): a reservation is one conditional `ADD` under `count <= cap - n`,
+//! made before anything is queued (inside the contact's own transaction when a contact
+//! is added or re-pointed), never a read followed by a write.
 
 use crate::audit::{AuditEvent, CommitError};
 use crate::auth::Principal;
+use crate::domain::emergency::{secs_to_next_day, CONTACT_EMAILS_PER_DAY, CONTACT_SMS_PER_DAY};
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::ApiRequest;
-use crate::ports::db::{item, Condition, Item, Key, Query, SortKey, Update, Value, WriteOp};
+use crate::ports::db::{item, Condition, Item, Key, Query, SortKey, Update, Value, WriteOp, TTL};
 use crate::store::keys;
 use crate::{phi, ApiError, AppContext};
 use serde::Serialize;
 
 pub use crate::domain::emergency::{ContactFields, MAX_CONTACTS};
+pub use crate::ports::messenger::Channel;
 
 const SEALED: [&str; 4] = ["name", "relationship", "phone", "email"];
 
@@ -158,12 +166,24 @@ pub async fn list(
     Ok(Page::new(items, result.next))
 }
 
-/// Every contact's phone and e-mail, for an alert (at most [`MAX_CONTACTS`]). Unaudited
-/// by itself: the caller records the alert that needs them.
+/// A contact's addresses, for an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reachable {
+    pub id: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+/// Every contact's phone and e-mail, for an alert (at most [`MAX_CONTACTS`]), and how many
+/// contacts were left out because a value failed its integrity check (each recorded as
+/// `INTEGRITY_FAILURE` on `emergency_contact/<id>`): an alert still reaches the others.
+/// Otherwise unaudited by itself: the caller records the alert that needs them.
 pub async fn reachable(
     app: &AppContext,
+    req: &ApiRequest,
+    principal: &Principal,
     user_id: &str,
-) -> Result<Vec<(String, Option<String>, Option<String>)>, ApiError> {
+) -> Result<(Vec<Reachable>, usize), ApiError> {
     let page = app
         .db
         .query(
@@ -172,12 +192,198 @@ pub async fn reachable(
         )
         .await?;
     let mut out = Vec::with_capacity(page.items.len());
+    let mut broken = 0;
     for item in &page.items {
-        let phone = phi::open(app, item, "phone").await?;
-        let email = phi::open(app, item, "email").await?;
-        out.push((text(item, "id"), phone, email));
+        let id = text(item, "id");
+        let resource = ("emergency_contact", id.as_str());
+        let attributes = ["phone", "email"];
+        match phi::open_or_report(app, req, principal, item, &attributes, resource).await? {
+            Some(opened) => {
+                let mut values = opened.into_iter();
+                let (phone, email) = (values.next().flatten(), values.next().flatten());
+                out.push(Reachable { id, phone, email });
+            }
+            None => broken += 1,
+        }
     }
-    Ok(out)
+    Ok((out, broken))
+}
+
+/// The most messages of `channel` a user's contacts may be sent per UTC day.
+pub fn daily_cap(channel: Channel) -> i64 {
+    match channel {
+        Channel::Sms => CONTACT_SMS_PER_DAY,
+        Channel::Email => CONTACT_EMAILS_PER_DAY,
+    }
+}
+
+fn quota_attribute(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Sms => "sms",
+        Channel::Email => "email",
+    }
+}
+
+/// Today's message counter (UTC day by the app clock) and its TTL (a day after the day).
+fn quota(app: &AppContext, user_id: &str) -> (Key, i64) {
+    let now = app.clock.now();
+    let day = now.format("%Y-%m-%d").to_string();
+    let ends = now.timestamp() + secs_to_next_day(now.timestamp());
+    (keys::contact_messages(user_id, &day), ends + 86_400)
+}
+
+/// The write reserving messages today, `n` per channel (one item holds every channel's
+/// count, so this is one update): `ADD n` only while each count stays within its cap (a
+/// missing counter fails it too: see [`create_quota`]).
+fn reserve_op(app: &AppContext, user_id: &str, wanted: &[(Channel, i64)]) -> WriteOp {
+    // The TTL comes with the counter ([`create_quota`]): a reservation only adds.
+    let (key, _) = quota(app, user_id);
+    let mut update = Update::new();
+    let mut conditions = Vec::with_capacity(wanted.len());
+    for (channel, n) in wanted {
+        let attribute = quota_attribute(*channel);
+        update = update.add(attribute, *n);
+        conditions.push(Condition::LessThan(
+            attribute.into(),
+            daily_cap(*channel) - n + 1,
+        ));
+    }
+    WriteOp::Update {
+        table: app.config.table.clone(),
+        key,
+        update,
+        // One condition on its own: DynamoDB refuses redundant parentheses.
+        condition: Some(if conditions.len() == 1 {
+            conditions.remove(0)
+        } else {
+            Condition::And(conditions)
+        }),
+    }
+}
+
+/// Creates today's counter at zero, with its TTL, if there is none (a failed `NotExists`
+/// means another request created it: fine).
+async fn create_quota(app: &AppContext, user_id: &str) -> Result<(), ApiError> {
+    let (key, expires_at) = quota(app, user_id);
+    let counter = item([
+        ("pk", Value::S(key.pk)),
+        ("sk", Value::S(key.sk)),
+        ("sms", Value::N(0)),
+        ("email", Value::N(0)),
+        (TTL, Value::N(expires_at)),
+    ]);
+    match app
+        .db
+        .put(&app.config.table, counter, Some(Condition::NotExists))
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(err) if err.is_condition_failed() => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The answer when today's cap is spent: 429 until the next UTC midnight.
+fn cap_spent(app: &AppContext) -> ApiError {
+    ApiError::RateLimited {
+        retry_after_secs: secs_to_next_day(app.clock.now().timestamp()).max(1) as u64,
+    }
+}
+
+/// Reserves `n` messages of `channel` to the user's contacts today; `false`, reserving
+/// nothing, when that would pass the cap. One conditional write (two more on the day's
+/// first reservation).
+pub async fn reserve(
+    app: &AppContext,
+    user_id: &str,
+    channel: Channel,
+    n: usize,
+) -> Result<bool, ApiError> {
+    if n == 0 {
+        return Ok(true);
+    }
+    for first in [true, false] {
+        let WriteOp::Update {
+            table,
+            key,
+            update,
+            condition,
+        } = reserve_op(app, user_id, &[(channel, n as i64)])
+        else {
+            return Err(ApiError::internal("a reservation is an update"));
+        };
+        match app.db.update(&table, &key, update, condition).await {
+            Ok(_) => return Ok(true),
+            Err(err) if err.is_condition_failed() && first => create_quota(app, user_id).await?,
+            Err(err) if err.is_condition_failed() => return Ok(false),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(false)
+}
+
+/// Reserves as many of `wanted` messages as today's cap leaves and returns how many: all
+/// at once, or else one by one until refused (at most `wanted + 1` reservations; the
+/// counter is never read).
+pub async fn reserve_up_to(
+    app: &AppContext,
+    user_id: &str,
+    channel: Channel,
+    wanted: usize,
+) -> Result<usize, ApiError> {
+    if reserve(app, user_id, channel, wanted).await? {
+        return Ok(wanted);
+    }
+    let mut got = 0;
+    while got + 1 < wanted && reserve(app, user_id, channel, 1).await? {
+        got += 1;
+    }
+    Ok(got)
+}
+
+/// The channels a contact's fields can be told on (phone: SMS, e-mail: e-mail).
+pub fn channels(phone: Option<&String>, email: Option<&String>) -> Vec<Channel> {
+    let mut out = Vec::new();
+    if phone.is_some() {
+        out.push(Channel::Sms);
+    }
+    if email.is_some() {
+        out.push(Channel::Email);
+    }
+    out
+}
+
+/// Runs a contact change whose ops are `change` followed by the reservation of one
+/// message per channel of `tell`: creates a missing day counter and retries once; a reservation refused
+/// again is [`cap_spent`]. A failed condition of `change` is returned as its op index.
+async fn commit_reserving(
+    app: &AppContext,
+    user_id: &str,
+    event: &AuditEvent,
+    change: &(dyn Fn() -> Vec<WriteOp> + Sync),
+    tell: &[Channel],
+) -> Result<Result<(), usize>, ApiError> {
+    let mut quota_created = false;
+    loop {
+        let mut ops = change();
+        let first_reservation = ops.len();
+        if !tell.is_empty() {
+            let wanted: Vec<(Channel, i64)> = tell.iter().map(|c| (*c, 1)).collect();
+            ops.push(reserve_op(app, user_id, &wanted));
+        }
+        match app.audit.commit(event.clone(), ops).await {
+            Ok(()) => return Ok(Ok(())),
+            Err(CommitError::Change { op }) if op >= first_reservation => {
+                if quota_created {
+                    return Err(cap_spent(app));
+                }
+                create_quota(app, user_id).await?;
+                quota_created = true;
+            }
+            Err(CommitError::Change { op }) => return Ok(Err(op)),
+            Err(err) => return Err(err.into()),
+        }
+    }
 }
 
 /// One contact of a user, opened; `None` when there is none with this id.
@@ -198,8 +404,10 @@ pub async fn get(
     }
 }
 
-/// Creates a contact and counts it, with its event (worst case 4 items: counter,
-/// contact, event, head); [`CreateError::Limit`] beyond [`MAX_CONTACTS`].
+/// Creates a contact and counts it, with its event, reserving one message per channel
+/// the contact can be told on (worst case 5 items: counter, contact, the day's message
+/// counter, event, head); [`CreateError::Limit`] beyond [`MAX_CONTACTS`], a 429 when today's
+/// messages to contacts are spent (nothing written either way).
 pub async fn create(
     app: &AppContext,
     user_id: &str,
@@ -226,11 +434,12 @@ pub async fn create(
             },
         ]
     };
+    let tell = channels(fields.phone.as_ref(), fields.email.as_ref());
     // A missing counter also fails `count < MAX`: create it (at 0), then try once more.
     for first in [true, false] {
-        match app.audit.commit(event.clone(), change()).await {
+        match commit_reserving(app, user_id, &event, &change, &tell).await? {
             Ok(()) => return Ok(written(id, fields, &now, &now)),
-            Err(CommitError::Change { op: 0 }) if first => {
+            Err(0) if first => {
                 let counter = keys::contact_count(user_id);
                 let created = app
                     .db
@@ -250,49 +459,39 @@ pub async fn create(
                     Err(err) => return Err(ApiError::from(err).into()),
                 }
             }
-            Err(CommitError::Change { op: 0 }) => return Err(CreateError::Limit),
-            Err(err) => return Err(ApiError::from(err).into()),
+            Err(_) => return Err(CreateError::Limit),
         }
     }
     Err(CreateError::Limit)
 }
 
-/// When a user's contact was created; `None` when there is no such contact (one read,
-/// nothing decrypted).
-pub async fn created_at(
-    app: &AppContext,
-    user_id: &str,
-    id: &str,
-) -> Result<Option<String>, ApiError> {
-    let item = app
-        .db
-        .get(&app.config.table, &keys::contact(user_id, id))
-        .await?;
-    Ok(item.map(|item| text(&item, "created_at")))
-}
-
-/// Replaces every field of an existing contact (created at `created_at`, from
-/// [`created_at`]), with its event (3 items); `None` when it is gone meanwhile.
+/// Replaces every field of an existing contact (created at `created_at`), with its
+/// event, reserving one message per channel in `tell` (the new phone or e-mail to be
+/// told; worst case 4 items); `None` when it is gone meanwhile, a 429 when today's
+/// messages to contacts are spent (nothing written either way).
 pub async fn replace(
     app: &AppContext,
     user_id: &str,
     id: &str,
     created_at: &str,
     fields: ContactFields,
+    tell: &[Channel],
     event: AuditEvent,
 ) -> Result<Option<Contact>, ApiError> {
     let key = keys::contact(user_id, id);
     let now = app.now().to_string();
     let item = sealed_item(app, &key, id, &fields, created_at, &now).await?;
-    let change = vec![WriteOp::Put {
-        table: app.config.table.clone(),
-        item,
-        condition: Some(Condition::Exists),
-    }];
-    match app.audit.commit(event, change).await {
+    let table = app.config.table.clone();
+    let change = || {
+        vec![WriteOp::Put {
+            table: table.clone(),
+            item: item.clone(),
+            condition: Some(Condition::Exists),
+        }]
+    };
+    match commit_reserving(app, user_id, &event, &change, tell).await? {
         Ok(()) => Ok(Some(written(id, fields, created_at, &now))),
-        Err(CommitError::Change { .. }) => Ok(None),
-        Err(err) => Err(err.into()),
+        Err(_) => Ok(None),
     }
 }
 

@@ -61,6 +61,12 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "emergency contact count (limit kept by a condition)",
     },
     ItemKind {
+        pk: CONTACTS,
+        sk: "SENT#",
+        holds:
+            "messages to emergency contacts on one UTC day (daily caps kept by a condition; TTL)",
+    },
+    ItemKind {
         pk: SOS,
         sk: "ALERT#",
         holds: "SOS alert (sealed location and message)",
@@ -69,6 +75,52 @@ pub const SCHEMA: &[ItemKind] = &[
         pk: SOS,
         sk: "ACTIVE",
         holds: "the open SOS collapse window (TTL)",
+    },
+    ItemKind {
+        pk: PROVIDER,
+        sk: "LISTING",
+        holds: "provider listing and availability (gsi1 DIRECTORY; version kept by bookings)",
+    },
+    ItemKind {
+        pk: APPOINTMENT,
+        sk: "APPT",
+        holds:
+            "appointment (sealed reason and notes; gsi1 APPTSOF#patient, gsi2 APPTSWITH#provider)",
+    },
+    ItemKind {
+        pk: CLAIM,
+        sk: "UNIT#",
+        holds: "one 15-minute unit of a provider's time held by an appointment",
+    },
+    ItemKind {
+        pk: IDEMPOTENCY,
+        sk: "IDEMP",
+        holds: "idempotency record of a booking (fingerprint, appointment id; TTL)",
+    },
+    ItemKind {
+        pk: MEDICATION,
+        sk: "MEDICATION",
+        holds: "medication (sealed name, dosage, form, route, instructions; gsi1 MEDSOF#patient)",
+    },
+    ItemKind {
+        pk: MEDICATION,
+        sk: "DOSE#",
+        holds: "recorded dose by scheduled time (taken or skipped; one per dose)",
+    },
+    ItemKind {
+        pk: DUE,
+        sk: "REMINDER#",
+        holds: "reminder due in one UTC minute (ids only; TTL)",
+    },
+    ItemKind {
+        pk: DUE_CURSOR,
+        sk: "CURSOR",
+        holds: "the reminder scheduler's processed-up-to minute",
+    },
+    ItemKind {
+        pk: DELIVERY,
+        sk: "CHANNEL#",
+        holds: "reminder delivery claim per channel (gsi1 UNSENT until sent; TTL)",
     },
     ItemKind {
         pk: EMAIL,
@@ -116,16 +168,6 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "KMS-wrapped blind-index key",
     },
     ItemKind {
-        pk: SIGNKEY,
-        sk: "SIGNKEY",
-        holds: "sealed access-token signing key",
-    },
-    ItemKind {
-        pk: SIGNING_KEYS,
-        sk: "CURRENT",
-        holds: "the current signing key id",
-    },
-    ItemKind {
         pk: AUDITHEAD,
         sk: "HEAD",
         holds: "audit chain head of one shard",
@@ -144,6 +186,14 @@ pub const RECOVERY: &str = "RECOVERY#";
 pub const CARE: &str = "CARE#";
 pub const CONTACTS: &str = "ECONTACTS#";
 pub const SOS: &str = "SOS#";
+pub const PROVIDER: &str = "PROVIDER#";
+pub const APPOINTMENT: &str = "APPT#";
+pub const CLAIM: &str = "CLAIM#";
+pub const IDEMPOTENCY: &str = "IDEMP#";
+pub const MEDICATION: &str = "MED#";
+pub const DUE: &str = "DUE#";
+pub const DUE_CURSOR: &str = "DUECURSOR";
+pub const DELIVERY: &str = "DELIVERY#";
 pub const EMAIL: &str = "EMAIL#";
 pub const REFRESH: &str = "REFRESH#";
 pub const MFA: &str = "MFA#";
@@ -153,8 +203,6 @@ pub const CONN: &str = "CONN#";
 pub const NOTIFY: &str = "NOTIFY#";
 pub const DATAKEY: &str = "DATAKEY#";
 pub const INDEXKEY: &str = "INDEXKEY#";
-pub const SIGNKEY: &str = "SIGNKEY#";
-pub const SIGNING_KEYS: &str = "SIGNKEYS";
 pub const AUDITHEAD: &str = "AUDITHEAD#";
 pub const HEALTH: &str = "HEALTH#";
 
@@ -162,6 +210,16 @@ pub const HEALTH: &str = "HEALTH#";
 pub const CARE_OF: &str = "CAREOF#";
 /// gsi2 partition of one care relationship by id.
 pub const CARE_BY_ID: &str = "CAREID#";
+/// gsi1 partition of every provider listing (the directory).
+pub const DIRECTORY: &str = "DIRECTORY";
+/// gsi1 partition of a patient's appointments (sort key `<start>#<id>`).
+pub const APPTS_OF: &str = "APPTSOF#";
+/// gsi2 partition of a provider's appointments (sort key `<start>#<id>`).
+pub const APPTS_WITH: &str = "APPTSWITH#";
+/// gsi1 partition of a patient's medications.
+pub const MEDS_OF: &str = "MEDSOF#";
+/// gsi1 partition of reminder deliveries claimed and not (yet) marked sent.
+pub const UNSENT: &str = "UNSENT";
 /// gsi1 partition of a user's open WebSocket connections.
 pub const CONNS_OF: &str = "CONNS#";
 
@@ -220,12 +278,95 @@ pub fn contact_count(user_id: &str) -> Key {
     Key::new(of(CONTACTS, user_id), "COUNT")
 }
 
+/// Messages queued to a user's emergency contacts on one UTC day (`YYYY-MM-DD`).
+pub fn contact_messages(user_id: &str, day: &str) -> Key {
+    Key::new(of(CONTACTS, user_id), format!("SENT#{day}"))
+}
+
 pub fn sos_window(user_id: &str) -> Key {
     Key::new(of(SOS, user_id), "ACTIVE")
 }
 
 pub fn sos_alert(user_id: &str, alert_id: &str) -> Key {
     Key::new(of(SOS, user_id), format!("ALERT#{alert_id}"))
+}
+
+pub fn provider_listing(provider_id: &str) -> Key {
+    Key::new(of(PROVIDER, provider_id), "LISTING")
+}
+
+pub fn appointment(id: &str) -> Key {
+    Key::new(of(APPOINTMENT, id), "APPT")
+}
+
+pub fn appointments_of(patient_id: &str) -> String {
+    of(APPTS_OF, patient_id)
+}
+
+pub fn appointments_with(provider_id: &str) -> String {
+    of(APPTS_WITH, provider_id)
+}
+
+pub const UNIT_SK: &str = "UNIT#";
+
+/// One claim unit (`unit` is its RFC 3339 UTC start) of a provider's time.
+pub fn claim(provider_id: &str, unit: &str) -> Key {
+    Key::new(of(CLAIM, provider_id), format!("{UNIT_SK}{unit}"))
+}
+
+/// The partition of a provider's claims.
+pub fn claims_of(provider_id: &str) -> String {
+    of(CLAIM, provider_id)
+}
+
+/// A booking's idempotency record: per caller and client key.
+pub fn idempotency(user_id: &str, client_key: &str) -> Key {
+    Key::new(format!("{IDEMPOTENCY}{user_id}#{client_key}"), "IDEMP")
+}
+
+pub fn medication(id: &str) -> Key {
+    Key::new(format!("{MEDICATION}{id}"), "MEDICATION")
+}
+
+/// The partition of one medication (the item and its doses).
+pub fn medication_partition(id: &str) -> String {
+    format!("{MEDICATION}{id}")
+}
+
+pub const DOSE_SK: &str = "DOSE#";
+
+/// A recorded dose, by its scheduled time (RFC 3339 UTC, which sorts as time).
+pub fn dose(medication_id: &str, scheduled_for: &str) -> Key {
+    Key::new(
+        format!("{MEDICATION}{medication_id}"),
+        format!("{DOSE_SK}{scheduled_for}"),
+    )
+}
+
+pub fn medications_of(patient_id: &str) -> String {
+    format!("{MEDS_OF}{patient_id}")
+}
+
+pub const REMINDER_SK: &str = "REMINDER#";
+
+/// The partition of the reminders due in one UTC minute (`YYYYMMDDHHMM`).
+pub fn due_bucket(minute: &str) -> String {
+    format!("{DUE}{minute}")
+}
+
+pub fn due_reminder(minute: &str, reminder_id: &str) -> Key {
+    Key::new(due_bucket(minute), format!("{REMINDER_SK}{reminder_id}"))
+}
+
+pub fn due_cursor() -> Key {
+    Key::new(DUE_CURSOR, "CURSOR")
+}
+
+pub fn delivery(reminder_id: &str, channel: &str) -> Key {
+    Key::new(
+        format!("{DELIVERY}{reminder_id}"),
+        format!("CHANNEL#{channel}"),
+    )
 }
 
 pub fn email_claim(index: &str) -> Key {
@@ -268,14 +409,6 @@ pub fn index_key(name: &str) -> Key {
     Key::new(format!("{INDEXKEY}{name}"), "INDEXKEY")
 }
 
-pub fn signing_key(kid: &str) -> Key {
-    Key::new(format!("{SIGNKEY}{kid}"), "SIGNKEY")
-}
-
-pub fn current_signing_key() -> Key {
-    Key::new(SIGNING_KEYS, "CURRENT")
-}
-
 pub fn health_probe() -> Key {
     Key::new(format!("{HEALTH}probe"), "HEALTH")
 }
@@ -292,6 +425,10 @@ mod tests {
     fn every_partition_prefix_is_distinct_and_in_the_schema() {
         let prefixes = [
             USER,
+            PROVIDER,
+            APPOINTMENT,
+            CLAIM,
+            IDEMPOTENCY,
             EMAIL,
             REFRESH,
             MFA,
@@ -301,8 +438,6 @@ mod tests {
             NOTIFY,
             DATAKEY,
             INDEXKEY,
-            SIGNKEY,
-            SIGNING_KEYS,
             AUDITHEAD,
             HEALTH,
         ];
@@ -321,7 +456,9 @@ mod tests {
             profile("u1").pk,            // users
             session("u1", "s").pk,       // auth
             recovery_code("u1", "h").pk, // auth
-            care("u1", "p").pk,          // users (appointments later)
+            care("u1", "p").pk,          // users, appointments
+            provider_listing("u1").pk,   // appointments
+            claim("u1", "t").pk,         // appointments
             contact("u1", "c").pk,       // emergency
             sos_alert("u1", "a").pk,     // emergency
         ];
@@ -332,6 +469,10 @@ mod tests {
             }
         }
         assert_eq!(contact_count("u1").pk, contact("u1", "c").pk);
+        assert_eq!(
+            contact_messages("u1", "2026-12-02").pk,
+            contact("u1", "c").pk
+        );
         assert_eq!(sos_window("u1").pk, sos_alert("u1", "a").pk);
     }
 }

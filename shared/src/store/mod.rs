@@ -2,12 +2,15 @@
 //! the domain table; the repositories turn typed entities into conditional writes and
 //! typed reads, so handlers never assemble an item or a key.
 
+pub mod appointments;
 pub mod connections;
 pub mod contacts;
 pub mod keys;
+pub mod medications;
 pub mod mfa;
 pub mod notifications;
 pub mod profiles;
+pub mod reminders;
 pub mod sessions;
 pub mod sos;
 

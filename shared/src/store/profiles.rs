@@ -4,6 +4,7 @@
 
 use crate::audit::{AuditEvent, CommitError};
 use crate::auth::{accounts, Principal};
+use crate::domain::zone::Zone;
 use crate::http::ApiRequest;
 use crate::ports::db::{Condition, Item, Update, Value, WriteOp};
 use crate::store::keys;
@@ -20,6 +21,9 @@ pub struct Profile {
     pub ssn: Option<String>,
     pub phone: Option<String>,
     pub address: Option<String>,
+    /// IANA zone (plain: not PHI); [`Zone::UTC`] when unset. Medication schedules and
+    /// reminders use it.
+    pub time_zone: Option<Zone>,
     pub updated_at: Option<String>,
 }
 
@@ -61,6 +65,9 @@ pub async fn replace(
     item.insert("sk".into(), Value::S(key.sk.clone()));
     let updated_at = profile.updated_at.clone().unwrap_or_default();
     item.insert("updated_at".into(), Value::S(updated_at.clone()));
+    if let Some(zone) = profile.time_zone {
+        item.insert("time_zone".into(), Value::S(zone.name().into()));
+    }
     for attribute in SEALED {
         if let Some(value) = profile.field(attribute) {
             item.insert(
@@ -118,6 +125,7 @@ pub async fn read(
             .get("updated_at")
             .and_then(Value::as_str)
             .map(str::to_string),
+        time_zone: zone_of(&item),
         ..Profile::default()
     };
     for (attribute, value) in SEALED.iter().zip(opened) {
@@ -138,4 +146,21 @@ pub async fn phone(app: &AppContext, user_id: &str) -> Result<Option<String>, Ap
         .await?
         .unwrap_or_default();
     Ok(phi::open(app, &item, "phone").await?)
+}
+
+fn zone_of(item: &Item) -> Option<Zone> {
+    item.get("time_zone")
+        .and_then(Value::as_str)
+        .and_then(Zone::parse)
+}
+
+/// The user's time zone ([`Zone::UTC`] when the profile has none): one read, nothing
+/// decrypted.
+pub async fn time_zone(app: &AppContext, user_id: &str) -> Result<Zone, ApiError> {
+    let item = app
+        .db
+        .get(&app.config.table, &keys::profile(user_id))
+        .await?
+        .unwrap_or_default();
+    Ok(zone_of(&item).unwrap_or(Zone::UTC))
 }

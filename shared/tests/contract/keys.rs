@@ -3,7 +3,8 @@
 use crate::support;
 use shared::adapters::aws::Kms;
 use shared::adapters::local::LocalKeyring;
-use shared::ports::keys::{EncryptionContext, KeyError, KeyService};
+use shared::crypto::signing::PublicKey;
+use shared::ports::keys::{EncryptionContext, KeyError, KeyService, MAX_SIGN_MESSAGE};
 use std::sync::Arc;
 
 pub struct KeyFixture {
@@ -11,6 +12,8 @@ pub struct KeyFixture {
     /// Two usable keys, named as the adapter reports them (`DataKey::key_id`).
     key_a: String,
     key_b: String,
+    /// An `ECC_NIST_P256` / `SIGN_VERIFY` key.
+    signing: String,
     /// A well-formed id of a key that does not exist.
     unknown: String,
     /// Other names of existing keys, and the id each resolves to.
@@ -23,10 +26,13 @@ async fn local_fixture() -> KeyFixture {
     let ring = LocalKeyring::open(&dir.path().join("keyring.json")).expect("keyring");
     ring.create_key("local/a").expect("key a");
     ring.create_key("local/b").expect("key b");
+    ring.create_signing_key("local/signing")
+        .expect("signing key");
     KeyFixture {
         keys: Arc::new(ring),
         key_a: "local/a".into(),
         key_b: "local/b".into(),
+        signing: "local/signing".into(),
         unknown: "local/missing".into(),
         aliases: Vec::new(),
         _dir: Some(dir),
@@ -59,12 +65,25 @@ async fn aws_fixture() -> Option<KeyFixture> {
         aliases.push((alias, arn.clone()));
         arns.push(arn);
     }
+    let signing = client
+        .create_key()
+        .description("docare contract test: signing")
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .expect("create signing key")
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .expect("arn")
+        .to_string();
     // KMS reports keys by ARN, so the fixture names them by ARN too.
     let unknown = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-4000-8000-000000000000";
     Some(KeyFixture {
         keys: Arc::new(Kms::new(client)),
         key_b: arns.pop().expect("key b"),
         key_a: arns.pop().expect("key a"),
+        signing,
         unknown: unknown.into(),
         aliases,
         _dir: None,
@@ -83,8 +102,12 @@ contract_suite! {
         resolve_key_id_names_keys_as_they_are_reported,
         unknown_key_is_key_not_found,
         check_accepts_an_enabled_key,
+        sign_returns_raw_es256_that_the_public_key_verifies,
+        signing_keys_and_data_keys_do_not_mix,
+        signing_with_an_unknown_key_is_key_not_found,
+        a_message_over_the_limit_is_refused,
     ];
-    local_only: [];
+    local_only: [a_signing_key_cannot_wrap_data_keys];
 }
 
 fn context(item: &str) -> EncryptionContext {
@@ -293,4 +316,80 @@ async fn resolve_key_id_names_keys_as_they_are_reported(fx: &KeyFixture) {
         .await
         .expect_err("unknown key");
     assert!(matches!(err, KeyError::KeyNotFound), "{err:?}");
+}
+
+async fn sign_returns_raw_es256_that_the_public_key_verifies(fx: &KeyFixture) {
+    let der = fx.keys.public_key(&fx.signing).await.expect("public key");
+    let public = PublicKey::from_spki_der(&der).expect("a P-256 SubjectPublicKeyInfo");
+    assert_eq!(
+        fx.keys.public_key(&fx.signing).await.expect("again"),
+        der,
+        "the same key every time"
+    );
+    let message = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIxIn0";
+    let first = fx.keys.sign(&fx.signing, message).await.expect("sign");
+    let second = fx.keys.sign(&fx.signing, message).await.expect("sign");
+    assert_eq!(first.len(), 64, "r || s");
+    assert!(public.verifies(message, &first));
+    assert!(public.verifies(message, &second));
+    assert!(!public.verifies(b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIyIn0", &first));
+    let mut flipped = first;
+    flipped[10] ^= 1;
+    assert!(!public.verifies(message, &flipped));
+}
+
+async fn signing_keys_and_data_keys_do_not_mix(fx: &KeyFixture) {
+    let err = fx
+        .keys
+        .sign(&fx.key_a, b"message")
+        .await
+        .expect_err("a symmetric key cannot sign");
+    assert!(matches!(err, KeyError::KeyUnusable), "{err:?}");
+    let err = fx
+        .keys
+        .public_key(&fx.key_a)
+        .await
+        .expect_err("a symmetric key has no public half");
+    assert!(matches!(err, KeyError::KeyUnusable), "{err:?}");
+}
+
+// Local only: moto wraps data keys under an ECC key; KMS refuses with
+// InvalidKeyUsageException, which `kms.rs` maps to KeyUnusable (pinned there).
+async fn a_signing_key_cannot_wrap_data_keys(fx: &KeyFixture) {
+    let err = fx
+        .keys
+        .generate_data_key(&fx.signing, &context("USER#1"))
+        .await
+        .err()
+        .expect("a signing key cannot wrap data keys");
+    assert!(matches!(err, KeyError::KeyUnusable), "{err:?}");
+}
+
+async fn signing_with_an_unknown_key_is_key_not_found(fx: &KeyFixture) {
+    let err = fx
+        .keys
+        .sign(&fx.unknown, b"message")
+        .await
+        .expect_err("unknown key");
+    assert!(matches!(err, KeyError::KeyNotFound), "{err:?}");
+    let err = fx
+        .keys
+        .public_key(&fx.unknown)
+        .await
+        .expect_err("unknown key");
+    assert!(matches!(err, KeyError::KeyNotFound), "{err:?}");
+}
+
+async fn a_message_over_the_limit_is_refused(fx: &KeyFixture) {
+    let at_limit = vec![b'a'; MAX_SIGN_MESSAGE];
+    fx.keys
+        .sign(&fx.signing, &at_limit)
+        .await
+        .expect("4096 bytes sign");
+    let err = fx
+        .keys
+        .sign(&fx.signing, &[b'a'; MAX_SIGN_MESSAGE + 1])
+        .await
+        .expect_err("one byte more is refused");
+    assert!(matches!(err, KeyError::MessageTooLong), "{err:?}");
 }

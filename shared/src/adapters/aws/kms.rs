@@ -1,11 +1,16 @@
 //! The key port on KMS. Every call carries the encryption context; KMS refuses a
 //! decryption under any other context (InvalidCiphertextException).
 
-use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Rewrapped, Unwrapped};
+use crate::crypto::signing;
+use crate::ports::keys::{
+    DataKey, EncryptionContext, KeyError, KeyService, Rewrapped, Unwrapped, MAX_SIGN_MESSAGE,
+};
 use async_trait::async_trait;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{DataKeySpec, KeyState};
+use aws_sdk_kms::types::{
+    DataKeySpec, KeySpec, KeyState, KeyUsageType, MessageType, SigningAlgorithmSpec,
+};
 use std::collections::HashMap;
 use zeroize::Zeroizing;
 
@@ -35,7 +40,8 @@ where
             "DisabledException"
             | "KMSInvalidStateException"
             | "AccessDeniedException"
-            | "InvalidKeyUsageException",
+            | "InvalidKeyUsageException"
+            | "UnsupportedOperationException",
         ) => KeyError::KeyUnusable,
         _ => KeyError::Unavailable(Box::new(err)),
     }
@@ -133,6 +139,56 @@ impl KeyService for Kms {
         })
     }
 
+    async fn sign(&self, key_id: &str, message: &[u8]) -> Result<[u8; 64], KeyError> {
+        if message.len() > MAX_SIGN_MESSAGE {
+            return Err(KeyError::MessageTooLong);
+        }
+        let output = self
+            .client
+            .sign()
+            .key_id(key_id)
+            .message(Blob::new(message))
+            .message_type(MessageType::Raw)
+            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+            .send()
+            .await
+            .map_err(|err| match err.code() {
+                // KMS says InvalidKeyUsageException for a key that cannot sign; the
+                // emulator answers this instead.
+                Some("ValidationException") => KeyError::KeyUnusable,
+                _ => map_err(err),
+            })?;
+        let der = output.signature().ok_or_else(|| missing("a signature"))?;
+        // KMS answers with a DER ECDSA-Sig-Value; JWS wants r || s.
+        signing::der_to_raw(der.as_ref()).map_err(|err| KeyError::Unavailable(Box::new(err)))
+    }
+
+    async fn public_key(&self, key_id: &str) -> Result<Vec<u8>, KeyError> {
+        let output = self
+            .client
+            .get_public_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(map_err)?;
+        let usable = output
+            .key_spec()
+            .is_none_or(|spec| *spec == KeySpec::EccNistP256)
+            && output
+                .key_usage()
+                .is_none_or(|usage| *usage == KeyUsageType::SignVerify);
+        if !usable {
+            return Err(KeyError::KeyUnusable);
+        }
+        let der = output
+            .public_key()
+            .map(|der| der.as_ref().to_vec())
+            .ok_or_else(|| missing("a public key"))?;
+        // Whatever the metadata says, the port promises a P-256 key.
+        signing::PublicKey::from_spki_der(&der).map_err(|_| KeyError::KeyUnusable)?;
+        Ok(der)
+    }
+
     async fn resolve_key_id(&self, key_id: &str) -> Result<String, KeyError> {
         let output = self
             .client
@@ -188,6 +244,8 @@ mod tests {
             ("DisabledException", "KeyUnusable"),
             ("KMSInvalidStateException", "KeyUnusable"),
             ("AccessDeniedException", "KeyUnusable"),
+            ("InvalidKeyUsageException", "KeyUnusable"),
+            ("UnsupportedOperationException", "KeyUnusable"),
             ("KMSInternalException", "Unavailable"),
         ];
         for (code, want) in cases {

@@ -1,12 +1,19 @@
 //! The local key service: master keys in `<data>/keyring.json` (mode 0600, created on
 //! first run) wrap data keys with AES-256-GCM, binding the encryption context as
-//! associated data, so a context mismatch fails exactly as it does with KMS.
+//! associated data, so a context mismatch fails exactly as it does with KMS. Signing
+//! keys (`ECC_NIST_P256`, like KMS asymmetric keys) live in the same file: they sign
+//! and give out their public half, and their private half never leaves this module.
 
 use super::files::write_private;
-use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Rewrapped, Unwrapped};
+use crate::ports::keys::{
+    DataKey, EncryptionContext, KeyError, KeyService, Rewrapped, Unwrapped, MAX_SIGN_MESSAGE,
+};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
+use p256::ecdsa::signature::Signer;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::pkcs8::EncodePublicKey;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,11 +29,24 @@ struct RingFile {
     keys: BTreeMap<String, StoredKey>,
 }
 
+/// What a key is for, as KMS's key spec says it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+enum Spec {
+    /// AES-256, `ENCRYPT_DECRYPT` (a ring written before signing keys has only these).
+    #[default]
+    SymmetricDefault,
+    /// ECDSA P-256, `SIGN_VERIFY`: `material` is the private scalar.
+    EccNistP256,
+}
+
 #[derive(Serialize, Deserialize)]
 struct StoredKey {
     #[serde(with = "crate::encoding::base64_bytes")]
     material: Vec<u8>,
     created_at: String,
+    #[serde(default)]
+    spec: Spec,
 }
 
 impl Drop for StoredKey {
@@ -40,6 +60,7 @@ impl Drop for StoredKey {
 struct RingKey {
     material: Zeroizing<Vec<u8>>,
     created_at: String,
+    spec: Spec,
 }
 
 /// Local stand-in for KMS. It holds any number of master keys, each named by a key id
@@ -79,6 +100,7 @@ impl LocalKeyring {
                     RingKey {
                         material: Zeroizing::new(key.material.clone()),
                         created_at: key.created_at.clone(),
+                        spec: key.spec,
                     },
                 )
             })
@@ -91,17 +113,37 @@ impl LocalKeyring {
 
     /// Adds a master key (a no-op when it exists) and persists the ring.
     pub fn create_key(&self, key_id: &str) -> Result<(), KeyError> {
+        self.add(key_id, Spec::SymmetricDefault)
+    }
+
+    /// Adds an `ECC_NIST_P256` signing key (a no-op when it exists) and persists the ring.
+    pub fn create_signing_key(&self, key_id: &str) -> Result<(), KeyError> {
+        self.add(key_id, Spec::EccNistP256)
+    }
+
+    fn add(&self, key_id: &str, spec: Spec) -> Result<(), KeyError> {
         let mut keys = self.keys.write().map_err(|_| KeyError::KeyUnusable)?;
-        if keys.contains_key(key_id) {
-            return Ok(());
+        if let Some(existing) = keys.get(key_id) {
+            return if existing.spec == spec {
+                Ok(())
+            } else {
+                Err(KeyError::KeyUnusable)
+            };
         }
-        let mut material = Zeroizing::new(vec![0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(&mut material);
+        let material = loop {
+            let mut material = Zeroizing::new(vec![0u8; 32]);
+            rand::rngs::OsRng.fill_bytes(&mut material);
+            // A P-256 scalar must be below the group order (all but ~2^-32 of draws).
+            if spec == Spec::SymmetricDefault || SigningKey::from_slice(&material).is_ok() {
+                break material;
+            }
+        };
         keys.insert(
             key_id.to_string(),
             RingKey {
                 material,
                 created_at: chrono::Utc::now().to_rfc3339(),
+                spec,
             },
         );
         let ring = RingFile {
@@ -113,6 +155,7 @@ impl LocalKeyring {
                         StoredKey {
                             material: key.material.to_vec(),
                             created_at: key.created_at.clone(),
+                            spec: key.spec,
                         },
                     )
                 })
@@ -125,7 +168,25 @@ impl LocalKeyring {
     fn cipher(&self, key_id: &str) -> Result<Aes256Gcm, KeyError> {
         let keys = self.keys.read().map_err(|_| KeyError::KeyUnusable)?;
         let key = keys.get(key_id).ok_or(KeyError::KeyNotFound)?;
+        if key.spec != Spec::SymmetricDefault {
+            return Err(KeyError::KeyUnusable);
+        }
         Aes256Gcm::new_from_slice(&key.material).map_err(|_| KeyError::KeyUnusable)
+    }
+
+    /// The signing key `key_id`, only inside this module (wiped on drop by `p256`).
+    fn signer(&self, key_id: &str) -> Result<SigningKey, KeyError> {
+        let keys = self.keys.read().map_err(|_| KeyError::KeyUnusable)?;
+        let key = keys.get(key_id).ok_or(KeyError::KeyNotFound)?;
+        if key.spec != Spec::EccNistP256 {
+            return Err(KeyError::KeyUnusable);
+        }
+        SigningKey::from_slice(&key.material).map_err(|_| KeyError::KeyUnusable)
+    }
+
+    fn exists(&self, key_id: &str) -> Result<(), KeyError> {
+        let keys = self.keys.read().map_err(|_| KeyError::KeyUnusable)?;
+        keys.get(key_id).map(|_| ()).ok_or(KeyError::KeyNotFound)
     }
 
     fn aad(key_id: &str, context: &EncryptionContext) -> Vec<u8> {
@@ -240,12 +301,31 @@ impl KeyService for LocalKeyring {
         })
     }
 
+    async fn sign(&self, key_id: &str, message: &[u8]) -> Result<[u8; 64], KeyError> {
+        if message.len() > MAX_SIGN_MESSAGE {
+            return Err(KeyError::MessageTooLong);
+        }
+        let signature: Signature = self.signer(key_id)?.sign(message);
+        let mut raw = [0u8; 64];
+        raw.copy_from_slice(signature.to_bytes().as_slice());
+        Ok(raw)
+    }
+
+    async fn public_key(&self, key_id: &str) -> Result<Vec<u8>, KeyError> {
+        let der = self
+            .signer(key_id)?
+            .verifying_key()
+            .to_public_key_der()
+            .map_err(|_| KeyError::KeyUnusable)?;
+        Ok(der.as_bytes().to_vec())
+    }
+
     async fn resolve_key_id(&self, key_id: &str) -> Result<String, KeyError> {
-        self.cipher(key_id).map(|_| key_id.to_string())
+        self.exists(key_id).map(|_| key_id.to_string())
     }
 
     async fn check(&self, key_id: &str) -> Result<(), KeyError> {
-        self.cipher(key_id).map(|_| ())
+        self.exists(key_id)
     }
 }
 

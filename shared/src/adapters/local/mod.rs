@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! <data>/store.redb        tables and queues (redb, crash-safe)
-//! <data>/keyring.json      local master keys (0600)
+//! <data>/keyring.json      local master and signing keys (0600)
 //! <data>/blob-signing.key  presigned-URL signing key (0600)
 //! <data>/blobs/<bucket>/   objects
 //! <data>/outbox/           one JSON file per e-mail or SMS
@@ -37,6 +37,10 @@ use std::sync::Arc;
 pub const MAX_RECEIVES: u32 = 5;
 /// The local KMS key every data key is wrapped under.
 pub const LOCAL_KEY_ID: &str = "local/docare";
+/// The local signing key of access tokens (`ECC_NIST_P256`, in the key ring).
+pub const LOCAL_SIGNING_KEY_ID: &str = "local/docare-signing";
+/// The local signing key of audit anchors.
+pub const LOCAL_ANCHOR_KEY_ID: &str = "local/docare-audit-anchor";
 
 /// The configuration the local stack runs with: same shape as on AWS, local names.
 pub fn local_config(ws_endpoint: &str, log_filter: &str) -> Config {
@@ -47,6 +51,9 @@ pub fn local_config(ws_endpoint: &str, log_filter: &str) -> Config {
         quarantine_bucket: "docare-quarantine".into(),
         documents_bucket: "docare-documents".into(),
         kms_key_id: LOCAL_KEY_ID.into(),
+        signing_key_id: LOCAL_SIGNING_KEY_ID.into(),
+        previous_signing_key_ids: Vec::new(),
+        audit_anchor_key_id: LOCAL_ANCHOR_KEY_ID.into(),
         queues: Queues {
             scans: "scans".into(),
             reminders: "reminders".into(),
@@ -56,6 +63,8 @@ pub fn local_config(ws_endpoint: &str, log_filter: &str) -> Config {
         mail_from: "no-reply@docare.localhost".into(),
         log_filter: log_filter.into(),
         ip_limit_factor: 1,
+        patient_sessions: crate::domain::session::PATIENT_DEFAULT,
+        sms_countries: crate::config::SmsCountries::default(),
     }
 }
 
@@ -100,6 +109,11 @@ pub fn open(
     keyring
         .create_key(&config.kms_key_id)
         .map_err(|e| fail(&keyring_path, e.to_string()))?;
+    for signing in [&config.signing_key_id, &config.audit_anchor_key_id] {
+        keyring
+            .create_signing_key(signing)
+            .map_err(|e| fail(&keyring_path, e.to_string()))?;
+    }
 
     let signing_path = data_dir.join("blob-signing.key");
     let signing_key =

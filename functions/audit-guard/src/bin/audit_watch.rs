@@ -1,0 +1,6 @@
+//! Lambda entry point of `audit-watch` (DynamoDB Streams of the audit table).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::run_dynamodb_stream(docare_audit_guard::watch).await
+}

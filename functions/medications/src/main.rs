@@ -1,0 +1,6 @@
+//! Lambda entry point of the medications function (HTTP API: `/api/v1/medications/…`).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::run_http(docare_medications::router()).await
+}
