@@ -176,6 +176,14 @@ pub async fn reset(app: App, req: ApiRequest) -> HandlerResult {
             // This instance stops accepting the ended sessions at once (others within
             // the revocation cache's bound).
             shared::auth::revocation::ended(&app, &account.id, &ended).await;
+            // Someone else's guesses spent the address's login budget (and locked the
+            // account, cleared above): the owner logs in with the new password at once.
+            // Best effort: the reset is kept either way.
+            if let Ok(index) = accounts::email_index(&app, &email).await {
+                rate_limit::forgive(&app, rate_limit::AUTH, &format!("email:{index}")).await;
+            }
+            let subject = crate::mfa::account_subject(&account.id);
+            rate_limit::forgive(&app, rate_limit::AUTH, &subject).await;
             Ok(ApiResponse::no_content())
         }
         // Spent meanwhile, or another reset won the race.

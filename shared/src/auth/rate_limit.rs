@@ -176,6 +176,27 @@ pub async fn release(app: &AppContext, reservation: Reservation) {
     }
 }
 
+/// Forgets the failures `subject` spent in the current window of `limit` (a password
+/// reset forgives the guesses that locked its owner out, so the owner can log in at
+/// once). Best effort, like [`release`]: if the write fails the window stays stricter.
+pub async fn forgive(app: &AppContext, limit: Limit, subject: &str) {
+    let (start, _) = window(limit, app.clock.now().timestamp());
+    let forgiven = app
+        .db
+        .update(
+            &app.config.table,
+            &counter(limit, subject, start),
+            Update::new().set("count", 0i64),
+            Some(Condition::AttributeExists("count".into())),
+        )
+        .await;
+    if let Err(err) = forgiven {
+        if !err.is_condition_failed() {
+            tracing::warn!(error = %err, "a rate-limit window could not be forgiven");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
