@@ -731,6 +731,7 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         "date_of_birth": "1984-07-14",
         "ssn": "234-56-7891",
         "phone": "+14155550123",
+        "current_password": patient.password,
         "address": {"line1": "42 Wallaby Way", "city": "Port Sydneytown", "postal_code": "NW1 6XE", "country": "GB"}
     });
     phi.extend(
@@ -745,6 +746,15 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         ]
         .map(String::from),
     );
+    let mut wrong = profile.clone();
+    wrong["current_password"] = json!("not the password at all");
+    h.step(
+        "PUT /users/me/profile, a new phone with a wrong password",
+        call(Method::PUT, "/api/v1/users/me/profile", pt).body(wrong),
+        401,
+        vec![denied("UPDATE", &patient, pp)],
+    )
+    .await;
     h.step(
         "PUT /users/me/profile",
         call(Method::PUT, "/api/v1/users/me/profile", pt).body(profile),

@@ -96,7 +96,7 @@ async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
         Method::PUT,
         "/api/v1/users/me/profile",
         Some(&token),
-        json!({"full_name": PLAINTEXTS[1], "date_of_birth": PLAINTEXTS[2], "ssn": PLAINTEXTS[3], "phone": PLAINTEXTS[4],
+        json!({"full_name": PLAINTEXTS[1], "date_of_birth": PLAINTEXTS[2], "ssn": PLAINTEXTS[3], "phone": PLAINTEXTS[4], "current_password": "granite walrus tuesday orbit",
                "address": {"line1": PLAINTEXTS[5], "city": "London", "postal_code": "SW1Y 4LG", "country": "GB"}}),
     )
     .await;

@@ -97,7 +97,7 @@ async fn patient(t: &TestStack, email: &str, zone: &str) -> Patient {
         reqwest::Method::PUT,
         "/api/v1/users/me/profile",
         &created.id,
-        Some(json!({"full_name": "Ada Reminder", "phone": "+14155550142", "time_zone": zone})),
+        Some(json!({"full_name": "Ada Reminder", "phone": "+14155550142", "time_zone": zone, "current_password": created.password})),
     )
     .await;
     assert_eq!(status, 200, "{profile}");

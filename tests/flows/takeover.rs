@@ -5,10 +5,12 @@
 
 use http::Method;
 use serde_json::{json, Value};
+use shared::audit::{Action, AuditReader, Outcome, TimeRange};
 use shared::auth::checks::{self, Check};
 use shared::auth::{accounts, totp, Role};
+use shared::http::pagination::PageRequest;
 use shared::notifications::Notification;
-use shared::ports::db::{Query, Value as DbValue};
+use shared::ports::db::{Key, Query, Update, Value as DbValue};
 use shared::testing::{
     dispatch, drain_notifications, request, with_ports, AuditTableDown, TestApp,
 };
@@ -267,7 +269,9 @@ async fn a_mailed_code_is_not_mfa_and_reads_no_phi() {
 
     // A patient with TOTP who used a texted code reads no PHI of their own either.
     let (me, _) = active(app, "pat.totp@example.com", Role::Patient, true).await;
-    let texted = shared::testing::token(app, &me, Role::Patient, "s", &["pwd", "mca", "sms"]).await;
+    let texted = shared::testing::session(app, &me, Role::Patient, &["pwd", "mca", "sms"])
+        .await
+        .access;
     let req = request(Method::GET, "/api/v1/users/me/profile", Some(&texted), None);
     assert_eq!(dispatch(&users, app, req).await.0, 403);
 }
@@ -515,7 +519,9 @@ async fn totp_changes_need_the_password_or_a_code_and_tell_the_owner() {
     let t = TestApp::new();
     let app = &t.app;
     let (id, _) = active(app, "settings@example.com", Role::Patient, false).await;
-    let access = shared::testing::token(app, &id, Role::Patient, "s", &["pwd"]).await;
+    let access = shared::testing::session(app, &id, Role::Patient, &["pwd"])
+        .await
+        .access;
     let enroll = |body: Value| {
         call(
             app,
@@ -702,7 +708,9 @@ async fn auth_changes_are_not_kept_without_their_audit_events() {
     );
 
     // TOTP enrolment and confirmation: nothing pending, MFA stays off.
-    let access = shared::testing::token(app, &account.id, Role::Patient, "s", &["pwd"]).await;
+    let access = shared::testing::session(app, &account.id, Role::Patient, &["pwd"])
+        .await
+        .access;
     let (status, _) = call(
         &down,
         "192.0.2.9",
@@ -772,4 +780,264 @@ async fn auth_changes_are_not_kept_without_their_audit_events() {
     assert_eq!(status, 503);
     assert_eq!(sessions().await, before, "no session without its events");
     let _ = DbValue::Null;
+}
+
+/// The account's audit events (as resource), as (action, outcome).
+async fn account_events(app: &App, id: &str) -> Vec<(Action, Outcome)> {
+    let reader = AuditReader::new(app.db.clone(), &app.config);
+    let page = PageRequest {
+        limit: 100,
+        start: None,
+    };
+    reader
+        .by_resource("account", id, &TimeRange::default(), &page)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| (e.action, e.outcome))
+        .collect()
+}
+
+/// Moves one sealed value of an item into another attribute or item (what someone with
+/// write access to the table could do): it must fail its integrity check there.
+async fn plant(app: &App, from: &Key, attribute: &str, to: &Key, into: &str) {
+    let table = app.config.table.clone();
+    let item = app.db.get(&table, from).await.unwrap().unwrap();
+    app.db
+        .update(
+            &table,
+            to,
+            Update::new().set(into, item[attribute].clone()),
+            None,
+        )
+        .await
+        .unwrap();
+}
+
+/// Sealed values on the MFA path (the TOTP secret, the address a code is mailed to, the
+/// phone an SMS code goes to, the address told of a lockout) that fail their integrity
+/// check answer 500 with `INTEGRITY_FAILURE` recorded, and nothing is sent.
+#[tokio::test]
+async fn integrity_failures_on_the_mfa_path_are_audited_and_send_nothing() {
+    let t = TestApp::new();
+    let app = &t.app;
+    let failures = |events: Vec<(Action, Outcome)>| {
+        events
+            .iter()
+            .filter(|e| **e == (Action::IntegrityFailure, Outcome::Failed))
+            .count()
+    };
+    let (id, secret) = active(app, "sealed@example.com", Role::Patient, true).await;
+    let account_key = accounts::key(&id);
+    let now = {
+        use shared::ports::Clock;
+        t.clock.now().timestamp()
+    };
+    let challenge = |ip: &'static str| async move {
+        let (status, body) = login(app, ip, "sealed@example.com", PASSWORD).await;
+        assert_eq!(status, 200, "{body}");
+        body["mfa_token"].as_str().unwrap().to_string()
+    };
+
+    // The phone of the profile replaced by another sealed value: no SMS code.
+    let phone = shared::testing::session(app, &id, Role::Patient, &["pwd", "otp", "mfa"]).await;
+    let mut req = request(
+        Method::PUT,
+        "/api/v1/users/me/profile",
+        Some(&phone.access),
+        Some(
+            json!({"full_name": "Test Person", "phone": "+15555550123", "current_password": PASSWORD}),
+        ),
+    );
+    req.source_ip = Some("192.0.2.30".into());
+    let (status, body) = dispatch(&docare_users::router(), app, req).await;
+    assert_eq!(status, 200, "{body}");
+    mails(app).await;
+    let profile_key = shared::store::keys::profile(&id);
+    plant(app, &account_key, "email", &profile_key, "phone").await;
+    let token = challenge("192.0.2.30").await;
+    let (status, _) = call(
+        app,
+        "192.0.2.30",
+        "/api/v1/auth/mfa/send-code",
+        json!({"mfa_token": token, "channel": "sms"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert_eq!(failures(account_events(app, &id).await), 1);
+    assert!(mails(app).await.is_empty(), "no SMS sent");
+
+    // The TOTP secret replaced by another sealed value: the challenge fails, recorded.
+    plant(app, &account_key, "email", &account_key, "totp_secret").await;
+    let (status, _) = call(
+        app,
+        "192.0.2.31",
+        "/api/v1/auth/mfa/challenge",
+        json!({"mfa_token": token, "code": totp::code_at(&secret, now)}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert_eq!(failures(account_events(app, &id).await), 2);
+
+    // The address replaced by another sealed value: no mailed code, no lockout mail.
+    plant(app, &account_key, "full_name", &account_key, "email").await;
+    let (status, _) = call(
+        app,
+        "192.0.2.32",
+        "/api/v1/auth/mfa/send-code",
+        json!({"mfa_token": token}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert_eq!(failures(account_events(app, &id).await), 3);
+    for n in 0..5 {
+        let ip = format!("192.0.2.{}", 40 + n);
+        let (status, _) = login(app, &ip, "sealed@example.com", OTHER).await;
+        assert_eq!(status, if n < 4 { 401 } else { 500 }, "attempt {n}");
+    }
+    assert_eq!(failures(account_events(app, &id).await), 4);
+    assert!(mails(app).await.is_empty(), "nothing mailed");
+}
+
+async fn put_profile(app: &App, token: &str, body: Value) -> (u16, Value) {
+    let mut req = request(
+        Method::PUT,
+        "/api/v1/users/me/profile",
+        Some(token),
+        Some(body),
+    );
+    req.source_ip = Some("192.0.2.50".into());
+    dispatch(&docare_users::router(), app, req).await
+}
+
+async fn stored_phone(app: &App, id: &str) -> Option<String> {
+    shared::store::profiles::phone(app, id).await.unwrap()
+}
+
+/// The phone that receives sign-in codes by SMS changes only with the current password,
+/// and the owner is told by mail; other profile changes need nothing more.
+#[tokio::test]
+async fn changing_the_phone_for_sms_codes_needs_the_password_and_tells_the_owner() {
+    let t = TestApp::new();
+    let app = &t.app;
+    let (id, _) = active(app, "phone@example.com", Role::Patient, false).await;
+    let access = shared::testing::session(app, &id, Role::Patient, &["pwd"])
+        .await
+        .access;
+    let body = |phone: Option<&str>, password: Option<&str>| {
+        let mut body = json!({"full_name": "Test Person", "date_of_birth": "1980-02-03"});
+        if let Some(phone) = phone {
+            body["phone"] = json!(phone);
+        }
+        if let Some(password) = password {
+            body["current_password"] = json!(password);
+        }
+        body
+    };
+    let notices = |mails: Vec<Notification>| -> Vec<String> {
+        mails
+            .into_iter()
+            .filter(|m| m.to == "phone@example.com")
+            .filter(|m| {
+                m.subject.as_deref() == Some("A security setting of your DoCare account changed")
+            })
+            .map(|m| m.body)
+            .collect()
+    };
+
+    // A stolen access token alone cannot point the codes at another phone.
+    let (status, answer) = put_profile(app, &access, body(Some("+15555550111"), None)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("current_password"), "{answer}");
+    let (status, _) = put_profile(app, &access, body(Some("+15555550111"), Some(OTHER))).await;
+    assert_eq!(status, 401);
+    assert_eq!(stored_phone(app, &id).await, None, "nothing changed");
+    assert!(notices(mails(app).await).is_empty());
+
+    let (status, answer) =
+        put_profile(app, &access, body(Some("+15555550111"), Some(PASSWORD))).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        stored_phone(app, &id).await.as_deref(),
+        Some("+15555550111")
+    );
+    let told = notices(mails(app).await);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(told[0].contains("phone number that receives your DoCare sign-in codes was changed"));
+    assert!(
+        !told[0].contains("5555550111"),
+        "the notice names no number"
+    );
+
+    // The same phone again (another field changed): no password, no notice.
+    let mut same = body(Some("+15555550111"), None);
+    same["date_of_birth"] = json!("1980-02-04");
+    assert_eq!(put_profile(app, &access, same).await.0, 200);
+    assert!(notices(mails(app).await).is_empty());
+
+    // Replacing it and removing it need the password too.
+    let (status, _) = put_profile(app, &access, body(Some("+15555550122"), None)).await;
+    assert_eq!(status, 400);
+    let (status, _) = put_profile(app, &access, body(None, None)).await;
+    assert_eq!(status, 400, "removing the phone needs the password");
+    assert_eq!(
+        stored_phone(app, &id).await.as_deref(),
+        Some("+15555550111")
+    );
+    let (status, _) = put_profile(app, &access, body(None, Some(PASSWORD))).await;
+    assert_eq!(status, 200);
+    assert_eq!(stored_phone(app, &id).await, None);
+    let told = notices(mails(app).await);
+    assert!(
+        told.len() == 1 && told[0].contains("was removed"),
+        "{told:?}"
+    );
+
+    // The refused attempt was recorded on the profile.
+    let reader = AuditReader::new(app.db.clone(), &app.config);
+    let page = PageRequest {
+        limit: 100,
+        start: None,
+    };
+    let events = reader
+        .by_resource("profile", &id, &TimeRange::default(), &page)
+        .await
+        .unwrap()
+        .items;
+    assert!(events
+        .iter()
+        .any(|e| e.action == Action::Update && e.outcome == Outcome::Denied));
+}
+
+/// 40 parallel phone changes with wrong passwords check at most the account's failure
+/// budget (5 hashes), the rest answer 429, and the phone stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forty_parallel_wrong_passwords_for_a_phone_change_check_at_most_five() {
+    let t = TestApp::new();
+    let app = t.app.clone();
+    let (id, _) = active(&app, "phonerace@example.com", Role::Patient, false).await;
+    let access = shared::testing::session(&app, &id, Role::Patient, &["pwd"])
+        .await
+        .access;
+    let statuses = parallel(40, |n| {
+        let (app, access) = (app.clone(), access.clone());
+        async move {
+            let body = json!({"full_name": "Test Person", "phone": format!("+1555555{n:04}"),
+                              "current_password": OTHER});
+            put_profile(&app, &access, body).await
+        }
+    })
+    .await;
+    let checked = checks::made(Check::Password, &id);
+    assert!(
+        checked <= 5,
+        "{checked} password hashes checked; the budget is 5"
+    );
+    assert_eq!(count(&statuses, 401), checked as usize, "{statuses:?}");
+    assert_eq!(count(&statuses, 429), 40 - checked as usize, "{statuses:?}");
+    assert_eq!(stored_phone(&app, &id).await, None);
 }

@@ -13,10 +13,11 @@ Budgets: an authenticated request counts against the account's general limit (10
 accounts (admin operations on the admin, the others alternately on the patient and the
 provider) and MAX_EXAMPLES defaults to 8: at most 9 requests per operation. The stack
 runs with --dev-limits, so per-IP budgets (sign-up, login) are not the bottleneck.
-The per-account failure budget of TOTP enrolment and confirmation (5 wrong passwords
-or codes per 15 minutes) is not raised by --dev-limits: the fuzzed wrong passwords
-spend it and the route then answers 429, which its document lists (a correct answer);
-each of the two runs as a fresh patient of its own.
+The per-account failure budget of TOTP enrolment and confirmation and of a phone change
+in the profile (5 wrong passwords or codes per 15 minutes) is not raised by
+--dev-limits: the fuzzed wrong passwords spend it and the route then answers 429, which
+its document lists (a correct answer); each of these operations runs as a fresh patient
+of its own.
 
 Exits non-zero on any failed check, or when an operation never answered a 2xx.
 """
@@ -192,7 +193,7 @@ def main():
         ("POST", "/api/v1/auth/password/reset-request"): lambda: {"body": {"email": by_role["patient"]["email"]}},
         ("POST", "/api/v1/auth/mfa/totp/confirm"): None,  # built after enrolment below
         ("PATCH", "/api/v1/users/me"): lambda: {"body": {"full_name": "Pat Ient"}},
-        ("PUT", "/api/v1/users/me/profile"): lambda: {"body": {"full_name": "Pat Ient", "date_of_birth": "1990-01-02", "phone": "+15555550101"}},
+        ("PUT", "/api/v1/users/me/profile"): lambda: {"body": {"full_name": "Pat Ient", "date_of_birth": "1990-01-02", "phone": "+15555550101", "current_password": password[who[("PUT", "/api/v1/users/me/profile")]]}},
         ("GET", "/api/v1/users/{id}/profile"): lambda: {"path_parameters": {"id": patient_id}, "headers": admin_reason},
         ("GET", "/api/v1/users/{id}"): lambda: {"path_parameters": {"id": patient_id}},
         ("POST", "/api/v1/users/{id}/enable"): lambda: {"path_parameters": {"id": patient_id}},
@@ -332,6 +333,11 @@ def main():
                 # An account without TOTP, of its own (its failure budget: above).
                 who[key] = key[1].rsplit("/", 1)[1] + "-patient"
                 fresh_patient(who[key])
+            elif key == ("PUT", "/api/v1/users/me/profile"):
+                # A new phone needs the password: fuzzed wrong ones spend the account's
+                # failure budget (shared with MFA challenges), so a patient of its own.
+                who[key] = "profile-patient"
+                fresh_patient(who[key])
             else:
                 who[key] = ["patient", "provider"][turn % 2]
                 turn += 1
@@ -413,7 +419,7 @@ def main():
             print(f"FAILED {key[0]} {key[1]}: {message}")
     for key in no_success:
         print(f"NO 2xx {key[0]} {key[1]}")
-    limited = [key for key in who if statuses[key].get(429) and "/mfa/totp/" not in key[1]]
+    limited = [key for key in who if statuses[key].get(429) and key != ("PUT", "/api/v1/users/me/profile") and "/mfa/totp/" not in key[1]]
     if limited:
         print(f"note: 429 on {len(limited)} authenticated operations: the per-account budget "
               "(100 / 15 min) ran out; lower MAX_EXAMPLES or spread the operations wider")

@@ -7,6 +7,7 @@
 //! answer the same either way (the owner is told by mail), and every failed login is
 //! the same 401 after the same password-hashing work.
 
+mod integrity;
 mod mail;
 mod mfa;
 mod password;

@@ -60,16 +60,10 @@ pub async fn account_locked(app: &AppContext, to: &str) -> Result<(), ApiError> 
     .await
 }
 
-/// Tells the owner about a change to how the account signs in (TOTP on or off, the
-/// phone that receives codes): if it was not them, they know at once.
+/// Tells the owner about a change to how the account signs in
+/// ([`shared::notifications::security_change`]).
 pub async fn security_change(app: &AppContext, to: &str, what: &str) -> Result<(), ApiError> {
-    send(
-        app,
-        to,
-        "A security setting of your DoCare account changed",
-        format!("{what}\n\nIf this was not you, reset your password at once and contact support."),
-    )
-    .await
+    shared::notifications::security_change(app, to, what).await
 }
 
 pub async fn login_code_sms(app: &AppContext, to: &str, code: &str) -> Result<(), ApiError> {

@@ -5,8 +5,8 @@
 //! The challenge (`MFA#<hash>`) is what a password login hands out when MFA is on: it is
 //! single-use, lives five minutes and allows [`MAX_CHALLENGE_ATTEMPTS`] wrong codes.
 
-use crate::mail;
 use crate::sessions::open_session_audited;
+use crate::{integrity, mail};
 use serde::Deserialize;
 use shared::audit::{Action, CommitError, Outcome};
 use shared::auth::accounts::{self, seal, Account, Status};
@@ -17,7 +17,6 @@ use shared::auth::{
     account_event, amr, audit_event, authenticate, rate_limit, record, record_account, secrets,
     totp,
 };
-use shared::crypto::CryptoError;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::store::mfa;
 use shared::{ApiError, App, AppContext};
@@ -159,25 +158,11 @@ async fn open_secret(
     app: &AppContext,
     req: &ApiRequest,
     account: &Account,
-    attribute: &str,
+    attribute: &'static str,
 ) -> Result<Option<Zeroizing<String>>, ApiError> {
-    match shared::phi::open(app, &account.item, attribute).await {
-        Ok(value) => Ok(value.map(Zeroizing::new)),
-        Err(err @ (CryptoError::Integrity | CryptoError::Format(_))) => {
-            tracing::error!(attribute, "an MFA secret failed its integrity check");
-            record_account(
-                app,
-                req,
-                Action::IntegrityFailure,
-                Some(&account.id),
-                Some(account.role),
-                Outcome::Failed,
-            )
-            .await?;
-            Err(ApiError::internal(err))
-        }
-        Err(err) => Err(err.into()),
-    }
+    Ok(integrity::open(app, req, account, attribute)
+        .await?
+        .map(Zeroizing::new))
 }
 
 /// A TOTP code for a later step than the last accepted one, claimed atomically.
@@ -246,7 +231,8 @@ pub async fn send_code(app: App, req: ApiRequest) -> HandlerResult {
     let phone = match body.channel {
         CodeChannel::Email => None,
         CodeChannel::Sms => {
-            let phone = shared::store::profiles::phone(&app, &user_id).await?;
+            let phone = shared::store::profiles::phone(&app, &user_id).await;
+            let phone = integrity::checked(&app, &req, &account, "phone", phone).await?;
             Some(phone.ok_or_else(|| {
                 ApiError::unprocessable("no phone number in the profile; use the e-mail channel")
             })?)
@@ -261,7 +247,9 @@ pub async fn send_code(app: App, req: ApiRequest) -> HandlerResult {
     mfa::set_sent_code(&app, token, &code, channel, now + CHALLENGE_TTL_SECS).await?;
     match phone {
         Some(phone) => mail::login_code_sms(&app, &phone, &code).await?,
-        None => mail::login_code(&app, &account.email(&app).await?, &code).await?,
+        None => {
+            mail::login_code(&app, &integrity::email(&app, &req, &account).await?, &code).await?
+        }
     }
     record_account(
         &app,
@@ -320,7 +308,7 @@ pub async fn enroll(app: App, req: ApiRequest) -> HandlerResult {
     rate_limit::release(&app, reserved).await;
     let secret = totp::new_secret();
     let encoded = Zeroizing::new(totp::base32(&secret));
-    let uri = totp::otpauth_uri(&secret, &account.email(&app).await?)
+    let uri = totp::otpauth_uri(&secret, &integrity::email(&app, &req, &account).await?)
         .ok_or_else(|| ApiError::internal("cannot build the otpauth URI"))?;
     let pending = seal(&app, &account.id, "totp_pending", &encoded).await?;
     let event = audit_event(&req, &principal, Action::MfaEnroll, Outcome::Success)
@@ -378,7 +366,7 @@ pub async fn confirm(app: App, req: ApiRequest) -> HandlerResult {
     }
     mail::security_change(
         &app,
-        &account.email(&app).await?,
+        &integrity::email(&app, &req, &account).await?,
         "An authenticator app was added to your DoCare account (TOTP is on).",
     )
     .await?;
@@ -428,7 +416,7 @@ pub async fn disable(app: App, req: ApiRequest) -> HandlerResult {
     .await?;
     mail::security_change(
         &app,
-        &account.email(&app).await?,
+        &integrity::email(&app, &req, &account).await?,
         "TOTP was turned off for your DoCare account: sign-ins need only your password now.",
     )
     .await?;

@@ -1,7 +1,7 @@
 //! Password change (signed in) and reset (by a mailed single-use token). Both end every
 //! session of the account.
 
-use crate::mail;
+use crate::{integrity, mail};
 use serde::Deserialize;
 use shared::audit::{Action, CommitError, Outcome};
 use shared::auth::accounts::{self, Status};
@@ -39,8 +39,10 @@ pub async fn change(app: App, req: ApiRequest) -> HandlerResult {
     let account = accounts::get(&app, &principal.user_id)
         .await?
         .ok_or(ApiError::Unauthenticated)?;
-    let email = account.email(&app).await?;
-    let name = account.open(&app, "full_name").await?.unwrap_or_default();
+    let email = integrity::email(&app, &req, &account).await?;
+    let name = integrity::open(&app, &req, &account, "full_name")
+        .await?
+        .unwrap_or_default();
     passwords::validate_new(&body.new_password, account.role, &[&email, &name])?;
     let verified = passwords::verify_account(
         &account.id,
@@ -145,8 +147,10 @@ pub async fn reset(app: App, req: ApiRequest) -> HandlerResult {
     if pending.number("epoch").unwrap_or(0) != account.pending_epoch {
         return Err(invalid());
     }
-    let email = account.email(&app).await?;
-    let name = account.open(&app, "full_name").await?.unwrap_or_default();
+    let email = integrity::email(&app, &req, &account).await?;
+    let name = integrity::open(&app, &req, &account, "full_name")
+        .await?
+        .unwrap_or_default();
     passwords::validate_new(&body.new_password, account.role, &[&email, &name])?;
     rate_limit::release(&app, by_ip).await;
     let hash = passwords::hash_blocking(body.new_password.to_string()).await?;

@@ -11,7 +11,7 @@
 //! whole family dies) together with a `TOKEN_REUSE` security event. Logout and
 //! logout-all commit with their events too.
 
-use crate::{mail, mfa};
+use crate::{integrity, mail, mfa};
 use serde::{Deserialize, Serialize};
 use shared::audit::{Action, AuditEvent, CommitError, Outcome, WriteOp};
 use shared::auth::accounts::{self, Account, LoginAttempt, Status};
@@ -149,7 +149,7 @@ pub async fn login(app: App, req: ApiRequest) -> HandlerResult {
                         Outcome::Denied,
                     )
                     .await?;
-                    mail::account_locked(&app, &found.email(&app).await?).await?;
+                    mail::account_locked(&app, &integrity::email(&app, &req, found).await?).await?;
                 }
             }
             record_account(&app, &req, Action::LoginFailed, user, role, Outcome::Denied).await?;
