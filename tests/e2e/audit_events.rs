@@ -731,7 +731,7 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         "date_of_birth": "1984-07-14",
         "ssn": "234-56-7891",
         "phone": "+14155550123",
-        "current_password": patient.password,
+        "current_password": after_reset,
         "address": {"line1": "42 Wallaby Way", "city": "Port Sydneytown", "postal_code": "NW1 6XE", "country": "GB"}
     });
     phi.extend(
