@@ -111,7 +111,10 @@ async fn patient(t: &TestStack, email: &str, zone: &str) -> Patient {
     );
     for entry in std::fs::read_dir(&t.stack.parts.outbox_dir).expect("outbox") {
         let path = entry.expect("entry").path();
-        if std::fs::read_to_string(&path).unwrap_or_default().contains(notice) {
+        if std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .contains(notice)
+        {
             std::fs::remove_file(&path).expect("remove the notice");
         }
     }
