@@ -11,4 +11,5 @@ mod messages;
 mod profile;
 mod realtime_messaging;
 mod sessions;
+mod takeover;
 mod units_of_work;

@@ -24,7 +24,7 @@
 
 use serde::{Deserialize, Serialize};
 use shared::auth::rate_limit::{self, Limit, CHAT, CHAT_MESSAGES};
-use shared::auth::Principal;
+use shared::auth::{amr, Principal};
 use shared::chat::{self, SendBody};
 use shared::domain::conversation::{presence_state, Encryption, TYPING_EXPIRES_SECS};
 use shared::http::ApiRequest;
@@ -54,14 +54,17 @@ async fn caller(
     let (user_id, role, session_id) = connections::owner(app, &req.connection_id)
         .await?
         .ok_or(ApiError::Unauthenticated)?;
-    let mfa = sessions::session(app, &user_id, &session_id)
+    let amr = sessions::session(app, &user_id, &session_id)
         .await?
-        .is_some_and(|s| s.amr.split(' ').any(|m| m == "mfa"));
+        .map(|s| s.amr)
+        .unwrap_or_default();
+    let has = |method: &str| amr.split(' ').any(|m| m == method);
     let principal = Principal {
         user_id,
         role,
         session_id,
-        mfa,
+        mfa: has(amr::MFA),
+        mailed_code: has(amr::MULTI_CHANNEL),
     };
     if !app.sessions.is_live(app, &principal).await? {
         return Err(ApiError::Unauthenticated);
