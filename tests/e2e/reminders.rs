@@ -336,3 +336,124 @@ pub(crate) async fn berlin_doses_on_fall_back_day_and_a_discontinued_medication_
         .is_none());
     t.stack.stop().await;
 }
+
+#[tokio::test]
+pub(crate) async fn an_appointment_reminds_its_patient_24_hours_and_1_hour_before_and_a_move_follows(
+) {
+    // Saturday 2027-03-13 08:00Z; the appointment is on Sunday at 10:00Z.
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2027, 3, 13, 8, 0, 0).unwrap(),
+    ));
+    let t = TestStack::start_with_clock(clock.clone()).await;
+    let p = patient(&t, "appt@example.com", "UTC").await;
+    let provider = accounts::create(t.app(), "dr.r@example.com", "Dr Rem", Role::Provider, false)
+        .await
+        .expect("provider");
+    let (provider_token, _) = t
+        .app()
+        .tokens
+        .issue(
+            t.app(),
+            &provider.id,
+            Role::Provider,
+            "reminders",
+            &["pwd", "mfa", "otp"],
+        )
+        .await
+        .expect("token");
+    let weekly: Vec<Value> = ["saturday", "sunday"]
+        .iter()
+        .map(|d| json!({"day": d, "start": "09:00", "end": "17:00"}))
+        .collect();
+    let (status, listing) = {
+        let response = t
+            .http
+            .put(t.url("/api/v1/providers/me/availability"))
+            .bearer_auth(&provider_token)
+            .json(
+                &json!({"time_zone": "UTC", "slot_minutes": 30, "weekly": weekly,
+                "consultation_types": ["video"]}),
+            )
+            .send()
+            .await
+            .expect("request");
+        (
+            response.status().as_u16(),
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    };
+    assert_eq!(status, 200, "{listing}");
+    let (status, booked) = call(
+        &t,
+        reqwest::Method::POST,
+        "/api/v1/appointments",
+        &p.id,
+        Some(
+            json!({"provider_id": provider.id, "start": "2027-03-14T10:00:00Z",
+            "consultation_type": "video"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{booked}");
+    let appointment = booked["id"].as_str().unwrap().to_string();
+
+    let mut socket = connect(&t, &p.id).await;
+    assert_eq!(
+        schedule(&t).await,
+        0,
+        "the first run starts at its own minute"
+    );
+    clock.advance(chrono::Duration::seconds(2 * 3600 - 1)); // 09:59:59 on Saturday
+    assert_eq!(schedule(&t).await, 0, "not yet");
+    clock.advance(chrono::Duration::seconds(1)); // 24 hours before
+    assert_eq!(schedule(&t).await, 1);
+    let event = frame(&mut socket, Duration::from_secs(5))
+        .await
+        .expect("the 24-hour reminder");
+    assert_eq!(event["data"]["kind"], "reminder");
+    assert_eq!(event["data"]["due_at"], "2027-03-13T10:00:00Z");
+    assert!(
+        eventually(|| outbox(&t).len() == 2).await,
+        "one e-mail and one SMS"
+    );
+
+    // The patient moves it by 30 minutes: the 1-hour reminder follows the new start.
+    let (status, moved) = call(
+        &t,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/appointments/{appointment}"),
+        &p.id,
+        Some(json!({"start": "2027-03-14T10:30:00Z"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{moved}");
+
+    // Sunday 08:59:59: nothing; 09:00 (the old start's 1-hour mark): still nothing.
+    clock.advance(chrono::Duration::seconds(23 * 3600 - 1));
+    let mut socket = connect(&t, &p.id).await;
+    assert_eq!(schedule(&t).await, 0);
+    clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(
+        schedule(&t).await,
+        0,
+        "the old start's reminder was cancelled with the move"
+    );
+    clock.advance(chrono::Duration::seconds(30 * 60)); // 09:30, 1 hour before 10:30
+    assert_eq!(schedule(&t).await, 1);
+    let event = frame(&mut socket, Duration::from_secs(5))
+        .await
+        .expect("the 1-hour reminder");
+    assert_eq!(event["data"]["due_at"], "2027-03-14T09:30:00Z");
+    assert!(eventually(|| outbox(&t).len() == 4).await);
+    assert!(outbox(&t).iter().any(|m| m.contains("appointment at")));
+    clock.advance(chrono::Duration::seconds(3600));
+    assert_eq!(schedule(&t).await, 0);
+    assert!(
+        frame(&mut socket, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "once"
+    );
+    assert_eq!(outbox(&t).len(), 4, "each reminder sent once");
+    t.stack.stop().await;
+}
