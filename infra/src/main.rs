@@ -29,6 +29,10 @@ async fn main() {
         }
     };
     telemetry::init(LogFormat::Pretty, &settings.log_filter);
+    // Listen before the URLs are printed: a supervisor (or a test) that reads them
+    // and stops the stack at once must get a clean shutdown, not the default
+    // action of SIGTERM, which kills the process mid-write.
+    let stop = stop_signal();
     let stack = match Stack::start(&settings).await {
         Ok(stack) => stack,
         Err(err) => {
@@ -60,23 +64,38 @@ async fn main() {
         println!("  limits:    production values (a single developer may pass --dev-limits)");
     }
     println!("Press Ctrl-C to stop.");
-    wait_for_signal().await;
+    stop.await;
     println!("stopping…");
     stack.stop().await;
     println!("stopped; data kept in {}", settings.data_dir.display());
 }
 
-async fn wait_for_signal() {
+/// Resolves on Ctrl-C or SIGTERM. The handlers are registered when this is called,
+/// not when the future is first polled.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+        let term = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, interrupt) {
+                (Some(mut term), Some(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            return;
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(not(unix))]
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -55,6 +55,8 @@ pub struct AppContext {
     pub tokens: TokenKeys,
     /// The one audit writer (DESIGN §6): hash-chained, append-only, fails closed.
     pub audit: AuditWriter,
+    /// This instance's short-lived copies of accounts' revocation state (sessions).
+    pub sessions: crate::auth::revocation::SessionCache,
 }
 
 impl AppContext {
@@ -137,6 +139,7 @@ impl AppContext {
             index,
             tokens,
             audit,
+            sessions: crate::auth::revocation::SessionCache::new(),
         }
     }
 

@@ -93,8 +93,18 @@ pub struct Config {
     /// uses [`LocalSettings::DEV_IP_LIMIT_FACTOR`], because every local client shares
     /// 127.0.0.1 and one developer's typos would otherwise lock everyone out.
     pub ip_limit_factor: i64,
+    /// How long patients' sessions may sit unused and last at most (staff sessions are
+    /// fixed: `domain::session::STAFF`).
+    pub patient_sessions: crate::domain::session::Lifetime,
     /// Where SMS to emergency contacts may go (`DOCARE_SMS_COUNTRY_CODES`).
     pub sms_countries: SmsCountries,
+}
+
+impl Config {
+    /// The lifetime of a session of this role.
+    pub fn session_lifetime(&self, role: crate::auth::Role) -> crate::domain::session::Lifetime {
+        crate::domain::session::lifetime(role, self.patient_sessions)
+    }
 }
 
 /// The E.164 country calling codes SMS may be sent to (emergency contacts: checked when a
@@ -163,6 +173,10 @@ pub const ENV_NOTIFICATIONS_QUEUE: &str = "DOCARE_NOTIFICATIONS_QUEUE_URL";
 pub const ENV_WS_ENDPOINT: &str = "DOCARE_WS_ENDPOINT";
 pub const ENV_MAIL_FROM: &str = "DOCARE_MAIL_FROM";
 pub const ENV_LOG: &str = "DOCARE_LOG";
+/// Optional: minutes a patient's session may sit unused (default 1440, at least 15).
+pub const ENV_PATIENT_SESSION_IDLE: &str = "DOCARE_PATIENT_SESSION_IDLE_MINUTES";
+/// Optional: hours a patient's session lasts at most (default 168, at most 720).
+pub const ENV_PATIENT_SESSION_MAX: &str = "DOCARE_PATIENT_SESSION_MAX_HOURS";
 /// Optional: [`SmsCountries`], default [`SmsCountries::DEFAULT`].
 pub const ENV_SMS_COUNTRY_CODES: &str = "DOCARE_SMS_COUNTRY_CODES";
 
@@ -244,6 +258,7 @@ impl Config {
             mail_from,
             log_filter: vars.optional(ENV_LOG).unwrap_or_else(|| "info".into()),
             ip_limit_factor: 1,
+            patient_sessions: patient_sessions(&vars)?,
             sms_countries: match vars.optional(ENV_SMS_COUNTRY_CODES) {
                 None => SmsCountries::default(),
                 Some(value) => SmsCountries::parse(&value).ok_or_else(|| ConfigError::Invalid {
@@ -253,6 +268,38 @@ impl Config {
             },
         })
     }
+}
+
+/// The patients' session lifetime from its two optional variables.
+fn patient_sessions(vars: &Vars<'_>) -> Result<crate::domain::session::Lifetime, ConfigError> {
+    use crate::domain::session::{Lifetime, PATIENT_DEFAULT};
+    let number = |name: &'static str, unit: i64, default: i64| match vars.optional(name) {
+        None => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(|n| n.saturating_mul(unit))
+            .ok_or(ConfigError::Invalid {
+                name,
+                reason: "must be a positive whole number".into(),
+            }),
+    };
+    let idle = number(ENV_PATIENT_SESSION_IDLE, 60, PATIENT_DEFAULT.idle_secs)?;
+    let absolute = number(
+        ENV_PATIENT_SESSION_MAX,
+        3_600,
+        PATIENT_DEFAULT.absolute_secs,
+    )?;
+    Lifetime::patient(idle, absolute).map_err(|reason| ConfigError::Invalid {
+        name: if idle > absolute || idle < 15 * 60 {
+            ENV_PATIENT_SESSION_IDLE
+        } else {
+            ENV_PATIENT_SESSION_MAX
+        },
+        reason: reason.into(),
+    })
 }
 
 /// Settings of the local stack binary: flags win over environment variables, which win
@@ -462,6 +509,39 @@ mod tests {
         let config = load(&valid()).expect("valid config");
         assert_eq!(config.stage, Stage::Dev);
         assert_eq!(config.log_filter, "info");
+        assert_eq!(
+            config.patient_sessions,
+            crate::domain::session::PATIENT_DEFAULT
+        );
+    }
+
+    #[test]
+    fn patient_session_lifetimes_are_configurable_within_bounds() {
+        use crate::auth::Role;
+        let mut vars = valid();
+        vars.insert(ENV_PATIENT_SESSION_IDLE, "60".into());
+        vars.insert(ENV_PATIENT_SESSION_MAX, "24".into());
+        let config = load(&vars).expect("valid");
+        assert_eq!(config.session_lifetime(Role::Patient).idle_secs, 3_600);
+        assert_eq!(config.session_lifetime(Role::Patient).absolute_secs, 86_400);
+        assert_eq!(
+            config.session_lifetime(Role::Provider),
+            crate::domain::session::STAFF,
+            "staff are not configurable"
+        );
+        for (name, value) in [
+            (ENV_PATIENT_SESSION_IDLE, "5"),
+            (ENV_PATIENT_SESSION_IDLE, "20000"),
+            (ENV_PATIENT_SESSION_IDLE, "soon"),
+            (ENV_PATIENT_SESSION_MAX, "1000"),
+        ] {
+            let mut vars = valid();
+            vars.insert(name, value.into());
+            match load(&vars) {
+                Err(ConfigError::Invalid { name: named, .. }) => assert_eq!(named, name),
+                other => panic!("{name}={value}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -146,13 +146,42 @@ pub async fn account(app: &App, email: &str, full_name: &str, role: Role) -> Str
     }
 }
 
-/// An access token for a user (session `session`, authentication methods `amr`).
+/// An access token for a user (authentication methods `amr`) in a new session id.
+/// `session` is only a label for the reader: the token's `sid` is a fresh ULID (its time
+/// is when the session began, what `authenticate` compares with the account's
+/// revocations); no session item is stored (use [`session`] for one that can refresh).
 pub async fn token(app: &App, user: &str, role: Role, session: &str, amr: &[&str]) -> String {
+    let _label = session;
     app.tokens
-        .issue(app, user, role, session, amr)
+        .issue(app, user, role, &app.new_id(), amr)
         .await
         .unwrap_or_else(|_| panic!("token"))
         .0
+}
+
+/// A real session, as a login opens it: its access token, refresh token and id.
+pub struct TestSession {
+    pub access: String,
+    pub refresh: String,
+    pub id: String,
+}
+
+/// Opens a session for a user (stored, with its first refresh token).
+pub async fn session(app: &App, user: &str, role: Role, amr: &[&str]) -> TestSession {
+    let (id, refresh) = crate::store::sessions::open(app, user, role, amr)
+        .await
+        .unwrap_or_else(|e| panic!("session: {e}"));
+    let access = app
+        .tokens
+        .issue(app, user, role, &id, amr)
+        .await
+        .unwrap_or_else(|_| panic!("token"))
+        .0;
+    TestSession {
+        access,
+        refresh,
+        id,
+    }
 }
 
 /// Every message on the notification queue, oldest first (and removes them): the raw
@@ -265,6 +294,76 @@ pub mod aws {
     /// A name no other test uses (lower case: valid for buckets, tables and queues).
     pub fn unique(prefix: &str) -> String {
         format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
+    }
+
+    /// A fresh stage on the emulator: its own domain and audit tables (`<prefix>-…`), a
+    /// KMS key for the envelope, a signing key (tokens and anchors), one queue standing
+    /// for all three, and the `Config` a function of that stage reads. `overrides` replace
+    /// or add variables (e.g. `DOCARE_SMS_COUNTRY_CODES`).
+    pub struct Stage {
+        pub table: String,
+        pub audit_table: String,
+        pub queue_url: String,
+        pub config: crate::config::Config,
+    }
+
+    pub async fn stage(
+        sdk: &SdkConfig,
+        endpoint: &str,
+        prefix: &str,
+        overrides: &[(&str, &str)],
+    ) -> Stage {
+        let (table, audit_table) = (unique(prefix), unique(&format!("{prefix}-audit")));
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        create_table(&dynamodb, &table, &[Index::Gsi1, Index::Gsi2]).await;
+        create_table(&dynamodb, &audit_table, &Index::ALL).await;
+        let key_arn = aws_sdk_kms::Client::new(sdk)
+            .create_key()
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("key: {e}"))
+            .key_metadata()
+            .and_then(|m| m.arn())
+            .unwrap_or_else(|| panic!("key without an ARN"))
+            .to_string();
+        let signing_arn = create_signing_key(sdk).await;
+        let queue_url = aws_sdk_sqs::Client::new(sdk)
+            .create_queue()
+            .queue_name(unique(prefix))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("queue: {e}"))
+            .queue_url()
+            .unwrap_or_else(|| panic!("queue without a URL"))
+            .to_string();
+        let mut vars: std::collections::HashMap<&str, String> = [
+            ("DOCARE_ENV", "dev".to_string()),
+            ("DOCARE_TABLE", table.clone()),
+            ("DOCARE_AUDIT_TABLE", audit_table.clone()),
+            ("DOCARE_QUARANTINE_BUCKET", "unused-q".into()),
+            ("DOCARE_DOCUMENTS_BUCKET", "unused-d".into()),
+            ("DOCARE_KMS_KEY_ID", key_arn),
+            ("DOCARE_SIGNING_KEY_ID", signing_arn.clone()),
+            ("DOCARE_AUDIT_ANCHOR_KEY_ID", signing_arn),
+            ("DOCARE_SCANS_QUEUE_URL", queue_url.clone()),
+            ("DOCARE_REMINDERS_QUEUE_URL", queue_url.clone()),
+            ("DOCARE_NOTIFICATIONS_QUEUE_URL", queue_url.clone()),
+            ("DOCARE_WS_ENDPOINT", format!("{endpoint}/ws")),
+            ("DOCARE_MAIL_FROM", "no-reply@example.com".into()),
+        ]
+        .into_iter()
+        .collect();
+        for (name, value) in overrides {
+            vars.insert(name, value.to_string());
+        }
+        let config = crate::config::Config::from_lookup(|name| vars.get(name).cloned())
+            .unwrap_or_else(|e| panic!("config: {e}"));
+        Stage {
+            table,
+            audit_table,
+            queue_url,
+            config,
+        }
     }
 
     /// Creates an asymmetric KMS key (`ECC_NIST_P256`, `SIGN_VERIFY`), as the template's

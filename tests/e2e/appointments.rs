@@ -11,12 +11,9 @@ use docare_e2e::TestStack;
 use http::Method;
 use serde_json::{json, Value};
 use shared::auth::Role;
-use shared::config::Config;
-use shared::ports::db::Index;
-use shared::testing::aws::{create_signing_key, create_table, sdk_config};
+use shared::testing::aws::{sdk_config, stage, Stage};
 use shared::testing::{account, dispatch, request, token};
 use shared::App;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -144,41 +141,8 @@ async fn fifty_bookings_of_one_slot_on_fifty_aws_instances_leave_exactly_one() {
     let emulator = SerialMoto::start().await;
     let endpoint = emulator.url.clone();
     let sdk = sdk_config(&endpoint);
-    let suffix = ulid::Ulid::new().to_string().to_lowercase();
-    let (table, audit_table) = (format!("appt-{suffix}"), format!("appt-audit-{suffix}"));
+    let Stage { table, config, .. } = stage(&sdk, &endpoint, "appt", &[]).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    create_table(&dynamodb, &table, &[Index::Gsi1, Index::Gsi2]).await;
-    create_table(&dynamodb, &audit_table, &Index::ALL).await;
-    let key = aws_sdk_kms::Client::new(&sdk)
-        .create_key()
-        .send()
-        .await
-        .expect("key");
-    let key_arn = key
-        .key_metadata()
-        .and_then(|m| m.arn())
-        .expect("arn")
-        .to_string();
-    let queue = format!("{endpoint}/000000000000/unused");
-    let signing_arn = create_signing_key(&sdk).await;
-    let vars: HashMap<&str, String> = [
-        ("DOCARE_ENV", "dev".to_string()),
-        ("DOCARE_TABLE", table.clone()),
-        ("DOCARE_AUDIT_TABLE", audit_table.clone()),
-        ("DOCARE_QUARANTINE_BUCKET", "unused-q".into()),
-        ("DOCARE_DOCUMENTS_BUCKET", "unused-d".into()),
-        ("DOCARE_KMS_KEY_ID", key_arn),
-        ("DOCARE_SIGNING_KEY_ID", signing_arn.clone()),
-        ("DOCARE_AUDIT_ANCHOR_KEY_ID", signing_arn),
-        ("DOCARE_SCANS_QUEUE_URL", queue.clone()),
-        ("DOCARE_REMINDERS_QUEUE_URL", queue.clone()),
-        ("DOCARE_NOTIFICATIONS_QUEUE_URL", queue),
-        ("DOCARE_WS_ENDPOINT", format!("{endpoint}/ws")),
-        ("DOCARE_MAIL_FROM", "no-reply@example.com".into()),
-    ]
-    .into_iter()
-    .collect();
-    let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("config");
     let first = shared::adapters::aws::build_app(config.clone(), &sdk);
     let (provider, tokens, start) = set_up(&first).await;
     // One app per racer: its own SDK clients, caches and audit writer, like a Lambda instance.
@@ -237,14 +201,15 @@ async fn fifty_bookings_of_one_slot_on_fifty_aws_instances_leave_exactly_one() {
 }
 
 /// A moto that serves one request at a time (see the module documentation), stopped
-/// when dropped.
-struct SerialMoto {
+/// when dropped. Every race test against the emulator uses it: the threaded moto server
+/// corrupts transactions that run at the same time.
+pub(crate) struct SerialMoto {
     child: std::process::Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl SerialMoto {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let python = std::env::var("DOCARE_TEST_PYTHON")
             .expect("DOCARE_TEST_PYTHON (scripts/test sets it; the venv has moto)");
         let port = std::net::TcpListener::bind("127.0.0.1:0")

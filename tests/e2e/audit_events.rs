@@ -454,6 +454,19 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         .await;
     let (access, refresh) = (text(&login, "access_token"), text(&login, "refresh_token"));
     phi.extend([access.clone(), refresh.clone()]);
+    // A second device: its session is the one logged out below (the first one's family
+    // is revoked by the reuse step).
+    let second = h
+        .step(
+            "POST login, second device",
+            call(Method::POST, "/api/v1/auth/login", None)
+                .body(json!({"email": patient.email, "password": patient.password})),
+            200,
+            vec![ok("LOGIN", &patient, ("account", &patient.id))],
+        )
+        .await;
+    let access = text(&second, "access_token");
+    phi.extend([access.clone(), text(&second, "refresh_token")]);
     for attempt in 1..=5 {
         let mut want = vec![denied("LOGIN_FAILED", &locked, ("account", &locked.id))];
         if attempt == 5 {
@@ -559,6 +572,11 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         vec![ok("LOGOUT", &patient, ("account", &patient.id))],
     )
     .await;
+    // That ended the patient's sessions: a new login for the steps after it.
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    let patient_token = issue(&patient, false).await;
+    phi.push(patient_token.clone());
+    let pt = Some(patient_token.as_str());
 
     // --- passwords ------------------------------------------------------------------------
     let changed = "Ch4nged-passphrase-okafor";
@@ -624,6 +642,11 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         vec![ok("PASSWORD_RESET", &patient, ("account", &patient.id))],
     )
     .await;
+    // That ended the patient's sessions: a new login for the steps after it.
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    let patient_token = issue(&patient, false).await;
+    phi.push(patient_token.clone());
+    let pt = Some(patient_token.as_str());
 
     // --- TOTP enrolment -------------------------------------------------------------------
     let enrolled = h

@@ -3,13 +3,10 @@
 
 use http::Method;
 use serde_json::{json, Value};
-use shared::config::Config;
 use shared::http::Router;
-use shared::ports::db::Index;
-use shared::testing::aws::{create_signing_key, create_table, sdk_config};
+use shared::testing::aws::{sdk_config, stage, Stage};
 use shared::testing::{dispatch, repo_root, request};
 use shared::App;
-use std::collections::HashMap;
 
 const PLAINTEXTS: [&str; 9] = [
     "phi-aws@example.com",
@@ -51,52 +48,20 @@ async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
     let python =
         std::env::var("DOCARE_TEST_PYTHON").expect("DOCARE_TEST_PYTHON (scripts/test sets it)");
     let sdk = sdk_config(&endpoint);
-    let suffix = ulid::Ulid::new().to_string().to_lowercase();
-    let (table, audit_table) = (format!("phi-{suffix}"), format!("audit-{suffix}"));
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    create_table(&dynamodb, &table, &[Index::Gsi1, Index::Gsi2]).await;
-    create_table(&dynamodb, &audit_table, &Index::ALL).await;
-    let key = aws_sdk_kms::Client::new(&sdk)
-        .create_key()
-        .send()
-        .await
-        .expect("key");
-    let key_arn = key
-        .key_metadata()
-        .and_then(|m| m.arn())
-        .expect("arn")
-        .to_string();
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let queue = sqs
-        .create_queue()
-        .queue_name(format!("notify-{suffix}"))
-        .send()
-        .await
-        .expect("queue");
-    let queue_url = queue.queue_url().expect("url").to_string();
-
-    // Access tokens are signed by KMS (Sign, GetPublicKey) through the AWS adapter.
-    let signing_arn = create_signing_key(&sdk).await;
-    let vars: HashMap<&str, String> = [
-        ("DOCARE_ENV", "dev".to_string()),
-        ("DOCARE_TABLE", table.clone()),
-        ("DOCARE_AUDIT_TABLE", audit_table.clone()),
-        ("DOCARE_QUARANTINE_BUCKET", "unused-q".into()),
-        ("DOCARE_DOCUMENTS_BUCKET", "unused-d".into()),
-        ("DOCARE_KMS_KEY_ID", key_arn),
-        ("DOCARE_SIGNING_KEY_ID", signing_arn.clone()),
-        ("DOCARE_AUDIT_ANCHOR_KEY_ID", signing_arn),
-        ("DOCARE_SCANS_QUEUE_URL", queue_url.clone()),
-        ("DOCARE_REMINDERS_QUEUE_URL", queue_url.clone()),
-        ("DOCARE_NOTIFICATIONS_QUEUE_URL", queue_url.clone()),
-        ("DOCARE_WS_ENDPOINT", format!("{endpoint}/ws")),
-        ("DOCARE_MAIL_FROM", "no-reply@example.com".into()),
-        // The contact's UK number is allowed by configuration (the default is +1 only).
-        ("DOCARE_SMS_COUNTRY_CODES", "+1,+44".into()),
-    ]
-    .into_iter()
-    .collect();
-    let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("config");
+    // Access tokens are signed by KMS (Sign, GetPublicKey) through the AWS adapter; the
+    // contact's UK number is allowed by configuration (the default is +1 only).
+    let Stage {
+        table,
+        audit_table,
+        queue_url,
+        config,
+    } = stage(
+        &sdk,
+        &endpoint,
+        "phi",
+        &[("DOCARE_SMS_COUNTRY_CODES", "+1,+44")],
+    )
+    .await;
     let app = shared::adapters::aws::build_app(config, &sdk);
 
     let auth = docare_auth::router();
@@ -113,13 +78,18 @@ async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
         .await
         .unwrap()
         .expect("account");
+    // Verified (as the mailed token would): only an active account's tokens work.
+    shared::auth::accounts::activate(&app, &account.id)
+        .await
+        .unwrap()
+        .expect("activated");
     let (token, _) = app
         .tokens
         .issue(
             &app,
             &account.id,
             shared::auth::Role::Patient,
-            "s",
+            &app.new_id(),
             &["pwd"],
         )
         .await
@@ -168,6 +138,73 @@ async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
         "reads back through the AWS adapters"
     );
 
+    // Sessions on the AWS adapters: a refresh (rotation with the account's condition
+    // checks), a logout (the account's revoked-session list, compare-and-set) and a
+    // logout-all cut the tokens; each commits with its event.
+    use shared::auth::Role;
+    let phone = shared::testing::session(&app, &account.id, Role::Patient, &["pwd"]).await;
+    let laptop = shared::testing::session(&app, &account.id, Role::Patient, &["pwd"]).await;
+    let refreshed = call(
+        &auth,
+        &app,
+        Method::POST,
+        "/api/v1/auth/refresh",
+        None,
+        json!({"refresh_token": phone.refresh}),
+    )
+    .await;
+    let me = |token: String| {
+        let app = app.clone();
+        async move {
+            dispatch(
+                &docare_users::router(),
+                &app,
+                request(Method::GET, "/api/v1/users/me", Some(&token), None),
+            )
+            .await
+            .0
+        }
+    };
+    let phone_access = refreshed["access_token"].as_str().unwrap().to_string();
+    assert_eq!(me(phone_access.clone()).await, 200);
+    call(
+        &auth,
+        &app,
+        Method::POST,
+        "/api/v1/auth/logout",
+        Some(&phone_access),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(me(phone_access).await, 401, "logged out");
+    assert_eq!(
+        me(laptop.access.clone()).await,
+        200,
+        "the other session lives"
+    );
+    let spent = dispatch(
+        &auth,
+        &app,
+        request(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": refreshed["refresh_token"]})),
+        ),
+    )
+    .await;
+    assert_eq!(spent.0, 401);
+    call(
+        &auth,
+        &app,
+        Method::POST,
+        "/api/v1/auth/logout-all",
+        Some(&laptop.access),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(me(laptop.access.clone()).await, 401, "every session ended");
+
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(python)
             .arg(repo_root().join("tests/python/raw_items.py"))
@@ -194,58 +231,19 @@ async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
 async fn the_daily_sms_cap_holds_under_parallel_requests_on_dynamodb() {
     use shared::domain::emergency::CONTACT_SMS_PER_DAY;
     const REQUESTS: usize = 48;
-    let Ok(endpoint) = std::env::var("DOCARE_TEST_AWS_ENDPOINT") else {
+    if std::env::var("DOCARE_TEST_AWS_ENDPOINT").is_err() {
         assert_eq!(
             std::env::var("DOCARE_TEST_SKIP_AWS").as_deref(),
             Ok("1"),
             "AWS emulator not running: use scripts/test"
         );
         return;
-    };
+    }
+    // Its own serial emulator: the shared threaded one loses concurrent transactions.
+    let emulator = crate::appointments::SerialMoto::start().await;
+    let endpoint = emulator.url.clone();
     let sdk = sdk_config(&endpoint);
-    let suffix = ulid::Ulid::new().to_string().to_lowercase();
-    let (table, audit_table) = (format!("cap-{suffix}"), format!("capaudit-{suffix}"));
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    create_table(&dynamodb, &table, &[Index::Gsi1, Index::Gsi2]).await;
-    create_table(&dynamodb, &audit_table, &Index::ALL).await;
-    let key = aws_sdk_kms::Client::new(&sdk)
-        .create_key()
-        .send()
-        .await
-        .expect("key");
-    let key_arn = key
-        .key_metadata()
-        .and_then(|m| m.arn())
-        .expect("arn")
-        .to_string();
-    let queue_url = aws_sdk_sqs::Client::new(&sdk)
-        .create_queue()
-        .queue_name(format!("cap-{suffix}"))
-        .send()
-        .await
-        .expect("queue")
-        .queue_url()
-        .expect("url")
-        .to_string();
-    let signing_arn = create_signing_key(&sdk).await;
-    let vars: HashMap<&str, String> = [
-        ("DOCARE_ENV", "dev".to_string()),
-        ("DOCARE_TABLE", table.clone()),
-        ("DOCARE_AUDIT_TABLE", audit_table),
-        ("DOCARE_QUARANTINE_BUCKET", "unused-q".into()),
-        ("DOCARE_DOCUMENTS_BUCKET", "unused-d".into()),
-        ("DOCARE_KMS_KEY_ID", key_arn),
-        ("DOCARE_SIGNING_KEY_ID", signing_arn.clone()),
-        ("DOCARE_AUDIT_ANCHOR_KEY_ID", signing_arn),
-        ("DOCARE_SCANS_QUEUE_URL", queue_url.clone()),
-        ("DOCARE_REMINDERS_QUEUE_URL", queue_url.clone()),
-        ("DOCARE_NOTIFICATIONS_QUEUE_URL", queue_url),
-        ("DOCARE_WS_ENDPOINT", format!("{endpoint}/ws")),
-        ("DOCARE_MAIL_FROM", "no-reply@example.com".into()),
-    ]
-    .into_iter()
-    .collect();
-    let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("config");
+    let Stage { config, .. } = stage(&sdk, &endpoint, "cap", &[]).await;
     let instances: Vec<App> = (0..8)
         .map(|_| shared::adapters::aws::build_app(config.clone(), &sdk))
         .collect();
@@ -259,7 +257,13 @@ async fn the_daily_sms_cap_holds_under_parallel_requests_on_dynamodb() {
     .await;
     let (token, _) = app
         .tokens
-        .issue(&app, &user, shared::auth::Role::Patient, "s", &["pwd"])
+        .issue(
+            &app,
+            &user,
+            shared::auth::Role::Patient,
+            &app.new_id(),
+            &["pwd"],
+        )
         .await
         .unwrap();
     let emergency = docare_emergency::router();

@@ -39,7 +39,7 @@ pub(crate) async fn an_sos_reaches_contacts_by_outbox_and_the_care_team_by_webso
         let app = app.clone();
         async move {
             app.tokens
-                .issue(&app, &id, role, "s", &["pwd", "mfa"])
+                .issue(&app, &id, role, &app.new_id(), &["pwd", "mfa"])
                 .await
                 .unwrap()
                 .0

@@ -180,9 +180,15 @@ fn paths_the_other_scenarios_miss() {
         care::start(app, &carer, &patient.id, "admin", None)
             .await
             .expect("care");
-        shared::store::connections::open(app, "gone-connection", &carer, Role::Provider)
-            .await
-            .expect("connection");
+        shared::store::connections::open(
+            app,
+            "gone-connection",
+            &carer,
+            Role::Provider,
+            &app.new_id(),
+        )
+        .await
+        .expect("connection");
         let (status, body) = send(
             "emergency",
             request(
@@ -195,9 +201,15 @@ fn paths_the_other_scenarios_miss() {
         .await;
         assert_eq!(status, 202, "{body}");
         // A reminder whose push finds the patient's connection gone (remind removes it).
-        shared::store::connections::open(app, "gone-reminder", &patient.id, Role::Patient)
-            .await
-            .expect("connection");
+        shared::store::connections::open(
+            app,
+            "gone-reminder",
+            &patient.id,
+            Role::Patient,
+            &app.new_id(),
+        )
+        .await
+        .expect("connection");
         let reminder = shared::store::reminders::Reminder::dose(
             &patient.id,
             &ulid::Ulid::new().to_string(),
@@ -216,7 +228,13 @@ fn paths_the_other_scenarios_miss() {
             shared::testing::account(app, "aud@example.org", "Ada Audit", Role::Admin).await;
         let admin_token = app
             .tokens
-            .issue(app, &admin, Role::Admin, "a1", &["pwd", "mfa", "otp"])
+            .issue(
+                app,
+                &admin,
+                Role::Admin,
+                &app.new_id(),
+                &["pwd", "mfa", "otp"],
+            )
             .await
             .expect("token")
             .0;
@@ -224,6 +242,34 @@ fn paths_the_other_scenarios_miss() {
         by_actor.query.insert("actor".into(), patient.id.clone());
         let (status, body) = send("audit", by_actor).await;
         assert_eq!(status, 200, "{body}");
+        // Ending sessions closes their WebSocket connections: a logout (auth) and a
+        // disable (users), each with a stored connection of the session it ends.
+        for (function, ends) in [("auth", "logout"), ("users", "disable")] {
+            let email = format!("ws-{ends}@example.org");
+            let user = shared::testing::account(app, &email, "Ws User", Role::Patient).await;
+            let s = shared::testing::session(app, &user, Role::Patient, &["pwd"]).await;
+            shared::store::connections::open(
+                app,
+                &format!("conn-{ends}"),
+                &user,
+                Role::Patient,
+                &s.id,
+            )
+            .await
+            .expect("connection");
+            let req = if ends == "logout" {
+                request(Method::POST, "/api/v1/auth/logout", Some(&s.access), None)
+            } else {
+                request(
+                    Method::POST,
+                    &format!("/api/v1/users/{user}/disable"),
+                    Some(&admin_token),
+                    None,
+                )
+            };
+            let (status, body) = send(function, req).await;
+            assert!(status == 204 || status == 200, "{ends}: {status} {body}");
+        }
         let left = parts.store.raw_items(&app.config.table).expect("items");
         assert!(
             !left.iter().any(|item| item.get("connection_id").is_some()),

@@ -96,7 +96,7 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
         .unwrap();
     let (patient_token, _) = app
         .tokens
-        .issue(&app, &patient.id, Role::Patient, "setup", &["pwd"])
+        .issue(&app, &patient.id, Role::Patient, &app.new_id(), &["pwd"])
         .await
         .unwrap();
     let mut create = ApiRequest::new(Method::POST, "/api/v1/emergency/contacts");
@@ -122,7 +122,7 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
             &app,
             &carer.id,
             Role::Provider,
-            "setup",
+            &app.new_id(),
             &["pwd", "mfa", "otp"],
         )
         .await
@@ -146,19 +146,16 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
         .unwrap()
         .to_string();
 
-    let mut tokens = vec![None];
+    // Each request gets a token of a new session: routes such as logout-all or a
+    // password change end the sessions before them.
+    let mut actors = vec![None];
     for (who, role, amr) in [
         (&patient, Role::Patient, &["pwd"][..]),
         (&other, Role::Patient, &["pwd"][..]),
         (&stranger, Role::Provider, &["pwd", "mfa", "otp"][..]),
         (&admin, Role::Admin, &["pwd", "mfa", "otp"][..]),
     ] {
-        let (token, _) = app
-            .tokens
-            .issue(&app, &who.id, role, "test-session", amr)
-            .await
-            .unwrap();
-        tokens.push(Some(token));
+        actors.push(Some((who.id.clone(), role, amr)));
     }
 
     let user = format!("/api/v1/users/{}", patient.id);
@@ -354,7 +351,14 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
             Method::POST,
             "/api/v1/users/{id}/enable",
             format!("{user}/enable"),
-            admin_only(),
+            // The patient was disabled by the row before: their tokens stop working.
+            [
+                Unauthenticated,
+                Unauthenticated,
+                Forbidden,
+                Forbidden,
+                Allow,
+            ],
         ),
         (
             Method::PUT,
@@ -504,10 +508,17 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
     let mounts = http_functions();
     let mut failures = Vec::new();
     for (method, pattern, path, expected) in &table {
-        for (actor, (token, want)) in ACTORS.iter().zip(tokens.iter().zip(expected)) {
+        for (actor, (who, want)) in ACTORS.iter().zip(actors.iter().zip(expected)) {
             let mut req = ApiRequest::new(method.clone(), path);
             req.source_ip = Some(format!("192.0.2.{}", failures.len() % 200 + 1));
-            if let Some(token) = token {
+            if let Some((id, role, amr)) = who {
+                // A session that begins after anything the previous request ended.
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                let (token, _) = app
+                    .tokens
+                    .issue(&app, id, *role, &app.new_id(), amr)
+                    .await
+                    .unwrap();
                 req.headers
                     .insert("authorization", format!("Bearer {token}").parse().unwrap());
             }

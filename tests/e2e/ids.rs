@@ -15,10 +15,14 @@ async fn a_malformed_path_id_is_a_404_on_every_route_for_every_caller() {
         (Role::Provider, &["pwd", "mfa", "otp"][..]),
         (Role::Admin, &["pwd", "mfa", "otp"][..]),
     ] {
-        let who = ulid::Ulid::new().to_string();
+        let email = format!("ids-{}@example.com", role.as_str());
+        let who = docare_local::accounts::create(&app, &email, "Ids", role, false)
+            .await
+            .expect("account")
+            .id;
         let (token, _) = app
             .tokens
-            .issue(&app, &who, role, "ids-session", amr)
+            .issue(&app, &who, role, &app.new_id(), amr)
             .await
             .expect("token");
         tokens.push((role, token));

@@ -26,7 +26,7 @@ struct Patient {
 async fn token(t: &TestStack, user: &str) -> String {
     t.app()
         .tokens
-        .issue(t.app(), user, Role::Patient, "reminders", &["pwd"])
+        .issue(t.app(), user, Role::Patient, &t.app().new_id(), &["pwd"])
         .await
         .expect("token")
         .0

@@ -39,7 +39,13 @@ async fn connect(t: &TestStack) -> (Socket, String) {
     let (token, _) = t
         .app()
         .tokens
-        .issue(t.app(), &account.id, Role::Patient, "ws-session", &["pwd"])
+        .issue(
+            t.app(),
+            &account.id,
+            Role::Patient,
+            &t.app().new_id(),
+            &["pwd"],
+        )
         .await
         .expect("token");
     let mut request = t.stack.ws_url().into_client_request().expect("request");
@@ -170,6 +176,106 @@ pub(crate) async fn the_server_can_close_a_connection() {
     .await
     .expect("closed in time");
     assert!(closed);
+    assert!(eventually(|| connection_ids(&t).is_empty()).await);
+    t.stack.stop().await;
+}
+
+/// Connects with an access token; the socket.
+async fn connect_with(t: &TestStack, token: &str) -> Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = t.stack.ws_url().into_client_request().expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let (socket, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect");
+    assert_eq!(response.status(), 101);
+    socket
+}
+
+/// Whether the server closes the socket within five seconds.
+async fn closed_by_server(socket: &mut Socket) -> bool {
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return true,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Ending a session over HTTP closes that session's WebSocket connections (through the
+/// push port's disconnect), not the other sessions'; disabling the account closes all.
+#[tokio::test]
+async fn ending_a_session_closes_its_websocket_connections() {
+    let t = TestStack::start().await;
+    let app = t.app();
+    let user = accounts::create(app, "ws-ends@example.com", "Ws", Role::Patient, false)
+        .await
+        .expect("account");
+    let admin = accounts::create(app, "ws-admin@example.com", "Admin", Role::Admin, false)
+        .await
+        .expect("admin");
+    let admin_token =
+        shared::testing::token(app, &admin.id, Role::Admin, "a", &["pwd", "mfa", "otp"]).await;
+    let phone = shared::testing::session(app, &user.id, Role::Patient, &["pwd"]).await;
+    let laptop = shared::testing::session(app, &user.id, Role::Patient, &["pwd"]).await;
+    let mut phone_socket = connect_with(&t, &phone.access).await;
+    let mut laptop_socket = connect_with(&t, &laptop.access).await;
+    assert!(eventually(|| connection_ids(&t).len() == 2).await);
+
+    let http = reqwest::Client::new();
+    let logout = http
+        .post(t.url("/api/v1/auth/logout"))
+        .bearer_auth(&phone.access)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(logout.status(), 204);
+    assert!(
+        closed_by_server(&mut phone_socket).await,
+        "the phone's socket closed"
+    );
+    assert!(eventually(|| connection_ids(&t).len() == 1).await);
+    let event = shared::ws::ServerEvent::new("notification", serde_json::json!({"kind": "test"}));
+    assert_eq!(
+        shared::ws::push_to_user(app, &user.id, &event)
+            .await
+            .expect("push"),
+        1,
+        "the laptop's connection is still open"
+    );
+    assert_eq!(next_json(&mut laptop_socket).await["type"], "notification");
+    // A revoked session cannot open a new connection either (the realtime function is
+    // another instance: its cached copy of the account lives at most 5 s).
+    tokio::time::sleep(std::time::Duration::from_millis(
+        shared::domain::session::CHECK_CACHE_MS as u64,
+    ))
+    .await;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut again = t.stack.ws_url().into_client_request().expect("request");
+    again.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", phone.access).parse().expect("header"),
+    );
+    assert!(tokio_tungstenite::connect_async(again).await.is_err());
+
+    let disable = http
+        .post(t.url(&format!("/api/v1/users/{}/disable", user.id)))
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .expect("disable");
+    assert_eq!(disable.status(), 200);
+    assert!(
+        closed_by_server(&mut laptop_socket).await,
+        "the laptop's socket closed"
+    );
     assert!(eventually(|| connection_ids(&t).is_empty()).await);
     t.stack.stop().await;
 }

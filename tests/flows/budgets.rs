@@ -70,10 +70,69 @@ async fn a_warm_phi_read_and_write_cost_what_the_design_says() {
         "the write and its event commit together"
     );
 
-    // Warm read: rate-limit counter, account, profile, audit append; no KMS call.
+    // Warm read: the session check answers from the instance's cache (no call), then
+    // rate-limit counter, account, profile, audit append; no KMS call.
     let (status, accesses) = recorded(&t, &users, get()).await;
     assert_eq!(status, 200);
     assert_eq!(counts(&accesses), budget(4, 0), "{accesses:#?}");
+    let items: Vec<&str> = accesses.iter().map(|a| a.scope.as_str()).collect();
+    assert_eq!(
+        items,
+        [
+            "RATE#",
+            "USER#",
+            "PROFILE#",
+            "transaction:2",
+            "CHAIN#",
+            "AUDITHEAD#"
+        ]
+    );
+
+    // Once the cached copy is older than its bound (5 s), the session check costs one
+    // GetItem of the account, before anything else.
+    t.clock.advance(chrono::Duration::milliseconds(
+        shared::domain::session::CHECK_CACHE_MS,
+    ));
+    let (status, accesses) = recorded(&t, &users, get()).await;
+    assert_eq!(status, 200);
+    assert_eq!(counts(&accesses), budget(5, 0), "{accesses:#?}");
+    assert_eq!(
+        (accesses[0].action, accesses[0].scope.as_str()),
+        ("dynamodb:GetItem", "USER#")
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_token_costs_at_most_one_read_per_cache_bound() {
+    let t = TestApp::new();
+    let users = docare_users::router();
+    let me = account(&t.app, "gone@example.com", "Gone", Role::Patient).await;
+    let bearer = token(&t.app, &me, Role::Patient, "gone", &["pwd"]).await;
+    let get = || request(Method::GET, "/api/v1/users/me", Some(&bearer), None);
+    // Warm: the verification keys are loaded by a first request.
+    assert_eq!(recorded(&t, &users, get()).await.0, 200);
+    shared::auth::accounts::change(
+        &t.app,
+        &me,
+        shared::auth::accounts::AccountChange::new()
+            .end_sessions(t.app.clock.now().timestamp_millis()),
+    )
+    .await
+    .unwrap();
+    t.clock.advance(chrono::Duration::milliseconds(1));
+    let (status, accesses) = recorded(&t, &users, get()).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        counts(&accesses),
+        budget(1, 0),
+        "one read, no rate counter: {accesses:#?}"
+    );
+    let (status, accesses) = recorded(&t, &users, get()).await;
+    assert_eq!(
+        (status, accesses.len()),
+        (401, 0),
+        "then cached: {accesses:?}"
+    );
 }
 
 #[tokio::test]

@@ -8,4 +8,5 @@ mod budgets;
 mod emergency;
 mod medications;
 mod profile;
+mod sessions;
 mod units_of_work;

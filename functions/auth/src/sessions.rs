@@ -1,21 +1,27 @@
 //! Login, sessions and refresh-token rotation.
 //!
-//! A session (`USER#<id>` / `SESSION#<sid>`) is one login; its refresh tokens form one
+//! A session (`SESSION#<id>` / `SESSION#<sid>`) is one login; its refresh tokens form one
 //! family. Each refresh token (`REFRESH#<hash>`) is used once: refreshing marks it used
-//! and issues the next in one transaction that also checks the session is not revoked.
+//! and issues the next in one unit of work with its `TOKEN_REFRESH` event that also
+//! checks the session is not revoked and the account is still active, of the same
+//! role and without an "end every session" since it was read, so a refresh racing a
+//! logout-all or a disable issues nothing. A refresh after the role's idle window
+//! (staff 30 minutes) or after the session's end (staff 12 hours) fails.
 //! Presenting a used token means it was stolen or replayed: the session is revoked (the
-//! whole family dies) and a `TOKEN_REUSE` security event is written.
+//! whole family dies) together with a `TOKEN_REUSE` security event. Logout and
+//! logout-all commit with their events too.
 
 use crate::{mail, mfa};
 use serde::{Deserialize, Serialize};
 use shared::audit::Action;
+use shared::audit::CommitError;
 use shared::audit::Outcome;
 use shared::auth::accounts::{self, Account, Status};
 use shared::auth::input;
 use shared::auth::passwords::{self, Verified};
-use shared::auth::{authenticate, rate_limit, record, record_account};
+use shared::auth::{account_event, audit_event, authenticate, rate_limit, record_account};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
-use shared::store::sessions::{self, Rotation};
+use shared::store::sessions;
 use shared::{ApiError, App, AppContext};
 use zeroize::Zeroizing;
 
@@ -53,9 +59,7 @@ pub async fn open_session(
     account: &Account,
     amr: &[&str],
 ) -> Result<TokenPair, ApiError> {
-    let session_id = app.new_id();
-    let ends = app.clock.now().timestamp() + REFRESH_ABSOLUTE_SECS;
-    let refresh_token = sessions::open(app, &account.id, &session_id, amr, ends).await?;
+    let (session_id, refresh_token) = sessions::open(app, &account.id, account.role, amr).await?;
     let (access_token, expires_in) = app
         .tokens
         .issue(app, &account.id, account.role, &session_id, amr)
@@ -176,12 +180,8 @@ pub async fn refresh(app: App, req: ApiRequest) -> HandlerResult {
         return Err(ApiError::InvalidCredentials);
     };
     let (user_id, session_id) = (record.user_id.clone(), record.session_id.clone());
-    let now = app.clock.now().timestamp();
     if record.used {
         return reuse_detected(&app, &req, &user_id, &session_id).await;
-    }
-    if record.idle_until <= now {
-        return Err(ApiError::InvalidCredentials);
     }
     let Some(account) = accounts::get(&app, &user_id).await? else {
         return Err(ApiError::InvalidCredentials);
@@ -189,33 +189,56 @@ pub async fn refresh(app: App, req: ApiRequest) -> HandlerResult {
     let Some(session) = sessions::session(&app, &user_id, &session_id).await? else {
         return Err(ApiError::InvalidCredentials);
     };
+    let now = app.clock.now().timestamp();
+    let lifetime = app.config.session_lifetime(account.role);
+    let idle = shared::domain::session::refresh_allowed(
+        record.last_used,
+        now,
+        session.ends,
+        lifetime.idle_secs,
+    );
     if account.status != Status::Active
         || session.revoked
         || session.created_ms <= account.sessions_valid_after
+        || !idle
     {
         return Err(ApiError::InvalidCredentials);
     }
     let amr: Vec<&str> = session.amr.split(' ').collect();
-    let ends = if session.ends > 0 { session.ends } else { now };
-    let next = match sessions::rotate(&app, presented, &user_id, &session_id, ends).await? {
-        Rotation::Rotated(next) => next,
-        // Someone used the same token a moment ago: same as a replay.
-        Rotation::AlreadyUsed => return reuse_detected(&app, &req, &user_id, &session_id).await,
-        Rotation::SessionEnded => return Err(ApiError::InvalidCredentials),
-    };
+    // Signed before the commit: a signing failure keeps the presented token usable.
     let (access_token, expires_in) = app
         .tokens
         .issue(&app, &account.id, account.role, &session_id, &amr)
         .await?;
-    record_account(
+    let next = shared::auth::secrets::token();
+    let mut ops = sessions::rotation(
         &app,
+        presented,
+        &next,
+        &user_id,
+        &session_id,
+        session.ends,
+        lifetime.idle_secs,
+    );
+    ops.push(accounts::still_usable(&app, &account));
+    let event = account_event(
         &req,
         Action::TokenRefresh,
         Some(&account.id),
         Some(account.role),
         Outcome::Success,
-    )
-    .await?;
+    );
+    match app.audit.commit(event, ops).await {
+        Ok(()) => {}
+        // Someone used the same token a moment ago: same as a replay.
+        Err(CommitError::Change { op: 0 }) => {
+            return reuse_detected(&app, &req, &user_id, &session_id).await
+        }
+        // The session ended, or the account was disabled, changed role or ended its
+        // sessions since it was read: nothing is issued.
+        Err(CommitError::Change { .. }) => return Err(ApiError::InvalidCredentials),
+        Err(err) => return Err(err.into()),
+    }
     ApiResponse::ok(&TokenPair {
         access_token,
         refresh_token: next,
@@ -230,16 +253,15 @@ async fn reuse_detected(
     user_id: &str,
     session_id: &str,
 ) -> HandlerResult {
-    revoke(app, user_id, session_id).await?;
-    record_account(
-        app,
+    let event = account_event(
         req,
         Action::TokenReuse,
         Some(user_id),
         None,
         Outcome::Denied,
-    )
-    .await?;
+    );
+    // The session's end commits with the event: without it, nothing changes (503).
+    sessions::end(app, user_id, session_id, event).await?;
     tracing::warn!(
         security = "refresh_token_reuse",
         "a used refresh token was presented; session revoked"
@@ -247,27 +269,18 @@ async fn reuse_detected(
     Err(ApiError::InvalidCredentials)
 }
 
-async fn revoke(app: &AppContext, user_id: &str, session_id: &str) -> Result<(), ApiError> {
-    sessions::revoke(app, user_id, session_id).await
-}
-
-/// `POST logout`: ends the caller's session (its refresh tokens stop working).
+/// `POST logout`: ends the caller's session (its access and refresh tokens stop
+/// working, its WebSocket connections are closed), committed with the event.
 pub async fn logout(app: App, req: ApiRequest) -> HandlerResult {
     let principal = authenticate(&app, &req).await?;
-    revoke(&app, &principal.user_id, &principal.session_id).await?;
-    record(
-        &app,
-        &req,
-        &principal,
-        Action::Logout,
-        ("account", &principal.user_id),
-        Outcome::Success,
-    )
-    .await?;
+    let event = audit_event(&req, &principal, Action::Logout, Outcome::Success)
+        .resource("account", &principal.user_id);
+    sessions::end(&app, &principal.user_id, &principal.session_id, event).await?;
     Ok(ApiResponse::no_content())
 }
 
-/// Ends every session of the account opened until now.
+/// Ends every session of the account opened until now (no event of its own: callers
+/// record theirs).
 pub async fn revoke_all(app: &AppContext, user_id: &str) -> Result<(), ApiError> {
     accounts::change(
         app,
@@ -278,18 +291,16 @@ pub async fn revoke_all(app: &AppContext, user_id: &str) -> Result<(), ApiError>
     Ok(())
 }
 
-/// `POST logout-all`: ends every session of the caller's account.
+/// `POST logout-all`: ends every session of the caller's account, committed with the
+/// event.
 pub async fn logout_all(app: App, req: ApiRequest) -> HandlerResult {
     let principal = authenticate(&app, &req).await?;
-    revoke_all(&app, &principal.user_id).await?;
-    record(
-        &app,
-        &req,
-        &principal,
-        Action::Logout,
-        ("account", &principal.user_id),
-        Outcome::Success,
-    )
-    .await?;
+    let account = accounts::get(&app, &principal.user_id)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    let change = accounts::AccountChange::new().end_sessions(app.clock.now().timestamp_millis());
+    let event = audit_event(&req, &principal, Action::Logout, Outcome::Success)
+        .resource("account", &principal.user_id);
+    accounts::change_audited(&app, &account, change, event).await?;
     Ok(ApiResponse::no_content())
 }

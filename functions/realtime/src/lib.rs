@@ -6,7 +6,10 @@
 //!
 //! `$connect` needs an access token (`Authorization: Bearer …` on the handshake, checked
 //! by the same extractor as the REST API); the connection is stored with its user so
-//! the server can push to a user's connections (`shared::ws::push_to_user`). Messaging,
+//! the server can push to a user's connections (`shared::ws::push_to_user`), and with
+//! its session, so ending the session (logout, logout-all, a replayed refresh token, a
+//! password change, disabling the account, a role change) closes the connection
+//! through the push port (`shared::store::connections::close`). Messaging,
 //! presence and typing arrive with the messaging work; until then a client can `ping`
 //! and receive `notification` events.
 
@@ -43,7 +46,14 @@ async fn connect(app: App, req: WsRequest) -> WsResult {
         .get("authorization")
         .and_then(|v| v.to_str().ok());
     let principal = authenticate_header(&app, authorization).await?;
-    connections::open(&app, &req.connection_id, &principal.user_id, principal.role).await?;
+    connections::open(
+        &app,
+        &req.connection_id,
+        &principal.user_id,
+        principal.role,
+        &principal.session_id,
+    )
+    .await?;
     Ok(WsReply::ok())
 }
 

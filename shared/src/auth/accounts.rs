@@ -7,6 +7,7 @@
 //! | account | `USER#<id>` | `ACCOUNT` (gsi1: `USERS` / `<created_at>#<id>`) |
 //! | e-mail claim | `EMAIL#<blind index>` | `EMAIL` (`user_id`) |
 
+use super::revocation::Ended;
 use super::Role;
 use crate::crypto::blind_index::{normalize_email, IndexName};
 use crate::ports::db::{Condition, Item, Key, Update, Value, WriteOp};
@@ -299,7 +300,9 @@ pub async fn find_by_email(app: &AppContext, email: &str) -> Result<Option<Accou
 }
 
 /// A change to an account's own attributes, by name: the one way code outside this
-/// module changes an account (no handler assembles an update expression).
+/// module changes an account (no handler assembles an update expression). It knows
+/// which sessions it ends, so applying it also closes their WebSocket connections and
+/// forgets this instance's cached revocation state (`auth::revocation::ended`).
 #[derive(Debug, Clone, Default)]
 pub struct AccountChange(Update);
 
@@ -313,6 +316,7 @@ impl AccountChange {
         Self(self.0.set(attribute, value))
     }
 
+    /// A new status (disabling callers also end every session: [`Self::end_sessions`]).
     pub fn status(self, status: Status) -> Self {
         Self(self.0.set("status", status.as_str()))
     }
@@ -325,9 +329,54 @@ impl AccountChange {
         Self(self.0.set("password_hash", hash))
     }
 
-    /// Ends every session opened until `at_ms` (their refresh tokens stop working).
+    /// Ends every session opened until `at_ms`: their access tokens stop working (at
+    /// once on this instance, within the revocation cache's bound elsewhere) and their
+    /// refresh tokens too. The list of sessions ended one by one is no longer needed.
     pub fn end_sessions(self, at_ms: i64) -> Self {
-        Self(self.0.set("sessions_valid_after", at_ms))
+        Self(
+            self.0
+                .set("sessions_valid_after", at_ms)
+                .remove("revoked_sessions")
+                .add(SESSION_REV, 1),
+        )
+    }
+
+    /// Ends one session of `account` (ending at `ends`, epoch s) at `now_ms`: listed in
+    /// the account's revoked sessions, whose ended entries are dropped; when the list is
+    /// full, every session of the account ends instead. Apply it with
+    /// [`unchanged_sessions`] as the condition (the list was read).
+    pub fn end_session(self, account: &Account, session_id: &str, ends: i64, now_ms: i64) -> Self {
+        let state = crate::auth::revocation::revocation_of(&account.item);
+        match crate::domain::session::with_revoked(&state.revoked, session_id, ends, now_ms / 1000)
+        {
+            Some(list) => {
+                let map: Item = list
+                    .into_iter()
+                    .map(|(id, end)| (id, Value::N(end)))
+                    .collect();
+                Self(
+                    self.0
+                        .set("revoked_sessions", Value::M(map))
+                        .add(SESSION_REV, 1),
+                )
+            }
+            None => self.end_sessions(now_ms),
+        }
+    }
+
+    /// Which sessions this change ends: every one when it sets `sessions_valid_after`
+    /// ([`Self::end_session`]'s callers know their session).
+    pub fn ended(&self) -> Ended {
+        if self
+            .0
+            .set
+            .iter()
+            .any(|(name, _)| name == "sessions_valid_after")
+        {
+            Ended::All
+        } else {
+            Ended::Nothing
+        }
     }
 
     /// Forgets failed passwords and any lock.
@@ -356,13 +405,68 @@ impl AccountChange {
     }
 }
 
+/// A counter bumped by every change to the account's session revocation state.
+const SESSION_REV: &str = "session_rev";
+
+/// The condition that the account's session revocation state is as read in `account`
+/// (compare-and-set on its revision counter).
+pub fn unchanged_sessions(account: &Account) -> Condition {
+    match account.item.get(SESSION_REV).and_then(Value::as_i64) {
+        Some(rev) => Condition::Equals(SESSION_REV.into(), Value::N(rev)),
+        None => Condition::AttributeNotExists(SESSION_REV.into()),
+    }
+}
+
+/// A condition check, for a refresh's transaction, that the account is still as read:
+/// active, the same role, and no "end every session" since (logout-all, password
+/// change or reset, disable, role change). Ending another single session is not a
+/// conflict (the session item carries that).
+pub fn still_usable(app: &AppContext, account: &Account) -> WriteOp {
+    let valid_after = match account.item.get("sessions_valid_after") {
+        Some(value) => Condition::Equals("sessions_valid_after".into(), value.clone()),
+        None => Condition::AttributeNotExists("sessions_valid_after".into()),
+    };
+    WriteOp::Check {
+        table: app.config.table.clone(),
+        key: key(&account.id),
+        condition: Condition::And(vec![
+            Condition::Exists,
+            Condition::Equals("status".into(), Value::S(Status::Active.as_str().into())),
+            Condition::Equals("role".into(), Value::S(account.role.as_str().into())),
+            valid_after,
+        ]),
+    }
+}
+
+/// The write of `change` to `account`, under `condition` (besides existing), for a
+/// unit of work; call [`crate::auth::revocation::ended`] once it is committed.
+pub fn change_op(
+    app: &AppContext,
+    account: &Account,
+    change: &AccountChange,
+    condition: Option<Condition>,
+) -> WriteOp {
+    WriteOp::Update {
+        table: app.config.table.clone(),
+        key: key(&account.id),
+        update: change.0.clone().set("updated_at", app.now().to_string()),
+        condition: Some(match condition {
+            Some(c) => Condition::And(vec![Condition::Exists, c]),
+            None => Condition::Exists,
+        }),
+    }
+}
+
 /// Applies a change to an existing account and returns the account after it.
 pub async fn change(
     app: &AppContext,
     id: &str,
     change: AccountChange,
 ) -> Result<Account, ApiError> {
-    update(app, id, change.0, None).await
+    let ended = change.ended();
+    let account = update(app, id, change.0, None).await?;
+    crate::auth::revocation::ended(app, id, &ended).await;
+    Ok(account)
 }
 
 /// Applies a change to `account` committed with its audit event (3 items: the account,
@@ -374,6 +478,7 @@ pub async fn change_audited(
     change: AccountChange,
     event: crate::audit::AuditEvent,
 ) -> Result<Account, ApiError> {
+    let ended = change.ended();
     let update = change.0.set("updated_at", app.now().to_string());
     let key = key(&account.id);
     let after = update.apply(Some(account.item.clone()), &key)?;
@@ -384,7 +489,10 @@ pub async fn change_audited(
         condition: Some(Condition::Exists),
     };
     match app.audit.commit(event, vec![write]).await {
-        Ok(()) => Account::from_item(after),
+        Ok(()) => {
+            crate::auth::revocation::ended(app, &account.id, &ended).await;
+            Account::from_item(after)
+        }
         Err(crate::audit::CommitError::Change { .. }) => Err(ApiError::NotFound),
         Err(err) => Err(err.into()),
     }

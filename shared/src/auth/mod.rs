@@ -9,6 +9,7 @@ pub mod one_time;
 pub mod passwords;
 pub mod policy;
 pub mod rate_limit;
+pub mod revocation;
 pub mod secrets;
 pub mod tokens;
 pub mod totp;
@@ -56,7 +57,9 @@ pub struct Principal {
 }
 
 /// The one extractor: a `Bearer` access token, verified (signature, algorithm, every
-/// claim), or 401. It also counts the caller against the general rate limit.
+/// claim), whose session is still live (account active, role unchanged, session not
+/// ended: [`revocation`], one cached read), or 401. It also counts the caller against
+/// the general rate limit.
 pub async fn authenticate(app: &AppContext, req: &ApiRequest) -> Result<Principal, ApiError> {
     authenticate_header(app, req.header("authorization")).await
 }
@@ -71,6 +74,9 @@ pub async fn authenticate_header(
         .ok_or(ApiError::Unauthenticated)?;
     let claims = app.tokens.verify(app, token).await?;
     let principal = claims.principal()?;
+    if !app.sessions.is_live(app, &principal).await? {
+        return Err(ApiError::Unauthenticated);
+    }
     rate_limit::hit(
         app,
         rate_limit::GENERAL,
@@ -111,6 +117,18 @@ pub async fn record_account(
     role: Option<Role>,
     outcome: crate::audit::Outcome,
 ) -> Result<(), ApiError> {
+    let event = account_event(req, action, user_id, role, outcome);
+    Ok(app.audit.record(event).await?)
+}
+
+/// The event [`record_account`] records, for a unit of work (`app.audit.commit`).
+pub fn account_event(
+    req: &ApiRequest,
+    action: crate::audit::Action,
+    user_id: Option<&str>,
+    role: Option<Role>,
+    outcome: crate::audit::Outcome,
+) -> crate::audit::AuditEvent {
     let actor = crate::audit::Actor {
         user_id: user_id.map(str::to_string),
         role: role.map(|r| r.as_str().to_string()),
@@ -120,7 +138,7 @@ pub async fn record_account(
     if let Some(id) = user_id {
         event = event.resource("account", id);
     }
-    Ok(app.audit.record(event).await?)
+    event
 }
 
 /// The audit event of something this principal did (actor = user, role, session).

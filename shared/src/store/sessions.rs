@@ -1,15 +1,24 @@
 //! Sessions and refresh tokens. A session (`SESSION#<user>` / `SESSION#<sid>`) is one
 //! login; its refresh tokens (`REFRESH#<sha256>`, stored only as hashes) form one
 //! family. Each refresh token is used once: rotating marks it used and writes the next
-//! in one transaction that also checks the session is live.
+//! in one unit of work ([`rotation`]) that also checks the session and the account are
+//! still as read. Each refresh token carries the chain's last use (`last_used`, when it
+//! was issued), so a refresh after the role's idle window fails.
 
 use crate::auth::secrets;
 use crate::domain::session::refresh_usable_until;
-use crate::ports::db::{item, Condition, DbError, Item, Update, Value, WriteOp};
+use crate::ports::db::{item, Condition, Item, Update, Value, WriteOp};
 use crate::store::keys;
 use crate::{ApiError, AppContext};
 
-fn refresh_item(token: &str, user_id: &str, session_id: &str, now: i64, session_ends: i64) -> Item {
+fn refresh_item(
+    token: &str,
+    user_id: &str,
+    session_id: &str,
+    now: i64,
+    session_ends: i64,
+    idle_secs: i64,
+) -> Item {
     let key = keys::refresh_token(&secrets::hash(token));
     item([
         ("pk", Value::S(key.pk)),
@@ -17,22 +26,38 @@ fn refresh_item(token: &str, user_id: &str, session_id: &str, now: i64, session_
         ("user_id", Value::S(user_id.into())),
         ("session_id", Value::S(session_id.into())),
         ("used", Value::Bool(false)),
+        ("last_used", Value::N(now)),
         (
             "idle_until",
-            Value::N(refresh_usable_until(now, session_ends)),
+            Value::N(refresh_usable_until(now, session_ends, idle_secs)),
         ),
         ("expires_at", Value::N(session_ends)),
     ])
 }
 
-/// Opens a session ending at `ends` (epoch seconds) with its first refresh token, in
-/// one transaction; returns the token (shown once, stored as a hash).
+/// Opens a session of an account with this role (its lifetime: `Config::
+/// session_lifetime`) with its first refresh token, in one transaction; returns the
+/// session id (a ULID: when it began) and the token (shown once, stored as a hash).
 pub async fn open(
+    app: &AppContext,
+    user_id: &str,
+    role: crate::auth::Role,
+    amr: &[&str],
+) -> Result<(String, String), ApiError> {
+    let session_id = app.new_id();
+    let lifetime = app.config.session_lifetime(role);
+    let ends = app.clock.now().timestamp() + lifetime.absolute_secs;
+    let token = open_session(app, user_id, &session_id, amr, ends, lifetime.idle_secs).await?;
+    Ok((session_id, token))
+}
+
+async fn open_session(
     app: &AppContext,
     user_id: &str,
     session_id: &str,
     amr: &[&str],
     ends: i64,
+    idle_secs: i64,
 ) -> Result<String, ApiError> {
     let now = app.clock.now();
     let key = keys::session(user_id, session_id);
@@ -54,7 +79,14 @@ pub async fn open(
             },
             WriteOp::Put {
                 table,
-                item: refresh_item(&refresh_token, user_id, session_id, now.timestamp(), ends),
+                item: refresh_item(
+                    &refresh_token,
+                    user_id,
+                    session_id,
+                    now.timestamp(),
+                    ends,
+                    idle_secs,
+                ),
                 condition: Some(Condition::NotExists),
             },
         ])
@@ -69,7 +101,8 @@ pub struct RefreshToken {
     pub session_id: String,
     /// Already used: presenting it again is a replay.
     pub used: bool,
-    pub idle_until: i64,
+    /// When the chain was last used (this token issued), epoch seconds.
+    pub last_used: i64,
 }
 
 /// The refresh token with this value, if it exists (one read).
@@ -92,10 +125,7 @@ pub async fn refresh_token(
         user_id: text("user_id"),
         session_id: text("session_id"),
         used: record.get("used").and_then(Value::as_bool) != Some(false),
-        idle_until: record
-            .get("idle_until")
-            .and_then(Value::as_i64)
-            .unwrap_or(0),
+        last_used: record.get("last_used").and_then(Value::as_i64).unwrap_or(0),
     }))
 }
 
@@ -132,75 +162,110 @@ pub async fn session(
     }))
 }
 
-/// What rotating a refresh token did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rotation {
-    /// The next token of the family (the presented one is spent).
-    Rotated(String),
-    /// Someone spent the presented token a moment ago: treat as a replay.
-    AlreadyUsed,
-    /// The session ended meanwhile.
-    SessionEnded,
-}
-
-/// Spends `presented` and issues the next token in one transaction, only while the
-/// session is live.
-pub async fn rotate(
+/// The writes of one rotation, for a unit of work with its `TOKEN_REFRESH` event: spend
+/// `presented` (op 0: it must be unused), check the session is live (op 1), and store
+/// `next` (op 2). The caller adds the account check (`accounts::still_usable`).
+pub fn rotation(
     app: &AppContext,
     presented: &str,
+    next: &str,
     user_id: &str,
     session_id: &str,
     ends: i64,
-) -> Result<Rotation, ApiError> {
+    idle_secs: i64,
+) -> Vec<WriteOp> {
     let table = app.config.table.clone();
     let now = app.clock.now().timestamp();
-    let next = secrets::token();
-    let rotated = app
-        .db
-        .transact_write(vec![
-            WriteOp::Update {
-                table: table.clone(),
-                key: keys::refresh_token(&secrets::hash(presented)),
-                update: Update::new().set("used", true),
-                condition: Some(Condition::Equals("used".into(), Value::Bool(false))),
-            },
-            WriteOp::Check {
-                table: table.clone(),
-                key: keys::session(user_id, session_id),
-                condition: Condition::And(vec![
-                    Condition::Exists,
-                    Condition::AttributeNotExists("revoked".into()),
-                ]),
-            },
-            WriteOp::Put {
-                table,
-                item: refresh_item(&next, user_id, session_id, now, ends),
-                condition: Some(Condition::NotExists),
-            },
-        ])
-        .await;
-    match rotated {
-        Ok(()) => Ok(Rotation::Rotated(next)),
-        Err(DbError::ConditionFailed { op: Some(0) }) => Ok(Rotation::AlreadyUsed),
-        Err(err) if err.is_condition_failed() => Ok(Rotation::SessionEnded),
-        Err(err) => Err(err.into()),
+    vec![
+        WriteOp::Update {
+            table: table.clone(),
+            key: keys::refresh_token(&secrets::hash(presented)),
+            update: Update::new().set("used", true),
+            condition: Some(Condition::Equals("used".into(), Value::Bool(false))),
+        },
+        WriteOp::Check {
+            table: table.clone(),
+            key: keys::session(user_id, session_id),
+            condition: Condition::And(vec![
+                Condition::Exists,
+                Condition::AttributeNotExists("revoked".into()),
+            ]),
+        },
+        WriteOp::Put {
+            table,
+            item: refresh_item(next, user_id, session_id, now, ends, idle_secs),
+            condition: Some(Condition::NotExists),
+        },
+    ]
+}
+
+/// The write that marks a session revoked (its whole refresh family), for a unit of
+/// work; the session must exist.
+pub fn revoke_op(app: &AppContext, user_id: &str, session_id: &str) -> WriteOp {
+    WriteOp::Update {
+        table: app.config.table.clone(),
+        key: keys::session(user_id, session_id),
+        update: Update::new().set("revoked", true),
+        condition: Some(Condition::Exists),
     }
 }
 
-/// Revokes a session (its whole refresh family); a session already gone is fine.
-pub async fn revoke(app: &AppContext, user_id: &str, session_id: &str) -> Result<(), ApiError> {
-    let revoked = app
-        .db
-        .update(
-            &app.config.table,
-            &keys::session(user_id, session_id),
-            Update::new().set("revoked", true),
-            Some(Condition::Exists),
-        )
-        .await;
-    match revoked {
-        Ok(_) => Ok(()),
-        Err(err) if err.is_condition_failed() => Ok(()),
-        Err(err) => Err(err.into()),
+/// Ends one session with its audit event in one unit of work: the session item is
+/// marked revoked and the account lists it as ended (compare-and-set, retried when
+/// another change to the account's sessions came first). Without the event nothing is
+/// kept. Afterwards the session's WebSocket connections are closed.
+pub async fn end(
+    app: &AppContext,
+    user_id: &str,
+    session_id: &str,
+    event: crate::audit::AuditEvent,
+) -> Result<(), ApiError> {
+    use crate::audit::CommitError;
+    use crate::auth::accounts;
+    use crate::auth::revocation::Ended;
+    const ATTEMPTS: usize = 5;
+    for _ in 0..ATTEMPTS {
+        let Some(account) = accounts::get(app, user_id).await? else {
+            // No account, nothing to end: the event is still recorded.
+            app.audit.record(event).await?;
+            return Ok(());
+        };
+        let stored = session(app, user_id, session_id).await?;
+        let lifetime = app.config.session_lifetime(account.role);
+        let ends = match &stored {
+            Some(s) if s.ends > 0 => s.ends,
+            _ => {
+                crate::domain::session::session_began_ms(session_id).unwrap_or(0) / 1000
+                    + lifetime.absolute_secs
+            }
+        };
+        let now_ms = app.clock.now().timestamp_millis();
+        let change = accounts::AccountChange::new().end_session(&account, session_id, ends, now_ms);
+        let mut ops = Vec::new();
+        if stored.is_some() {
+            ops.push(revoke_op(app, user_id, session_id));
+        }
+        ops.push(accounts::change_op(
+            app,
+            &account,
+            &change,
+            Some(accounts::unchanged_sessions(&account)),
+        ));
+        match app.audit.commit(event.clone(), ops).await {
+            Ok(()) => {
+                let ended = match change.ended() {
+                    Ended::All => Ended::All,
+                    _ => Ended::Session(session_id.to_string()),
+                };
+                crate::auth::revocation::ended(app, user_id, &ended).await;
+                return Ok(());
+            }
+            // The account's sessions changed (or the session vanished) meanwhile.
+            Err(CommitError::Change { .. }) => continue,
+            Err(err) => return Err(err.into()),
+        }
     }
+    Err(ApiError::conflict(
+        "the session was changed by other requests; retry",
+    ))
 }

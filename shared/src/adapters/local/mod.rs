@@ -63,6 +63,7 @@ pub fn local_config(ws_endpoint: &str, log_filter: &str) -> Config {
         mail_from: "no-reply@docare.localhost".into(),
         log_filter: log_filter.into(),
         ip_limit_factor: 1,
+        patient_sessions: crate::domain::session::PATIENT_DEFAULT,
         sms_countries: crate::config::SmsCountries::default(),
     }
 }
