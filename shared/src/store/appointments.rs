@@ -662,15 +662,13 @@ pub async fn change(
     }
     // Reminders follow the appointment: a move cancels the old ones and schedules the new
     // ones, a cancel, completion or no-show cancels them (at most 4 ops).
-    let ends = |status: Status| {
-        matches!(
-            status,
-            Status::Cancelled | Status::Completed | Status::NoShow
-        )
-    };
-    let reminded_before = (!ends(stored.status)).then_some(stored.start);
+    let reminded_before = stored.status.is_reminded().then_some(stored.start);
     let new_start = change.slot.map_or(stored.start, |(start, _, _)| start);
-    let reminded_after = (!ends(change.status.unwrap_or(stored.status))).then_some(new_start);
+    let reminded_after = change
+        .status
+        .unwrap_or(stored.status)
+        .is_reminded()
+        .then_some(new_start);
     for op in reminders::appointment_ops(
         &table,
         &stored.id,
