@@ -58,9 +58,11 @@ async fn forty_eight_identical_dose_records_on_forty_eight_aws_instances_store_o
             Method::POST,
             "/api/v1/medications",
             Some(&token),
-            Some(json!({"name": "Metformin", "dosage": "500 mg", "form": "tablet",
+            Some(
+                json!({"name": "Metformin", "dosage": "500 mg", "form": "tablet",
                 "route": "oral", "starts_on": yesterday.to_string(),
-                "schedule": {"kind": "times_of_day", "times": ["08:00"]}})),
+                "schedule": {"kind": "times_of_day", "times": ["08:00"]}}),
+            ),
         ),
     )
     .await;
@@ -113,5 +115,9 @@ async fn forty_eight_identical_dose_records_on_forty_eight_aws_instances_store_o
         .await
         .expect("query");
     assert_eq!(doses.count(), 1, "one dose item");
-    assert_eq!(creations(&first, &id).await - before, 1, "one creation event");
+    assert_eq!(
+        creations(&first, &id).await - before,
+        1,
+        "one creation event"
+    );
 }

@@ -358,8 +358,10 @@ async fn provider(t: &TestStack, email: &str, zone: &str) -> (String, String) {
         .http
         .put(t.url("/api/v1/providers/me/availability"))
         .bearer_auth(&token)
-        .json(&json!({"time_zone": zone, "slot_minutes": 30, "weekly": weekly,
-            "consultation_types": ["video"]}))
+        .json(
+            &json!({"time_zone": zone, "slot_minutes": 30, "weekly": weekly,
+            "consultation_types": ["video"]}),
+        )
         .send()
         .await
         .expect("request");
@@ -376,8 +378,10 @@ async fn book(t: &TestStack, patient: &str, provider: &str, start: &str, reason:
         reqwest::Method::POST,
         "/api/v1/appointments",
         patient,
-        Some(json!({"provider_id": provider, "start": start, "consultation_type": "video",
-            "reason": reason})),
+        Some(
+            json!({"provider_id": provider, "start": start, "consultation_type": "video",
+            "reason": reason}),
+        ),
     )
     .await;
     assert_eq!(status, 201, "{booked}");
@@ -425,8 +429,8 @@ pub(crate) async fn an_appointment_reminds_24_hours_and_1_hour_before_across_spr
         "the first run starts at its own minute"
     );
     clock.advance(chrono::Duration::seconds(3600 - 1)); // 08:59:59 EST
-    // Connected now: a connection lives two hours at most (API Gateway's limit, and the
-    // TTL of its stored record), so one opened at 08:00 would be gone by 10:00.
+                                                        // Connected now: a connection lives two hours at most (API Gateway's limit, and the
+                                                        // TTL of its stored record), so one opened at 08:00 would be gone by 10:00.
     let mut socket = connect(&t, &p.id).await;
     assert_eq!(schedule(&t).await, 0, "not yet");
     clock.advance(chrono::Duration::seconds(1)); // 09:00 EST: 24 hours before
@@ -435,7 +439,10 @@ pub(crate) async fn an_appointment_reminds_24_hours_and_1_hour_before_across_spr
         .await
         .expect("the 24-hour reminder");
     assert_appointment_frame(&event, &appointment, "24h", "2027-03-13T14:00:00Z", start);
-    assert!(!event.to_string().contains(reason), "no reason on the socket");
+    assert!(
+        !event.to_string().contains(reason),
+        "no reason on the socket"
+    );
     assert!(
         eventually(|| outbox(&t).len() == 2).await,
         "one e-mail and one SMS"
@@ -554,13 +561,21 @@ pub(crate) async fn berlin_appointment_reminders_across_fall_back_and_a_cancelle
         Some(json!({"status": "cancelled"})),
     )
     .await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("cancelled")), "{body}");
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("cancelled")),
+        "{body}"
+    );
 
     clock.advance(chrono::Duration::seconds(3 * 3600 - 1)); // 08:59:59Z
     let mut socket = connect(&t, &p.id).await;
     assert_eq!(schedule(&t).await, 0);
     clock.advance(chrono::Duration::seconds(1)); // 09:00Z: the cancelled one's 24 hours
-    assert_eq!(schedule(&t).await, 0, "a cancelled appointment reminds of nothing");
+    assert_eq!(
+        schedule(&t).await,
+        0,
+        "a cancelled appointment reminds of nothing"
+    );
     assert!(frame(&mut socket, Duration::from_millis(500))
         .await
         .is_none());
@@ -596,6 +611,10 @@ pub(crate) async fn berlin_appointment_reminders_across_fall_back_and_a_cancelle
     assert!(frame(&mut socket, Duration::from_millis(500))
         .await
         .is_none());
-    assert_eq!(outbox(&t).len(), 4, "two reminders of the kept one, each once");
+    assert_eq!(
+        outbox(&t).len(),
+        4,
+        "two reminders of the kept one, each once"
+    );
     t.stack.stop().await;
 }

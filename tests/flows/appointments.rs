@@ -764,7 +764,11 @@ async fn a_scheduler_that_fell_behind_never_reminds_of_a_moved_or_cancelled_time
     assert_eq!(status, 201, "{moved}");
     let (status, cancelled) = w.book(&patient, "2026-11-24T11:00:00Z").await;
     assert_eq!(status, 201, "{cancelled}");
-    assert_eq!(catch_up(&w.t.app).await, 0, "the cursor starts at Monday 09:00");
+    assert_eq!(
+        catch_up(&w.t.app).await,
+        0,
+        "the cursor starts at Monday 09:00"
+    );
     // No scheduler run succeeds for a day: by Tuesday 09:20 both 24-hour reminders and
     // the 10:00 appointment's 1-hour reminder were due, none queued.
     w.advance(24 * 60 + 20).await;
@@ -793,17 +797,16 @@ async fn a_scheduler_that_fell_behind_never_reminds_of_a_moved_or_cancelled_time
     // The moved one's 1-hour reminder (14:00) is the only one left.
     w.advance(4 * 60 + 40).await;
     assert_eq!(catch_up(&w.t.app).await, 1);
-    let queued = w
-        .t
-        .app
-        .queue
-        .receive(
-            &w.t.app.config.queues.reminders,
-            10,
-            std::time::Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
+    let queued =
+        w.t.app
+            .queue
+            .receive(
+                &w.t.app.config.queues.reminders,
+                10,
+                std::time::Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
     assert_eq!(queued.len(), 1);
     let message: Value = serde_json::from_str(&queued[0].body).unwrap();
     assert_eq!(message["subject_id"], moved["id"]);

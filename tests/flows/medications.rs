@@ -180,7 +180,10 @@ async fn forty_eight_identical_records_of_one_dose_on_separate_instances_store_o
     )
     .await;
     eprintln!("{most} of {RACERS} records in flight together");
-    assert!(most >= 12, "the requests overlapped: at most {most} in flight");
+    assert!(
+        most >= 12,
+        "the requests overlapped: at most {most} in flight"
+    );
     let created: Vec<&Value> = answers
         .iter()
         .filter(|(s, _)| *s == 201)
