@@ -72,6 +72,10 @@ const SCENARIOS: &[(&str, fn())] = &[
         super::reminders::berlin_doses_on_fall_back_day_and_a_discontinued_medication_stops_reminding,
     ),
     (
+        "reminders: appointment reminders, a move and a duplicate",
+        super::reminders::an_appointment_reminds_24_hours_and_1_hour_before_across_spring_forward_in_new_york_and_a_move_follows,
+    ),
+    (
         "gateway: health over HTTP",
         super::gateway::health_answers_200_with_every_check,
     ),

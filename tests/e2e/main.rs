@@ -11,6 +11,7 @@ mod health;
 mod iam;
 mod identity;
 mod ids;
+mod medications;
 mod messaging;
 mod openapi;
 mod persistence;
