@@ -11,6 +11,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod documents;
 pub mod domain;
 pub mod encoding;
 pub mod error;
