@@ -18,6 +18,24 @@ use std::sync::Arc;
 
 /// Lambda's synchronous invocation payload limit: API Gateway cannot deliver more.
 pub const MAX_EVENT_BODY: usize = 6 * 1024 * 1024;
+/// Lambda's synchronous response payload limit. A binary body travels base64-encoded in
+/// the response, so a binary body over 4.5 MiB already exceeds it (hence documents'
+/// ranged reads of at most 4 MiB).
+pub const MAX_RESPONSE_PAYLOAD: usize = 6 * 1024 * 1024;
+/// Presigned requests go to S3, not through API Gateway or a Lambda: S3's single PUT
+/// takes up to 5 GB. The local store holds an upload in memory, so it takes up to this.
+pub const MAX_PRESIGNED_PUT: usize = 64 * 1024 * 1024;
+
+/// The size of a function's response body as Lambda carries it (binary bodies are
+/// base64-encoded in the response payload).
+pub fn response_payload_len(body: &lambda_http::Body) -> usize {
+    match body {
+        lambda_http::Body::Empty => 0,
+        lambda_http::Body::Text(text) => text.len(),
+        lambda_http::Body::Binary(bytes) => bytes.len().div_ceil(3) * 4,
+        _ => 0,
+    }
+}
 
 pub struct HttpGateway {
     pub app: App,
@@ -48,13 +66,18 @@ pub async fn handle(
     request: axum::extract::Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    if parts.uri.path().starts_with(PRESIGN_PATH) {
+        // S3's side of the stack: not bound by API Gateway's or Lambda's limits.
+        let body = match axum::body::to_bytes(body, MAX_PRESIGNED_PUT).await {
+            Ok(body) => body,
+            Err(_) => return s3_error(StatusCode::PAYLOAD_TOO_LARGE, "EntityTooLarge"),
+        };
+        return serve_presigned(&gateway.blobs, &parts, body).await;
+    }
     let body = match axum::body::to_bytes(body, MAX_EVENT_BODY).await {
         Ok(body) => body,
         Err(_) => return gateway_answer(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
     };
-    if parts.uri.path().starts_with(PRESIGN_PATH) {
-        return serve_presigned(&gateway.blobs, &parts, body).await;
-    }
     let path = parts.uri.path();
     let raw_query = parts.uri.query().unwrap_or_default();
     let method = parts.method.as_str();
@@ -102,6 +125,15 @@ pub async fn handle(
     )
     .await;
     let (parts, body) = response.into_parts();
+    if response_payload_len(&body) > MAX_RESPONSE_PAYLOAD {
+        // Lambda refuses the response; API Gateway answers with its own 500.
+        tracing::error!(
+            function = mount.function,
+            bytes = response_payload_len(&body),
+            "the response exceeds Lambda's 6 MB payload limit"
+        );
+        return gateway_answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+    }
     let body = match body {
         lambda_http::Body::Empty => Bytes::new(),
         lambda_http::Body::Text(text) => Bytes::from(text),
@@ -185,4 +217,20 @@ fn s3_error(status: StatusCode, code: &str) -> Response {
         HeaderValue::from_static("application/xml"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_responses_count_base64_encoded() {
+        let four_mib = lambda_http::Body::Binary(vec![0; 4 << 20]);
+        assert!(response_payload_len(&four_mib) <= MAX_RESPONSE_PAYLOAD);
+        let five_mib = lambda_http::Body::Binary(vec![0; 5 << 20]);
+        assert!(response_payload_len(&five_mib) > MAX_RESPONSE_PAYLOAD);
+        let text = lambda_http::Body::Text("x".repeat(MAX_RESPONSE_PAYLOAD + 1));
+        assert!(response_payload_len(&text) > MAX_RESPONSE_PAYLOAD);
+        assert_eq!(response_payload_len(&lambda_http::Body::Empty), 0);
+    }
 }

@@ -12,6 +12,7 @@ pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod documents;
 pub mod domain;
 pub mod encoding;
 pub mod error;

@@ -504,6 +504,15 @@ impl BlobStore for Outage {
     async fn get(&self, _: &str, _: &str) -> Result<Option<BlobObject>, BlobError> {
         Err(BlobError::Unavailable(down()))
     }
+    async fn get_range(
+        &self,
+        _: &str,
+        _: &str,
+        _: u64,
+        _: u64,
+    ) -> Result<Option<BlobObject>, BlobError> {
+        Err(BlobError::Unavailable(down()))
+    }
     async fn head(&self, _: &str, _: &str) -> Result<Option<BlobMeta>, BlobError> {
         Err(BlobError::Unavailable(down()))
     }

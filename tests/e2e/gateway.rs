@@ -74,6 +74,41 @@ async fn bodies_over_the_lambda_payload_limit_are_413() {
     t.stack.stop().await;
 }
 
+/// Presigned uploads go to S3, not through API Gateway: a 25 MiB document (the documents
+/// upload limit) is accepted where an API request of 6 MB is not.
+#[tokio::test]
+async fn presigned_uploads_are_not_bound_by_the_lambda_payload_limit() {
+    let t = TestStack::start().await;
+    let blobs = &t.app().blobs;
+    let bucket = &t.app().config.quarantine_bucket;
+    let put = blobs
+        .presign_put(
+            bucket,
+            "u1/large",
+            "application/pdf",
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("presign put");
+    let content = vec![b'%'; 25 << 20];
+    let upload = t
+        .http
+        .put(&put.url)
+        .header("content-type", "application/pdf")
+        .body(content)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(upload.status(), 200);
+    let head = blobs
+        .head(bucket, "u1/large")
+        .await
+        .expect("head")
+        .expect("stored");
+    assert_eq!(head.size, 25 << 20);
+    t.stack.stop().await;
+}
+
 #[tokio::test]
 async fn presigned_urls_upload_and_download_through_the_stack() {
     let t = TestStack::start().await;

@@ -68,6 +68,18 @@ impl From<CryptoError> for crate::ApiError {
     }
 }
 
+impl From<super::frames::FrameError> for CryptoError {
+    fn from(err: super::frames::FrameError) -> Self {
+        match err {
+            super::frames::FrameError::Integrity => CryptoError::Integrity,
+            super::frames::FrameError::Malformed => CryptoError::Format(FormatError::Malformed),
+            super::frames::FrameError::UnknownVersion(v) => {
+                CryptoError::Format(FormatError::UnknownVersion(v))
+            }
+        }
+    }
+}
+
 fn from_format(err: FormatError) -> CryptoError {
     match err {
         FormatError::Integrity => CryptoError::Integrity,
@@ -265,6 +277,23 @@ impl Envelope {
         let envelope = format::parse(ciphertext).map_err(from_format)?;
         let key = self.key_for_decryption(&envelope.data_key_id).await?;
         format::open(&envelope, &key, binding).map_err(from_format)
+    }
+
+    /// The current data key and its id, for a format that encrypts with it directly
+    /// (framed documents, [`super::frames`]): one use of the key, like one value.
+    pub async fn data_key(
+        &self,
+    ) -> Result<([u8; DATA_KEY_ID_LEN], Zeroizing<[u8; 32]>), CryptoError> {
+        self.key_for_encryption().await
+    }
+
+    /// The data key `id` names, unwrapped (cached) like for [`Envelope::decrypt`]; a
+    /// record of another purpose is refused before any KMS call.
+    pub async fn data_key_by_id(
+        &self,
+        id: &[u8; DATA_KEY_ID_LEN],
+    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+        self.key_for_decryption(id).await
     }
 
     /// Drops every cached key (zeroized); the next call goes to KMS again.

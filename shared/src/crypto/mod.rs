@@ -3,6 +3,7 @@
 
 pub mod envelope;
 pub mod format;
+pub mod frames;
 pub mod metered;
 pub mod rotation;
 pub mod signing;

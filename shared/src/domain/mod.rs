@@ -16,6 +16,7 @@ pub mod account;
 pub mod appointment;
 pub mod connection;
 pub mod conversation;
+pub mod document;
 pub mod emergency;
 mod id;
 pub mod medication;

@@ -70,6 +70,17 @@ pub trait BlobStore: Send + Sync {
     ) -> Result<(), BlobError>;
     /// `None` when there is no such object.
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<BlobObject>, BlobError>;
+    /// Bytes `start..end` (end exclusive) of an object, streamed; `None` when there is
+    /// no such object. A range past the end is cut to the object, as in S3; a range
+    /// starting at or past the end is refused ([`BlobError::Invalid`]). `meta.size` is the
+    /// whole object's size.
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<BlobObject>, BlobError>;
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<BlobMeta>, BlobError>;
     /// Deleting a missing object succeeds, as in S3.
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError>;
@@ -110,6 +121,15 @@ pub(crate) fn validate_key(key: &str) -> Result<(), BlobError> {
             "object keys are ASCII ids separated by '/'".into(),
         ))
     }
+}
+
+pub(crate) fn validate_range(start: u64, end: u64) -> Result<(), BlobError> {
+    if end <= start {
+        return Err(BlobError::Invalid(
+            "a range is start..end with end > start".into(),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn validate_expiry(expires_in: Duration) -> Result<(), BlobError> {

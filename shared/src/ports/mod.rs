@@ -8,6 +8,7 @@ pub mod messenger;
 pub mod push;
 pub mod queue;
 pub mod recording;
+pub mod scanner;
 pub mod secrets;
 
 pub use crate::clock::Clock;
@@ -17,4 +18,5 @@ pub use keys::KeyService;
 pub use messenger::Messenger;
 pub use push::Push;
 pub use queue::Queue;
+pub use scanner::Scanner;
 pub use secrets::SecretStore;

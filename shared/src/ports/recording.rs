@@ -351,6 +351,16 @@ impl BlobStore for RecordedBlobs {
         note(Access::new("s3:GetObject", bucket, object_prefix(key)));
         self.0.get(bucket, key).await
     }
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<BlobObject>, BlobError> {
+        note(Access::new("s3:GetObject", bucket, object_prefix(key)));
+        self.0.get_range(bucket, key, start, end).await
+    }
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<BlobMeta>, BlobError> {
         note(Access::new("s3:GetObject", bucket, object_prefix(key)));
         self.0.head(bucket, key).await

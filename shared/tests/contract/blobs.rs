@@ -137,6 +137,7 @@ async fn aws_fixture() -> Option<BlobFixture> {
 contract_suite! {
     local = local_fixture, aws = aws_fixture;
     both: [
+        ranged_reads,
         put_get_head_delete_roundtrip,
         missing_objects_are_none,
         streams_a_5_mib_object,
@@ -344,4 +345,55 @@ async fn invalid_keys_and_expiries_are_refused(fx: &BlobFixture) {
 
 async fn check_reaches_the_bucket(fx: &BlobFixture) {
     fx.blobs.check(&fx.bucket).await.expect("check");
+}
+
+/// Ranged reads (what a large download is served by): exact bytes, a range past the end
+/// cut to the object, the whole size reported, a start past the end refused.
+async fn ranged_reads(fx: &BlobFixture) {
+    let key = support::unique("range");
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    fx.blobs
+        .put(
+            &fx.bucket,
+            &key,
+            Bytes::from(body.clone()),
+            "application/octet-stream",
+            BTreeMap::new(),
+        )
+        .await
+        .expect("put");
+    for (start, end) in [
+        (0u64, 1u64),
+        (10, 70_000),
+        (299_999, 300_000),
+        (250_000, 400_000),
+    ] {
+        let object = fx
+            .blobs
+            .get_range(&fx.bucket, &key, start, end)
+            .await
+            .expect("get_range")
+            .expect("exists");
+        assert_eq!(object.meta.size, 300_000, "{start}..{end}");
+        let bytes = object.collect().await.expect("body");
+        assert_eq!(
+            bytes,
+            body[start as usize..end.min(300_000) as usize],
+            "{start}..{end}"
+        );
+    }
+    assert!(matches!(
+        fx.blobs.get_range(&fx.bucket, &key, 300_000, 300_010).await,
+        Err(BlobError::Invalid(_))
+    ));
+    assert!(matches!(
+        fx.blobs.get_range(&fx.bucket, &key, 5, 5).await,
+        Err(BlobError::Invalid(_))
+    ));
+    assert!(fx
+        .blobs
+        .get_range(&fx.bucket, &support::unique("nothing"), 0, 10)
+        .await
+        .expect("missing")
+        .is_none());
 }

@@ -15,4 +15,5 @@ mod keys;
 mod messenger;
 mod push;
 mod queue;
+mod scanner;
 mod secrets;

@@ -2,7 +2,8 @@
 //! for uploads, the signed content type.
 
 use crate::ports::blobs::{
-    validate_expiry, validate_key, BlobError, BlobMeta, BlobObject, BlobStore, PresignedRequest,
+    validate_expiry, validate_key, validate_range, BlobError, BlobMeta, BlobObject, BlobStore,
+    PresignedRequest,
 };
 use async_trait::async_trait;
 use aws_sdk_s3::config::http::HttpResponse;
@@ -20,6 +21,56 @@ pub struct S3Blobs {
 impl S3Blobs {
     pub fn new(client: aws_sdk_s3::Client) -> Self {
         Self { client }
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<Option<BlobObject>, BlobError> {
+        let output = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_range(range.map(|(start, end)| format!("bytes={start}-{}", end - 1)))
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(err) if is_missing(&err) => return Ok(None),
+            Err(err) if err.code() == Some("InvalidRange") => {
+                return Err(BlobError::Invalid("range starts past the object".into()))
+            }
+            Err(err) => return Err(unavailable(err)),
+        };
+        // A ranged read's Content-Range ends with the whole size.
+        let size = output
+            .content_range()
+            .and_then(|r| r.rsplit('/').next())
+            .and_then(|total| total.parse().ok())
+            .unwrap_or(output.content_length().unwrap_or_default().max(0) as u64);
+        let meta = BlobMeta {
+            size,
+            content_type: output.content_type().map(str::to_string),
+            metadata: output
+                .metadata()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+        };
+
+        let body = futures::stream::try_unfold(output.body, |mut body| async move {
+            match body.try_next().await {
+                Ok(Some(chunk)) => Ok(Some((chunk, body))),
+                Ok(None) => Ok(None),
+                Err(err) => Err(BlobError::Unavailable(Box::new(err))),
+            }
+        });
+        Ok(Some(BlobObject {
+            meta,
+            body: Box::pin(body),
+        }))
     }
 }
 
@@ -83,37 +134,19 @@ impl BlobStore for S3Blobs {
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<BlobObject>, BlobError> {
         validate_key(key)?;
-        let output = match self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(output) => output,
-            Err(err) if is_missing(&err) => return Ok(None),
-            Err(err) => return Err(unavailable(err)),
-        };
-        let meta = BlobMeta {
-            size: output.content_length().unwrap_or_default().max(0) as u64,
-            content_type: output.content_type().map(str::to_string),
-            metadata: output
-                .metadata()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
-        };
-        let body = futures::stream::try_unfold(output.body, |mut body| async move {
-            match body.try_next().await {
-                Ok(Some(chunk)) => Ok(Some((chunk, body))),
-                Ok(None) => Ok(None),
-                Err(err) => Err(BlobError::Unavailable(Box::new(err))),
-            }
-        });
-        Ok(Some(BlobObject {
-            meta,
-            body: Box::pin(body),
-        }))
+        self.get_object(bucket, key, None).await
+    }
+
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<BlobObject>, BlobError> {
+        validate_key(key)?;
+        validate_range(start, end)?;
+        self.get_object(bucket, key, Some((start, end))).await
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<BlobMeta>, BlobError> {
@@ -138,7 +171,6 @@ impl BlobStore for S3Blobs {
             Err(err) => Err(unavailable(err)),
         }
     }
-
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError> {
         validate_key(key)?;
         self.client

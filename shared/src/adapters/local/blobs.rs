@@ -5,7 +5,8 @@
 use super::files::{private_dir, write_private};
 use crate::clock::Clock;
 use crate::ports::blobs::{
-    validate_expiry, validate_key, BlobError, BlobMeta, BlobObject, BlobStore, PresignedRequest,
+    validate_expiry, validate_key, validate_range, BlobError, BlobMeta, BlobObject, BlobStore,
+    PresignedRequest,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// Path prefix the local stack serves presigned requests under.
 pub const PRESIGN_PATH: &str = "/_local/blobs/";
@@ -208,6 +209,48 @@ impl BlobStore for LocalBlobs {
             }
             buf.truncate(n);
             Ok(Some((Bytes::from(buf), file)))
+        });
+        Ok(Some(BlobObject {
+            meta,
+            body: Box::pin(body),
+        }))
+    }
+
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<BlobObject>, BlobError> {
+        validate_range(start, end)?;
+        let Some(meta) = self.head(bucket, key).await? else {
+            return Ok(None);
+        };
+        if start >= meta.size {
+            return Err(BlobError::Invalid("range starts past the object".into()));
+        }
+        let (data, _) = self.paths(bucket, key)?;
+        let mut file = match tokio::fs::File::open(&data).await {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(unavailable(err)),
+        };
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(unavailable)?;
+        let left = end.min(meta.size) - start;
+        let body = futures::stream::try_unfold((file, left), |(mut file, left)| async move {
+            if left == 0 {
+                return Ok(None);
+            }
+            let mut buf = vec![0u8; CHUNK.min(left as usize)];
+            let n = file.read(&mut buf).await.map_err(unavailable)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            buf.truncate(n);
+            Ok(Some((Bytes::from(buf), (file, left - n as u64))))
         });
         Ok(Some(BlobObject {
             meta,
