@@ -56,6 +56,14 @@ pub fn http_functions() -> Vec<HttpMount> {
             function: "medications",
             router: docare_medications::router(),
         },
+        HttpMount {
+            function: "billing",
+            router: docare_billing::router(),
+        },
+        HttpMount {
+            function: "stripe-webhook",
+            router: docare_stripe_webhook::router(),
+        },
     ]
 }
 

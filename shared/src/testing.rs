@@ -78,6 +78,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     /// The app's data folder (deleted when dropped).
     pub dir: tempfile::TempDir,
+    /// The offline Stripe behind `app.payments` (what it received, the events it signed).
+    pub stripe: Arc<crate::adapters::local::FakeStripe>,
 }
 
 impl TestApp {
@@ -88,6 +90,7 @@ impl TestApp {
             app: parts.app,
             clock,
             dir,
+            stripe: parts.stripe,
         }
     }
 }

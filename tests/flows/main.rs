@@ -7,6 +7,7 @@ mod auth;
 mod budgets;
 mod emergency;
 mod medications;
+mod payments;
 mod profile;
 mod sessions;
 mod units_of_work;

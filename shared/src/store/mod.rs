@@ -9,6 +9,7 @@ pub mod keys;
 pub mod medications;
 pub mod mfa;
 pub mod notifications;
+pub mod payments;
 pub mod profiles;
 pub mod reminders;
 pub mod sessions;

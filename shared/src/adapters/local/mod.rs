@@ -172,7 +172,21 @@ pub fn open(
         }
         Err(e) => return Err(fail(&secrets_path, e.to_string())),
     };
-    let stripe = Arc::new(FakeStripe::new(webhook_secret, clock.clone()));
+    // And its test API key, read (recorded) on every call as the Stripe adapter reads its own.
+    let key_name = crate::payments::api_key_secret(config.stage.as_str());
+    match secrets.value(&key_name) {
+        Ok(Some(_)) => {}
+        Ok(None) => secrets
+            .set(&key_name, "sk_test_docare_local_fake")
+            .map_err(|e| fail(&secrets_path, e.to_string()))?,
+        Err(e) => return Err(fail(&secrets_path, e.to_string())),
+    }
+    let recorded: Arc<dyn crate::ports::SecretStore> = Arc::new(
+        crate::ports::recording::RecordedSecrets(Arc::new(SecretsFile::new(secrets_path.clone()))),
+    );
+    let stripe = Arc::new(
+        FakeStripe::new(webhook_secret, clock.clone()).with_api_key_from(recorded, key_name),
+    );
 
     let gateway = Arc::new(LocalGateway::new());
     let blobs = Arc::new(blobs);

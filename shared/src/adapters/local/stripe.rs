@@ -35,10 +35,14 @@ struct State {
     received: Vec<(String, Vec<(String, String)>)>,
     deliveries: Vec<Delivery>,
     down: bool,
+    unchecked_refunds: bool,
 }
 
 pub struct FakeStripe {
     webhook_secret: String,
+    /// Where its API key is read on every call, as Stripe requires one (the local stack's
+    /// `docare/local/stripe/api_key` in `secrets.json`); `None`: no key needed.
+    api_key: Option<(Arc<dyn crate::ports::SecretStore>, String)>,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
     deliver_to: Mutex<Option<String>>,
@@ -55,9 +59,28 @@ impl FakeStripe {
     pub fn new(webhook_secret: String, clock: Arc<dyn Clock>) -> Self {
         Self {
             webhook_secret,
+            api_key: None,
             clock,
             state: Mutex::default(),
             deliver_to: Mutex::new(None),
+        }
+    }
+
+    /// Requires an API key from `store` under `name` on every call (missing: the call
+    /// fails as Stripe's 401 does, unavailable).
+    pub fn with_api_key_from(mut self, store: Arc<dyn crate::ports::SecretStore>, name: String) -> Self {
+        self.api_key = Some((store, name));
+        self
+    }
+
+    async fn authorize(&self) -> Result<(), PaymentError> {
+        let Some((store, name)) = &self.api_key else {
+            return Ok(());
+        };
+        match store.get(name).await {
+            Ok(Some(key)) if key.starts_with("sk_test_") => Ok(()),
+            Ok(_) => Err(PaymentError::Unavailable("fake Stripe: no test API key".into())),
+            Err(err) => Err(PaymentError::Unavailable(Box::new(err))),
         }
     }
 
@@ -84,6 +107,12 @@ impl FakeStripe {
     /// Simulates an outage: every call fails as a timeout would.
     pub fn set_down(&self, down: bool) {
         self.state().down = down;
+    }
+
+    /// Lets refunds exceed the charge (as localstripe does): tests of the callers' own
+    /// bound.
+    pub fn set_unchecked_refunds(&self, unchecked: bool) {
+        self.state().unchecked_refunds = unchecked;
     }
 
     /// Signs and records (and delivers, when told where) an event about `object`.
@@ -187,6 +216,7 @@ fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, PaymentErro
 #[async_trait]
 impl Payments for FakeStripe {
     async fn create_intent(&self, new: &NewIntent) -> Result<Intent, PaymentError> {
+        self.authorize().await?;
         let what = "POST /v1/payment_intents";
         let form = intent_form(new);
         check_metadata(&new.metadata)?;
@@ -214,6 +244,7 @@ impl Payments for FakeStripe {
     }
 
     async fn retrieve_intent(&self, id: &str) -> Result<Intent, PaymentError> {
+        self.authorize().await?;
         self.enter(&format!("GET /v1/payment_intents/{id}"), &[])?;
         self.state()
             .intents
@@ -223,6 +254,7 @@ impl Payments for FakeStripe {
     }
 
     async fn confirm_intent(&self, id: &str) -> Result<Intent, PaymentError> {
+        self.authorize().await?;
         self.enter(&format!("POST /v1/payment_intents/{id}/confirm"), &[])?;
         let intent = {
             let mut state = self.state();
@@ -242,6 +274,7 @@ impl Payments for FakeStripe {
     }
 
     async fn refund(&self, new: &NewRefund) -> Result<Refund, PaymentError> {
+        self.authorize().await?;
         let what = "POST /v1/refunds";
         let form = refund_form(new);
         check_metadata(&new.metadata)?;
@@ -251,6 +284,7 @@ impl Payments for FakeStripe {
         }
         let (refund, charge) = {
             let mut state = self.state();
+            let unchecked = state.unchecked_refunds;
             let (intent, refunded) = state
                 .intents
                 .get_mut(&new.payment_intent)
@@ -258,7 +292,7 @@ impl Payments for FakeStripe {
             if intent.status != "succeeded" {
                 return Err(PaymentError::Invalid("400 charge_not_refundable".into()));
             }
-            if new.amount <= 0 || *refunded + new.amount > intent.amount {
+            if new.amount <= 0 || (!unchecked && *refunded + new.amount > intent.amount) {
                 return Err(PaymentError::Invalid("400 amount_too_large".into()));
             }
             *refunded += new.amount;
@@ -289,6 +323,7 @@ impl Payments for FakeStripe {
     }
 
     async fn retrieve_refund(&self, id: &str) -> Result<Refund, PaymentError> {
+        self.authorize().await?;
         self.enter(&format!("GET /v1/refunds/{id}"), &[])?;
         self.state()
             .refunds
