@@ -1383,7 +1383,11 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
     .await;
     h.step(
         "GET /appointments/{id}/payments",
-        call(Method::GET, format!("/api/v1/appointments/{second}/payments"), pt),
+        call(
+            Method::GET,
+            format!("/api/v1/appointments/{second}/payments"),
+            pt,
+        ),
         200,
         vec![ok("VIEW", &patient, ("appointment_payments", &second))],
     )

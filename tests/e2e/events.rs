@@ -248,7 +248,11 @@ pub(crate) async fn billing_samples() {
         docare_billing::router(),
         &[
             ("payments-without-token.json", 401, Some("unauthenticated")),
-            ("transactions-without-token.json", 401, Some("unauthenticated")),
+            (
+                "transactions-without-token.json",
+                401,
+                Some("unauthenticated"),
+            ),
         ],
     )
     .await;

@@ -129,8 +129,7 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
         .unwrap();
     let appointment_id =
         docare_e2e::book_any_slot(&app, &carer.id, &carer_token, &patient_token).await;
-    let payment_id =
-        docare_e2e::pay_for(&app, &carer_token, &patient_token, &appointment_id).await;
+    let payment_id = docare_e2e::pay_for(&app, &carer_token, &patient_token, &appointment_id).await;
 
     let mut create = ApiRequest::new(Method::POST, "/api/v1/medications");
     create.headers.insert(

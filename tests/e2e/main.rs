@@ -12,6 +12,7 @@ mod iam;
 mod identity;
 mod ids;
 mod openapi;
+mod payments;
 mod persistence;
 mod readme;
 mod reminders;

@@ -32,7 +32,14 @@ pub struct World {
 pub async fn world() -> World {
     let t = TestApp::new();
     let provider = account(&t.app, "dr@example.com", "Dr Gray", Role::Provider).await;
-    let provider_token = token(&t.app, &provider, Role::Provider, "dr", &["pwd", "mfa", "otp"]).await;
+    let provider_token = token(
+        &t.app,
+        &provider,
+        Role::Provider,
+        "dr",
+        &["pwd", "mfa", "otp"],
+    )
+    .await;
     let patient = account(&t.app, "pat@example.com", "Pat Doe", Role::Patient).await;
     let patient_token = token(&t.app, &patient, Role::Patient, "pat", &["pwd"]).await;
     let stranger = account(&t.app, "other@example.com", "Other", Role::Patient).await;
@@ -48,8 +55,10 @@ pub async fn world() -> World {
         Method::PUT,
         "/api/v1/providers/me/availability",
         Some(&provider_token),
-        Some(json!({"time_zone": "UTC", "slot_minutes": 30, "weekly": weekly,
-            "specialty": "Psychiatry", "consultation_types": ["video"]})),
+        Some(
+            json!({"time_zone": "UTC", "slot_minutes": 30, "weekly": weekly,
+            "specialty": "Psychiatry", "consultation_types": ["video"]}),
+        ),
     );
     let (status, body) = dispatch(&appointments, &t.app, req).await;
     assert_eq!(status, 200, "{body}");
@@ -57,8 +66,10 @@ pub async fn world() -> World {
         Method::POST,
         "/api/v1/appointments",
         Some(&patient_token),
-        Some(json!({"provider_id": provider, "start": TUESDAY_10, "consultation_type": "video",
-            "reason": "Mental health consultation: anxiety"})),
+        Some(
+            json!({"provider_id": provider, "start": TUESDAY_10, "consultation_type": "video",
+            "reason": "Mental health consultation: anxiety"}),
+        ),
     );
     let (status, body) = dispatch(&appointments, &t.app, req).await;
     assert_eq!(status, 201, "{body}");
@@ -92,7 +103,13 @@ fn secs(w: &World) -> i64 {
 }
 
 impl World {
-    pub async fn call(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let req = request(method, path, Some(token), body);
         dispatch(&self.billing, &self.t.app, req).await
     }
@@ -112,14 +129,16 @@ impl World {
 
     /// Delivers a signed event to the webhook route.
     pub async fn deliver(&self, delivery: &Delivery) -> (u16, Value) {
-        self.post_webhook(delivery.body.as_bytes(), Some(&delivery.signature)).await
+        self.post_webhook(delivery.body.as_bytes(), Some(&delivery.signature))
+            .await
     }
 
     pub async fn post_webhook(&self, body: &[u8], signature: Option<&str>) -> (u16, Value) {
         let mut req = shared::http::ApiRequest::new(Method::POST, "/api/v1/webhooks/stripe");
         req.body = body.to_vec().into();
         if let Some(signature) = signature {
-            req.headers.insert("stripe-signature", signature.parse().unwrap());
+            req.headers
+                .insert("stripe-signature", signature.parse().unwrap());
         }
         dispatch(&self.webhook, &self.t.app, req).await
     }
@@ -136,7 +155,12 @@ impl World {
 
     pub async fn payment(&self, id: &str) -> Value {
         let (status, body) = self
-            .call(&self.patient_token, Method::GET, &format!("/api/v1/payments/{id}"), None)
+            .call(
+                &self.patient_token,
+                Method::GET,
+                &format!("/api/v1/payments/{id}"),
+                None,
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         body
@@ -168,14 +192,30 @@ async fn a_payment_is_made_at_the_providers_price_and_only_opaque_ids_reach_stri
         json!({"appointment_id": w.appointment, "amount": 1}),
         json!({"appointment_id": w.appointment, "currency": "eur"}),
     ] {
-        let (status, _) = w.call(&w.patient_token, Method::POST, "/api/v1/payments", Some(body)).await;
+        let (status, _) = w
+            .call(
+                &w.patient_token,
+                Method::POST,
+                "/api/v1/payments",
+                Some(body),
+            )
+            .await;
         assert_eq!(status, 422);
     }
     // Strangers see nothing (404); the provider does not pay (403).
     let body = Some(json!({"appointment_id": w.appointment}));
-    let (status, _) = w.call(&w.stranger_token, Method::POST, "/api/v1/payments", body.clone()).await;
+    let (status, _) = w
+        .call(
+            &w.stranger_token,
+            Method::POST,
+            "/api/v1/payments",
+            body.clone(),
+        )
+        .await;
     assert_eq!(status, 404);
-    let (status, _) = w.call(&w.provider_token, Method::POST, "/api/v1/payments", body).await;
+    let (status, _) = w
+        .call(&w.provider_token, Method::POST, "/api/v1/payments", body)
+        .await;
     assert_eq!(status, 403);
     assert!(w.t.stripe.received().is_empty(), "nothing reached Stripe");
 
@@ -183,7 +223,10 @@ async fn a_payment_is_made_at_the_providers_price_and_only_opaque_ids_reach_stri
     assert_eq!(created["amount"], 5000);
     assert_eq!(created["currency"], "usd");
     assert_eq!(created["status"], "requires_payment_method");
-    assert!(created["client_secret"].as_str().unwrap().contains("_secret_"));
+    assert!(created["client_secret"]
+        .as_str()
+        .unwrap()
+        .contains("_secret_"));
     let id = created["id"].as_str().unwrap();
     // What Stripe received: the amount, the currency and our opaque payment id.
     let received = w.t.stripe.received();
@@ -197,23 +240,47 @@ async fn a_payment_is_made_at_the_providers_price_and_only_opaque_ids_reach_stri
     ];
     assert_eq!(form, &expected);
     let sent = format!("{received:?}");
-    for secret in ["Mental", "anxiety", "Pat", "Doe", "Psychiatry", "Gray", &w.patient, &w.appointment] {
+    for secret in [
+        "Mental",
+        "anxiety",
+        "Pat",
+        "Doe",
+        "Psychiatry",
+        "Gray",
+        &w.patient,
+        &w.appointment,
+    ] {
         assert!(!sent.contains(secret), "{secret} reached Stripe: {sent}");
     }
     // Stored: no client secret.
     let read = w.payment(id).await;
     assert!(read.get("client_secret").is_none(), "{read}");
     let (status, listed) = w
-        .call(&w.patient_token, Method::GET, &format!("/api/v1/appointments/{}/payments", w.appointment), None)
+        .call(
+            &w.patient_token,
+            Method::GET,
+            &format!("/api/v1/appointments/{}/payments", w.appointment),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(listed["items"][0]["id"], id);
     let (status, _) = w
-        .call(&w.stranger_token, Method::GET, &format!("/api/v1/payments/{id}"), None)
+        .call(
+            &w.stranger_token,
+            Method::GET,
+            &format!("/api/v1/payments/{id}"),
+            None,
+        )
         .await;
     assert_eq!(status, 404);
     let (status, _) = w
-        .call(&w.stranger_token, Method::GET, &format!("/api/v1/appointments/{}/payments", w.appointment), None)
+        .call(
+            &w.stranger_token,
+            Method::GET,
+            &format!("/api/v1/appointments/{}/payments", w.appointment),
+            None,
+        )
         .await;
     assert_eq!(status, 404);
 }
@@ -236,12 +303,20 @@ async fn a_retry_under_its_idempotency_key_returns_the_same_payment() {
     let (status, again) = send("pay-1", w.appointment.clone()).await;
     assert_eq!(status, 201, "{again}");
     assert_eq!(first["id"], again["id"]);
-    assert_eq!(first["stripe_payment_intent_id"], again["stripe_payment_intent_id"]);
+    assert_eq!(
+        first["stripe_payment_intent_id"],
+        again["stripe_payment_intent_id"]
+    );
     assert_eq!(first["client_secret"], again["client_secret"]);
     let (status, _) = send("pay-1", "01JABCDEFGHJKMNPQRSTVWXYZ0".to_string()).await;
     assert_eq!(status, 422, "the same key for another appointment");
     let (_, listed) = w
-        .call(&w.patient_token, Method::GET, &format!("/api/v1/appointments/{}/payments", w.appointment), None)
+        .call(
+            &w.patient_token,
+            Method::GET,
+            &format!("/api/v1/appointments/{}/payments", w.appointment),
+            None,
+        )
         .await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
 }
@@ -259,7 +334,12 @@ async fn a_stripe_outage_is_a_503_and_records_nothing() {
     let (status, body) = dispatch(&w.billing, &down, req).await;
     assert_eq!(status, 503, "{body}");
     let (_, listed) = w
-        .call(&w.patient_token, Method::GET, &format!("/api/v1/appointments/{}/payments", w.appointment), None)
+        .call(
+            &w.patient_token,
+            Method::GET,
+            &format!("/api/v1/appointments/{}/payments", w.appointment),
+            None,
+        )
         .await;
     assert!(listed["items"].as_array().unwrap().is_empty(), "{listed}");
     // And a payment made afterwards goes through.
@@ -271,28 +351,63 @@ async fn the_signed_success_marks_it_paid_and_the_receipt_shows_it() {
     let w = world().await;
     let id = w.paid().await;
     let (status, receipt) = w
-        .call(&w.patient_token, Method::GET, &format!("/api/v1/payments/{id}/receipt"), None)
+        .call(
+            &w.patient_token,
+            Method::GET,
+            &format!("/api/v1/payments/{id}/receipt"),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(receipt["status"], "succeeded");
     assert_eq!(receipt["amount"], 5000);
     assert_eq!(receipt["provider_name"], "Dr Gray");
-    let mut req = request(Method::GET, &format!("/api/v1/payments/{id}/receipt"), Some(&w.patient_token), None);
+    let mut req = request(
+        Method::GET,
+        &format!("/api/v1/payments/{id}/receipt"),
+        Some(&w.patient_token),
+        None,
+    );
     req.headers.insert("accept", "text/html".parse().unwrap());
     let response = w.billing.dispatch(&w.t.app, req).await;
     assert_eq!(response.status, 200);
-    let csp = response.headers["content-security-policy"].to_str().unwrap();
-    assert!(csp.starts_with("default-src 'none'") && !csp.contains("script-src"), "{csp}");
-    assert!(response.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    let csp = response.headers["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.starts_with("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    assert!(response.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let html = String::from_utf8(response.body.to_vec()).unwrap();
-    assert!(html.contains("50.00 USD") && html.contains("succeeded"), "{html}");
+    assert!(
+        html.contains("50.00 USD") && html.contains("succeeded"),
+        "{html}"
+    );
     assert!(!html.to_lowercase().contains("<script"), "{html}");
     // The patient's history.
-    let (status, history) = w.call(&w.patient_token, Method::GET, "/api/v1/billing/transactions", None).await;
+    let (status, history) = w
+        .call(
+            &w.patient_token,
+            Method::GET,
+            "/api/v1/billing/transactions",
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(history["items"][0]["kind"], "payment");
     assert_eq!(history["items"][0]["status"], "succeeded");
-    let (_, other) = w.call(&w.stranger_token, Method::GET, "/api/v1/billing/transactions", None).await;
+    let (_, other) = w
+        .call(
+            &w.stranger_token,
+            Method::GET,
+            "/api/v1/billing/transactions",
+            None,
+        )
+        .await;
     assert!(other["items"].as_array().unwrap().is_empty());
 }
 
@@ -301,7 +416,10 @@ async fn forged_stale_replayed_and_older_events_change_nothing() {
     let w = world().await;
     let created = w.pay().await;
     let id = created["id"].as_str().unwrap().to_string();
-    let intent = created["stripe_payment_intent_id"].as_str().unwrap().to_string();
+    let intent = created["stripe_payment_intent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // A failure Stripe sends now, delivered only after the later success.
     let mut failed = intent_object(&w.t.app.payments.retrieve_intent(&intent).await.unwrap());
     failed["status"] = json!("requires_payment_method");
@@ -326,18 +444,34 @@ async fn forged_stale_replayed_and_older_events_change_nothing() {
         let (status, answer) = w.post_webhook(body.as_bytes(), signature).await;
         assert_eq!(status, 400, "{answer}");
     }
-    assert_eq!(w.payment(&id).await["status"], "requires_payment_method", "nothing changed");
+    assert_eq!(
+        w.payment(&id).await["status"],
+        "requires_payment_method",
+        "nothing changed"
+    );
 
     // Delivered: applied once; replayed: processed once.
     let (status, answer) = w.deliver(&success).await;
-    assert_eq!((status, answer["outcome"].as_str()), (200, Some("applied")), "{answer}");
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("applied")),
+        "{answer}"
+    );
     let (status, answer) = w.deliver(&success).await;
-    assert_eq!((status, answer["outcome"].as_str()), (200, Some("duplicate")), "{answer}");
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("duplicate")),
+        "{answer}"
+    );
     assert_eq!(w.payment(&id).await["status"], "succeeded");
 
     // The older failure, delivered late, changes nothing.
     let (status, answer) = w.deliver(&late).await;
-    assert_eq!((status, answer["outcome"].as_str()), (200, Some("ignored")), "{answer}");
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("ignored")),
+        "{answer}"
+    );
     let after = w.payment(&id).await;
     assert_eq!(after["status"], "succeeded", "{after}");
 }
@@ -356,7 +490,12 @@ async fn a_webhook_signed_by_the_official_stripe_library_is_accepted_and_ours_ve
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("python runs");
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         child.wait_with_output().expect("python ends")
     };
     let w = world().await;
@@ -373,17 +512,35 @@ async fn a_webhook_signed_by_the_official_stripe_library_is_accepted_and_ours_ve
             "currency": "usd", "status": "succeeded", "metadata": {"docare_payment_id": id}}},
     })
     .to_string();
-    let signed = run(vec!["sign".into(), secret.clone(), secs(&w).to_string()], event.clone());
+    let signed = run(
+        vec!["sign".into(), secret.clone(), secs(&w).to_string()],
+        event.clone(),
+    );
     assert!(signed.status.success());
     let header = String::from_utf8(signed.stdout).unwrap().trim().to_string();
-    assert!(header.starts_with("t=") && header.contains(",v1="), "{header}");
+    assert!(
+        header.starts_with("t=") && header.contains(",v1="),
+        "{header}"
+    );
     let (status, answer) = w.post_webhook(event.as_bytes(), Some(&header)).await;
-    assert_eq!((status, answer["outcome"].as_str()), (200, Some("applied")), "{answer}");
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("applied")),
+        "{answer}"
+    );
     assert_eq!(w.payment(id).await["status"], "succeeded");
     // The fake's signatures are Stripe's: the library accepts them, and refuses a forgery.
-    let delivery = w.t.stripe.emit("payment_intent.created", json!({"id": intent}));
-    let verified = run(vec!["verify".into(), secret.clone(), delivery.signature.clone()], delivery.body.clone());
-    assert!(verified.status.success(), "the stripe library accepts the fake's signature");
+    let delivery =
+        w.t.stripe
+            .emit("payment_intent.created", json!({"id": intent}));
+    let verified = run(
+        vec!["verify".into(), secret.clone(), delivery.signature.clone()],
+        delivery.body.clone(),
+    );
+    assert!(
+        verified.status.success(),
+        "the stripe library accepts the fake's signature"
+    );
     let forged = shared::payments::sign("whsec_forged", secs(&w), delivery.body.as_bytes());
     let refused = run(vec!["verify".into(), secret, forged], delivery.body);
     assert!(!refused.status.success());
@@ -395,40 +552,91 @@ async fn refunds_are_partial_bounded_by_the_payment_and_only_for_its_provider_or
     let id = w.paid().await;
     let path = format!("/api/v1/payments/{id}/refunds");
     let body = |amount: i64| Some(json!({"amount": amount, "reason": "requested_by_customer"}));
-    let (status, _) = w.call(&w.patient_token, Method::POST, &path, body(100)).await;
+    let (status, _) = w
+        .call(&w.patient_token, Method::POST, &path, body(100))
+        .await;
     assert_eq!(status, 403, "the patient does not refund");
-    let (status, _) = w.call(&w.stranger_token, Method::POST, &path, body(100)).await;
+    let (status, _) = w
+        .call(&w.stranger_token, Method::POST, &path, body(100))
+        .await;
     assert_eq!(status, 404);
-    let (status, _) = w.call(&w.provider_token, Method::POST, &path, body(5001)).await;
+    let (status, _) = w
+        .call(&w.provider_token, Method::POST, &path, body(5001))
+        .await;
     assert_eq!(status, 422, "above the paid amount");
     let from = w.t.stripe.deliveries().len();
-    let (status, first) = w.call(&w.provider_token, Method::POST, &path, body(2000)).await;
+    let (status, first) = w
+        .call(&w.provider_token, Method::POST, &path, body(2000))
+        .await;
     assert_eq!(status, 201, "{first}");
     assert_eq!(first["status"], "succeeded");
-    assert!(first["stripe_refund_id"].as_str().unwrap().starts_with("re_"));
-    let (status, _) = w.call(&w.admin_token, Method::POST, &path, body(3001)).await;
+    assert!(first["stripe_refund_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("re_"));
+    let (status, _) = w
+        .call(&w.admin_token, Method::POST, &path, body(3001))
+        .await;
     assert_eq!(status, 422, "above what is left");
     let (status, rest) = w
-        .call(&w.admin_token, Method::POST, &path, Some(json!({"reason": "duplicate"})))
+        .call(
+            &w.admin_token,
+            Method::POST,
+            &path,
+            Some(json!({"reason": "duplicate"})),
+        )
         .await;
     assert_eq!(status, 201, "{rest}");
     assert_eq!(rest["amount"], 3000, "the default is what is left");
-    let (status, _) = w.call(&w.provider_token, Method::POST, &path, body(1)).await;
+    let (status, _) = w
+        .call(&w.provider_token, Method::POST, &path, body(1))
+        .await;
     assert_eq!(status, 422, "nothing left");
     // The refund events (replays of what the answers said) change nothing more.
     w.deliver_since(from).await;
     let read = w.payment(&id).await;
-    assert_eq!((read["refunded_amount"].as_i64(), read["refundable_amount"].as_i64()), (Some(5000), Some(0)), "{read}");
+    assert_eq!(
+        (
+            read["refunded_amount"].as_i64(),
+            read["refundable_amount"].as_i64()
+        ),
+        (Some(5000), Some(0)),
+        "{read}"
+    );
     // What reached Stripe for refunds: the intent, the amount, opaque ids.
     for (what, form) in w.t.stripe.received() {
         if what == "POST /v1/refunds" {
             let keys: Vec<&str> = form.iter().map(|(k, _)| k.as_str()).collect();
-            assert_eq!(keys, ["payment_intent", "amount", "metadata[docare_payment_id]", "metadata[docare_refund_id]"]);
+            assert_eq!(
+                keys,
+                [
+                    "payment_intent",
+                    "amount",
+                    "metadata[docare_payment_id]",
+                    "metadata[docare_refund_id]"
+                ]
+            );
         }
     }
-    let (_, history) = w.call(&w.patient_token, Method::GET, "/api/v1/billing/transactions", None).await;
-    let kinds: Vec<&str> = history["items"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "refund").count(), 2, "{history}");
+    let (_, history) = w
+        .call(
+            &w.patient_token,
+            Method::GET,
+            "/api/v1/billing/transactions",
+            None,
+        )
+        .await;
+    let kinds: Vec<&str> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "refund").count(),
+        2,
+        "{history}"
+    );
 }
 
 #[tokio::test]
@@ -438,13 +646,23 @@ async fn a_refused_refund_and_a_failed_one_give_their_reservation_back() {
     let path = format!("/api/v1/payments/{id}/refunds");
     // Stripe down: 503, and the amount is refundable again.
     let down = with_ports(&w.t.app, |p| p.payments = Arc::new(Outage));
-    let req = request(Method::POST, &path, Some(&w.provider_token), Some(json!({"amount": 1000, "reason": "duplicate"})));
+    let req = request(
+        Method::POST,
+        &path,
+        Some(&w.provider_token),
+        Some(json!({"amount": 1000, "reason": "duplicate"})),
+    );
     let (status, _) = dispatch(&w.billing, &down, req).await;
     assert_eq!(status, 503);
     assert_eq!(w.payment(&id).await["refundable_amount"], 5000);
     // A refund that Stripe later reports failed (`refund.failed`) is given back once.
     let (status, refund) = w
-        .call(&w.provider_token, Method::POST, &path, Some(json!({"amount": 1500, "reason": "duplicate"})))
+        .call(
+            &w.provider_token,
+            Method::POST,
+            &path,
+            Some(json!({"amount": 1500, "reason": "duplicate"})),
+        )
         .await;
     assert_eq!(status, 201);
     assert_eq!(w.payment(&id).await["refundable_amount"], 3500);
@@ -455,16 +673,26 @@ async fn a_refused_refund_and_a_failed_one_give_their_reservation_back() {
         payment_intent: None,
         metadata: [
             ("docare_payment_id".to_string(), id.clone()),
-            ("docare_refund_id".to_string(), refund["id"].as_str().unwrap().to_string()),
+            (
+                "docare_refund_id".to_string(),
+                refund["id"].as_str().unwrap().to_string(),
+            ),
         ]
         .into(),
     };
     let event = w.t.stripe.emit("refund.failed", refund_object(&failed));
     let (status, answer) = w.deliver(&event).await;
-    assert_eq!((status, answer["outcome"].as_str()), (200, Some("applied")), "{answer}");
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("applied")),
+        "{answer}"
+    );
     let again = w.t.stripe.emit("refund.failed", refund_object(&failed));
     let (_, answer) = w.deliver(&again).await;
-    assert_eq!(answer["outcome"], "ignored", "a second failure gives nothing back");
+    assert_eq!(
+        answer["outcome"], "ignored",
+        "a second failure gives nothing back"
+    );
     assert_eq!(w.payment(&id).await["refundable_amount"], 5000);
 }
 
@@ -472,21 +700,40 @@ async fn a_refused_refund_and_a_failed_one_give_their_reservation_back() {
 async fn a_dispute_is_recorded_in_the_history() {
     let w = world().await;
     let id = w.paid().await;
-    let intent = w.payment(&id).await["stripe_payment_intent_id"].as_str().unwrap().to_string();
+    let intent = w.payment(&id).await["stripe_payment_intent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let event = w.t.stripe.emit(
         "charge.dispute.created",
         json!({"id": "dp_1Dispute00000", "object": "dispute", "payment_intent": intent, "amount": 5000, "status": "needs_response"}),
     );
     let (status, answer) = w.deliver(&event).await;
-    assert_eq!((status, answer["outcome"].as_str()), (200, Some("applied")), "{answer}");
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("applied")),
+        "{answer}"
+    );
     assert_eq!(w.payment(&id).await["disputed"], true);
-    let (_, history) = w.call(&w.patient_token, Method::GET, "/api/v1/billing/transactions", None).await;
+    let (_, history) = w
+        .call(
+            &w.patient_token,
+            Method::GET,
+            "/api/v1/billing/transactions",
+            None,
+        )
+        .await;
     assert_eq!(history["items"][0]["kind"], "dispute", "{history}");
 }
 
 /// Fires `n` refunds of `amount` at once, each through its own app instance, and
 /// returns the statuses and the most that were in flight together.
-pub async fn refund_race(apps: Vec<App>, token: &str, payment: &str, amount: i64) -> (Vec<u16>, usize) {
+pub async fn refund_race(
+    apps: Vec<App>,
+    token: &str,
+    payment: &str,
+    amount: i64,
+) -> (Vec<u16>, usize) {
     let n = apps.len();
     let barrier = Arc::new(tokio::sync::Barrier::new(n));
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -526,18 +773,20 @@ async fn forty_five_racing_refunds_never_exceed_the_paid_amount() {
     let apps: Vec<App> = (0..45).map(|_| with_ports(&w.t.app, |_| {})).collect();
     // 45 refunds of 200 against 5000 paid: at most 25 fit.
     let (statuses, most) = refund_race(apps, &w.provider_token, &id, 200).await;
-    assert!(most >= 20, "the refunds overlapped in time: at most {most} in flight");
+    assert!(
+        most >= 20,
+        "the refunds overlapped in time: at most {most} in flight"
+    );
     let won = statuses.iter().filter(|s| **s == 201).count();
     let refused = statuses.iter().filter(|s| **s == 422).count();
     assert_eq!((won, refused), (25, 20), "{statuses:?}");
-    let refunded: i64 = w
-        .t
-        .stripe
-        .received()
-        .iter()
-        .filter(|(what, _)| what == "POST /v1/refunds")
-        .map(|(_, form)| form[1].1.parse::<i64>().unwrap())
-        .sum();
+    let refunded: i64 =
+        w.t.stripe
+            .received()
+            .iter()
+            .filter(|(what, _)| what == "POST /v1/refunds")
+            .map(|(_, form)| form[1].1.parse::<i64>().unwrap())
+            .sum();
     assert_eq!(refunded, 5000, "what Stripe was asked to refund");
     let read = w.payment(&id).await;
     assert_eq!(read["refundable_amount"], 0, "{read}");

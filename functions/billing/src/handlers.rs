@@ -15,10 +15,9 @@ use shared::domain::appointment::{ConsultationType, Status};
 use shared::http::pagination::PageRequest;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::ports::payments::{Metadata, NewIntent, NewRefund, PaymentError};
-use shared::store::appointments as appointments;
+use shared::store::appointments;
 use shared::store::payments::{
-    self as store, CreateError, CreationKey, NewPayment, Payment, Price, RefundRecord,
-    ReserveError,
+    self as store, CreateError, CreationKey, NewPayment, Payment, Price, RefundRecord, ReserveError,
 };
 use shared::{guard, ApiError, App, AppContext};
 
@@ -183,7 +182,15 @@ async fn replay(
         .payments
         .retrieve_intent(&payment.stripe_payment_intent_id)
         .await?;
-    record(app, req, principal, Action::View, (PAYMENT, id), Outcome::Success).await?;
+    record(
+        app,
+        req,
+        principal,
+        Action::View,
+        (PAYMENT, id),
+        Outcome::Success,
+    )
+    .await?;
     ApiResponse::created(&Created {
         payment,
         client_secret: intent.client_secret,
@@ -294,8 +301,15 @@ pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
 pub async fn get(app: App, req: ApiRequest) -> HandlerResult {
     let principal = guard::signed_in(&app, &req).await?;
     let (payment, _) = payment_in_path(&app, &req, &principal).await?;
-    record(&app, &req, &principal, Action::View, (PAYMENT, &payment.id), Outcome::Success)
-        .await?;
+    record(
+        &app,
+        &req,
+        &principal,
+        Action::View,
+        (PAYMENT, &payment.id),
+        Outcome::Success,
+    )
+    .await?;
     ApiResponse::ok(&payment)
 }
 
@@ -397,9 +411,14 @@ pub async fn refund(app: App, req: ApiRequest) -> HandlerResult {
     };
     match called {
         Ok(answer) => {
-            let stored =
-                store::refund_submitted(&app, &reserved, &answer.id, &answer.status, update(Outcome::Success))
-                    .await?;
+            let stored = store::refund_submitted(
+                &app,
+                &reserved,
+                &answer.id,
+                &answer.status,
+                update(Outcome::Success),
+            )
+            .await?;
             ApiResponse::created(&stored)
         }
         Err(err) => {
@@ -433,7 +452,12 @@ pub(crate) struct Receipt {
 }
 
 fn money(amount: i64, currency: &str) -> String {
-    format!("{}.{:02} {}", amount / 100, amount % 100, currency.to_uppercase())
+    format!(
+        "{}.{:02} {}",
+        amount / 100,
+        amount % 100,
+        currency.to_uppercase()
+    )
 }
 
 fn escape(text: &str) -> String {
@@ -514,8 +538,15 @@ pub async fn receipt(app: App, req: ApiRequest) -> HandlerResult {
         created_at: payment.created_at.clone(),
         updated_at: payment.updated_at.clone(),
     };
-    record(&app, &req, &principal, Action::View, (PAYMENT, &payment.id), Outcome::Success)
-        .await?;
+    record(
+        &app,
+        &req,
+        &principal,
+        Action::View,
+        (PAYMENT, &payment.id),
+        Outcome::Success,
+    )
+    .await?;
     let html = req.query_param("format") == Some("html")
         || req
             .header("accept")
@@ -546,6 +577,14 @@ pub async fn transactions(app: App, req: ApiRequest) -> HandlerResult {
     }
     let page = PageRequest::from_request(&req)?;
     let history = store::transactions(&app, &principal.user_id, &page).await?;
-    record(&app, &req, &principal, Action::View, target, Outcome::Success).await?;
+    record(
+        &app,
+        &req,
+        &principal,
+        Action::View,
+        target,
+        Outcome::Success,
+    )
+    .await?;
     ApiResponse::ok(&history)
 }

@@ -122,7 +122,11 @@ fn answer(done: Processed) -> HandlerResult {
 }
 
 /// The payment an event's object belongs to: our id in its metadata, else the intent's.
-async fn payment_of(app: &AppContext, object: &Value, intent: &Value) -> Result<Option<String>, ApiError> {
+async fn payment_of(
+    app: &AppContext,
+    object: &Value,
+    intent: &Value,
+) -> Result<Option<String>, ApiError> {
     if let Some(id) = our_id(object, "docare_payment_id") {
         return Ok(Some(id));
     }
@@ -140,11 +144,15 @@ async fn process(
 ) -> Result<Processed, ApiError> {
     let ignore = || stripe_event(req, "stripe_event", &event.id);
     match event.kind.as_str() {
-        "payment_intent.succeeded" | "payment_intent.payment_failed" | "payment_intent.canceled" => {
+        "payment_intent.succeeded"
+        | "payment_intent.payment_failed"
+        | "payment_intent.canceled" => {
             let Some(payment_id) = payment_of(app, object, &object["id"]).await? else {
                 return store::ignore(app, event, ignore()).await;
             };
-            let Some(status) = object["status"].as_str().filter(|s| store::status_rank(s) > 0)
+            let Some(status) = object["status"]
+                .as_str()
+                .filter(|s| store::status_rank(s) > 0)
             else {
                 return Err(bad("the event's intent has no known status"));
             };
@@ -171,10 +179,20 @@ async fn process(
                 // A refund made outside DoCare (the dashboard): nothing of ours to move.
                 return store::ignore(app, event, ignore()).await;
             };
-            let status = if event.kind == "refund.failed" { "failed" } else { status };
-            store::apply_refund_status(app, event, &payment_id, &refund_id, stripe_refund, status, || {
-                stripe_event(req, "refund", &refund_id)
-            })
+            let status = if event.kind == "refund.failed" {
+                "failed"
+            } else {
+                status
+            };
+            store::apply_refund_status(
+                app,
+                event,
+                &payment_id,
+                &refund_id,
+                stripe_refund,
+                status,
+                || stripe_event(req, "refund", &refund_id),
+            )
             .await
         }
         "charge.dispute.created" => {

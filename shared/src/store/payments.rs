@@ -96,7 +96,11 @@ pub async fn price(
 }
 
 /// Sets a price (with its audit event, one transaction).
-pub async fn save_price(app: &AppContext, price: &Price, event: AuditEvent) -> Result<(), ApiError> {
+pub async fn save_price(
+    app: &AppContext,
+    price: &Price,
+    event: AuditEvent,
+) -> Result<(), ApiError> {
     let op = put(
         &app.config.table,
         keys::price(&price.provider_id, &price.consultation_type),
@@ -163,7 +167,10 @@ impl Payment {
             } else {
                 0
             },
-            disputed: item.get("disputed").and_then(Value::as_bool).unwrap_or(false),
+            disputed: item
+                .get("disputed")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             created_at: text(item, "created_at"),
             updated_at: text(item, "updated_at"),
             refund_reserved: reserved,
@@ -220,7 +227,10 @@ impl From<CreateError> for ApiError {
 pub async fn replayed(app: &AppContext, key: &CreationKey) -> Result<Option<String>, CreateError> {
     let item = app
         .db
-        .get(&app.config.table, &keys::payment_key(&key.user_id, &key.key))
+        .get(
+            &app.config.table,
+            &keys::payment_key(&key.user_id, &key.key),
+        )
         .await
         .map_err(ApiError::from)?;
     match item {
@@ -438,7 +448,10 @@ impl RefundRecord {
                 .map(str::to_string),
             created_at: text(item, "created_at"),
             updated_at: text(item, "updated_at"),
-            released: item.get("released").and_then(Value::as_bool).unwrap_or(false),
+            released: item
+                .get("released")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         }
     }
 }
@@ -513,7 +526,10 @@ pub async fn reserve_refund(
             ("status", s("reserved")),
             ("created_at", s(&now)),
             ("updated_at", s(&now)),
-            ("gsi1pk", Value::S(keys::transactions_of(&payment.patient_id))),
+            (
+                "gsi1pk",
+                Value::S(keys::transactions_of(&payment.patient_id)),
+            ),
             ("gsi1sk", Value::S(gsi_sk(&now, refund_id))),
         ],
         Some(Condition::NotExists),
@@ -561,7 +577,11 @@ pub async fn release_refund(
     status: &str,
     event: AuditEvent,
 ) -> Result<(), ApiError> {
-    match app.audit.commit(event, release_ops(app, refund, status)).await {
+    match app
+        .audit
+        .commit(event, release_ops(app, refund, status))
+        .await
+    {
         Ok(()) | Err(CommitError::Change { op: 0 }) => Ok(()),
         Err(err) => Err(err.into()),
     }
@@ -736,7 +756,10 @@ pub async fn apply_intent_status(
                 key: keys::payment(payment_id),
                 update: Update::new()
                     .set("status", status)
-                    .set("event_created", Value::N(event.created.max(payment.event_created)))
+                    .set(
+                        "event_created",
+                        Value::N(event.created.max(payment.event_created)),
+                    )
                     .set("updated_at", app.now().to_string().as_str())
                     .add("version", 1),
                 condition: Some(Condition::Equals(
@@ -753,7 +776,9 @@ pub async fn apply_intent_status(
             Err(Some(err)) => return Err(err),
         }
     }
-    Err(ApiError::conflict("the payment kept changing; Stripe will retry"))
+    Err(ApiError::conflict(
+        "the payment kept changing; Stripe will retry",
+    ))
 }
 
 /// A refund event (`refund.created`, `.updated`, `.failed`): the refund's status
@@ -798,12 +823,19 @@ pub async fn apply_refund_status(
             Err(Some(err)) => return Err(err),
         }
     }
-    Err(ApiError::conflict("the refund kept changing; Stripe will retry"))
+    Err(ApiError::conflict(
+        "the refund kept changing; Stripe will retry",
+    ))
 }
 
 /// A refund Stripe made although its reservation was given back: reserved again
 /// (unconditionally: the money has moved) and marked succeeded.
-fn retake_ops(app: &AppContext, refund: &RefundRecord, stripe_refund_id: &str, now: &str) -> Vec<WriteOp> {
+fn retake_ops(
+    app: &AppContext,
+    refund: &RefundRecord,
+    stripe_refund_id: &str,
+    now: &str,
+) -> Vec<WriteOp> {
     vec![
         WriteOp::Update {
             table: app.config.table.clone(),
@@ -851,7 +883,10 @@ pub async fn record_dispute(
                 ("currency", s(&payment.currency)),
                 ("status", s(status)),
                 ("created_at", s(&now)),
-                ("gsi1pk", Value::S(keys::transactions_of(&payment.patient_id))),
+                (
+                    "gsi1pk",
+                    Value::S(keys::transactions_of(&payment.patient_id)),
+                ),
                 ("gsi1sk", Value::S(gsi_sk(&now, dispute_id))),
             ],
             None,

@@ -68,7 +68,11 @@ impl FakeStripe {
 
     /// Requires an API key from `store` under `name` on every call (missing: the call
     /// fails as Stripe's 401 does, unavailable).
-    pub fn with_api_key_from(mut self, store: Arc<dyn crate::ports::SecretStore>, name: String) -> Self {
+    pub fn with_api_key_from(
+        mut self,
+        store: Arc<dyn crate::ports::SecretStore>,
+        name: String,
+    ) -> Self {
         self.api_key = Some((store, name));
         self
     }
@@ -79,7 +83,9 @@ impl FakeStripe {
         };
         match store.get(name).await {
             Ok(Some(key)) if key.starts_with("sk_test_") => Ok(()),
-            Ok(_) => Err(PaymentError::Unavailable("fake Stripe: no test API key".into())),
+            Ok(_) => Err(PaymentError::Unavailable(
+                "fake Stripe: no test API key".into(),
+            )),
             Err(err) => Err(PaymentError::Unavailable(Box::new(err))),
         }
     }
