@@ -10,4 +10,5 @@ mod medications;
 mod payments;
 mod profile;
 mod sessions;
+mod takeover;
 mod units_of_work;
