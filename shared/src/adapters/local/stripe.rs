@@ -26,13 +26,16 @@ pub struct Delivery {
     pub signature: String,
 }
 
+/// Form fields as sent.
+type Form = Vec<(String, String)>;
+
 #[derive(Default)]
 struct State {
     intents: HashMap<String, (Intent, i64)>,
     refunds: HashMap<String, Refund>,
     /// Idempotency key → (method and path, form, answer).
-    keys: HashMap<String, (String, Vec<(String, String)>, Value)>,
-    received: Vec<(String, Vec<(String, String)>)>,
+    keys: HashMap<String, (String, Form, Value)>,
+    received: Vec<(String, Form)>,
     deliveries: Vec<Delivery>,
     down: bool,
     unchecked_refunds: bool,
