@@ -60,6 +60,14 @@ pub fn http_functions() -> Vec<HttpMount> {
             function: "messages",
             router: docare_messages::router(),
         },
+        HttpMount {
+            function: "billing",
+            router: docare_billing::router(),
+        },
+        HttpMount {
+            function: "stripe-webhook",
+            router: docare_stripe_webhook::router(),
+        },
     ]
 }
 

@@ -54,6 +54,10 @@ impl Stack {
         let parts = local::open(&settings.data_dir, config, &http_url, clock)
             .map_err(|e| anyhow::anyhow!("{e} (is another local stack using this folder?)"))?;
         let app = parts.app.clone();
+        // The fake Stripe delivers its signed events to the local webhook route.
+        parts
+            .stripe
+            .deliver_to(&format!("{http_url}/api/v1/webhooks/stripe"));
         let seeded = crate::accounts::seed_demo(&app, &settings.data_dir)
             .await
             .context("cannot seed the demo accounts")?;

@@ -8,7 +8,9 @@ use crate::config::Config;
 use crate::crypto::blind_index::BlindIndex;
 use crate::crypto::envelope::Purpose;
 use crate::crypto::{CachePolicy, Envelope, KmsCalls, MeteredKeys};
-use crate::ports::{BlobStore, Clock, Database, KeyService, Messenger, Push, Queue, SecretStore};
+use crate::ports::{
+    BlobStore, Clock, Database, KeyService, Messenger, Payments, Push, Queue, SecretStore,
+};
 use std::sync::Arc;
 
 /// What handlers receive. Cloning is a reference-count increment.
@@ -24,6 +26,8 @@ pub struct Ports {
     pub push: Arc<dyn Push>,
     pub messenger: Arc<dyn Messenger>,
     pub secrets: Arc<dyn SecretStore>,
+    /// Stripe (payment intents, refunds): its REST API on AWS, a fake locally.
+    pub payments: Arc<dyn Payments>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -36,6 +40,8 @@ pub struct AppContext {
     pub queue: Arc<dyn Queue>,
     pub push: Arc<dyn Push>,
     pub messenger: Arc<dyn Messenger>,
+    /// Stripe: only amounts, currencies and opaque ids reach it (`ports::payments`).
+    pub payments: Arc<dyn Payments>,
     pub clock: Arc<dyn Clock>,
     /// KMS calls made through this context (tests and benchmarks assert on them).
     pub kms_calls: Arc<KmsCalls>,
@@ -76,6 +82,7 @@ impl AppContext {
             push,
             messenger,
             secrets,
+            payments,
             clock,
         } = ports;
         let db: Arc<dyn Database> = Arc::new(RecordedDatabase(db));
@@ -130,6 +137,7 @@ impl AppContext {
             queue,
             push,
             messenger,
+            payments,
             clock,
             kms_calls,
             secrets,

@@ -20,6 +20,7 @@ pub mod guard;
 pub mod http;
 pub mod lambda;
 pub mod notifications;
+pub mod payments;
 pub mod phi;
 pub mod ports;
 pub mod secrets;

@@ -26,6 +26,7 @@ use crate::ports::db::{
 };
 use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Rewrapped, Unwrapped};
 use crate::ports::messenger::{Messenger, MessengerError, OutboundMessage};
+use crate::ports::payments::{Intent, NewIntent, NewRefund, PaymentError, Refund};
 use crate::ports::push::{Push, PushError, PushOutcome};
 use crate::ports::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use crate::App;
@@ -77,6 +78,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     /// The app's data folder (deleted when dropped).
     pub dir: tempfile::TempDir,
+    /// The offline Stripe behind `app.payments` (what it received, the events it signed).
+    pub stripe: Arc<crate::adapters::local::FakeStripe>,
 }
 
 impl TestApp {
@@ -87,6 +90,7 @@ impl TestApp {
             app: parts.app,
             clock,
             dir,
+            stripe: parts.stripe,
         }
     }
 }
@@ -620,6 +624,25 @@ impl crate::ports::SecretStore for Outage {
         _: &str,
     ) -> Result<Option<zeroize::Zeroizing<String>>, crate::ports::secrets::SecretError> {
         Err(crate::ports::secrets::SecretError::Unavailable(down()))
+    }
+}
+
+#[async_trait]
+impl crate::ports::Payments for Outage {
+    async fn create_intent(&self, _: &NewIntent) -> Result<Intent, PaymentError> {
+        Err(PaymentError::Unavailable(down()))
+    }
+    async fn retrieve_intent(&self, _: &str) -> Result<Intent, PaymentError> {
+        Err(PaymentError::Unavailable(down()))
+    }
+    async fn confirm_intent(&self, _: &str) -> Result<Intent, PaymentError> {
+        Err(PaymentError::Unavailable(down()))
+    }
+    async fn refund(&self, _: &NewRefund) -> Result<Refund, PaymentError> {
+        Err(PaymentError::Unavailable(down()))
+    }
+    async fn retrieve_refund(&self, _: &str) -> Result<Refund, PaymentError> {
+        Err(PaymentError::Unavailable(down()))
     }
 }
 

@@ -64,6 +64,8 @@ struct Call<'a> {
     path: String,
     token: Option<&'a str>,
     body: Option<Json>,
+    /// A body sent as is (a webhook's signed bytes).
+    raw: Option<String>,
     query: Vec<(&'a str, String)>,
     headers: Vec<(&'static str, &'a str)>,
 }
@@ -74,6 +76,7 @@ fn call<'a>(method: Method, path: impl Into<String>, token: Option<&'a str>) -> 
         path: path.into(),
         token,
         body: None,
+        raw: None,
         query: Vec::new(),
         headers: Vec::new(),
     }
@@ -82,6 +85,10 @@ fn call<'a>(method: Method, path: impl Into<String>, token: Option<&'a str>) -> 
 impl<'a> Call<'a> {
     fn body(mut self, body: Json) -> Self {
         self.body = Some(body);
+        self
+    }
+    fn raw(mut self, body: &str) -> Self {
+        self.raw = Some(body.to_string());
         self
     }
     fn query(mut self, name: &'a str, value: impl Into<String>) -> Self {
@@ -153,6 +160,9 @@ impl Harness {
             req.headers
                 .insert("content-type", "application/json".parse().unwrap());
             req.body = serde_json::to_vec(&body).unwrap().into();
+        }
+        if let Some(raw) = call.raw {
+            req.body = raw.into_bytes().into();
         }
         let mount = self
             .mounts
@@ -1306,6 +1316,157 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         call(Method::PATCH, &appointment_path, pt).body(json!({"status": "cancelled"})),
         200,
         vec![ok("UPDATE", &patient, ap)],
+    )
+    .await;
+
+    // --- billing ------------------------------------------------------------------------------
+    h.step(
+        "PUT /providers/me/prices",
+        call(Method::PUT, "/api/v1/providers/me/prices", st)
+            .body(json!({"consultation_type": "video", "amount": 5000, "currency": "usd"})),
+        200,
+        vec![ok("UPDATE", &stranger, ("price", &stranger.id))],
+    )
+    .await;
+    h.step(
+        "POST /payments, an amount named by the client (nothing written)",
+        call(Method::POST, "/api/v1/payments", pt)
+            .body(json!({"appointment_id": second, "amount": 1})),
+        422,
+        vec![],
+    )
+    .await;
+    h.step(
+        "POST /payments, another patient's appointment",
+        call(Method::POST, "/api/v1/payments", ot).body(json!({"appointment_id": second})),
+        404,
+        vec![denied("ACCESS_DENIED", &other, ("appointment", &second))],
+    )
+    .await;
+    let (status, paid, events) = h
+        .send(call(Method::POST, "/api/v1/payments", pt).body(json!({"appointment_id": second})))
+        .await;
+    let payment_id = text(&paid, "id");
+    let pay = ("payment", payment_id.as_str());
+    h.check(
+        "POST /payments",
+        status,
+        201,
+        events,
+        vec![ok("CREATE", &patient, pay)],
+    );
+    // Confirmed at (the fake) Stripe; its signed event reaches the webhook.
+    let from = h.parts.stripe.deliveries().len();
+    app.payments
+        .confirm_intent(&text(&paid, "stripe_payment_intent_id"))
+        .await
+        .unwrap();
+    let success = h.parts.stripe.deliveries()[from].clone();
+    let by_stripe = Want {
+        action: "UPDATE".into(),
+        outcome: "success".into(),
+        actor: None,
+        role: Some("stripe".into()),
+        resource: Some(("payment".into(), payment_id.clone())),
+    };
+    h.step(
+        "POST /webhooks/stripe, forged (nothing written, nothing recorded)",
+        call(Method::POST, "/api/v1/webhooks/stripe", None)
+            .raw(&success.body)
+            .header("stripe-signature", "t=1,v1=00"),
+        400,
+        vec![],
+    )
+    .await;
+    h.step(
+        "POST /webhooks/stripe, payment_intent.succeeded",
+        call(Method::POST, "/api/v1/webhooks/stripe", None)
+            .raw(&success.body)
+            .header("stripe-signature", &success.signature),
+        200,
+        vec![by_stripe],
+    )
+    .await;
+    h.step(
+        "POST /webhooks/stripe, replayed (processed once)",
+        call(Method::POST, "/api/v1/webhooks/stripe", None)
+            .raw(&success.body)
+            .header("stripe-signature", &success.signature),
+        200,
+        vec![],
+    )
+    .await;
+    let payment_path = format!("/api/v1/payments/{payment_id}");
+    h.step(
+        "GET /payments/{id}",
+        call(Method::GET, &payment_path, pt),
+        200,
+        vec![ok("VIEW", &patient, pay)],
+    )
+    .await;
+    h.step(
+        "GET /payments/{id}, another patient",
+        call(Method::GET, &payment_path, ot),
+        404,
+        vec![denied("ACCESS_DENIED", &other, pay)],
+    )
+    .await;
+    h.step(
+        "GET /appointments/{id}/payments",
+        call(
+            Method::GET,
+            format!("/api/v1/appointments/{second}/payments"),
+            pt,
+        ),
+        200,
+        vec![ok("VIEW", &patient, ("appointment_payments", &second))],
+    )
+    .await;
+    h.step(
+        "GET /payments/{id}/receipt",
+        call(Method::GET, format!("{payment_path}/receipt"), pt),
+        200,
+        vec![ok("VIEW", &patient, pay)],
+    )
+    .await;
+    h.step(
+        "POST /payments/{id}/refunds, the patient",
+        call(Method::POST, format!("{payment_path}/refunds"), pt)
+            .body(json!({"amount": 1000, "reason": "requested_by_customer"})),
+        403,
+        vec![denied("ACCESS_DENIED", &patient, pay)],
+    )
+    .await;
+    let (status, refund, events) = h
+        .send(
+            call(Method::POST, format!("{payment_path}/refunds"), st)
+                .body(json!({"amount": 1000, "reason": "requested_by_customer"})),
+        )
+        .await;
+    let refund_id = text(&refund, "id");
+    h.check(
+        "POST /payments/{id}/refunds",
+        status,
+        201,
+        events,
+        vec![
+            ok("CREATE", &stranger, ("refund", &refund_id)),
+            ok("UPDATE", &stranger, ("refund", &refund_id)),
+        ],
+    );
+    h.step(
+        "POST /payments/{id}/refunds, above what is left (nothing written)",
+        call(Method::POST, format!("{payment_path}/refunds"), st)
+            .body(json!({"amount": 4001, "reason": "requested_by_customer"})),
+        422,
+        vec![],
+    )
+    .await;
+    h.step(
+        "GET /billing/transactions",
+        call(Method::GET, "/api/v1/billing/transactions", pt),
+        200,
+        vec![ok("VIEW", &patient, ("billing_history", &patient.id))],
     )
     .await;
 

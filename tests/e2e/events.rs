@@ -265,6 +265,37 @@ pub(crate) async fn messages_samples() {
 }
 
 #[tokio::test]
+pub(crate) async fn billing_samples() {
+    check_http_samples(
+        "billing",
+        docare_billing::router(),
+        &[
+            ("payments-without-token.json", 401, Some("unauthenticated")),
+            (
+                "transactions-without-token.json",
+                401,
+                Some("unauthenticated"),
+            ),
+        ],
+    )
+    .await;
+}
+
+/// A delivery with a signature that does not verify, and one without: 400, nothing done.
+#[tokio::test]
+pub(crate) async fn stripe_webhook_samples() {
+    check_http_samples(
+        "stripe-webhook",
+        docare_stripe_webhook::router(),
+        &[
+            ("forged-signature.json", 400, Some("validation_failed")),
+            ("unsigned.json", 400, Some("validation_failed")),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
 pub(crate) async fn reminder_scheduler_sample() {
     assert_covered("reminders", &["every-minute.json"]);
     let (parts, _dir) = local_app(Arc::new(SystemClock));

@@ -61,6 +61,8 @@ const SCENARIOS: &[(&str, fn())] = &[
     ("events: audit", super::events::audit_samples),
     ("events: medications", super::events::medications_samples),
     ("events: messages", super::events::messages_samples),
+    ("events: billing", super::events::billing_samples),
+    ("events: stripe-webhook", super::events::stripe_webhook_samples),
     ("events: reminders", super::events::reminder_scheduler_sample),
     ("events: remind", super::events::remind_samples),
     (
@@ -1238,11 +1240,17 @@ impl<'m, 'a> Translator<'m, 'a> {
                 .with("ses:FromAddress", self.mail_from.clone()),
             ),
             "sns" => out.push(request(access.action, "*".into(), what)),
+            // The local stack's secrets are the stage's (`docare/local/…` is
+            // `docare/<Stage>/…` on AWS); Secrets Manager appends a random suffix.
             "secretsmanager" => out.push(request(
                 access.action,
                 format!(
                     "arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{}-AbCdEf",
-                    access.resource
+                    access
+                        .resource
+                        .strip_prefix("docare/local/")
+                        .map(|rest| format!("docare/{STAGE}/{rest}"))
+                        .unwrap_or_else(|| access.resource.clone())
                 ),
                 what,
             )),

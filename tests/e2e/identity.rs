@@ -129,6 +129,7 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
         .unwrap();
     let appointment_id =
         docare_e2e::book_any_slot(&app, &carer.id, &carer_token, &patient_token).await;
+    let payment_id = docare_e2e::pay_for(&app, &carer_token, &patient_token, &appointment_id).await;
 
     let mut create = ApiRequest::new(Method::POST, "/api/v1/medications");
     create.headers.insert(
@@ -183,6 +184,7 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
     // Participants only: anyone else, administrators included, gets a 404.
     let participant = [Unauthenticated, Allow, Hidden, Hidden, Hidden];
     let chat = [Unauthenticated, Allow, Allow, Allow, Forbidden];
+    let payment = format!("/api/v1/payments/{payment_id}");
     let table: Vec<(Method, &str, String, [Expect; 5])> = vec![
         (Method::GET, "/health", "/health".into(), public()),
         (
@@ -459,6 +461,57 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
             "/api/v1/appointments/{id}",
             appointment.clone(),
             owner_only,
+        ),
+        // Billing: providers price, patients pay, participants and admins read, the
+        // provider or an admin refunds; the webhook is Stripe's (its signature, not a
+        // token: 400 without one).
+        (
+            Method::PUT,
+            "/api/v1/providers/me/prices",
+            "/api/v1/providers/me/prices".into(),
+            [Unauthenticated, Forbidden, Forbidden, Allow, Forbidden],
+        ),
+        (
+            Method::POST,
+            "/api/v1/payments",
+            "/api/v1/payments".into(),
+            [Unauthenticated, Allow, Allow, Forbidden, Forbidden],
+        ),
+        (
+            Method::GET,
+            "/api/v1/payments/{id}",
+            payment.clone(),
+            owner_only_and_admin(),
+        ),
+        (
+            Method::GET,
+            "/api/v1/appointments/{id}/payments",
+            format!("{appointment}/payments"),
+            owner_only_and_admin(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/payments/{id}/refunds",
+            format!("{payment}/refunds"),
+            [Unauthenticated, Forbidden, Hidden, Hidden, Allow],
+        ),
+        (
+            Method::GET,
+            "/api/v1/payments/{id}/receipt",
+            format!("{payment}/receipt"),
+            owner_only_and_admin(),
+        ),
+        (
+            Method::GET,
+            "/api/v1/billing/transactions",
+            "/api/v1/billing/transactions".into(),
+            [Unauthenticated, Allow, Allow, Forbidden, Forbidden],
+        ),
+        (
+            Method::POST,
+            "/api/v1/webhooks/stripe",
+            "/api/v1/webhooks/stripe".into(),
+            public(),
         ),
         // Patients add their own, providers for a patient in their care; admins never.
         (

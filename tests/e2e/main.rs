@@ -14,6 +14,7 @@ mod ids;
 mod medications;
 mod messaging;
 mod openapi;
+mod payments;
 mod persistence;
 mod readme;
 mod reminders;

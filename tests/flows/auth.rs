@@ -28,7 +28,9 @@ struct Answer {
 
 impl Harness {
     fn new() -> Self {
-        let TestApp { app, clock, dir } = TestApp::new();
+        let TestApp {
+            app, clock, dir, ..
+        } = TestApp::new();
         Self {
             app,
             clock,

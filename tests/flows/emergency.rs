@@ -22,7 +22,9 @@ struct H {
 
 impl H {
     fn new() -> Self {
-        let TestApp { app, clock, dir } = TestApp::new();
+        let TestApp {
+            app, clock, dir, ..
+        } = TestApp::new();
         Self {
             app,
             clock,

@@ -57,6 +57,10 @@ EXCLUDED = {
     ("POST", "/api/v1/auth/mfa/totp/disable"),
     ("POST", "/api/v1/users/{id}/disable"),
     ("PUT", "/api/v1/users/{id}/role"),
+    # A refund needs a payment that Stripe confirmed, which only the client's Stripe.js
+    # (or, locally, the fake's in-process confirm) does; tests/flows/payments.rs and the
+    # e2e refund tests cover it.
+    ("POST", "/api/v1/payments/{id}/refunds"),
 }
 
 # Run last: confirming TOTP turns enrolment off for the account (enrol first).
@@ -300,15 +304,15 @@ def main():
 
     booked = []
 
-    def book():
+    def book(patient="booker"):
         publish()
         r = http.get(f"{base}/api/v1/providers/{provider_id}/slots",
-                     headers={"authorization": f"Bearer {token['booker']}"}, timeout=30)
+                     headers={"authorization": f"Bearer {token[patient]}"}, timeout=30)
         assert r.status_code == 200, r.text
         # Hours ahead (a patient's changes need 2 hours' notice), a new one each time.
         start = r.json()["items"][8 + 2 * len(booked)]["start"]
         r = post("/api/v1/appointments", {"provider_id": provider_id, "start": start,
-                                          "consultation_type": "video"}, token["booker"])
+                                          "consultation_type": "video"}, token[patient])
         assert r.status_code == 201, r.text
         booked.append(r.json()["id"])
         return r.json()["id"]
@@ -320,6 +324,44 @@ def main():
         start = r.json()["items"][40]["start"]
         return {"body": {"provider_id": provider_id, "start": start, "consultation_type": "in_person", "reason": "annual check"},
                 "headers": {"idempotency-key": uuid.uuid4().hex}}
+
+    # Billing: the seeded provider's video price, payments of the booker's appointments,
+    # and a webhook signed with the fake Stripe's secret from the data folder, as any
+    # client may sign (docs/payments.md).
+    priced = []
+
+    def price():
+        if not priced:
+            r = http.put(base + "/api/v1/providers/me/prices", json={"consultation_type": "video", "amount": 5000, "currency": "usd"},
+                         headers={"authorization": f"Bearer {token['provider']}"}, timeout=30)
+            assert r.status_code == 200, r.text
+            priced.append(True)
+
+    def pay():
+        price()
+        r = post("/api/v1/payments", {"appointment_id": book("payer")}, token["payer"])
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def signed_webhook():
+        import hashlib
+        import hmac
+        secrets = json.load(open(f"{data_dir}/secrets.json"))
+        secret = secrets["docare/local/stripe/webhook_secret"]
+        paid = pay()
+        now = int(time.time())
+        event = json.dumps({"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": "payment_intent.succeeded", "created": now,
+                            "data": {"object": {"id": paid["stripe_payment_intent_id"], "object": "payment_intent", "amount": 5000,
+                                                "currency": "usd", "status": "succeeded", "metadata": {"docare_payment_id": paid["id"]}}}})
+        signature = hmac.new(secret.encode(), f"{now}.{event}".encode(), hashlib.sha256).hexdigest()
+        return {"body": json.loads(event), "raw": event, "headers": {"stripe-signature": f"t={now},v1={signature}"}}
+
+    explicit[("PUT", "/api/v1/providers/me/prices")] = lambda: {"body": {"consultation_type": "video", "amount": 5000, "currency": "usd"}}
+    explicit[("POST", "/api/v1/payments")] = lambda: (price(), {"body": {"appointment_id": book("payer")}, "headers": {"idempotency-key": uuid.uuid4().hex}})[1]
+    explicit[("GET", "/api/v1/payments/{id}")] = lambda: {"path_parameters": {"id": pay()["id"]}}
+    explicit[("GET", "/api/v1/payments/{id}/receipt")] = lambda: {"path_parameters": {"id": pay()["id"]}}
+    explicit[("GET", "/api/v1/appointments/{id}/payments")] = lambda: {"path_parameters": {"id": book("payer")}}
+    explicit[("POST", "/api/v1/webhooks/stripe")] = signed_webhook
 
     explicit[("PUT", "/api/v1/providers/me/availability")] = lambda: {"body": availability}
     explicit[("GET", "/api/v1/providers/{id}/slots")] = lambda: (publish(), {"path_parameters": {"id": provider_id}})[1]
@@ -371,11 +413,15 @@ def main():
                 turn += 1
 
     # The appointment routes: availability by the provider, the rest by a fresh patient.
-    appointment_ops = [key for key in who if key[1].startswith(("/api/v1/appointments", "/api/v1/providers"))]
+    appointment_ops = [key for key in who if key[1].startswith(("/api/v1/appointments", "/api/v1/providers", "/api/v1/payments", "/api/v1/billing"))]
     if appointment_ops:
+        # Billing on a patient of its own (the per-account budget).
         fresh_patient("booker")
+        fresh_patient("payer")
         for key in appointment_ops:
-            who[key] = "provider" if key == ("PUT", "/api/v1/providers/me/availability") else "booker"
+            by_provider = key in (("PUT", "/api/v1/providers/me/availability"), ("PUT", "/api/v1/providers/me/prices"))
+            billing = key[1].startswith(("/api/v1/payments", "/api/v1/billing")) or key[1].endswith("/payments")
+            who[key] = "provider" if by_provider else ("payer" if billing else "booker")
 
     statuses = defaultdict(lambda: defaultdict(int))
     failures = defaultdict(list)

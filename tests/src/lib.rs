@@ -196,3 +196,41 @@ pub async fn race_identical(
     }
     (answers, most.load(Ordering::SeqCst))
 }
+
+/// Sets the provider's video price (50.00 USD) and makes the patient's payment of the
+/// appointment (not confirmed); returns the payment's id.
+pub async fn pay_for(
+    app: &shared::App,
+    provider_token: &str,
+    patient_token: &str,
+    appointment_id: &str,
+) -> String {
+    use http::Method;
+    use shared::testing::{dispatch, request};
+    let router = docare_billing::router();
+    let (status, answer) = dispatch(
+        &router,
+        app,
+        request(
+            Method::PUT,
+            "/api/v1/providers/me/prices",
+            Some(provider_token),
+            Some(serde_json::json!({"consultation_type": "video", "amount": 5000, "currency": "usd"})),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, paid) = dispatch(
+        &router,
+        app,
+        request(
+            Method::POST,
+            "/api/v1/payments",
+            Some(patient_token),
+            Some(serde_json::json!({"appointment_id": appointment_id})),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{paid}");
+    paid["id"].as_str().unwrap_or_default().to_string()
+}

@@ -24,7 +24,6 @@ use shared::store::appointments::{
 use shared::{guard, ApiError, App, AppContext};
 
 const RESOURCE: &str = "appointment";
-pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 pub const MAX_REASON_CHARS: usize = 1000;
 pub const MAX_NOTES_CHARS: usize = 4000;
 /// Attempts of a confirmation whose care relationship changed between read and commit.
@@ -73,21 +72,10 @@ fn parse_start(text: &str) -> Result<Timestamp, ApiError> {
     Timestamp::parse(text).ok_or_else(|| ApiError::validation("start: must be an RFC 3339 time"))
 }
 
-/// The client's `Idempotency-Key`: 1 to 64 of `A-Z a-z 0-9 - _ . :`.
+/// The client's `Idempotency-Key` (`ApiRequest::idempotency_key`, shared by every route
+/// that takes one).
 fn idempotency_key(req: &ApiRequest) -> Result<Option<String>, ApiError> {
-    let Some(key) = req.header(IDEMPOTENCY_HEADER) else {
-        return Ok(None);
-    };
-    let ok = (1..=64).contains(&key.len())
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-    if !ok {
-        return Err(ApiError::validation(
-            "Idempotency-Key: 1 to 64 letters, digits or - _ . :",
-        ));
-    }
-    Ok(Some(key.to_string()))
+    req.idempotency_key()
 }
 
 /// A start the provider offers, in the future: its slot (end included).

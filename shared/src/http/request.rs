@@ -175,7 +175,28 @@ impl ApiRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// The client's `Idempotency-Key` (every route that takes one): 1 to 64 of
+    /// `A-Z a-z 0-9 - _ . :`, or a 400.
+    pub fn idempotency_key(&self) -> Result<Option<String>, ApiError> {
+        let Some(key) = self.header(IDEMPOTENCY_HEADER) else {
+            return Ok(None);
+        };
+        let ok = (1..=64).contains(&key.len())
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        if !ok {
+            return Err(ApiError::validation(
+                "Idempotency-Key: 1 to 64 letters, digits or - _ . :",
+            ));
+        }
+        Ok(Some(key.to_string()))
+    }
 }
+
+/// The header a client names a retry with.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 #[derive(Debug, thiserror::Error)]
 #[error("route has no path parameter named {0}")]

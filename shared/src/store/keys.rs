@@ -98,6 +98,41 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "idempotency record of a booking (fingerprint, appointment id; TTL)",
     },
     ItemKind {
+        pk: PRICE,
+        sk: "TYPE#",
+        holds: "a provider's price of one consultation type (amount, currency)",
+    },
+    ItemKind {
+        pk: PAYMENT,
+        sk: "PAYMENT",
+        holds: "payment (intent id, amount, status, refund reservations; gsi1 TXNSOF#patient, gsi2 PAYSFOR#appointment)",
+    },
+    ItemKind {
+        pk: PAYMENT,
+        sk: "REFUND#",
+        holds: "refund of a payment (reserved amount, status; gsi1 TXNSOF#patient)",
+    },
+    ItemKind {
+        pk: PAYMENT,
+        sk: "DISPUTE#",
+        holds: "dispute of a payment (gsi1 TXNSOF#patient)",
+    },
+    ItemKind {
+        pk: PAYMENT_KEY,
+        sk: "PAYKEY",
+        holds: "idempotency record of a payment creation (appointment, payment id; TTL)",
+    },
+    ItemKind {
+        pk: STRIPE_INTENT,
+        sk: "PI",
+        holds: "payment id of a Stripe payment intent (webhooks about charges and disputes)",
+    },
+    ItemKind {
+        pk: STRIPE_EVENT,
+        sk: "EVENT",
+        holds: "a processed Stripe webhook event (once only; TTL)",
+    },
+    ItemKind {
         pk: MEDICATION,
         sk: "MEDICATION",
         holds: "medication (sealed name, dosage, form, route, instructions; gsi1 MEDSOF#patient)",
@@ -229,6 +264,11 @@ pub const MEDICATION: &str = "MED#";
 pub const CONVERSATION: &str = "CONV#";
 pub const SYNC: &str = "SYNC#";
 pub const PRESENCE: &str = "PRESENCE#";
+pub const PRICE: &str = "PRICE#";
+pub const PAYMENT: &str = "PAYMENT#";
+pub const PAYMENT_KEY: &str = "PAYKEY#";
+pub const STRIPE_INTENT: &str = "STRIPEPI#";
+pub const STRIPE_EVENT: &str = "STRIPEEVT#";
 pub const DUE: &str = "DUE#";
 pub const DUE_CURSOR: &str = "DUECURSOR";
 pub const DELIVERY: &str = "DELIVERY#";
@@ -254,6 +294,10 @@ pub const DIRECTORY: &str = "DIRECTORY";
 pub const APPTS_OF: &str = "APPTSOF#";
 /// gsi2 partition of a provider's appointments (sort key `<start>#<id>`).
 pub const APPTS_WITH: &str = "APPTSWITH#";
+/// gsi1 partition of a patient's payments, refunds and disputes (`<created>#<id>`).
+pub const TXNS_OF: &str = "TXNSOF#";
+/// gsi2 partition of an appointment's payments (`<created>#<id>`).
+pub const PAYS_FOR: &str = "PAYSFOR#";
 /// gsi1 partition of a patient's medications.
 pub const MEDS_OF: &str = "MEDSOF#";
 /// gsi1 partition of a user's conversations (their participant items).
@@ -479,6 +523,42 @@ pub fn refresh_token(hash: &str) -> Key {
     Key::new(format!("{REFRESH}{hash}"), "REFRESH")
 }
 
+pub fn price(provider_id: &str, consultation_type: &str) -> Key {
+    Key::new(of(PRICE, provider_id), format!("TYPE#{consultation_type}"))
+}
+
+pub fn payment(id: &str) -> Key {
+    Key::new(of(PAYMENT, id), "PAYMENT")
+}
+
+pub fn refund(payment_id: &str, refund_id: &str) -> Key {
+    Key::new(of(PAYMENT, payment_id), format!("REFUND#{refund_id}"))
+}
+
+pub fn dispute(payment_id: &str, dispute_id: &str) -> Key {
+    Key::new(of(PAYMENT, payment_id), format!("DISPUTE#{dispute_id}"))
+}
+
+pub fn payment_key(user_id: &str, client_key: &str) -> Key {
+    Key::new(format!("{PAYMENT_KEY}{user_id}#{client_key}"), "PAYKEY")
+}
+
+pub fn stripe_intent(intent_id: &str) -> Key {
+    Key::new(of(STRIPE_INTENT, intent_id), "PI")
+}
+
+pub fn stripe_event(event_id: &str) -> Key {
+    Key::new(of(STRIPE_EVENT, event_id), "EVENT")
+}
+
+pub fn transactions_of(patient_id: &str) -> String {
+    of(TXNS_OF, patient_id)
+}
+
+pub fn payments_for(appointment_id: &str) -> String {
+    of(PAYS_FOR, appointment_id)
+}
+
 pub fn mfa_challenge(hash: &str) -> Key {
     Key::new(format!("{MFA}{hash}"), "MFA")
 }
@@ -531,6 +611,11 @@ mod tests {
             APPOINTMENT,
             CLAIM,
             IDEMPOTENCY,
+            PRICE,
+            PAYMENT,
+            PAYMENT_KEY,
+            STRIPE_INTENT,
+            STRIPE_EVENT,
             EMAIL,
             REFRESH,
             MFA,

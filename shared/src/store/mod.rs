@@ -10,6 +10,7 @@ pub mod medications;
 pub mod messages;
 pub mod mfa;
 pub mod notifications;
+pub mod payments;
 pub mod profiles;
 pub mod reminders;
 pub mod sessions;

@@ -13,6 +13,7 @@ mod blobs;
 mod db;
 mod keys;
 mod messenger;
+mod payments;
 mod push;
 mod queue;
 mod scanner;

@@ -9,6 +9,7 @@ mod push;
 mod s3;
 mod secrets;
 mod sqs;
+pub mod stripe;
 
 pub use dynamodb::DynamoDb;
 pub use kms::Kms;
@@ -17,6 +18,7 @@ pub use push::ManagementApi;
 pub use s3::S3Blobs;
 pub use secrets::SecretsManager;
 pub use sqs::Sqs;
+pub use stripe::StripeApi;
 
 use crate::app::Ports;
 use crate::clock::{Clock, SystemClock};
@@ -44,6 +46,9 @@ pub fn build_app(config: Config, sdk: &aws_config::SdkConfig) -> App {
     let push_config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
         .endpoint_url(config.ws_endpoint.clone())
         .build();
+    let secrets: Arc<dyn crate::ports::SecretStore> = Arc::new(SecretsManager::new(
+        aws_sdk_secretsmanager::Client::new(sdk),
+    ));
     let ports = Ports {
         db: Arc::new(DynamoDb::new(
             aws_sdk_dynamodb::Client::new(sdk),
@@ -60,9 +65,16 @@ pub fn build_app(config: Config, sdk: &aws_config::SdkConfig) -> App {
             aws_sdk_sns::Client::new(sdk),
             config.mail_from.clone(),
         )),
-        secrets: Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
-            sdk,
-        ))),
+        secrets: secrets.clone(),
+        payments: Arc::new(
+            StripeApi::new(
+                stripe::STRIPE_API,
+                Arc::new(crate::ports::recording::RecordedSecrets(secrets)),
+                clock.clone(),
+                config.stage.as_str(),
+            )
+            .unwrap_or_else(|e| panic!("the HTTP client for Stripe: {e}")),
+        ),
         clock,
     };
     Arc::new(AppContext::new(config, ports))

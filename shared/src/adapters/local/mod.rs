@@ -7,6 +7,7 @@
 //! <data>/blob-signing.key  presigned-URL signing key (0600)
 //! <data>/blobs/<bucket>/   objects
 //! <data>/outbox/           one JSON file per e-mail or SMS
+//! <data>/secrets.json      outside services' secrets (0600): the fake Stripe's whsec_…
 //! ```
 
 mod blobs;
@@ -17,6 +18,7 @@ mod outbox;
 mod queue;
 mod secrets;
 mod store;
+mod stripe;
 
 pub use blobs::{LocalBlobs, PresignedGrant, PRESIGN_PATH};
 pub use gateway::{LocalGateway, Outbound};
@@ -25,6 +27,7 @@ pub use outbox::Outbox;
 pub use queue::{LocalQueue, QueueSpec};
 pub use secrets::{SecretsFile, SECRETS_FILE};
 pub use store::LocalStore;
+pub use stripe::{intent_object, refund_object, Delivery, FakeStripe};
 
 use crate::app::Ports;
 use crate::clock::Clock;
@@ -85,6 +88,8 @@ pub struct LocalParts {
     pub gateway: Arc<LocalGateway>,
     pub keyring: Arc<LocalKeyring>,
     pub outbox_dir: PathBuf,
+    /// The offline Stripe the payments port uses locally.
+    pub stripe: Arc<FakeStripe>,
 }
 
 /// Opens (creating on first run) the data folder and builds every local adapter.
@@ -151,6 +156,38 @@ pub fn open(
     let outbox_dir = data_dir.join("outbox");
     files::private_dir(&outbox_dir).map_err(|e| fail(&outbox_dir, e.to_string()))?;
 
+    // The fake Stripe's webhook secret: made on first run, kept in `secrets.json` where
+    // the webhook function reads it through the secrets port (and any client can sign).
+    let secrets_path = data_dir.join(SECRETS_FILE);
+    let secrets = SecretsFile::new(secrets_path.clone());
+    let secret_name = crate::payments::webhook_secret_name(config.stage.as_str());
+    let webhook_secret = match secrets.value(&secret_name) {
+        Ok(Some(value)) => value,
+        Ok(None) => {
+            let value = crate::payments::new_webhook_secret();
+            secrets
+                .set(&secret_name, &value)
+                .map_err(|e| fail(&secrets_path, e.to_string()))?;
+            value
+        }
+        Err(e) => return Err(fail(&secrets_path, e.to_string())),
+    };
+    // And its test API key, read (recorded) on every call as the Stripe adapter reads its own.
+    let key_name = crate::payments::api_key_secret(config.stage.as_str());
+    match secrets.value(&key_name) {
+        Ok(Some(_)) => {}
+        Ok(None) => secrets
+            .set(&key_name, "sk_test_docare_local_fake")
+            .map_err(|e| fail(&secrets_path, e.to_string()))?,
+        Err(e) => return Err(fail(&secrets_path, e.to_string())),
+    }
+    let recorded: Arc<dyn crate::ports::SecretStore> = Arc::new(
+        crate::ports::recording::RecordedSecrets(Arc::new(SecretsFile::new(secrets_path.clone()))),
+    );
+    let stripe = Arc::new(
+        FakeStripe::new(webhook_secret, clock.clone()).with_api_key_from(recorded, key_name),
+    );
+
     let gateway = Arc::new(LocalGateway::new());
     let blobs = Arc::new(blobs);
     let keyring = Arc::new(keyring);
@@ -163,7 +200,8 @@ pub fn open(
             queue: Arc::new(queue.clone()),
             push: gateway.clone(),
             messenger: Arc::new(Outbox::new(outbox_dir.clone())),
-            secrets: Arc::new(SecretsFile::new(data_dir.join(SECRETS_FILE))),
+            secrets: Arc::new(secrets),
+            payments: stripe.clone(),
             clock,
         },
     ));
@@ -175,5 +213,6 @@ pub fn open(
         gateway,
         keyring,
         outbox_dir,
+        stripe,
     })
 }

@@ -31,6 +31,12 @@ impl SecretsFile {
             .map_err(|e| SecretError::Unavailable(Box::new(e)))
     }
 
+    /// One secret's value, read synchronously (the local stack's start).
+    pub fn value(&self, name: &str) -> Result<Option<String>, SecretError> {
+        check_name(name)?;
+        Ok(self.read()?.remove(name))
+    }
+
     fn read(&self) -> Result<BTreeMap<String, String>, SecretError> {
         match std::fs::read(&self.path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|_| {

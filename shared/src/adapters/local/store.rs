@@ -262,6 +262,9 @@ impl LocalStore {
                 }
             }
         }
+        // By sort key as DynamoDB orders it (bytes), not as the index's length-prefixed
+        // keys happen to sort (a shorter sort key would otherwise come first).
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
         if !query.ascending {
             rows.reverse();
         }

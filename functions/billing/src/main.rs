@@ -1,0 +1,7 @@
+//! Lambda entry point of the billing function (HTTP API: `/api/v1/payments…`,
+//! `/api/v1/billing…`, `/api/v1/providers/me/prices`).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::run_http(docare_billing::router()).await
+}

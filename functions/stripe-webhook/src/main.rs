@@ -1,0 +1,7 @@
+//! Lambda entry point of the stripe-webhook function (HTTP API:
+//! `POST /api/v1/webhooks/stripe`).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::run_http(docare_stripe_webhook::router()).await
+}
