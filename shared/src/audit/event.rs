@@ -73,6 +73,8 @@ actions! {
     PasswordResetRequest => "PASSWORD_RESET_REQUEST",
     PasswordReset => "PASSWORD_RESET",
     AccountLocked => "ACCOUNT_LOCKED",
+    /// A single-use WebSocket ticket was issued to a session.
+    RealtimeTicket => "REALTIME_TICKET",
     View => "VIEW",
     Create => "CREATE",
     Update => "UPDATE",
