@@ -13,6 +13,7 @@ mod identity;
 mod ids;
 mod openapi;
 mod persistence;
+mod realtime_tickets;
 mod readme;
 mod reminders;
 mod template;
