@@ -242,6 +242,18 @@ async fn session(
             reason: reason.into(),
         };
         let _ = sink.send(Message::Close(Some(frame))).await;
+        // The closing handshake: read on until the client's close (bounded), since
+        // dropping a socket with unread data resets it, and a client still sending (the
+        // rest of an oversized message) would see the reset instead of our close frame.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            for _ in 0..10_000 {
+                match stream.next().await {
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(_) => continue,
+                }
+            }
+        })
+        .await;
         close_code = code;
         close_reason = reason.to_string();
     }
@@ -271,7 +283,10 @@ fn management_answer(outcome: Result<PushOutcome, PushError>, ok: StatusCode) ->
     let error = |status: StatusCode, kind: &'static str| {
         (
             status,
-            [("x-amzn-errortype", kind), ("content-type", "application/json")],
+            [
+                ("x-amzn-errortype", kind),
+                ("content-type", "application/json"),
+            ],
             format!(r#"{{"message":"{kind}"}}"#),
         )
             .into_response()

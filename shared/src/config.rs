@@ -618,7 +618,9 @@ mod tests {
             "https://app.docare.example, https://care.docare.example:8443".into(),
         );
         let config = load(&vars).expect("valid");
-        assert!(config.allowed_origins.allows("https://care.docare.example:8443"));
+        assert!(config
+            .allowed_origins
+            .allows("https://care.docare.example:8443"));
         assert!(!config.allowed_origins.allows("http://localhost:3000"));
         for bad in [
             "",

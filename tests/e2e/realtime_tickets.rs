@@ -108,7 +108,10 @@ async fn a_ticket_opens_one_connection_of_its_session_once_within_30_seconds() {
     assert!(!raw.contains(&first), "the raw ticket is not stored");
     assert!(raw.contains("WSTICKET#"));
 
-    assert_eq!(connect(&realtime, connect_event(Some(&first), None, None)).await, 200);
+    assert_eq!(
+        connect(&realtime, connect_event(Some(&first), None, None)).await,
+        200
+    );
     assert_eq!(
         connections(&parts.store, &table),
         vec![[provider.clone(), "provider".into(), s.id.clone()]],
@@ -123,7 +126,10 @@ async fn a_ticket_opens_one_connection_of_its_session_once_within_30_seconds() {
     // Expired: 30 seconds after issue, before any TTL sweep.
     let (late, _) = ticket(&app, &s.access).await;
     clock.advance(chrono::Duration::seconds(30));
-    assert_eq!(connect(&realtime, connect_event(Some(&late), None, None)).await, 401);
+    assert_eq!(
+        connect(&realtime, connect_event(Some(&late), None, None)).await,
+        401
+    );
 
     // A ticket whose session ended before it was redeemed.
     let (orphan, _) = ticket(&app, &s.access).await;
@@ -137,7 +143,10 @@ async fn a_ticket_opens_one_connection_of_its_session_once_within_30_seconds() {
     clock.advance(chrono::Duration::milliseconds(
         shared::domain::session::CHECK_CACHE_MS as i64 + 1,
     ));
-    assert_eq!(connect(&realtime, connect_event(Some(&orphan), None, None)).await, 401);
+    assert_eq!(
+        connect(&realtime, connect_event(Some(&orphan), None, None)).await,
+        401
+    );
 
     // Malformed tickets; a bad ticket never falls back to a valid header.
     let other = session(&app, &provider, Role::Provider, &["pwd", "mfa", "otp"]).await;
@@ -155,10 +164,16 @@ async fn a_ticket_opens_one_connection_of_its_session_once_within_30_seconds() {
         "nothing stored (the logout closed the first connection)"
     );
     // The header alone (a native client) still works.
-    assert_eq!(connect(&realtime, connect_event(None, None, Some(&bearer))).await, 200);
+    assert_eq!(
+        connect(&realtime, connect_event(None, None, Some(&bearer))).await,
+        200
+    );
     assert_eq!(connections(&parts.store, &table).len(), 1);
     // No credential at all.
-    assert_eq!(connect(&realtime, connect_event(None, None, None)).await, 401);
+    assert_eq!(
+        connect(&realtime, connect_event(None, None, None)).await,
+        401
+    );
     // The ticket route needs a signed-in caller.
     let (status, _) = dispatch(
         &docare_auth::router(),
@@ -192,18 +207,32 @@ async fn a_browser_origin_outside_the_allow_list_is_refused_before_the_ticket_is
     }
     let bearer = format!("Bearer {}", s.access);
     assert_eq!(
-        connect(&app, connect_event(None, Some("https://evil.example"), Some(&bearer))).await,
+        connect(
+            &app,
+            connect_event(None, Some("https://evil.example"), Some(&bearer))
+        )
+        .await,
         403,
         "the header path checks the origin too"
     );
-    assert!(connections(&parts.store, &table).is_empty(), "nothing stored");
+    assert!(
+        connections(&parts.store, &table).is_empty(),
+        "nothing stored"
+    );
     // The refused handshakes did not spend the ticket.
     assert_eq!(
-        connect(&app, connect_event(Some(&t), Some("http://localhost:5173"), None)).await,
+        connect(
+            &app,
+            connect_event(Some(&t), Some("http://localhost:5173"), None)
+        )
+        .await,
         200
     );
     // A handshake without Origin is a native client's.
-    assert_eq!(connect(&app, connect_event(None, None, Some(&bearer))).await, 200);
+    assert_eq!(
+        connect(&app, connect_event(None, None, Some(&bearer))).await,
+        200
+    );
     assert_eq!(connections(&parts.store, &table).len(), 2);
 }
 

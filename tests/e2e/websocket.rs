@@ -379,13 +379,9 @@ async fn a_push_to_a_gone_connection_answers_410_deletes_the_record_and_is_not_r
     assert_eq!(connection_ids(&t).len(), 2);
 
     let sdk = shared::testing::aws::sdk_config("http://127.0.0.1:1");
-    let management = shared::adapters::aws::management_api(&sdk, &t.stack.ws_url().replace("ws://", "http://"));
-    let raw = t
-        .app()
-        .push
-        .post(&gone, b"{}")
-        .await
-        .expect("local push");
+    let management =
+        shared::adapters::aws::management_api(&sdk, &t.stack.ws_url().replace("ws://", "http://"));
+    let raw = t.app().push.post(&gone, b"{}").await.expect("local push");
     assert_eq!(raw, shared::ports::push::PushOutcome::Gone);
     let app = shared::testing::with_ports(t.app(), |ports| {
         ports.push = std::sync::Arc::new(management);
@@ -400,7 +396,11 @@ async fn a_push_to_a_gone_connection_answers_410_deletes_the_record_and_is_not_r
         next_json(&mut socket).await,
         serde_json::json!({"type": "notification", "data": {"kind": "test"}})
     );
-    assert_eq!(connection_ids(&t), vec![open.clone()], "the gone record is deleted");
+    assert_eq!(
+        connection_ids(&t),
+        vec![open.clone()],
+        "the gone record is deleted"
+    );
     assert_eq!(
         t.stack.parts.gateway.posts() - before,
         2,

@@ -38,7 +38,7 @@ pub async fn issue(app: App, req: ApiRequest) -> HandlerResult {
     let principal = authenticate(&app, &req).await?;
     let issued = tickets::issue(&app, &principal);
     let event = audit_event(&req, &principal, Action::RealtimeTicket, Outcome::Success)
-        .resource("session", &principal.session_id);
+        .resource("account", &principal.user_id);
     app.audit.commit(event, vec![issued.op]).await?;
     ApiResponse::created(&Ticket {
         ticket: issued.ticket,

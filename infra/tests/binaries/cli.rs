@@ -146,7 +146,10 @@ fn websocket_tickets_in_query_strings_never_reach_the_logs() {
         (format!("other={marker}"), None, "401"),
     ] {
         let answer = handshake(&addr, &format!("/?{query}"), origin);
-        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{answer}");
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
         assert!(!answer.contains(marker), "{answer}");
     }
     let pid = child.id().to_string();
@@ -163,7 +166,10 @@ fn websocket_tickets_in_query_strings_never_reach_the_logs() {
         "the handshakes were logged at all: {logs}"
     );
     assert!(!logs.contains(marker), "a ticket reached the logs:\n{logs}");
-    assert!(!logs.contains("QueryMarker"), "a query string reached the logs");
+    assert!(
+        !logs.contains("QueryMarker"),
+        "a query string reached the logs"
+    );
 }
 
 /// A WebSocket opening handshake over a plain TCP stream; the response head.
