@@ -141,7 +141,7 @@ async fn a_ticket_opens_one_connection_of_its_session_once_within_30_seconds() {
     .await;
     assert_eq!(status, 204);
     clock.advance(chrono::Duration::milliseconds(
-        shared::domain::session::CHECK_CACHE_MS as i64 + 1,
+        shared::domain::session::CHECK_CACHE_MS + 1,
     ));
     assert_eq!(
         connect(&realtime, connect_event(Some(&orphan), None, None)).await,
