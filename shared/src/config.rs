@@ -622,8 +622,8 @@ mod tests {
             .allowed_origins
             .allows("https://care.docare.example:8443"));
         assert!(!config.allowed_origins.allows("http://localhost:3000"));
+        // (A blank value counts as unset, as for every optional variable.)
         for bad in [
-            "",
             "app.docare.example",
             "https://app.docare.example/",
             "https://app.docare.example/path",
