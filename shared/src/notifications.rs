@@ -130,6 +130,17 @@ impl Notification {
     }
 }
 
+/// Tells an account's owner by e-mail that a setting of how it signs in changed (TOTP
+/// on or off, the phone that receives sign-in codes): if it was not them, they know at
+/// once. `what` says which, in one sentence; nothing else about the account is sent.
+pub async fn security_change(app: &AppContext, to: &str, what: &str) -> Result<(), ApiError> {
+    let body =
+        format!("{what}\n\nIf this was not you, reset your password at once and contact support.");
+    let id = format!("security:{}", app.new_id());
+    let subject = "A security setting of your DoCare account changed";
+    enqueue(app, Notification::email(id, to, subject, body)).await
+}
+
 /// Seals and queues a notification for delivery; 503 when KMS or the queue is down.
 pub async fn enqueue(app: &AppContext, notification: Notification) -> Result<(), ApiError> {
     enqueue_all(app, vec![notification]).await

@@ -67,6 +67,20 @@ pub async fn open_audited(
     attributes: &[&str],
     resource: (&str, &str),
 ) -> Result<Vec<Option<String>>, ApiError> {
+    // A session whose second step was a mailed code (a TOTP account) opens no PHI,
+    // whichever route asks (policy::require_mfa_for_staff); the refusal is recorded.
+    if principal.mailed_code {
+        record(
+            app,
+            req,
+            principal,
+            Action::AccessDenied,
+            resource,
+            Outcome::Denied,
+        )
+        .await?;
+        return Err(ApiError::Forbidden);
+    }
     open_or_report(app, req, principal, item, attributes, resource)
         .await?
         .ok_or_else(|| ApiError::internal(CryptoError::Integrity))

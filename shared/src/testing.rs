@@ -127,14 +127,23 @@ pub async fn dispatch(router: &Router, app: &App, req: ApiRequest) -> (u16, Valu
     (response.status.as_u16(), body)
 }
 
-/// Creates an active account (no usable password) and returns its id.
+/// The password of every account [`account`] creates (what a signed-in owner confirms
+/// a phone change with).
+pub const PASSWORD: &str = "test password: violet anchor meadow";
+
+/// Creates an active account (its password: [`PASSWORD`], hashed once per process) and
+/// returns its id.
 pub async fn account(app: &App, email: &str, full_name: &str, role: Role) -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = HASH.get_or_init(|| {
+        crate::auth::passwords::hash(PASSWORD).unwrap_or_else(|_| panic!("password hash"))
+    });
     let created = accounts::create(
         app,
         NewAccount {
             email,
             full_name,
-            password_hash: "!".into(),
+            password_hash: hash.clone(),
             role,
             status: Status::Active,
         },

@@ -404,9 +404,23 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         vec![],
     )
     .await;
-    let verify = one_time::issue(&app, Purpose::VerifyEmail, &newbie.id, 3600)
+    // A verification token as a repeat sign-up makes it (bound to the credentials).
+    let issued = one_time::prepare(
+        &app,
+        Purpose::VerifyEmail,
+        &newbie.id,
+        3600,
+        vec![(
+            "password_hash",
+            shared::ports::db::Value::S(newbie_account.password_hash.clone()),
+        )],
+    );
+    let restart = shared::auth::accounts::restart_signup(&app, &newbie.id, &issued.hash);
+    app.db
+        .transact_write(vec![restart, issued.write])
         .await
         .unwrap();
+    let verify = issued.token;
     phi.push(verify.clone());
     h.step(
         "POST verify-email, bad token",
@@ -630,9 +644,14 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         )],
     )
     .await;
-    let reset = one_time::issue(&app, Purpose::PasswordReset, &patient.id, 1800)
+    // A reset token as reset-request makes it (of the account's pending epoch).
+    let current = shared::auth::accounts::get(&app, &patient.id)
         .await
+        .unwrap()
         .unwrap();
+    let issued = shared::auth::accounts::reset_token(&app, &current, 1800);
+    app.db.transact_write(vec![issued.write]).await.unwrap();
+    let reset = issued.token;
     let after_reset = "Re5et-passphrase-okafor";
     phi.extend([reset.clone(), after_reset.to_string()]);
     h.step(
@@ -661,7 +680,8 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
     let enrolled = h
         .step(
             "POST mfa/totp/enroll",
-            call(Method::POST, "/api/v1/auth/mfa/totp/enroll", pt),
+            call(Method::POST, "/api/v1/auth/mfa/totp/enroll", pt)
+                .body(json!({"password": after_reset})),
             200,
             vec![ok("MFA_ENROLL", &patient, ("account", &patient.id))],
         )
@@ -720,6 +740,7 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         "date_of_birth": "1984-07-14",
         "ssn": "234-56-7891",
         "phone": "+14155550123",
+        "current_password": after_reset,
         "address": {"line1": "42 Wallaby Way", "city": "Port Sydneytown", "postal_code": "NW1 6XE", "country": "GB"}
     });
     phi.extend(
@@ -734,6 +755,15 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         ]
         .map(String::from),
     );
+    let mut wrong = profile.clone();
+    wrong["current_password"] = json!("not the password at all");
+    h.step(
+        "PUT /users/me/profile, a new phone with a wrong password",
+        call(Method::PUT, "/api/v1/users/me/profile", pt).body(wrong),
+        401,
+        vec![denied("UPDATE", &patient, pp)],
+    )
+    .await;
     h.step(
         "PUT /users/me/profile",
         call(Method::PUT, "/api/v1/users/me/profile", pt).body(profile),

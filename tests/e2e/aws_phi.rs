@@ -71,7 +71,7 @@ async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
         Method::POST,
         "/api/v1/auth/signup",
         None,
-        json!({"email": PLAINTEXTS[0], "password": "a long password", "full_name": PLAINTEXTS[1]}),
+        json!({"email": PLAINTEXTS[0], "password": "granite walrus tuesday orbit", "full_name": PLAINTEXTS[1]}),
     )
     .await;
     let account = shared::auth::accounts::find_by_email(&app, PLAINTEXTS[0])
@@ -79,28 +79,24 @@ async fn no_phi_in_the_clear_in_dynamodb_or_sqs() {
         .unwrap()
         .expect("account");
     // Verified (as the mailed token would): only an active account's tokens work.
-    shared::auth::accounts::activate(&app, &account.id)
+    shared::auth::accounts::change(
+        &app,
+        &account.id,
+        shared::auth::accounts::AccountChange::new().status(shared::auth::accounts::Status::Active),
+    )
+    .await
+    .unwrap();
+    // A real session (authenticate checks it is live).
+    let token = shared::testing::session(&app, &account.id, shared::auth::Role::Patient, &["pwd"])
         .await
-        .unwrap()
-        .expect("activated");
-    let (token, _) = app
-        .tokens
-        .issue(
-            &app,
-            &account.id,
-            shared::auth::Role::Patient,
-            &app.new_id(),
-            &["pwd"],
-        )
-        .await
-        .unwrap();
+        .access;
     call(
         &docare_users::router(),
         &app,
         Method::PUT,
         "/api/v1/users/me/profile",
         Some(&token),
-        json!({"full_name": PLAINTEXTS[1], "date_of_birth": PLAINTEXTS[2], "ssn": PLAINTEXTS[3], "phone": PLAINTEXTS[4],
+        json!({"full_name": PLAINTEXTS[1], "date_of_birth": PLAINTEXTS[2], "ssn": PLAINTEXTS[3], "phone": PLAINTEXTS[4], "current_password": "granite walrus tuesday orbit",
                "address": {"line1": PLAINTEXTS[5], "city": "London", "postal_code": "SW1Y 4LG", "country": "GB"}}),
     )
     .await;

@@ -147,7 +147,7 @@ fn paths_the_other_scenarios_miss() {
             }
         };
         let patient_token = token(&patient.id, Role::Patient).await;
-        let profile = json!({"full_name": "Sam Sms", "phone": "+14155550177"});
+        let profile = json!({"full_name": "Sam Sms", "phone": "+14155550177", "current_password": patient.password});
         let put = request(
             Method::PUT,
             "/api/v1/users/me/profile",

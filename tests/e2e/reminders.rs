@@ -97,11 +97,27 @@ async fn patient(t: &TestStack, email: &str, zone: &str) -> Patient {
         reqwest::Method::PUT,
         "/api/v1/users/me/profile",
         &created.id,
-        Some(json!({"full_name": "Ada Reminder", "phone": "+14155550142", "time_zone": zone})),
+        Some(json!({"full_name": "Ada Reminder", "phone": "+14155550142", "time_zone": zone, "current_password": created.password})),
     )
     .await;
     assert_eq!(status, 200, "{profile}");
     assert_eq!(profile["time_zone"], zone);
+    // A new phone is a security change the owner is told of: that notice is not a
+    // reminder, so it leaves the outbox once delivered.
+    let notice = "sign-in codes was changed";
+    assert!(
+        eventually(|| outbox(t).iter().any(|m| m.contains(notice))).await,
+        "the owner is told of the new phone"
+    );
+    for entry in std::fs::read_dir(&t.stack.parts.outbox_dir).expect("outbox") {
+        let path = entry.expect("entry").path();
+        if std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .contains(notice)
+        {
+            std::fs::remove_file(&path).expect("remove the notice");
+        }
+    }
     Patient { id: created.id }
 }
 

@@ -37,7 +37,7 @@ async fn a_warm_phi_read_and_write_cost_what_the_design_says() {
     )
     .await;
     let bearer = token(&t.app, &me, Role::Patient, "budget", &["pwd"]).await;
-    let profile = json!({"full_name": "Budget Patient", "date_of_birth": "1980-01-02", "phone": "+14155550123"});
+    let profile = json!({"full_name": "Budget Patient", "date_of_birth": "1980-01-02", "phone": "+14155550123", "current_password": shared::testing::PASSWORD});
     let put = || {
         request(
             Method::PUT,
@@ -51,16 +51,19 @@ async fn a_warm_phi_read_and_write_cost_what_the_design_says() {
     assert_eq!(recorded(&t, &users, put()).await.0, 200);
     assert_eq!(recorded(&t, &users, get()).await.0, 200);
 
-    // Warm write: rate-limit counter, then one transaction (profile, account, event,
-    // chain head). No KMS call: the data key is cached.
+    // Warm write: rate-limit counter, the stored profile (is the phone that receives
+    // sign-in codes changing? It is not: no password check, no notice), then one
+    // transaction (profile, account, event, chain head). No KMS call: the data key is
+    // cached.
     let (status, accesses) = recorded(&t, &users, put()).await;
     assert_eq!(status, 200);
-    assert_eq!(counts(&accesses), budget(2, 0), "{accesses:#?}");
+    assert_eq!(counts(&accesses), budget(3, 0), "{accesses:#?}");
     let items: Vec<&str> = accesses.iter().map(|a| a.scope.as_str()).collect();
     assert_eq!(
         items,
         [
             "RATE#",
+            "PROFILE#",
             "transaction:4",
             "PROFILE#",
             "USER#",

@@ -9,4 +9,5 @@ mod emergency;
 mod medications;
 mod profile;
 mod sessions;
+mod takeover;
 mod units_of_work;

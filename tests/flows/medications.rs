@@ -245,7 +245,7 @@ fn outbox(t: &TestApp) -> usize {
 async fn a_claim_without_an_outcome_is_reported_and_not_sent_again_and_a_failed_send_is_retried() {
     let h = setup().await;
     let users = docare_users::router();
-    let profile = json!({"full_name": "Pat Patient", "phone": "+14155550100"});
+    let profile = json!({"full_name": "Pat Patient", "phone": "+14155550100", "current_password": shared::testing::PASSWORD});
     let put = request(
         Method::PUT,
         "/api/v1/users/me/profile",

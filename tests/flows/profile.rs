@@ -112,6 +112,7 @@ fn profile() -> Value {
         "date_of_birth": DOB,
         "ssn": SSN,
         "phone": PHONE,
+        "current_password": testing::PASSWORD,
         "address": {"line1": STREET, "city": "Springfield", "postal_code": "49007", "country": "us"}
     })
 }

@@ -104,7 +104,7 @@ def main():
     assert claims["role"] == "patient" and claims["amr"] == ["pwd"], claims
 
     # Enrol TOTP with pyotp.
-    status, enrol = call("POST", "/api/v1/auth/mfa/totp/enroll", token=pair["access_token"], ip=ip)
+    status, enrol = call("POST", "/api/v1/auth/mfa/totp/enroll", {"password": password}, token=pair["access_token"], ip=ip)
     assert status == 200, (status, enrol)
     parsed = pyotp.parse_uri(enrol["otpauth_uri"])
     assert parsed.secret == enrol["secret"] and parsed.digits == 6 and parsed.interval == 30

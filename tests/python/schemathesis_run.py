@@ -13,6 +13,11 @@ Budgets: an authenticated request counts against the account's general limit (10
 accounts (admin operations on the admin, the others alternately on the patient and the
 provider) and MAX_EXAMPLES defaults to 8: at most 9 requests per operation. The stack
 runs with --dev-limits, so per-IP budgets (sign-up, login) are not the bottleneck.
+The per-account failure budget of TOTP enrolment and confirmation and of a phone change
+in the profile (5 wrong passwords or codes per 15 minutes) is not raised by
+--dev-limits: the fuzzed wrong passwords spend it and the route then answers 429, which
+its document lists (a correct answer); each of these operations runs as a fresh patient
+of its own.
 
 Exits non-zero on any failed check, or when an operation never answered a 2xx.
 """
@@ -188,7 +193,7 @@ def main():
         ("POST", "/api/v1/auth/password/reset-request"): lambda: {"body": {"email": by_role["patient"]["email"]}},
         ("POST", "/api/v1/auth/mfa/totp/confirm"): None,  # built after enrolment below
         ("PATCH", "/api/v1/users/me"): lambda: {"body": {"full_name": "Pat Ient"}},
-        ("PUT", "/api/v1/users/me/profile"): lambda: {"body": {"full_name": "Pat Ient", "date_of_birth": "1990-01-02", "phone": "+15555550101"}},
+        ("PUT", "/api/v1/users/me/profile"): lambda: {"body": {"full_name": "Pat Ient", "date_of_birth": "1990-01-02", "phone": "+15555550101", "current_password": password[who[("PUT", "/api/v1/users/me/profile")]]}},
         ("GET", "/api/v1/users/{id}/profile"): lambda: {"path_parameters": {"id": patient_id}, "headers": admin_reason},
         ("GET", "/api/v1/users/{id}"): lambda: {"path_parameters": {"id": patient_id}},
         ("POST", "/api/v1/users/{id}/enable"): lambda: {"path_parameters": {"id": patient_id}},
@@ -211,8 +216,21 @@ def main():
         ("GET", "/api/v1/medications/{id}/adherence"): lambda: {"path_parameters": {"id": medication()}},
     }
 
+    # TOTP enrolment and confirmation need the account's password or a code, each
+    # attempt reserved against the account's failure budget (5 per 15 minutes): the
+    # fuzzed wrong passwords spend it and the route answers its documented 429. Each of
+    # the two operations runs as a fresh patient of its own, so the confirmation's
+    # enrolment is not refused because the enrolment's fuzzing spent the budget.
+    password = {}
+
+    def enroll_body():
+        return {"body": {"password": password[who[("POST", "/api/v1/auth/mfa/totp/enroll")]]}}
+
+    explicit[("POST", "/api/v1/auth/mfa/totp/enroll")] = enroll_body
+
     def confirm_body():
-        r = post("/api/v1/auth/mfa/totp/enroll", None, token[who[("POST", "/api/v1/auth/mfa/totp/confirm")]])
+        enrolling = who[("POST", "/api/v1/auth/mfa/totp/confirm")]
+        r = post("/api/v1/auth/mfa/totp/enroll", {"password": password[enrolling]}, token[enrolling])
         secret = r.json()["secret"] if r.status_code == 200 else None
         assert secret, f"enrol: {r.status_code} {r.text}"
         return {"body": {"code": pyotp.TOTP(secret).now()}}
@@ -232,13 +250,14 @@ def main():
 
     # Appointments: the seeded provider publishes every-day availability once; a fresh
     # patient (its own per-account budget) books free slots, one per explicit case.
-    def fresh_patient_token():
+    def fresh_patient(name):
+        # A verified patient signed in as token[name] (its password in password[name]).
         body = signup_body()
         assert post("/api/v1/auth/signup", body).status_code == 201
         assert post("/api/v1/auth/verify-email", {"token": outbox_token(body["email"], "Your verification token:")}).status_code == 204
         r = post("/api/v1/auth/login", {"email": body["email"], "password": body["password"]})
         assert r.status_code == 200, r.text
-        return r.json()["access_token"]
+        token[name], password[name] = r.json()["access_token"], body["password"]
 
     days = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
     availability = {"time_zone": "Europe/Berlin", "slot_minutes": 30, "buffer_minutes": 0,
@@ -308,8 +327,17 @@ def main():
             # enrolment needs an account without TOTP (the patient).
             if key[1].startswith("/api/v1/medications"):
                 who[key] = "medpatient"
-            elif key == ("DELETE", "/api/v1/care-relationships/{id}") or "/mfa/totp/" in key[1]:
+            elif key == ("DELETE", "/api/v1/care-relationships/{id}"):
                 who[key] = "patient"
+            elif "/mfa/totp/" in key[1]:
+                # An account without TOTP, of its own (its failure budget: above).
+                who[key] = key[1].rsplit("/", 1)[1] + "-patient"
+                fresh_patient(who[key])
+            elif key == ("PUT", "/api/v1/users/me/profile"):
+                # A new phone needs the password: fuzzed wrong ones spend the account's
+                # failure budget (shared with MFA challenges), so a patient of its own.
+                who[key] = "profile-patient"
+                fresh_patient(who[key])
             else:
                 who[key] = ["patient", "provider"][turn % 2]
                 turn += 1
@@ -317,7 +345,7 @@ def main():
     # The appointment routes: availability by the provider, the rest by a fresh patient.
     appointment_ops = [key for key in who if key[1].startswith(("/api/v1/appointments", "/api/v1/providers"))]
     if appointment_ops:
-        token["booker"] = fresh_patient_token()
+        fresh_patient("booker")
         for key in appointment_ops:
             who[key] = "provider" if key == ("PUT", "/api/v1/providers/me/availability") else "booker"
 
@@ -391,7 +419,7 @@ def main():
             print(f"FAILED {key[0]} {key[1]}: {message}")
     for key in no_success:
         print(f"NO 2xx {key[0]} {key[1]}")
-    limited = [key for key in who if statuses[key].get(429)]
+    limited = [key for key in who if statuses[key].get(429) and key != ("PUT", "/api/v1/users/me/profile") and "/mfa/totp/" not in key[1]]
     if limited:
         print(f"note: 429 on {len(limited)} authenticated operations: the per-account budget "
               "(100 / 15 min) ran out; lower MAX_EXAMPLES or spread the operations wider")

@@ -7,6 +7,7 @@
 //! answer the same either way (the owner is told by mail), and every failed login is
 //! the same 401 after the same password-hashing work.
 
+mod integrity;
 mod mail;
 mod mfa;
 mod password;
@@ -64,6 +65,7 @@ pub fn router() -> Router {
         .route(Method::POST, "/api/v1/auth/mfa/challenge", mfa::challenge)
         .doc(
             RouteDoc::new("Finish a login with a TOTP, recovery or e-mailed code")
+                .describe("TOTP or a recovery code opens an MFA session (`amr` `pwd otp mfa`); a code sent by e-mail or SMS opens a weaker one (`pwd mca`, `pwd mca sms`) that reads no PHI.")
                 .body::<mfa::ChallengeBody>()
                 .response::<TokenPair>(200)
                 .errors(&[401, 429, 503]),
@@ -135,7 +137,9 @@ pub fn router() -> Router {
         .route(Method::POST, "/api/v1/auth/mfa/totp/enroll", mfa::enroll)
         .doc(
             RouteDoc::new("Start TOTP enrolment: a new secret, pending until confirmed")
+                .describe("Needs the current password; a wrong one is `401` and counts against the account's failure budget.")
                 .bearer()
+                .body::<mfa::EnrollBody>()
                 .response::<mfa::TotpEnrollment<'static>>(200)
                 .errors(&[401, 409, 429, 503]),
         )

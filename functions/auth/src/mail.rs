@@ -60,6 +60,12 @@ pub async fn account_locked(app: &AppContext, to: &str) -> Result<(), ApiError> 
     .await
 }
 
+/// Tells the owner about a change to how the account signs in
+/// ([`shared::notifications::security_change`]).
+pub async fn security_change(app: &AppContext, to: &str, what: &str) -> Result<(), ApiError> {
+    shared::notifications::security_change(app, to, what).await
+}
+
 pub async fn login_code_sms(app: &AppContext, to: &str, code: &str) -> Result<(), ApiError> {
     let id = format!("auth:{}", app.new_id());
     let body = format!("Your DoCare sign-in code: {code}. It expires in 5 minutes.");

@@ -1,16 +1,14 @@
 //! Password change (signed in) and reset (by a mailed single-use token). Both end every
 //! session of the account.
 
-use crate::mail;
-use crate::sessions::revoke_all;
+use crate::{integrity, mail};
 use serde::Deserialize;
-use shared::audit::Action;
-use shared::audit::Outcome;
+use shared::audit::{Action, CommitError, Outcome};
 use shared::auth::accounts::{self, Status};
 use shared::auth::input;
 use shared::auth::one_time::{self, Purpose};
 use shared::auth::passwords::{self, Verified};
-use shared::auth::{audit_event, authenticate, rate_limit, record, record_account};
+use shared::auth::{account_event, audit_event, authenticate, rate_limit, record};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::{ApiError, App};
 use zeroize::Zeroizing;
@@ -41,7 +39,13 @@ pub async fn change(app: App, req: ApiRequest) -> HandlerResult {
     let account = accounts::get(&app, &principal.user_id)
         .await?
         .ok_or(ApiError::Unauthenticated)?;
-    let verified = passwords::verify_blocking(
+    let email = integrity::email(&app, &req, &account).await?;
+    let name = integrity::open(&app, &req, &account, "full_name")
+        .await?
+        .unwrap_or_default();
+    passwords::validate_new(&body.new_password, account.role, &[&email, &name])?;
+    let verified = passwords::verify_account(
+        &account.id,
         body.current_password.to_string(),
         account.password_hash.clone(),
     )
@@ -62,7 +66,8 @@ pub async fn change(app: App, req: ApiRequest) -> HandlerResult {
     // The new password and the end of every session commit with the event.
     let change = accounts::AccountChange::new()
         .password_hash(hash)
-        .end_sessions(app.clock.now().timestamp_millis());
+        .end_sessions(app.clock.now().timestamp_millis())
+        .end_pending();
     let event = audit_event(&req, &principal, Action::PasswordChange, Outcome::Success)
         .resource("account", &principal.user_id);
     accounts::change_audited(&app, &account, change, event).await?;
@@ -83,18 +88,18 @@ pub async fn reset_request(app: App, req: ApiRequest) -> HandlerResult {
     rate_limit::hit(&app, rate_limit::SENSITIVE, &rate_limit::ip_subject(&req)).await?;
     if let Some(account) = accounts::find_by_email(&app, email).await? {
         if account.status != Status::Disabled {
-            let token =
-                one_time::issue(&app, Purpose::PasswordReset, &account.id, RESET_TTL_SECS).await?;
-            mail::password_reset(&app, email, &token).await?;
-            record_account(
-                &app,
+            // The token belongs to the account's pending epoch: the next reset or
+            // password change ends it.
+            let issued = accounts::reset_token(&app, &account, RESET_TTL_SECS);
+            let event = account_event(
                 &req,
                 Action::PasswordResetRequest,
                 Some(&account.id),
                 Some(account.role),
                 Outcome::Success,
-            )
-            .await?;
+            );
+            app.audit.commit(event, vec![issued.write]).await?;
+            mail::password_reset(&app, email, &issued.token).await?;
         }
     }
     ApiResponse::accepted(&ResetRequested {
@@ -119,38 +124,74 @@ pub(crate) struct ResetBody {
     new_password: Zeroizing<String>,
 }
 
-/// `POST password/reset`: single-use token; sets the password, ends every session and
-/// clears a lockout.
+/// `POST password/reset`: single-use token; sets the password, ends every session, every
+/// other pending reset token and MFA challenge, and clears a lockout (so the owner of
+/// an account locked by someone else's guesses gets in). One unit of work with its
+/// event. Each attempt is reserved against the per-IP failure budget first.
 pub async fn reset(app: App, req: ApiRequest) -> HandlerResult {
     let body: ResetBody = req.json()?;
     let token = input::token("token", &body.token)?;
     passwords::validate(&body.new_password)?;
-    let ip = rate_limit::ip_subject(&req);
-    rate_limit::check(&app, rate_limit::AUTH, &ip).await?;
-    let Some(user_id) = one_time::redeem(&app, Purpose::PasswordReset, token).await? else {
-        rate_limit::hit(&app, rate_limit::AUTH, &ip).await.ok();
-        return Err(ApiError::validation(
-            "token: is invalid, expired or already used",
-        ));
+    let by_ip = rate_limit::reserve(&app, rate_limit::AUTH, &rate_limit::ip_subject(&req)).await?;
+    let invalid = || ApiError::validation("token: is invalid, expired or already used");
+    let Some(pending) = one_time::pending(&app, Purpose::PasswordReset, token).await? else {
+        return Err(invalid());
     };
+    let Some(account) = accounts::get(&app, &pending.user_id)
+        .await?
+        .filter(|a| a.status != Status::Disabled)
+    else {
+        return Err(invalid());
+    };
+    // Issued before the last reset or password change: ended.
+    if pending.number("epoch").unwrap_or(0) != account.pending_epoch {
+        return Err(invalid());
+    }
+    let email = integrity::email(&app, &req, &account).await?;
+    let name = integrity::open(&app, &req, &account, "full_name")
+        .await?
+        .unwrap_or_default();
+    passwords::validate_new(&body.new_password, account.role, &[&email, &name])?;
+    rate_limit::release(&app, by_ip).await;
     let hash = passwords::hash_blocking(body.new_password.to_string()).await?;
-    let account = accounts::change(
-        &app,
-        &user_id,
-        accounts::AccountChange::new()
-            .password_hash(hash)
-            .clear_lockout(),
-    )
-    .await?;
-    revoke_all(&app, &user_id).await?;
-    record_account(
-        &app,
+    let change = accounts::AccountChange::new()
+        .password_hash(hash)
+        .clear_lockout()
+        .end_sessions(app.clock.now().timestamp_millis())
+        .end_pending();
+    let ended = change.ended();
+    let write = accounts::reset_op(&app, &account, change)?;
+    let event = account_event(
         &req,
         Action::PasswordReset,
         Some(&account.id),
         Some(account.role),
         Outcome::Success,
-    )
-    .await?;
-    Ok(ApiResponse::no_content())
+    );
+    match app
+        .audit
+        .commit(
+            event,
+            vec![pending.spend(&app, Purpose::PasswordReset), write],
+        )
+        .await
+    {
+        Ok(()) => {
+            // This instance stops accepting the ended sessions at once (others within
+            // the revocation cache's bound).
+            shared::auth::revocation::ended(&app, &account.id, &ended).await;
+            // Someone else's guesses spent the address's login budget (and locked the
+            // account, cleared above): the owner logs in with the new password at once.
+            // Best effort: the reset is kept either way.
+            if let Ok(index) = accounts::email_index(&app, &email).await {
+                rate_limit::forgive(&app, rate_limit::AUTH, &format!("email:{index}")).await;
+            }
+            let subject = crate::mfa::account_subject(&account.id);
+            rate_limit::forgive(&app, rate_limit::AUTH, &subject).await;
+            Ok(ApiResponse::no_content())
+        }
+        // Spent meanwhile, or another reset won the race.
+        Err(CommitError::Change { .. }) => Err(invalid()),
+        Err(err) => Err(err.into()),
+    }
 }

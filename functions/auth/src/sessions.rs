@@ -11,15 +11,13 @@
 //! whole family dies) together with a `TOKEN_REUSE` security event. Logout and
 //! logout-all commit with their events too.
 
-use crate::{mail, mfa};
+use crate::{integrity, mail, mfa};
 use serde::{Deserialize, Serialize};
-use shared::audit::Action;
-use shared::audit::CommitError;
-use shared::audit::Outcome;
-use shared::auth::accounts::{self, Account, Status};
+use shared::audit::{Action, AuditEvent, CommitError, Outcome, WriteOp};
+use shared::auth::accounts::{self, Account, LoginAttempt, Status};
 use shared::auth::input;
 use shared::auth::passwords::{self, Verified};
-use shared::auth::{account_event, audit_event, authenticate, rate_limit, record_account};
+use shared::auth::{account_event, amr, audit_event, authenticate, rate_limit, record_account};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::store::sessions;
 use shared::{ApiError, App, AppContext};
@@ -53,20 +51,32 @@ pub(crate) enum LoginAnswer {
     MfaRequired(MfaRequired),
 }
 
-/// Opens a session for an authenticated account and returns its first token pair.
-pub async fn open_session(
+/// Opens a session committed with its audit event and `more` writes of the same step
+/// (one unit of work): without the event there is no session. A condition of `more`
+/// that fails answers 401 (the step was spent or the account changed meanwhile).
+pub async fn open_session_audited(
     app: &AppContext,
     account: &Account,
     amr: &[&str],
+    event: AuditEvent,
+    more: Vec<WriteOp>,
 ) -> Result<TokenPair, ApiError> {
-    let (session_id, refresh_token) = sessions::open(app, &account.id, account.role, amr).await?;
+    let opening = sessions::open_ops(app, &account.id, account.role, amr);
+    // Signed before the commit: a signing failure (KMS) keeps the step unspent.
     let (access_token, expires_in) = app
         .tokens
-        .issue(app, &account.id, account.role, &session_id, amr)
+        .issue(app, &account.id, account.role, &opening.session_id, amr)
         .await?;
+    let mut ops = opening.ops;
+    ops.extend(more);
+    match app.audit.commit(event, ops).await {
+        Ok(()) => {}
+        Err(CommitError::Change { .. }) => return Err(ApiError::InvalidCredentials),
+        Err(err) => return Err(err.into()),
+    }
     Ok(TokenPair {
         access_token,
-        refresh_token,
+        refresh_token: opening.refresh_token,
         expires_in,
         token_type: "Bearer",
     })
@@ -82,39 +92,54 @@ pub(crate) struct LoginBody {
 }
 
 /// `POST login`: tokens, or `{mfa_required, mfa_token}` when the account has MFA on.
+///
+/// Each attempt is reserved before the password is checked, per source IP and per
+/// address (rate limits: 429) and on the account (lockout): parallel guesses cannot
+/// all pass a read of a counter. A failure keeps its reservations; a success gives
+/// them back. A counter that cannot be written refuses the attempt (503).
 pub async fn login(app: App, req: ApiRequest) -> HandlerResult {
     let body: LoginBody = req.json()?;
     let email = input::email(&body.email).map_err(|_| ApiError::InvalidCredentials)?;
-    let ip = rate_limit::ip_subject(&req);
-    rate_limit::check(&app, rate_limit::AUTH, &ip).await?;
+    let by_ip = rate_limit::reserve(&app, rate_limit::AUTH, &rate_limit::ip_subject(&req)).await?;
     let index = accounts::email_index(&app, email).await?;
-    let email_subject = format!("email:{index}");
-    rate_limit::check(&app, rate_limit::AUTH, &email_subject).await?;
+    let by_address = rate_limit::reserve(&app, rate_limit::AUTH, &format!("email:{index}")).await?;
 
     let account = accounts::find_by_email(&app, email).await?;
-    let now = app.clock.now().timestamp();
-    let usable = account
-        .as_ref()
-        .filter(|a| !a.locked(now) && a.status != Status::Disabled);
-    // Same hashing work whether or not the account exists or may log in.
-    let stored = usable
-        .map(|a| a.password_hash.clone())
-        .unwrap_or_else(|| passwords::decoy_hash().to_string());
-    let verified = passwords::verify_blocking(body.password.to_string(), stored).await;
+    let usable = account.as_ref().filter(|a| a.status != Status::Disabled);
+    let attempt = match usable {
+        Some(account) => accounts::reserve_login(&app, account).await?,
+        None => LoginAttempt::Locked,
+    };
+    // Same hashing work whether or not the account exists or may log in; only a
+    // reserved attempt checks the account's own hash.
+    let verified = match (usable, attempt) {
+        (Some(account), LoginAttempt::Reserved(_)) => {
+            passwords::verify_account(
+                &account.id,
+                body.password.to_string(),
+                account.password_hash.clone(),
+            )
+            .await
+        }
+        _ => {
+            passwords::verify_blocking(
+                body.password.to_string(),
+                passwords::decoy_hash().to_string(),
+            )
+            .await;
+            Verified::No
+        }
+    };
 
     let (account, rehash) = match (usable, verified) {
         (Some(account), Verified::Yes { rehash }) => (account.clone(), rehash),
         _ => {
-            rate_limit::hit(&app, rate_limit::AUTH, &ip).await.ok();
-            rate_limit::hit(&app, rate_limit::AUTH, &email_subject)
-                .await
-                .ok();
             let (user, role) = match &account {
                 Some(a) => (Some(a.id.as_str()), Some(a.role)),
                 None => (None, None),
             };
-            if let Some(found) = usable {
-                if accounts::record_failure(&app, &found.id).await? {
+            if let (Some(found), LoginAttempt::Reserved(n)) = (usable, attempt) {
+                if accounts::login_failed(&app, &found.id, n).await? {
                     record_account(
                         &app,
                         &req,
@@ -124,45 +149,50 @@ pub async fn login(app: App, req: ApiRequest) -> HandlerResult {
                         Outcome::Denied,
                     )
                     .await?;
-                    mail::account_locked(&app, &found.email(&app).await?).await?;
+                    mail::account_locked(&app, &integrity::email(&app, &req, found).await?).await?;
                 }
             }
             record_account(&app, &req, Action::LoginFailed, user, role, Outcome::Denied).await?;
             return Err(ApiError::InvalidCredentials);
         }
     };
+    // A right password: the failure counters forget this attempt.
+    rate_limit::release(&app, by_ip).await;
+    rate_limit::release(&app, by_address).await;
     if account.status == Status::Unverified {
+        accounts::change(
+            &app,
+            &account.id,
+            accounts::AccountChange::new().clear_lockout(),
+        )
+        .await?;
         return Err(ApiError::unprocessable(
             "verify your e-mail address before logging in",
         ));
     }
+    let mut change = accounts::AccountChange::new().clear_lockout();
     if rehash {
         let upgraded = passwords::hash_blocking(body.password.to_string()).await?;
-        accounts::change(
-            &app,
-            &account.id,
-            accounts::AccountChange::new().password_hash(upgraded),
-        )
-        .await?;
+        change = change.password_hash(upgraded);
     }
-    accounts::record_success(&app, &account).await?;
     if account.mfa_enabled {
+        accounts::change(&app, &account.id, change).await?;
         let mfa_token = mfa::start_challenge(&app, &account).await?;
         return ApiResponse::ok(&MfaRequired {
             mfa_required: true,
             mfa_token,
         });
     }
-    let pair = open_session(&app, &account, &["pwd"]).await?;
-    record_account(
-        &app,
+    // The session, the cleared counters (and upgraded hash) and the event: one unit.
+    let event = account_event(
         &req,
         Action::Login,
         Some(&account.id),
         Some(account.role),
         Outcome::Success,
-    )
-    .await?;
+    );
+    let (write, _) = accounts::change_op(&app, &account, change, account.active_unchanged())?;
+    let pair = open_session_audited(&app, &account, amr::PASSWORD_ONLY, event, vec![write]).await?;
     ApiResponse::ok(&pair)
 }
 
@@ -277,18 +307,6 @@ pub async fn logout(app: App, req: ApiRequest) -> HandlerResult {
         .resource("account", &principal.user_id);
     sessions::end(&app, &principal.user_id, &principal.session_id, event).await?;
     Ok(ApiResponse::no_content())
-}
-
-/// Ends every session of the account opened until now (no event of its own: callers
-/// record theirs).
-pub async fn revoke_all(app: &AppContext, user_id: &str) -> Result<(), ApiError> {
-    accounts::change(
-        app,
-        user_id,
-        accounts::AccountChange::new().end_sessions(app.clock.now().timestamp_millis()),
-    )
-    .await?;
-    Ok(())
 }
 
 /// `POST logout-all`: ends every session of the caller's account, committed with the

@@ -2,12 +2,11 @@
 
 use crate::mail;
 use serde::{Deserialize, Serialize};
-use shared::audit::Action;
-use shared::audit::Outcome;
-use shared::auth::accounts::{self, CreateError, NewAccount, Status};
+use shared::audit::{Action, AuditEvent, CommitError, Outcome};
+use shared::auth::accounts::{self, NewAccount, Status};
 use shared::auth::input;
 use shared::auth::one_time::{self, Purpose};
-use shared::auth::{passwords, rate_limit, record_account, Role};
+use shared::auth::{account_event, passwords, rate_limit, Role};
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::{ApiError, App};
 use zeroize::Zeroizing;
@@ -28,58 +27,63 @@ pub(crate) struct SignupBody {
 
 /// Patients sign themselves up. The answer is the same whether or not the address
 /// already has an account; the owner of the address learns which by mail.
+///
+/// The password (and name) are bound to the verification token: verifying activates
+/// the account with the credentials of the sign-up whose token was used, and a repeat
+/// sign-up of an unverified address makes every earlier token useless. Someone who
+/// signs up first with another person's address gains nothing.
 pub async fn signup(app: App, req: ApiRequest) -> HandlerResult {
     let body: SignupBody = req.json()?;
     let email = input::email(&body.email)?;
     let full_name = input::full_name(&body.full_name)?;
-    passwords::validate(&body.password)?;
+    passwords::validate_new(&body.password, Role::Patient, &[email, full_name])?;
     rate_limit::hit(&app, rate_limit::SENSITIVE, &rate_limit::ip_subject(&req)).await?;
     let password_hash = passwords::hash_blocking(body.password.to_string()).await?;
-    let created = accounts::create(
-        &app,
-        NewAccount {
-            email,
-            full_name,
-            password_hash,
-            role: Role::Patient,
-            status: Status::Unverified,
-        },
-    )
-    .await;
-    match created {
-        Ok(account) => {
-            let token =
-                one_time::issue(&app, Purpose::VerifyEmail, &account.id, VERIFY_TTL_SECS).await?;
-            mail::verification(&app, email, &token).await?;
-            record_account(
-                &app,
-                &req,
-                Action::Signup,
-                Some(&account.id),
-                Some(account.role),
-                Outcome::Success,
-            )
-            .await?;
-        }
-        Err(CreateError::EmailTaken) => {
-            // A retried sign-up whose mail was lost gets a fresh token; anyone else is
-            // told by mail that the address is registered.
-            match accounts::find_by_email(&app, email).await? {
-                Some(existing) if existing.status == Status::Unverified => {
-                    let token =
-                        one_time::issue(&app, Purpose::VerifyEmail, &existing.id, VERIFY_TTL_SECS)
-                            .await?;
-                    mail::verification(&app, email, &token).await?;
-                }
-                _ => mail::already_registered(&app, email).await?,
+    let existing = accounts::find_by_email(&app, email).await?;
+    match existing {
+        None => {
+            let new = NewAccount {
+                email,
+                full_name,
+                password_hash,
+                role: Role::Patient,
+                status: Status::Unverified,
+            };
+            let (account, issued, ops) = accounts::new_signup(&app, new, VERIFY_TTL_SECS).await?;
+            let event = audit_account(&req, &account.id, account.role, Action::Signup);
+            match app.audit.commit(event, ops).await {
+                Ok(()) => mail::verification(&app, email, &issued.token).await?,
+                // Taken meanwhile by a racing sign-up: answered alike, told by mail.
+                Err(CommitError::Change { .. }) => mail::already_registered(&app, email).await?,
+                Err(err) => return Err(err.into()),
             }
         }
-        Err(CreateError::Api(err)) => return Err(err),
+        // A repeat sign-up of an unverified address: a fresh token with THIS sign-up's
+        // credentials, and the earlier tokens stop working.
+        Some(existing) if existing.status == Status::Unverified => {
+            let repeated = accounts::repeat_signup(
+                &app,
+                &existing.id,
+                &password_hash,
+                full_name,
+                VERIFY_TTL_SECS,
+            )
+            .await?;
+            match repeated {
+                Some(issued) => mail::verification(&app, email, &issued.token).await?,
+                None => mail::already_registered(&app, email).await?,
+            }
+        }
+        Some(_) => mail::already_registered(&app, email).await?,
     }
     ApiResponse::created(&SignupAccepted {
         status: "verification_sent",
         message: "check your e-mail for a verification token",
     })
+}
+
+fn audit_account(req: &ApiRequest, id: &str, role: Role, action: Action) -> AuditEvent {
+    account_event(req, action, Some(id), Some(role), Outcome::Success)
 }
 
 /// The answer to every sign-up, whether or not the e-mail had an account.
@@ -96,26 +100,36 @@ pub(crate) struct TokenBody {
     token: String,
 }
 
-/// Confirms the address with the mailed token (single use); activates the account.
+/// Confirms the address with the mailed token (single use); activates the account with
+/// the credentials bound to that token, committed with its event.
 pub async fn verify_email(app: App, req: ApiRequest) -> HandlerResult {
     let body: TokenBody = req.json()?;
     let token = input::token("token", &body.token)?;
-    let Some(user_id) = one_time::redeem(&app, Purpose::VerifyEmail, token).await? else {
-        return Err(ApiError::validation(
-            "token: is invalid, expired or already used",
-        ));
+    let invalid = || ApiError::validation("token: is invalid, expired or already used");
+    let Some(pending) = one_time::pending(&app, Purpose::VerifyEmail, token).await? else {
+        return Err(invalid());
     };
-    // Already verified (or disabled meanwhile): the token is spent either way.
-    if let Some(account) = accounts::activate(&app, &user_id).await? {
-        record_account(
+    let Some(password_hash) = pending.text("password_hash").map(str::to_string) else {
+        return Err(invalid());
+    };
+    let Some(account) = accounts::get(&app, &pending.user_id).await? else {
+        return Err(invalid());
+    };
+    let ops = vec![
+        pending.spend(&app, Purpose::VerifyEmail),
+        accounts::activate_signup(
             &app,
-            &req,
-            Action::EmailVerify,
-            Some(&account.id),
-            Some(account.role),
-            Outcome::Success,
-        )
-        .await?;
+            &account.id,
+            &pending.hash,
+            &password_hash,
+            pending.item.get("full_name").cloned(),
+        ),
+    ];
+    let event = audit_account(&req, &account.id, account.role, Action::EmailVerify);
+    match app.audit.commit(event, ops).await {
+        Ok(()) => Ok(ApiResponse::no_content()),
+        // Spent meanwhile, superseded by a later sign-up, or already verified.
+        Err(CommitError::Change { .. }) => Err(invalid()),
+        Err(err) => Err(err.into()),
     }
-    Ok(ApiResponse::no_content())
 }

@@ -177,7 +177,7 @@ async fn message(
         Channel::Sms => {
             let Some(phone) = profiles::phone(app, &reminder.user_id)
                 .await
-                .map_err(from_api)?
+                .map_err(|err| from_api(err.into()))?
             else {
                 return Ok(None);
             };

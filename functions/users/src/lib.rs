@@ -46,6 +46,7 @@ pub fn router() -> Router {
         .doc(
             RouteDoc::new("Replace the caller's profile")
                 .bearer()
+                .describe("Setting, changing or removing `phone` (it receives sign-in codes by SMS) needs `current_password` (400 without, 401 when wrong; 5 wrong per 15 minutes, then 429) and tells the owner by mail.")
                 .body::<profile::ProfileBody>()
                 .response::<profile::ProfileView>(200)
                 .errors(&[401, 404, 429, 503]),

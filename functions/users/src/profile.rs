@@ -9,13 +9,17 @@
 use crate::audit;
 use serde::{Deserialize, Serialize};
 use shared::audit::{Action, Outcome, Reason};
+use shared::auth::accounts;
+use shared::auth::passwords::{self, Verified};
 use shared::auth::policy::Basis;
 use shared::auth::{audit_event, authenticate, input, rate_limit, Principal};
+use shared::crypto::CryptoError;
 use shared::domain::profile::{address, date_of_birth, mask_ssn, ssn, ssn_for_viewer};
 use shared::domain::zone::Zone;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::store::profiles::{self, Profile};
 use shared::{guard, ApiError, App, AppContext};
+use zeroize::Zeroizing;
 
 pub use shared::domain::profile::Address;
 
@@ -30,6 +34,11 @@ pub(crate) struct ProfileBody {
     /// IANA time zone for schedules and reminders; UTC when left out.
     #[serde(default)]
     time_zone: Option<Zone>,
+    /// The account's current password: required when `phone` (the number that receives
+    /// sign-in codes by SMS) is set, changed or removed; the owner is told by mail.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    current_password: Option<Zeroizing<String>>,
 }
 
 #[derive(Serialize, schemars::JsonSchema)]
@@ -74,9 +83,22 @@ pub async fn put_own(app: App, req: ApiRequest) -> HandlerResult {
         time_zone: body.time_zone,
         updated_at: Some(app.now().to_string()),
     };
+    // The phone receives sign-in codes: changing it needs the password, first.
+    let phone_changed = phone_changes(&app, &req, &principal, profile.phone.as_deref()).await?;
+    let owner = match phone_changed {
+        true => Some(confirm_password(&app, &req, &principal, body.current_password).await?),
+        false => None,
+    };
     let event = audit_event(&req, &principal, Action::Update, Outcome::Success)
         .resource("profile", &principal.user_id);
     profiles::replace(&app, &principal.user_id, &profile, event).await?;
+    if let Some(email) = owner {
+        let what = match profile.phone {
+            Some(_) => "The phone number that receives your DoCare sign-in codes was changed.",
+            None => "The phone number that received your DoCare sign-in codes was removed.",
+        };
+        shared::notifications::security_change(&app, &email, what).await?;
+    }
     // The answer is what was just written: no read back, no decryption.
     ApiResponse::ok(&ProfileView {
         user_id: principal.user_id.clone(),
@@ -88,6 +110,91 @@ pub async fn put_own(app: App, req: ApiRequest) -> HandlerResult {
         time_zone: profile.time_zone.unwrap_or(Zone::UTC),
         updated_at: profile.updated_at,
     })
+}
+
+/// Whether `new` differs from the phone the profile holds now (sign-in codes go there).
+/// A stored number that fails its integrity check is recorded (`INTEGRITY_FAILURE`) and
+/// counts as a change: only the password can replace it.
+async fn phone_changes(
+    app: &AppContext,
+    req: &ApiRequest,
+    principal: &Principal,
+    new: Option<&str>,
+) -> Result<bool, ApiError> {
+    match profiles::phone(app, &principal.user_id).await {
+        Ok(stored) => Ok(stored.as_deref() != new),
+        Err(CryptoError::Integrity | CryptoError::Format(_)) => {
+            tracing::error!("a stored phone failed its integrity check");
+            audit(
+                app,
+                req,
+                principal,
+                Action::IntegrityFailure,
+                ("profile", &principal.user_id),
+                Outcome::Failed,
+            )
+            .await?;
+            Ok(true)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Checks the caller's current password (reserved first against the account's failure
+/// budget, as for TOTP changes: 5 per 15 minutes, then 429) and answers the account's
+/// e-mail address, for the notice. A wrong password is recorded and answers 401.
+async fn confirm_password(
+    app: &AppContext,
+    req: &ApiRequest,
+    principal: &Principal,
+    password: Option<Zeroizing<String>>,
+) -> Result<String, ApiError> {
+    let password = password.ok_or_else(|| {
+        ApiError::validation(
+            "current_password: required to change the phone that receives sign-in codes",
+        )
+    })?;
+    let account = accounts::get(app, &principal.user_id)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    let subject = format!("user:{}", account.id);
+    let reserved = rate_limit::reserve(app, rate_limit::AUTH, &subject).await?;
+    let verified = passwords::verify_account(
+        &account.id,
+        password.to_string(),
+        account.password_hash.clone(),
+    )
+    .await;
+    if verified == Verified::No {
+        audit(
+            app,
+            req,
+            principal,
+            Action::Update,
+            ("profile", &principal.user_id),
+            Outcome::Denied,
+        )
+        .await?;
+        return Err(ApiError::InvalidCredentials);
+    }
+    rate_limit::release(app, reserved).await;
+    let opened = shared::phi::open(app, &account.item, "email").await;
+    match opened {
+        Ok(email) => Ok(email.unwrap_or_default()),
+        Err(err @ (CryptoError::Integrity | CryptoError::Format(_))) => {
+            audit(
+                app,
+                req,
+                principal,
+                Action::IntegrityFailure,
+                ("account", &account.id),
+                Outcome::Failed,
+            )
+            .await?;
+            Err(ApiError::internal(err))
+        }
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// `GET /api/v1/users/me/profile[?reveal=ssn]`.

@@ -25,6 +25,8 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+/// The writes a unit of work commits with its event (built by the repositories).
+pub use crate::ports::db::WriteOp;
 pub use anchor::{Anchor, AnchorRun, Anchorer, ANCHOR_GRACE, ANCHOR_INTERVAL, ANCHOR_PK};
 pub use chain::{
     attr, chain_pk, format_time, genesis_hash, head_key, parse_time, seq_sk, ChainHead, Malformed,

@@ -63,6 +63,9 @@ pub struct Account {
     pub totp_last_step: Option<i64>,
     /// Refresh tokens of sessions opened before this moment are dead (logout-all, reset).
     pub sessions_valid_after: i64,
+    /// Password-reset tokens and MFA challenges carry the epoch they were issued in; a
+    /// password reset or change moves it on, which ends every one still pending.
+    pub pending_epoch: i64,
     pub created_at: String,
     pub item: Item,
 }
@@ -119,6 +122,7 @@ impl Account {
                 .unwrap_or(false),
             totp_last_step: int_of(&item, "totp_last_step"),
             sessions_valid_after: int_of(&item, "sessions_valid_after").unwrap_or(0),
+            pending_epoch: int_of(&item, "pending_epoch").unwrap_or(0),
             created_at: str_of(&item, "created_at").unwrap_or_default().to_string(),
             item,
         })
@@ -183,6 +187,34 @@ impl Account {
     pub fn locked(&self, now: i64) -> bool {
         crate::domain::account::is_locked(self.locked_until, now)
     }
+
+    /// A condition that holds while the pending epoch is still the one read here (a
+    /// password reset or change since then fails it).
+    pub fn same_pending_epoch(&self) -> Condition {
+        if self.item.contains_key("pending_epoch") {
+            Condition::Equals("pending_epoch".into(), Value::N(self.pending_epoch))
+        } else {
+            Condition::AttributeNotExists("pending_epoch".into())
+        }
+    }
+
+    /// A check, for a unit of work, that the account is still active and no password
+    /// reset or change happened since it was read.
+    pub fn still_active(&self, app: &AppContext) -> WriteOp {
+        WriteOp::Check {
+            table: app.config.table.clone(),
+            key: key(&self.id),
+            condition: self.active_unchanged(),
+        }
+    }
+
+    /// The condition of [`Account::still_active`], for a write to the account itself.
+    pub fn active_unchanged(&self) -> Condition {
+        Condition::And(vec![
+            Condition::Equals("status".into(), Value::S(Status::Active.as_str().into())),
+            self.same_pending_epoch(),
+        ])
+    }
 }
 
 /// A new account's fields, already validated; the password already hashed.
@@ -227,6 +259,22 @@ pub async fn email_index(app: &AppContext, email: &str) -> Result<String, ApiErr
 
 /// Creates an account and claims its e-mail atomically.
 pub async fn create(app: &AppContext, new: NewAccount<'_>) -> Result<Account, CreateError> {
+    let (account, ops) = create_ops(app, new, None).await?;
+    match app.db.transact_write(ops).await {
+        Ok(()) => Ok(account),
+        Err(err) if err.is_condition_failed() => Err(CreateError::EmailTaken),
+        Err(err) => Err(ApiError::from(err).into()),
+    }
+}
+
+/// The writes that create an account and claim its e-mail (both conditional: a taken
+/// address fails op 0 or 1), for a unit of work; `pending_signup` binds a self sign-up
+/// to its verification token (see [`restart_signup`]).
+pub async fn create_ops(
+    app: &AppContext,
+    new: NewAccount<'_>,
+    pending_signup: Option<&str>,
+) -> Result<(Account, Vec<WriteOp>), ApiError> {
     let id = app.new_id();
     let index = email_index(app, new.email).await?;
     let created_at = app.now().to_string();
@@ -248,6 +296,13 @@ pub async fn create(app: &AppContext, new: NewAccount<'_>) -> Result<Account, Cr
     record.insert("email_index".into(), Value::S(index.clone()));
     record.insert("password_hash".into(), Value::S(new.password_hash));
     record.insert("mfa_enabled".into(), Value::Bool(false));
+    // The lockout counters exist from the start: their reservations are conditions
+    // on them.
+    record.insert("failed_logins".into(), Value::N(0));
+    record.insert("locked_until".into(), Value::N(0));
+    if let Some(pending) = pending_signup {
+        record.insert("pending_signup".into(), Value::S(pending.into()));
+    }
     record.insert("created_at".into(), Value::S(created_at.clone()));
     record.insert("gsi1pk".into(), Value::S(LIST_PARTITION.into()));
     record.insert("gsi1sk".into(), Value::S(format!("{created_at}#{id}")));
@@ -257,25 +312,153 @@ pub async fn create(app: &AppContext, new: NewAccount<'_>) -> Result<Account, Cr
     claim.insert("sk".into(), Value::S(claim_key.sk));
     claim.insert("user_id".into(), Value::S(id.clone()));
     let table = app.config.table.clone();
-    let written = app
+    let ops = vec![
+        WriteOp::Put {
+            table: table.clone(),
+            item: record.clone(),
+            condition: Some(Condition::NotExists),
+        },
+        WriteOp::Put {
+            table,
+            item: claim,
+            condition: Some(Condition::NotExists),
+        },
+    ];
+    Ok((Account::from_item(record)?, ops))
+}
+
+/// A verification token carrying a sign-up's password hash and (sealed) name: what
+/// verifying it activates.
+pub async fn signup_token(
+    app: &AppContext,
+    user_id: &str,
+    password_hash: &str,
+    full_name: &str,
+    ttl_secs: i64,
+) -> Result<super::one_time::Issued, ApiError> {
+    let name = seal(app, user_id, "full_name", full_name).await?;
+    Ok(super::one_time::prepare(
+        app,
+        super::one_time::Purpose::VerifyEmail,
+        user_id,
+        ttl_secs,
+        vec![
+            ("password_hash", Value::S(password_hash.to_string())),
+            ("full_name", name),
+        ],
+    ))
+}
+
+/// A self sign-up: the writes that create the unverified account bound to its first
+/// verification token (for one unit of work with its event), and that token.
+pub async fn new_signup(
+    app: &AppContext,
+    new: NewAccount<'_>,
+    ttl_secs: i64,
+) -> Result<(Account, super::one_time::Issued, Vec<WriteOp>), ApiError> {
+    let (password_hash, full_name) = (new.password_hash.clone(), new.full_name);
+    let (account, mut ops) = create_ops(app, new, None).await?;
+    let issued = signup_token(app, &account.id, &password_hash, full_name, ttl_secs).await?;
+    if let Some(WriteOp::Put { item, .. }) = ops.first_mut() {
+        item.insert("pending_signup".into(), Value::S(issued.hash.clone()));
+    }
+    ops.push(issued.write.clone());
+    Ok((account, issued, ops))
+}
+
+/// A repeat sign-up of an unverified account: a fresh token with these credentials,
+/// and every earlier one stops working (one transaction); `None` when the account is
+/// not unverified any more.
+pub async fn repeat_signup(
+    app: &AppContext,
+    id: &str,
+    password_hash: &str,
+    full_name: &str,
+    ttl_secs: i64,
+) -> Result<Option<super::one_time::Issued>, ApiError> {
+    let issued = signup_token(app, id, password_hash, full_name, ttl_secs).await?;
+    let restart = restart_signup(app, id, &issued.hash);
+    match app
         .db
-        .transact_write(vec![
-            WriteOp::Put {
-                table: table.clone(),
-                item: record.clone(),
-                condition: Some(Condition::NotExists),
-            },
-            WriteOp::Put {
-                table,
-                item: claim,
-                condition: Some(Condition::NotExists),
-            },
-        ])
-        .await;
-    match written {
-        Ok(()) => Ok(Account::from_item(record)?),
-        Err(err) if err.is_condition_failed() => Err(CreateError::EmailTaken),
-        Err(err) => Err(ApiError::from(err).into()),
+        .transact_write(vec![restart, issued.write.clone()])
+        .await
+    {
+        Ok(()) => Ok(Some(issued)),
+        Err(err) if err.is_condition_failed() => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// A password-reset token of the account's current pending epoch (the next reset or
+/// password change ends it), for a unit of work.
+pub fn reset_token(app: &AppContext, account: &Account, ttl_secs: i64) -> super::one_time::Issued {
+    super::one_time::prepare(
+        app,
+        super::one_time::Purpose::PasswordReset,
+        &account.id,
+        ttl_secs,
+        vec![("epoch", Value::N(account.pending_epoch))],
+    )
+}
+
+/// The write of a password reset: `change`, only while no other reset or password
+/// change happened since `account` was read.
+pub fn reset_op(
+    app: &AppContext,
+    account: &Account,
+    change: AccountChange,
+) -> Result<WriteOp, ApiError> {
+    let condition = Condition::And(vec![Condition::Exists, account.same_pending_epoch()]);
+    Ok(change_op(app, account, change, condition)?.0)
+}
+
+fn only_unverified() -> Condition {
+    Condition::Equals(
+        "status".into(),
+        Value::S(Status::Unverified.as_str().into()),
+    )
+}
+
+/// A repeat sign-up of an unverified account: only the newest verification token
+/// (`pending`, its hash) can activate it from now on, with the credentials it carries.
+pub fn restart_signup(app: &AppContext, id: &str, pending: &str) -> WriteOp {
+    WriteOp::Update {
+        table: app.config.table.clone(),
+        key: key(id),
+        update: Update::new()
+            .set("pending_signup", pending)
+            .set("updated_at", app.now().to_string()),
+        condition: Some(Condition::And(vec![Condition::Exists, only_unverified()])),
+    }
+}
+
+/// Activates an unverified account with the credentials bound to its newest
+/// verification token (`pending`, its hash): the password (and name) of the person who
+/// received that token, never those of an earlier sign-up with the same address.
+pub fn activate_signup(
+    app: &AppContext,
+    id: &str,
+    pending: &str,
+    password_hash: &str,
+    full_name: Option<Value>,
+) -> WriteOp {
+    let mut update = Update::new()
+        .set("status", Status::Active.as_str())
+        .set("password_hash", password_hash)
+        .remove("pending_signup")
+        .set("updated_at", app.now().to_string());
+    if let Some(name) = full_name {
+        update = update.set("full_name", name);
+    }
+    WriteOp::Update {
+        table: app.config.table.clone(),
+        key: key(id),
+        update,
+        condition: Some(Condition::And(vec![
+            Condition::Exists,
+            only_unverified(),
+            Condition::Equals("pending_signup".into(), Value::S(pending.into())),
+        ])),
     }
 }
 
@@ -381,7 +564,12 @@ impl AccountChange {
 
     /// Forgets failed passwords and any lock.
     pub fn clear_lockout(self) -> Self {
-        Self(self.0.set("failed_logins", 0i64).remove("locked_until"))
+        Self(self.0.set("failed_logins", 0i64).set("locked_until", 0i64))
+    }
+
+    /// Ends every pending password-reset token and MFA challenge.
+    pub fn end_pending(self) -> Self {
+        Self(self.0.add("pending_epoch", 1))
     }
 
     /// TOTP on, with its secret (sealed) and no step used yet.
@@ -438,25 +626,6 @@ pub fn still_usable(app: &AppContext, account: &Account) -> WriteOp {
     }
 }
 
-/// The write of `change` to `account`, under `condition` (besides existing), for a
-/// unit of work; call [`crate::auth::revocation::ended`] once it is committed.
-pub fn change_op(
-    app: &AppContext,
-    account: &Account,
-    change: &AccountChange,
-    condition: Option<Condition>,
-) -> WriteOp {
-    WriteOp::Update {
-        table: app.config.table.clone(),
-        key: key(&account.id),
-        update: change.0.clone().set("updated_at", app.now().to_string()),
-        condition: Some(match condition {
-            Some(c) => Condition::And(vec![Condition::Exists, c]),
-            None => Condition::Exists,
-        }),
-    }
-}
-
 /// Applies a change to an existing account and returns the account after it.
 pub async fn change(
     app: &AppContext,
@@ -479,15 +648,7 @@ pub async fn change_audited(
     event: crate::audit::AuditEvent,
 ) -> Result<Account, ApiError> {
     let ended = change.ended();
-    let update = change.0.set("updated_at", app.now().to_string());
-    let key = key(&account.id);
-    let after = update.apply(Some(account.item.clone()), &key)?;
-    let write = WriteOp::Update {
-        table: app.config.table.clone(),
-        key,
-        update,
-        condition: Some(Condition::Exists),
-    };
+    let (write, after) = change_op(app, account, change, Condition::Exists)?;
     match app.audit.commit(event, vec![write]).await {
         Ok(()) => {
             crate::auth::revocation::ended(app, &account.id, &ended).await;
@@ -498,24 +659,25 @@ pub async fn change_audited(
     }
 }
 
-/// Activates an account that is still unverified; `None` when it is not (any more).
-pub async fn activate(app: &AppContext, id: &str) -> Result<Option<Account>, ApiError> {
-    let only_unverified = Condition::Equals(
-        "status".into(),
-        Value::S(Status::Unverified.as_str().into()),
-    );
-    match update(
-        app,
-        id,
-        AccountChange::new().status(Status::Active).0,
-        Some(only_unverified),
-    )
-    .await
-    {
-        Ok(account) => Ok(Some(account)),
-        Err(ApiError::Conflict(_)) => Ok(None),
-        Err(err) => Err(err),
-    }
+/// The write of a change to `account` under `condition`, for a unit of work, and the
+/// account as it will be once committed (computed, not read back). A change that ends
+/// sessions: call [`crate::auth::revocation::ended`] once it is committed.
+pub fn change_op(
+    app: &AppContext,
+    account: &Account,
+    change: AccountChange,
+    condition: Condition,
+) -> Result<(WriteOp, Item), ApiError> {
+    let update = change.0.set("updated_at", app.now().to_string());
+    let key = key(&account.id);
+    let after = update.apply(Some(account.item.clone()), &key)?;
+    let write = WriteOp::Update {
+        table: app.config.table.clone(),
+        key,
+        update,
+        condition: Some(condition),
+    };
+    Ok((write, after))
 }
 
 /// Claims a TOTP time step for the account: `false` when it (or a later one) was used
@@ -579,39 +741,115 @@ async fn update(
     Account::from_item(item)
 }
 
-/// Counts a failed password; the [`LOCK_AFTER_FAILURES`]th locks the account.
-/// Returns true when this failure locked it.
-pub async fn record_failure(app: &AppContext, id: &str) -> Result<bool, ApiError> {
-    use crate::domain::account::{after_failure, AfterFailure};
-    let account = update(app, id, Update::new().add("failed_logins", 1), None).await?;
-    let now = app.clock.now().timestamp();
-    if let AfterFailure::Lock { until } = after_failure(account.failed_logins, now) {
-        update(
-            app,
-            id,
-            Update::new()
-                .set("locked_until", until)
-                .set("failed_logins", 0i64),
-            None,
-        )
-        .await?;
-        return Ok(true);
-    }
-    Ok(false)
+/// The outcome of reserving a password attempt on an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginAttempt {
+    /// Reserved: this is the `n`th attempt since the last success or lock (counted as
+    /// a failure until [`login_succeeded`] clears it).
+    Reserved(i64),
+    /// Locked (or as many attempts as the lockout allows are already in flight):
+    /// nothing may be checked.
+    Locked,
 }
 
-/// Clears the failure count after a successful login (no write when already clear).
-pub async fn record_success(app: &AppContext, account: &Account) -> Result<(), ApiError> {
-    if account.failed_logins > 0 || account.locked_until > 0 {
-        update(
-            app,
-            &account.id,
-            Update::new()
-                .set("failed_logins", 0i64)
-                .remove("locked_until"),
-            None,
+/// Reserves a password attempt on the account BEFORE the password is checked: one
+/// conditional write (`ADD failed_logins 1` only while it is below
+/// [`LOCK_AFTER_FAILURES`] and the account is not locked), so parallel guesses cannot
+/// all pass a read of the counter. A counter that cannot be written is a 503.
+pub async fn reserve_login(app: &AppContext, account: &Account) -> Result<LoginAttempt, ApiError> {
+    let now = app.clock.now().timestamp();
+    let account_key = key(&account.id);
+    let reserve = || {
+        app.db.update(
+            &app.config.table,
+            &account_key,
+            Update::new().add("failed_logins", 1),
+            Some(Condition::And(vec![
+                Condition::Exists,
+                Condition::LessThan("failed_logins".into(), LOCK_AFTER_FAILURES),
+                Condition::LessThan("locked_until".into(), now + 1),
+            ])),
         )
-        .await?;
+    };
+    for first in [true, false] {
+        match reserve().await {
+            Ok(item) => {
+                let n = int_of(&item, "failed_logins").unwrap_or(LOCK_AFTER_FAILURES);
+                return Ok(LoginAttempt::Reserved(n));
+            }
+            Err(err) if err.is_condition_failed() => {}
+            Err(err) => return Err(err.into()),
+        }
+        // Why not: counters missing (an account from before they existed), locked, or
+        // the last allowed attempts in flight or lost (then lock now: never stuck).
+        let Some(current) = get(app, &account.id).await? else {
+            return Ok(LoginAttempt::Locked);
+        };
+        let missing: Vec<&str> = ["failed_logins", "locked_until"]
+            .into_iter()
+            .filter(|name| !current.item.contains_key(*name))
+            .collect();
+        if missing.is_empty() || !first {
+            if !current.locked(now) && current.failed_logins >= LOCK_AFTER_FAILURES {
+                lock(app, &account.id, now).await?;
+            }
+            return Ok(LoginAttempt::Locked);
+        }
+        for name in missing {
+            let init = app
+                .db
+                .update(
+                    &app.config.table,
+                    &key(&account.id),
+                    Update::new().set(name, 0i64),
+                    Some(Condition::And(vec![
+                        Condition::Exists,
+                        Condition::AttributeNotExists(name.into()),
+                    ])),
+                )
+                .await;
+            match init {
+                Ok(_) => {}
+                Err(err) if err.is_condition_failed() => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
     }
-    Ok(())
+    Ok(LoginAttempt::Locked)
+}
+
+/// Locks the account for [`LOCK_SECS`] (the count starts again); `true` when this call
+/// locked it (a lock already in force is left alone).
+async fn lock(app: &AppContext, id: &str, now: i64) -> Result<bool, ApiError> {
+    let locked = app
+        .db
+        .update(
+            &app.config.table,
+            &key(id),
+            Update::new()
+                .set("locked_until", now + LOCK_SECS)
+                .set("failed_logins", 0i64)
+                .set("updated_at", app.now().to_string()),
+            Some(Condition::And(vec![
+                Condition::Exists,
+                Condition::LessThan("locked_until".into(), now + 1),
+            ])),
+        )
+        .await;
+    match locked {
+        Ok(_) => Ok(true),
+        Err(err) if err.is_condition_failed() => Ok(false),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// After a wrong password whose reservation was the `attempt`th: the
+/// [`LOCK_AFTER_FAILURES`]th locks the account. Returns true when this failure locked it.
+pub async fn login_failed(app: &AppContext, id: &str, attempt: i64) -> Result<bool, ApiError> {
+    use crate::domain::account::{after_failure, AfterFailure};
+    let now = app.clock.now().timestamp();
+    match after_failure(attempt, now) {
+        AfterFailure::Lock { .. } => lock(app, id, now).await,
+        AfterFailure::Counted => Ok(false),
+    }
 }

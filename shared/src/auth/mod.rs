@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod care;
+pub mod checks;
 pub mod input;
 pub mod one_time;
 pub mod passwords;
@@ -46,14 +47,45 @@ impl Role {
     }
 }
 
+/// The authentication methods a session's `amr` names (RFC 8176 values; docs/identity.md).
+pub mod amr {
+    /// A password.
+    pub const PASSWORD: &str = "pwd";
+    /// A one-time password the user holds: a TOTP code or a recovery code.
+    pub const OTP: &str = "otp";
+    /// A strong second factor was used (TOTP or a recovery code, NIST SP 800-63B
+    /// authenticators): what "an MFA session" means everywhere.
+    pub const MFA: &str = "mfa";
+    /// Multiple-channel authentication: a code sent to the account's e-mail address or
+    /// phone and typed back. A weaker factor: never `mfa`.
+    pub const MULTI_CHANNEL: &str = "mca";
+    /// The code was sent by SMS (with `mca`).
+    pub const SMS: &str = "sms";
+
+    /// A password session.
+    pub const PASSWORD_ONLY: &[&str] = &[PASSWORD];
+    /// Password and TOTP or a recovery code.
+    pub const STRONG: &[&str] = &[PASSWORD, OTP, MFA];
+    /// Password and a code sent by e-mail.
+    pub const MAILED: &[&str] = &[PASSWORD, MULTI_CHANNEL];
+    /// Password and a code sent by SMS.
+    pub const TEXTED: &[&str] = &[PASSWORD, MULTI_CHANNEL, SMS];
+}
+
 /// The authenticated caller, as proven by a verified access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub user_id: String,
     pub role: Role,
     pub session_id: String,
-    /// True when the session was opened with a second factor (`amr` has `mfa`).
+    /// True when the session was opened with a strong second factor, TOTP or a
+    /// recovery code (`amr` has `mfa`): what every MFA check requires.
     pub mfa: bool,
+    /// True when the second step was a code sent by e-mail or SMS instead of the
+    /// account's TOTP (`amr` has `mca`): the mailbox or phone alone. Such a session is
+    /// not an MFA session, and it reads no PHI (the account has TOTP: only TOTP or a
+    /// recovery code counts for it).
+    pub mailed_code: bool,
 }
 
 /// The one extractor: a `Bearer` access token, verified (signature, algorithm, every

@@ -3,7 +3,7 @@
 //! existence condition, so two concurrent redemptions cannot both succeed.
 
 use super::secrets;
-use crate::ports::db::{item, Condition, Key, Value};
+use crate::ports::db::{item, Condition, Item, Key, Value, WriteOp};
 use crate::store::keys;
 use crate::{ApiError, AppContext};
 
@@ -26,16 +26,28 @@ fn key(hash: &str) -> Key {
     keys::one_time_token(hash)
 }
 
-/// Creates a token for the user; returns the secret to send.
-pub async fn issue(
+/// A token about to be issued: the secret to send, its hash (what the table keys it
+/// by), and the write that stores it, for a unit of work.
+#[derive(Clone)]
+pub struct Issued {
+    pub token: String,
+    pub hash: String,
+    pub write: WriteOp,
+}
+
+/// Prepares a token for the user carrying `extra` attributes (bound credentials, the
+/// account's pending epoch); nothing is written until `write` is committed.
+pub fn prepare(
     app: &AppContext,
     purpose: Purpose,
     user_id: &str,
     ttl_secs: i64,
-) -> Result<String, ApiError> {
+    extra: Vec<(&str, Value)>,
+) -> Issued {
     let token = secrets::token();
-    let key = key(&secrets::hash(&token));
-    let record = item([
+    let hash = secrets::hash(&token);
+    let key = key(&hash);
+    let mut record = item([
         ("pk", Value::S(key.pk)),
         ("sk", Value::S(key.sk)),
         ("purpose", Value::S(purpose.as_str().into())),
@@ -45,35 +57,93 @@ pub async fn issue(
             Value::N(app.clock.now().timestamp() + ttl_secs),
         ),
     ]);
-    app.db
-        .put(&app.config.table, record, Some(Condition::NotExists))
-        .await?;
-    Ok(token)
+    for (name, value) in extra {
+        record.insert(name.to_string(), value);
+    }
+    Issued {
+        token,
+        hash,
+        write: WriteOp::Put {
+            table: app.config.table.clone(),
+            item: record,
+            condition: Some(Condition::NotExists),
+        },
+    }
 }
 
-/// Redeems a token once; the user id it was issued for, or `None` when it is unknown,
-/// expired, already used or issued for another purpose.
-pub async fn redeem(
+/// Creates a token for the user; returns the secret to send.
+pub async fn issue(
+    app: &AppContext,
+    purpose: Purpose,
+    user_id: &str,
+    ttl_secs: i64,
+) -> Result<String, ApiError> {
+    let issued = prepare(app, purpose, user_id, ttl_secs, Vec::new());
+    if let WriteOp::Put {
+        table,
+        item,
+        condition,
+    } = issued.write
+    {
+        app.db.put(&table, item, condition).await?;
+    }
+    Ok(issued.token)
+}
+
+/// A pending token as stored (not spent by reading it).
+pub struct Pending {
+    pub user_id: String,
+    pub hash: String,
+    pub item: Item,
+}
+
+impl Pending {
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.item.get(name).and_then(Value::as_str)
+    }
+
+    pub fn number(&self, name: &str) -> Option<i64> {
+        self.item.get(name).and_then(Value::as_i64)
+    }
+
+    /// The write that spends it, for a unit of work: fails (as the change's condition)
+    /// when another request spent it first.
+    pub fn spend(&self, app: &AppContext, purpose: Purpose) -> WriteOp {
+        WriteOp::Delete {
+            table: app.config.table.clone(),
+            key: key(&self.hash),
+            condition: Some(condition(purpose)),
+        }
+    }
+}
+
+fn condition(purpose: Purpose) -> Condition {
+    Condition::And(vec![
+        Condition::Exists,
+        Condition::Equals("purpose".into(), Value::S(purpose.as_str().into())),
+    ])
+}
+
+/// The token if it is pending for this purpose (one read; spend it with
+/// [`Pending::spend`] in the change it allows).
+pub async fn pending(
     app: &AppContext,
     purpose: Purpose,
     token: &str,
-) -> Result<Option<String>, ApiError> {
-    let key = key(&secrets::hash(token));
-    let condition = Condition::And(vec![
-        Condition::Exists,
-        Condition::Equals("purpose".into(), Value::S(purpose.as_str().into())),
-    ]);
-    match app
-        .db
-        .delete(&app.config.table, &key, Some(condition))
-        .await
-    {
-        Ok(Some(old)) => Ok(old
-            .get("user_id")
-            .and_then(Value::as_str)
-            .map(str::to_string)),
-        Ok(None) => Ok(None),
-        Err(err) if err.is_condition_failed() => Ok(None),
-        Err(err) => Err(err.into()),
+) -> Result<Option<Pending>, ApiError> {
+    let hash = secrets::hash(token);
+    let Some(record) = app.db.get(&app.config.table, &key(&hash)).await? else {
+        return Ok(None);
+    };
+    if record.get("purpose").and_then(Value::as_str) != Some(purpose.as_str()) {
+        return Ok(None);
     }
+    let Some(user_id) = record.get("user_id").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    Ok(Some(Pending {
+        user_id: user_id.to_string(),
+        hash,
+        item: record,
+    }))
 }

@@ -2,6 +2,7 @@
 //! and old hashes are re-hashed on the next login), and verification of the bcrypt
 //! hashes imported from the predecessor system, which are upgraded the same way.
 
+use crate::auth::Role;
 use crate::ApiError;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -12,6 +13,12 @@ pub const MEMORY_KIB: u32 = 19 * 1024;
 pub const ITERATIONS: u32 = 2;
 pub const LANES: u32 = 1;
 pub const MIN_LENGTH: usize = 8;
+/// Providers and administrators read PHI: their passwords are longer.
+pub const STAFF_MIN_LENGTH: usize = 12;
+/// The lowest zxcvbn score (0-4) a new password may have: 3 is "safely unguessable"
+/// (about 10^10 guesses), what the estimator's authors recommend for accounts that
+/// matter.
+pub const MIN_SCORE: u8 = 3;
 /// Bounded so a huge password cannot be used to burn CPU.
 pub const MAX_LENGTH: usize = 128;
 
@@ -34,6 +41,40 @@ pub fn validate(password: &str) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+/// The rules for a new password of an account with this role: [`validate`]'s length
+/// rules, at least [`STAFF_MIN_LENGTH`] characters for staff, and a strength of
+/// [`MIN_SCORE`] by the zxcvbn estimator, with the account's own e-mail and name (and
+/// the service's name) as words an attacker would try first. The error says why, never
+/// what the password was.
+pub fn validate_new(password: &str, role: Role, user_inputs: &[&str]) -> Result<(), ApiError> {
+    validate(password)?;
+    if role != Role::Patient && password.chars().count() < STAFF_MIN_LENGTH {
+        return Err(ApiError::validation(format!(
+            "password: staff passwords must be at least {STAFF_MIN_LENGTH} characters"
+        )));
+    }
+    let mut inputs: Vec<&str> = vec!["docare", "DoCare"];
+    for input in user_inputs {
+        inputs.push(input);
+        // The parts of an address or a name are guessed one by one, too.
+        inputs.extend(
+            input
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|part| part.len() >= 3),
+        );
+    }
+    let estimate = zxcvbn::zxcvbn(password, &inputs);
+    if u8::from(estimate.score()) >= MIN_SCORE {
+        return Ok(());
+    }
+    let mut message =
+        String::from("password: too easy to guess; use a longer passphrase of unrelated words");
+    if let Some(warning) = estimate.feedback().and_then(|f| f.warning()) {
+        message.push_str(&format!(" ({warning})"));
+    }
+    Err(ApiError::validation(message))
 }
 
 /// Hashes a new password (CPU-bound: call through [`hash_blocking`] on request paths).
@@ -106,6 +147,13 @@ pub async fn hash_blocking(password: String) -> Result<String, ApiError> {
         .map_err(ApiError::internal)?
 }
 
+/// [`verify`] of a guess against `account`'s stored hash, off the async executor, and
+/// counted ([`crate::auth::checks`]).
+pub async fn verify_account(account: &str, password: String, stored: String) -> Verified {
+    crate::auth::checks::note(crate::auth::checks::Check::Password, account);
+    verify_blocking(password, stored).await
+}
+
 /// [`verify`] off the async executor.
 pub async fn verify_blocking(password: String, stored: String) -> Verified {
     tokio::task::spawn_blocking(move || verify(&password, &stored))
@@ -165,6 +213,31 @@ mod tests {
         assert!(validate(&"x".repeat(MAX_LENGTH + 1)).is_err());
         assert!(validate("long enough").is_ok());
         assert_eq!(verify("anything", "not a hash"), Verified::No);
+    }
+
+    #[test]
+    fn weak_passwords_are_refused_with_a_reason_and_without_the_password() {
+        for weak in ["password1", "long enough", "qwertyuiop", "12345678aA"] {
+            let err = validate_new(weak, Role::Patient, &[]).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("too easy to guess"), "{weak}: {text}");
+            assert!(!text.contains(weak), "{weak} echoed");
+        }
+        // The account's own address and name are among the first guesses.
+        let inputs = ["maria.gonzalez@example.com", "Maria Gonzalez"];
+        let own = "maria.gonzalez@example.com";
+        assert!(validate_new(own, Role::Patient, &inputs).is_err());
+        assert!(validate_new(own, Role::Patient, &[]).is_ok());
+        // So is the service's name.
+        assert!(validate_new("docare2024", Role::Patient, &[]).is_err());
+        let strong = "violet anchor meadow";
+        assert!(validate_new(strong, Role::Patient, &inputs).is_ok());
+        // Staff: at least 12 characters, however random.
+        let short = "Xq7!vR2#kLp";
+        assert!(validate_new(short, Role::Patient, &[]).is_ok());
+        let staff = validate_new(short, Role::Provider, &[]).unwrap_err();
+        assert!(staff.to_string().contains("at least 12"), "{staff}");
+        assert!(validate_new("Xq7!vR2#kLp9", Role::Admin, &[]).is_ok());
         assert_eq!(verify("anything", ""), Verified::No);
     }
 }

@@ -35,10 +35,14 @@ pub fn require_role(principal: &Principal, roles: &[Role]) -> Result<(), ApiErro
     }
 }
 
-/// Providers and admins must have used a second factor before reading PHI.
+/// Providers and admins must have used a strong second factor (TOTP or a recovery
+/// code: [`Principal::mfa`]) before reading PHI; a code sent by e-mail or SMS is not
+/// one. A patient whose account has TOTP but who signed in with a sent code
+/// ([`Principal::mailed_code`]) reads no PHI either: for a TOTP account the mailbox
+/// alone is not enough. Other patients need no second factor.
 pub fn require_mfa_for_staff(principal: &Principal) -> Result<(), ApiError> {
     match principal.role {
-        Role::Patient => Ok(()),
+        Role::Patient if !principal.mailed_code => Ok(()),
         Role::Provider | Role::Admin if principal.mfa => Ok(()),
         _ => Err(ApiError::Forbidden),
     }
@@ -52,7 +56,10 @@ pub async fn patient_data(
     patient_id: &str,
 ) -> Result<Basis, ApiError> {
     match principal.role {
-        Role::Patient if principal.user_id == patient_id => Ok(Basis::Owner),
+        Role::Patient if principal.user_id == patient_id => {
+            require_mfa_for_staff(principal)?;
+            Ok(Basis::Owner)
+        }
         Role::Patient => Err(ApiError::NotFound),
         Role::Provider => {
             if !care::is_active(app, &principal.user_id, patient_id).await? {
@@ -95,7 +102,20 @@ mod tests {
             role,
             session_id: "S".into(),
             mfa,
+            mailed_code: false,
         }
+    }
+
+    #[test]
+    fn a_mailed_code_is_not_mfa_for_anyone() {
+        for role in [Role::Provider, Role::Admin, Role::Patient] {
+            let mailed = Principal {
+                mailed_code: true,
+                ..principal(role, false)
+            };
+            assert!(require_mfa_for_staff(&mailed).is_err(), "{role:?}");
+        }
+        assert!(require_mfa_for_staff(&principal(Role::Patient, false)).is_ok());
     }
 
     #[test]

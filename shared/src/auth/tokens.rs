@@ -36,7 +36,8 @@ pub struct AccessClaims {
     pub sub: String,
     pub role: String,
     pub sid: String,
-    /// Authentication methods (RFC 8176): `pwd`, plus `mfa` and `otp` after a second factor.
+    /// Authentication methods (RFC 8176; [`super::amr`]): `pwd`; `otp mfa` after TOTP or
+    /// a recovery code; `mca` (and `sms`) after a code sent by e-mail (SMS).
     pub amr: Vec<String>,
     pub exp: i64,
     pub iat: i64,
@@ -49,7 +50,8 @@ impl AccessClaims {
             user_id: self.sub.clone(),
             role: Role::parse(&self.role).ok_or(ApiError::Unauthenticated)?,
             session_id: self.sid.clone(),
-            mfa: self.amr.iter().any(|m| m == "mfa"),
+            mfa: self.amr.iter().any(|m| m == super::amr::MFA),
+            mailed_code: self.amr.iter().any(|m| m == super::amr::MULTI_CHANNEL),
         })
     }
 }

@@ -12,8 +12,13 @@ use crate::{ApiError, AppContext};
 pub struct Challenge {
     pub user_id: String,
     pub attempts: i64,
+    /// The account's pending epoch when the challenge started (a password reset or
+    /// change since then ends it).
+    pub epoch: i64,
     otp_hash: Option<String>,
     otp_expires: i64,
+    /// How the sent code went out: `email` or `sms`.
+    pub sent_channel: Option<String>,
 }
 
 impl Challenge {
@@ -27,8 +32,14 @@ impl Challenge {
     }
 }
 
-/// Starts a challenge for a user, valid `ttl_secs`; returns its token (stored hashed).
-pub async fn start(app: &AppContext, user_id: &str, ttl_secs: i64) -> Result<String, ApiError> {
+/// Starts a challenge for a user whose account is in pending `epoch`, valid
+/// `ttl_secs`; returns its token (stored hashed).
+pub async fn start(
+    app: &AppContext,
+    user_id: &str,
+    epoch: i64,
+    ttl_secs: i64,
+) -> Result<String, ApiError> {
     let token = secrets::token();
     let key = keys::mfa_challenge(&secrets::hash(&token));
     let record = item([
@@ -36,6 +47,7 @@ pub async fn start(app: &AppContext, user_id: &str, ttl_secs: i64) -> Result<Str
         ("sk", Value::S(key.sk)),
         ("user_id", Value::S(user_id.into())),
         ("attempts", Value::N(0)),
+        ("epoch", Value::N(epoch)),
         (
             "expires_at",
             Value::N(app.clock.now().timestamp() + ttl_secs),
@@ -60,6 +72,7 @@ pub async fn challenge(app: &AppContext, token: &str) -> Result<Option<Challenge
             .unwrap_or_default()
             .to_string(),
         attempts: record.get("attempts").and_then(Value::as_i64).unwrap_or(0),
+        epoch: record.get("epoch").and_then(Value::as_i64).unwrap_or(0),
         otp_hash: record
             .get("otp_hash")
             .and_then(Value::as_str)
@@ -68,20 +81,45 @@ pub async fn challenge(app: &AppContext, token: &str) -> Result<Option<Challenge
             .get("otp_expires")
             .and_then(Value::as_i64)
             .unwrap_or(0),
+        sent_channel: record
+            .get("otp_channel")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     }))
 }
 
-/// Counts a wrong code on the challenge.
-pub async fn count_failure(app: &AppContext, token: &str) -> Result<(), ApiError> {
-    app.db
+/// Reserves one code attempt on the challenge BEFORE the code is checked: one
+/// conditional write (`ADD attempts 1` only while below `max`), so parallel guesses
+/// cannot all pass a read of the count; `false` once `max` attempts were made (or the
+/// challenge is gone). A counter that cannot be written is a 503.
+pub async fn reserve_attempt(app: &AppContext, token: &str, max: i64) -> Result<bool, ApiError> {
+    let reserved = app
+        .db
         .update(
             &app.config.table,
             &keys::mfa_challenge(&secrets::hash(token)),
             Update::new().add("attempts", 1),
-            Some(Condition::Exists),
+            Some(Condition::And(vec![
+                Condition::Exists,
+                Condition::LessThan("attempts".into(), max),
+            ])),
         )
-        .await?;
-    Ok(())
+        .await;
+    match reserved {
+        Ok(_) => Ok(true),
+        Err(err) if err.is_condition_failed() => Ok(false),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The write that ends the challenge, for the unit of work that opens its session:
+/// it fails (the change's condition) when another request ended it first.
+pub fn spend_op(app: &AppContext, token: &str) -> WriteOp {
+    WriteOp::Delete {
+        table: app.config.table.clone(),
+        key: keys::mfa_challenge(&secrets::hash(token)),
+        condition: Some(Condition::Exists),
+    }
 }
 
 /// Ends the challenge; `false` when another request ended it first (single use: only
@@ -99,11 +137,13 @@ pub async fn spend(app: &AppContext, token: &str) -> Result<bool, ApiError> {
     }
 }
 
-/// Records the code sent for a challenge (as a digest), valid until `expires`.
+/// Records the code sent for a challenge (as a digest) and its channel (`email`,
+/// `sms`), valid until `expires`.
 pub async fn set_sent_code(
     app: &AppContext,
     token: &str,
     code: &str,
+    channel: &str,
     expires: i64,
 ) -> Result<(), ApiError> {
     app.db
@@ -112,7 +152,8 @@ pub async fn set_sent_code(
             &keys::mfa_challenge(&secrets::hash(token)),
             Update::new()
                 .set("otp_hash", secrets::hash(code))
-                .set("otp_expires", expires),
+                .set("otp_expires", expires)
+                .set("otp_channel", channel),
             Some(Condition::Exists),
         )
         .await?;
@@ -151,16 +192,16 @@ pub async fn use_recovery_code(
     }
 }
 
-/// Turns TOTP on with the pending secret (sealed again as the account's secret), its
-/// first used `step`, and a new set of recovery codes, in one transaction; fails with
-/// a conflict when there is no pending enrolment any more.
-pub async fn confirm_totp(
+/// The writes that turn TOTP on with the pending secret (sealed again as the account's
+/// secret), its first used `step`, and a new set of recovery codes, for one unit of
+/// work; its op 0 fails when there is no pending enrolment any more.
+pub async fn confirm_totp_ops(
     app: &AppContext,
     account_id: &str,
     pending_secret: &str,
     step: i64,
     codes: &[String],
-) -> Result<(), ApiError> {
+) -> Result<Vec<WriteOp>, ApiError> {
     let set_id = app.new_id();
     let table = app.config.table.clone();
     let mut ops = vec![WriteOp::Update {
@@ -189,6 +230,5 @@ pub async fn confirm_totp(
             condition: None,
         });
     }
-    app.db.transact_write(ops).await?;
-    Ok(())
+    Ok(ops)
 }

@@ -4,6 +4,7 @@
 
 use crate::audit::{AuditEvent, CommitError};
 use crate::auth::{accounts, Principal};
+use crate::crypto::CryptoError;
 use crate::domain::zone::Zone;
 use crate::http::ApiRequest;
 use crate::ports::db::{Condition, Item, Update, Value, WriteOp};
@@ -138,14 +139,16 @@ pub async fn read(
 }
 
 /// The profile's phone number, for sending a sign-in code by SMS (no principal yet:
-/// the caller is half-way through signing in).
-pub async fn phone(app: &AppContext, user_id: &str) -> Result<Option<String>, ApiError> {
+/// the caller is half-way through signing in). An integrity failure is the caller's to
+/// record (`CryptoError::Integrity`).
+pub async fn phone(app: &AppContext, user_id: &str) -> Result<Option<String>, CryptoError> {
     let item = app
         .db
         .get(&app.config.table, &keys::profile(user_id))
-        .await?
+        .await
+        .map_err(CryptoError::StoreUnavailable)?
         .unwrap_or_default();
-    Ok(phi::open(app, &item, "phone").await?)
+    phi::open(app, &item, "phone").await
 }
 
 fn zone_of(item: &Item) -> Option<Zone> {

@@ -44,23 +44,29 @@ pub async fn open(
     role: crate::auth::Role,
     amr: &[&str],
 ) -> Result<(String, String), ApiError> {
-    let session_id = app.new_id();
-    let lifetime = app.config.session_lifetime(role);
-    let ends = app.clock.now().timestamp() + lifetime.absolute_secs;
-    let token = open_session(app, user_id, &session_id, amr, ends, lifetime.idle_secs).await?;
-    Ok((session_id, token))
+    let opening = open_ops(app, user_id, role, amr);
+    app.db.transact_write(opening.ops).await?;
+    Ok((opening.session_id, opening.refresh_token))
 }
 
-async fn open_session(
-    app: &AppContext,
-    user_id: &str,
-    session_id: &str,
-    amr: &[&str],
-    ends: i64,
-    idle_secs: i64,
-) -> Result<String, ApiError> {
+/// A session about to be opened: its id, its first refresh token (to hand out once
+/// committed) and the writes that open it.
+#[derive(Debug)]
+pub struct Opening {
+    pub session_id: String,
+    pub refresh_token: String,
+    /// The session and its first refresh token, both conditional on being new.
+    pub ops: Vec<WriteOp>,
+}
+
+/// The writes that open a session of an account with this role (as [`open`]), for a
+/// unit of work with the step's event and writes.
+pub fn open_ops(app: &AppContext, user_id: &str, role: crate::auth::Role, amr: &[&str]) -> Opening {
+    let session_id = app.new_id();
+    let lifetime = app.config.session_lifetime(role);
     let now = app.clock.now();
-    let key = keys::session(user_id, session_id);
+    let ends = now.timestamp() + lifetime.absolute_secs;
+    let key = keys::session(user_id, &session_id);
     let session = item([
         ("pk", Value::S(key.pk)),
         ("sk", Value::S(key.sk)),
@@ -70,28 +76,30 @@ async fn open_session(
     ]);
     let refresh_token = secrets::token();
     let table = app.config.table.clone();
-    app.db
-        .transact_write(vec![
-            WriteOp::Put {
-                table: table.clone(),
-                item: session,
-                condition: Some(Condition::NotExists),
-            },
-            WriteOp::Put {
-                table,
-                item: refresh_item(
-                    &refresh_token,
-                    user_id,
-                    session_id,
-                    now.timestamp(),
-                    ends,
-                    idle_secs,
-                ),
-                condition: Some(Condition::NotExists),
-            },
-        ])
-        .await?;
-    Ok(refresh_token)
+    let ops = vec![
+        WriteOp::Put {
+            table: table.clone(),
+            item: session,
+            condition: Some(Condition::NotExists),
+        },
+        WriteOp::Put {
+            table,
+            item: refresh_item(
+                &refresh_token,
+                user_id,
+                &session_id,
+                now.timestamp(),
+                ends,
+                lifetime.idle_secs,
+            ),
+            condition: Some(Condition::NotExists),
+        },
+    ];
+    Opening {
+        session_id,
+        refresh_token,
+        ops,
+    }
 }
 
 /// A presented refresh token, as stored.
@@ -241,19 +249,19 @@ pub async fn end(
         };
         let now_ms = app.clock.now().timestamp_millis();
         let change = accounts::AccountChange::new().end_session(&account, session_id, ends, now_ms);
+        let all = change.ended();
         let mut ops = Vec::new();
         if stored.is_some() {
             ops.push(revoke_op(app, user_id, session_id));
         }
-        ops.push(accounts::change_op(
-            app,
-            &account,
-            &change,
-            Some(accounts::unchanged_sessions(&account)),
-        ));
+        let condition = Condition::And(vec![
+            Condition::Exists,
+            accounts::unchanged_sessions(&account),
+        ]);
+        ops.push(accounts::change_op(app, &account, change, condition)?.0);
         match app.audit.commit(event.clone(), ops).await {
             Ok(()) => {
-                let ended = match change.ended() {
+                let ended = match all {
                     Ended::All => Ended::All,
                     _ => Ended::Session(session_id.to_string()),
                 };
