@@ -40,6 +40,7 @@ pub fn issue(app: &AppContext, principal: &Principal) -> Issued {
         ("role", Value::S(principal.role.as_str().into())),
         ("session_id", Value::S(principal.session_id.clone())),
         ("mfa", Value::Bool(principal.mfa)),
+        ("mailed_code", Value::Bool(principal.mailed_code)),
         ("expires_at", Value::N(expires)),
     ]);
     let expires_at = chrono::DateTime::from_timestamp(expires, 0)
@@ -95,5 +96,6 @@ pub async fn redeem(app: &AppContext, ticket: &str) -> Result<Option<Principal>,
         role,
         session_id,
         mfa: matches!(old.get("mfa"), Some(Value::Bool(true))),
+        mailed_code: matches!(old.get("mailed_code"), Some(Value::Bool(true))),
     }))
 }
