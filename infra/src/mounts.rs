@@ -56,6 +56,10 @@ pub fn http_functions() -> Vec<HttpMount> {
             function: "medications",
             router: docare_medications::router(),
         },
+        HttpMount {
+            function: "messages",
+            router: docare_messages::router(),
+        },
     ]
 }
 

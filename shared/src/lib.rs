@@ -8,6 +8,7 @@ pub mod adapters;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -1415,6 +1415,106 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
     )
     .await;
 
+    // --- messages ------------------------------------------------------------------------------
+    let said = "Patience Okafor: the rash is spreading";
+    phi.push(said.to_string());
+    let (status, created, events) = h
+        .send(
+            call(Method::POST, "/api/v1/conversations", pt)
+                .body(json!({"participant_ids": [carer.id]})),
+        )
+        .await;
+    let conversation_id = text(&created, "id");
+    let cv = ("conversation", conversation_id.as_str());
+    h.check(
+        "POST /conversations",
+        status,
+        201,
+        events,
+        vec![ok("CREATE", &patient, cv)],
+    );
+    h.step(
+        "POST /conversations, with another patient",
+        call(Method::POST, "/api/v1/conversations", pt)
+            .body(json!({"participant_ids": [other.id]})),
+        422,
+        vec![],
+    )
+    .await;
+    h.step(
+        "GET /conversations",
+        call(Method::GET, "/api/v1/conversations", ct),
+        200,
+        vec![ok("VIEW", &carer, ("conversations", &carer.id))],
+    )
+    .await;
+    let conv_path = format!("/api/v1/conversations/{conversation_id}");
+    h.step(
+        "GET /conversations/{id}",
+        call(Method::GET, &conv_path, pt),
+        200,
+        vec![ok("VIEW", &patient, cv)],
+    )
+    .await;
+    h.step(
+        "GET /conversations/{id}, another patient",
+        call(Method::GET, &conv_path, ot),
+        404,
+        vec![denied("ACCESS_DENIED", &other, cv)],
+    )
+    .await;
+    let message = json!({"client_message_id": "m-1", "body": said});
+    h.step(
+        "POST /conversations/{id}/messages",
+        call(Method::POST, format!("{conv_path}/messages"), pt).body(message.clone()),
+        201,
+        vec![ok("CREATE", &patient, cv)],
+    )
+    .await;
+    h.step(
+        "POST /conversations/{id}/messages, resent (the stored message, recorded as a read)",
+        call(Method::POST, format!("{conv_path}/messages"), pt).body(message),
+        200,
+        vec![ok("VIEW", &patient, cv)],
+    )
+    .await;
+    h.step(
+        "POST /conversations/{id}/messages, a provider outside it",
+        call(Method::POST, format!("{conv_path}/messages"), st)
+            .body(json!({"client_message_id": "s-1", "body": "hello"})),
+        404,
+        vec![denied("ACCESS_DENIED", &stranger, cv)],
+    )
+    .await;
+    h.step(
+        "GET /conversations/{id}/messages",
+        call(Method::GET, format!("{conv_path}/messages"), ct),
+        200,
+        vec![ok("VIEW", &carer, cv)],
+    )
+    .await;
+    h.step(
+        "POST /conversations/{id}/read",
+        call(Method::POST, format!("{conv_path}/read"), ct).body(json!({"up_to": 1})),
+        200,
+        vec![ok("UPDATE", &carer, cv)],
+    )
+    .await;
+    h.step(
+        "GET /sync",
+        call(Method::GET, "/api/v1/sync", ct).query("since", "0"),
+        200,
+        vec![ok("VIEW", &carer, ("message_sync", &carer.id))],
+    )
+    .await;
+    h.step(
+        "GET /sync, an admin",
+        call(Method::GET, "/api/v1/sync", at),
+        403,
+        vec![denied("ACCESS_DENIED", &admin, ("message_sync", "*"))],
+    )
+    .await;
+
     // --- the audit function itself ------------------------------------------------------------
     h.step(
         "GET /audit, patient",

@@ -82,6 +82,12 @@ pub(crate) async fn realtime_samples() {
         ("ping.json", 200),
         ("unknown-action.json", 400),
         ("malformed.json", 400),
+        // Messaging frames from a connection that is not stored: an error frame, 401.
+        ("message-send-unknown-connection.json", 401),
+        ("message-read-unknown-connection.json", 401),
+        ("typing-start-unknown-connection.json", 401),
+        ("typing-stop-unknown-connection.json", 401),
+        ("presence-update-unknown-connection.json", 401),
         ("disconnect.json", 200),
     ];
     assert_covered("realtime", &expected.map(|e| e.0));
@@ -276,6 +282,23 @@ pub(crate) async fn medications_samples() {
         &[
             ("list-without-token.json", 401, Some("unauthenticated")),
             ("dose-without-token.json", 401, Some("unauthenticated")),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn messages_samples() {
+    check_http_samples(
+        "messages",
+        docare_messages::router(),
+        &[
+            (
+                "conversations-without-token.json",
+                401,
+                Some("unauthenticated"),
+            ),
+            ("sync-without-token.json", 401, Some("unauthenticated")),
         ],
     )
     .await;

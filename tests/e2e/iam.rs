@@ -60,6 +60,7 @@ const SCENARIOS: &[(&str, fn())] = &[
     ("events: emergency", super::events::emergency_samples),
     ("events: audit", super::events::audit_samples),
     ("events: medications", super::events::medications_samples),
+    ("events: messages", super::events::messages_samples),
     ("events: reminders", super::events::reminder_scheduler_sample),
     ("events: remind", super::events::remind_samples),
     (
@@ -69,6 +70,10 @@ const SCENARIOS: &[(&str, fn())] = &[
     (
         "reminders: Berlin and a discontinued medication",
         super::reminders::berlin_doses_on_fall_back_day_and_a_discontinued_medication_stops_reminding,
+    ),
+    (
+        "reminders: appointment reminders, a move and a duplicate",
+        super::reminders::an_appointment_reminds_24_hours_and_1_hour_before_across_spring_forward_in_new_york_and_a_move_follows,
     ),
     (
         "gateway: health over HTTP",
@@ -93,6 +98,10 @@ const SCENARIOS: &[(&str, fn())] = &[
     (
         "emergency: SOS to contacts and the care team",
         super::emergency::an_sos_reaches_contacts_by_outbox_and_the_care_team_by_websocket,
+    ),
+    (
+        "messaging: two people chat over WebSockets, sync after a reconnect",
+        super::messaging::two_people_chat_over_websockets_and_a_reconnecting_client_misses_nothing,
     ),
     ("iam: paths the others do not take", paths_the_other_scenarios_miss),
 ];
@@ -275,6 +284,77 @@ fn paths_the_other_scenarios_miss() {
             !left.iter().any(|item| item.get("connection_id").is_some()),
             "the gone connection was removed"
         );
+        // A WebSocket resend on another realtime instance than the one that stored the
+        // message opens its body with a data key of that instance (read from DATAKEY#).
+        let chatter =
+            shared::testing::account(app, "chat@example.org", "Chat Patient", Role::Patient).await;
+        care::start(app, &carer, &chatter, "admin", None)
+            .await
+            .expect("care");
+        let s = shared::testing::session(app, &chatter, Role::Patient, &["pwd"]).await;
+        let (status, conversation) = send(
+            "messages",
+            request(
+                Method::POST,
+                "/api/v1/conversations",
+                Some(&s.access),
+                Some(json!({"participant_ids": [carer]})),
+            ),
+        )
+        .await;
+        assert_eq!(status, 201, "{conversation}");
+        // A REST send and receipt push to the carer's connection, found gone (removed).
+        let path = format!(
+            "/api/v1/conversations/{}",
+            conversation["id"].as_str().unwrap()
+        );
+        for (suffix, body) in [
+            (
+                "messages",
+                json!({"client_message_id": "rest", "body": "Over REST"}),
+            ),
+            ("read", json!({"up_to": 1})),
+        ] {
+            shared::store::connections::open(
+                app,
+                "conn-carer",
+                &carer,
+                Role::Provider,
+                &app.new_id(),
+            )
+            .await
+            .expect("connection");
+            let req = request(
+                Method::POST,
+                &format!("{path}/{suffix}"),
+                Some(&s.access),
+                Some(body),
+            );
+            let (status, answer) = send("messages", req).await;
+            assert!(
+                status == 200 || status == 201,
+                "{suffix}: {status} {answer}"
+            );
+        }
+        let frame = json!({"action": "message:send", "conversation_id": conversation["id"],
+            "client_message_id": "twice", "body": "Hello"});
+        for _ in 0..2 {
+            // Stored again each time: the local gateway knows no socket of this id, so
+            // the acknowledgement finds it gone and removes it.
+            shared::store::connections::open(app, "conn-chat", &chatter, Role::Patient, &s.id)
+                .await
+                .expect("connection");
+            let mut event = aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest::default();
+            event.request_context.route_key = Some("message:send".into());
+            event.request_context.connection_id = Some("conn-chat".into());
+            event.body = Some(frame.to_string());
+            let response = recording::as_function(
+                mounts::WEBSOCKET_FUNCTION,
+                mounts::websocket_function().dispatch(&app.new_instance(), event),
+            )
+            .await;
+            assert_eq!(response.status_code, 200);
+        }
     });
 }
 

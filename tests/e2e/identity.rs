@@ -146,6 +146,21 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
         .unwrap()
         .to_string();
 
+    let mut create = ApiRequest::new(Method::POST, "/api/v1/conversations");
+    create.headers.insert(
+        "authorization",
+        format!("Bearer {patient_token}").parse().unwrap(),
+    );
+    create.body = serde_json::to_vec(&serde_json::json!({"participant_ids": [carer.id]}))
+        .unwrap()
+        .into();
+    let created = docare_messages::router().dispatch(&app, create).await;
+    assert_eq!(created.status.as_u16(), 201);
+    let conversation_id = serde_json::from_slice::<serde_json::Value>(&created.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
     // Each request gets a token of a new session: routes such as logout-all or a
     // password change end the sessions before them.
     let mut actors = vec![None];
@@ -164,6 +179,10 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
     let owner_only = [Unauthenticated, Allow, Hidden, Hidden, Hidden];
     let medication = format!("/api/v1/medications/{medication_id}");
     let appointment = format!("/api/v1/appointments/{appointment_id}");
+    let conversation = format!("/api/v1/conversations/{conversation_id}");
+    // Participants only: anyone else, administrators included, gets a 404.
+    let participant = [Unauthenticated, Allow, Hidden, Hidden, Hidden];
+    let chat = [Unauthenticated, Allow, Allow, Allow, Forbidden];
     let table: Vec<(Method, &str, String, [Expect; 5])> = vec![
         (Method::GET, "/health", "/health".into(), public()),
         (
@@ -490,6 +509,43 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
             format!("{medication}/discontinue"),
             owner_only_and_admin(),
         ),
+        (
+            Method::POST,
+            "/api/v1/conversations",
+            "/api/v1/conversations".into(),
+            chat,
+        ),
+        (
+            Method::GET,
+            "/api/v1/conversations",
+            "/api/v1/conversations".into(),
+            chat,
+        ),
+        (
+            Method::GET,
+            "/api/v1/conversations/{id}",
+            conversation.clone(),
+            participant,
+        ),
+        (
+            Method::GET,
+            "/api/v1/conversations/{id}/messages",
+            format!("{conversation}/messages"),
+            participant,
+        ),
+        (
+            Method::POST,
+            "/api/v1/conversations/{id}/messages",
+            format!("{conversation}/messages"),
+            participant,
+        ),
+        (
+            Method::POST,
+            "/api/v1/conversations/{id}/read",
+            format!("{conversation}/read"),
+            participant,
+        ),
+        (Method::GET, "/api/v1/sync", "/api/v1/sync".into(), chat),
         // Last: the owner deletes the contact.
         (
             Method::DELETE,

@@ -11,6 +11,8 @@ mod health;
 mod iam;
 mod identity;
 mod ids;
+mod medications;
+mod messaging;
 mod openapi;
 mod persistence;
 mod readme;

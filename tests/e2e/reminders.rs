@@ -24,9 +24,15 @@ struct Patient {
 }
 
 async fn token(t: &TestStack, user: &str) -> String {
+    token_as(t, user, Role::Patient).await
+}
+
+/// A token of a live session (its id is a fresh ULID, begun after the account's
+/// last "end every session").
+async fn token_as(t: &TestStack, user: &str, role: Role) -> String {
     t.app()
         .tokens
-        .issue(t.app(), user, Role::Patient, &t.app().new_id(), &["pwd"])
+        .issue(t.app(), user, role, &t.app().new_id(), &["pwd"])
         .await
         .expect("token")
         .0
@@ -350,5 +356,281 @@ pub(crate) async fn berlin_doses_on_fall_back_day_and_a_discontinued_medication_
     assert!(frame(&mut socket, Duration::from_millis(500))
         .await
         .is_none());
+    t.stack.stop().await;
+}
+
+/// A provider open on Saturdays and Sundays 09:00–17:00 in `zone`, 30-minute slots;
+/// their id and a token.
+async fn provider(t: &TestStack, email: &str, zone: &str) -> (String, String) {
+    let created = accounts::create(t.app(), email, "Dr Remind", Role::Provider, false)
+        .await
+        .expect("provider");
+    let token = token_as(t, &created.id, Role::Provider).await;
+    let weekly: Vec<Value> = ["saturday", "sunday"]
+        .iter()
+        .map(|d| json!({"day": d, "start": "09:00", "end": "17:00"}))
+        .collect();
+    let response = t
+        .http
+        .put(t.url("/api/v1/providers/me/availability"))
+        .bearer_auth(&token)
+        .json(
+            &json!({"time_zone": zone, "slot_minutes": 30, "weekly": weekly,
+            "consultation_types": ["video"]}),
+        )
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    let body = response.json::<Value>().await.unwrap_or(Value::Null);
+    assert_eq!(status, 200, "{body}");
+    (created.id, token)
+}
+
+/// Books `start` with the patient; the appointment's id.
+async fn book(t: &TestStack, patient: &str, provider: &str, start: &str, reason: &str) -> String {
+    let (status, booked) = call(
+        t,
+        reqwest::Method::POST,
+        "/api/v1/appointments",
+        patient,
+        Some(
+            json!({"provider_id": provider, "start": start, "consultation_type": "video",
+            "reason": reason}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{booked}");
+    assert_eq!(booked["start"], start);
+    booked["id"].as_str().unwrap().to_string()
+}
+
+fn epoch(text: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .expect("time")
+        .timestamp()
+}
+
+/// Checks an appointment reminder frame: its id, subject and times.
+fn assert_appointment_frame(event: &Value, appointment: &str, lead: &str, due: &str, start: &str) {
+    assert_eq!(event["type"], "notification", "{event}");
+    assert_eq!(event["data"]["kind"], "reminder");
+    assert_eq!(event["data"]["reminder"], "appointment");
+    assert_eq!(event["data"]["subject_id"], appointment);
+    assert_eq!(
+        event["data"]["reminder_id"],
+        format!("appt-{appointment}-{lead}-{}", epoch(start)).as_str()
+    );
+    assert_eq!(event["data"]["due_at"], due, "{event}");
+    assert_eq!(event["data"]["starts_at"], start, "{event}");
+}
+
+#[tokio::test]
+pub(crate) async fn an_appointment_reminds_24_hours_and_1_hour_before_across_spring_forward_in_new_york_and_a_move_follows(
+) {
+    // Saturday 2027-03-13 08:00 EST. Sunday 10:00 is EDT (02:00 EST -> 03:00 EDT).
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2027, 3, 13, 13, 0, 0).unwrap(),
+    ));
+    let t = TestStack::start_with_clock(clock.clone()).await;
+    let p = patient(&t, "appt.ny@example.com", "America/New_York").await;
+    let (doctor, _) = provider(&t, "dr.ny@example.com", "America/New_York").await;
+    let reason = "recurring chest pain";
+    // Sunday 10:00 EDT = 14:00Z; 24 elapsed hours before is Saturday 14:00Z = 09:00 EST.
+    let start = "2027-03-14T14:00:00Z";
+    let appointment = book(&t, &p.id, &doctor, start, reason).await;
+    assert_eq!(
+        schedule(&t).await,
+        0,
+        "the first run starts at its own minute"
+    );
+    clock.advance(chrono::Duration::seconds(3600 - 1)); // 08:59:59 EST
+                                                        // Connected now: a connection lives two hours at most (API Gateway's limit, and the
+                                                        // TTL of its stored record), so one opened at 08:00 would be gone by 10:00.
+    let mut socket = connect(&t, &p.id).await;
+    assert_eq!(schedule(&t).await, 0, "not yet");
+    clock.advance(chrono::Duration::seconds(1)); // 09:00 EST: 24 hours before
+    assert_eq!(schedule(&t).await, 1);
+    let event = frame(&mut socket, Duration::from_secs(5))
+        .await
+        .expect("the 24-hour reminder");
+    assert_appointment_frame(&event, &appointment, "24h", "2027-03-13T14:00:00Z", start);
+    assert!(
+        !event.to_string().contains(reason),
+        "no reason on the socket"
+    );
+    assert!(
+        eventually(|| outbox(&t).len() == 2).await,
+        "one e-mail and one SMS"
+    );
+    for message in outbox(&t) {
+        assert!(
+            message.contains("you have an appointment at 2027-03-14 10:00 (America/New_York)"),
+            "the start in the patient's zone, after the change: {message}"
+        );
+        assert!(!message.contains(reason), "no PHI: {message}");
+    }
+
+    // SQS delivers at least once: the same message again sends nothing.
+    let duplicate = json!({"id": format!("appt-{appointment}-24h-{}", epoch(start)),
+        "kind": "appointment", "user_id": p.id, "subject_id": appointment,
+        "due_at": "2027-03-13T14:00:00Z", "starts_at": start});
+    t.app()
+        .queue
+        .send(
+            &t.app().config.queues.reminders,
+            OutgoingMessage::new(duplicate.to_string()),
+        )
+        .await
+        .expect("send");
+    assert!(
+        frame(&mut socket, Duration::from_millis(1500))
+            .await
+            .is_none(),
+        "no second push"
+    );
+    assert_eq!(outbox(&t).len(), 2, "no second e-mail or SMS");
+
+    // The patient moves it by 30 minutes (10:30 EDT): its reminders follow the new
+    // start; the new start's 24-hour reminder (Saturday 14:30Z) is still ahead.
+    let moved = "2027-03-14T14:30:00Z";
+    let (status, body) = call(
+        &t,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/appointments/{appointment}"),
+        &p.id,
+        Some(json!({"start": moved})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    clock.advance(chrono::Duration::seconds(30 * 60 - 1));
+    assert_eq!(schedule(&t).await, 0);
+    clock.advance(chrono::Duration::seconds(1)); // 14:30Z
+    assert_eq!(schedule(&t).await, 1);
+    let event = frame(&mut socket, Duration::from_secs(5))
+        .await
+        .expect("the new start's 24-hour reminder");
+    assert_appointment_frame(&event, &appointment, "24h", "2027-03-13T14:30:00Z", moved);
+    assert!(eventually(|| outbox(&t).len() == 4).await);
+    assert!(outbox(&t)
+        .iter()
+        .any(|m| m.contains("appointment at 2027-03-14 10:30 (America/New_York)")));
+
+    // Sunday 12:59:59Z (08:59:59 EDT; the connection expired meanwhile: connect again).
+    clock.advance(chrono::Duration::seconds(22 * 3600 + 30 * 60 - 1));
+    let mut socket = connect(&t, &p.id).await;
+    assert_eq!(schedule(&t).await, 0, "the catch-up sends nothing");
+    clock.advance(chrono::Duration::seconds(1)); // 13:00Z, the old start's 1-hour mark
+    assert_eq!(
+        schedule(&t).await,
+        0,
+        "the old start's 1-hour reminder was cancelled with the move"
+    );
+    assert!(frame(&mut socket, Duration::from_millis(500))
+        .await
+        .is_none());
+    clock.advance(chrono::Duration::seconds(30 * 60)); // 13:30Z = 09:30 EDT
+    assert_eq!(schedule(&t).await, 1);
+    let event = frame(&mut socket, Duration::from_secs(5))
+        .await
+        .expect("the 1-hour reminder");
+    assert_appointment_frame(&event, &appointment, "1h", "2027-03-14T13:30:00Z", moved);
+    assert!(eventually(|| outbox(&t).len() == 6).await);
+    clock.advance(chrono::Duration::seconds(3600)); // past the start
+    assert_eq!(schedule(&t).await, 0);
+    assert!(
+        frame(&mut socket, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "once"
+    );
+    assert_eq!(outbox(&t).len(), 6, "each reminder sent once");
+    assert!(shared::store::reminders::unresolved(t.app(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    t.stack.stop().await;
+}
+
+#[tokio::test]
+pub(crate) async fn berlin_appointment_reminders_across_fall_back_and_a_cancelled_appointment_sends_none(
+) {
+    // Saturday 2027-10-30 08:00 CEST. On Sunday 03:00 CEST -> 02:00 CET.
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2027, 10, 30, 6, 0, 0).unwrap(),
+    ));
+    let t = TestStack::start_with_clock(clock.clone()).await;
+    let p = patient(&t, "appt.berlin@example.com", "Europe/Berlin").await;
+    let (doctor, _) = provider(&t, "dr.berlin@example.com", "Europe/Berlin").await;
+    // Sunday 10:00 CET = 09:00Z (to be cancelled) and 11:00 CET = 10:00Z (kept): their
+    // 24-hour reminders are 24 elapsed hours before, Saturday 11:00 and 12:00 CEST.
+    let cancelled_start = "2027-10-31T09:00:00Z";
+    let kept_start = "2027-10-31T10:00:00Z";
+    let cancelled = book(&t, &p.id, &doctor, cancelled_start, "a rash").await;
+    let kept = book(&t, &p.id, &doctor, kept_start, "a follow-up").await;
+    assert_eq!(schedule(&t).await, 0);
+    let (status, body) = call(
+        &t,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/appointments/{cancelled}"),
+        &p.id,
+        Some(json!({"status": "cancelled"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("cancelled")),
+        "{body}"
+    );
+
+    clock.advance(chrono::Duration::seconds(3 * 3600 - 1)); // 08:59:59Z
+    let mut socket = connect(&t, &p.id).await;
+    assert_eq!(schedule(&t).await, 0);
+    clock.advance(chrono::Duration::seconds(1)); // 09:00Z: the cancelled one's 24 hours
+    assert_eq!(
+        schedule(&t).await,
+        0,
+        "a cancelled appointment reminds of nothing"
+    );
+    assert!(frame(&mut socket, Duration::from_millis(500))
+        .await
+        .is_none());
+    clock.advance(chrono::Duration::seconds(3600)); // 10:00Z = 12:00 CEST
+    assert_eq!(schedule(&t).await, 1);
+    let event = frame(&mut socket, Duration::from_secs(5))
+        .await
+        .expect("the kept one's 24-hour reminder");
+    assert_appointment_frame(&event, &kept, "24h", "2027-10-30T10:00:00Z", kept_start);
+    assert!(eventually(|| outbox(&t).len() == 2).await);
+    for message in outbox(&t) {
+        assert!(
+            message.contains("you have an appointment at 2027-10-31 11:00 (Europe/Berlin)"),
+            "the start after the change, in the patient's zone: {message}"
+        );
+    }
+
+    // Sunday 07:59:59Z = 08:59:59 CET (connect again: the old connection expired).
+    clock.advance(chrono::Duration::seconds(22 * 3600 - 1));
+    let mut socket = connect(&t, &p.id).await;
+    assert_eq!(schedule(&t).await, 0);
+    clock.advance(chrono::Duration::seconds(1)); // 08:00Z: the cancelled one's 1 hour
+    assert_eq!(schedule(&t).await, 0);
+    clock.advance(chrono::Duration::seconds(3600)); // 09:00Z = 10:00 CET
+    assert_eq!(schedule(&t).await, 1);
+    let event = frame(&mut socket, Duration::from_secs(5))
+        .await
+        .expect("the kept one's 1-hour reminder");
+    assert_appointment_frame(&event, &kept, "1h", "2027-10-31T09:00:00Z", kept_start);
+    assert!(eventually(|| outbox(&t).len() == 4).await);
+    clock.advance(chrono::Duration::seconds(2 * 3600));
+    assert_eq!(schedule(&t).await, 0);
+    assert!(frame(&mut socket, Duration::from_millis(500))
+        .await
+        .is_none());
+    assert_eq!(
+        outbox(&t).len(),
+        4,
+        "two reminders of the kept one, each once"
+    );
     t.stack.stop().await;
 }

@@ -742,3 +742,98 @@ async fn the_directory_lists_providers_with_their_next_open_slot() {
         .await;
     assert_eq!(status, 400);
 }
+
+/// Runs the reminder scheduler until it has caught up with the clock; the reminders it
+/// queued.
+async fn catch_up(app: &App) -> usize {
+    let mut queued = 0;
+    loop {
+        let run = docare_reminders::run(app).await.expect("scheduler run");
+        queued += run.queued;
+        if run.behind == 0 {
+            return queued;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_scheduler_that_fell_behind_never_reminds_of_a_moved_or_cancelled_time() {
+    let mut w = world().await; // Monday 09:00
+    let patient = w.patient_token.clone();
+    let (status, moved) = w.book(&patient, TUESDAY_10).await;
+    assert_eq!(status, 201, "{moved}");
+    let (status, cancelled) = w.book(&patient, "2026-11-24T11:00:00Z").await;
+    assert_eq!(status, 201, "{cancelled}");
+    assert_eq!(
+        catch_up(&w.t.app).await,
+        0,
+        "the cursor starts at Monday 09:00"
+    );
+    // No scheduler run succeeds for a day: by Tuesday 09:20 both 24-hour reminders and
+    // the 10:00 appointment's 1-hour reminder were due, none queued.
+    w.advance(24 * 60 + 20).await;
+    let provider = w.provider_token.clone();
+    let (status, body) = w
+        .patch(
+            &provider,
+            &format!("/api/v1/appointments/{}", moved["id"].as_str().unwrap()),
+            json!({"start": "2026-11-24T15:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = w
+        .patch(
+            &provider,
+            &format!("/api/v1/appointments/{}", cancelled["id"].as_str().unwrap()),
+            json!({"status": "cancelled"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        catch_up(&w.t.app).await,
+        0,
+        "the catch-up reminds of no time that no longer holds"
+    );
+    // The moved one's 1-hour reminder (14:00) is the only one left.
+    w.advance(4 * 60 + 40).await;
+    assert_eq!(catch_up(&w.t.app).await, 1);
+    let queued =
+        w.t.app
+            .queue
+            .receive(
+                &w.t.app.config.queues.reminders,
+                10,
+                std::time::Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+    assert_eq!(queued.len(), 1);
+    let message: Value = serde_json::from_str(&queued[0].body).unwrap();
+    assert_eq!(message["subject_id"], moved["id"]);
+    assert_eq!(message["due_at"], "2026-11-24T14:00:00Z");
+    assert_eq!(message["starts_at"], "2026-11-24T15:00:00Z");
+    // Cancelled while its reminder waits on the queue: the worker sends nothing.
+    let (status, body) = w
+        .patch(
+            &w.provider_token.clone(),
+            &format!("/api/v1/appointments/{}", moved["id"].as_str().unwrap()),
+            json!({"status": "cancelled"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    let mut record = aws_lambda_events::sqs::SqsMessage::default();
+    record.message_id = Some("m1".into());
+    record.body = Some(queued[0].body.clone());
+    event.records.push(record);
+    let response = docare_reminders::deliver(w.t.app.clone(), event).await;
+    assert!(response.batch_item_failures.is_empty());
+    let sent = std::fs::read_dir(w.t.dir.path().join("outbox"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(sent, 0, "no e-mail of a cancelled appointment");
+    assert!(shared::store::reminders::unresolved(&w.t.app, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}

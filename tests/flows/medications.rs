@@ -136,6 +136,81 @@ async fn fifty_racing_records_of_one_dose_store_one_answer() {
     );
 }
 
+/// Events recorded on a medication (its creation, doses, reads), oldest last.
+async fn events(app: &shared::App, medication: &str) -> Vec<shared::audit::Action> {
+    use shared::audit::{AuditReader, TimeRange};
+    use shared::http::pagination::PageRequest;
+    let page = PageRequest {
+        limit: 200,
+        start: None,
+    };
+    AuditReader::of(app)
+        .by_resource("medication", medication, &TimeRange::default(), &page)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.action)
+        .collect()
+}
+
+/// 48 identical records of one dose at once, on 48 app instances: one `201` and 47
+/// repeats answering the same record, one dose stored, one creation event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forty_eight_identical_records_of_one_dose_on_separate_instances_store_one() {
+    use shared::audit::Action;
+    const RACERS: usize = 48;
+    let h = setup().await;
+    let id = h.medication().await;
+    let created_before = events(&h.t.app, &id)
+        .await
+        .iter()
+        .filter(|a| **a == Action::Create)
+        .count();
+    let apps: Vec<shared::App> = (0..RACERS).map(|_| with_ports(&h.t.app, |_| {})).collect();
+    let body = json!({"scheduled_for": "2026-11-22T08:00:00Z", "status": "taken",
+        "at": "2026-11-22T08:10:00Z"});
+    let (answers, most) = docare_e2e::race_identical(
+        h.router.clone(),
+        apps,
+        Method::POST,
+        &format!("/api/v1/medications/{id}/doses"),
+        &h.pt,
+        body,
+    )
+    .await;
+    eprintln!("{most} of {RACERS} records in flight together");
+    assert!(
+        most >= 12,
+        "the requests overlapped: at most {most} in flight"
+    );
+    let created: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 201)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(created.len(), 1, "exactly one first record: {answers:?}");
+    for (status, body) in &answers {
+        assert!(matches!(status, 200 | 201), "{status} {body}");
+        assert_eq!(body, created[0], "every repeat answers the first record");
+    }
+    let stored = shared::store::medications::doses(
+        &h.t.app,
+        &id,
+        shared::domain::Timestamp::parse("2026-11-22T00:00:00Z").unwrap(),
+        shared::domain::Timestamp::parse("2026-11-23T00:00:00Z").unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored.len(), 1, "one dose stored");
+    let created_after = events(&h.t.app, &id)
+        .await
+        .iter()
+        .filter(|a| **a == Action::Create)
+        .count();
+    assert_eq!(created_after - created_before, 1, "one creation recorded");
+}
+
 #[tokio::test]
 async fn doses_must_be_of_the_schedule_and_providers_see_only_their_patients() {
     let h = setup().await;

@@ -182,6 +182,25 @@ def main():
         assert r.status_code == 201, f"medication: {r.status_code} {r.text}"
         return r.json()["id"]
 
+    # Messaging runs as a patient of its own in the seeded provider's care (a fresh
+    # sign-up: the care-relationship routes may end the seeded patient's relationship).
+    chat_signup = signup_body()
+    assert post("/api/v1/auth/signup", chat_signup).status_code == 201
+    assert post("/api/v1/auth/verify-email", {"token": outbox_token(chat_signup["email"], "Your verification token:")}).status_code == 204
+    token["chatpatient"] = post("/api/v1/auth/login", {"email": chat_signup["email"], "password": chat_signup["password"]}).json()["access_token"]
+    chat_patient_id = http.get(base + "/api/v1/users/me", headers={"authorization": f"Bearer {token['chatpatient']}"}, timeout=30).json()["id"]
+    r = post("/api/v1/care-relationships", {"provider_id": by_role["provider"]["id"], "patient_id": chat_patient_id}, token["admin"])
+    assert r.status_code == 201, f"care for the chat patient: {r.status_code} {r.text}"
+
+    def conversation(with_message=False):
+        r = post("/api/v1/conversations", {"participant_ids": [by_role["provider"]["id"]]}, token["chatpatient"])
+        assert r.status_code == 201, f"conversation: {r.status_code} {r.text}"
+        cid = r.json()["id"]
+        if with_message:
+            m = post(f"/api/v1/conversations/{cid}/messages", {"client_message_id": "first", "body": "Hello"}, token["chatpatient"])
+            assert m.status_code == 201, f"message: {m.status_code} {m.text}"
+        return cid
+
     admin_reason = {"x-access-reason": "schemathesis contract run"}
     explicit = {
         ("POST", "/api/v1/auth/signup"): lambda: {"body": signup_body()},
@@ -214,6 +233,13 @@ def main():
         ("POST", "/api/v1/medications/{id}/discontinue"): lambda: {"path_parameters": {"id": medication()}},
         ("POST", "/api/v1/medications/{id}/doses"): lambda: {"path_parameters": {"id": medication()}, "body": {"scheduled_for": last_dose, "status": "taken"}},
         ("GET", "/api/v1/medications/{id}/adherence"): lambda: {"path_parameters": {"id": medication()}},
+        ("POST", "/api/v1/conversations"): lambda: {"body": {"participant_ids": [by_role["provider"]["id"]]}},
+        ("GET", "/api/v1/conversations"): lambda: {},
+        ("GET", "/api/v1/conversations/{id}"): lambda: {"path_parameters": {"id": conversation()}},
+        ("GET", "/api/v1/conversations/{id}/messages"): lambda: {"path_parameters": {"id": conversation(True)}},
+        ("POST", "/api/v1/conversations/{id}/messages"): lambda: {"path_parameters": {"id": conversation()}, "body": {"client_message_id": uuid.uuid4().hex, "body": "How are you?"}},
+        ("POST", "/api/v1/conversations/{id}/read"): lambda: {"path_parameters": {"id": conversation(True)}, "body": {"up_to": 1}},
+        ("GET", "/api/v1/sync"): lambda: {"query": {"since": "0"}},
     }
 
     # TOTP enrolment and confirmation need the account's password or a code, each
@@ -327,6 +353,8 @@ def main():
             # enrolment needs an account without TOTP (the patient).
             if key[1].startswith("/api/v1/medications"):
                 who[key] = "medpatient"
+            elif key[1].startswith(("/api/v1/conversations", "/api/v1/sync")):
+                who[key] = "chatpatient"
             elif key == ("DELETE", "/api/v1/care-relationships/{id}"):
                 who[key] = "patient"
             elif "/mfa/totp/" in key[1]:

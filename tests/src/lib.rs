@@ -174,3 +174,43 @@ pub async fn book_any_slot(
     assert_eq!(status, 201, "{booked}");
     booked["id"].as_str().unwrap_or_default().to_string()
 }
+
+/// Fires one identical request per app at once, each app standing for its own Lambda
+/// instance (its own caches and audit writer), through `router`: all wait at a barrier,
+/// then dispatch. Returns the answers and the most requests that were in flight
+/// together (what a race test asserts to show that they overlapped).
+pub async fn race_identical(
+    router: shared::http::Router,
+    apps: Vec<shared::App>,
+    method: http::Method,
+    path: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (Vec<(u16, serde_json::Value)>, usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let barrier = Arc::new(tokio::sync::Barrier::new(apps.len()));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for app in apps {
+        let (barrier, in_flight, most) = (barrier.clone(), in_flight.clone(), most.clone());
+        let router = router.clone();
+        let req = shared::testing::request(method.clone(), path, Some(token), Some(body.clone()));
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            most.fetch_max(
+                in_flight.fetch_add(1, Ordering::SeqCst) + 1,
+                Ordering::SeqCst,
+            );
+            let answer = shared::testing::dispatch(&router, &app, req).await;
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            answer
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap_or_else(|e| panic!("racer: {e}")));
+    }
+    (answers, most.load(Ordering::SeqCst))
+}

@@ -17,6 +17,8 @@
 //! presence and typing arrive with the messaging work; until then a client can `ping`
 //! and receive `notification` events.
 
+pub mod messaging;
+
 use serde::Serialize;
 use shared::auth::{authenticate_header, Principal};
 use shared::ports::push::PushOutcome;
@@ -33,6 +35,11 @@ pub fn router() -> WsRouter {
         .route(CONNECT, connect)
         .route(DISCONNECT, disconnect)
         .route("ping", ping)
+        .route("message:send", messaging::send)
+        .route("message:read", messaging::read)
+        .route("typing:start", messaging::typing_start)
+        .route("typing:stop", messaging::typing_stop)
+        .route("presence:update", messaging::presence)
         .route(DEFAULT, unknown_action)
 }
 

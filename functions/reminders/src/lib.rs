@@ -14,7 +14,9 @@
 //!   twice; a claim found unsent is reported (error log line, metric
 //!   `reminder_delivery_unknown`, listed in gsi1 `UNSENT`) and not sent again; a send
 //!   that failed knowingly gives its claim back and the message is retried; a message
-//!   that cannot be read fails permanently and reaches the DLQ after 5 receives.
+//!   that cannot be read fails permanently and reaches the DLQ after 5 receives. An
+//!   appointment reminder is delivered only while the appointment still starts at the
+//!   time it reminds of and was not cancelled (one `GetItem` of the appointment).
 //!
 //! What leaves the process (docs/phi.md): ids and times on the queue; the WebSocket
 //! event carries ids and times; mail and SMS say that a dose (or an appointment) is due
@@ -26,7 +28,7 @@ use shared::auth::accounts;
 use shared::domain::Timestamp;
 use shared::ports::messenger::{MessengerError, OutboundMessage};
 use shared::store::reminders::{self, Channel, Claim, Reminder, ReminderKind};
-use shared::store::{medications, profiles};
+use shared::store::{appointments, medications, profiles};
 use shared::worker::{process_batch, WorkError};
 use shared::ws::ServerEvent;
 use shared::{ApiError, App, AppContext};
@@ -123,10 +125,39 @@ async fn process(app: &AppContext, record: SqsMessage) -> Result<(), WorkError> 
             "the reminder's ids or time are malformed".into(),
         ));
     }
+    if !holds(app, &reminder).await? {
+        tracing::info!(
+            reminder_id = %reminder.id,
+            "the appointment moved or ended since the reminder was queued; not sent"
+        );
+        return Ok(());
+    }
     for channel in Channel::ALL {
         deliver_on(app, &reminder, channel).await?;
     }
     Ok(())
+}
+
+/// Whether a reminder still holds when it is delivered: an appointment's reminder only
+/// while the appointment starts at the start it reminds of, is still reminded (not
+/// cancelled, completed or a no-show) and is the recipient's (one `GetItem`, nothing
+/// opened). A move or cancel deletes the reminders it has not queued yet in its own
+/// commit; this covers the ones already on the queue. Dose reminders are checked by the
+/// scheduler against the medication (`medications::current_dose`).
+async fn holds(app: &AppContext, reminder: &Reminder) -> Result<bool, WorkError> {
+    if reminder.kind != ReminderKind::Appointment {
+        return Ok(true);
+    }
+    let Some(stored) = appointments::get(app, &reminder.subject_id)
+        .await
+        .map_err(from_api)?
+    else {
+        return Ok(false);
+    };
+    let starts = reminder.starts_at.as_deref().and_then(Timestamp::parse);
+    Ok(stored.status.is_reminded()
+        && stored.patient_id == reminder.user_id
+        && starts == Some(stored.start))
 }
 
 /// The message of one channel, or `None` when the user has no address for it.

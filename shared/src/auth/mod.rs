@@ -101,6 +101,25 @@ pub async fn authenticate_header(
     app: &AppContext,
     header: Option<&str>,
 ) -> Result<Principal, ApiError> {
+    authenticate_counted(app, header, rate_limit::GENERAL).await
+}
+
+/// [`authenticate`] counting the caller against `limit` instead of the general one
+/// (chat: a conversation would exhaust 100 requests per 15 minutes; see
+/// [`rate_limit::CHAT`]).
+pub async fn authenticate_within(
+    app: &AppContext,
+    req: &ApiRequest,
+    limit: rate_limit::Limit,
+) -> Result<Principal, ApiError> {
+    authenticate_counted(app, req.header("authorization"), limit).await
+}
+
+async fn authenticate_counted(
+    app: &AppContext,
+    header: Option<&str>,
+    limit: rate_limit::Limit,
+) -> Result<Principal, ApiError> {
     let token = header
         .and_then(bearer_token)
         .ok_or(ApiError::Unauthenticated)?;
@@ -109,12 +128,7 @@ pub async fn authenticate_header(
     if !app.sessions.is_live(app, &principal).await? {
         return Err(ApiError::Unauthenticated);
     }
-    rate_limit::hit(
-        app,
-        rate_limit::GENERAL,
-        &format!("user:{}", principal.user_id),
-    )
-    .await?;
+    rate_limit::hit(app, limit, &format!("user:{}", principal.user_id)).await?;
     Ok(principal)
 }
 

@@ -40,6 +40,26 @@ pub const SENSITIVE: Limit = Limit {
     window_secs: 60 * 60,
 };
 
+/// Chat reads and receipts (the messages function's routes but sending and sync), per
+/// account, instead of [`GENERAL`].
+pub const CHAT: Limit = Limit {
+    name: "chat",
+    max: 600,
+    window_secs: 15 * 60,
+};
+/// Messages sent (REST or WebSocket), per account.
+pub const CHAT_MESSAGES: Limit = Limit {
+    name: "chat_messages",
+    max: 60,
+    window_secs: 60,
+};
+/// `sync` calls (what a reconnecting client makes), per account.
+pub const CHAT_SYNC: Limit = Limit {
+    name: "chat_sync",
+    max: 60,
+    window_secs: 60,
+};
+
 impl Limit {
     /// The budget for this subject: per-IP budgets (`ip:` subjects) scale with the
     /// deployment's [`crate::config::Config::ip_limit_factor`] (1 but on a local stack

@@ -404,6 +404,11 @@ impl Status {
     pub fn is_upcoming(self) -> bool {
         matches!(self, Status::Requested | Status::Confirmed)
     }
+
+    /// Whether the patient is still reminded of it: not cancelled, completed or a no-show.
+    pub fn is_reminded(self) -> bool {
+        !matches!(self, Status::Cancelled | Status::Completed | Status::NoShow)
+    }
 }
 
 /// Which side of the appointment is acting.

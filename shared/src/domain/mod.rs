@@ -15,6 +15,7 @@
 pub mod account;
 pub mod appointment;
 pub mod connection;
+pub mod conversation;
 pub mod emergency;
 mod id;
 pub mod medication;

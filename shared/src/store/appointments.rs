@@ -27,7 +27,7 @@ use crate::domain::Timestamp;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::ApiRequest;
 use crate::ports::db::{Condition, Index, Item, Key, Query, SortKey, Update, Value, WriteOp, TTL};
-use crate::store::keys;
+use crate::store::{keys, reminders};
 use crate::{phi, ApiError, AppContext};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -523,6 +523,13 @@ pub async fn book(
         ops.push(claim_put(app, &new.provider_id, &unit, &new.id));
         roles.push("claim");
     }
+    // The 24-hour and 1-hour reminders, in the same commit (at most 2 ops).
+    for op in
+        reminders::appointment_ops(&table, &new.id, &new.patient_id, None, Some(new.start), now)
+    {
+        ops.push(op);
+        roles.push("reminder");
+    }
     match app.audit.commit(event, ops).await {
         Ok(()) => {
             let stored = Stored::parse(item)?;
@@ -652,6 +659,26 @@ pub async fn change(
     for unit in &claims {
         ops.push(claim_put(app, &stored.provider_id, unit, &stored.id));
         roles.push("claim");
+    }
+    // Reminders follow the appointment: a move cancels the old ones and schedules the new
+    // ones, a cancel, completion or no-show cancels them (at most 4 ops).
+    let reminded_before = stored.status.is_reminded().then_some(stored.start);
+    let new_start = change.slot.map_or(stored.start, |(start, _, _)| start);
+    let reminded_after = change
+        .status
+        .unwrap_or(stored.status)
+        .is_reminded()
+        .then_some(new_start);
+    for op in reminders::appointment_ops(
+        &table,
+        &stored.id,
+        &stored.patient_id,
+        reminded_before,
+        reminded_after,
+        app.now(),
+    ) {
+        ops.push(op);
+        roles.push("reminder");
     }
     match app.audit.commit(event, ops).await {
         Ok(()) => Ok(Stored::parse(after)?),

@@ -114,3 +114,22 @@ pub async fn close(
         None => Ok(closed),
     }
 }
+
+/// Who opened a connection: user, role and session (`None`: not stored, or expired).
+pub async fn owner(
+    app: &AppContext,
+    connection_id: &str,
+) -> Result<Option<(String, Role, String)>, ApiError> {
+    let item = app
+        .db
+        .get(&app.config.table, &keys::connection(connection_id))
+        .await?;
+    Ok(item.and_then(|item| {
+        let text = |name: &str| item.get(name).and_then(Value::as_str).map(str::to_string);
+        Some((
+            text("user_id")?,
+            Role::parse(&text("role")?)?,
+            text("session_id").unwrap_or_default(),
+        ))
+    }))
+}

@@ -108,6 +108,41 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "recorded dose by scheduled time (taken or skipped; one per dose)",
     },
     ItemKind {
+        pk: CONVERSATION,
+        sk: "CONV",
+        holds: "conversation (patient, participants, last message seq and time)",
+    },
+    ItemKind {
+        pk: CONVERSATION,
+        sk: "MEMBER#",
+        holds: "participant of a conversation (read-up-to; gsi1 CONVSOF#user)",
+    },
+    ItemKind {
+        pk: CONVERSATION,
+        sk: "MSG#",
+        holds: "message by conversation seq (sealed body, or a client-encrypted body as given)",
+    },
+    ItemKind {
+        pk: CONVERSATION,
+        sk: "CMID#",
+        holds: "client message id claim per sender (one message per id)",
+    },
+    ItemKind {
+        pk: SYNC,
+        sk: "SEQ",
+        holds: "a user's event sequence counter (advanced by a condition)",
+    },
+    ItemKind {
+        pk: SYNC,
+        sk: "EVT#",
+        holds: "a user's event by sequence number (ids only; TTL)",
+    },
+    ItemKind {
+        pk: PRESENCE,
+        sk: "PRESENCE",
+        holds: "a user's presence state and last-seen (TTL)",
+    },
+    ItemKind {
         pk: DUE,
         sk: "REMINDER#",
         holds: "reminder due in one UTC minute (ids only; TTL)",
@@ -196,6 +231,9 @@ pub const APPOINTMENT: &str = "APPT#";
 pub const CLAIM: &str = "CLAIM#";
 pub const IDEMPOTENCY: &str = "IDEMP#";
 pub const MEDICATION: &str = "MED#";
+pub const CONVERSATION: &str = "CONV#";
+pub const SYNC: &str = "SYNC#";
+pub const PRESENCE: &str = "PRESENCE#";
 pub const DUE: &str = "DUE#";
 pub const DUE_CURSOR: &str = "DUECURSOR";
 pub const DELIVERY: &str = "DELIVERY#";
@@ -224,6 +262,8 @@ pub const APPTS_OF: &str = "APPTSOF#";
 pub const APPTS_WITH: &str = "APPTSWITH#";
 /// gsi1 partition of a patient's medications.
 pub const MEDS_OF: &str = "MEDSOF#";
+/// gsi1 partition of a user's conversations (their participant items).
+pub const CONVS_OF: &str = "CONVSOF#";
 /// gsi1 partition of reminder deliveries claimed and not (yet) marked sent.
 pub const UNSENT: &str = "UNSENT";
 /// gsi1 partition of a user's open WebSocket connections.
@@ -353,6 +393,68 @@ pub fn medications_of(patient_id: &str) -> String {
     format!("{MEDS_OF}{patient_id}")
 }
 
+pub fn conversation(id: &str) -> Key {
+    Key::new(format!("{CONVERSATION}{id}"), "CONV")
+}
+
+/// The partition of one conversation (the item, its participants, messages, claims).
+pub fn conversation_partition(id: &str) -> String {
+    format!("{CONVERSATION}{id}")
+}
+
+pub fn participant(conversation_id: &str, user_id: &str) -> Key {
+    Key::new(
+        format!("{CONVERSATION}{conversation_id}"),
+        format!("MEMBER#{user_id}"),
+    )
+}
+
+pub fn conversations_of(user_id: &str) -> String {
+    format!("{CONVS_OF}{user_id}")
+}
+
+pub const MESSAGE_SK: &str = "MSG#";
+
+/// The sort key of a message: its conversation sequence number, zero-padded so string
+/// order is number order.
+pub fn message_sk(seq: i64) -> String {
+    format!("{MESSAGE_SK}{seq:020}")
+}
+
+pub fn message(conversation_id: &str, seq: i64) -> Key {
+    Key::new(format!("{CONVERSATION}{conversation_id}"), message_sk(seq))
+}
+
+/// The claim of a client message id by its sender in a conversation.
+pub fn client_message(conversation_id: &str, sender_id: &str, client_message_id: &str) -> Key {
+    Key::new(
+        format!("{CONVERSATION}{conversation_id}"),
+        format!("CMID#{sender_id}#{client_message_id}"),
+    )
+}
+
+pub fn sync_counter(user_id: &str) -> Key {
+    Key::new(of(SYNC, user_id), "SEQ")
+}
+
+pub fn sync_partition(user_id: &str) -> String {
+    of(SYNC, user_id)
+}
+
+pub const EVENT_SK: &str = "EVT#";
+
+pub fn event_sk(seq: i64) -> String {
+    format!("{EVENT_SK}{seq:020}")
+}
+
+pub fn sync_event(user_id: &str, seq: i64) -> Key {
+    Key::new(of(SYNC, user_id), event_sk(seq))
+}
+
+pub fn presence(user_id: &str) -> Key {
+    Key::new(of(PRESENCE, user_id), "PRESENCE")
+}
+
 pub const REMINDER_SK: &str = "REMINDER#";
 
 /// The partition of the reminders due in one UTC minute (`YYYYMMDDHHMM`).
@@ -446,6 +548,9 @@ mod tests {
             RATE,
             CONN,
             WSTICKET,
+            CONVERSATION,
+            SYNC,
+            PRESENCE,
             NOTIFY,
             DATAKEY,
             INDEXKEY,

@@ -7,6 +7,7 @@ pub mod connections;
 pub mod contacts;
 pub mod keys;
 pub mod medications;
+pub mod messages;
 pub mod mfa;
 pub mod notifications;
 pub mod profiles;

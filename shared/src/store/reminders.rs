@@ -190,9 +190,12 @@ pub fn cancel(table: &str, reminder: &Reminder) -> Option<WriteOp> {
 
 /// The reminder writes of an appointment change, to append to its commit (at most 4
 /// ops): a booking passes `(None, Some(start))`, a reschedule `(Some(old), Some(new))`,
-/// a cancellation `(Some(old), None)`. Reminders whose due time is not after `now` are
-/// neither written nor deleted (they have fired or will never fire). A reschedule to the
-/// same start writes nothing.
+/// a cancellation `(Some(old), None)`. The old start's reminders are always deleted,
+/// also those already due: a scheduler that is behind (a failed or skipped run) has not
+/// queued them yet, and must not remind of a time that no longer holds (deleting one
+/// that fired already is harmless). A new start's reminders whose due time is not after
+/// `now` are not written (they would fire late, at once). A reschedule to the same
+/// start writes nothing.
 pub fn appointment_ops(
     table: &str,
     appointment_id: &str,
@@ -204,18 +207,21 @@ pub fn appointment_ops(
     if before == after {
         return Vec::new();
     }
-    let upcoming = |start: Timestamp| {
-        Reminder::appointment(appointment_id, patient_id, start)
-            .into_iter()
-            .filter(|r| r.due().is_some_and(|due| due > now))
-            .collect::<Vec<_>>()
-    };
     let mut ops = Vec::new();
     if let Some(start) = before {
-        ops.extend(upcoming(start).iter().filter_map(|r| cancel(table, r)));
+        ops.extend(
+            Reminder::appointment(appointment_id, patient_id, start)
+                .iter()
+                .filter_map(|r| cancel(table, r)),
+        );
     }
     if let Some(start) = after {
-        ops.extend(upcoming(start).iter().filter_map(|r| schedule(table, r)));
+        ops.extend(
+            Reminder::appointment(appointment_id, patient_id, start)
+                .iter()
+                .filter(|r| r.due().is_some_and(|due| due > now))
+                .filter_map(|r| schedule(table, r)),
+        );
     }
     ops
 }
@@ -505,6 +511,18 @@ mod tests {
             now,
         );
         assert_eq!(soon.len(), 1);
+        // Cancelled after both reminders were due: both are still deleted (a scheduler
+        // that is behind has not queued them).
+        let late = appointment_ops(
+            "t",
+            APPT,
+            PATIENT,
+            Some(start),
+            None,
+            ts("2027-01-10T14:30:00Z"),
+        );
+        assert_eq!(late.len(), 2);
+        assert!(late.iter().all(|op| matches!(op, WriteOp::Delete { .. })));
         let reminders = Reminder::appointment(APPT, PATIENT, start);
         assert_eq!(reminders[1].due_at, "2027-01-10T14:00:00Z");
         assert!(reminders.iter().all(Reminder::valid));

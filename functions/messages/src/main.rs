@@ -1,0 +1,7 @@
+//! Lambda entry point of the messages function (HTTP API: `/api/v1/conversations/…`,
+//! `/api/v1/sync`).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::run_http(docare_messages::router()).await
+}
