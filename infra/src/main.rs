@@ -1,7 +1,8 @@
 //! `docare-local`: the whole backend on a laptop, one command, no AWS account.
 //!
 //! ```text
-//! cargo run -p docare-local -- [--port 5000] [--ws-port 5001] [--data-dir .docare-local] [--dev-limits]
+//! cargo run -p docare-local -- [--port 5000] [--ws-port 5001] [--data-dir .docare-local]
+//!     [--allowed-origins http://localhost:3000,http://localhost:5173] [--dev-limits]
 //! ```
 
 use docare_local::Stack;
@@ -13,10 +14,13 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "usage: docare-local [--port N] [--ws-port N] [--data-dir PATH] [--dev-limits]\n\n\
-             --dev-limits  multiply the per-IP rate limits by {} for a single developer\n\n\
+            "usage: docare-local [--port N] [--ws-port N] [--data-dir PATH] [--allowed-origins LIST] [--dev-limits]\n\n\
+             --allowed-origins  browser origins allowed to open the WebSocket, comma-separated\n\
+             \x20                  (default {})\n\
+             --dev-limits       multiply the per-IP rate limits by {} for a single developer\n\n\
              environment: DOCARE_LOCAL_PORT, DOCARE_LOCAL_WS_PORT, DOCARE_LOCAL_DATA_DIR,\n\
-             DOCARE_LOCAL_DEV_LIMITS=1, DOCARE_LOG",
+             DOCARE_ALLOWED_ORIGINS, DOCARE_LOCAL_DEV_LIMITS=1, DOCARE_LOG",
+            shared::config::AllowedOrigins::DEFAULT,
             LocalSettings::DEV_IP_LIMIT_FACTOR
         );
         return;
@@ -43,6 +47,10 @@ async fn main() {
     println!("DoCare local stack");
     println!("  REST API:  {}", stack.http_url());
     println!("  WebSocket: {}", stack.ws_url());
+    println!(
+        "  origins:   {} (browsers; --allowed-origins)",
+        settings.allowed_origins.origins().join(", ")
+    );
     println!("  data:      {}", settings.data_dir.display());
     println!("  outbox:    {}", stack.parts.outbox_dir.display());
     match &stack.seeded {

@@ -2,7 +2,7 @@
 
 use crate::http_gateway::{self, HttpGateway};
 use crate::mounts;
-use crate::ws_gateway::{self, WsGateway};
+use crate::ws_gateway::{self, WsGateway, WsLimits};
 use anyhow::Context;
 use shared::adapters::local::{self, LocalParts};
 use shared::clock::{Clock, SystemClock};
@@ -33,6 +33,16 @@ impl Stack {
         settings: &LocalSettings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Stack> {
+        Self::start_with(settings, clock, WsLimits::API_GATEWAY).await
+    }
+
+    /// A stack whose WebSocket gateway keeps other limits than API Gateway's (tests of
+    /// the idle and lifetime closes, which would otherwise take minutes).
+    pub async fn start_with(
+        settings: &LocalSettings,
+        clock: Arc<dyn Clock>,
+        limits: WsLimits,
+    ) -> anyhow::Result<Stack> {
         let http_listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.http_port))
             .await
             .with_context(|| format!("cannot listen on 127.0.0.1:{} (HTTP)", settings.http_port))?;
@@ -51,6 +61,7 @@ impl Stack {
 
         let mut config = local::local_config(&ws_url, &settings.log_filter);
         config.ip_limit_factor = settings.ip_limit_factor();
+        config.allowed_origins = settings.allowed_origins.clone();
         let parts = local::open(&settings.data_dir, config, &http_url, clock)
             .map_err(|e| anyhow::anyhow!("{e} (is another local stack using this folder?)"))?;
         let app = parts.app.clone();
@@ -83,11 +94,9 @@ impl Stack {
             router: mounts::websocket_function(),
             connections: parts.gateway.clone(),
             domain: ws_addr.to_string(),
+            limits,
         });
-        let router = axum::Router::new()
-            .route("/", axum::routing::get(ws_gateway::upgrade))
-            .with_state(ws);
-        tasks.push(serve(ws_listener, router, watcher.clone()));
+        tasks.push(serve(ws_listener, ws_gateway::routes(ws), watcher.clone()));
 
         let queue: Arc<dyn shared::ports::Queue> = Arc::new(parts.queue.clone());
         for consumer in mounts::consumers(&app) {

@@ -98,6 +98,9 @@ pub struct Config {
     pub patient_sessions: crate::domain::session::Lifetime,
     /// Where SMS to emergency contacts may go (`DOCARE_SMS_COUNTRY_CODES`).
     pub sms_countries: SmsCountries,
+    /// The browser origins that may open the WebSocket (checked at `$connect`) and call
+    /// the API from a page (CORS): `DOCARE_ALLOWED_ORIGINS`.
+    pub allowed_origins: AllowedOrigins,
 }
 
 impl Config {
@@ -158,6 +161,61 @@ impl Default for SmsCountries {
     }
 }
 
+/// The browser origins (`scheme://host[:port]`, exactly as a browser sends `Origin`)
+/// allowed to open the WebSocket and, with CORS, to call the API from a page. A request
+/// without `Origin` (a native client, a server) is not a browser's and is not refused
+/// for it. The default is [`AllowedOrigins::DEFAULT`], the usual local development
+/// servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedOrigins(Vec<String>);
+
+impl AllowedOrigins {
+    /// `DOCARE_ALLOWED_ORIGINS` when unset (and the template parameter's default).
+    pub const DEFAULT: &'static str = "http://localhost:3000,http://localhost:5173";
+
+    /// A comma-separated list of origins: each `http` or `https`, a host, an optional
+    /// port, and nothing else (no path, query, user or trailing slash). `None` for
+    /// anything else or an empty list.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut origins = Vec::new();
+        for origin in value.split(',') {
+            let origin = origin.trim();
+            let url = url::Url::parse(origin).ok()?;
+            let valid = matches!(url.scheme(), "http" | "https")
+                && url.host().is_some()
+                && url.username().is_empty()
+                && url.password().is_none()
+                && url.query().is_none()
+                && url.fragment().is_none()
+                && url.path() == "/"
+                && !origin.ends_with('/');
+            // The serialized origin is what a browser sends (lower-case host, no default
+            // port); a configured value must already be in that form.
+            if !valid || url.origin().ascii_serialization() != origin {
+                return None;
+            }
+            origins.push(origin.to_string());
+        }
+        Some(Self(origins))
+    }
+
+    /// Whether a request's `Origin` header value is allowed (exact match).
+    pub fn allows(&self, origin: &str) -> bool {
+        self.0.iter().any(|allowed| allowed == origin)
+    }
+
+    /// The origins as configured.
+    pub fn origins(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl Default for AllowedOrigins {
+    fn default() -> Self {
+        Self::parse(Self::DEFAULT).unwrap_or(Self(Vec::new()))
+    }
+}
+
 pub const ENV_STAGE: &str = "DOCARE_ENV";
 pub const ENV_TABLE: &str = "DOCARE_TABLE";
 pub const ENV_AUDIT_TABLE: &str = "DOCARE_AUDIT_TABLE";
@@ -179,6 +237,9 @@ pub const ENV_PATIENT_SESSION_IDLE: &str = "DOCARE_PATIENT_SESSION_IDLE_MINUTES"
 pub const ENV_PATIENT_SESSION_MAX: &str = "DOCARE_PATIENT_SESSION_MAX_HOURS";
 /// Optional: [`SmsCountries`], default [`SmsCountries::DEFAULT`].
 pub const ENV_SMS_COUNTRY_CODES: &str = "DOCARE_SMS_COUNTRY_CODES";
+/// Optional: [`AllowedOrigins`], default [`AllowedOrigins::DEFAULT`] (the local stack reads
+/// it too, and its `--allowed-origins` flag).
+pub const ENV_ALLOWED_ORIGINS: &str = "DOCARE_ALLOWED_ORIGINS";
 
 /// Every variable a deployed function reads, for docs and tests.
 pub const LAMBDA_VARIABLES: &[&str] = &[
@@ -266,7 +327,19 @@ impl Config {
                     reason: "must be calling codes separated by commas, such as +1,+44".into(),
                 })?,
             },
+            allowed_origins: allowed_origins(vars.optional(ENV_ALLOWED_ORIGINS))?,
         })
+    }
+}
+
+/// [`AllowedOrigins`] from the variable or flag value, or the default.
+fn allowed_origins(value: Option<String>) -> Result<AllowedOrigins, ConfigError> {
+    match value {
+        None => Ok(AllowedOrigins::default()),
+        Some(value) => AllowedOrigins::parse(&value).ok_or_else(|| ConfigError::Invalid {
+            name: ENV_ALLOWED_ORIGINS,
+            reason: "must be origins separated by commas, such as https://app.example.com,http://localhost:3000 (scheme, host, optional port; no path or trailing slash)".into(),
+        }),
     }
 }
 
@@ -312,6 +385,8 @@ pub struct LocalSettings {
     pub log_filter: String,
     /// `--dev-limits`: per-IP rate limits relaxed for a single developer.
     pub dev_limits: bool,
+    /// `--allowed-origins` or `DOCARE_ALLOWED_ORIGINS`: the browser origins allowed.
+    pub allowed_origins: AllowedOrigins,
 }
 
 pub const ENV_LOCAL_PORT: &str = "DOCARE_LOCAL_PORT";
@@ -336,8 +411,8 @@ impl LocalSettings {
         }
     }
 
-    /// Reads flags (`--port`, `--ws-port`, `--data-dir`, `--dev-limits`) and the process
-    /// environment.
+    /// Reads flags (`--port`, `--ws-port`, `--data-dir`, `--allowed-origins`,
+    /// `--dev-limits`) and the process environment.
     pub fn from_args_and_env(args: &[String]) -> Result<Self, ConfigError> {
         Self::parse(args, |name| std::env::var(name).ok())
     }
@@ -352,6 +427,7 @@ impl LocalSettings {
             .optional(ENV_LOCAL_WS_PORT)
             .map(|v| (ENV_LOCAL_WS_PORT, v));
         let mut data_dir = vars.optional(ENV_LOCAL_DATA_DIR);
+        let mut origins = vars.optional(ENV_ALLOWED_ORIGINS);
         let mut dev_limits = match vars.optional(ENV_LOCAL_DEV_LIMITS).as_deref() {
             None | Some("0") => false,
             Some("1") => true,
@@ -376,11 +452,12 @@ impl LocalSettings {
                 "--port" => "--port",
                 "--ws-port" => "--ws-port",
                 "--data-dir" => "--data-dir",
+                "--allowed-origins" => "--allowed-origins",
                 _ => {
                     return Err(ConfigError::Invalid {
                         name: "argument",
                         reason: format!(
-                            "{flag} is not a known flag (use --port, --ws-port, --data-dir, --dev-limits)"
+                            "{flag} is not a known flag (use --port, --ws-port, --data-dir, --allowed-origins, --dev-limits)"
                         ),
                     })
                 }
@@ -392,6 +469,7 @@ impl LocalSettings {
             match name {
                 "--port" => http_port = Some((name, value)),
                 "--ws-port" => ws_port = Some((name, value)),
+                "--allowed-origins" => origins = Some(value),
                 _ => data_dir = Some(value),
             }
         }
@@ -411,6 +489,7 @@ impl LocalSettings {
             data_dir: PathBuf::from(data_dir.unwrap_or_else(|| Self::DEFAULT_DATA_DIR.into())),
             log_filter: vars.optional(ENV_LOG).unwrap_or_else(|| "info".into()),
             dev_limits,
+            allowed_origins: allowed_origins(origins)?,
         };
         if settings.http_port != 0 && settings.http_port == settings.ws_port {
             return Err(ConfigError::Invalid {
@@ -513,6 +592,54 @@ mod tests {
             config.patient_sessions,
             crate::domain::session::PATIENT_DEFAULT
         );
+    }
+
+    #[test]
+    fn allowed_origins_default_to_local_dev_servers_and_are_exact() {
+        let config = load(&valid()).expect("valid config");
+        assert_eq!(
+            config.allowed_origins.origins(),
+            ["http://localhost:3000", "http://localhost:5173"]
+        );
+        assert!(config.allowed_origins.allows("http://localhost:5173"));
+        for refused in [
+            "http://localhost:5174",
+            "https://localhost:3000",
+            "http://localhost:3000/",
+            "http://localhost",
+            "null",
+            "",
+        ] {
+            assert!(!config.allowed_origins.allows(refused), "{refused}");
+        }
+        let mut vars = valid();
+        vars.insert(
+            ENV_ALLOWED_ORIGINS,
+            "https://app.docare.example, https://care.docare.example:8443".into(),
+        );
+        let config = load(&vars).expect("valid");
+        assert!(config
+            .allowed_origins
+            .allows("https://care.docare.example:8443"));
+        assert!(!config.allowed_origins.allows("http://localhost:3000"));
+        // (A blank value counts as unset, as for every optional variable.)
+        for bad in [
+            "app.docare.example",
+            "https://app.docare.example/",
+            "https://app.docare.example/path",
+            "https://APP.docare.example",
+            "https://app.docare.example:443",
+            "https://user@app.docare.example",
+            "ftp://app.docare.example",
+            "https://a.example,,https://b.example",
+        ] {
+            let mut vars = valid();
+            vars.insert(ENV_ALLOWED_ORIGINS, bad.into());
+            match load(&vars) {
+                Err(ConfigError::Invalid { name, .. }) => assert_eq!(name, ENV_ALLOWED_ORIGINS),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

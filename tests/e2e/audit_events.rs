@@ -582,6 +582,15 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         vec![],
     )
     .await;
+    let ticket = h
+        .step(
+            "POST realtime/ticket",
+            call(Method::POST, "/api/v1/realtime/ticket", Some(&access)),
+            201,
+            vec![ok("REALTIME_TICKET", &patient, ("account", &patient.id))],
+        )
+        .await;
+    phi.push(ticket["ticket"].as_str().unwrap_or_default().to_string());
     h.step(
         "POST logout",
         call(Method::POST, "/api/v1/auth/logout", Some(&access)),

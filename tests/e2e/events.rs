@@ -6,6 +6,7 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use aws_lambda_events::sqs::SqsEvent;
 use docare_local::mounts::WEBSOCKET_FUNCTION;
 use serde_json::Value;
+use shared::auth::Role;
 use shared::clock::SystemClock;
 use shared::ports::recording::as_function;
 use shared::testing::local_app;
@@ -76,8 +77,11 @@ pub(crate) async fn health_samples() {
 pub(crate) async fn realtime_samples() {
     let expected = [
         ("connect-without-token.json", 401),
+        ("connect-with-ticket.json", 401),
+        ("connect-disallowed-origin.json", 403),
         ("ping.json", 200),
         ("unknown-action.json", 400),
+        ("malformed.json", 400),
         // Messaging frames from a connection that is not stored: an error frame, 401.
         ("message-send-unknown-connection.json", 401),
         ("message-read-unknown-connection.json", 401),
@@ -95,7 +99,7 @@ pub(crate) async fn realtime_samples() {
             serde_json::from_str(&samples("realtime")[name]).expect("parses");
         let response = as_function(WEBSOCKET_FUNCTION, router.dispatch(&parts.app, event)).await;
         assert_eq!(response.status_code, status, "{name}");
-        if name == "connect-without-token.json" {
+        if name.starts_with("connect-") {
             let stored = parts
                 .store
                 .raw_items(&parts.app.config.table)
@@ -108,6 +112,42 @@ pub(crate) async fn realtime_samples() {
         .raw_items(&parts.app.config.table)
         .expect("items")
         .is_empty());
+
+    // The ticket sample with a ticket really issued: accepted once, then a replay.
+    let user = shared::testing::account(&parts.app, "ev@example.com", "Ev", Role::Patient).await;
+    let s = shared::testing::session(&parts.app, &user, Role::Patient, &["pwd"]).await;
+    let (status, issued) = shared::testing::dispatch(
+        &docare_auth::router(),
+        &parts.app,
+        shared::testing::request(
+            http::Method::POST,
+            "/api/v1/realtime/ticket",
+            Some(&s.access),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{issued}");
+    let with_ticket = |name: &str| {
+        let mut event: serde_json::Value =
+            serde_json::from_str(&samples("realtime")[name]).expect("parses");
+        let ticket = issued["ticket"].clone();
+        event["queryStringParameters"]["ticket"] = ticket.clone();
+        event["multiValueQueryStringParameters"]["ticket"] = serde_json::json!([ticket]);
+        serde_json::from_value::<ApiGatewayWebsocketProxyRequest>(event).expect("event")
+    };
+    for (name, status) in [
+        ("connect-disallowed-origin.json", 403),
+        ("connect-with-ticket.json", 200),
+        ("connect-with-ticket.json", 401),
+    ] {
+        let response = as_function(
+            WEBSOCKET_FUNCTION,
+            router.dispatch(&parts.app, with_ticket(name)),
+        )
+        .await;
+        assert_eq!(response.status_code, status, "{name} with an issued ticket");
+    }
 }
 
 #[tokio::test]

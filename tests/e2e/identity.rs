@@ -261,6 +261,12 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
         ),
         (
             Method::POST,
+            "/api/v1/realtime/ticket",
+            "/api/v1/realtime/ticket".into(),
+            signed_in(),
+        ),
+        (
+            Method::POST,
             "/api/v1/auth/password/change",
             "/api/v1/auth/password/change".into(),
             signed_in(),

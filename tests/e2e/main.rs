@@ -17,6 +17,7 @@ mod openapi;
 mod payments;
 mod persistence;
 mod readme;
+mod realtime_tickets;
 mod reminders;
 mod template;
 mod websocket;

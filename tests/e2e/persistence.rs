@@ -56,6 +56,7 @@ async fn a_second_stack_on_the_same_folder_is_refused_with_a_clear_error() {
         data_dir: dir.path().to_path_buf(),
         log_filter: "warn".into(),
         dev_limits: false,
+        allowed_origins: shared::config::AllowedOrigins::default(),
     };
     let err = docare_local::Stack::start(&settings)
         .await

@@ -279,3 +279,147 @@ async fn ending_a_session_closes_its_websocket_connections() {
     assert!(eventually(|| connection_ids(&t).is_empty()).await);
     t.stack.stop().await;
 }
+
+/// Runs `tests/python/websocket_transport.py` with the arguments; panics with its output
+/// when it fails.
+async fn python_client(args: Vec<String>) {
+    let Ok(python) = std::env::var("DOCARE_TEST_PYTHON") else {
+        panic!("DOCARE_TEST_PYTHON is not set: run the tests with scripts/test (it installs websockets)");
+    };
+    let script = shared::testing::repo_root().join("tests/python/websocket_transport.py");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .args(args)
+            .output()
+    })
+    .await
+    .expect("joined")
+    .expect("python runs");
+    assert!(
+        output.status.success(),
+        "websocket_transport.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Through the `websockets` library: a browser's ticket connects once, a replay, a bad
+/// ticket or no credential is 401, a disallowed Origin is 403 (the ticket unspent), a
+/// native client's header works, malformed and unknown frames get error frames on a
+/// connection that stays up, and API Gateway's size limits hold (a 120 KiB message in
+/// 30 KiB frames passes; a 33 KiB frame or a 129 KiB message closes with 1009).
+#[tokio::test]
+async fn a_third_party_client_meets_tickets_origins_error_frames_and_size_limits() {
+    let t = TestStack::start().await;
+    let app = t.app();
+    let user = accounts::create(app, "ws-py@example.com", "Py", Role::Patient, false)
+        .await
+        .expect("account");
+    let s = shared::testing::session(app, &user.id, Role::Patient, &["pwd"]).await;
+    python_client(vec![
+        "limits".into(),
+        t.stack.http_url(),
+        t.stack.ws_url(),
+        s.access.clone(),
+    ])
+    .await;
+    assert!(
+        eventually(|| connection_ids(&t).is_empty()).await,
+        "every close, the 1009 ones included, reached $disconnect"
+    );
+    assert_eq!(t.stack.parts.gateway.open_connections(), 0);
+    t.stack.stop().await;
+}
+
+/// Idle and lifetime closes (1001) with short limits standing in for 10 minutes and 2
+/// hours; both reach `$disconnect`.
+#[tokio::test]
+async fn a_third_party_client_is_closed_when_idle_and_at_the_connection_lifetime() {
+    use docare_local::ws_gateway::WsLimits;
+    let t = TestStack::start_with_ws_limits(WsLimits {
+        idle: std::time::Duration::from_millis(1500),
+        max_age: std::time::Duration::from_secs(4),
+        ..WsLimits::API_GATEWAY
+    })
+    .await;
+    let app = t.app();
+    let user = accounts::create(app, "ws-idle@example.com", "Idle", Role::Patient, false)
+        .await
+        .expect("account");
+    let s = shared::testing::session(app, &user.id, Role::Patient, &["pwd"]).await;
+    python_client(vec![
+        "idle".into(),
+        t.stack.ws_url(),
+        s.access.clone(),
+        "1.5".into(),
+        "4".into(),
+    ])
+    .await;
+    assert!(eventually(|| connection_ids(&t).is_empty()).await);
+    t.stack.stop().await;
+}
+
+/// The AWS push adapter against the local gateway's Management API: a push to an open
+/// connection is delivered over HTTP; a push to a gone one is answered 410, its record is
+/// deleted, and it is tried once (the emulator never answers 410, so this is the test of
+/// that path).
+#[tokio::test]
+async fn a_push_to_a_gone_connection_answers_410_deletes_the_record_and_is_not_retried() {
+    let t = TestStack::start().await;
+    let (mut socket, user) = connect(&t).await;
+    assert!(eventually(|| connection_ids(&t).len() == 1).await);
+    let open = connection_ids(&t).pop().expect("id");
+    // A record whose socket is long gone ($disconnect is best effort on API Gateway).
+    let gone = ulid::Ulid::new().to_string();
+    let session = t.app().new_id();
+    shared::store::connections::open(t.app(), &gone, &user, Role::Patient, &session)
+        .await
+        .expect("record");
+    assert_eq!(connection_ids(&t).len(), 2);
+
+    let sdk = shared::testing::aws::sdk_config("http://127.0.0.1:1");
+    let management =
+        shared::adapters::aws::management_api(&sdk, &t.stack.ws_url().replace("ws://", "http://"));
+    let raw = t.app().push.post(&gone, b"{}").await.expect("local push");
+    assert_eq!(raw, shared::ports::push::PushOutcome::Gone);
+    let app = shared::testing::with_ports(t.app(), |ports| {
+        ports.push = std::sync::Arc::new(management);
+    });
+    let before = t.stack.parts.gateway.posts();
+    let event = shared::ws::ServerEvent::new("notification", serde_json::json!({"kind": "test"}));
+    let delivered = shared::ws::push_to_user(&app, &user, &event)
+        .await
+        .expect("push");
+    assert_eq!(delivered, 1);
+    assert_eq!(
+        next_json(&mut socket).await,
+        serde_json::json!({"type": "notification", "data": {"kind": "test"}})
+    );
+    assert_eq!(
+        connection_ids(&t),
+        vec![open.clone()],
+        "the gone record is deleted"
+    );
+    assert_eq!(
+        t.stack.parts.gateway.posts() - before,
+        2,
+        "one post each: the 410 is not retried"
+    );
+    // Over HTTP as the SDK sees it: 410 GoneException.
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/@connections/{gone}",
+            t.stack.ws_url().replace("ws://", "http://")
+        ))
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(answer.status(), 410);
+    assert_eq!(
+        answer.headers()["x-amzn-errortype"].to_str().unwrap(),
+        "GoneException"
+    );
+    t.stack.stop().await;
+}

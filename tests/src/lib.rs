@@ -33,6 +33,23 @@ impl TestStack {
         }
     }
 
+    /// A stack whose WebSocket gateway keeps the given limits instead of API Gateway's.
+    pub async fn start_with_ws_limits(limits: docare_local::ws_gateway::WsLimits) -> Self {
+        let data = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let stack = Stack::start_with(
+            &settings_for(data.path()),
+            std::sync::Arc::new(shared::clock::SystemClock),
+            limits,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("local stack: {e:#}"));
+        TestStack {
+            stack,
+            http: reqwest::Client::new(),
+            data,
+        }
+    }
+
     /// A stack started as `docare-local --dev-limits` would be.
     pub async fn start_with_dev_limits() -> Self {
         Self::start_with(true).await
@@ -74,6 +91,7 @@ fn settings_for(data_dir: &Path) -> LocalSettings {
         data_dir: data_dir.to_path_buf(),
         log_filter: "warn".into(),
         dev_limits: false,
+        allowed_origins: shared::config::AllowedOrigins::default(),
     }
 }
 

@@ -13,6 +13,7 @@ mod mfa;
 mod password;
 mod sessions;
 mod signup;
+mod ticket;
 
 use http::Method;
 use sessions::TokenPair;
@@ -158,4 +159,5 @@ pub fn router() -> Router {
                 .no_content()
                 .errors(&[401, 409, 429, 503]),
         )
+        .route(ticket::METHOD, ticket::PATH, ticket::issue).doc(ticket::doc())
 }

@@ -103,3 +103,98 @@ fn http_get(base: &str, path: &str) -> String {
     stream.read_to_string(&mut response).expect("reads");
     response
 }
+
+/// A WebSocket ticket travels in the handshake's query string: neither the local
+/// gateway nor the function logs it (or any query string), at the most verbose level,
+/// for a refused ticket, a refused origin or a handshake without a credential.
+#[test]
+fn websocket_tickets_in_query_strings_never_reach_the_logs() {
+    let data = tempfile::tempdir().expect("dir");
+    let mut child = Command::new(BIN)
+        .args(["--port", "0", "--ws-port", "0", "--data-dir"])
+        .arg(data.path())
+        .env("DOCARE_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+        text
+    });
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let ws_url = loop {
+        let line = lines.next().expect("a line").expect("utf8");
+        seen.push(line.clone());
+        if let Some(url) = line.trim().strip_prefix("WebSocket:") {
+            break url.trim().to_string();
+        }
+    };
+    let addr = ws_url.trim_start_matches("ws://").to_string();
+    let marker = "TicketMarker0123456789abcdefghijklmnopqrstu";
+    for (query, origin, status) in [
+        (format!("ticket={marker}"), None, "401"),
+        (
+            format!("ticket={marker}&x=QueryMarker"),
+            Some("https://evil.example"),
+            "403",
+        ),
+        (format!("other={marker}"), None, "401"),
+    ] {
+        let answer = handshake(&addr, &format!("/?{query}"), origin);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
+        assert!(!answer.contains(marker), "{answer}");
+    }
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    assert!(child.wait().expect("exits").success());
+    seen.extend(lines.map_while(Result::ok));
+    let logs = format!("{}\n{}", seen.join("\n"), errors.join().expect("stderr"));
+    assert!(
+        logs.contains("websocket event"),
+        "the handshakes were logged at all: {logs}"
+    );
+    assert!(!logs.contains(marker), "a ticket reached the logs:\n{logs}");
+    assert!(
+        !logs.contains("QueryMarker"),
+        "a query string reached the logs"
+    );
+}
+
+/// A WebSocket opening handshake over a plain TCP stream; the response head.
+fn handshake(addr: &str, path: &str, origin: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let origin = origin
+        .map(|o| format!("Origin: {o}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n"
+    )
+    .expect("writes");
+    let mut response = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&response).into_owned()
+}

@@ -73,6 +73,8 @@ actions! {
     PasswordResetRequest => "PASSWORD_RESET_REQUEST",
     PasswordReset => "PASSWORD_RESET",
     AccountLocked => "ACCOUNT_LOCKED",
+    /// A single-use WebSocket ticket was issued to a session.
+    RealtimeTicket => "REALTIME_TICKET",
     View => "VIEW",
     Create => "CREATE",
     Update => "UPDATE",
@@ -359,7 +361,7 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_uppercase() || c == '_'));
         }
-        assert_eq!(Action::ALL.len(), 27);
+        assert_eq!(Action::ALL.len(), 28);
         assert_eq!(
             Action::PasswordResetRequest.as_str(),
             "PASSWORD_RESET_REQUEST"

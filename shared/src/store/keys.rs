@@ -223,6 +223,11 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "WebSocket connection (gsi1 CONNS#user; TTL)",
     },
     ItemKind {
+        pk: WSTICKET,
+        sk: "TICKET",
+        holds: "WebSocket ticket by hash (user, role, session; single use; TTL 30 s)",
+    },
+    ItemKind {
         pk: NOTIFY,
         sk: "SENT",
         holds: "notification sent marker (TTL)",
@@ -278,6 +283,7 @@ pub const MFA: &str = "MFA#";
 pub const OTT: &str = "OTT#";
 pub const RATE: &str = "RATE#";
 pub const CONN: &str = "CONN#";
+pub const WSTICKET: &str = "WSTICKET#";
 pub const NOTIFY: &str = "NOTIFY#";
 pub const DATAKEY: &str = "DATAKEY#";
 pub const INDEXKEY: &str = "INDEXKEY#";
@@ -575,6 +581,10 @@ pub fn connection(connection_id: &str) -> Key {
     Key::new(format!("{CONN}{connection_id}"), "CONN")
 }
 
+pub fn ws_ticket(hash: &str) -> Key {
+    Key::new(format!("{WSTICKET}{hash}"), "TICKET")
+}
+
 pub fn connections_of(user_id: &str) -> String {
     format!("{CONNS_OF}{user_id}")
 }
@@ -622,6 +632,7 @@ mod tests {
             OTT,
             RATE,
             CONN,
+            WSTICKET,
             CONVERSATION,
             SYNC,
             PRESENCE,

@@ -15,6 +15,7 @@ pub mod profiles;
 pub mod reminders;
 pub mod sessions;
 pub mod sos;
+pub mod tickets;
 
 /// Whether the database answers (the health check's probe: one read, no data).
 pub async fn database_reachable(app: &crate::AppContext, table: &str) -> bool {

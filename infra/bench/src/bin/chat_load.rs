@@ -76,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
         data_dir: data.path().to_path_buf(),
         log_filter: "error".into(),
         dev_limits: false,
+        allowed_origins: shared::config::AllowedOrigins::default(),
     };
     let stack = docare_local::Stack::start(&settings).await?;
     let app = stack.parts.app.clone();

@@ -40,12 +40,19 @@ pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
+/// The push port on the Management API at `ws_endpoint` (the stage's
+/// `https://{api}.execute-api.{region}.amazonaws.com/{stage}`; in tests, the local
+/// gateway, which answers the same API).
+pub fn management_api(sdk: &aws_config::SdkConfig, ws_endpoint: &str) -> ManagementApi {
+    let push_config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
+        .endpoint_url(ws_endpoint)
+        .build();
+    ManagementApi::new(aws_sdk_apigatewaymanagement::Client::from_conf(push_config))
+}
+
 /// Every port on its AWS adapter.
 pub fn build_app(config: Config, sdk: &aws_config::SdkConfig) -> App {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let push_config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk)
-        .endpoint_url(config.ws_endpoint.clone())
-        .build();
     let secrets: Arc<dyn crate::ports::SecretStore> = Arc::new(SecretsManager::new(
         aws_sdk_secretsmanager::Client::new(sdk),
     ));
@@ -57,9 +64,7 @@ pub fn build_app(config: Config, sdk: &aws_config::SdkConfig) -> App {
         blobs: Arc::new(S3Blobs::new(s3_client(sdk))),
         keys: Arc::new(Kms::new(aws_sdk_kms::Client::new(sdk))),
         queue: Arc::new(Sqs::new(aws_sdk_sqs::Client::new(sdk))),
-        push: Arc::new(ManagementApi::new(
-            aws_sdk_apigatewaymanagement::Client::from_conf(push_config),
-        )),
+        push: Arc::new(management_api(sdk, &config.ws_endpoint)),
         messenger: Arc::new(SesSns::new(
             aws_sdk_sesv2::Client::new(sdk),
             aws_sdk_sns::Client::new(sdk),

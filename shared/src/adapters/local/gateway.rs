@@ -4,6 +4,7 @@
 use crate::ports::push::{Push, PushError, PushOutcome, MAX_FRAME_BYTES};
 use async_trait::async_trait;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use tokio::sync::mpsc;
 
@@ -17,6 +18,7 @@ pub enum Outbound {
 #[derive(Default)]
 pub struct LocalGateway {
     connections: Mutex<HashMap<String, mpsc::UnboundedSender<Outbound>>>,
+    posts: AtomicUsize,
 }
 
 impl LocalGateway {
@@ -38,6 +40,12 @@ impl LocalGateway {
 
     pub fn open_connections(&self) -> usize {
         self.lock().len()
+    }
+
+    /// How many posts (in-process or through the Management API route) were attempted,
+    /// delivered or not: what shows that a gone connection is not retried.
+    pub fn posts(&self) -> usize {
+        self.posts.load(Ordering::SeqCst)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Outbound>>> {
@@ -62,6 +70,7 @@ impl LocalGateway {
 #[async_trait]
 impl Push for LocalGateway {
     async fn post(&self, connection_id: &str, data: &[u8]) -> Result<PushOutcome, PushError> {
+        self.posts.fetch_add(1, Ordering::SeqCst);
         if data.len() > MAX_FRAME_BYTES {
             return Err(PushError::Invalid("frames are at most 128 KiB".into()));
         }

@@ -68,6 +68,7 @@ pub fn local_config(ws_endpoint: &str, log_filter: &str) -> Config {
         ip_limit_factor: 1,
         patient_sessions: crate::domain::session::PATIENT_DEFAULT,
         sms_countries: crate::config::SmsCountries::default(),
+        allowed_origins: crate::config::AllowedOrigins::default(),
     }
 }
 
