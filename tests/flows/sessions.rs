@@ -310,6 +310,11 @@ struct Recorded {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     commits: Mutex<Vec<Commit>>,
+    /// Held across a refresh's or revocation's commit and its entry in `commits`, so
+    /// the list has the store's order (without it, a task descheduled between its
+    /// commit and its push records a later position than its commit had). Only the
+    /// commit itself waits: the reads before it still race.
+    commit_order: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -391,6 +396,11 @@ impl Database for Recorded {
     async fn transact_write(&self, ops: Vec<WriteOp>) -> Result<(), DbError> {
         let kind = Self::classify(&ops);
         self.around(async {
+            let _order = if kind.is_some() {
+                Some(self.commit_order.lock().await)
+            } else {
+                None
+            };
             let result = self.db.transact_write(ops).await;
             if result.is_ok() {
                 if let Some(kind) = kind {
@@ -404,6 +414,11 @@ impl Database for Recorded {
     async fn transact_write_once(&self, ops: Vec<WriteOp>, token: &str) -> Result<(), DbError> {
         let kind = Self::classify(&ops);
         self.around(async {
+            let _order = if kind.is_some() {
+                Some(self.commit_order.lock().await)
+            } else {
+                None
+            };
             let result = self.db.transact_write_once(ops, token).await;
             if result.is_ok() {
                 if let Some(kind) = kind {
@@ -447,6 +462,7 @@ async fn a_refresh_racing_logout_all_or_disable_issues_nothing() {
         in_flight: AtomicUsize::new(0),
         max_in_flight: AtomicUsize::new(0),
         commits: Mutex::new(Vec::new()),
+        commit_order: tokio::sync::Mutex::new(()),
     });
     let refresher = with_ports(&t.app, |p| p.db = recorded.clone());
     let revoker = with_ports(&t.app, |p| p.db = recorded.clone());
