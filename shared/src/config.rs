@@ -772,7 +772,12 @@ mod tests {
         let flag = LocalSettings::parse(&["--access-token-ttl=20".into()], |_| None);
         assert_eq!(flag.expect("flag").access_token_secs, 20);
         let env = |n: &str| (n == ENV_LOCAL_ACCESS_TOKEN_TTL).then(|| "30".to_string());
-        assert_eq!(LocalSettings::parse(&[], env).expect("env").access_token_secs, 30);
+        assert_eq!(
+            LocalSettings::parse(&[], env)
+                .expect("env")
+                .access_token_secs,
+            30
+        );
         for bad in ["4", "901", "ten"] {
             let err = LocalSettings::parse(&["--access-token-ttl".into(), bad.into()], |_| None)
                 .expect_err("out of range");

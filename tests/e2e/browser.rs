@@ -7,14 +7,13 @@ use docare_e2e::TestStack;
 use docare_local::accounts;
 use shared::auth::Role;
 use shared::config::AllowedOrigins;
-use shared::testing::{repo_root, session};
+use shared::testing::repo_root;
 
 /// Seconds an access token lives on this stack (the page waits them out).
 const ACCESS_TTL_SECS: i64 = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readme_frontend_runs_in_chromium_from_an_allowed_origin_and_is_refused_from_another()
-{
+async fn the_readme_frontend_runs_in_chromium_from_an_allowed_origin_and_is_refused_from_another() {
     let Ok(python) = std::env::var("DOCARE_TEST_PYTHON") else {
         panic!("DOCARE_TEST_PYTHON is not set: run the tests with scripts/test (the venv has selenium; the script installs chromium)");
     };
@@ -30,9 +29,15 @@ async fn the_readme_frontend_runs_in_chromium_from_an_allowed_origin_and_is_refu
     })
     .await;
     let app = t.app().clone();
-    let admin = accounts::create(&app, "browser.admin@example.com", "Admin", Role::Admin, true)
-        .await
-        .unwrap_or_else(|e| panic!("admin: {e}"));
+    let admin = accounts::create(
+        &app,
+        "browser.admin@example.com",
+        "Admin",
+        Role::Admin,
+        true,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("admin: {e}"));
     let provider = accounts::create(
         &app,
         "browser.doc@example.com",
@@ -42,12 +47,8 @@ async fn the_readme_frontend_runs_in_chromium_from_an_allowed_origin_and_is_refu
     )
     .await
     .unwrap_or_else(|e| panic!("provider: {e}"));
-    let admin_token = session(&app, &admin.id, Role::Admin, &["pwd", "otp", "mfa"])
-        .await
-        .access;
-    let provider_token = session(&app, &provider.id, Role::Provider, &["pwd", "otp", "mfa"])
-        .await
-        .access;
+    // Staff sign in from the script (pyotp) when they act: tokens here live seconds.
+    let accounts = serde_json::json!({"admin": admin, "provider": provider}).to_string();
     let screenshot = std::env::var("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| repo_root().join("target"))
@@ -59,9 +60,7 @@ async fn the_readme_frontend_runs_in_chromium_from_an_allowed_origin_and_is_refu
         t.stack.ws_url(),
         page_port.to_string(),
         t.stack.parts.outbox_dir.display().to_string(),
-        admin_token,
-        provider.id.clone(),
-        provider_token,
+        accounts,
         ACCESS_TTL_SECS.to_string(),
         screenshot.display().to_string(),
     ];

@@ -223,7 +223,10 @@ async fn cors_is_answered_for_allowed_origins_only_errors_included() {
             .request(reqwest::Method::OPTIONS, t.url("/api/v1/auth/login"))
             .header("origin", origin)
             .header("access-control-request-method", method)
-            .header("access-control-request-headers", "content-type,authorization")
+            .header(
+                "access-control-request-headers",
+                "content-type,authorization",
+            )
             .send()
     };
     let answer = preflight(allowed, "POST").await.expect("preflight");
@@ -244,7 +247,10 @@ async fn cors_is_answered_for_allowed_origins_only_errors_included() {
         let answer = preflight(origin, method).await.expect("preflight");
         assert_eq!(answer.status(), 204);
         assert!(
-            answer.headers().get("access-control-allow-origin").is_none(),
+            answer
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none(),
             "{origin} {method}"
         );
     }
@@ -258,17 +264,35 @@ async fn cors_is_answered_for_allowed_origins_only_errors_included() {
     ];
     for (request, status) in requests {
         let probe = request.try_clone().expect("clonable");
-        let answer = request.header("origin", allowed).send().await.expect("answer");
+        let answer = request
+            .header("origin", allowed)
+            .send()
+            .await
+            .expect("answer");
         assert_eq!(answer.status(), status);
-        assert_eq!(answer.headers()["access-control-allow-origin"], allowed, "{status}");
-        assert_eq!(answer.headers()["access-control-expose-headers"], "retry-after");
+        assert_eq!(
+            answer.headers()["access-control-allow-origin"],
+            allowed,
+            "{status}"
+        );
+        assert_eq!(
+            answer.headers()["access-control-expose-headers"],
+            "retry-after"
+        );
         let answer = probe
             .header("origin", "https://evil.example")
             .send()
             .await
             .expect("answer");
-        assert_eq!(answer.status(), status, "the server answers; the browser withholds it");
-        assert!(answer.headers().get("access-control-allow-origin").is_none());
+        assert_eq!(
+            answer.status(),
+            status,
+            "the server answers; the browser withholds it"
+        );
+        assert!(answer
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none());
     }
     t.stack.stop().await;
 }

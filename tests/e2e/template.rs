@@ -369,7 +369,10 @@ fn the_http_apis_cors_is_the_local_gateways_policy() {
     assert_eq!(strings("AllowMethods"), cors::ALLOW_METHODS);
     assert_eq!(strings("AllowHeaders"), cors::ALLOW_HEADERS);
     assert_eq!(strings("ExposeHeaders"), cors::EXPOSE_HEADERS);
-    assert_eq!(config["MaxAge"].as_u64(), Some(u64::from(cors::MAX_AGE_SECS)));
+    assert_eq!(
+        config["MaxAge"].as_u64(),
+        Some(u64::from(cors::MAX_AGE_SECS))
+    );
     assert_eq!(config["AllowCredentials"].as_bool(), Some(false));
     // AllowOrigins: !Split [',', !Ref AllowedOrigins]
     let split = match &config["AllowOrigins"] {

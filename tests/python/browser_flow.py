@@ -2,8 +2,12 @@
 Selenium and Debian's chromedriver) runs the README's "From a web page" block from a
 page on a second loopback origin against the local stack.
 
-usage: browser_flow.py REPO_ROOT API_URL WS_URL PAGE_PORT OUTBOX ADMIN_TOKEN
-                       PROVIDER_ID PROVIDER_TOKEN ACCESS_TTL_SECS SCREENSHOT
+usage: browser_flow.py REPO_ROOT API_URL WS_URL PAGE_PORT OUTBOX ACCOUNTS_JSON
+                       ACCESS_TTL_SECS SCREENSHOT
+
+ACCOUNTS_JSON names an admin and a provider (`{"admin": {id, email, password,
+totp_secret}, "provider": {…}}`); they sign in server-side with pyotp codes when needed
+(access tokens on this stack live ACCESS_TTL_SECS).
 
 The stack (started by tests/e2e/browser.rs) allows the origin http://127.0.0.1:PAGE_PORT
 only. From there the page signs up, verifies with the mailed token (read from the
@@ -29,12 +33,12 @@ import threading
 import time
 import urllib.request
 
+import pyotp
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-(ROOT, API_URL, WS_URL, PAGE_PORT, OUTBOX, ADMIN_TOKEN, PROVIDER_ID, PROVIDER_TOKEN,
- ACCESS_TTL, SCREENSHOT) = sys.argv[1:11]
-PAGE_PORT, ACCESS_TTL = int(PAGE_PORT), int(ACCESS_TTL)
+(ROOT, API_URL, WS_URL, PAGE_PORT, OUTBOX, ACCOUNTS, ACCESS_TTL, SCREENSHOT) = sys.argv[1:9]
+PAGE_PORT, ACCESS_TTL, ACCOUNTS = int(PAGE_PORT), int(ACCESS_TTL), json.loads(ACCOUNTS)
 
 
 def fail(message):
@@ -93,6 +97,21 @@ def call(method, path, body=None, token=None):
             return response.status, (json.loads(raw) if raw else None)
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
+
+
+def signed_in(who):
+    """An MFA session of a staff account (password, then a pyotp code)."""
+    account = ACCOUNTS[who]
+    status, step = call("POST", "/api/v1/auth/login",
+                        {"email": account["email"], "password": account["password"]})
+    if status != 200 or not step.get("mfa_required"):
+        fail(f"{who} login: {status} {step}")
+    code = pyotp.TOTP(account["totp_secret"]).now()
+    status, pair = call("POST", "/api/v1/auth/mfa/challenge",
+                        {"mfa_token": step["mfa_token"], "code": code})
+    if status != 200:
+        fail(f"{who} challenge: {status} {pair}")
+    return pair["access_token"]
 
 
 def mailed_token(address):
@@ -203,8 +222,9 @@ def allowed(driver):
         fail(f"after expiry the page got {refreshed}")
 
     # Its provider, in its care (an admin's API call), writes to it over REST.
+    provider_id = ACCOUNTS["provider"]["id"]
     status, body = call("POST", "/api/v1/care-relationships",
-                        {"provider_id": PROVIDER_ID, "patient_id": patient_id}, ADMIN_TOKEN)
+                        {"provider_id": provider_id, "patient_id": patient_id}, signed_in("admin"))
     if status != 201:
         fail(f"care relationship: {status} {body}")
     opened = run(driver, """
@@ -213,13 +233,14 @@ def allowed(driver):
         show('WebSocket open (ticket)'); return true;""")
     if opened is not True:
         fail("the WebSocket did not open")
+    provider = signed_in("provider")
     status, conversation = call("POST", "/api/v1/conversations",
-                                {"participant_ids": [patient_id]}, PROVIDER_TOKEN)
+                                {"participant_ids": [patient_id]}, provider)
     if status != 201:
         fail(f"conversation: {status} {conversation}")
     text = "Hello from your provider " + secrets.token_hex(2)
     status, sent = call("POST", f"/api/v1/conversations/{conversation['id']}/messages",
-                        {"client_message_id": secrets.token_hex(8), "body": text}, PROVIDER_TOKEN)
+                        {"client_message_id": secrets.token_hex(8), "body": text}, provider)
     if status != 201:
         fail(f"send: {status} {sent}")
     received = run(driver, """
@@ -229,7 +250,7 @@ def allowed(driver):
           await new Promise(r => setTimeout(r, 100));
         }
         return null;""")
-    if not received or received.get("body") != text or received.get("sender_id") != PROVIDER_ID:
+    if not received or received.get("body") != text or received.get("sender_id") != provider_id:
         fail(f"the page received {received}")
     os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
     if not driver.save_screenshot(SCREENSHOT):

@@ -56,15 +56,12 @@ pub fn preflight_headers(origins: &AllowedOrigins, request: &HeaderMap) -> Heade
         return headers;
     }
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, list(ALLOW_METHODS));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, list(ALLOW_HEADERS));
     headers.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        list(ALLOW_METHODS),
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from(MAX_AGE_SECS),
     );
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        list(ALLOW_HEADERS),
-    );
-    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(MAX_AGE_SECS));
     headers
 }
 
@@ -83,10 +80,7 @@ pub fn apply(origins: &AllowedOrigins, request: &HeaderMap, response: &mut Heade
     response.append(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(origin) = allowed_origin(origins, request) {
         response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        response.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            list(EXPOSE_HEADERS),
-        );
+        response.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, list(EXPOSE_HEADERS));
     }
 }
 
@@ -138,10 +132,16 @@ mod tests {
             &request(&[
                 (header::ORIGIN, "https://app.example.com"),
                 (header::ACCESS_CONTROL_REQUEST_METHOD, "PUT"),
-                (header::ACCESS_CONTROL_REQUEST_HEADERS, "authorization,content-type"),
+                (
+                    header::ACCESS_CONTROL_REQUEST_HEADERS,
+                    "authorization,content-type",
+                ),
             ]),
         );
-        assert_eq!(answer[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example.com");
+        assert_eq!(
+            answer[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://app.example.com"
+        );
         assert_eq!(
             answer[header::ACCESS_CONTROL_ALLOW_METHODS],
             "GET,POST,PUT,PATCH,DELETE"
@@ -190,8 +190,14 @@ mod tests {
             &request(&[(header::ORIGIN, "http://localhost:3000")]),
             &mut response,
         );
-        assert_eq!(response[header::ACCESS_CONTROL_ALLOW_ORIGIN], "http://localhost:3000");
-        assert_eq!(response[header::ACCESS_CONTROL_EXPOSE_HEADERS], "retry-after");
+        assert_eq!(
+            response[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "http://localhost:3000"
+        );
+        assert_eq!(
+            response[header::ACCESS_CONTROL_EXPOSE_HEADERS],
+            "retry-after"
+        );
         assert_eq!(response[header::VARY], "Origin");
     }
 }
