@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 use shared::adapters::local::{LocalBlobs, PRESIGN_PATH};
+use shared::http::cors;
 use shared::ports::BlobStore;
 use shared::App;
 use std::collections::BTreeMap;
@@ -74,6 +75,27 @@ pub async fn handle(
         };
         return serve_presigned(&gateway.blobs, &parts, body).await;
     }
+    // API Gateway's CORS: it answers preflights itself and sets the CORS headers of
+    // every answer, its own included (`shared::http::cors`, the template's
+    // `CorsConfiguration`).
+    let origins = &gateway.app.config.allowed_origins;
+    if cors::is_preflight(&parts.method, &parts.headers) {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        *response.headers_mut() = cors::preflight_headers(origins, &parts.headers);
+        return response;
+    }
+    let mut response = route(&gateway, &peer, parts.clone(), body).await;
+    cors::apply(origins, &parts.headers, response.headers_mut());
+    response
+}
+
+/// Routes one API request to its function (or answers as API Gateway would).
+async fn route(
+    gateway: &HttpGateway,
+    peer: &SocketAddr,
+    parts: http::request::Parts,
+    body: Body,
+) -> Response {
     let body = match axum::body::to_bytes(body, MAX_EVENT_BODY).await {
         Ok(body) => body,
         Err(_) => return gateway_answer(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),

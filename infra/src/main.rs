@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run -p docare-local -- [--port 5000] [--ws-port 5001] [--data-dir .docare-local]
 //!     [--allowed-origins http://localhost:3000,http://localhost:5173] [--dev-limits]
+//!     [--access-token-ttl 900]
 //! ```
 
 use docare_local::Stack;
@@ -14,14 +15,19 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "usage: docare-local [--port N] [--ws-port N] [--data-dir PATH] [--allowed-origins LIST] [--dev-limits]\n\n\
-             --allowed-origins  browser origins allowed to open the WebSocket, comma-separated\n\
-             \x20                  (default {})\n\
-             --dev-limits       multiply the per-IP rate limits by {} for a single developer\n\n\
+            "usage: docare-local [--port N] [--ws-port N] [--data-dir PATH] [--allowed-origins LIST] [--dev-limits] [--access-token-ttl SECS]\n\n\
+             --allowed-origins  browser origins allowed to call the API (CORS) and open the\n\
+             \x20                  WebSocket, comma-separated (default {})\n\
+             --dev-limits       multiply the per-IP rate limits by {} for a single developer\n\
+             --access-token-ttl access-token lifetime in seconds, {}..={} (default {}), to try\n\
+             \x20                  a client's refresh after expiry\n\n\
              environment: DOCARE_LOCAL_PORT, DOCARE_LOCAL_WS_PORT, DOCARE_LOCAL_DATA_DIR,\n\
-             DOCARE_ALLOWED_ORIGINS, DOCARE_LOCAL_DEV_LIMITS=1, DOCARE_LOG",
+             DOCARE_ALLOWED_ORIGINS, DOCARE_LOCAL_DEV_LIMITS=1, DOCARE_LOCAL_ACCESS_TOKEN_TTL, DOCARE_LOG",
             shared::config::AllowedOrigins::DEFAULT,
-            LocalSettings::DEV_IP_LIMIT_FACTOR
+            LocalSettings::DEV_IP_LIMIT_FACTOR,
+            LocalSettings::ACCESS_TOKEN_TTL_RANGE.start(),
+            LocalSettings::ACCESS_TOKEN_TTL_RANGE.end(),
+            shared::domain::session::ACCESS_TOKEN_SECS,
         );
         return;
     }
@@ -70,6 +76,12 @@ async fn main() {
         );
     } else {
         println!("  limits:    production values (a single developer may pass --dev-limits)");
+    }
+    if settings.access_token_secs != shared::domain::session::ACCESS_TOKEN_SECS {
+        println!(
+            "  tokens:    access tokens live {} s (--access-token-ttl)",
+            settings.access_token_secs
+        );
     }
     println!("Press Ctrl-C to stop.");
     stop.await;

@@ -62,6 +62,7 @@ impl Stack {
         let mut config = local::local_config(&ws_url, &settings.log_filter);
         config.ip_limit_factor = settings.ip_limit_factor();
         config.allowed_origins = settings.allowed_origins.clone();
+        config.access_token_secs = settings.access_token_secs;
         let parts = local::open(&settings.data_dir, config, &http_url, clock)
             .map_err(|e| anyhow::anyhow!("{e} (is another local stack using this folder?)"))?;
         let app = parts.app.clone();

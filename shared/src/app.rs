@@ -127,6 +127,7 @@ impl AppContext {
             stage,
             &config.signing_key_id,
             &config.previous_signing_key_ids,
+            config.access_token_secs,
         );
         let audit = AuditWriter::new(db.clone(), audit_crypto, clock.clone(), &config);
         Self {

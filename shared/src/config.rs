@@ -101,6 +101,10 @@ pub struct Config {
     /// The browser origins that may open the WebSocket (checked at `$connect`) and call
     /// the API from a page (CORS): `DOCARE_ALLOWED_ORIGINS`.
     pub allowed_origins: AllowedOrigins,
+    /// How long an access token lives: 15 minutes (DESIGN §6) on every deployment, as
+    /// no variable sets it; only a local stack started with `--access-token-ttl`
+    /// shortens it, so a client's refresh-after-expiry path can be tried in seconds.
+    pub access_token_secs: i64,
 }
 
 impl Config {
@@ -328,6 +332,7 @@ impl Config {
                 })?,
             },
             allowed_origins: allowed_origins(vars.optional(ENV_ALLOWED_ORIGINS))?,
+            access_token_secs: crate::domain::session::ACCESS_TOKEN_SECS,
         })
     }
 }
@@ -387,12 +392,16 @@ pub struct LocalSettings {
     pub dev_limits: bool,
     /// `--allowed-origins` or `DOCARE_ALLOWED_ORIGINS`: the browser origins allowed.
     pub allowed_origins: AllowedOrigins,
+    /// `--access-token-ttl` or `DOCARE_LOCAL_ACCESS_TOKEN_TTL`: access-token lifetime in
+    /// seconds, [`LocalSettings::ACCESS_TOKEN_TTL_RANGE`]; 900 unless set.
+    pub access_token_secs: i64,
 }
 
 pub const ENV_LOCAL_PORT: &str = "DOCARE_LOCAL_PORT";
 pub const ENV_LOCAL_DEV_LIMITS: &str = "DOCARE_LOCAL_DEV_LIMITS";
 pub const ENV_LOCAL_WS_PORT: &str = "DOCARE_LOCAL_WS_PORT";
 pub const ENV_LOCAL_DATA_DIR: &str = "DOCARE_LOCAL_DATA_DIR";
+pub const ENV_LOCAL_ACCESS_TOKEN_TTL: &str = "DOCARE_LOCAL_ACCESS_TOKEN_TTL";
 
 impl LocalSettings {
     pub const DEFAULT_HTTP_PORT: u16 = 5000;
@@ -401,6 +410,10 @@ impl LocalSettings {
     /// How much `--dev-limits` multiplies the per-IP budgets (5 failed sign-ins per 15
     /// minutes become 500).
     pub const DEV_IP_LIMIT_FACTOR: i64 = 100;
+    /// What `--access-token-ttl` accepts: from a few seconds (a test that waits for
+    /// expiry) up to the production lifetime, never longer.
+    pub const ACCESS_TOKEN_TTL_RANGE: std::ops::RangeInclusive<i64> =
+        5..=crate::domain::session::ACCESS_TOKEN_SECS;
 
     /// The factor for [`Config::ip_limit_factor`]: production values unless asked.
     pub fn ip_limit_factor(&self) -> i64 {
@@ -428,6 +441,9 @@ impl LocalSettings {
             .map(|v| (ENV_LOCAL_WS_PORT, v));
         let mut data_dir = vars.optional(ENV_LOCAL_DATA_DIR);
         let mut origins = vars.optional(ENV_ALLOWED_ORIGINS);
+        let mut access_ttl = vars
+            .optional(ENV_LOCAL_ACCESS_TOKEN_TTL)
+            .map(|v| (ENV_LOCAL_ACCESS_TOKEN_TTL, v));
         let mut dev_limits = match vars.optional(ENV_LOCAL_DEV_LIMITS).as_deref() {
             None | Some("0") => false,
             Some("1") => true,
@@ -453,11 +469,12 @@ impl LocalSettings {
                 "--ws-port" => "--ws-port",
                 "--data-dir" => "--data-dir",
                 "--allowed-origins" => "--allowed-origins",
+                "--access-token-ttl" => "--access-token-ttl",
                 _ => {
                     return Err(ConfigError::Invalid {
                         name: "argument",
                         reason: format!(
-                            "{flag} is not a known flag (use --port, --ws-port, --data-dir, --allowed-origins, --dev-limits)"
+                            "{flag} is not a known flag (use --port, --ws-port, --data-dir, --allowed-origins, --access-token-ttl, --dev-limits)"
                         ),
                     })
                 }
@@ -470,6 +487,7 @@ impl LocalSettings {
                 "--port" => http_port = Some((name, value)),
                 "--ws-port" => ws_port = Some((name, value)),
                 "--allowed-origins" => origins = Some(value),
+                "--access-token-ttl" => access_ttl = Some((name, value)),
                 _ => data_dir = Some(value),
             }
         }
@@ -490,6 +508,22 @@ impl LocalSettings {
             log_filter: vars.optional(ENV_LOG).unwrap_or_else(|| "info".into()),
             dev_limits,
             allowed_origins: allowed_origins(origins)?,
+            access_token_secs: match access_ttl {
+                None => crate::domain::session::ACCESS_TOKEN_SECS,
+                Some((name, value)) => value
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|secs| Self::ACCESS_TOKEN_TTL_RANGE.contains(secs))
+                    .ok_or_else(|| ConfigError::Invalid {
+                        name,
+                        reason: format!(
+                            "must be seconds from {} to {}",
+                            Self::ACCESS_TOKEN_TTL_RANGE.start(),
+                            Self::ACCESS_TOKEN_TTL_RANGE.end()
+                        ),
+                    })?,
+            },
         };
         if settings.http_port != 0 && settings.http_port == settings.ws_port {
             return Err(ConfigError::Invalid {
@@ -729,6 +763,28 @@ mod tests {
                 other => panic!("{bad}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_access_token_lifetime_is_fifteen_minutes_unless_a_local_stack_shortens_it() {
+        let defaults = LocalSettings::parse(&[], |_| None).expect("defaults");
+        assert_eq!(defaults.access_token_secs, 900);
+        let flag = LocalSettings::parse(&["--access-token-ttl=20".into()], |_| None);
+        assert_eq!(flag.expect("flag").access_token_secs, 20);
+        let env = |n: &str| (n == ENV_LOCAL_ACCESS_TOKEN_TTL).then(|| "30".to_string());
+        assert_eq!(
+            LocalSettings::parse(&[], env)
+                .expect("env")
+                .access_token_secs,
+            30
+        );
+        for bad in ["4", "901", "ten"] {
+            let err = LocalSettings::parse(&["--access-token-ttl".into(), bad.into()], |_| None)
+                .expect_err("out of range");
+            assert!(err.to_string().contains("--access-token-ttl"), "{err}");
+        }
+        // Lambda has no such switch.
+        assert_eq!(load(&valid()).expect("config").access_token_secs, 900);
     }
 
     #[test]

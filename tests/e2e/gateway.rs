@@ -209,3 +209,138 @@ async fn the_per_ip_auth_budget_holds_locally_unless_dev_limits_relax_it() {
     assert_eq!(failed_logins_from_one_address(&relaxed).await, [401; 6]);
     relaxed.stack.stop().await;
 }
+
+/// The local gateway does what API Gateway's `CorsConfiguration` does: it answers
+/// preflights itself and gives CORS headers to every answer (errors included) for an
+/// allowed origin only; other origins get none.
+#[tokio::test]
+async fn cors_is_answered_for_allowed_origins_only_errors_included() {
+    use shared::http::cors;
+    let t = TestStack::start().await;
+    let allowed = "http://localhost:3000";
+    let preflight = |origin: &'static str, method: &'static str| {
+        t.http
+            .request(reqwest::Method::OPTIONS, t.url("/api/v1/auth/login"))
+            .header("origin", origin)
+            .header("access-control-request-method", method)
+            .header(
+                "access-control-request-headers",
+                "content-type,authorization",
+            )
+            .send()
+    };
+    let answer = preflight(allowed, "POST").await.expect("preflight");
+    assert_eq!(answer.status(), 204);
+    let headers = answer.headers();
+    assert_eq!(headers["access-control-allow-origin"], allowed);
+    assert_eq!(
+        headers["access-control-allow-methods"],
+        cors::ALLOW_METHODS.join(",")
+    );
+    assert_eq!(
+        headers["access-control-allow-headers"],
+        cors::ALLOW_HEADERS.join(",")
+    );
+    assert_eq!(headers["access-control-max-age"], "600");
+    assert!(headers.get("access-control-allow-credentials").is_none());
+    for (origin, method) in [("https://evil.example", "POST"), (allowed, "TRACE")] {
+        let answer = preflight(origin, method).await.expect("preflight");
+        assert_eq!(answer.status(), 204);
+        assert!(
+            answer
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none(),
+            "{origin} {method}"
+        );
+    }
+    // Actual answers: a success, the $default route's 404, a 401 and the gateway's 413.
+    let big = vec![b'x'; docare_local::http_gateway::MAX_EVENT_BODY + 1];
+    let requests = [
+        (t.http.get(t.url("/health")), 200),
+        (t.http.get(t.url("/api/v1/nowhere")), 404),
+        (t.http.get(t.url("/api/v1/users/me")), 401),
+        (t.http.post(t.url("/api/v1/auth/login")).body(big), 413),
+    ];
+    for (request, status) in requests {
+        let probe = request.try_clone().expect("clonable");
+        let answer = request
+            .header("origin", allowed)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(answer.status(), status);
+        assert_eq!(
+            answer.headers()["access-control-allow-origin"],
+            allowed,
+            "{status}"
+        );
+        assert_eq!(
+            answer.headers()["access-control-expose-headers"],
+            "retry-after"
+        );
+        let answer = probe
+            .header("origin", "https://evil.example")
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(
+            answer.status(),
+            status,
+            "the server answers; the browser withholds it"
+        );
+        assert!(answer
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none());
+    }
+    t.stack.stop().await;
+}
+
+/// Every function's answer carries the security headers the first seed's Helmet gave:
+/// successes, refusals and errors alike; the HTML receipt keeps its own script-free
+/// policy (`tests/flows/payments.rs`).
+#[tokio::test]
+async fn every_function_answer_has_the_security_headers() {
+    let t = TestStack::start().await;
+    let requests = [
+        (t.http.get(t.url("/health")), 200),
+        (t.http.get(t.url("/.well-known/jwks.json")), 200),
+        (t.http.get(t.url("/api/v1/nowhere")), 404),
+        (t.http.get(t.url("/api/v1/users/me")), 401),
+        (
+            t.http
+                .post(t.url("/api/v1/auth/login"))
+                .header("content-type", "application/json")
+                .body("{"),
+            400,
+        ),
+    ];
+    for (request, status) in requests {
+        let answer = request.send().await.expect("answer");
+        assert_eq!(answer.status(), status);
+        for (name, value) in &shared::http::response::SECURITY_HEADERS {
+            assert_eq!(
+                answer.headers().get(name).and_then(|v| v.to_str().ok()),
+                Some(*value),
+                "{name} on a {status}"
+            );
+        }
+    }
+    // Listed, so a header dropped from the list fails here too.
+    let names: Vec<&str> = shared::http::response::SECURITY_HEADERS
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "cache-control",
+            "x-content-type-options",
+            "strict-transport-security",
+            "referrer-policy",
+            "content-security-policy"
+        ]
+    );
+    t.stack.stop().await;
+}

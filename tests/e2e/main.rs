@@ -4,6 +4,7 @@ mod appointments;
 mod architecture;
 mod audit_events;
 mod aws_phi;
+mod browser;
 mod emergency;
 mod events;
 mod gateway;

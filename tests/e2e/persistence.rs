@@ -57,6 +57,7 @@ async fn a_second_stack_on_the_same_folder_is_refused_with_a_clear_error() {
         log_filter: "warn".into(),
         dev_limits: false,
         allowed_origins: shared::config::AllowedOrigins::default(),
+        access_token_secs: shared::domain::session::ACCESS_TOKEN_SECS,
     };
     let err = docare_local::Stack::start(&settings)
         .await

@@ -349,3 +349,40 @@ fn schedules_match_the_template() {
         assert_eq!(rate, expected, "{name}: the local runner fires as often");
     }
 }
+
+/// The HTTP API's `CorsConfiguration` is the policy the local stack's gateway applies
+/// (`shared::http::cors`), with the origins of the same parameter the WebSocket checks.
+#[test]
+fn the_http_apis_cors_is_the_local_gateways_policy() {
+    use shared::http::cors;
+    let template = template();
+    let api = &resources(&template)["HttpApi"]["Properties"];
+    let config = &api["CorsConfiguration"];
+    let strings = |key: &str| -> Vec<String> {
+        config[key]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("CorsConfiguration.{key} is a list"))
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(strings("AllowMethods"), cors::ALLOW_METHODS);
+    assert_eq!(strings("AllowHeaders"), cors::ALLOW_HEADERS);
+    assert_eq!(strings("ExposeHeaders"), cors::EXPOSE_HEADERS);
+    assert_eq!(
+        config["MaxAge"].as_u64(),
+        Some(u64::from(cors::MAX_AGE_SECS))
+    );
+    assert_eq!(config["AllowCredentials"].as_bool(), Some(false));
+    // AllowOrigins: !Split [',', !Ref AllowedOrigins]
+    let split = match &config["AllowOrigins"] {
+        Value::Tagged(t) if t.tag == "!Split" => t.value.as_sequence().expect("!Split list"),
+        other => panic!("AllowOrigins must split the AllowedOrigins parameter: {other:?}"),
+    };
+    assert_eq!(split[0].as_str(), Some(","));
+    assert_eq!(tagged(&split[1], "!Ref"), Some("AllowedOrigins"));
+    assert_eq!(
+        template["Parameters"]["AllowedOrigins"]["Default"].as_str(),
+        Some(shared::config::AllowedOrigins::DEFAULT)
+    );
+}

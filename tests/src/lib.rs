@@ -55,6 +55,19 @@ impl TestStack {
         Self::start_with(true).await
     }
 
+    /// A stack with settings of the test's choosing (random ports and a fresh folder
+    /// unless the closure changes them).
+    pub async fn start_adjusted(adjust: impl FnOnce(&mut LocalSettings)) -> Self {
+        let data = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let mut settings = settings_for(data.path());
+        adjust(&mut settings);
+        TestStack {
+            stack: start_with_settings(settings).await,
+            http: reqwest::Client::new(),
+            data,
+        }
+    }
+
     async fn start_with(dev_limits: bool) -> Self {
         let data = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
         let stack = start_with_settings(LocalSettings {
@@ -92,6 +105,7 @@ fn settings_for(data_dir: &Path) -> LocalSettings {
         log_filter: "warn".into(),
         dev_limits: false,
         allowed_origins: shared::config::AllowedOrigins::default(),
+        access_token_secs: shared::domain::session::ACCESS_TOKEN_SECS,
     }
 }
 

@@ -93,6 +93,8 @@ pub struct TokenKeys {
     issuer: String,
     signing_key_id: String,
     previous_key_ids: Vec<String>,
+    /// Lifetime of the tokens issued, and the most a verified one may claim.
+    access_secs: i64,
     /// Single flight: the first use fetches the public keys; a failed fetch is not
     /// cached, so the next request tries again.
     set: tokio::sync::OnceCell<KeySet>,
@@ -100,8 +102,14 @@ pub struct TokenKeys {
 
 impl TokenKeys {
     /// No I/O: the public keys are fetched on first use.
-    pub fn new(stage: &str, signing_key_id: &str, previous_key_ids: &[String]) -> Self {
+    pub fn new(
+        stage: &str,
+        signing_key_id: &str,
+        previous_key_ids: &[String],
+        access_secs: i64,
+    ) -> Self {
         Self {
+            access_secs: access_secs.min(ACCESS_TTL_SECS),
             issuer: format!("docare:{stage}"),
             signing_key_id: signing_key_id.to_string(),
             previous_key_ids: previous_key_ids.to_vec(),
@@ -130,7 +138,7 @@ impl TokenKeys {
             role: role.as_str().into(),
             sid: session_id.into(),
             amr: amr.iter().map(|m| m.to_string()).collect(),
-            exp: now + ACCESS_TTL_SECS,
+            exp: now + self.access_secs,
             iat: now,
             jti: app.new_id(),
         };
@@ -150,7 +158,7 @@ impl TokenKeys {
             .await?;
         Ok((
             format!("{signing_input}.{}", encode(&signature)),
-            ACCESS_TTL_SECS,
+            self.access_secs,
         ))
     }
 
@@ -183,7 +191,7 @@ impl TokenKeys {
         let now = app.clock.now().timestamp();
         let fresh = now < claims.exp
             && claims.iat <= now + LEEWAY_SECS
-            && claims.exp - claims.iat <= ACCESS_TTL_SECS;
+            && claims.exp - claims.iat <= self.access_secs;
         if !fresh {
             return Err(ApiError::Unauthenticated);
         }

@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by every REST function: the request and response types that
 //! handlers see, the route table, and pagination. Nothing here knows which host runs it.
 
+pub mod cors;
 pub mod openapi;
 pub mod pagination;
 pub mod request;

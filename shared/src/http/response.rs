@@ -5,6 +5,23 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 
+/// The headers the first seed's Helmet gave, on every answer of every function: HTTPS
+/// only, no MIME sniffing, no referrer leaking ids in URLs, nothing loadable or
+/// frameable from a JSON answer, and no caching of answers that may carry PHI.
+pub const SECURITY_HEADERS: [(http::HeaderName, &str); 5] = [
+    (http::header::CACHE_CONTROL, "no-store"),
+    (http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (
+        http::header::STRICT_TRANSPORT_SECURITY,
+        "max-age=31536000; includeSubDomains",
+    ),
+    (http::header::REFERRER_POLICY, "no-referrer"),
+    (
+        http::header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+];
+
 #[derive(Debug, Clone)]
 pub struct ApiResponse {
     pub status: StatusCode,
@@ -95,7 +112,9 @@ impl ApiResponse {
         }
     }
 
-    /// Converts to the Lambda response type; security headers are added to every answer.
+    /// Converts to the Lambda response type; [`SECURITY_HEADERS`] are added to every
+    /// answer (a handler's own `Content-Security-Policy`, such as the receipt page's
+    /// script-free one, is kept).
     pub fn into_lambda(self) -> lambda_http::Response<lambda_http::Body> {
         let mut response = lambda_http::Response::new(if self.body.is_empty() {
             lambda_http::Body::Empty
@@ -108,18 +127,12 @@ impl ApiResponse {
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         *headers = self.headers;
-        headers.insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
-        headers.insert(
-            http::header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        headers.insert(
-            http::header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        );
+        for (name, value) in &SECURITY_HEADERS {
+            if *name == http::header::CONTENT_SECURITY_POLICY && headers.contains_key(name) {
+                continue;
+            }
+            headers.insert(name.clone(), HeaderValue::from_static(value));
+        }
         response
     }
 }

@@ -77,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         log_filter: "error".into(),
         dev_limits: false,
         allowed_origins: shared::config::AllowedOrigins::default(),
+        access_token_secs: shared::domain::session::ACCESS_TOKEN_SECS,
     };
     let stack = docare_local::Stack::start(&settings).await?;
     let app = stack.parts.app.clone();

@@ -69,6 +69,7 @@ pub fn local_config(ws_endpoint: &str, log_filter: &str) -> Config {
         patient_sessions: crate::domain::session::PATIENT_DEFAULT,
         sms_countries: crate::config::SmsCountries::default(),
         allowed_origins: crate::config::AllowedOrigins::default(),
+        access_token_secs: crate::domain::session::ACCESS_TOKEN_SECS,
     }
 }
 
