@@ -223,12 +223,13 @@ pub async fn drain_notifications(app: &App) -> Vec<(String, Notification)> {
     }
 }
 
-/// Polls `check` until it holds or ten seconds pass. Only the failing case waits that
-/// long; the bound is generous because the in-process queue pollers of a local stack
-/// fall behind on a loaded 2-core machine (two seconds failed the dose-reminder test
-/// there while six test suites ran).
+/// Polls `check` until it holds or thirty seconds pass. Only the failing case waits
+/// that long; the bound is generous because the in-process queue pollers of a local
+/// stack fall behind on a loaded 2-core machine (two seconds failed the dose-reminder
+/// test there while six test suites ran, ten seconds the appointment reminder's while
+/// five builds ran beside the test suite).
 pub async fn eventually(mut check: impl FnMut() -> bool) -> bool {
-    for _ in 0..500 {
+    for _ in 0..1500 {
         if check() {
             return true;
         }
