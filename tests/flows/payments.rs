@@ -665,7 +665,16 @@ async fn a_refused_refund_and_a_failed_one_give_their_reservation_back() {
         )
         .await;
     assert_eq!(status, 201);
-    assert_eq!(w.payment(&id).await["refundable_amount"], 3500);
+    assert_eq!(refund["status"], "succeeded", "{refund}");
+    let read = w.payment(&id).await;
+    assert_eq!(
+        (
+            read["refundable_amount"].as_i64(),
+            read["refunded_amount"].as_i64()
+        ),
+        (Some(3500), Some(1500)),
+        "{read}"
+    );
     let failed = Refund {
         id: refund["stripe_refund_id"].as_str().unwrap().into(),
         amount: 1500,
@@ -693,7 +702,30 @@ async fn a_refused_refund_and_a_failed_one_give_their_reservation_back() {
         answer["outcome"], "ignored",
         "a second failure gives nothing back"
     );
-    assert_eq!(w.payment(&id).await["refundable_amount"], 5000);
+    // Nothing was refunded after all: neither the payment nor its receipt says so.
+    let read = w.payment(&id).await;
+    assert_eq!(
+        (
+            read["refundable_amount"].as_i64(),
+            read["refunded_amount"].as_i64()
+        ),
+        (Some(5000), Some(0)),
+        "{read}"
+    );
+    let receipt_path = format!("/api/v1/payments/{id}/receipt");
+    let (status, receipt) = w
+        .call(&w.patient_token, Method::GET, &receipt_path, None)
+        .await;
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["refunded_amount"], 0, "{receipt}");
+    assert_eq!(receipt["refunds"][0]["status"], "failed", "{receipt}");
+    let mut req = request(Method::GET, &receipt_path, Some(&w.patient_token), None);
+    req.headers.insert("accept", "text/html".parse().unwrap());
+    let html = String::from_utf8(w.billing.dispatch(&w.t.app, req).await.body.to_vec()).unwrap();
+    assert!(
+        html.contains("<td>Refunded</td><td></td><td>0.00 USD</td>"),
+        "{html}"
+    );
 }
 
 #[tokio::test]

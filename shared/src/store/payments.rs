@@ -548,6 +548,12 @@ pub async fn reserve_refund(
 /// The ops that give a refund's reservation back once (refused or failed).
 fn release_ops(app: &AppContext, refund: &RefundRecord, status: &str) -> Vec<WriteOp> {
     let now = app.now().to_string();
+    let mut payment = Update::new()
+        .add("refund_reserved", -refund.amount)
+        .set("updated_at", now.as_str());
+    if refund.status == "succeeded" {
+        payment = payment.add("refunded", -refund.amount);
+    }
     vec![
         WriteOp::Update {
             table: app.config.table.clone(),
@@ -556,14 +562,15 @@ fn release_ops(app: &AppContext, refund: &RefundRecord, status: &str) -> Vec<Wri
                 .set("released", Value::Bool(true))
                 .set("status", status)
                 .set("updated_at", now.as_str()),
-            condition: Some(Condition::AttributeNotExists("released".into())),
+            condition: Some(Condition::And(vec![
+                Condition::AttributeNotExists("released".into()),
+                Condition::Equals("status".into(), s(&refund.status)),
+            ])),
         },
         WriteOp::Update {
             table: app.config.table.clone(),
             key: keys::payment(&refund.payment_id),
-            update: Update::new()
-                .add("refund_reserved", -refund.amount)
-                .set("updated_at", now.as_str()),
+            update: payment,
             condition: Some(Condition::Exists),
         },
     ]
