@@ -9,7 +9,7 @@ use http::Method;
 use serde_json::{json, Value};
 use shared::adapters::local::{intent_object, refund_object, Delivery};
 use shared::auth::Role;
-use shared::ports::payments::Refund;
+use shared::ports::payments::{PaymentError, Refund};
 use shared::testing::{account, dispatch, request, token, with_ports, Outage, TestApp};
 use shared::App;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -823,3 +823,156 @@ async fn forty_five_racing_refunds_never_exceed_the_paid_amount() {
     let read = w.payment(&id).await;
     assert_eq!(read["refundable_amount"], 0, "{read}");
 }
+
+/// What [`Twisted`] does with a refund.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RefundTwist {
+    /// Stripe makes it and answers.
+    Pass,
+    /// Stripe refuses it (a 4xx).
+    Refuse,
+    /// Stripe makes it, but its answer is lost (a timeout): the caller sees an outage.
+    LoseAnswer,
+}
+
+/// The fake Stripe with a twist: when asked for an intent it may first let an earlier
+/// payment of the same appointment succeed (its signed success delivered to the webhook
+/// route: the appointment is paid between the billing function's look and its commit),
+/// and refunds may be refused or their answers lost.
+struct Twisted {
+    stripe: Arc<shared::adapters::local::FakeStripe>,
+    app: App,
+    success: std::sync::Mutex<Option<Delivery>>,
+    refund: RefundTwist,
+}
+
+impl Twisted {
+    fn new(w: &World, success: Option<Delivery>, refund: RefundTwist) -> Arc<Self> {
+        Arc::new(Self {
+            stripe: w.t.stripe.clone(),
+            app: w.t.app.clone(),
+            success: std::sync::Mutex::new(success),
+            refund,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl shared::ports::Payments for Twisted {
+    async fn create_intent(
+        &self,
+        new: &shared::ports::payments::NewIntent,
+    ) -> Result<shared::ports::payments::Intent, PaymentError> {
+        let success = self.success.lock().unwrap().take();
+        if let Some(success) = success {
+            let mut hook = shared::http::ApiRequest::new(Method::POST, "/api/v1/webhooks/stripe");
+            hook.body = success.body.clone().into_bytes().into();
+            hook.headers
+                .insert("stripe-signature", success.signature.parse().unwrap());
+            let (status, answer) =
+                dispatch(&docare_stripe_webhook::router(), &self.app, hook).await;
+            assert_eq!((status, answer["outcome"].as_str()), (200, Some("applied")));
+        }
+        self.stripe.create_intent(new).await
+    }
+    async fn retrieve_intent(
+        &self,
+        id: &str,
+    ) -> Result<shared::ports::payments::Intent, PaymentError> {
+        self.stripe.retrieve_intent(id).await
+    }
+    async fn confirm_intent(
+        &self,
+        id: &str,
+    ) -> Result<shared::ports::payments::Intent, PaymentError> {
+        self.stripe.confirm_intent(id).await
+    }
+    async fn refund(
+        &self,
+        new: &shared::ports::payments::NewRefund,
+    ) -> Result<Refund, PaymentError> {
+        match self.refund {
+            RefundTwist::Pass => self.stripe.refund(new).await,
+            RefundTwist::Refuse => Err(PaymentError::Invalid("400 charge_disputed".into())),
+            RefundTwist::LoseAnswer => {
+                self.stripe.refund(new).await?;
+                Err(PaymentError::Unavailable("timed out".into()))
+            }
+        }
+    }
+    async fn retrieve_refund(&self, id: &str) -> Result<Refund, PaymentError> {
+        self.stripe.retrieve_refund(id).await
+    }
+}
+
+#[tokio::test]
+async fn a_paid_appointment_is_not_paid_again() {
+    let w = world().await;
+    // Paid: a second payment is a 409, and Stripe is not asked for another intent.
+    let id = w.paid().await;
+    let intents = |w: &World| {
+        w.t.stripe
+            .received()
+            .iter()
+            .filter(|(what, _)| what == "POST /v1/payment_intents")
+            .count()
+    };
+    let before = intents(&w);
+    let body = Some(json!({"appointment_id": w.appointment}));
+    let (status, answer) = w
+        .call(
+            &w.patient_token,
+            Method::POST,
+            "/api/v1/payments",
+            body.clone(),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(intents(&w), before, "no second intent");
+    let (_, listed) = w
+        .call(
+            &w.patient_token,
+            Method::GET,
+            &format!("/api/v1/appointments/{}/payments", w.appointment),
+            None,
+        )
+        .await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["items"][0]["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn an_appointment_paid_while_a_second_payment_is_made_refuses_it_at_the_commit() {
+    let w = world().await;
+    // A first payment, confirmed at Stripe; its success not delivered yet.
+    let first = w.pay().await;
+    let intent = first["stripe_payment_intent_id"].as_str().unwrap();
+    let from = w.t.stripe.deliveries().len();
+    w.t.app.payments.confirm_intent(intent).await.unwrap();
+    let success = w.t.stripe.deliveries()[from].clone();
+    // The second payment looks (not paid), then the success lands while Stripe makes its
+    // intent: the commit is conditioned on the appointment being unpaid, so it is a 409.
+    let port = Twisted::new(&w, Some(success), RefundTwist::Pass);
+    let racing = with_ports(&w.t.app, |p| p.payments = port.clone());
+    let req = request(
+        Method::POST,
+        "/api/v1/payments",
+        Some(&w.patient_token),
+        Some(json!({"appointment_id": w.appointment})),
+    );
+    let (status, answer) = dispatch(&w.billing, &racing, req).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(port.success.lock().unwrap().is_none(), "the success landed");
+    let (_, listed) = w
+        .call(
+            &w.patient_token,
+            Method::GET,
+            &format!("/api/v1/appointments/{}/payments", w.appointment),
+            None,
+        )
+        .await;
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{listed}");
+    assert_eq!(items[0]["status"], "succeeded");
+}
+

@@ -239,6 +239,10 @@ pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
             "appointment_id: a cancelled or missed appointment is not paid for",
         ));
     }
+    // A look before Stripe makes an intent; the commit below is conditioned on it.
+    if store::is_paid(&app, &appointment.id).await? {
+        return Err(CreateError::Paid.into());
+    }
     let Some(price) = store::price(
         &app,
         &appointment.provider_id,

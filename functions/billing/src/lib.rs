@@ -22,7 +22,7 @@ pub fn router() -> Router {
         .route(Method::POST, "/api/v1/payments", handlers::create)
         .doc(
             RouteDoc::new("Create the payment (a Stripe payment intent) of one of the caller's appointments")
-                .describe("The amount and currency are the provider's price for the appointment's consultation type: a body that names an amount or a currency is a 422. With an `Idempotency-Key`, a retry answers the same payment and intent. Only the amount, the currency and opaque ids reach Stripe.")
+                .describe("The amount and currency are the provider's price for the appointment's consultation type: a body that names an amount or a currency is a 422. With an `Idempotency-Key`, a retry answers the same payment and intent. An appointment already paid is a 409 (decided by a conditional write). Only the amount, the currency and opaque ids reach Stripe.")
                 .bearer()
                 .header("idempotency-key", "Makes a retry return the same payment and intent (1 to 64 of A-Z a-z 0-9 - _ . :; kept 24 hours).")
                 .body::<handlers::PaymentBody>()

@@ -118,6 +118,11 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "dispute of a payment (gsi1 TXNSOF#patient)",
     },
     ItemKind {
+        pk: PAYMENT,
+        sk: "PAID",
+        holds: "an appointment's paid mark (pk: the appointment's id; the payment that succeeded)",
+    },
+    ItemKind {
         pk: PAYMENT_KEY,
         sk: "PAYKEY",
         holds: "idempotency record of a payment creation (appointment, payment id; TTL)",
@@ -543,6 +548,12 @@ pub fn refund(payment_id: &str, refund_id: &str) -> Key {
 
 pub fn dispute(payment_id: &str, dispute_id: &str) -> Key {
     Key::new(of(PAYMENT, payment_id), format!("DISPUTE#{dispute_id}"))
+}
+
+/// An appointment's paid mark: in the payments' partition space, under the appointment's
+/// id (ids are unique across kinds, so it never meets a payment's own partition).
+pub fn appointment_paid(appointment_id: &str) -> Key {
+    Key::new(of(PAYMENT, appointment_id), "PAID")
 }
 
 pub fn payment_key(user_id: &str, client_key: &str) -> Key {

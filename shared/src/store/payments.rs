@@ -6,6 +6,7 @@
 //! | payment | `PAYMENT#<id>` | `PAYMENT` | `TXNSOF#<patient>` / `<created>#<id>` | `PAYSFOR#<appointment>` / `<created>#<id>` |
 //! | refund | `PAYMENT#<id>` | `REFUND#<refund>` | `TXNSOF#<patient>` / `<created>#<refund>` | |
 //! | dispute | `PAYMENT#<id>` | `DISPUTE#<dispute>` | `TXNSOF#<patient>` / `<created>#<dispute>` | |
+//! | paid mark | `PAYMENT#<appointment>` | `PAID` | | |
 //! | creation key | `PAYKEY#<user>#<key>` | `PAYKEY` (TTL 24 h) | | |
 //! | intent → payment | `STRIPEPI#<intent>` | `PI` | | |
 //! | processed event | `STRIPEEVT#<event>` | `EVENT` (TTL 30 days) | | |
@@ -15,7 +16,9 @@
 //! succeeded and `refund_reserved < amount - refund + 1`), in the same transaction as
 //! the refund item and its audit event, before Stripe is called; a refusal or a failure
 //! releases it. Every webhook event's id is put (`attribute_not_exists`) in the same
-//! transaction as the change it causes.
+//! transaction as the change it causes. The success of a payment puts its appointment's
+//! paid mark in the same transaction; a new payment is committed on the condition that
+//! there is none, so a paid appointment is never paid again (whatever was read before).
 
 use crate::audit::{AuditEvent, CommitError};
 use crate::http::pagination::{Page, PageRequest};
@@ -208,6 +211,8 @@ pub enum CreateError {
     Replay(String),
     #[error("Idempotency-Key: used before for another appointment")]
     KeyReused,
+    #[error("appointment_id: this appointment is paid already")]
+    Paid,
     #[error(transparent)]
     Api(#[from] ApiError),
 }
@@ -217,6 +222,7 @@ impl From<CreateError> for ApiError {
         match err {
             CreateError::Replay(_) => ApiError::conflict(err.to_string()),
             CreateError::KeyReused => ApiError::unprocessable(err.to_string()),
+            CreateError::Paid => ApiError::conflict(err.to_string()),
             CreateError::Api(err) => err,
         }
     }
@@ -246,8 +252,19 @@ fn gsi_sk(created: &str, id: &str) -> String {
     format!("{created}#{id}")
 }
 
-/// Records a payment: the creation key (when given), the payment and the intent's
-/// mapping, with `event`, in one transaction.
+/// Whether the appointment has a payment that succeeded (its paid mark; one read). A
+/// look before asking Stripe for an intent: [`create`]'s commit is what decides.
+pub async fn is_paid(app: &AppContext, appointment_id: &str) -> Result<bool, ApiError> {
+    Ok(app
+        .db
+        .get(&app.config.table, &keys::appointment_paid(appointment_id))
+        .await?
+        .is_some())
+}
+
+/// Records a payment: the creation key (when given), the payment, the intent's mapping
+/// and a check that the appointment has no paid mark ([`CreateError::Paid`] otherwise),
+/// with `event`, in one transaction.
 pub async fn create(
     app: &AppContext,
     new: &NewPayment,
@@ -307,8 +324,15 @@ pub async fn create(
         vec![("payment_id", s(&new.id))],
         Some(Condition::NotExists),
     ));
+    let unpaid = ops.len();
+    ops.push(WriteOp::Check {
+        table: table.to_string(),
+        key: keys::appointment_paid(&new.appointment_id),
+        condition: Condition::NotExists,
+    });
     match app.audit.commit(event, ops).await {
         Ok(()) => Ok(Payment::parse(&item)),
+        Err(CommitError::Change { op }) if op == unpaid => Err(CreateError::Paid),
         Err(CommitError::Change { .. }) => match key {
             Some(key) => match replayed(app, key).await? {
                 Some(id) => Err(CreateError::Replay(id)),
@@ -757,7 +781,7 @@ pub async fn apply_intent_status(
         let Some(payment) = get(app, payment_id).await? else {
             return ignore(app, event, audit()).await;
         };
-        let ops = if moves_forward(&payment, status, event.created) {
+        let mut ops = if moves_forward(&payment, status, event.created) {
             vec![WriteOp::Update {
                 table: app.config.table.clone(),
                 key: keys::payment(payment_id),
@@ -777,6 +801,18 @@ pub async fn apply_intent_status(
         } else {
             Vec::new()
         };
+        if !ops.is_empty() && status == "succeeded" {
+            // The appointment is paid: no new payment of it commits from now on.
+            ops.push(put(
+                &app.config.table,
+                keys::appointment_paid(&payment.appointment_id),
+                vec![
+                    ("appointment_id", s(&payment.appointment_id)),
+                    ("payment_id", s(&payment.id)),
+                ],
+                None,
+            ));
+        }
         match commit_event(app, event, ops, audit()).await {
             Ok(done) => return Ok(done),
             Err(None) => continue,
