@@ -644,16 +644,12 @@ async fn a_refused_refund_and_a_failed_one_give_their_reservation_back() {
     let w = world().await;
     let id = w.paid().await;
     let path = format!("/api/v1/payments/{id}/refunds");
-    // Stripe down: 503, and the amount is refundable again.
-    let down = with_ports(&w.t.app, |p| p.payments = Arc::new(Outage));
-    let req = request(
-        Method::POST,
-        &path,
-        Some(&w.provider_token),
-        Some(json!({"amount": 1000, "reason": "duplicate"})),
-    );
-    let (status, _) = dispatch(&w.billing, &down, req).await;
-    assert_eq!(status, 503);
+    // Stripe refuses: 422, and the amount is refundable again.
+    let refusing = with_ports(&w.t.app, |p| {
+        p.payments = Twisted::new(&w, None, RefundTwist::Refuse)
+    });
+    let (status, answer) = refund_with_key(&w, &refusing, &id, 1000, None).await;
+    assert_eq!(status, 422, "{answer}");
     assert_eq!(w.payment(&id).await["refundable_amount"], 5000);
     // A refund that Stripe later reports failed (`refund.failed`) is given back once.
     let (status, refund) = w
@@ -974,5 +970,150 @@ async fn an_appointment_paid_while_a_second_payment_is_made_refuses_it_at_the_co
     let items = listed["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{listed}");
     assert_eq!(items[0]["status"], "succeeded");
+}
+
+/// Sends a refund of `amount` by the provider through `app`, with an `Idempotency-Key`.
+async fn refund_with_key(
+    w: &World,
+    app: &App,
+    payment: &str,
+    amount: i64,
+    key: Option<&str>,
+) -> (u16, Value) {
+    let mut req = request(
+        Method::POST,
+        &format!("/api/v1/payments/{payment}/refunds"),
+        Some(&w.provider_token),
+        Some(json!({"amount": amount, "reason": "duplicate"})),
+    );
+    if let Some(key) = key {
+        req.headers.insert("idempotency-key", key.parse().unwrap());
+    }
+    dispatch(&w.billing, app, req).await
+}
+
+/// The refunds Stripe made (one `refund.created` each).
+fn refunds_made(w: &World) -> usize {
+    w.t.stripe
+        .deliveries()
+        .iter()
+        .filter(|d| d.event_type == "refund.created")
+        .count()
+}
+
+#[tokio::test]
+async fn a_refund_whose_answer_was_lost_stays_reserved_and_its_retry_does_not_refund_twice() {
+    let w = world().await;
+    let id = w.paid().await;
+    let from = w.t.stripe.deliveries().len();
+    // Stripe makes the refund, but its answer never arrives: 503, the outcome unknown.
+    let lost = with_ports(&w.t.app, |p| {
+        p.payments = Twisted::new(&w, None, RefundTwist::LoseAnswer)
+    });
+    let (status, answer) = refund_with_key(&w, &lost, &id, 1000, Some("refund-1")).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(refunds_made(&w), 1);
+    // The amount stays reserved (it may have been refunded), not refunded yet.
+    let read = w.payment(&id).await;
+    assert_eq!(
+        (
+            read["refundable_amount"].as_i64(),
+            read["refunded_amount"].as_i64()
+        ),
+        (Some(4000), Some(0)),
+        "{read}"
+    );
+    let (_, receipt) = w
+        .call(
+            &w.patient_token,
+            Method::GET,
+            &format!("/api/v1/payments/{id}/receipt"),
+            None,
+        )
+        .await;
+    assert_eq!(receipt["refunds"][0]["status"], "unknown", "{receipt}");
+    // The retry under the same key re-sends with the same Stripe idempotency key: Stripe
+    // answers the refund it made, and no second one is made.
+    let (status, retried) = refund_with_key(&w, &w.t.app, &id, 1000, Some("refund-1")).await;
+    assert_eq!(status, 201, "{retried}");
+    assert_eq!(retried["status"], "succeeded", "{retried}");
+    assert_eq!(
+        retried["id"], receipt["refunds"][0]["id"],
+        "the same refund"
+    );
+    assert_eq!(refunds_made(&w), 1, "Stripe refunded once");
+    let keys: Vec<String> =
+        w.t.stripe
+            .received()
+            .iter()
+            .filter(|(what, _)| what == "POST /v1/refunds")
+            .map(|(_, form)| format!("{form:?}"))
+            .collect();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], keys[1], "the same request re-sent");
+    // Again: the same refund, nothing sent. The key for another amount is a 422.
+    let (status, again) = refund_with_key(&w, &w.t.app, &id, 1000, Some("refund-1")).await;
+    assert_eq!((status, again["id"].clone()), (201, retried["id"].clone()));
+    let (status, _) = refund_with_key(&w, &w.t.app, &id, 999, Some("refund-1")).await;
+    assert_eq!(status, 422, "the key for another refund");
+    // Stripe's events for it change nothing more.
+    w.deliver_since(from).await;
+    let read = w.payment(&id).await;
+    assert_eq!(
+        (
+            read["refundable_amount"].as_i64(),
+            read["refunded_amount"].as_i64()
+        ),
+        (Some(4000), Some(1000)),
+        "{read}"
+    );
+
+    // Without a key, an unknown outcome is settled by Stripe's event.
+    let from = w.t.stripe.deliveries().len();
+    let (status, _) = refund_with_key(&w, &lost, &id, 500, None).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        w.payment(&id).await["refundable_amount"],
+        3500,
+        "still reserved"
+    );
+    w.deliver_since(from).await;
+    let read = w.payment(&id).await;
+    assert_eq!(
+        (
+            read["refundable_amount"].as_i64(),
+            read["refunded_amount"].as_i64()
+        ),
+        (Some(3500), Some(1500)),
+        "{read}"
+    );
+    assert_eq!(refunds_made(&w), 2);
+
+    // Stripe unreachable (it never got the request): 503, kept reserved; the retry under
+    // the same key, once Stripe is back, makes it once.
+    let down = with_ports(&w.t.app, |p| p.payments = Arc::new(Outage));
+    let (status, _) = refund_with_key(&w, &down, &id, 700, Some("refund-2")).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        w.payment(&id).await["refundable_amount"],
+        2800,
+        "still reserved"
+    );
+    let (status, made) = refund_with_key(&w, &w.t.app, &id, 700, Some("refund-2")).await;
+    assert_eq!(
+        (status, made["status"].as_str()),
+        (201, Some("succeeded")),
+        "{made}"
+    );
+    assert_eq!(refunds_made(&w), 3);
+    let read = w.payment(&id).await;
+    assert_eq!(
+        (
+            read["refundable_amount"].as_i64(),
+            read["refunded_amount"].as_i64()
+        ),
+        (Some(2800), Some(2200)),
+        "{read}"
+    );
 }
 

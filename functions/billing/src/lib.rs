@@ -55,11 +55,12 @@ pub fn router() -> Router {
         )
         .doc(
             RouteDoc::new("Refund part or all of a payment (its provider or an administrator)")
-                .describe("The amount (default: all that is still refundable) is reserved before Stripe is called, so refunds never exceed what was paid, however many race; a refusal or an outage gives it back.")
+                .describe("The amount (default: all that is still refundable) is reserved before Stripe is called, so refunds never exceed what was paid, however many race; a refusal (422) gives it back. When Stripe cannot be reached or does not answer (503), Stripe may have made the refund: it stays reserved with status `unknown`, and a retry with the same `Idempotency-Key` re-sends it under the same Stripe idempotency key (never refunded twice); Stripe's refund event settles it too.")
                 .bearer()
+                .header("idempotency-key", "Makes a retry answer (or, when its outcome is unknown, re-send) the same refund (1 to 64 of A-Z a-z 0-9 - _ . :; kept 24 hours; the same key for another amount or reason is a 422).")
                 .body::<handlers::RefundBody>()
                 .response::<RefundRecord>(201)
-                .errors(&[400, 401, 403, 404, 422, 429, 503]),
+                .errors(&[400, 401, 403, 404, 409, 422, 429, 503]),
         )
         .route(
             Method::GET,

@@ -128,6 +128,11 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "idempotency record of a payment creation (appointment, payment id; TTL)",
     },
     ItemKind {
+        pk: PAYMENT_KEY,
+        sk: "REFUNDKEY",
+        holds: "idempotency record of a refund (payment, amount and reason, refund id; TTL)",
+    },
+    ItemKind {
         pk: STRIPE_INTENT,
         sk: "PI",
         holds: "payment id of a Stripe payment intent (webhooks about charges and disputes)",
@@ -558,6 +563,11 @@ pub fn appointment_paid(appointment_id: &str) -> Key {
 
 pub fn payment_key(user_id: &str, client_key: &str) -> Key {
     Key::new(format!("{PAYMENT_KEY}{user_id}#{client_key}"), "PAYKEY")
+}
+
+/// A refund's idempotency record: per caller and client key (beside a creation's).
+pub fn refund_key(user_id: &str, client_key: &str) -> Key {
+    Key::new(format!("{PAYMENT_KEY}{user_id}#{client_key}"), "REFUNDKEY")
 }
 
 pub fn stripe_intent(intent_id: &str) -> Key {

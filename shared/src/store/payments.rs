@@ -8,6 +8,7 @@
 //! | dispute | `PAYMENT#<id>` | `DISPUTE#<dispute>` | `TXNSOF#<patient>` / `<created>#<dispute>` | |
 //! | paid mark | `PAYMENT#<appointment>` | `PAID` | | |
 //! | creation key | `PAYKEY#<user>#<key>` | `PAYKEY` (TTL 24 h) | | |
+//! | refund key | `PAYKEY#<user>#<key>` | `REFUNDKEY` (TTL 24 h) | | |
 //! | intent → payment | `STRIPEPI#<intent>` | `PI` | | |
 //! | processed event | `STRIPEEVT#<event>` | `EVENT` (TTL 30 days) | | |
 //!
@@ -446,8 +447,10 @@ pub struct RefundRecord {
     pub currency: String,
     /// `requested_by_customer`, `duplicate` or `fraudulent`.
     pub reason: String,
-    /// `reserved` (before Stripe answered), then Stripe's: `pending`, `succeeded`,
-    /// `failed`, `canceled`.
+    /// `reserved` (before Stripe answered), `unknown` (Stripe could not be reached or did
+    /// not answer: still reserved, settled by a retry under the same `Idempotency-Key` or
+    /// by Stripe's refund event), then Stripe's: `pending`, `succeeded`, `failed`,
+    /// `canceled`.
     pub status: String,
     pub stripe_refund_id: Option<String>,
     pub created_at: String,
@@ -455,6 +458,9 @@ pub struct RefundRecord {
     /// Whether its reservation was given back (refused or failed).
     #[serde(skip)]
     pub released: bool,
+    /// The `Idempotency-Key` it is sent to Stripe with (every re-send uses it).
+    #[serde(skip)]
+    pub stripe_key: Option<String>,
 }
 
 impl RefundRecord {
@@ -476,6 +482,10 @@ impl RefundRecord {
                 .get("released")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            stripe_key: item
+                .get("stripe_key")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         }
     }
 }
@@ -509,19 +519,63 @@ pub async fn refund(
 pub enum ReserveError {
     #[error("amount: more than the refundable amount")]
     Exceeds,
+    /// Reserved before under this key (the refund id).
+    #[error("already requested under this idempotency key")]
+    Replay(String),
+    #[error("Idempotency-Key: used before for another refund")]
+    KeyReused,
     #[error(transparent)]
     Api(#[from] ApiError),
 }
 
+/// A client's `Idempotency-Key` for a refund, and what the request asked for.
+#[derive(Debug, Clone)]
+pub struct RefundKey {
+    pub user_id: String,
+    pub key: String,
+    pub payment_id: String,
+    /// The request's amount (or `all`) and reason: the same key for another request is
+    /// refused.
+    pub fingerprint: String,
+}
+
+/// The refund requested earlier under this key: `Ok(Some(id))`,
+/// [`ReserveError::KeyReused`] for another request, `Ok(None)` when the key is new.
+pub async fn refund_replayed(
+    app: &AppContext,
+    key: &RefundKey,
+) -> Result<Option<String>, ReserveError> {
+    let item = app
+        .db
+        .get(&app.config.table, &keys::refund_key(&key.user_id, &key.key))
+        .await
+        .map_err(ApiError::from)?;
+    match item {
+        None => Ok(None),
+        Some(item)
+            if text(&item, "payment_id") == key.payment_id
+                && text(&item, "fingerprint") == key.fingerprint =>
+        {
+            Ok(Some(text(&item, "refund_id")))
+        }
+        Some(_) => Err(ReserveError::KeyReused),
+    }
+}
+
 /// Reserves `amount` of the payment for a new refund: one transaction of the payment's
 /// `ADD refund_reserved` (conditioned on the payment having succeeded and the new total
-/// not exceeding what was paid), the refund item and `event`. Nothing is read to decide.
+/// not exceeding what was paid), the refund item (with the Stripe idempotency key it is
+/// sent with), the client's key record when given (conditioned on being new) and
+/// `event`. Nothing is read to decide.
+#[allow(clippy::too_many_arguments)]
 pub async fn reserve_refund(
     app: &AppContext,
     payment: &Payment,
     refund_id: &str,
     amount: i64,
     reason: &str,
+    stripe_key: &str,
+    key: Option<&RefundKey>,
     event: AuditEvent,
 ) -> Result<RefundRecord, ReserveError> {
     let table = app.config.table.as_str();
@@ -548,6 +602,7 @@ pub async fn reserve_refund(
             ("currency", s(&payment.currency)),
             ("reason", s(reason)),
             ("status", s("reserved")),
+            ("stripe_key", s(stripe_key)),
             ("created_at", s(&now)),
             ("updated_at", s(&now)),
             (
@@ -562,14 +617,65 @@ pub async fn reserve_refund(
         WriteOp::Put { item, .. } => item.clone(),
         _ => Item::new(),
     };
-    match app.audit.commit(event, vec![reserve, item_op]).await {
+    let mut ops = vec![reserve, item_op];
+    if let Some(key) = key {
+        ops.push(put(
+            table,
+            keys::refund_key(&key.user_id, &key.key),
+            vec![
+                ("payment_id", s(&key.payment_id)),
+                ("fingerprint", s(&key.fingerprint)),
+                ("refund_id", s(refund_id)),
+                (TTL, Value::N(app.now().epoch_secs() + IDEMPOTENCY_SECS)),
+            ],
+            Some(Condition::NotExists),
+        ));
+    }
+    match app.audit.commit(event, ops).await {
         Ok(()) => Ok(RefundRecord::parse(&item)),
+        Err(CommitError::Change { op: 2 }) => match key {
+            // A request under the same key committed first: that refund.
+            Some(key) => match refund_replayed(app, key).await? {
+                Some(id) => Err(ReserveError::Replay(id)),
+                None => Err(ApiError::conflict("the refund was requested meanwhile; retry").into()),
+            },
+            None => Err(ApiError::conflict("retry").into()),
+        },
         Err(CommitError::Change { op: 0 }) => Err(ReserveError::Exceeds),
         Err(err) => Err(ReserveError::Api(err.into())),
     }
 }
 
-/// The ops that give a refund's reservation back once (refused or failed).
+/// Stripe could not be reached or did not answer: the refund stays reserved as
+/// `unknown` (Stripe may have made it), with `event`. A webhook that settled it
+/// meanwhile is left alone.
+pub async fn refund_unknown(
+    app: &AppContext,
+    refund: &RefundRecord,
+    event: AuditEvent,
+) -> Result<(), ApiError> {
+    if refund.status == "unknown" {
+        return Ok(app.audit.commit(event, Vec::new()).await?);
+    }
+    let op = WriteOp::Update {
+        table: app.config.table.clone(),
+        key: keys::refund(&refund.payment_id, &refund.id),
+        update: Update::new()
+            .set("status", "unknown")
+            .set("updated_at", app.now().to_string().as_str()),
+        condition: Some(Condition::Equals("status".into(), s(&refund.status))),
+    };
+    match app.audit.commit(event, vec![op]).await {
+        Ok(()) | Err(CommitError::Change { .. }) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The ops that give a refund's reservation back once (refused or failed), given the
+/// refund as read just before: conditioned on it not being released yet and on its
+/// status being still the one read, so a refund recorded `succeeded` (whose amount was
+/// added to the refunded total) also takes its amount off that total, and one that
+/// succeeded meanwhile fails the commit instead (the caller re-reads).
 fn release_ops(app: &AppContext, refund: &RefundRecord, status: &str) -> Vec<WriteOp> {
     let now = app.now().to_string();
     let mut payment = Update::new()
