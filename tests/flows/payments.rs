@@ -1117,3 +1117,84 @@ async fn a_refund_whose_answer_was_lost_stays_reserved_and_its_retry_does_not_re
     );
 }
 
+#[tokio::test]
+async fn a_refund_made_in_stripes_dashboard_reaches_the_payment_once() {
+    let w = world().await;
+    let id = w.paid().await;
+    let intent = w.payment(&id).await["stripe_payment_intent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Made in the dashboard: Stripe's refund events carry the intent, none of our ids.
+    let dashboard = |status: &str| Refund {
+        id: "re_1Dashboard000000".into(),
+        amount: 1200,
+        status: status.into(),
+        payment_intent: Some(intent.clone()),
+        metadata: Default::default(),
+    };
+    let created =
+        w.t.stripe
+            .emit("refund.created", refund_object(&dashboard("succeeded")));
+    let (status, answer) = w.deliver(&created).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("applied")),
+        "{answer}"
+    );
+    let amounts = |read: &Value| {
+        (
+            read["refunded_amount"].as_i64(),
+            read["refundable_amount"].as_i64(),
+        )
+    };
+    assert_eq!(amounts(&w.payment(&id).await), (Some(1200), Some(3800)));
+    // Replayed, or told again by another event about it: counted once.
+    let (_, answer) = w.deliver(&created).await;
+    assert_eq!(answer["outcome"], "duplicate");
+    let updated =
+        w.t.stripe
+            .emit("refund.updated", refund_object(&dashboard("succeeded")));
+    let (_, answer) = w.deliver(&updated).await;
+    assert_eq!(answer["outcome"], "ignored", "{answer}");
+    assert_eq!(amounts(&w.payment(&id).await), (Some(1200), Some(3800)));
+    // It is in the receipt and the history, and what is left is all that can be refunded.
+    let (_, receipt) = w
+        .call(
+            &w.patient_token,
+            Method::GET,
+            &format!("/api/v1/payments/{id}/receipt"),
+            None,
+        )
+        .await;
+    assert_eq!(receipt["refunded_amount"], 1200, "{receipt}");
+    assert_eq!(
+        receipt["refunds"][0]["stripe_refund_id"],
+        "re_1Dashboard000000"
+    );
+    let path = format!("/api/v1/payments/{id}/refunds");
+    let (status, _) = w
+        .call(
+            &w.provider_token,
+            Method::POST,
+            &path,
+            Some(json!({"amount": 3801, "reason": "duplicate"})),
+        )
+        .await;
+    assert_eq!(status, 422, "beyond what the dashboard refund left");
+    // Should it fail after all, it is given back.
+    let failed =
+        w.t.stripe
+            .emit("refund.failed", refund_object(&dashboard("failed")));
+    let (_, answer) = w.deliver(&failed).await;
+    assert_eq!(answer["outcome"], "applied", "{answer}");
+    assert_eq!(amounts(&w.payment(&id).await), (Some(0), Some(5000)));
+    // A refund of an intent that is not ours changes nothing.
+    let stranger = Refund {
+        payment_intent: Some("pi_1NotOurs0000".into()),
+        ..dashboard("succeeded")
+    };
+    let other = w.t.stripe.emit("refund.created", refund_object(&stranger));
+    let (_, answer) = w.deliver(&other).await;
+    assert_eq!(answer["outcome"], "ignored");
+}

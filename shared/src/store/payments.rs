@@ -445,7 +445,8 @@ pub struct RefundRecord {
     pub payment_id: String,
     pub amount: i64,
     pub currency: String,
-    /// `requested_by_customer`, `duplicate` or `fraudulent`.
+    /// `requested_by_customer`, `duplicate` or `fraudulent` (`unspecified` for a refund
+    /// made in Stripe's dashboard without one of these).
     pub reason: String,
     /// `reserved` (before Stripe answered), `unknown` (Stripe could not be reached or did
     /// not answer: still reserved, settled by a retry under the same `Idempotency-Key` or
@@ -947,24 +948,82 @@ pub async fn apply_refund_status(
         let Some(stored) = refund(app, payment_id, refund_id).await? else {
             return ignore(app, event, audit()).await;
         };
-        let now = app.now().to_string();
-        let ops = if stored.released {
-            // Given back earlier: only a refund Stripe did make takes its amount again.
-            if status == "succeeded" {
-                retake_ops(app, &stored, stripe_refund_id, &now)
-            } else {
-                Vec::new()
-            }
-        } else if matches!(status, "failed" | "canceled") {
-            release_ops(app, &stored, status)
-        } else if stored.status == "succeeded"
-            || status == stored.status
-            || !matches!(status, "pending" | "requires_action" | "succeeded")
-        {
-            // Final already, or no news.
-            Vec::new()
+        let ops = refund_event_ops(app, &stored, stripe_refund_id, status);
+        match commit_event(app, event, ops, audit()).await {
+            Ok(done) => return Ok(done),
+            Err(None) => continue,
+            Err(Some(err)) => return Err(err),
+        }
+    }
+    Err(ApiError::conflict(
+        "the refund kept changing; Stripe will retry",
+    ))
+}
+
+/// What a refund event reporting `status` changes about the refund `stored` (read just
+/// before; every op is conditioned on what was read).
+fn refund_event_ops(
+    app: &AppContext,
+    stored: &RefundRecord,
+    stripe_refund_id: &str,
+    status: &str,
+) -> Vec<WriteOp> {
+    let now = app.now().to_string();
+    if stored.released {
+        // Given back earlier: only a refund Stripe did make takes its amount again.
+        if status == "succeeded" {
+            retake_ops(app, stored, stripe_refund_id, &now)
         } else {
-            refund_status_ops(app, &stored, stripe_refund_id, status)
+            Vec::new()
+        }
+    } else if matches!(status, "failed" | "canceled") {
+        release_ops(app, stored, status)
+    } else if stored.status == "succeeded"
+        || status == stored.status
+        || !matches!(status, "pending" | "requires_action" | "succeeded")
+    {
+        // Final already, or no news.
+        Vec::new()
+    } else {
+        refund_status_ops(app, stored, stripe_refund_id, status)
+    }
+}
+
+/// A refund made outside DoCare (in Stripe's dashboard), as its events report it: no
+/// ids of ours, its payment found by its intent.
+#[derive(Debug, Clone)]
+pub struct OutsideRefund<'a> {
+    /// Stripe's id (`re_…`): also its id here.
+    pub stripe_refund_id: &'a str,
+    pub amount: i64,
+    /// Stripe's reason when one of ours, else `unspecified`.
+    pub reason: &'a str,
+    pub status: &'a str,
+}
+
+/// A refund event about a refund made outside DoCare: on first sight (under way or made)
+/// it is recorded as a refund of the payment under its Stripe id, its amount reserved
+/// and, when it succeeded, added to the refunded total — unconditionally, since the money
+/// has moved or is moving, and with the item's `attribute_not_exists`, so only once;
+/// from then on its events are followed like those of ours (a failure gives it back).
+pub async fn apply_outside_refund(
+    app: &AppContext,
+    event: &StripeEvent,
+    payment: &Payment,
+    outside: &OutsideRefund<'_>,
+    audit: impl Fn() -> AuditEvent,
+) -> Result<Processed, ApiError> {
+    for _ in 0..ATTEMPTS {
+        let ops = match refund(app, &payment.id, outside.stripe_refund_id).await? {
+            Some(stored) => {
+                refund_event_ops(app, &stored, outside.stripe_refund_id, outside.status)
+            }
+            None if outside.amount > 0
+                && matches!(outside.status, "pending" | "requires_action" | "succeeded") =>
+            {
+                outside_refund_ops(app, payment, outside)
+            }
+            None => Vec::new(),
         };
         match commit_event(app, event, ops, audit()).await {
             Ok(done) => return Ok(done),
@@ -975,6 +1034,54 @@ pub async fn apply_refund_status(
     Err(ApiError::conflict(
         "the refund kept changing; Stripe will retry",
     ))
+}
+
+/// The first record of a refund made outside DoCare: the refund item (new only) and the
+/// payment's reservation (and refunded total, when it succeeded) raised by its amount.
+fn outside_refund_ops(
+    app: &AppContext,
+    payment: &Payment,
+    outside: &OutsideRefund<'_>,
+) -> Vec<WriteOp> {
+    let now = app.now().to_string();
+    let id = outside.stripe_refund_id;
+    let mut raise = Update::new()
+        .add("refund_reserved", outside.amount)
+        .set("updated_at", now.as_str());
+    if outside.status == "succeeded" {
+        raise = raise.add("refunded", outside.amount);
+    }
+    vec![
+        put(
+            &app.config.table,
+            keys::refund(&payment.id, id),
+            vec![
+                ("id", s(id)),
+                ("kind", s("refund")),
+                ("payment_id", s(&payment.id)),
+                ("amount", Value::N(outside.amount)),
+                ("currency", s(&payment.currency)),
+                ("reason", s(outside.reason)),
+                ("status", s(outside.status)),
+                ("stripe_refund_id", s(id)),
+                ("source", s("stripe")),
+                ("created_at", s(&now)),
+                ("updated_at", s(&now)),
+                (
+                    "gsi1pk",
+                    Value::S(keys::transactions_of(&payment.patient_id)),
+                ),
+                ("gsi1sk", Value::S(gsi_sk(&now, id))),
+            ],
+            Some(Condition::NotExists),
+        ),
+        WriteOp::Update {
+            table: app.config.table.clone(),
+            key: keys::payment(&payment.id),
+            update: raise,
+            condition: Some(Condition::Exists),
+        },
+    ]
 }
 
 /// A refund Stripe made although its reservation was given back: reserved again
