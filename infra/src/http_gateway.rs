@@ -1,6 +1,9 @@
 //! The local HTTP API: matches the route like API Gateway does (an explicit route, else
 //! `$default`), builds the payload 2.0 event, and invokes the function in-process. It
-//! also serves the local blob store's presigned URLs.
+//! also serves the local blob store's presigned URLs and, under [`FAKE_STRIPE_PATH`],
+//! the offline fake Stripe's client-side confirmation of a payment intent (what
+//! Stripe.js does in test mode): local only, outside `/api/v1`, no function and no
+//! template route behind it.
 
 use crate::events::http_api_event;
 use crate::mounts::{HttpMount, DEFAULT_ROUTE_FUNCTION};
@@ -9,8 +12,9 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
-use shared::adapters::local::{LocalBlobs, PRESIGN_PATH};
+use shared::adapters::local::{intent_object, FakeStripe, LocalBlobs, PRESIGN_PATH};
 use shared::http::cors;
+use shared::ports::payments::PaymentError;
 use shared::ports::BlobStore;
 use shared::App;
 use std::collections::BTreeMap;
@@ -26,6 +30,13 @@ pub const MAX_RESPONSE_PAYLOAD: usize = 6 * 1024 * 1024;
 /// Presigned requests go to S3, not through API Gateway or a Lambda: S3's single PUT
 /// takes up to 5 GB. The local store holds an upload in memory, so it takes up to this.
 pub const MAX_PRESIGNED_PUT: usize = 64 * 1024 * 1024;
+/// The fake Stripe's own routes on the local stack (never on AWS):
+/// `POST /_fake/stripe/payment_intents/{id}/confirm` with `client_secret` (and optionally
+/// `payment_method`: `pm_card_visa`, `pm_card_chargeDeclined`), form-encoded as Stripe.js
+/// sends it or JSON.
+pub const FAKE_STRIPE_PATH: &str = "/_fake/stripe/";
+/// Largest body the fake Stripe's routes read.
+const MAX_FAKE_STRIPE_BODY: usize = 16 * 1024;
 
 /// The size of a function's response body as Lambda carries it (binary bodies are
 /// base64-encoded in the response payload).
@@ -44,6 +55,8 @@ pub struct HttpGateway {
     /// each has its own Lambda processes.
     pub mounts: Vec<(HttpMount, App)>,
     pub blobs: Arc<LocalBlobs>,
+    /// The offline Stripe behind the payments port (its client-side routes).
+    pub stripe: Arc<FakeStripe>,
     pub domain: String,
 }
 
@@ -74,6 +87,20 @@ pub async fn handle(
             Err(_) => return s3_error(StatusCode::PAYLOAD_TOO_LARGE, "EntityTooLarge"),
         };
         return serve_presigned(&gateway.blobs, &parts, body).await;
+    }
+    if parts.uri.path().starts_with(FAKE_STRIPE_PATH) {
+        // Stripe's side of the stack, as a browser reaches Stripe in test mode.
+        let body = match axum::body::to_bytes(body, MAX_FAKE_STRIPE_BODY).await {
+            Ok(body) => body,
+            Err(_) => {
+                return stripe_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_request_error",
+                    "request too large",
+                )
+            }
+        };
+        return serve_fake_stripe(&gateway.stripe, &parts, &body).await;
     }
     // API Gateway's CORS: it answers preflights itself and sets the CORS headers of
     // every answer, its own included (`shared::http::cors`, the template's
@@ -227,6 +254,105 @@ async fn serve_presigned(
         },
         _ => s3_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
     }
+}
+
+/// `POST /_fake/stripe/payment_intents/{id}/confirm`: the fake confirms the intent when
+/// the `client_secret` is its own, and then signs its event and POSTs it to the local
+/// webhook route, exactly as for an in-process confirmation. Answers are Stripe's shapes:
+/// the intent, or `{"error": {type, code, message}}`.
+async fn serve_fake_stripe(
+    stripe: &FakeStripe,
+    parts: &http::request::Parts,
+    body: &[u8],
+) -> Response {
+    let rest = &parts.uri.path()[FAKE_STRIPE_PATH.len()..];
+    let id = rest
+        .strip_prefix("payment_intents/")
+        .and_then(|rest| rest.strip_suffix("/confirm"))
+        .filter(|id| !id.is_empty() && !id.contains('/'));
+    let Some(id) = id else {
+        return stripe_error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "Unrecognized request URL: the fake serves POST /_fake/stripe/payment_intents/{id}/confirm",
+        );
+    };
+    if parts.method != Method::POST {
+        return stripe_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "POST only",
+        );
+    }
+    let json = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let fields: BTreeMap<String, String> = if json {
+        match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body) {
+            Ok(map) => map
+                .into_iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string())))
+                .collect(),
+            Err(_) => {
+                return stripe_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "the body is not a JSON object",
+                )
+            }
+        }
+    } else {
+        url::form_urlencoded::parse(body).into_owned().collect()
+    };
+    let Some(secret) = fields.get("client_secret") else {
+        return stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "Missing required param: client_secret.",
+        );
+    };
+    let method = fields.get("payment_method").map(String::as_str);
+    match stripe.confirm_as_client(id, secret, method).await {
+        Ok(intent) => {
+            let mut response = (StatusCode::OK, intent_object(&intent).to_string()).into_response();
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(PaymentError::NotFound) => stripe_error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "No such payment_intent (or not its client_secret)",
+        ),
+        Err(PaymentError::Invalid(message)) if message.starts_with("402") => stripe_error(
+            StatusCode::PAYMENT_REQUIRED,
+            "card_error",
+            "Your card was declined.",
+        ),
+        Err(PaymentError::Invalid(message)) => {
+            stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", &message)
+        }
+        Err(_) => stripe_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            "the fake Stripe is unavailable",
+        ),
+    }
+}
+
+/// Stripe's error shape.
+fn stripe_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = serde_json::json!({"error": {"type": kind, "message": message}}).to_string();
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// S3 answers presigned requests with XML errors; clients only read the code.

@@ -83,6 +83,7 @@ impl Stack {
                 .map(|mount| (mount, app.new_instance()))
                 .collect(),
             blobs: parts.blobs.clone(),
+            stripe: parts.stripe.clone(),
             domain: http_addr.to_string(),
         });
         let router = axum::Router::new()

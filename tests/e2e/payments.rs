@@ -186,9 +186,42 @@ async fn over_http_a_confirmed_payment_is_marked_paid_by_its_signed_webhook() {
         .await
         .unwrap();
     assert_eq!(forged.status(), 400);
-    // The client would confirm with Stripe.js; the fake confirms on request and
-    // delivers the signed event to the stack.
-    app.payments.confirm_intent(intent).await.unwrap();
+    // The client confirms as Stripe.js does in test mode, over HTTP: the fake's own route
+    // on the local stack takes the intent's client secret (a wrong one is Stripe's 404
+    // and confirms nothing), then delivers the signed event to the stack's webhook route.
+    let confirm = stack.url(&format!("/_fake/stripe/payment_intents/{intent}/confirm"));
+    let wrong = http
+        .post(&confirm)
+        .form(&[("client_secret", "pi_wrong_secret_x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 404);
+    let secret = created["client_secret"].as_str().unwrap();
+    let confirmed = http
+        .post(&confirm)
+        .form(&[
+            ("client_secret", secret),
+            ("payment_method", "pm_card_visa"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    let confirmed: serde_json::Value = confirmed.json().await.unwrap();
+    assert_eq!(
+        (confirmed["id"].as_str(), confirmed["status"].as_str()),
+        (Some(intent), Some("succeeded")),
+        "{confirmed}"
+    );
+    // Confirmed once only: again is Stripe's unexpected-state 400.
+    let again = http
+        .post(&confirm)
+        .json(&json!({"client_secret": secret}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 400);
     let mut status = String::new();
     for _ in 0..100 {
         let read: serde_json::Value = http
@@ -230,4 +263,91 @@ async fn over_http_a_confirmed_payment_is_marked_paid_by_its_signed_webhook() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 422);
+}
+
+/// The fake Stripe's route is the local stack's only: no function's router (as deployed
+/// to Lambda) answers it and the template has no such route.
+#[test]
+fn the_fake_stripe_route_exists_on_the_local_stack_only() {
+    let path = "/_fake/stripe/payment_intents/pi_x/confirm";
+    assert!(path.starts_with(docare_local::http_gateway::FAKE_STRIPE_PATH));
+    for mount in docare_local::mounts::http_functions() {
+        assert!(
+            mount.router.resolve(&Method::POST, path).is_none(),
+            "{} answers {path}",
+            mount.function
+        );
+    }
+    let template = std::fs::read_to_string(shared::testing::repo_root().join("template.yaml"))
+        .expect("template.yaml");
+    assert!(
+        !template.contains("_fake"),
+        "the template names the fake's route"
+    );
+}
+
+/// A declined test card over HTTP: Stripe's 402, and the signed
+/// `payment_intent.payment_failed` reaches the stack (the payment stays unpaid).
+#[tokio::test]
+async fn over_http_a_declined_test_card_leaves_the_payment_unpaid() {
+    let stack = docare_e2e::TestStack::start().await;
+    let app = stack.app().clone();
+    let provider = account(&app, "decl-dr@example.com", "Dr Decl", Role::Provider).await;
+    let provider_token = token(&app, &provider, Role::Provider, "d", &["pwd", "mfa", "otp"]).await;
+    let patient = account(&app, "decl-pt@example.com", "Pat", Role::Patient).await;
+    let patient_token = token(&app, &patient, Role::Patient, "p", &["pwd"]).await;
+    let appointment =
+        docare_e2e::book_any_slot(&app, &provider, &provider_token, &patient_token).await;
+    let http = &stack.http;
+    let answer = http
+        .put(stack.url("/api/v1/providers/me/prices"))
+        .bearer_auth(&provider_token)
+        .json(&json!({"consultation_type": "video", "amount": 2000, "currency": "usd"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let created: serde_json::Value = http
+        .post(stack.url("/api/v1/payments"))
+        .bearer_auth(&patient_token)
+        .json(&json!({"appointment_id": appointment}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let intent = created["stripe_payment_intent_id"].as_str().unwrap();
+    let from = stack.stack.parts.stripe.deliveries().len();
+    let declined = http
+        .post(stack.url(&format!("/_fake/stripe/payment_intents/{intent}/confirm")))
+        .form(&[
+            ("client_secret", created["client_secret"].as_str().unwrap()),
+            ("payment_method", "pm_card_chargeDeclined"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declined.status(), 402);
+    let deliveries = stack.stack.parts.stripe.deliveries();
+    assert_eq!(
+        deliveries[from..]
+            .iter()
+            .map(|d| d.event_type.as_str())
+            .collect::<Vec<_>>(),
+        ["payment_intent.payment_failed"]
+    );
+    let read: serde_json::Value = http
+        .get(stack.url(&format!(
+            "/api/v1/payments/{}",
+            created["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&patient_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["status"], "requires_payment_method", "{read}");
 }

@@ -431,6 +431,25 @@ async fn an_ended_relationship_leaves_the_conversation_readable_and_closed_to_ne
     let h = setup().await;
     let id = h.conversation().await;
     h.say(&h.pt, &id, "c-1", "Before").await;
+    let path = format!("/api/v1/conversations/{id}");
+    let (status, open) = h.send(Method::GET, &path, &h.pt, None).await;
+    assert_eq!(
+        (status, open["status"].as_str()),
+        (200, Some("open")),
+        "{open}"
+    );
+    let tokens: Vec<String> = {
+        let mut tokens = Vec::new();
+        for t in [&h.pt, &h.dt] {
+            tokens.push(
+                h.sync(t, None).await["next_token"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        tokens
+    };
     let (rel, _) = care::between(&h.t.app, &h.provider, &h.patient)
         .await
         .unwrap()
@@ -442,6 +461,40 @@ async fn an_ended_relationship_leaves_the_conversation_readable_and_closed_to_ne
     .actor(shared::audit::Actor::user(&h.patient, "patient"))
     .resource("care_relationship", &rel.id);
     care::end(&h.t.app, &rel, true, event).await.unwrap();
+    // Both sides see it closed: on the conversation, in the list, and in sync, where the
+    // ending arrives as one `conversation_closed` event each.
+    for (t, since) in [&h.pt, &h.dt].into_iter().zip(&tokens) {
+        let (status, closed) = h.send(Method::GET, &path, t, None).await;
+        assert_eq!(
+            (status, closed["status"].as_str()),
+            (200, Some("closed")),
+            "{closed}"
+        );
+        let (_, list) = h.send(Method::GET, "/api/v1/conversations", t, None).await;
+        assert_eq!(list["items"][0]["status"], "closed", "{list}");
+        let sync = h.sync(t, Some(since.as_str())).await;
+        let items = sync["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{sync}");
+        assert_eq!(items[0]["type"], "conversation_closed", "{sync}");
+        assert_eq!(items[0]["conversation_id"], id.as_str(), "{sync}");
+        assert_eq!(items[0]["conversation"]["status"], "closed", "{sync}");
+    }
+    // Ending it again (it moves `ended_at`) closes nothing new.
+    let (rel, _) = care::between(&h.t.app, &h.provider, &h.patient)
+        .await
+        .unwrap()
+        .unwrap();
+    let again = shared::audit::AuditEvent::new(
+        shared::audit::Action::Update,
+        shared::audit::Outcome::Success,
+    )
+    .actor(shared::audit::Actor::user(&h.patient, "patient"))
+    .resource("care_relationship", &rel.id);
+    care::end(&h.t.app, &rel, true, again).await.unwrap();
+    for (t, since) in [&h.pt, &h.dt].into_iter().zip(&tokens) {
+        let sync = h.sync(t, Some(since.as_str())).await;
+        assert_eq!(sync["items"].as_array().unwrap().len(), 1, "{sync}");
+    }
     for t in [&h.pt, &h.dt] {
         let (status, body) = h.say(t, &id, "after", "After").await;
         assert_eq!(status, 409, "{body}");

@@ -9,7 +9,7 @@ use http::Method;
 use serde_json::{json, Value};
 use shared::adapters::local::{intent_object, refund_object, Delivery};
 use shared::auth::Role;
-use shared::ports::payments::Refund;
+use shared::ports::payments::{PaymentError, Refund};
 use shared::testing::{account, dispatch, request, token, with_ports, Outage, TestApp};
 use shared::App;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -644,16 +644,12 @@ async fn a_refused_refund_and_a_failed_one_give_their_reservation_back() {
     let w = world().await;
     let id = w.paid().await;
     let path = format!("/api/v1/payments/{id}/refunds");
-    // Stripe down: 503, and the amount is refundable again.
-    let down = with_ports(&w.t.app, |p| p.payments = Arc::new(Outage));
-    let req = request(
-        Method::POST,
-        &path,
-        Some(&w.provider_token),
-        Some(json!({"amount": 1000, "reason": "duplicate"})),
-    );
-    let (status, _) = dispatch(&w.billing, &down, req).await;
-    assert_eq!(status, 503);
+    // Stripe refuses: 422, and the amount is refundable again.
+    let refusing = with_ports(&w.t.app, |p| {
+        p.payments = Twisted::new(&w, None, RefundTwist::Refuse)
+    });
+    let (status, answer) = refund_with_key(&w, &refusing, &id, 1000, None).await;
+    assert_eq!(status, 422, "{answer}");
     assert_eq!(w.payment(&id).await["refundable_amount"], 5000);
     // A refund that Stripe later reports failed (`refund.failed`) is given back once.
     let (status, refund) = w
@@ -665,7 +661,16 @@ async fn a_refused_refund_and_a_failed_one_give_their_reservation_back() {
         )
         .await;
     assert_eq!(status, 201);
-    assert_eq!(w.payment(&id).await["refundable_amount"], 3500);
+    assert_eq!(refund["status"], "succeeded", "{refund}");
+    let read = w.payment(&id).await;
+    assert_eq!(
+        (
+            read["refundable_amount"].as_i64(),
+            read["refunded_amount"].as_i64()
+        ),
+        (Some(3500), Some(1500)),
+        "{read}"
+    );
     let failed = Refund {
         id: refund["stripe_refund_id"].as_str().unwrap().into(),
         amount: 1500,
@@ -693,7 +698,30 @@ async fn a_refused_refund_and_a_failed_one_give_their_reservation_back() {
         answer["outcome"], "ignored",
         "a second failure gives nothing back"
     );
-    assert_eq!(w.payment(&id).await["refundable_amount"], 5000);
+    // Nothing was refunded after all: neither the payment nor its receipt says so.
+    let read = w.payment(&id).await;
+    assert_eq!(
+        (
+            read["refundable_amount"].as_i64(),
+            read["refunded_amount"].as_i64()
+        ),
+        (Some(5000), Some(0)),
+        "{read}"
+    );
+    let receipt_path = format!("/api/v1/payments/{id}/receipt");
+    let (status, receipt) = w
+        .call(&w.patient_token, Method::GET, &receipt_path, None)
+        .await;
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["refunded_amount"], 0, "{receipt}");
+    assert_eq!(receipt["refunds"][0]["status"], "failed", "{receipt}");
+    let mut req = request(Method::GET, &receipt_path, Some(&w.patient_token), None);
+    req.headers.insert("accept", "text/html".parse().unwrap());
+    let html = String::from_utf8(w.billing.dispatch(&w.t.app, req).await.body.to_vec()).unwrap();
+    assert!(
+        html.contains("<td>Refunded</td><td></td><td>0.00 USD</td>"),
+        "{html}"
+    );
 }
 
 #[tokio::test]
@@ -790,4 +818,383 @@ async fn forty_five_racing_refunds_never_exceed_the_paid_amount() {
     assert_eq!(refunded, 5000, "what Stripe was asked to refund");
     let read = w.payment(&id).await;
     assert_eq!(read["refundable_amount"], 0, "{read}");
+}
+
+/// What [`Twisted`] does with a refund.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RefundTwist {
+    /// Stripe makes it and answers.
+    Pass,
+    /// Stripe refuses it (a 4xx).
+    Refuse,
+    /// Stripe makes it, but its answer is lost (a timeout): the caller sees an outage.
+    LoseAnswer,
+}
+
+/// The fake Stripe with a twist: when asked for an intent it may first let an earlier
+/// payment of the same appointment succeed (its signed success delivered to the webhook
+/// route: the appointment is paid between the billing function's look and its commit),
+/// and refunds may be refused or their answers lost.
+struct Twisted {
+    stripe: Arc<shared::adapters::local::FakeStripe>,
+    app: App,
+    success: std::sync::Mutex<Option<Delivery>>,
+    refund: RefundTwist,
+}
+
+impl Twisted {
+    fn new(w: &World, success: Option<Delivery>, refund: RefundTwist) -> Arc<Self> {
+        Arc::new(Self {
+            stripe: w.t.stripe.clone(),
+            app: w.t.app.clone(),
+            success: std::sync::Mutex::new(success),
+            refund,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl shared::ports::Payments for Twisted {
+    async fn create_intent(
+        &self,
+        new: &shared::ports::payments::NewIntent,
+    ) -> Result<shared::ports::payments::Intent, PaymentError> {
+        let success = self.success.lock().unwrap().take();
+        if let Some(success) = success {
+            let mut hook = shared::http::ApiRequest::new(Method::POST, "/api/v1/webhooks/stripe");
+            hook.body = success.body.clone().into_bytes().into();
+            hook.headers
+                .insert("stripe-signature", success.signature.parse().unwrap());
+            let (status, answer) =
+                dispatch(&docare_stripe_webhook::router(), &self.app, hook).await;
+            assert_eq!((status, answer["outcome"].as_str()), (200, Some("applied")));
+        }
+        self.stripe.create_intent(new).await
+    }
+    async fn retrieve_intent(
+        &self,
+        id: &str,
+    ) -> Result<shared::ports::payments::Intent, PaymentError> {
+        self.stripe.retrieve_intent(id).await
+    }
+    async fn confirm_intent(
+        &self,
+        id: &str,
+    ) -> Result<shared::ports::payments::Intent, PaymentError> {
+        self.stripe.confirm_intent(id).await
+    }
+    async fn refund(
+        &self,
+        new: &shared::ports::payments::NewRefund,
+    ) -> Result<Refund, PaymentError> {
+        match self.refund {
+            RefundTwist::Pass => self.stripe.refund(new).await,
+            RefundTwist::Refuse => Err(PaymentError::Invalid("400 charge_disputed".into())),
+            RefundTwist::LoseAnswer => {
+                self.stripe.refund(new).await?;
+                Err(PaymentError::Unavailable("timed out".into()))
+            }
+        }
+    }
+    async fn retrieve_refund(&self, id: &str) -> Result<Refund, PaymentError> {
+        self.stripe.retrieve_refund(id).await
+    }
+}
+
+#[tokio::test]
+async fn a_paid_appointment_is_not_paid_again() {
+    let w = world().await;
+    // Paid: a second payment is a 409, and Stripe is not asked for another intent.
+    let id = w.paid().await;
+    let intents = |w: &World| {
+        w.t.stripe
+            .received()
+            .iter()
+            .filter(|(what, _)| what == "POST /v1/payment_intents")
+            .count()
+    };
+    let before = intents(&w);
+    let body = Some(json!({"appointment_id": w.appointment}));
+    let (status, answer) = w
+        .call(
+            &w.patient_token,
+            Method::POST,
+            "/api/v1/payments",
+            body.clone(),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(intents(&w), before, "no second intent");
+    let (_, listed) = w
+        .call(
+            &w.patient_token,
+            Method::GET,
+            &format!("/api/v1/appointments/{}/payments", w.appointment),
+            None,
+        )
+        .await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["items"][0]["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn an_appointment_paid_while_a_second_payment_is_made_refuses_it_at_the_commit() {
+    let w = world().await;
+    // A first payment, confirmed at Stripe; its success not delivered yet.
+    let first = w.pay().await;
+    let intent = first["stripe_payment_intent_id"].as_str().unwrap();
+    let from = w.t.stripe.deliveries().len();
+    w.t.app.payments.confirm_intent(intent).await.unwrap();
+    let success = w.t.stripe.deliveries()[from].clone();
+    // The second payment looks (not paid), then the success lands while Stripe makes its
+    // intent: the commit is conditioned on the appointment being unpaid, so it is a 409.
+    let port = Twisted::new(&w, Some(success), RefundTwist::Pass);
+    let racing = with_ports(&w.t.app, |p| p.payments = port.clone());
+    let req = request(
+        Method::POST,
+        "/api/v1/payments",
+        Some(&w.patient_token),
+        Some(json!({"appointment_id": w.appointment})),
+    );
+    let (status, answer) = dispatch(&w.billing, &racing, req).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(port.success.lock().unwrap().is_none(), "the success landed");
+    let (_, listed) = w
+        .call(
+            &w.patient_token,
+            Method::GET,
+            &format!("/api/v1/appointments/{}/payments", w.appointment),
+            None,
+        )
+        .await;
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{listed}");
+    assert_eq!(items[0]["status"], "succeeded");
+}
+
+/// Sends a refund of `amount` by the provider through `app`, with an `Idempotency-Key`.
+async fn refund_with_key(
+    w: &World,
+    app: &App,
+    payment: &str,
+    amount: i64,
+    key: Option<&str>,
+) -> (u16, Value) {
+    let mut req = request(
+        Method::POST,
+        &format!("/api/v1/payments/{payment}/refunds"),
+        Some(&w.provider_token),
+        Some(json!({"amount": amount, "reason": "duplicate"})),
+    );
+    if let Some(key) = key {
+        req.headers.insert("idempotency-key", key.parse().unwrap());
+    }
+    dispatch(&w.billing, app, req).await
+}
+
+/// The refunds Stripe made (one `refund.created` each).
+fn refunds_made(w: &World) -> usize {
+    w.t.stripe
+        .deliveries()
+        .iter()
+        .filter(|d| d.event_type == "refund.created")
+        .count()
+}
+
+#[tokio::test]
+async fn a_refund_whose_answer_was_lost_stays_reserved_and_its_retry_does_not_refund_twice() {
+    let w = world().await;
+    let id = w.paid().await;
+    let from = w.t.stripe.deliveries().len();
+    // Stripe makes the refund, but its answer never arrives: 503, the outcome unknown.
+    let lost = with_ports(&w.t.app, |p| {
+        p.payments = Twisted::new(&w, None, RefundTwist::LoseAnswer)
+    });
+    let (status, answer) = refund_with_key(&w, &lost, &id, 1000, Some("refund-1")).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(refunds_made(&w), 1);
+    // The amount stays reserved (it may have been refunded), not refunded yet.
+    let read = w.payment(&id).await;
+    assert_eq!(
+        (
+            read["refundable_amount"].as_i64(),
+            read["refunded_amount"].as_i64()
+        ),
+        (Some(4000), Some(0)),
+        "{read}"
+    );
+    let (_, receipt) = w
+        .call(
+            &w.patient_token,
+            Method::GET,
+            &format!("/api/v1/payments/{id}/receipt"),
+            None,
+        )
+        .await;
+    assert_eq!(receipt["refunds"][0]["status"], "unknown", "{receipt}");
+    // The retry under the same key re-sends with the same Stripe idempotency key: Stripe
+    // answers the refund it made, and no second one is made.
+    let (status, retried) = refund_with_key(&w, &w.t.app, &id, 1000, Some("refund-1")).await;
+    assert_eq!(status, 201, "{retried}");
+    assert_eq!(retried["status"], "succeeded", "{retried}");
+    assert_eq!(
+        retried["id"], receipt["refunds"][0]["id"],
+        "the same refund"
+    );
+    assert_eq!(refunds_made(&w), 1, "Stripe refunded once");
+    let keys: Vec<String> =
+        w.t.stripe
+            .received()
+            .iter()
+            .filter(|(what, _)| what == "POST /v1/refunds")
+            .map(|(_, form)| format!("{form:?}"))
+            .collect();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], keys[1], "the same request re-sent");
+    // Again: the same refund, nothing sent. The key for another amount is a 422.
+    let (status, again) = refund_with_key(&w, &w.t.app, &id, 1000, Some("refund-1")).await;
+    assert_eq!((status, again["id"].clone()), (201, retried["id"].clone()));
+    let (status, _) = refund_with_key(&w, &w.t.app, &id, 999, Some("refund-1")).await;
+    assert_eq!(status, 422, "the key for another refund");
+    // Stripe's events for it change nothing more.
+    w.deliver_since(from).await;
+    let read = w.payment(&id).await;
+    assert_eq!(
+        (
+            read["refundable_amount"].as_i64(),
+            read["refunded_amount"].as_i64()
+        ),
+        (Some(4000), Some(1000)),
+        "{read}"
+    );
+
+    // Without a key, an unknown outcome is settled by Stripe's event.
+    let from = w.t.stripe.deliveries().len();
+    let (status, _) = refund_with_key(&w, &lost, &id, 500, None).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        w.payment(&id).await["refundable_amount"],
+        3500,
+        "still reserved"
+    );
+    w.deliver_since(from).await;
+    let read = w.payment(&id).await;
+    assert_eq!(
+        (
+            read["refundable_amount"].as_i64(),
+            read["refunded_amount"].as_i64()
+        ),
+        (Some(3500), Some(1500)),
+        "{read}"
+    );
+    assert_eq!(refunds_made(&w), 2);
+
+    // Stripe unreachable (it never got the request): 503, kept reserved; the retry under
+    // the same key, once Stripe is back, makes it once.
+    let down = with_ports(&w.t.app, |p| p.payments = Arc::new(Outage));
+    let (status, _) = refund_with_key(&w, &down, &id, 700, Some("refund-2")).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        w.payment(&id).await["refundable_amount"],
+        2800,
+        "still reserved"
+    );
+    let (status, made) = refund_with_key(&w, &w.t.app, &id, 700, Some("refund-2")).await;
+    assert_eq!(
+        (status, made["status"].as_str()),
+        (201, Some("succeeded")),
+        "{made}"
+    );
+    assert_eq!(refunds_made(&w), 3);
+    let read = w.payment(&id).await;
+    assert_eq!(
+        (
+            read["refundable_amount"].as_i64(),
+            read["refunded_amount"].as_i64()
+        ),
+        (Some(2800), Some(2200)),
+        "{read}"
+    );
+}
+
+#[tokio::test]
+async fn a_refund_made_in_stripes_dashboard_reaches_the_payment_once() {
+    let w = world().await;
+    let id = w.paid().await;
+    let intent = w.payment(&id).await["stripe_payment_intent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Made in the dashboard: Stripe's refund events carry the intent, none of our ids.
+    let dashboard = |status: &str| Refund {
+        id: "re_1Dashboard000000".into(),
+        amount: 1200,
+        status: status.into(),
+        payment_intent: Some(intent.clone()),
+        metadata: Default::default(),
+    };
+    let created =
+        w.t.stripe
+            .emit("refund.created", refund_object(&dashboard("succeeded")));
+    let (status, answer) = w.deliver(&created).await;
+    assert_eq!(
+        (status, answer["outcome"].as_str()),
+        (200, Some("applied")),
+        "{answer}"
+    );
+    let amounts = |read: &Value| {
+        (
+            read["refunded_amount"].as_i64(),
+            read["refundable_amount"].as_i64(),
+        )
+    };
+    assert_eq!(amounts(&w.payment(&id).await), (Some(1200), Some(3800)));
+    // Replayed, or told again by another event about it: counted once.
+    let (_, answer) = w.deliver(&created).await;
+    assert_eq!(answer["outcome"], "duplicate");
+    let updated =
+        w.t.stripe
+            .emit("refund.updated", refund_object(&dashboard("succeeded")));
+    let (_, answer) = w.deliver(&updated).await;
+    assert_eq!(answer["outcome"], "ignored", "{answer}");
+    assert_eq!(amounts(&w.payment(&id).await), (Some(1200), Some(3800)));
+    // It is in the receipt and the history, and what is left is all that can be refunded.
+    let (_, receipt) = w
+        .call(
+            &w.patient_token,
+            Method::GET,
+            &format!("/api/v1/payments/{id}/receipt"),
+            None,
+        )
+        .await;
+    assert_eq!(receipt["refunded_amount"], 1200, "{receipt}");
+    assert_eq!(
+        receipt["refunds"][0]["stripe_refund_id"],
+        "re_1Dashboard000000"
+    );
+    let path = format!("/api/v1/payments/{id}/refunds");
+    let (status, _) = w
+        .call(
+            &w.provider_token,
+            Method::POST,
+            &path,
+            Some(json!({"amount": 3801, "reason": "duplicate"})),
+        )
+        .await;
+    assert_eq!(status, 422, "beyond what the dashboard refund left");
+    // Should it fail after all, it is given back.
+    let failed =
+        w.t.stripe
+            .emit("refund.failed", refund_object(&dashboard("failed")));
+    let (_, answer) = w.deliver(&failed).await;
+    assert_eq!(answer["outcome"], "applied", "{answer}");
+    assert_eq!(amounts(&w.payment(&id).await), (Some(0), Some(5000)));
+    // A refund of an intent that is not ours changes nothing.
+    let stranger = Refund {
+        payment_intent: Some("pi_1NotOurs0000".into()),
+        ..dashboard("succeeded")
+    };
+    let other = w.t.stripe.emit("refund.created", refund_object(&stranger));
+    let (_, answer) = w.deliver(&other).await;
+    assert_eq!(answer["outcome"], "ignored");
 }

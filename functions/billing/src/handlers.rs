@@ -17,13 +17,16 @@ use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::ports::payments::{Metadata, NewIntent, NewRefund, PaymentError};
 use shared::store::appointments;
 use shared::store::payments::{
-    self as store, CreateError, CreationKey, NewPayment, Payment, Price, RefundRecord, ReserveError,
+    self as store, CreateError, CreationKey, NewPayment, Payment, Price, RefundKey, RefundRecord,
+    ReserveError,
 };
 use shared::{guard, ApiError, App, AppContext};
 
 const PAYMENT: &str = "payment";
 const REFUND: &str = "refund";
 pub const CREATE_ROUTE: &str = "POST /api/v1/payments";
+/// The route refunds are sent to Stripe from (part of their Stripe idempotency keys).
+pub const REFUND_ROUTE: &str = "POST /api/v1/payments/{id}/refunds";
 /// Currencies prices may be set in (ISO 4217, lowercase).
 pub const CURRENCIES: [&str; 5] = ["usd", "eur", "gbp", "cad", "aud"];
 /// Stripe's minimum charge (50 cents) and a sanity maximum.
@@ -239,6 +242,10 @@ pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
             "appointment_id: a cancelled or missed appointment is not paid for",
         ));
     }
+    // A look before Stripe makes an intent; the commit below is conditioned on it.
+    if store::is_paid(&app, &appointment.id).await? {
+        return Err(CreateError::Paid.into());
+    }
     let Some(price) = store::price(
         &app,
         &appointment.provider_id,
@@ -347,7 +354,11 @@ pub async fn for_appointment(app: App, req: ApiRequest) -> HandlerResult {
 /// `POST /api/v1/payments/{id}/refunds`: the provider or an administrator refunds part
 /// or all of what is still refundable. The amount is reserved on the payment first
 /// (a conditional write: racing refunds never exceed what was paid), then Stripe is
-/// called; a refusal or an outage gives the reservation back.
+/// called; a refusal gives the reservation back. When Stripe cannot be reached or does
+/// not answer, the outcome is unknown (Stripe may have made it): the refund stays
+/// reserved as `unknown` (503), and a retry under the same `Idempotency-Key` re-sends it
+/// with the same Stripe idempotency key, so it is never made twice; Stripe's refund
+/// event settles it too.
 pub async fn refund(app: App, req: ApiRequest) -> HandlerResult {
     let principal = guard::signed_in(&app, &req).await?;
     let (payment, side) = payment_in_path(&app, &req, &principal).await?;
@@ -356,6 +367,24 @@ pub async fn refund(app: App, req: ApiRequest) -> HandlerResult {
         return Err(guard::refuse(&app, &req, &principal, target, ApiError::Forbidden).await);
     }
     let body: RefundBody = req.json()?;
+    let key = req.idempotency_key()?.map(|key| RefundKey {
+        user_id: principal.user_id.clone(),
+        key,
+        payment_id: payment.id.clone(),
+        fingerprint: format!(
+            "{}|{}",
+            body.amount.map_or("all".to_string(), |a| a.to_string()),
+            body.reason.as_str()
+        ),
+    });
+    if let Some(key) = &key {
+        if let Some(id) = store::refund_replayed(&app, key)
+            .await
+            .map_err(reserve_error)?
+        {
+            return again(&app, &req, &principal, &payment, &id).await;
+        }
+    }
     if payment.status != "succeeded" {
         return Err(ApiError::unprocessable("the payment has not succeeded"));
     }
@@ -368,6 +397,8 @@ pub async fn refund(app: App, req: ApiRequest) -> HandlerResult {
         ));
     }
     let refund_id = app.new_id();
+    let stripe_key =
+        shared::payments::stripe_idempotency_key(&principal.user_id, REFUND_ROUTE, &refund_id);
     let event = audit_event(&req, &principal, Action::Create, Outcome::Success)
         .resource(REFUND, &refund_id);
     let reserved = match store::reserve_refund(
@@ -376,44 +407,102 @@ pub async fn refund(app: App, req: ApiRequest) -> HandlerResult {
         &refund_id,
         amount,
         body.reason.as_str(),
+        &stripe_key,
+        key.as_ref(),
         event,
     )
     .await
     {
         Ok(reserved) => reserved,
-        Err(ReserveError::Exceeds) => {
-            return Err(ApiError::unprocessable(
-                "amount: more than the refundable amount",
-            ))
-        }
-        Err(ReserveError::Api(err)) => return Err(err),
+        Err(ReserveError::Replay(id)) => return again(&app, &req, &principal, &payment, &id).await,
+        Err(err) => return Err(reserve_error(err)),
     };
+    submit(&app, &req, &principal, &payment, &reserved).await
+}
+
+fn reserve_error(err: ReserveError) -> ApiError {
+    match err {
+        ReserveError::Exceeds => ApiError::unprocessable("amount: more than the refundable amount"),
+        ReserveError::KeyReused => ApiError::unprocessable(err.to_string()),
+        ReserveError::Replay(_) => ApiError::conflict(err.to_string()),
+        ReserveError::Api(err) => err,
+    }
+}
+
+/// A refund requested before under the same `Idempotency-Key`: its outcome when Stripe
+/// answered; re-sent (same Stripe idempotency key, same parameters) when its outcome is
+/// unknown; a 409 while its first request is still under way.
+async fn again(
+    app: &AppContext,
+    req: &ApiRequest,
+    principal: &Principal,
+    payment: &Payment,
+    refund_id: &str,
+) -> HandlerResult {
+    let stored = store::refund(app, &payment.id, refund_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    match stored.status.as_str() {
+        "unknown" => submit(app, req, principal, payment, &stored).await,
+        "reserved" => Err(ApiError::conflict(
+            "this refund is under way: retry shortly with the same Idempotency-Key",
+        )),
+        _ if stored.released => Err(refused()),
+        _ => {
+            record(
+                app,
+                req,
+                principal,
+                Action::View,
+                (REFUND, refund_id),
+                Outcome::Success,
+            )
+            .await?;
+            ApiResponse::created(&stored)
+        }
+    }
+}
+
+fn refused() -> ApiError {
+    ApiError::unprocessable("the payment provider refused the refund")
+}
+
+/// Sends a reserved refund to Stripe under its own Stripe idempotency key and records
+/// the outcome: Stripe's answer, a refusal (the reservation given back) or an unknown
+/// outcome (kept reserved: 503).
+async fn submit(
+    app: &AppContext,
+    req: &ApiRequest,
+    principal: &Principal,
+    payment: &Payment,
+    reserved: &RefundRecord,
+) -> HandlerResult {
     let metadata: Metadata = [
         ("docare_payment_id".to_string(), payment.id.clone()),
-        ("docare_refund_id".to_string(), refund_id.clone()),
+        ("docare_refund_id".to_string(), reserved.id.clone()),
     ]
     .into();
+    // Refunds reserved before keys were stored derive it as they did then.
+    let idempotency_key = reserved.stripe_key.clone().unwrap_or_else(|| {
+        shared::payments::stripe_idempotency_key(&principal.user_id, REFUND_ROUTE, &reserved.id)
+    });
     let called = app
         .payments
         .refund(&NewRefund {
             payment_intent: payment.stripe_payment_intent_id.clone(),
-            amount,
-            idempotency_key: shared::payments::stripe_idempotency_key(
-                &principal.user_id,
-                "POST /api/v1/payments/{id}/refunds",
-                &refund_id,
-            ),
+            amount: reserved.amount,
+            idempotency_key,
             metadata,
         })
         .await;
     let update = |outcome| {
-        audit_event(&req, &principal, Action::Update, outcome).resource(REFUND, &refund_id)
+        audit_event(req, principal, Action::Update, outcome).resource(REFUND, &reserved.id)
     };
     match called {
         Ok(answer) => {
             let stored = store::refund_submitted(
-                &app,
-                &reserved,
+                app,
+                reserved,
                 &answer.id,
                 &answer.status,
                 update(Outcome::Success),
@@ -421,14 +510,15 @@ pub async fn refund(app: App, req: ApiRequest) -> HandlerResult {
             .await?;
             ApiResponse::created(&stored)
         }
-        Err(err) => {
-            // Refused or unanswered: the reservation is given back. (Should Stripe have
-            // made the refund after all, its `refund.created` takes it again.)
-            store::release_refund(&app, &reserved, "failed", update(Outcome::Failed)).await?;
-            Err(match err {
-                PaymentError::Unavailable(_) => err.into(),
-                _ => ApiError::unprocessable("the payment provider refused the refund"),
-            })
+        Err(err @ PaymentError::Unavailable(_)) => {
+            // Stripe may have made it: kept reserved until a retry or its event settles it.
+            store::refund_unknown(app, reserved, update(Outcome::Failed)).await?;
+            Err(err.into())
+        }
+        Err(_) => {
+            // Refused: nothing was refunded, the reservation is given back.
+            store::release_refund(app, reserved, "failed", update(Outcome::Failed)).await?;
+            Err(refused())
         }
     }
 }

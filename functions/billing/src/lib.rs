@@ -22,7 +22,7 @@ pub fn router() -> Router {
         .route(Method::POST, "/api/v1/payments", handlers::create)
         .doc(
             RouteDoc::new("Create the payment (a Stripe payment intent) of one of the caller's appointments")
-                .describe("The amount and currency are the provider's price for the appointment's consultation type: a body that names an amount or a currency is a 422. With an `Idempotency-Key`, a retry answers the same payment and intent. Only the amount, the currency and opaque ids reach Stripe.")
+                .describe("The amount and currency are the provider's price for the appointment's consultation type: a body that names an amount or a currency is a 422. With an `Idempotency-Key`, a retry answers the same payment and intent. An appointment already paid is a 409 (decided by a conditional write). Only the amount, the currency and opaque ids reach Stripe.")
                 .bearer()
                 .header("idempotency-key", "Makes a retry return the same payment and intent (1 to 64 of A-Z a-z 0-9 - _ . :; kept 24 hours).")
                 .body::<handlers::PaymentBody>()
@@ -55,11 +55,12 @@ pub fn router() -> Router {
         )
         .doc(
             RouteDoc::new("Refund part or all of a payment (its provider or an administrator)")
-                .describe("The amount (default: all that is still refundable) is reserved before Stripe is called, so refunds never exceed what was paid, however many race; a refusal or an outage gives it back.")
+                .describe("The amount (default: all that is still refundable) is reserved before Stripe is called, so refunds never exceed what was paid, however many race; a refusal (422) gives it back. When Stripe cannot be reached or does not answer (503), Stripe may have made the refund: it stays reserved with status `unknown`, and a retry with the same `Idempotency-Key` re-sends it under the same Stripe idempotency key (never refunded twice); Stripe's refund event settles it too.")
                 .bearer()
+                .header("idempotency-key", "Makes a retry answer (or, when its outcome is unknown, re-send) the same refund (1 to 64 of A-Z a-z 0-9 - _ . :; kept 24 hours; the same key for another amount or reason is a 422).")
                 .body::<handlers::RefundBody>()
                 .response::<RefundRecord>(201)
-                .errors(&[400, 401, 403, 404, 422, 429, 503]),
+                .errors(&[400, 401, 403, 404, 409, 422, 429, 503]),
         )
         .route(
             Method::GET,

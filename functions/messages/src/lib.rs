@@ -125,7 +125,8 @@ pub struct ReadBody {
 pub struct SyncItem {
     /// Its number in the caller's stream (1, 2, …; no gaps).
     pub seq: i64,
-    /// `message`, `read` or `conversation`.
+    /// `message`, `read`, `conversation` (the caller was added to it) or
+    /// `conversation_closed` (a care relationship of it ended: readable, no new messages).
     #[serde(rename = "type")]
     pub kind: String,
     pub conversation_id: String,
@@ -136,7 +137,7 @@ pub struct SyncItem {
     /// The receipt (`read`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub read: Option<ReadReceipt>,
-    /// The conversation (`conversation`: the caller was added to it).
+    /// The conversation as it is now (`conversation`, `conversation_closed`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conversation: Option<Conversation>,
 }
@@ -223,7 +224,8 @@ pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
         event,
     )
     .await?;
-    ApiResponse::created(&created.view(0))
+    // Its commit checked every care relationship: it is open.
+    ApiResponse::created(&created.view(0, messages::Status::Open))
 }
 
 /// `GET /api/v1/conversations`.
@@ -253,8 +255,9 @@ pub async fn get(app: App, req: ApiRequest) -> HandlerResult {
     let marker = messages::read_marker(&app, &conversation.id, &principal.user_id)
         .await?
         .unwrap_or(0);
+    let status = conversation.status(&app).await?;
     record_view(&app, &req, &principal, (RESOURCE, &conversation.id)).await?;
-    ApiResponse::ok(&conversation.view(marker))
+    ApiResponse::ok(&conversation.view(marker, status))
 }
 
 /// `GET /api/v1/conversations/{id}/messages[?before=&limit=]`.
@@ -392,7 +395,8 @@ async fn item(
             if let Some(conversation) = messages::stored(app, &event.conversation_id).await? {
                 let marker =
                     messages::read_marker(app, &conversation.id, &principal.user_id).await?;
-                item.conversation = Some(conversation.view(marker.unwrap_or(0)));
+                let status = conversation.status(app).await?;
+                item.conversation = Some(conversation.view(marker.unwrap_or(0), status));
             }
         }
     }

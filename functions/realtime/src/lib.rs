@@ -1,4 +1,6 @@
-//! The WebSocket API: connection bookkeeping and the `ping` action.
+//! The WebSocket API: connection bookkeeping, `ping`, and the messaging actions
+//! (`message:send`, `message:read`, `typing:start`/`stop`, `presence:update`, in
+//! [`messaging`]; `docs/messaging.md`).
 //!
 //! Connections are stored with a TTL (API Gateway closes a connection after two hours
 //! at most), so a missed `$disconnect` cannot leave records behind. Pushes to a
@@ -13,9 +15,9 @@
 //! the server can push to a user's connections (`shared::ws::push_to_user`), and with
 //! its session, so ending the session (logout, logout-all, a replayed refresh token, a
 //! password change, disabling the account, a role change) closes the connection
-//! through the push port (`shared::store::connections::close`). Messaging,
-//! presence and typing arrive with the messaging work; until then a client can `ping`
-//! and receive `notification` events.
+//! through the push port (`shared::store::connections::close`). Besides the messaging
+//! frames, a client can `ping` (idle connections close after 10 minutes) and receives
+//! `notification` events from the other areas.
 
 pub mod messaging;
 

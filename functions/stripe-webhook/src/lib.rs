@@ -176,8 +176,7 @@ async fn process(
                 stripe_id(&object["id"], "re_"),
                 object["status"].as_str(),
             ) else {
-                // A refund made outside DoCare (the dashboard): nothing of ours to move.
-                return store::ignore(app, event, ignore()).await;
+                return outside_refund(app, req, event, object).await;
             };
             let status = if event.kind == "refund.failed" {
                 "failed"
@@ -223,9 +222,53 @@ async fn process(
             )
             .await
         }
-        // `charge.refunded` repeats what the refund events say (the refunds' own
-        // statuses are what count); anything else is not ours. Both are recorded so a
-        // replay is recognised.
+        // `charge.refunded` repeats what the refund events say, ours and those made in the
+        // dashboard alike (each refund's own status is what counts, and a charge's running
+        // total would count a refund twice when it overtakes our recording of Stripe's
+        // answer); anything else is not ours. Both are recorded so a replay is recognised.
         _ => store::ignore(app, event, ignore()).await,
     }
+}
+
+/// A refund event without our ids: a refund made in Stripe's dashboard. Its payment is
+/// found by its intent; one that is not ours is recorded and ignored.
+async fn outside_refund(
+    app: &AppContext,
+    req: &ApiRequest,
+    event: &StripeEvent,
+    object: &Value,
+) -> Result<Processed, ApiError> {
+    let ignore = || stripe_event(req, "stripe_event", &event.id);
+    let (Some(stripe_refund), Some(status)) = (
+        stripe_id(&object["id"], "re_"),
+        object["status"]
+            .as_str()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')),
+    ) else {
+        return store::ignore(app, event, ignore()).await;
+    };
+    let Some(payment_id) = payment_of(app, object, &object["payment_intent"]).await? else {
+        return store::ignore(app, event, ignore()).await;
+    };
+    let Some(payment) = store::get(app, &payment_id).await? else {
+        return store::ignore(app, event, ignore()).await;
+    };
+    let reason = object["reason"]
+        .as_str()
+        .filter(|r| matches!(*r, "requested_by_customer" | "duplicate" | "fraudulent"))
+        .unwrap_or("unspecified");
+    let outside = store::OutsideRefund {
+        stripe_refund_id: stripe_refund,
+        amount: object["amount"].as_i64().unwrap_or(0),
+        reason,
+        status: if event.kind == "refund.failed" {
+            "failed"
+        } else {
+            status
+        },
+    };
+    store::apply_outside_refund(app, event, &payment, &outside, || {
+        stripe_event(req, "refund", stripe_refund)
+    })
+    .await
 }

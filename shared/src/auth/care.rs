@@ -7,7 +7,7 @@
 //! | relationship | `CARE#<provider>` | `PATIENT#<patient>` | `CAREOF#<patient>` / `<since>#<provider>` | `CAREID#<id>` / `CARE` |
 
 use crate::ports::db::{Condition, Index, Item, Key, Query, SortKey, Update, Value, WriteOp};
-use crate::store::keys;
+use crate::store::{keys, messages};
 use crate::{ApiError, AppContext};
 use serde::Serialize;
 
@@ -213,9 +213,15 @@ pub async fn find(app: &AppContext, id: &str) -> Result<Option<CareRelationship>
     Ok(page.items.first().map(CareRelationship::parse))
 }
 
-/// Ends a relationship (repeating it moves `ended_at`), committed with its audit event
-/// (3 items). `by_patient` is kept (`ended_by_patient`): an appointment never restarts a
+/// Ends a relationship (repeating it moves `ended_at`), committed with its audit event.
+/// `by_patient` is kept (`ended_by_patient`): an appointment never restarts a
 /// relationship its patient ended ([`start_from_appointment`]).
+///
+/// Ending an active one closes the conversations the two share: the same transaction
+/// appends a `conversation_closed` event to every participant's sync stream (at most
+/// [`messages::CLOSING_BUDGET`] writes; conversations beyond that get theirs in their own
+/// transactions just after, best effort), conditioned on the relationship being still
+/// active, so two concurrent ends close once.
 pub async fn end(
     app: &AppContext,
     rel: &CareRelationship,
@@ -223,21 +229,58 @@ pub async fn end(
     event: crate::audit::AuditEvent,
 ) -> Result<CareRelationship, ApiError> {
     let now = app.now().to_string();
+    let update = Update::new()
+        .set("active", false)
+        .set("ended_at", now.clone())
+        .set("ended_by_patient", by_patient);
+    let same = Condition::Equals("id".into(), Value::S(rel.id.clone()));
+    let ended = CareRelationship {
+        active: false,
+        ended_at: Some(now.clone()),
+        ..rel.clone()
+    };
+    if rel.active {
+        let closing = messages::of_patient_with(app, &rel.patient_id, &rel.provider_id).await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (events, rest) =
+                messages::closing_events(app, &closing, messages::CLOSING_BUDGET).await?;
+            let mut ops = vec![WriteOp::Update {
+                table: app.config.table.clone(),
+                key: key(&rel.provider_id, &rel.patient_id),
+                update: update.clone(),
+                condition: Some(Condition::And(vec![
+                    same.clone(),
+                    Condition::Equals("active".into(), Value::Bool(true)),
+                ])),
+            }];
+            ops.extend(events);
+            match app.audit.commit(event.clone(), ops).await {
+                Ok(()) => {
+                    messages::close_later(app, &rest).await;
+                    return Ok(ended);
+                }
+                // Ended (or restarted) meanwhile: ended again below, closing nothing.
+                Err(crate::audit::CommitError::Change { op: 0 }) => break,
+                // A participant's stream moved: again on fresh numbers.
+                Err(crate::audit::CommitError::Change { .. })
+                    if attempt < messages::MAX_ATTEMPTS =>
+                {
+                    messages::back_off(attempt).await
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
     let write = WriteOp::Update {
         table: app.config.table.clone(),
         key: key(&rel.provider_id, &rel.patient_id),
-        update: Update::new()
-            .set("active", false)
-            .set("ended_at", now.clone())
-            .set("ended_by_patient", by_patient),
-        condition: Some(Condition::Equals("id".into(), Value::S(rel.id.clone()))),
+        update,
+        condition: Some(same),
     };
     match app.audit.commit(event, vec![write]).await {
-        Ok(()) => Ok(CareRelationship {
-            active: false,
-            ended_at: Some(now),
-            ..rel.clone()
-        }),
+        Ok(()) => Ok(ended),
         // Restarted meanwhile under a new id: this one is gone.
         Err(crate::audit::CommitError::Change { .. }) => Err(ApiError::NotFound),
         Err(err) => Err(err.into()),

@@ -3,16 +3,14 @@
 //! tests an offline in-process fake (`adapters::local::FakeStripe`) that also signs and
 //! delivers webhooks. Both pass the contract suite in `shared/tests/contract/payments.rs`.
 //!
-//! What reaches Stripe is only an amount, a currency, a generic statement descriptor and
-//! opaque ids in `metadata` (Stripe signs no BAA): [`Metadata`] holds ids only, checked
+//! What reaches Stripe is only an amount, a currency and opaque ids in `metadata` (Stripe
+//! signs no BAA): no description, customer or statement descriptor is sent, so the
+//! account's own generic default descriptor applies. [`Metadata`] holds ids only, checked
 //! by [`check_metadata`] before any call. No card data passes through this port.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// The one statement descriptor / description every intent carries: nothing clinical.
-pub const GENERIC_DESCRIPTION: &str = "DoCare services";
 
 /// Opaque ids only (`docare_payment_id`, `docare_refund_id`, …).
 pub type Metadata = BTreeMap<String, String>;

@@ -118,9 +118,19 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "dispute of a payment (gsi1 TXNSOF#patient)",
     },
     ItemKind {
+        pk: PAYMENT,
+        sk: "PAID",
+        holds: "an appointment's paid mark (pk: the appointment's id; the payment that succeeded)",
+    },
+    ItemKind {
         pk: PAYMENT_KEY,
         sk: "PAYKEY",
         holds: "idempotency record of a payment creation (appointment, payment id; TTL)",
+    },
+    ItemKind {
+        pk: PAYMENT_KEY,
+        sk: "REFUNDKEY",
+        holds: "idempotency record of a refund (payment, amount and reason, refund id; TTL)",
     },
     ItemKind {
         pk: STRIPE_INTENT,
@@ -545,8 +555,19 @@ pub fn dispute(payment_id: &str, dispute_id: &str) -> Key {
     Key::new(of(PAYMENT, payment_id), format!("DISPUTE#{dispute_id}"))
 }
 
+/// An appointment's paid mark: in the payments' partition space, under the appointment's
+/// id (ids are unique across kinds, so it never meets a payment's own partition).
+pub fn appointment_paid(appointment_id: &str) -> Key {
+    Key::new(of(PAYMENT, appointment_id), "PAID")
+}
+
 pub fn payment_key(user_id: &str, client_key: &str) -> Key {
     Key::new(format!("{PAYMENT_KEY}{user_id}#{client_key}"), "PAYKEY")
+}
+
+/// A refund's idempotency record: per caller and client key (beside a creation's).
+pub fn refund_key(user_id: &str, client_key: &str) -> Key {
+    Key::new(format!("{PAYMENT_KEY}{user_id}#{client_key}"), "REFUNDKEY")
 }
 
 pub fn stripe_intent(intent_id: &str) -> Key {

@@ -61,6 +61,16 @@ pub const MAX_ATTEMPTS: u32 = 16;
 /// Most events one `sync` page returns.
 pub const MAX_SYNC_PAGE: u32 = 100;
 
+/// Whether a conversation takes new messages.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Every provider in it has an active care relationship with the patient.
+    Open,
+    /// A care relationship of it has ended: readable, no new messages.
+    Closed,
+}
+
 /// A conversation as a participant sees it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Conversation {
@@ -68,6 +78,9 @@ pub struct Conversation {
     pub patient_id: String,
     /// Everyone in it, the creator first.
     pub participant_ids: Vec<String>,
+    /// `open`, or `closed` once a care relationship of it has ended (computed from the
+    /// relationships when read, as a send checks them; open again if one restarts).
+    pub status: Status,
     pub created_by: String,
     pub created_at: String,
     /// The sequence number of its newest message (0: none yet).
@@ -103,12 +116,24 @@ impl Stored {
             .filter(move |p| **p != self.patient_id)
     }
 
+    /// Whether it takes new messages now: one read per provider of their care
+    /// relationship with the patient (what a send checks in its transaction).
+    pub async fn status(&self, app: &AppContext) -> Result<Status, ApiError> {
+        for provider in self.providers() {
+            if !care::is_active(app, provider, &self.patient_id).await? {
+                return Ok(Status::Closed);
+            }
+        }
+        Ok(Status::Open)
+    }
+
     /// The view for one participant with their read marker.
-    pub fn view(&self, read_up_to: i64) -> Conversation {
+    pub fn view(&self, read_up_to: i64, status: Status) -> Conversation {
         Conversation {
             id: self.id.clone(),
             patient_id: self.patient_id.clone(),
             participant_ids: self.participant_ids.clone(),
+            status,
             created_by: self.created_by.clone(),
             created_at: self.created_at.clone(),
             last_seq: self.last_seq,
@@ -220,41 +245,193 @@ async fn fan_out(
     for user in users {
         let current = current_seq(app, user).await?;
         let next = current + 1;
-        let condition = if current == 0 {
-            Condition::AttributeNotExists("seq".into())
-        } else {
-            Condition::Equals("seq".into(), Value::N(current))
-        };
-        ops.push(WriteOp::Update {
-            table: app.config.table.clone(),
-            key: keys::sync_counter(user),
-            update: Update::new().set("seq", next),
-            condition: Some(condition),
-        });
-        let key = keys::sync_event(user, next);
-        let mut item = Item::new();
-        item.insert("pk".into(), Value::S(key.pk));
-        item.insert("sk".into(), Value::S(key.sk));
-        item.insert("seq".into(), Value::N(next));
-        item.insert("type".into(), Value::S(event.kind.into()));
-        item.insert(
-            "conversation_id".into(),
-            Value::S(event.conversation_id.into()),
-        );
-        item.insert("data".into(), Value::S(data.clone()));
-        item.insert("at".into(), Value::S(now.to_string()));
-        item.insert(
-            "expires_at".into(),
-            Value::N(now.epoch_secs() + EVENT_TTL_SECS),
-        );
-        ops.push(WriteOp::Put {
-            table: app.config.table.clone(),
-            item,
-            condition: Some(Condition::NotExists),
-        });
+        ops.push(counter_move(app, user, current, next));
+        ops.push(event_put(app, user, next, event, &data, now));
         assigned.push((user.clone(), next));
     }
     Ok((ops, assigned))
+}
+
+/// The write that moves a user's counter from `current` (as read) to `next`.
+fn counter_move(app: &AppContext, user: &str, current: i64, next: i64) -> WriteOp {
+    let condition = if current == 0 {
+        Condition::AttributeNotExists("seq".into())
+    } else {
+        Condition::Equals("seq".into(), Value::N(current))
+    };
+    WriteOp::Update {
+        table: app.config.table.clone(),
+        key: keys::sync_counter(user),
+        update: Update::new().set("seq", next),
+        condition: Some(condition),
+    }
+}
+
+/// The put of one event under its number in a user's stream (`data`: its JSON).
+fn event_put(
+    app: &AppContext,
+    user: &str,
+    seq: i64,
+    event: &Event<'_>,
+    data: &str,
+    now: crate::domain::Timestamp,
+) -> WriteOp {
+    let key = keys::sync_event(user, seq);
+    let mut item = Item::new();
+    item.insert("pk".into(), Value::S(key.pk));
+    item.insert("sk".into(), Value::S(key.sk));
+    item.insert("seq".into(), Value::N(seq));
+    item.insert("type".into(), Value::S(event.kind.into()));
+    item.insert(
+        "conversation_id".into(),
+        Value::S(event.conversation_id.into()),
+    );
+    item.insert("data".into(), Value::S(data.to_string()));
+    item.insert("at".into(), Value::S(now.to_string()));
+    item.insert(
+        "expires_at".into(),
+        Value::N(now.epoch_secs() + EVENT_TTL_SECS),
+    );
+    WriteOp::Put {
+        table: app.config.table.clone(),
+        item,
+        condition: Some(Condition::NotExists),
+    }
+}
+
+/// The kind of the event that tells a conversation's participants it closed.
+pub const CLOSED_EVENT: &str = "conversation_closed";
+/// Most writes the closing events add to the transaction that ends a care relationship
+/// (with the relationship and the audit event's 2 items, within DynamoDB's 100).
+pub const CLOSING_BUDGET: usize = 90;
+
+/// A conversation that a care relationship's end closes: its id and participants.
+pub type Closing = (String, Vec<String>);
+
+/// The conversations of `patient_id` that `provider_id` takes part in (a gsi1 query of
+/// the patient's participant items, every page).
+pub async fn of_patient_with(
+    app: &AppContext,
+    patient_id: &str,
+    provider_id: &str,
+) -> Result<Vec<Closing>, ApiError> {
+    let mut found = Vec::new();
+    let mut start = None;
+    loop {
+        let result = app
+            .db
+            .query(
+                &app.config.table,
+                Query::partition(keys::conversations_of(patient_id))
+                    .on(Index::Gsi1)
+                    .limit(100)
+                    .start(start),
+            )
+            .await?;
+        for member in &result.items {
+            let participants = strings_of(member, "participant_ids");
+            if participants.iter().any(|p| p == provider_id) {
+                if let Some(id) = text(member, "conversation_id") {
+                    found.push((id, participants));
+                }
+            }
+        }
+        match result.next {
+            Some(next) => start = Some(next),
+            None => return Ok(found),
+        }
+    }
+}
+
+/// The writes of a [`CLOSED_EVENT`] per conversation and participant, for one
+/// transaction of at most `budget` writes: per user one counter move (from the number
+/// read, conditioned on it, by as many events as they get) and one event per
+/// conversation. Conversations that do not fit are returned for [`close_later`].
+pub async fn closing_events(
+    app: &AppContext,
+    conversations: &[Closing],
+    budget: usize,
+) -> Result<(Vec<WriteOp>, Vec<Closing>), ApiError> {
+    let mut per_user: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut count = 0;
+    let mut rest = Vec::new();
+    for (id, participants) in conversations {
+        let new_users = participants
+            .iter()
+            .filter(|p| !per_user.iter().any(|(user, _)| user == *p))
+            .count();
+        if count + new_users + participants.len() > budget {
+            rest.push((id.clone(), participants.clone()));
+            continue;
+        }
+        count += new_users + participants.len();
+        for user in participants {
+            match per_user.iter_mut().find(|(u, _)| u == user) {
+                Some((_, ids)) => ids.push(id.as_str()),
+                None => per_user.push((user.clone(), vec![id.as_str()])),
+            }
+        }
+    }
+    let now = app.now();
+    let mut ops = Vec::with_capacity(count);
+    for (user, ids) in per_user {
+        let current = current_seq(app, &user).await?;
+        ops.push(counter_move(
+            app,
+            &user,
+            current,
+            current + ids.len() as i64,
+        ));
+        for (n, id) in ids.into_iter().enumerate() {
+            let event = Event {
+                kind: CLOSED_EVENT,
+                conversation_id: id,
+                data: serde_json::json!({"conversation_id": id}),
+            };
+            let data = serde_json::to_string(&event.data).map_err(ApiError::internal)?;
+            ops.push(event_put(
+                app,
+                &user,
+                current + 1 + n as i64,
+                &event,
+                &data,
+                now,
+            ));
+        }
+    }
+    Ok((ops, rest))
+}
+
+/// The closing events of conversations that did not fit the ending's transaction, one
+/// transaction per conversation after it committed. Best effort: a failure is logged
+/// (the conversations' `status` is computed, so it is right regardless).
+pub async fn close_later(app: &AppContext, rest: &[Closing]) {
+    for (id, participants) in rest {
+        let event = Event {
+            kind: CLOSED_EVENT,
+            conversation_id: id,
+            data: serde_json::json!({"conversation_id": id}),
+        };
+        for attempt in 1..=MAX_ATTEMPTS {
+            let ops = match fan_out(app, participants, &event).await {
+                Ok((ops, _)) => ops,
+                Err(err) => {
+                    tracing::warn!(conversation_id = %id, error = %err, "closing event not recorded");
+                    break;
+                }
+            };
+            match app.db.transact_write(ops).await {
+                Ok(()) => break,
+                Err(err) if err.is_condition_failed() && attempt < MAX_ATTEMPTS => {
+                    back_off(attempt).await
+                }
+                Err(err) => {
+                    tracing::warn!(conversation_id = %id, error = %err, "closing event not recorded");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// A user's last event number (0: none yet): what `sync` without `since` answers.
@@ -268,7 +445,7 @@ pub async fn current_seq(app: &AppContext, user_id: &str) -> Result<i64, ApiErro
 }
 
 /// A short random pause before retrying a commit that lost a race.
-async fn back_off(attempt: u32) {
+pub(crate) async fn back_off(attempt: u32) {
     use rand::Rng;
     let most = 5 + 10 * u64::from(attempt.min(10));
     let wait = rand::thread_rng().gen_range(1..=most);
@@ -408,7 +585,8 @@ pub async fn list(
             continue;
         };
         if let Some(conversation) = stored(app, &id).await? {
-            items.push(conversation.view(number(member, "read_up_to")));
+            let status = conversation.status(app).await?;
+            items.push(conversation.view(number(member, "read_up_to"), status));
         }
     }
     Ok(Page::new(items, result.next))

@@ -6,7 +6,9 @@
 //! | payment | `PAYMENT#<id>` | `PAYMENT` | `TXNSOF#<patient>` / `<created>#<id>` | `PAYSFOR#<appointment>` / `<created>#<id>` |
 //! | refund | `PAYMENT#<id>` | `REFUND#<refund>` | `TXNSOF#<patient>` / `<created>#<refund>` | |
 //! | dispute | `PAYMENT#<id>` | `DISPUTE#<dispute>` | `TXNSOF#<patient>` / `<created>#<dispute>` | |
+//! | paid mark | `PAYMENT#<appointment>` | `PAID` | | |
 //! | creation key | `PAYKEY#<user>#<key>` | `PAYKEY` (TTL 24 h) | | |
+//! | refund key | `PAYKEY#<user>#<key>` | `REFUNDKEY` (TTL 24 h) | | |
 //! | intent → payment | `STRIPEPI#<intent>` | `PI` | | |
 //! | processed event | `STRIPEEVT#<event>` | `EVENT` (TTL 30 days) | | |
 //!
@@ -15,7 +17,9 @@
 //! succeeded and `refund_reserved < amount - refund + 1`), in the same transaction as
 //! the refund item and its audit event, before Stripe is called; a refusal or a failure
 //! releases it. Every webhook event's id is put (`attribute_not_exists`) in the same
-//! transaction as the change it causes.
+//! transaction as the change it causes. The success of a payment puts its appointment's
+//! paid mark in the same transaction; a new payment is committed on the condition that
+//! there is none, so a paid appointment is never paid again (whatever was read before).
 
 use crate::audit::{AuditEvent, CommitError};
 use crate::http::pagination::{Page, PageRequest};
@@ -208,6 +212,8 @@ pub enum CreateError {
     Replay(String),
     #[error("Idempotency-Key: used before for another appointment")]
     KeyReused,
+    #[error("appointment_id: this appointment is paid already")]
+    Paid,
     #[error(transparent)]
     Api(#[from] ApiError),
 }
@@ -217,6 +223,7 @@ impl From<CreateError> for ApiError {
         match err {
             CreateError::Replay(_) => ApiError::conflict(err.to_string()),
             CreateError::KeyReused => ApiError::unprocessable(err.to_string()),
+            CreateError::Paid => ApiError::conflict(err.to_string()),
             CreateError::Api(err) => err,
         }
     }
@@ -246,8 +253,19 @@ fn gsi_sk(created: &str, id: &str) -> String {
     format!("{created}#{id}")
 }
 
-/// Records a payment: the creation key (when given), the payment and the intent's
-/// mapping, with `event`, in one transaction.
+/// Whether the appointment has a payment that succeeded (its paid mark; one read). A
+/// look before asking Stripe for an intent: [`create`]'s commit is what decides.
+pub async fn is_paid(app: &AppContext, appointment_id: &str) -> Result<bool, ApiError> {
+    Ok(app
+        .db
+        .get(&app.config.table, &keys::appointment_paid(appointment_id))
+        .await?
+        .is_some())
+}
+
+/// Records a payment: the creation key (when given), the payment, the intent's mapping
+/// and a check that the appointment has no paid mark ([`CreateError::Paid`] otherwise),
+/// with `event`, in one transaction.
 pub async fn create(
     app: &AppContext,
     new: &NewPayment,
@@ -307,8 +325,15 @@ pub async fn create(
         vec![("payment_id", s(&new.id))],
         Some(Condition::NotExists),
     ));
+    let unpaid = ops.len();
+    ops.push(WriteOp::Check {
+        table: table.to_string(),
+        key: keys::appointment_paid(&new.appointment_id),
+        condition: Condition::NotExists,
+    });
     match app.audit.commit(event, ops).await {
         Ok(()) => Ok(Payment::parse(&item)),
+        Err(CommitError::Change { op }) if op == unpaid => Err(CreateError::Paid),
         Err(CommitError::Change { .. }) => match key {
             Some(key) => match replayed(app, key).await? {
                 Some(id) => Err(CreateError::Replay(id)),
@@ -420,10 +445,13 @@ pub struct RefundRecord {
     pub payment_id: String,
     pub amount: i64,
     pub currency: String,
-    /// `requested_by_customer`, `duplicate` or `fraudulent`.
+    /// `requested_by_customer`, `duplicate` or `fraudulent` (`unspecified` for a refund
+    /// made in Stripe's dashboard without one of these).
     pub reason: String,
-    /// `reserved` (before Stripe answered), then Stripe's: `pending`, `succeeded`,
-    /// `failed`, `canceled`.
+    /// `reserved` (before Stripe answered), `unknown` (Stripe could not be reached or did
+    /// not answer: still reserved, settled by a retry under the same `Idempotency-Key` or
+    /// by Stripe's refund event), then Stripe's: `pending`, `succeeded`, `failed`,
+    /// `canceled`.
     pub status: String,
     pub stripe_refund_id: Option<String>,
     pub created_at: String,
@@ -431,6 +459,9 @@ pub struct RefundRecord {
     /// Whether its reservation was given back (refused or failed).
     #[serde(skip)]
     pub released: bool,
+    /// The `Idempotency-Key` it is sent to Stripe with (every re-send uses it).
+    #[serde(skip)]
+    pub stripe_key: Option<String>,
 }
 
 impl RefundRecord {
@@ -452,6 +483,10 @@ impl RefundRecord {
                 .get("released")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            stripe_key: item
+                .get("stripe_key")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         }
     }
 }
@@ -485,19 +520,63 @@ pub async fn refund(
 pub enum ReserveError {
     #[error("amount: more than the refundable amount")]
     Exceeds,
+    /// Reserved before under this key (the refund id).
+    #[error("already requested under this idempotency key")]
+    Replay(String),
+    #[error("Idempotency-Key: used before for another refund")]
+    KeyReused,
     #[error(transparent)]
     Api(#[from] ApiError),
 }
 
+/// A client's `Idempotency-Key` for a refund, and what the request asked for.
+#[derive(Debug, Clone)]
+pub struct RefundKey {
+    pub user_id: String,
+    pub key: String,
+    pub payment_id: String,
+    /// The request's amount (or `all`) and reason: the same key for another request is
+    /// refused.
+    pub fingerprint: String,
+}
+
+/// The refund requested earlier under this key: `Ok(Some(id))`,
+/// [`ReserveError::KeyReused`] for another request, `Ok(None)` when the key is new.
+pub async fn refund_replayed(
+    app: &AppContext,
+    key: &RefundKey,
+) -> Result<Option<String>, ReserveError> {
+    let item = app
+        .db
+        .get(&app.config.table, &keys::refund_key(&key.user_id, &key.key))
+        .await
+        .map_err(ApiError::from)?;
+    match item {
+        None => Ok(None),
+        Some(item)
+            if text(&item, "payment_id") == key.payment_id
+                && text(&item, "fingerprint") == key.fingerprint =>
+        {
+            Ok(Some(text(&item, "refund_id")))
+        }
+        Some(_) => Err(ReserveError::KeyReused),
+    }
+}
+
 /// Reserves `amount` of the payment for a new refund: one transaction of the payment's
 /// `ADD refund_reserved` (conditioned on the payment having succeeded and the new total
-/// not exceeding what was paid), the refund item and `event`. Nothing is read to decide.
+/// not exceeding what was paid), the refund item (with the Stripe idempotency key it is
+/// sent with), the client's key record when given (conditioned on being new) and
+/// `event`. Nothing is read to decide.
+#[allow(clippy::too_many_arguments)]
 pub async fn reserve_refund(
     app: &AppContext,
     payment: &Payment,
     refund_id: &str,
     amount: i64,
     reason: &str,
+    stripe_key: &str,
+    key: Option<&RefundKey>,
     event: AuditEvent,
 ) -> Result<RefundRecord, ReserveError> {
     let table = app.config.table.as_str();
@@ -524,6 +603,7 @@ pub async fn reserve_refund(
             ("currency", s(&payment.currency)),
             ("reason", s(reason)),
             ("status", s("reserved")),
+            ("stripe_key", s(stripe_key)),
             ("created_at", s(&now)),
             ("updated_at", s(&now)),
             (
@@ -538,16 +618,73 @@ pub async fn reserve_refund(
         WriteOp::Put { item, .. } => item.clone(),
         _ => Item::new(),
     };
-    match app.audit.commit(event, vec![reserve, item_op]).await {
+    let mut ops = vec![reserve, item_op];
+    if let Some(key) = key {
+        ops.push(put(
+            table,
+            keys::refund_key(&key.user_id, &key.key),
+            vec![
+                ("payment_id", s(&key.payment_id)),
+                ("fingerprint", s(&key.fingerprint)),
+                ("refund_id", s(refund_id)),
+                (TTL, Value::N(app.now().epoch_secs() + IDEMPOTENCY_SECS)),
+            ],
+            Some(Condition::NotExists),
+        ));
+    }
+    match app.audit.commit(event, ops).await {
         Ok(()) => Ok(RefundRecord::parse(&item)),
+        Err(CommitError::Change { op: 2 }) => match key {
+            // A request under the same key committed first: that refund.
+            Some(key) => match refund_replayed(app, key).await? {
+                Some(id) => Err(ReserveError::Replay(id)),
+                None => Err(ApiError::conflict("the refund was requested meanwhile; retry").into()),
+            },
+            None => Err(ApiError::conflict("retry").into()),
+        },
         Err(CommitError::Change { op: 0 }) => Err(ReserveError::Exceeds),
         Err(err) => Err(ReserveError::Api(err.into())),
     }
 }
 
-/// The ops that give a refund's reservation back once (refused or failed).
+/// Stripe could not be reached or did not answer: the refund stays reserved as
+/// `unknown` (Stripe may have made it), with `event`. A webhook that settled it
+/// meanwhile is left alone.
+pub async fn refund_unknown(
+    app: &AppContext,
+    refund: &RefundRecord,
+    event: AuditEvent,
+) -> Result<(), ApiError> {
+    if refund.status == "unknown" {
+        return Ok(app.audit.commit(event, Vec::new()).await?);
+    }
+    let op = WriteOp::Update {
+        table: app.config.table.clone(),
+        key: keys::refund(&refund.payment_id, &refund.id),
+        update: Update::new()
+            .set("status", "unknown")
+            .set("updated_at", app.now().to_string().as_str()),
+        condition: Some(Condition::Equals("status".into(), s(&refund.status))),
+    };
+    match app.audit.commit(event, vec![op]).await {
+        Ok(()) | Err(CommitError::Change { .. }) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The ops that give a refund's reservation back once (refused or failed), given the
+/// refund as read just before: conditioned on it not being released yet and on its
+/// status being still the one read, so a refund recorded `succeeded` (whose amount was
+/// added to the refunded total) also takes its amount off that total, and one that
+/// succeeded meanwhile fails the commit instead (the caller re-reads).
 fn release_ops(app: &AppContext, refund: &RefundRecord, status: &str) -> Vec<WriteOp> {
     let now = app.now().to_string();
+    let mut payment = Update::new()
+        .add("refund_reserved", -refund.amount)
+        .set("updated_at", now.as_str());
+    if refund.status == "succeeded" {
+        payment = payment.add("refunded", -refund.amount);
+    }
     vec![
         WriteOp::Update {
             table: app.config.table.clone(),
@@ -556,14 +693,15 @@ fn release_ops(app: &AppContext, refund: &RefundRecord, status: &str) -> Vec<Wri
                 .set("released", Value::Bool(true))
                 .set("status", status)
                 .set("updated_at", now.as_str()),
-            condition: Some(Condition::AttributeNotExists("released".into())),
+            condition: Some(Condition::And(vec![
+                Condition::AttributeNotExists("released".into()),
+                Condition::Equals("status".into(), s(&refund.status)),
+            ])),
         },
         WriteOp::Update {
             table: app.config.table.clone(),
             key: keys::payment(&refund.payment_id),
-            update: Update::new()
-                .add("refund_reserved", -refund.amount)
-                .set("updated_at", now.as_str()),
+            update: payment,
             condition: Some(Condition::Exists),
         },
     ]
@@ -750,7 +888,7 @@ pub async fn apply_intent_status(
         let Some(payment) = get(app, payment_id).await? else {
             return ignore(app, event, audit()).await;
         };
-        let ops = if moves_forward(&payment, status, event.created) {
+        let mut ops = if moves_forward(&payment, status, event.created) {
             vec![WriteOp::Update {
                 table: app.config.table.clone(),
                 key: keys::payment(payment_id),
@@ -770,6 +908,18 @@ pub async fn apply_intent_status(
         } else {
             Vec::new()
         };
+        if !ops.is_empty() && status == "succeeded" {
+            // The appointment is paid: no new payment of it commits from now on.
+            ops.push(put(
+                &app.config.table,
+                keys::appointment_paid(&payment.appointment_id),
+                vec![
+                    ("appointment_id", s(&payment.appointment_id)),
+                    ("payment_id", s(&payment.id)),
+                ],
+                None,
+            ));
+        }
         match commit_event(app, event, ops, audit()).await {
             Ok(done) => return Ok(done),
             Err(None) => continue,
@@ -798,24 +948,82 @@ pub async fn apply_refund_status(
         let Some(stored) = refund(app, payment_id, refund_id).await? else {
             return ignore(app, event, audit()).await;
         };
-        let now = app.now().to_string();
-        let ops = if stored.released {
-            // Given back earlier: only a refund Stripe did make takes its amount again.
-            if status == "succeeded" {
-                retake_ops(app, &stored, stripe_refund_id, &now)
-            } else {
-                Vec::new()
-            }
-        } else if matches!(status, "failed" | "canceled") {
-            release_ops(app, &stored, status)
-        } else if stored.status == "succeeded"
-            || status == stored.status
-            || !matches!(status, "pending" | "requires_action" | "succeeded")
-        {
-            // Final already, or no news.
-            Vec::new()
+        let ops = refund_event_ops(app, &stored, stripe_refund_id, status);
+        match commit_event(app, event, ops, audit()).await {
+            Ok(done) => return Ok(done),
+            Err(None) => continue,
+            Err(Some(err)) => return Err(err),
+        }
+    }
+    Err(ApiError::conflict(
+        "the refund kept changing; Stripe will retry",
+    ))
+}
+
+/// What a refund event reporting `status` changes about the refund `stored` (read just
+/// before; every op is conditioned on what was read).
+fn refund_event_ops(
+    app: &AppContext,
+    stored: &RefundRecord,
+    stripe_refund_id: &str,
+    status: &str,
+) -> Vec<WriteOp> {
+    let now = app.now().to_string();
+    if stored.released {
+        // Given back earlier: only a refund Stripe did make takes its amount again.
+        if status == "succeeded" {
+            retake_ops(app, stored, stripe_refund_id, &now)
         } else {
-            refund_status_ops(app, &stored, stripe_refund_id, status)
+            Vec::new()
+        }
+    } else if matches!(status, "failed" | "canceled") {
+        release_ops(app, stored, status)
+    } else if stored.status == "succeeded"
+        || status == stored.status
+        || !matches!(status, "pending" | "requires_action" | "succeeded")
+    {
+        // Final already, or no news.
+        Vec::new()
+    } else {
+        refund_status_ops(app, stored, stripe_refund_id, status)
+    }
+}
+
+/// A refund made outside DoCare (in Stripe's dashboard), as its events report it: no
+/// ids of ours, its payment found by its intent.
+#[derive(Debug, Clone)]
+pub struct OutsideRefund<'a> {
+    /// Stripe's id (`re_…`): also its id here.
+    pub stripe_refund_id: &'a str,
+    pub amount: i64,
+    /// Stripe's reason when one of ours, else `unspecified`.
+    pub reason: &'a str,
+    pub status: &'a str,
+}
+
+/// A refund event about a refund made outside DoCare: on first sight (under way or made)
+/// it is recorded as a refund of the payment under its Stripe id, its amount reserved
+/// and, when it succeeded, added to the refunded total — unconditionally, since the money
+/// has moved or is moving, and with the item's `attribute_not_exists`, so only once;
+/// from then on its events are followed like those of ours (a failure gives it back).
+pub async fn apply_outside_refund(
+    app: &AppContext,
+    event: &StripeEvent,
+    payment: &Payment,
+    outside: &OutsideRefund<'_>,
+    audit: impl Fn() -> AuditEvent,
+) -> Result<Processed, ApiError> {
+    for _ in 0..ATTEMPTS {
+        let ops = match refund(app, &payment.id, outside.stripe_refund_id).await? {
+            Some(stored) => {
+                refund_event_ops(app, &stored, outside.stripe_refund_id, outside.status)
+            }
+            None if outside.amount > 0
+                && matches!(outside.status, "pending" | "requires_action" | "succeeded") =>
+            {
+                outside_refund_ops(app, payment, outside)
+            }
+            None => Vec::new(),
         };
         match commit_event(app, event, ops, audit()).await {
             Ok(done) => return Ok(done),
@@ -826,6 +1034,54 @@ pub async fn apply_refund_status(
     Err(ApiError::conflict(
         "the refund kept changing; Stripe will retry",
     ))
+}
+
+/// The first record of a refund made outside DoCare: the refund item (new only) and the
+/// payment's reservation (and refunded total, when it succeeded) raised by its amount.
+fn outside_refund_ops(
+    app: &AppContext,
+    payment: &Payment,
+    outside: &OutsideRefund<'_>,
+) -> Vec<WriteOp> {
+    let now = app.now().to_string();
+    let id = outside.stripe_refund_id;
+    let mut raise = Update::new()
+        .add("refund_reserved", outside.amount)
+        .set("updated_at", now.as_str());
+    if outside.status == "succeeded" {
+        raise = raise.add("refunded", outside.amount);
+    }
+    vec![
+        put(
+            &app.config.table,
+            keys::refund(&payment.id, id),
+            vec![
+                ("id", s(id)),
+                ("kind", s("refund")),
+                ("payment_id", s(&payment.id)),
+                ("amount", Value::N(outside.amount)),
+                ("currency", s(&payment.currency)),
+                ("reason", s(outside.reason)),
+                ("status", s(outside.status)),
+                ("stripe_refund_id", s(id)),
+                ("source", s("stripe")),
+                ("created_at", s(&now)),
+                ("updated_at", s(&now)),
+                (
+                    "gsi1pk",
+                    Value::S(keys::transactions_of(&payment.patient_id)),
+                ),
+                ("gsi1sk", Value::S(gsi_sk(&now, id))),
+            ],
+            Some(Condition::NotExists),
+        ),
+        WriteOp::Update {
+            table: app.config.table.clone(),
+            key: keys::payment(&payment.id),
+            update: raise,
+            condition: Some(Condition::Exists),
+        },
+    ]
 }
 
 /// A refund Stripe made although its reservation was given back: reserved again

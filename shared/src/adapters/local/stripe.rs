@@ -166,6 +166,58 @@ impl FakeStripe {
         delivery
     }
 
+    /// Confirms an intent as a client does with Stripe.js in test mode: with the intent's
+    /// `client_secret` and a test payment method — `pm_card_visa` (the default) succeeds,
+    /// `pm_card_chargeDeclined` is declined (`payment_intent.payment_failed`, the intent
+    /// back to `requires_payment_method`, [`PaymentError::Invalid`] `402 card_declined`).
+    /// Either way the signed event is emitted (and delivered) as
+    /// [`Payments::confirm_intent`] does. The local stack serves it at
+    /// `POST /_fake/stripe/payment_intents/{id}/confirm`.
+    pub async fn confirm_as_client(
+        &self,
+        id: &str,
+        client_secret: &str,
+        payment_method: Option<&str>,
+    ) -> Result<Intent, PaymentError> {
+        let secret = self
+            .state()
+            .intents
+            .get(id)
+            .and_then(|(intent, _)| intent.client_secret.clone())
+            .ok_or(PaymentError::NotFound)?;
+        let matches: bool =
+            subtle::ConstantTimeEq::ct_eq(secret.as_bytes(), client_secret.as_bytes()).into();
+        if !matches {
+            // Stripe answers a wrong secret as if there were no such intent.
+            return Err(PaymentError::NotFound);
+        }
+        match payment_method.unwrap_or("pm_card_visa") {
+            "pm_card_visa" => self.confirm_intent(id).await,
+            "pm_card_chargeDeclined" => {
+                self.authorize().await?;
+                self.enter(&format!("POST /v1/payment_intents/{id}/confirm"), &[])?;
+                let intent = {
+                    let mut state = self.state();
+                    let (intent, _) = state.intents.get_mut(id).ok_or(PaymentError::NotFound)?;
+                    if intent.status != "requires_payment_method"
+                        && intent.status != "requires_confirmation"
+                    {
+                        return Err(PaymentError::Invalid(
+                            "400 payment_intent_unexpected_state".into(),
+                        ));
+                    }
+                    intent.status = "requires_payment_method".into();
+                    intent.clone()
+                };
+                self.emit("payment_intent.payment_failed", intent_object(&intent));
+                Err(PaymentError::Invalid("402 card_declined".into()))
+            }
+            _ => Err(PaymentError::Invalid(
+                "400 payment_method: pm_card_visa or pm_card_chargeDeclined".into(),
+            )),
+        }
+    }
+
     fn enter(&self, what: &str, form: &[(String, String)]) -> Result<(), PaymentError> {
         let mut state = self.state();
         if state.down {
