@@ -349,3 +349,38 @@ fn schedules_match_the_template() {
         assert_eq!(rate, expected, "{name}: the local runner fires as often");
     }
 }
+
+/// The metrics the code emits (embedded metric format, `shared::telemetry::metrics`) and
+/// the dead-letter queues each have an alarm that watches exactly them.
+#[test]
+fn metrics_and_dead_letter_queues_have_alarms() {
+    use shared::telemetry::metrics;
+    let template = template();
+    let resources = resources(&template);
+    let alarm = |name: &str| {
+        let alarm = &resources[name];
+        assert_eq!(alarm["Type"], "AWS::CloudWatch::Alarm", "{name}");
+        let props = &alarm["Properties"];
+        assert_eq!(props["Threshold"].as_f64(), Some(0.0), "{name}: any count");
+        assert_eq!(props["ComparisonOperator"], "GreaterThanThreshold", "{name}");
+        props.clone()
+    };
+    for (resource, (namespace, metric)) in [
+        ("AuditTamperAlarm", metrics::AUDIT_TAMPER),
+        ("ReminderDeliveryUnknownAlarm", metrics::REMINDER_DELIVERY_UNKNOWN),
+    ] {
+        let props = alarm(resource);
+        assert_eq!(props["Namespace"], namespace, "{resource}");
+        assert_eq!(props["MetricName"], metric, "{resource}");
+        assert_eq!(props["Dimensions"][0]["Name"], "Stage", "{resource}");
+        assert_eq!(props["Statistic"], "Sum", "{resource}");
+    }
+    let props = alarm("RemindersDeadLetterQueueAlarm");
+    assert_eq!(props["Namespace"], "AWS/SQS");
+    assert_eq!(props["MetricName"], "ApproximateNumberOfMessagesVisible");
+    assert_eq!(props["Dimensions"][0]["Name"], "QueueName");
+    assert_eq!(
+        tagged(&props["Dimensions"][0]["Value"], "!GetAtt"),
+        Some("RemindersDeadLetterQueue.QueueName")
+    );
+}

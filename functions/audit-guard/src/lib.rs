@@ -12,6 +12,7 @@
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use shared::audit::{Anchorer, RETENTION_DAYS};
+use shared::telemetry::{emit_metric, metrics};
 use shared::{ApiError, App};
 
 /// One scheduled anchoring run. A shard that no longer extends its last anchor is
@@ -22,7 +23,7 @@ pub async fn anchor(app: App, _event: EventBridgeEvent) -> Result<(), ApiError> 
     if run.broken.is_empty() {
         Ok(())
     } else {
-        emit_metric(&app, "AuditAnchorBroken", run.broken.len());
+        emit_metric(&app, metrics::AUDIT_ANCHOR_BROKEN, run.broken.len());
         Err(ApiError::internal(format!(
             "audit shards {:?} do not extend their last anchor",
             run.broken
@@ -101,26 +102,9 @@ pub async fn watch(app: App, event: Event) -> Result<(), ApiError> {
         );
     }
     if !findings.is_empty() {
-        emit_metric(&app, "AuditTamper", findings.len());
+        emit_metric(&app, metrics::AUDIT_TAMPER, findings.len());
     }
     Ok(())
-}
-
-/// A CloudWatch embedded-metric-format line (Lambda's log stream turns it into a metric).
-fn emit_metric(app: &App, name: &str, count: usize) {
-    let line = serde_json::json!({
-        "_aws": {
-            "Timestamp": app.clock.now().timestamp_millis(),
-            "CloudWatchMetrics": [{
-                "Namespace": "DoCare/Audit",
-                "Dimensions": [["Stage"]],
-                "Metrics": [{"Name": name, "Unit": "Count"}],
-            }],
-        },
-        "Stage": app.config.stage.as_str(),
-        name: count,
-    });
-    println!("{line}");
 }
 
 #[cfg(test)]
