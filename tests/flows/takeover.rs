@@ -844,7 +844,10 @@ async fn auth_changes_are_not_kept_without_their_audit_events() {
         None,
     )
     .await;
-    assert_eq!(status, 400, "the earlier token ended with the recorded repeat");
+    assert_eq!(
+        status, 400,
+        "the earlier token ended with the recorded repeat"
+    );
 
     // A right password on an unverified account (still the first sign-up's until a
     // token is verified) clears the lockout counter: kept only with its event.
@@ -853,7 +856,10 @@ async fn auth_changes_are_not_kept_without_their_audit_events() {
     assert_eq!(failed(again.id.clone()).await, 1);
     let (status, _) = login(&down, "192.0.2.14", "again@example.com", PASSWORD).await;
     assert_eq!(status, 503);
-    assert!(failed(again.id.clone()).await >= 1, "not cleared without an event");
+    assert!(
+        failed(again.id.clone()).await >= 1,
+        "not cleared without an event"
+    );
     let (status, _) = login(app, "192.0.2.14", "again@example.com", PASSWORD).await;
     assert_eq!(status, 422);
     assert_eq!(failed(again.id.clone()).await, 0);
