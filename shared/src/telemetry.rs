@@ -89,7 +89,12 @@ mod tests {
 
     #[test]
     fn an_emf_line_has_the_shape_cloudwatch_reads() {
-        let line = emf_line(metrics::REMINDER_DELIVERY_UNKNOWN, "prod", 1, 1_700_000_000_000);
+        let line = emf_line(
+            metrics::REMINDER_DELIVERY_UNKNOWN,
+            "prod",
+            1,
+            1_700_000_000_000,
+        );
         let text = line.to_string();
         assert!(!text.contains('\n'), "one line");
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
