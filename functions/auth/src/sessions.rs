@@ -170,8 +170,7 @@ pub async fn login(app: App, req: ApiRequest) -> HandlerResult {
             Outcome::Denied,
         );
         let clear = accounts::AccountChange::new().clear_lockout();
-        let (write, _) =
-            accounts::change_op(&app, &account, clear, shared::ports::db::Condition::Exists)?;
+        let (write, _) = accounts::change_op(&app, &account, clear, account.still_unverified())?;
         commit_login_step(&app, event, vec![write]).await?;
         return Err(ApiError::unprocessable(
             "verify your e-mail address before logging in",

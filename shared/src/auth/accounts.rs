@@ -198,6 +198,12 @@ impl Account {
         }
     }
 
+    /// A condition that holds while the account exists and is still unverified (a
+    /// login's change to an account that must verify its address first).
+    pub fn still_unverified(&self) -> Condition {
+        Condition::And(vec![Condition::Exists, only_unverified()])
+    }
+
     /// A check, for a unit of work, that the account is still active and no password
     /// reset or change happened since it was read.
     pub fn still_active(&self, app: &AppContext) -> WriteOp {
