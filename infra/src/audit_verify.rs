@@ -2,22 +2,29 @@
 //! first break, against the local stack's data folder or the deployed tables.
 //!
 //! ```text
-//! docare-audit-verify --data-dir .docare-local [--from T] [--to T]
-//! docare-audit-verify --aws [--table NAME] [--audit-table NAME] [--from T] [--to T]
+//! docare-audit-verify --data-dir .docare-local [--archive] [--from T] [--to T]
+//! docare-audit-verify --aws [--table NAME] [--audit-table NAME] [--archive-bucket NAME]
+//!                     [--from T] [--to T]
 //! ```
 //!
 //! Exit status: 0 intact, 1 a break was found, 2 bad arguments, 3 the store could not
 //! be read. It only reads (Query and GetItem, and the anchor key's public half with
 //! GetPublicKey): no decryption, no write. The chains are checked against the signed
 //! anchors (`shared::audit::anchor`), so a shard rewritten consistently with its head
-//! is a break too.
+//! is a break too; with `--archive` (or `--archive-bucket`), every event is also
+//! compared with its first copy in the audit archive (`shared::audit::archive`), which
+//! catches such a rewrite of events newer than the last anchor (GetObject there).
 
+use shared::adapters::aws::S3Blobs;
 use shared::adapters::aws::{self, DynamoDb};
 use shared::adapters::local::{self, LocalStore};
-use shared::audit::{self, AuditReader, TimeRange, VerifyOptions, VerifyReport};
+use shared::audit::{self, Archive, AuditReader, TimeRange, VerifyOptions, VerifyReport};
 use shared::clock::{Clock, SystemClock};
-use shared::config::{ENV_AUDIT_ANCHOR_KEY_ID, ENV_AUDIT_TABLE, ENV_TABLE};
+use shared::config::{
+    ENV_AUDIT_ANCHOR_KEY_ID, ENV_AUDIT_ARCHIVE_BUCKET, ENV_AUDIT_TABLE, ENV_TABLE,
+};
 use shared::crypto::signing::PublicKey;
+use shared::ports::BlobStore;
 use shared::ports::Database;
 use shared::ports::KeyService;
 use std::path::PathBuf;
@@ -25,7 +32,8 @@ use std::sync::Arc;
 
 pub const USAGE: &str = concat!(
     "usage: docare-audit-verify (--data-dir PATH | --aws [--table NAME] [--audit-table NAME]\n",
-    "                           [--anchor-key KEY])\n",
+    "                           [--anchor-key KEY] [--archive-bucket NAME])\n",
+    "                           [--archive]\n",
     "                           [--from RFC3339] [--to RFC3339]\n\n",
     "  --data-dir PATH      the local stack's data folder (stop the stack first: its store\n",
     "                       is locked while it runs)\n",
@@ -34,6 +42,9 @@ pub const USAGE: &str = concat!(
     "  --table NAME         domain table holding the chain heads (default: $DOCARE_TABLE)\n",
     "  --audit-table NAME   audit table (default: $DOCARE_AUDIT_TABLE)\n",
     "  --anchor-key KEY     KMS key that signs the anchors (default: $DOCARE_AUDIT_ANCHOR_KEY_ID)\n",
+    "  --archive            also compare every event with its first copy in the audit archive\n",
+    "                       (--aws: bucket $DOCARE_AUDIT_ARCHIVE_BUCKET)\n",
+    "  --archive-bucket NAME  the audit archive bucket (implies --archive)\n",
     "  --from/--to RFC3339  check only the events of this time range (inclusive)\n\n",
     "exit status: 0 intact, 1 broken, 2 bad arguments, 3 store unreadable",
 );
@@ -50,6 +61,8 @@ pub enum Source {
         table: String,
         audit_table: String,
         anchor_key: String,
+        /// With `--archive`: the audit archive bucket.
+        archive_bucket: Option<String>,
     },
 }
 
@@ -57,6 +70,8 @@ pub enum Source {
 pub struct Args {
     pub source: Source,
     pub range: TimeRange,
+    /// Compare every event with its first archived copy.
+    pub archive: bool,
 }
 
 /// Parses flags; table names fall back to `lookup` (the environment in `main`).
@@ -67,6 +82,7 @@ pub fn parse_args(
     let mut data_dir = None;
     let mut use_aws = false;
     let (mut table, mut audit_table, mut anchor_key) = (None, None, None);
+    let (mut archive, mut archive_bucket) = (false, None);
     let mut range = TimeRange::default();
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
@@ -86,6 +102,11 @@ pub fn parse_args(
             "--table" => table = Some(value()?),
             "--audit-table" => audit_table = Some(value()?),
             "--anchor-key" => anchor_key = Some(value()?),
+            "--archive" if inline.is_none() => archive = true,
+            "--archive-bucket" => {
+                archive = true;
+                archive_bucket = Some(value()?);
+            }
             "--from" => range.from = Some(parse_time(flag, &value()?)?),
             "--to" => range.to = Some(parse_time(flag, &value()?)?),
             other => return Err(format!("unknown argument {other}")),
@@ -98,8 +119,15 @@ pub fn parse_args(
     }
     let source = match (data_dir, use_aws) {
         (Some(dir), false) => {
-            if table.is_some() || audit_table.is_some() || anchor_key.is_some() {
-                return Err("--table, --audit-table and --anchor-key go with --aws".into());
+            if table.is_some()
+                || audit_table.is_some()
+                || anchor_key.is_some()
+                || archive_bucket.is_some()
+            {
+                return Err(
+                    "--table, --audit-table, --anchor-key and --archive-bucket go with --aws"
+                        .into(),
+                );
             }
             Source::DataDir(dir)
         }
@@ -117,10 +145,26 @@ pub fn parse_args(
                 .ok_or_else(|| {
                     format!("--anchor-key (or {ENV_AUDIT_ANCHOR_KEY_ID}) is required with --aws")
                 })?,
+            archive_bucket: match archive {
+                false => None,
+                true => Some(
+                    archive_bucket
+                        .or_else(|| lookup(ENV_AUDIT_ARCHIVE_BUCKET))
+                        .ok_or_else(|| {
+                            format!(
+                                "--archive needs --archive-bucket (or {ENV_AUDIT_ARCHIVE_BUCKET}) with --aws"
+                            )
+                        })?,
+                ),
+            },
         },
         _ => return Err("give exactly one of --data-dir and --aws".into()),
     };
-    Ok(Args { source, range })
+    Ok(Args {
+        source,
+        range,
+        archive,
+    })
 }
 
 fn parse_time(flag: &str, value: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -164,7 +208,8 @@ pub fn outcome(report: &VerifyReport) -> Outcome {
     }
 }
 
-/// Verifies the chains held by `db` against the anchors signed by `anchor_key`.
+/// Verifies the chains held by `db` against the anchors signed by `anchor_key` and,
+/// when given, the audit archive (blob store and bucket).
 pub async fn verify_store(
     db: Arc<dyn Database>,
     keys: &dyn KeyService,
@@ -172,6 +217,7 @@ pub async fn verify_store(
     table: &str,
     audit_table: &str,
     range: TimeRange,
+    archive: Option<(&dyn BlobStore, &str)>,
 ) -> Outcome {
     let trusted = match keys.public_key(anchor_key).await {
         Ok(der) => match PublicKey::from_spki_der(&der) {
@@ -198,7 +244,15 @@ pub async fn verify_store(
         range,
         ..VerifyOptions::default()
     };
-    match audit::verify_with_anchors(&reader, &trusted, SystemClock.now(), &options).await {
+    let now = SystemClock.now();
+    let verified = match archive {
+        Some((blobs, bucket)) => {
+            let archive = Archive { blobs, bucket };
+            audit::verify_with_archive(&reader, &trusted, archive, now, &options).await
+        }
+        None => audit::verify_with_anchors(&reader, &trusted, now, &options).await,
+    };
+    match verified {
         Ok(report) => outcome(&report),
         Err(err) => Outcome {
             code: EXIT_UNREADABLE,
@@ -252,6 +306,27 @@ pub async fn run(args: &Args) -> Outcome {
                     }
                 }
             };
+            let archive = if args.archive {
+                let root = dir.join("blobs");
+                if !root.join(&config.audit_archive_bucket).is_dir() {
+                    return Outcome {
+                        code: EXIT_UNREADABLE,
+                        message: format!(
+                            "no audit archive at {}",
+                            root.join(&config.audit_archive_bucket).display()
+                        ),
+                    };
+                }
+                // Only read: the presigning key is never used.
+                Some(local::LocalBlobs::new(
+                    root,
+                    "http://127.0.0.1:1".into(),
+                    [0; 32],
+                    Arc::new(SystemClock),
+                ))
+            } else {
+                None
+            };
             verify_store(
                 Arc::new(store),
                 &ring,
@@ -259,6 +334,9 @@ pub async fn run(args: &Args) -> Outcome {
                 &config.table,
                 &config.audit_table,
                 args.range,
+                archive
+                    .as_ref()
+                    .map(|b| (b as &dyn BlobStore, config.audit_archive_bucket.as_str())),
             )
             .await
         }
@@ -266,10 +344,12 @@ pub async fn run(args: &Args) -> Outcome {
             table,
             audit_table,
             anchor_key,
+            archive_bucket,
         } => {
             let sdk = aws::sdk_config().await;
             let db = DynamoDb::new(aws_sdk_dynamodb::Client::new(&sdk), Arc::new(SystemClock));
             let kms = aws::Kms::new(aws_sdk_kms::Client::new(&sdk));
+            let s3 = S3Blobs::new(aws::s3_client(&sdk));
             verify_store(
                 Arc::new(db),
                 &kms,
@@ -277,6 +357,9 @@ pub async fn run(args: &Args) -> Outcome {
                 table,
                 audit_table,
                 args.range,
+                archive_bucket
+                    .as_deref()
+                    .map(|bucket| (&s3 as &dyn BlobStore, bucket)),
             )
             .await
         }
@@ -309,8 +392,24 @@ mod tests {
                 table: "t".into(),
                 audit_table: "env-DOCARE_AUDIT_TABLE".into(),
                 anchor_key: "env-DOCARE_AUDIT_ANCHOR_KEY_ID".into(),
+                archive_bucket: None,
             }
         );
+        assert!(!parsed.archive);
+        let parsed = parse_args(&args(&["--aws", "--archive"]), env).expect("ok");
+        assert!(parsed.archive);
+        assert!(matches!(
+            parsed.source,
+            Source::Aws { archive_bucket: Some(ref b), .. } if b == "env-DOCARE_AUDIT_ARCHIVE_BUCKET"
+        ));
+        let parsed = parse_args(&args(&["--aws", "--archive-bucket", "arch"]), env).expect("ok");
+        assert!(parsed.archive);
+        assert!(matches!(
+            parsed.source,
+            Source::Aws { archive_bucket: Some(ref b), .. } if b == "arch"
+        ));
+        let parsed = parse_args(&args(&["--data-dir", "d", "--archive"]), none).expect("ok");
+        assert!(parsed.archive);
         for (bad, names) in [
             (&["--aws"][..], "--table"),
             (&[][..], "--data-dir"),
@@ -329,6 +428,10 @@ mod tests {
                 "--from",
             ),
             (&["--colour"][..], "--colour"),
+            (
+                &["--data-dir", "d", "--archive-bucket", "b"][..],
+                "--archive-bucket",
+            ),
         ] {
             let err = parse_args(&args(bad), none).expect_err("bad");
             assert!(err.contains(names), "{bad:?}: {err}");

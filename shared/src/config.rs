@@ -68,6 +68,8 @@ pub struct Config {
     pub audit_table: String,
     pub quarantine_bucket: String,
     pub documents_bucket: String,
+    /// The audit archive (S3 Object Lock, compliance mode): only `audit-watch` writes it.
+    pub audit_archive_bucket: String,
     /// KMS key (id, ARN or alias) that wraps data keys.
     pub kms_key_id: String,
     /// KMS asymmetric key (`ECC_NIST_P256`, `SIGN_VERIFY`) that signs access tokens:
@@ -225,6 +227,7 @@ pub const ENV_TABLE: &str = "DOCARE_TABLE";
 pub const ENV_AUDIT_TABLE: &str = "DOCARE_AUDIT_TABLE";
 pub const ENV_QUARANTINE_BUCKET: &str = "DOCARE_QUARANTINE_BUCKET";
 pub const ENV_DOCUMENTS_BUCKET: &str = "DOCARE_DOCUMENTS_BUCKET";
+pub const ENV_AUDIT_ARCHIVE_BUCKET: &str = "DOCARE_AUDIT_ARCHIVE_BUCKET";
 pub const ENV_KMS_KEY_ID: &str = "DOCARE_KMS_KEY_ID";
 pub const ENV_SIGNING_KEY_ID: &str = "DOCARE_SIGNING_KEY_ID";
 pub const ENV_PREVIOUS_SIGNING_KEY_IDS: &str = "DOCARE_PREVIOUS_SIGNING_KEY_IDS";
@@ -252,6 +255,7 @@ pub const LAMBDA_VARIABLES: &[&str] = &[
     ENV_AUDIT_TABLE,
     ENV_QUARANTINE_BUCKET,
     ENV_DOCUMENTS_BUCKET,
+    ENV_AUDIT_ARCHIVE_BUCKET,
     ENV_KMS_KEY_ID,
     ENV_SIGNING_KEY_ID,
     ENV_AUDIT_ANCHOR_KEY_ID,
@@ -305,6 +309,7 @@ impl Config {
             audit_table: vars.name(ENV_AUDIT_TABLE)?,
             quarantine_bucket: vars.name(ENV_QUARANTINE_BUCKET)?,
             documents_bucket: vars.name(ENV_DOCUMENTS_BUCKET)?,
+            audit_archive_bucket: vars.name(ENV_AUDIT_ARCHIVE_BUCKET)?,
             kms_key_id: vars.name(ENV_KMS_KEY_ID)?,
             signing_key_id: vars.name(ENV_SIGNING_KEY_ID)?,
             previous_signing_key_ids: vars
@@ -590,6 +595,7 @@ mod tests {
             (ENV_AUDIT_TABLE, "docare-audit-dev".into()),
             (ENV_QUARANTINE_BUCKET, "q".into()),
             (ENV_DOCUMENTS_BUCKET, "d".into()),
+            (ENV_AUDIT_ARCHIVE_BUCKET, "a".into()),
             (ENV_KMS_KEY_ID, "alias/docare-dev".into()),
             (ENV_SIGNING_KEY_ID, "alias/docare-dev-signing".into()),
             (ENV_AUDIT_ANCHOR_KEY_ID, "alias/docare-dev-anchor".into()),

@@ -33,3 +33,83 @@ pub fn init(format: LogFormat, filter: &str) {
         drop(result);
     });
 }
+
+/// Metrics the alarms of `template.yaml` watch, emitted as CloudWatch embedded metric
+/// format lines ([`emit_metric`]): one name and namespace each, shared by the code that
+/// counts and the test that checks the alarm.
+pub mod metrics {
+    /// The audit table changed other than by an append (`audit-watch`).
+    pub const AUDIT_TAMPER: (&str, &str) = ("DoCare/Audit", "AuditTamper");
+    /// A shard no longer extends its last anchor (`audit-anchor`).
+    pub const AUDIT_ANCHOR_BROKEN: (&str, &str) = ("DoCare/Audit", "AuditAnchorBroken");
+    /// A reminder delivery was claimed and never marked sent (`remind`).
+    pub const REMINDER_DELIVERY_UNKNOWN: (&str, &str) =
+        ("DoCare/Reminders", "ReminderDeliveryUnknown");
+}
+
+/// One CloudWatch embedded metric format line: `count` of `metric` (namespace, name)
+/// with the dimension `Stage`, at `timestamp_ms`. Lambda's log stream turns the line
+/// into the metric; the line carries no other field, so nothing sensitive rides along.
+pub fn emf_line(
+    metric: (&str, &str),
+    stage: &str,
+    count: usize,
+    timestamp_ms: i64,
+) -> serde_json::Value {
+    let (namespace, name) = metric;
+    let mut line = serde_json::json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [["Stage"]],
+                "Metrics": [{"Name": name, "Unit": "Count"}],
+            }],
+        },
+        "Stage": stage,
+    });
+    line[name] = serde_json::json!(count);
+    line
+}
+
+/// Writes [`emf_line`] to stdout as one line (on Lambda: the function's log stream).
+pub fn emit_metric(app: &crate::AppContext, metric: (&str, &str), count: usize) {
+    let line = emf_line(
+        metric,
+        app.config.stage.as_str(),
+        count,
+        app.clock.now().timestamp_millis(),
+    );
+    println!("{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_emf_line_has_the_shape_cloudwatch_reads() {
+        let line = emf_line(
+            metrics::REMINDER_DELIVERY_UNKNOWN,
+            "prod",
+            1,
+            1_700_000_000_000,
+        );
+        let text = line.to_string();
+        assert!(!text.contains('\n'), "one line");
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["_aws"]["Timestamp"], 1_700_000_000_000i64);
+        let directive = &parsed["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "DoCare/Reminders");
+        assert_eq!(directive["Dimensions"], serde_json::json!([["Stage"]]));
+        assert_eq!(
+            directive["Metrics"],
+            serde_json::json!([{"Name": "ReminderDeliveryUnknown", "Unit": "Count"}])
+        );
+        // Every dimension and metric the directive names is a top-level member.
+        assert_eq!(parsed["Stage"], "prod");
+        assert_eq!(parsed["ReminderDeliveryUnknown"], 1);
+        let keys: Vec<&String> = parsed.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 3, "nothing else rides along: {keys:?}");
+    }
+}

@@ -359,6 +359,7 @@ pub mod aws {
             ("DOCARE_AUDIT_TABLE", audit_table.clone()),
             ("DOCARE_QUARANTINE_BUCKET", "unused-q".into()),
             ("DOCARE_DOCUMENTS_BUCKET", "unused-d".into()),
+            ("DOCARE_AUDIT_ARCHIVE_BUCKET", "unused-a".into()),
             ("DOCARE_KMS_KEY_ID", key_arn),
             ("DOCARE_SIGNING_KEY_ID", signing_arn.clone()),
             ("DOCARE_AUDIT_ANCHOR_KEY_ID", signing_arn),
@@ -507,6 +508,9 @@ impl BlobStore for Outage {
         _: &str,
         _: BTreeMap<String, String>,
     ) -> Result<(), BlobError> {
+        Err(BlobError::Unavailable(down()))
+    }
+    async fn put_new(&self, _: &str, _: &str, _: Bytes, _: &str) -> Result<bool, BlobError> {
         Err(BlobError::Unavailable(down()))
     }
     async fn get(&self, _: &str, _: &str) -> Result<Option<BlobObject>, BlobError> {

@@ -507,11 +507,11 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
     }
     let pending = h
         .step(
-            "POST login, staff with TOTP (password step only: the challenge records)",
+            "POST login, staff with TOTP (password step: the challenge starts)",
             call(Method::POST, "/api/v1/auth/login", None)
                 .body(json!({"email": admin.email, "password": admin.password})),
             200,
-            vec![],
+            vec![ok("MFA_REQUIRED", &admin, ("account", &admin.id))],
         )
         .await;
     let mfa_token = text(&pending, "mfa_token");

@@ -110,7 +110,8 @@ const SCENARIOS: &[(&str, fn())] = &[
 
 /// Paths whose rights the template grants but no other scenario takes: a sign-in code
 /// by SMS (auth reads the profile's phone), a push that finds a provider's connection
-/// gone (emergency removes it), and the trail queried by actor (the actor index).
+/// gone (emergency removes it), the audit archive written by audit-watch (a stream
+/// batch), and the trail queried by actor (the actor index).
 fn paths_the_other_scenarios_miss() {
     use http::Method;
     use serde_json::json;
@@ -234,6 +235,32 @@ fn paths_the_other_scenarios_miss() {
         let response =
             recording::as_function("remind", docare_reminders::deliver(app.clone(), event)).await;
         assert!(response.batch_item_failures.is_empty());
+        // audit-watch on a stream batch (the local stack has no streams): an append is
+        // archived (PutObject archive/), a retry of it reads the copy back (GetObject),
+        // and an overwrite is kept flagged (PutObject tamper/).
+        let pk = shared::audit::chain_pk(3);
+        let stream_record = |name: &str, id: &str| {
+            json!({
+                "awsRegion": "eu-west-1", "eventID": id, "eventName": name,
+                "eventSource": "aws:dynamodb", "eventVersion": "1.1",
+                "dynamodb": {
+                    "ApproximateCreationDateTime": 1_796_000_000,
+                    "Keys": {"pk": {"S": pk}, "sk": {"S": "00000000000000000001"}},
+                    "NewImage": {"pk": {"S": pk}, "sk": {"S": "00000000000000000001"}, "hash": {"S": id}},
+                    "SequenceNumber": "1", "SizeBytes": 10, "StreamViewType": "NEW_AND_OLD_IMAGES"
+                }
+            })
+        };
+        for records in [
+            vec![stream_record("INSERT", "s-1")],
+            vec![stream_record("INSERT", "s-1"), stream_record("MODIFY", "s-2")],
+        ] {
+            let event: aws_lambda_events::dynamodb::Event =
+                serde_json::from_value(json!({ "Records": records })).expect("stream event");
+            recording::as_function("audit-watch", docare_audit_guard::watch(app.clone(), event))
+                .await
+                .expect("archived");
+        }
         // The trail by actor (the one index the audit walk does not query).
         let admin =
             shared::testing::account(app, "aud@example.org", "Ada Audit", Role::Admin).await;
@@ -417,6 +444,10 @@ fn config_resources(config: &Config) -> Vec<(&'static str, String)> {
         (
             config::ENV_DOCUMENTS_BUCKET,
             config.documents_bucket.clone(),
+        ),
+        (
+            config::ENV_AUDIT_ARCHIVE_BUCKET,
+            config.audit_archive_bucket.clone(),
         ),
         (config::ENV_KMS_KEY_ID, config.kms_key_id.clone()),
         (config::ENV_SIGNING_KEY_ID, config.signing_key_id.clone()),

@@ -3,6 +3,7 @@
 mod appointments;
 mod architecture;
 mod audit_events;
+mod auth_races;
 mod aws_phi;
 mod browser;
 mod emergency;

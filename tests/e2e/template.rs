@@ -386,3 +386,152 @@ fn the_http_apis_cors_is_the_local_gateways_policy() {
         Some(shared::config::AllowedOrigins::DEFAULT)
     );
 }
+
+/// The metrics the code emits (embedded metric format, `shared::telemetry::metrics`) and
+/// the dead-letter queues each have an alarm that watches exactly them.
+#[test]
+fn metrics_and_dead_letter_queues_have_alarms() {
+    use shared::telemetry::metrics;
+    let template = template();
+    let resources = resources(&template);
+    let alarm = |name: &str| {
+        let alarm = &resources[name];
+        assert_eq!(alarm["Type"], "AWS::CloudWatch::Alarm", "{name}");
+        let props = &alarm["Properties"];
+        assert_eq!(props["Threshold"].as_f64(), Some(0.0), "{name}: any count");
+        assert_eq!(
+            props["ComparisonOperator"], "GreaterThanThreshold",
+            "{name}"
+        );
+        props.clone()
+    };
+    for (resource, (namespace, metric)) in [
+        ("AuditTamperAlarm", metrics::AUDIT_TAMPER),
+        (
+            "ReminderDeliveryUnknownAlarm",
+            metrics::REMINDER_DELIVERY_UNKNOWN,
+        ),
+    ] {
+        let props = alarm(resource);
+        assert_eq!(props["Namespace"], namespace, "{resource}");
+        assert_eq!(props["MetricName"], metric, "{resource}");
+        assert_eq!(props["Dimensions"][0]["Name"], "Stage", "{resource}");
+        assert_eq!(props["Statistic"], "Sum", "{resource}");
+    }
+    let props = alarm("RemindersDeadLetterQueueAlarm");
+    assert_eq!(props["Namespace"], "AWS/SQS");
+    assert_eq!(props["MetricName"], "ApproximateNumberOfMessagesVisible");
+    assert_eq!(props["Dimensions"][0]["Name"], "QueueName");
+    assert_eq!(
+        tagged(&props["Dimensions"][0]["Value"], "!GetAtt"),
+        Some("RemindersDeadLetterQueue.QueueName")
+    );
+}
+
+/// The audit archive (docs/audit.md): Object Lock in compliance mode for the events'
+/// retention, written only by audit-watch (create-only keys), deleted by no one.
+#[test]
+fn the_audit_archive_is_locked_and_only_audit_watch_writes_it() {
+    let template = template();
+    let resources = resources(&template);
+    let bucket = &resources["AuditArchiveBucket"];
+    assert_eq!(bucket["Type"], "AWS::S3::Bucket");
+    assert_eq!(bucket["DeletionPolicy"], "Retain");
+    let props = &bucket["Properties"];
+    assert_eq!(props["ObjectLockEnabled"], Value::Bool(true));
+    let lock = &props["ObjectLockConfiguration"];
+    assert_eq!(lock["ObjectLockEnabled"], "Enabled");
+    assert_eq!(lock["Rule"]["DefaultRetention"]["Mode"], "COMPLIANCE");
+    assert_eq!(
+        lock["Rule"]["DefaultRetention"]["Days"].as_i64(),
+        Some(shared::audit::RETENTION_DAYS)
+    );
+    assert_eq!(props["VersioningConfiguration"]["Status"], "Enabled");
+    for flag in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(
+            props["PublicAccessBlockConfiguration"][flag],
+            Value::Bool(true),
+            "{flag}"
+        );
+    }
+    let sse = &props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+        ["ServerSideEncryptionByDefault"];
+    assert_eq!(sse["SSEAlgorithm"], "aws:kms");
+    assert_eq!(
+        tagged(&sse["KMSMasterKeyID"], "!GetAtt"),
+        Some("DocareKey.Arn")
+    );
+
+    let policy =
+        &resources["AuditArchiveBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"];
+    let statements = policy.as_sequence().expect("statements");
+    let denies = |action: &str| {
+        statements
+            .iter()
+            .filter(|s| s["Effect"] == "Deny" && s["Principal"] == "*")
+            .find(|s| actions(s).iter().any(|a| a == action || a == "s3:*"))
+            .cloned()
+    };
+    let tls = denies("s3:GetObject").expect("TLS only");
+    assert_eq!(tls["Condition"]["Bool"]["aws:SecureTransport"], "false");
+    for action in [
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+        "s3:BypassGovernanceRetention",
+    ] {
+        let deny = statements
+            .iter()
+            .find(|s| s["Effect"] == "Deny" && actions(s).iter().any(|a| a == action))
+            .unwrap_or_else(|| panic!("{action} is denied"));
+        assert!(deny["Condition"].is_null(), "{action}: denied to everyone");
+    }
+    let writes = statements
+        .iter()
+        .find(|s| s["Effect"] == "Deny" && actions(s).iter().any(|a| a == "s3:PutObject"))
+        .expect("writes denied");
+    assert_eq!(
+        tagged(
+            &writes["Condition"]["ArnNotEquals"]["aws:PrincipalArn"],
+            "!GetAtt"
+        ),
+        Some("AuditWatchFunctionRole.Arn"),
+        "every writer but audit-watch is denied"
+    );
+    // No role but audit-watch's may put objects there.
+    for (name, resource) in resources {
+        let function_role = resource["Type"] == "AWS::IAM::Role"
+            && name.as_str().is_some_and(|n| n.ends_with("FunctionRole"));
+        if !function_role && resource["Type"] != "AWS::IAM::ManagedPolicy" {
+            continue;
+        }
+        let statements: Vec<&Value> = if resource["Type"] == "AWS::IAM::Role" {
+            role_statements(resources, resource)
+        } else {
+            resource["Properties"]["PolicyDocument"]["Statement"]
+                .as_sequence()
+                .map(|s| s.iter().collect())
+                .unwrap_or_default()
+        };
+        for statement in statements {
+            let on_archive = serde_yaml::to_string(&statement["Resource"])
+                .unwrap_or_default()
+                .contains("AuditArchiveBucket");
+            let writes = actions(statement)
+                .iter()
+                .any(|a| a.contains('*') || a.starts_with("s3:Put") || a.starts_with("s3:Delete"));
+            if statement["Effect"] == "Allow" && on_archive && writes {
+                assert_eq!(
+                    name.as_str(),
+                    Some("AuditWatchFunctionRole"),
+                    "only audit-watch writes the archive"
+                );
+                assert_eq!(actions(statement), ["s3:PutObject"]);
+            }
+        }
+    }
+}

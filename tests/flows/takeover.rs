@@ -789,6 +789,80 @@ async fn auth_changes_are_not_kept_without_their_audit_events() {
     assert_eq!(status, 503);
     assert_eq!(sessions().await, before, "no session without its events");
     let _ = DbValue::Null;
+
+    // The password step of an MFA login (lockout cleared, hash upgraded, challenge
+    // started): kept only with its event.
+    let failed = |id: String| async move {
+        accounts::get(app, &id).await.unwrap().unwrap().item["failed_logins"]
+            .as_i64()
+            .unwrap()
+    };
+    let (status, _) = login(app, "192.0.2.12", "uow@example.com", OTHER).await;
+    assert_eq!(status, 401);
+    assert_eq!(failed(account.id.clone()).await, 1);
+    let (status, _) = login(&down, "192.0.2.12", "uow@example.com", PASSWORD).await;
+    assert_eq!(status, 503, "no MFA step without its event");
+    assert!(
+        failed(account.id.clone()).await >= 1,
+        "the lockout counter is not cleared without an event"
+    );
+    let (status, step) = login(app, "192.0.2.12", "uow@example.com", PASSWORD).await;
+    assert_eq!(status, 200);
+    assert!(step["mfa_token"].is_string());
+    assert_eq!(failed(account.id.clone()).await, 0);
+    assert!(account_events(app, &account.id)
+        .await
+        .contains(&(Action::MfaRequired, Outcome::Success)));
+
+    // A repeat sign-up of an unverified address (new credentials, earlier tokens end):
+    // kept only with its event.
+    assert_eq!(signup(app, "again@example.com", PASSWORD).await.0, 201);
+    let first = token_in(&mails(app).await.pop().unwrap());
+    let again = accounts::find_by_email(app, "again@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let pending = |id: String| async move {
+        accounts::get(app, &id).await.unwrap().unwrap().item["pending_signup"].clone()
+    };
+    let before = pending(again.id.clone()).await;
+    assert_eq!(signup(&down, "again@example.com", OTHER).await.0, 503);
+    assert_eq!(pending(again.id.clone()).await, before, "nothing changed");
+    assert!(mails(app).await.is_empty(), "no token mailed");
+    assert_eq!(signup(app, "again@example.com", OTHER).await.0, 201);
+    let signups = account_events(app, &again.id)
+        .await
+        .into_iter()
+        .filter(|e| *e == (Action::Signup, Outcome::Success))
+        .count();
+    assert_eq!(signups, 2, "the repeat sign-up is recorded");
+    let (status, _) = call(
+        app,
+        "192.0.2.13",
+        "/api/v1/auth/verify-email",
+        json!({"token": first}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status, 400,
+        "the earlier token ended with the recorded repeat"
+    );
+
+    // A right password on an unverified account (still the first sign-up's until a
+    // token is verified) clears the lockout counter: kept only with its event.
+    let (status, _) = login(app, "192.0.2.14", "again@example.com", OTHER).await;
+    assert_eq!(status, 401);
+    assert_eq!(failed(again.id.clone()).await, 1);
+    let (status, _) = login(&down, "192.0.2.14", "again@example.com", PASSWORD).await;
+    assert_eq!(status, 503);
+    assert!(
+        failed(again.id.clone()).await >= 1,
+        "not cleared without an event"
+    );
+    let (status, _) = login(app, "192.0.2.14", "again@example.com", PASSWORD).await;
+    assert_eq!(status, 422);
+    assert_eq!(failed(again.id.clone()).await, 0);
 }
 
 /// The account's audit events (as resource), as (action, outcome).

@@ -8,7 +8,7 @@
 use crate::sessions::open_session_audited;
 use crate::{integrity, mail};
 use serde::Deserialize;
-use shared::audit::{Action, CommitError, Outcome};
+use shared::audit::{Action, CommitError, Outcome, WriteOp};
 use shared::auth::accounts::{self, seal, Account, Status};
 use shared::auth::checks::{self, Check};
 use shared::auth::input;
@@ -27,9 +27,10 @@ pub const MAX_CHALLENGE_ATTEMPTS: i64 = 5;
 pub const RECOVERY_CODES: usize = 10;
 const CODE_DIGITS: u32 = 6;
 
-/// Starts a login challenge for an account whose password was right.
-pub async fn start_challenge(app: &AppContext, account: &Account) -> Result<String, ApiError> {
-    mfa::start(app, &account.id, account.pending_epoch, CHALLENGE_TTL_SECS).await
+/// Starts a login challenge for an account whose password was right: the write, for
+/// the login's unit of work with its `MFA_REQUIRED` event, and the token.
+pub fn start_challenge(app: &AppContext, account: &Account) -> (String, WriteOp) {
+    mfa::start_op(app, &account.id, account.pending_epoch, CHALLENGE_TTL_SECS)
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

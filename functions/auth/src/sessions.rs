@@ -160,12 +160,18 @@ pub async fn login(app: App, req: ApiRequest) -> HandlerResult {
     rate_limit::release(&app, by_ip).await;
     rate_limit::release(&app, by_address).await;
     if account.status == Status::Unverified {
-        accounts::change(
-            &app,
-            &account.id,
-            accounts::AccountChange::new().clear_lockout(),
-        )
-        .await?;
+        // The right password clears the lockout counter; refused all the same, and the
+        // change is kept only with its event.
+        let event = account_event(
+            &req,
+            Action::LoginFailed,
+            Some(&account.id),
+            Some(account.role),
+            Outcome::Denied,
+        );
+        let clear = accounts::AccountChange::new().clear_lockout();
+        let (write, _) = accounts::change_op(&app, &account, clear, account.still_unverified())?;
+        commit_login_step(&app, event, vec![write]).await?;
         return Err(ApiError::unprocessable(
             "verify your e-mail address before logging in",
         ));
@@ -176,8 +182,17 @@ pub async fn login(app: App, req: ApiRequest) -> HandlerResult {
         change = change.password_hash(upgraded);
     }
     if account.mfa_enabled {
-        accounts::change(&app, &account.id, change).await?;
-        let mfa_token = mfa::start_challenge(&app, &account).await?;
+        // The cleared counters (and upgraded hash), the challenge and the event: one unit.
+        let event = account_event(
+            &req,
+            Action::MfaRequired,
+            Some(&account.id),
+            Some(account.role),
+            Outcome::Success,
+        );
+        let (write, _) = accounts::change_op(&app, &account, change, account.active_unchanged())?;
+        let (mfa_token, challenge) = mfa::start_challenge(&app, &account);
+        commit_login_step(&app, event, vec![write, challenge]).await?;
         return ApiResponse::ok(&MfaRequired {
             mfa_required: true,
             mfa_token,
@@ -194,6 +209,20 @@ pub async fn login(app: App, req: ApiRequest) -> HandlerResult {
     let (write, _) = accounts::change_op(&app, &account, change, account.active_unchanged())?;
     let pair = open_session_audited(&app, &account, amr::PASSWORD_ONLY, event, vec![write]).await?;
     ApiResponse::ok(&pair)
+}
+
+/// Commits a login step's account change with its event; the account changed meanwhile
+/// (disabled, reset) answers 401 with nothing written.
+async fn commit_login_step(
+    app: &AppContext,
+    event: AuditEvent,
+    ops: Vec<WriteOp>,
+) -> Result<(), ApiError> {
+    match app.audit.commit(event, ops).await {
+        Ok(()) => Ok(()),
+        Err(CommitError::Change { .. }) => Err(ApiError::InvalidCredentials),
+        Err(err) => Err(err.into()),
+    }
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

@@ -59,9 +59,9 @@ pub async fn signup(app: App, req: ApiRequest) -> HandlerResult {
             }
         }
         // A repeat sign-up of an unverified address: a fresh token with THIS sign-up's
-        // credentials, and the earlier tokens stop working.
+        // credentials, and the earlier tokens stop working, committed with its event.
         Some(existing) if existing.status == Status::Unverified => {
-            let repeated = accounts::repeat_signup(
+            let (issued, ops) = accounts::repeat_signup(
                 &app,
                 &existing.id,
                 &password_hash,
@@ -69,9 +69,12 @@ pub async fn signup(app: App, req: ApiRequest) -> HandlerResult {
                 VERIFY_TTL_SECS,
             )
             .await?;
-            match repeated {
-                Some(issued) => mail::verification(&app, email, &issued.token).await?,
-                None => mail::already_registered(&app, email).await?,
+            let event = audit_account(&req, &existing.id, existing.role, Action::Signup);
+            match app.audit.commit(event, ops).await {
+                Ok(()) => mail::verification(&app, email, &issued.token).await?,
+                // Verified meanwhile: answered alike, told by mail.
+                Err(CommitError::Change { .. }) => mail::already_registered(&app, email).await?,
+                Err(err) => return Err(err.into()),
             }
         }
         Some(_) => mail::already_registered(&app, email).await?,

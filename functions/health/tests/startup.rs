@@ -12,6 +12,7 @@ fn valid_env() -> Vec<(&'static str, &'static str)> {
         ("DOCARE_AUDIT_TABLE", "docare-dev-audit"),
         ("DOCARE_QUARANTINE_BUCKET", "q"),
         ("DOCARE_DOCUMENTS_BUCKET", "d"),
+        ("DOCARE_AUDIT_ARCHIVE_BUCKET", "a"),
         ("DOCARE_KMS_KEY_ID", "alias/docare-dev"),
         (
             "DOCARE_SCANS_QUEUE_URL",

@@ -11,8 +11,9 @@
 //!   `notification` (carrying the reminder id, so a client drops a repeat), then e-mail
 //!   and SMS through the messenger port. Each channel is claimed before it is sent and
 //!   marked sent after (`shared::store::reminders`): a duplicated delivery sends nothing
-//!   twice; a claim found unsent is reported (error log line, metric
-//!   `reminder_delivery_unknown`, listed in gsi1 `UNSENT`) and not sent again; a send
+//!   twice; a claim found unsent is reported (the `ReminderDeliveryUnknown` metric as an
+//!   embedded metric format line, which `ReminderDeliveryUnknownAlarm` watches, an error
+//!   log line, and listed in gsi1 `UNSENT`) and not sent again; a send
 //!   that failed knowingly gives its claim back and the message is retried; a message
 //!   that cannot be read fails permanently and reaches the DLQ after 5 receives. An
 //!   appointment reminder is delivered only while the appointment still starts at the
@@ -253,6 +254,12 @@ async fn deliver_on(
             return Ok(());
         }
         Claim::Unknown => {
+            // The metric (an embedded metric format line) is what the alarm watches.
+            shared::telemetry::emit_metric(
+                app,
+                shared::telemetry::metrics::REMINDER_DELIVERY_UNKNOWN,
+                1,
+            );
             tracing::error!(
                 metric = "reminder_delivery_unknown",
                 reminder_id = %reminder.id,

@@ -24,7 +24,7 @@ pub const RETENTION_DAYS: i64 = 2555;
 /// Version of the canonical encoding, stored in `v` on each event.
 pub const FORMAT_VERSION: i64 = 1;
 const LABEL: &[u8] = b"docare-audit\0";
-const SEQ_DIGITS: usize = 20;
+pub(crate) const SEQ_DIGITS: usize = 20;
 
 /// Attribute names of an audit item.
 pub mod attr {

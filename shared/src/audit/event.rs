@@ -67,6 +67,9 @@ actions! {
     MfaChallenge => "MFA_CHALLENGE",
     MfaFailed => "MFA_FAILED",
     MfaCodeSent => "MFA_CODE_SENT",
+    /// A right password on an account with a second factor: the login's challenge was
+    /// started (with the lockout counter cleared and the hash upgraded, if due).
+    MfaRequired => "MFA_REQUIRED",
     Signup => "SIGNUP",
     EmailVerify => "EMAIL_VERIFY",
     PasswordChange => "PASSWORD_CHANGE",
@@ -361,7 +364,7 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_uppercase() || c == '_'));
         }
-        assert_eq!(Action::ALL.len(), 28);
+        assert_eq!(Action::ALL.len(), 29);
         assert_eq!(
             Action::PasswordResetRequest.as_str(),
             "PASSWORD_RESET_REQUEST"

@@ -16,6 +16,7 @@
 //! recorded is not kept.
 
 pub mod anchor;
+pub mod archive;
 mod chain;
 mod event;
 mod reader;
@@ -36,7 +37,10 @@ pub use event::{
     Action, Actor, AuditEvent, Origin, Outcome, Reason, Resource, UnknownName, MAX_REASON_CHARS,
 };
 pub use reader::{AuditReader, TimeRange};
-pub use verify::{verify, verify_with_anchors, BreakKind, ChainBreak, VerifyOptions, VerifyReport};
+pub use verify::{
+    verify, verify_with_anchors, verify_with_archive, Archive, BreakKind, ChainBreak,
+    VerifyOptions, VerifyReport,
+};
 pub use writer::{AuditWriter, CommitError, MAX_ATTEMPTS, MAX_CHANGE_OPS};
 
 use crate::crypto::CryptoError;
@@ -62,6 +66,9 @@ pub enum AuditError {
     /// A list cursor that does not belong to this list.
     #[error("invalid cursor")]
     InvalidCursor,
+    /// The audit archive (S3) could not be read.
+    #[error("audit archive unavailable")]
+    Archive(#[source] crate::ports::blobs::BlobError),
 }
 
 /// Unrecorded means unavailable: the request fails closed with a 503 (a bad cursor is

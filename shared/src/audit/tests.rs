@@ -598,6 +598,58 @@ impl Fixture {
         .expect("verify")
     }
 
+    /// What `audit-watch` does with each append's stream record (`functions/audit-guard`):
+    /// the item as first written, at its archive key, never replaced.
+    async fn archive_all(&self) {
+        let app = &self.parts.app;
+        for shard in 0..CHAIN_SHARDS {
+            let page = self
+                .reader()
+                .chain_page(shard, 0, 500, None)
+                .await
+                .expect("chain");
+            for item in page.items {
+                let event = StoredEvent::from_item(&item).expect("parse");
+                let copy = archive::ArchivedRecord {
+                    event_name: "INSERT".into(),
+                    stream_event_id: format!("s-{shard}-{}", event.seq),
+                    changed_at: event.time.clone(),
+                    user_identity: None,
+                    keys: serde_json::json!({}),
+                    new_image: Some(archive::stream_image(&item)),
+                    old_image: None,
+                    finding: None,
+                };
+                app.blobs
+                    .put_new(
+                        &app.config.audit_archive_bucket,
+                        &archive::event_key(shard, event.seq),
+                        copy.to_json().expect("json"),
+                        archive::CONTENT_TYPE,
+                    )
+                    .await
+                    .expect("archived");
+            }
+        }
+    }
+
+    async fn verify_archived(&self) -> VerifyReport {
+        let app = &self.parts.app;
+        let archive = Archive {
+            blobs: app.blobs.as_ref(),
+            bucket: &app.config.audit_archive_bucket,
+        };
+        verify_with_archive(
+            &self.reader(),
+            &self.trusted().await,
+            archive,
+            self.clock.now(),
+            &VerifyOptions::default(),
+        )
+        .await
+        .expect("verify")
+    }
+
     async fn anchor(&self) -> AnchorRun {
         self.anchorer()
             .run(self.clock.now())
@@ -686,6 +738,53 @@ async fn a_shard_rewritten_with_its_head_is_caught_by_the_anchors() {
     // The next anchoring run refuses to certify the rewritten shard and says so.
     let run = fx.anchor().await;
     assert_eq!(run.broken, vec![3]);
+}
+
+/// Events newer than the last anchor: a consistent rewrite (chain and head) passes the
+/// chain and the anchors, but not the archive's first copies.
+#[tokio::test]
+async fn an_event_rewritten_with_its_chain_and_head_is_caught_by_the_archive() {
+    let fx = fixture();
+    let ids = fx.chain_of(3, 6).await;
+    fx.chain_of(5, 2).await;
+    fx.archive_all().await;
+    let intact = fx.verify_archived().await;
+    assert!(intact.is_intact(), "{:?}", intact.first_break);
+    assert_eq!(intact.events, 8);
+
+    fx.rewrite_consistently(3, 2).await;
+    assert!(fx.verify().await.is_intact(), "the chain alone passes");
+    assert!(
+        fx.verify_anchored().await.is_intact(),
+        "no anchor covers these events yet"
+    );
+    assert_eq!(
+        broken(&fx.verify_archived().await),
+        &ChainBreak {
+            shard: 3,
+            seq: 2,
+            event_id: Some(ids[2].clone()),
+            kind: BreakKind::ArchiveMismatch,
+        }
+    );
+
+    // An event without an archived copy is a break once the stream had time to copy it.
+    let fx = fixture();
+    fx.chain_of(1, 2).await;
+    assert!(
+        fx.verify_archived().await.is_intact(),
+        "too young to be archived"
+    );
+    fx.clock.advance(Duration::minutes(16));
+    let report = fx.verify_archived().await;
+    assert_eq!(
+        (
+            broken(&report).shard,
+            broken(&report).seq,
+            &broken(&report).kind
+        ),
+        (1, 0, &BreakKind::ArchiveMissing)
+    );
 }
 
 #[tokio::test]

@@ -11,9 +11,13 @@
 //! rewrite a shard consistently. [`verify_with_anchors`] therefore also checks the
 //! signed anchors (`anchor.rs`): each anchor's signature (a key the functions cannot
 //! use) and its link to the previous one, that every anchored head is still in its
-//! chain with the same hash, and that anchoring has not stopped.
+//! chain with the same hash, and that anchoring has not stopped. Between anchors,
+//! [`verify_with_archive`] also compares every event with its first copy in the audit
+//! archive (`archive.rs`: S3 Object Lock, written only by `audit-watch`), which a
+//! rewrite of the table cannot reach.
 
 use super::anchor::{anchor_genesis, Anchor, ANCHOR_GRACE};
+use super::archive;
 use super::chain::{
     format_time, genesis_hash, is_past_retention, parse_time, ChainHead, Malformed, StoredEvent,
     CHAIN_SHARDS,
@@ -21,6 +25,7 @@ use super::chain::{
 use super::reader::{AuditReader, TimeRange};
 use super::AuditError;
 use crate::crypto::signing::PublicKey;
+use crate::ports::blobs::{BlobError, BlobStore};
 use crate::ports::db::{Item, Value, SK};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::{BTreeMap, HashMap};
@@ -75,6 +80,12 @@ pub enum BreakKind {
     /// Events were appended long after the newest anchor (anchoring stopped, or the
     /// newest anchors were removed).
     AnchorsStale { newest: Option<u64> },
+    /// The event is not the one first written at its place, as the audit archive kept
+    /// it (rewritten in the table, with its chain and head or not).
+    ArchiveMismatch,
+    /// An event older than [`ANCHOR_GRACE`] has no archived copy (its stream record was
+    /// never archived, or it was written before the archive existed).
+    ArchiveMissing,
 }
 
 impl BreakKind {
@@ -114,6 +125,12 @@ impl fmt::Display for BreakKind {
                 f,
                 "events appended more than {} minutes after the newest anchor ({anchor}): anchoring stopped or anchors were removed",
                 ANCHOR_GRACE.as_secs() / 60
+            ),
+            BreakKind::ArchiveMismatch => {
+                f.write_str("event differs from its first archived copy (rewritten in the table)")
+            }
+            BreakKind::ArchiveMissing => f.write_str(
+                "event has no archived copy (its stream record was not archived, or it predates the archive)",
             ),
             BreakKind::AnchorsStale { newest: None } => write!(
                 f,
@@ -171,7 +188,14 @@ pub async fn verify(
     now: DateTime<Utc>,
     options: &VerifyOptions,
 ) -> Result<VerifyReport, AuditError> {
-    walk(reader, &Anchored::default(), now, options).await
+    walk(reader, &Anchored::default(), None, now, options).await
+}
+
+/// The audit archive a verification compares events with.
+#[derive(Clone, Copy)]
+pub struct Archive<'a> {
+    pub blobs: &'a dyn BlobStore,
+    pub bucket: &'a str,
 }
 
 /// What one anchor recorded of one shard's head.
@@ -199,6 +223,30 @@ struct Anchored {
 pub async fn verify_with_anchors(
     reader: &AuditReader,
     trusted: &[PublicKey],
+    now: DateTime<Utc>,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, AuditError> {
+    verify_anchored(reader, trusted, None, now, options).await
+}
+
+/// [`verify_with_anchors`] plus the audit archive: every event of the range must be
+/// its first archived copy (same event id and hash; the hash covers every field), and
+/// every event older than [`ANCHOR_GRACE`] must have one. Catches a rewrite that the
+/// anchors cannot (events newer than the last anchor) as well as older ones.
+pub async fn verify_with_archive(
+    reader: &AuditReader,
+    trusted: &[PublicKey],
+    archive: Archive<'_>,
+    now: DateTime<Utc>,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, AuditError> {
+    verify_anchored(reader, trusted, Some(archive), now, options).await
+}
+
+async fn verify_anchored(
+    reader: &AuditReader,
+    trusted: &[PublicKey],
+    archive: Option<Archive<'_>>,
     now: DateTime<Utc>,
     options: &VerifyOptions,
 ) -> Result<VerifyReport, AuditError> {
@@ -261,7 +309,7 @@ pub async fn verify_with_anchors(
         checked += 1;
         previous = Some(anchor);
     }
-    let mut report = walk(reader, &anchored, now, options).await?;
+    let mut report = walk(reader, &anchored, archive, now, options).await?;
     report.anchors = checked;
     if report.first_break.is_some() {
         return Ok(report);
@@ -300,6 +348,7 @@ pub async fn verify_with_anchors(
 async fn walk(
     reader: &AuditReader,
     anchored: &Anchored,
+    archive: Option<Archive<'_>>,
     now: DateTime<Utc>,
     options: &VerifyOptions,
 ) -> Result<VerifyReport, AuditError> {
@@ -307,7 +356,7 @@ async fn walk(
     let none = BTreeMap::new();
     for shard in 0..options.shards {
         let points = anchored.shards.get(&shard).unwrap_or(&none);
-        let outcome = verify_shard(reader, shard, points, now, &options.range).await?;
+        let outcome = verify_shard(reader, shard, points, archive, now, &options.range).await?;
         report.events += outcome.events;
         if outcome.used {
             report.chains += 1;
@@ -338,10 +387,40 @@ fn sk_seq(item: &Item) -> Option<u64> {
     item.get(SK).and_then(Value::as_str)?.parse().ok()
 }
 
+/// The event against its first archived copy: `None` when it matches (or is too young
+/// to be archived yet), else what is wrong.
+async fn against_archive(
+    archive: Archive<'_>,
+    shard: u32,
+    event: &StoredEvent,
+    now: DateTime<Utc>,
+) -> Result<Option<BreakKind>, AuditError> {
+    let copy = match archive::event_copy(archive.blobs, archive.bucket, shard, event.seq).await {
+        Ok(copy) => copy,
+        // An object there that is not an archived record is not the event.
+        Err(BlobError::Invalid(_)) => return Ok(Some(BreakKind::ArchiveMismatch)),
+        Err(err) => return Err(AuditError::Archive(err)),
+    };
+    Ok(match copy {
+        Some(copy) => {
+            let same = copy.new_hash() == Some(event.hash.as_str())
+                && copy.new_text(super::chain::attr::EVENT_ID) == Some(event.event_id.as_str());
+            (!same).then_some(BreakKind::ArchiveMismatch)
+        }
+        None => {
+            // The stream delivers within seconds; an older event must have its copy.
+            let grace = Duration::from_std(ANCHOR_GRACE).unwrap_or_else(|_| Duration::minutes(15));
+            let old = parse_time(&event.time).is_none_or(|t| t + grace < now);
+            old.then_some(BreakKind::ArchiveMissing)
+        }
+    })
+}
+
 async fn verify_shard(
     reader: &AuditReader,
     shard: u32,
     anchored: &Points,
+    archive: Option<Archive<'_>>,
     now: DateTime<Utc>,
     range: &TimeRange,
 ) -> Result<ShardOutcome, AuditError> {
@@ -410,6 +489,13 @@ async fn verify_shard(
                     let kind = BreakKind::AnchorMismatch {
                         anchor: point.anchor,
                     };
+                    out.first_break = Some(broken(event.seq, id, kind));
+                    return Ok(out);
+                }
+            }
+            // Newer than the last anchor too: the copy the table's writers cannot reach.
+            if let Some(archive) = archive {
+                if let Some(kind) = against_archive(archive, shard, &event, now).await? {
                     out.first_break = Some(broken(event.seq, id, kind));
                     return Ok(out);
                 }

@@ -198,6 +198,12 @@ impl Account {
         }
     }
 
+    /// A condition that holds while the account exists and is still unverified (a
+    /// login's change to an account that must verify its address first).
+    pub fn still_unverified(&self) -> Condition {
+        Condition::And(vec![Condition::Exists, only_unverified()])
+    }
+
     /// A check, for a unit of work, that the account is still active and no password
     /// reset or change happened since it was read.
     pub fn still_active(&self, app: &AppContext) -> WriteOp {
@@ -366,27 +372,19 @@ pub async fn new_signup(
     Ok((account, issued, ops))
 }
 
-/// A repeat sign-up of an unverified account: a fresh token with these credentials,
-/// and every earlier one stops working (one transaction); `None` when the account is
-/// not unverified any more.
+/// A repeat sign-up of an unverified account: a fresh token with these credentials and
+/// the writes that make every earlier one stop working, for one unit of work with its
+/// event (a failed condition: the account is not unverified any more).
 pub async fn repeat_signup(
     app: &AppContext,
     id: &str,
     password_hash: &str,
     full_name: &str,
     ttl_secs: i64,
-) -> Result<Option<super::one_time::Issued>, ApiError> {
+) -> Result<(super::one_time::Issued, Vec<WriteOp>), ApiError> {
     let issued = signup_token(app, id, password_hash, full_name, ttl_secs).await?;
-    let restart = restart_signup(app, id, &issued.hash);
-    match app
-        .db
-        .transact_write(vec![restart, issued.write.clone()])
-        .await
-    {
-        Ok(()) => Ok(Some(issued)),
-        Err(err) if err.is_condition_failed() => Ok(None),
-        Err(err) => Err(err.into()),
-    }
+    let ops = vec![restart_signup(app, id, &issued.hash), issued.write.clone()];
+    Ok((issued, ops))
 }
 
 /// A password-reset token of the account's current pending epoch (the next reset or

@@ -68,6 +68,16 @@ pub trait BlobStore: Send + Sync {
         content_type: &str,
         metadata: BTreeMap<String, String>,
     ) -> Result<(), BlobError>;
+    /// Creates the object only if the key holds none (S3 `If-None-Match: *`, atomic):
+    /// `Ok(false)` when one exists already, which stays as it was. On a bucket with
+    /// Object Lock this is how a first version is kept the only one at its key.
+    async fn put_new(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<bool, BlobError>;
     /// `None` when there is no such object.
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<BlobObject>, BlobError>;
     /// Bytes `start..end` (end exclusive) of an object, streamed; `None` when there is

@@ -347,6 +347,16 @@ impl BlobStore for RecordedBlobs {
         note(Access::new("s3:PutObject", bucket, object_prefix(key)));
         self.0.put(bucket, key, body, content_type, metadata).await
     }
+    async fn put_new(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<bool, BlobError> {
+        note(Access::new("s3:PutObject", bucket, object_prefix(key)));
+        self.0.put_new(bucket, key, body, content_type).await
+    }
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<BlobObject>, BlobError> {
         note(Access::new("s3:GetObject", bucket, object_prefix(key)));
         self.0.get(bucket, key).await

@@ -33,13 +33,9 @@ impl Challenge {
 }
 
 /// Starts a challenge for a user whose account is in pending `epoch`, valid
-/// `ttl_secs`; returns its token (stored hashed).
-pub async fn start(
-    app: &AppContext,
-    user_id: &str,
-    epoch: i64,
-    ttl_secs: i64,
-) -> Result<String, ApiError> {
+/// `ttl_secs`: the write (for a unit of work with its event) and the token (stored
+/// hashed).
+pub fn start_op(app: &AppContext, user_id: &str, epoch: i64, ttl_secs: i64) -> (String, WriteOp) {
     let token = secrets::token();
     let key = keys::mfa_challenge(&secrets::hash(&token));
     let record = item([
@@ -53,10 +49,12 @@ pub async fn start(
             Value::N(app.clock.now().timestamp() + ttl_secs),
         ),
     ]);
-    app.db
-        .put(&app.config.table, record, Some(Condition::NotExists))
-        .await?;
-    Ok(token)
+    let write = WriteOp::Put {
+        table: app.config.table.clone(),
+        item: record,
+        condition: Some(Condition::NotExists),
+    };
+    (token, write)
 }
 
 /// The challenge with this token, if it is pending (one read).

@@ -139,6 +139,7 @@ contract_suite! {
     both: [
         ranged_reads,
         put_get_head_delete_roundtrip,
+        put_new_never_replaces_an_object,
         missing_objects_are_none,
         streams_a_5_mib_object,
         presigned_put_then_get,
@@ -192,6 +193,29 @@ async fn put_get_head_delete_roundtrip(fx: &BlobFixture) {
     fx.blobs.delete(b, key).await.expect("delete");
     assert!(fx.blobs.head(b, key).await.expect("head").is_none());
     assert!(fx.blobs.get(b, key).await.expect("get").is_none());
+}
+
+async fn put_new_never_replaces_an_object(fx: &BlobFixture) {
+    let (b, key) = (&fx.bucket, "archive/07/00000000000000000001.json");
+    let first = Bytes::from_static(b"{\"v\":1}");
+    assert!(fx
+        .blobs
+        .put_new(b, key, first.clone(), "application/json")
+        .await
+        .expect("put_new"));
+    assert!(
+        !fx.blobs
+            .put_new(b, key, Bytes::from_static(b"{\"v\":2}"), "application/json")
+            .await
+            .expect("second put_new"),
+        "an existing object is not replaced"
+    );
+    let object = fx.blobs.get(b, key).await.expect("get").expect("exists");
+    assert_eq!(
+        object.meta.content_type.as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(object.collect().await.expect("body"), first);
 }
 
 async fn missing_objects_are_none(fx: &BlobFixture) {

@@ -132,6 +132,43 @@ impl BlobStore for S3Blobs {
         Ok(())
     }
 
+    async fn put_new(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<bool, BlobError> {
+        validate_key(key)?;
+        // A checksum: S3 requires one on a put into a bucket with Object Lock.
+        let put = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .if_none_match("*")
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
+            .body(ByteStream::from(body))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            // 412: an object exists; 409: a concurrent conditional put of the key won.
+            Err(err)
+                if matches!(
+                    err.code(),
+                    Some("PreconditionFailed" | "ConditionalRequestConflict")
+                ) || err
+                    .raw_response()
+                    .is_some_and(|r| r.status().as_u16() == 412) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<BlobObject>, BlobError> {
         validate_key(key)?;
         self.get_object(bucket, key, None).await

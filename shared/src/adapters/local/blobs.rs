@@ -2,7 +2,7 @@
 //! with metadata beside it. Presigned URLs point at the local stack, which checks the
 //! HMAC signature and expiry with [`LocalBlobs::verify_presigned`] before serving.
 
-use super::files::{private_dir, write_private};
+use super::files::{private_dir, write_private, write_private_new};
 use crate::clock::Clock;
 use crate::ports::blobs::{
     validate_expiry, validate_key, validate_range, BlobError, BlobMeta, BlobObject, BlobStore,
@@ -185,6 +185,32 @@ impl BlobStore for LocalBlobs {
         tokio::task::spawn_blocking(move || {
             write_private(&meta, &stored)?;
             write_private(&data, &body)
+        })
+        .await
+        .map_err(unavailable)?
+        .map_err(unavailable)
+    }
+
+    async fn put_new(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<bool, BlobError> {
+        let (data, meta) = self.paths(bucket, key)?;
+        let stored = serde_json::to_vec(&StoredMeta {
+            content_type: Some(content_type.to_string()),
+            metadata: BTreeMap::new(),
+        })
+        .map_err(unavailable)?;
+        tokio::task::spawn_blocking(move || {
+            // The metadata first (no object without it); the body's link decides.
+            if data.exists() {
+                return Ok(false);
+            }
+            write_private(&meta, &stored)?;
+            write_private_new(&data, &body)
         })
         .await
         .map_err(unavailable)?

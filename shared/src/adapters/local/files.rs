@@ -16,6 +16,37 @@ pub fn private_dir(path: &Path) -> std::io::Result<()> {
 }
 
 /// Writes a file readable by its owner only (0600), atomically: temp file, fsync, rename.
+/// Like [`write_private`], but only when `path` does not exist (the complete file is
+/// linked into place, which fails if anything is there): `Ok(false)` then.
+pub fn write_private_new(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.new-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        ulid::Ulid::new()
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let result = (|| {
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(err) => Err(err),
+        }
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(dir)?;

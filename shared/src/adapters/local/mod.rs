@@ -53,6 +53,7 @@ pub fn local_config(ws_endpoint: &str, log_filter: &str) -> Config {
         audit_table: "docare-audit".into(),
         quarantine_bucket: "docare-quarantine".into(),
         documents_bucket: "docare-documents".into(),
+        audit_archive_bucket: "docare-audit-archive".into(),
         kms_key_id: LOCAL_KEY_ID.into(),
         signing_key_id: LOCAL_SIGNING_KEY_ID.into(),
         previous_signing_key_ids: Vec::new(),
@@ -132,7 +133,11 @@ pub fn open(
         signing_key,
         clock.clone(),
     );
-    for bucket in [&config.quarantine_bucket, &config.documents_bucket] {
+    for bucket in [
+        &config.quarantine_bucket,
+        &config.documents_bucket,
+        &config.audit_archive_bucket,
+    ] {
         blobs
             .create_bucket(bucket)
             .map_err(|e| fail(&blobs_root, e.to_string()))?;
