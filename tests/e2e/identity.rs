@@ -180,7 +180,10 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
         .as_str()
         .unwrap()
         .to_string();
-    let mut share = ApiRequest::new(Method::PUT, &format!("/api/v1/secure-notes/{note_id}/share"));
+    let mut share = ApiRequest::new(
+        Method::PUT,
+        &format!("/api/v1/secure-notes/{note_id}/share"),
+    );
     share.headers.insert(
         "authorization",
         format!("Bearer {carer_token}").parse().unwrap(),

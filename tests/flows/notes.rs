@@ -34,7 +34,14 @@ async fn setup() -> H {
     let provider = account(&t.app, "dr@example.com", "Dr Dana", Role::Provider).await;
     let colleague = account(&t.app, "dr2@example.com", "Dr Colm", Role::Provider).await;
     let patient = account(&t.app, "pat@example.com", "Pat Doe", Role::Patient).await;
-    let dt = token(&t.app, &provider, Role::Provider, "d", &["pwd", "mfa", "otp"]).await;
+    let dt = token(
+        &t.app,
+        &provider,
+        Role::Provider,
+        "d",
+        &["pwd", "mfa", "otp"],
+    )
+    .await;
     let pt = token(&t.app, &patient, Role::Patient, "p", &["pwd"]).await;
     let appointment = docare_e2e::book_any_slot(&t.app, &provider, &dt, &pt).await;
     for who in [&provider, &colleague] {
@@ -76,8 +83,19 @@ impl H {
         self.tok(&self.patient, Role::Patient).await
     }
 
-    async fn send(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-        dispatch(&self.notes, &self.t.app, request(method, path, Some(token), body)).await
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        dispatch(
+            &self.notes,
+            &self.t.app,
+            request(method, path, Some(token), body),
+        )
+        .await
     }
 
     /// A note by the provider for the appointment; its id.
@@ -87,8 +105,10 @@ impl H {
                 Method::POST,
                 "/api/v1/secure-notes",
                 &self.dt().await,
-                Some(json!({"appointment_id": self.appointment, "note_type": "progress",
-                    "content": content, "access_reason": REASON})),
+                Some(
+                    json!({"appointment_id": self.appointment, "note_type": "progress",
+                    "content": content, "access_reason": REASON}),
+                ),
             )
             .await;
         assert_eq!(status, 201, "{note}");
@@ -122,7 +142,12 @@ async fn a_provider_writes_reads_and_updates_a_note_both_versions_stay_readable_
     let path = format!("/api/v1/secure-notes/{id}");
 
     let (status, read) = h
-        .send(Method::POST, &format!("{path}/access"), &dt, Some(json!({"access_reason": REASON})))
+        .send(
+            Method::POST,
+            &format!("{path}/access"),
+            &dt,
+            Some(json!({"access_reason": REASON})),
+        )
         .await;
     assert_eq!(status, 200, "{read}");
     assert_eq!(read["content"], FIRST);
@@ -136,8 +161,10 @@ async fn a_provider_writes_reads_and_updates_a_note_both_versions_stay_readable_
             Method::PUT,
             &path,
             &dt,
-            Some(json!({"content": SECOND, "expected_version": 1, "access_reason": REASON,
-                "note_type": "treatment_plan"})),
+            Some(
+                json!({"content": SECOND, "expected_version": 1, "access_reason": REASON,
+                "note_type": "treatment_plan"}),
+            ),
         )
         .await;
     assert_eq!(status, 200, "{updated}");
@@ -145,7 +172,9 @@ async fn a_provider_writes_reads_and_updates_a_note_both_versions_stay_readable_
     assert_eq!(updated["note_type"], "treatment_plan");
 
     // Both versions: listed (author, time, whether a reason was given) and readable.
-    let (status, versions) = h.send(Method::GET, &format!("{path}/versions"), &dt, None).await;
+    let (status, versions) = h
+        .send(Method::GET, &format!("{path}/versions"), &dt, None)
+        .await;
     assert_eq!(status, 200, "{versions}");
     let items = versions["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{versions}");
@@ -171,7 +200,12 @@ async fn a_provider_writes_reads_and_updates_a_note_both_versions_stay_readable_
         assert_eq!(version["version"], n);
     }
     let (status, current) = h
-        .send(Method::POST, &format!("{path}/access"), &dt, Some(json!({"access_reason": REASON})))
+        .send(
+            Method::POST,
+            &format!("{path}/access"),
+            &dt,
+            Some(json!({"access_reason": REASON})),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(current["content"], SECOND);
@@ -213,21 +247,23 @@ async fn a_provider_writes_reads_and_updates_a_note_both_versions_stay_readable_
         .filter(|i| i["resource"]["type"] == notes::PATIENT_RECORD)
         .collect();
     let views = on_notes.iter().filter(|i| i["action"] == "VIEW").count();
-    assert!(views >= 4, "the provider's reads are in the access log: {log}");
+    assert!(
+        views >= 4,
+        "the provider's reads are in the access log: {log}"
+    );
     assert!(on_notes
         .iter()
         .all(|i| i["actor"]["user_id"] == h.provider.as_str()));
     assert!(on_notes.iter().any(|i| i["action"] == "UPDATE"));
 
     // The text is sealed at rest, and its digest with it: neither is in the clear.
-    let raw = h
-        .t
-        .app
-        .db
-        .get(&h.t.app.config.table, &notes::version_key(&id, 2))
-        .await
-        .unwrap()
-        .unwrap();
+    let raw =
+        h.t.app
+            .db
+            .get(&h.t.app.config.table, &notes::version_key(&id, 2))
+            .await
+            .unwrap()
+            .unwrap();
     let digest = shared::domain::note::digest(SECOND);
     for (name, value) in &raw {
         let shown = format!("{value:?}");
@@ -252,7 +288,9 @@ async fn a_read_without_a_reason_is_a_400_and_changes_nothing() {
         Some(json!({"access_reason": "x".repeat(501)})),
         Some(json!({"access_reason": "ok reason\u{7} with a bell"})),
     ] {
-        let (status, answer) = h.send(Method::POST, &format!("{path}/access"), &dt, body.clone()).await;
+        let (status, answer) = h
+            .send(Method::POST, &format!("{path}/access"), &dt, body.clone())
+            .await;
         assert_eq!(status, 400, "{body:?}: {answer}");
         assert!(answer.get("content").is_none());
         let (status, _) = h
@@ -267,15 +305,30 @@ async fn a_read_without_a_reason_is_a_400_and_changes_nothing() {
     }
     // Nor a change, a share, an archive or a list without one.
     let (status, _) = h
-        .send(Method::PUT, &path, &dt, Some(json!({"content": SECOND, "expected_version": 1})))
+        .send(
+            Method::PUT,
+            &path,
+            &dt,
+            Some(json!({"content": SECOND, "expected_version": 1})),
+        )
         .await;
     assert_eq!(status, 400);
     let (status, _) = h
-        .send(Method::PUT, &format!("{path}/archive"), &dt, Some(json!({})))
+        .send(
+            Method::PUT,
+            &format!("{path}/archive"),
+            &dt,
+            Some(json!({})),
+        )
         .await;
     assert_eq!(status, 400);
     let (status, _) = h
-        .send(Method::PUT, &format!("{path}/share"), &dt, Some(json!({"shared_with_patient": true})))
+        .send(
+            Method::PUT,
+            &format!("{path}/share"),
+            &dt,
+            Some(json!({"shared_with_patient": true})),
+        )
         .await;
     assert_eq!(status, 400);
     let (status, _) = h
@@ -292,7 +345,9 @@ async fn a_read_without_a_reason_is_a_400_and_changes_nothing() {
             Method::POST,
             "/api/v1/secure-notes",
             &dt,
-            Some(json!({"appointment_id": h.appointment, "note_type": "progress", "content": FIRST})),
+            Some(
+                json!({"appointment_id": h.appointment, "note_type": "progress", "content": FIRST}),
+            ),
         )
         .await;
     assert_eq!(status, 400);
@@ -305,8 +360,10 @@ async fn a_read_without_a_reason_is_a_400_and_changes_nothing() {
             Method::POST,
             "/api/v1/secure-notes",
             &dt,
-            Some(json!({"appointment_id": h.appointment, "note_type": "gossip",
-                "content": FIRST, "access_reason": REASON})),
+            Some(
+                json!({"appointment_id": h.appointment, "note_type": "gossip",
+                "content": FIRST, "access_reason": REASON}),
+            ),
         )
         .await;
     assert_eq!(status, 400, "{answer}");
@@ -316,8 +373,10 @@ async fn a_read_without_a_reason_is_a_400_and_changes_nothing() {
             Method::POST,
             "/api/v1/secure-notes",
             &dt,
-            Some(json!({"appointment_id": h.appointment, "note_type": "intake",
-                "content": "   ", "access_reason": REASON})),
+            Some(
+                json!({"appointment_id": h.appointment, "note_type": "intake",
+                "content": "   ", "access_reason": REASON}),
+            ),
         )
         .await;
     assert_eq!(status, 400);
@@ -367,7 +426,11 @@ async fn strangers_and_other_patients_get_404_and_change_nothing() {
                 format!("{path}/share"),
                 json!({"shared_with_patient": true, "access_reason": REASON}),
             ),
-            (Method::POST, format!("{path}/versions/1/access"), reason.clone()),
+            (
+                Method::POST,
+                format!("{path}/versions/1/access"),
+                reason.clone(),
+            ),
             (
                 Method::POST,
                 format!("/api/v1/appointments/{}/secure-notes/access", h.appointment),
@@ -378,11 +441,20 @@ async fn strangers_and_other_patients_get_404_and_change_nothing() {
             assert_eq!(status, 404, "{who}: {method} {route}: {answer}");
             assert!(!answer.to_string().contains("panic"));
         }
-        let (status, _) = h.send(Method::GET, &format!("{path}/versions"), token, None).await;
+        let (status, _) = h
+            .send(Method::GET, &format!("{path}/versions"), token, None)
+            .await;
         assert_eq!(status, 404, "{who}");
     }
     // The note's own patient does not see it before it is shared.
-    let (status, _) = h.send(Method::POST, &format!("{path}/access"), &pt, Some(reason.clone())).await;
+    let (status, _) = h
+        .send(
+            Method::POST,
+            &format!("{path}/access"),
+            &pt,
+            Some(reason.clone()),
+        )
+        .await;
     assert_eq!(status, 404);
     // A provider without the relationship cannot write for the appointment either.
     let (status, _) = h
@@ -390,14 +462,25 @@ async fn strangers_and_other_patients_get_404_and_change_nothing() {
             Method::POST,
             "/api/v1/secure-notes",
             &st,
-            Some(json!({"appointment_id": h.appointment, "note_type": "progress",
-                "content": "not mine", "access_reason": REASON})),
+            Some(
+                json!({"appointment_id": h.appointment, "note_type": "progress",
+                "content": "not mine", "access_reason": REASON}),
+            ),
         )
         .await;
     assert_eq!(status, 404);
     // The audit trail of the note: its author and admins only.
-    for (token, want) in [(&st, 404), (&ot, 404), (&pt, 404), (&h.ct().await, 404), (&at, 200), (&h.dt().await, 200)] {
-        let (status, answer) = h.send(Method::GET, &format!("{path}/audit-logs"), token, None).await;
+    for (token, want) in [
+        (&st, 404),
+        (&ot, 404),
+        (&pt, 404),
+        (&h.ct().await, 404),
+        (&at, 200),
+        (&h.dt().await, 200),
+    ] {
+        let (status, answer) = h
+            .send(Method::GET, &format!("{path}/audit-logs"), token, None)
+            .await;
         assert_eq!(status, want, "{answer}");
     }
     assert_eq!(h.stored(&id).await, before, "nothing changed");
@@ -422,34 +505,67 @@ async fn an_addendum_sharing_and_archiving() {
             Method::PUT,
             &path,
             &ct,
-            Some(json!({"content": "Addendum: seen in crisis clinic on Friday.",
-                "expected_version": 1, "access_reason": "Adding the crisis clinic visit"})),
+            Some(
+                json!({"content": "Addendum: seen in crisis clinic on Friday.",
+                "expected_version": 1, "access_reason": "Adding the crisis clinic visit"}),
+            ),
         )
         .await;
     assert_eq!(status, 200, "{added}");
-    assert_eq!(added["author_id"], h.provider.as_str(), "the note keeps its author");
+    assert_eq!(
+        added["author_id"],
+        h.provider.as_str(),
+        "the note keeps its author"
+    );
     assert_eq!(added["content_author_id"], h.colleague.as_str());
-    let (_, versions) = h.send(Method::GET, &format!("{path}/versions"), &dt, None).await;
+    let (_, versions) = h
+        .send(Method::GET, &format!("{path}/versions"), &dt, None)
+        .await;
     assert_eq!(versions["items"][1]["kind"], "addendum");
     assert_eq!(versions["items"][1]["author_id"], h.colleague.as_str());
     // Only the author shares or archives.
-    let share = json!({"shared_with_patient": true, "access_reason": "Sharing the note with the patient"});
-    let (status, _) = h.send(Method::PUT, &format!("{path}/share"), &ct, Some(share.clone())).await;
+    let share =
+        json!({"shared_with_patient": true, "access_reason": "Sharing the note with the patient"});
+    let (status, _) = h
+        .send(
+            Method::PUT,
+            &format!("{path}/share"),
+            &ct,
+            Some(share.clone()),
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, shared) = h.send(Method::PUT, &format!("{path}/share"), &dt, Some(share)).await;
+    let (status, shared) = h
+        .send(Method::PUT, &format!("{path}/share"), &dt, Some(share))
+        .await;
     assert_eq!(status, 200, "{shared}");
     assert_eq!(shared["shared_with_patient"], true);
     // The patient reads the current version, lists the appointment's shared notes, and
     // changes nothing.
     let mine = json!({"access_reason": "Reading my own session note"});
-    let (status, read) = h.send(Method::POST, &format!("{path}/access"), &pt, Some(mine.clone())).await;
+    let (status, read) = h
+        .send(
+            Method::POST,
+            &format!("{path}/access"),
+            &pt,
+            Some(mine.clone()),
+        )
+        .await;
     assert_eq!(status, 200, "{read}");
-    assert_eq!(read["content"], "Addendum: seen in crisis clinic on Friday.");
+    assert_eq!(
+        read["content"],
+        "Addendum: seen in crisis clinic on Friday."
+    );
     let second = h.write("Unshared draft: rule out bipolar II").await;
     let list = format!("/api/v1/appointments/{}/secure-notes/access", h.appointment);
     let (status, listed) = h.send(Method::POST, &list, &pt, Some(mine.clone())).await;
     assert_eq!(status, 200, "{listed}");
-    let ids: Vec<&str> = listed["items"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![id.as_str()], "only the shared note");
     assert!(!listed.to_string().contains("bipolar"));
     let (status, listed) = h.send(Method::POST, &list, &dt, Some(mine.clone())).await;
@@ -457,31 +573,75 @@ async fn an_addendum_sharing_and_archiving() {
     assert_eq!(listed["items"].as_array().unwrap().len(), 2);
     assert!(listed["items"][0].get("content").is_none());
     let (status, _) = h
-        .send(Method::PUT, &path, &pt, Some(json!({"content": "mine now", "expected_version": 2, "access_reason": REASON})))
+        .send(
+            Method::PUT,
+            &path,
+            &pt,
+            Some(json!({"content": "mine now", "expected_version": 2, "access_reason": REASON})),
+        )
         .await;
     assert_eq!(status, 403);
-    let (status, _) = h.send(Method::GET, &format!("{path}/versions"), &pt, None).await;
+    let (status, _) = h
+        .send(Method::GET, &format!("{path}/versions"), &pt, None)
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = h.send(Method::POST, &format!("/api/v1/secure-notes/{second}/access"), &pt, Some(mine.clone())).await;
+    let (status, _) = h
+        .send(
+            Method::POST,
+            &format!("/api/v1/secure-notes/{second}/access"),
+            &pt,
+            Some(mine.clone()),
+        )
+        .await;
     assert_eq!(status, 404);
     // Archived: never deleted, no longer changed, still readable by the care team, no
     // longer by the patient.
     let archive = json!({"access_reason": "Superseded by the intake assessment"});
-    let (status, _) = h.send(Method::PUT, &format!("{path}/archive"), &ct, Some(archive.clone())).await;
+    let (status, _) = h
+        .send(
+            Method::PUT,
+            &format!("{path}/archive"),
+            &ct,
+            Some(archive.clone()),
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, archived) = h.send(Method::PUT, &format!("{path}/archive"), &dt, Some(archive.clone())).await;
+    let (status, archived) = h
+        .send(
+            Method::PUT,
+            &format!("{path}/archive"),
+            &dt,
+            Some(archive.clone()),
+        )
+        .await;
     assert_eq!(status, 200, "{archived}");
     assert_eq!(archived["status"], "archived");
-    let (status, _) = h.send(Method::PUT, &format!("{path}/archive"), &dt, Some(archive)).await;
-    assert_eq!(status, 409);
     let (status, _) = h
-        .send(Method::PUT, &path, &dt, Some(json!({"content": SECOND, "expected_version": 2, "access_reason": REASON})))
+        .send(Method::PUT, &format!("{path}/archive"), &dt, Some(archive))
         .await;
     assert_eq!(status, 409);
-    let (status, read) = h.send(Method::POST, &format!("{path}/versions/1/access"), &dt, Some(json!({"access_reason": REASON}))).await;
+    let (status, _) = h
+        .send(
+            Method::PUT,
+            &path,
+            &dt,
+            Some(json!({"content": SECOND, "expected_version": 2, "access_reason": REASON})),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (status, read) = h
+        .send(
+            Method::POST,
+            &format!("{path}/versions/1/access"),
+            &dt,
+            Some(json!({"access_reason": REASON})),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(read["content"], FIRST);
-    let (status, _) = h.send(Method::POST, &format!("{path}/access"), &pt, Some(mine)).await;
+    let (status, _) = h
+        .send(Method::POST, &format!("{path}/access"), &pt, Some(mine))
+        .await;
     assert_eq!(status, 404);
     let actions: Vec<Action> = h.events(&id).await.iter().map(|e| e.action).collect();
     assert!(actions.contains(&Action::Archive), "{actions:?}");
@@ -523,7 +683,10 @@ async fn forty_eight_parallel_updates_from_one_version_make_exactly_one_new_vers
     )
     .await;
     eprintln!("{most} of {RACERS} updates in flight together");
-    assert!(most >= 12, "the requests overlapped: at most {most} in flight");
+    assert!(
+        most >= 12,
+        "the requests overlapped: at most {most} in flight"
+    );
     let won = answers.iter().filter(|(s, _)| *s == 200).count();
     assert_eq!(won, 1, "exactly one update is kept: {answers:?}");
     for (status, body) in &answers {
@@ -551,13 +714,26 @@ async fn a_text_that_fails_its_checks_is_an_audited_integrity_failure_never_a_wr
     let id = h.write(FIRST).await;
     let path = format!("/api/v1/secure-notes/{id}");
     let (status, _) = h
-        .send(Method::PUT, &path, &dt, Some(json!({"content": SECOND, "expected_version": 1, "access_reason": REASON})))
+        .send(
+            Method::PUT,
+            &path,
+            &dt,
+            Some(json!({"content": SECOND, "expected_version": 1, "access_reason": REASON})),
+        )
         .await;
     assert_eq!(status, 200);
     let table = h.t.app.config.table.clone();
     let db = h.t.app.db.clone();
-    let v1 = db.get(&table, &notes::version_key(&id, 1)).await.unwrap().unwrap();
-    let mut v2 = db.get(&table, &notes::version_key(&id, 2)).await.unwrap().unwrap();
+    let v1 = db
+        .get(&table, &notes::version_key(&id, 1))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut v2 = db
+        .get(&table, &notes::version_key(&id, 2))
+        .await
+        .unwrap()
+        .unwrap();
     // Version 2's ciphertext moved onto version 1: bound to its own key, it fails to open.
     let mut moved = v1.clone();
     moved.insert(notes::CONTENT.into(), v2[notes::CONTENT].clone());
@@ -568,18 +744,34 @@ async fn a_text_that_fails_its_checks_is_an_audited_integrity_failure_never_a_wr
         "{{\"v\":1,\"sha256\":\"{}\",\"content\":\"Patient is fine, discharge.\"}}",
         shared::domain::note::digest(SECOND)
     );
-    let sealed = shared::phi::seal(&h.t.app, &notes::version_key(&id, 2), notes::CONTENT, &forged)
-        .await
-        .unwrap();
+    let sealed = shared::phi::seal(
+        &h.t.app,
+        &notes::version_key(&id, 2),
+        notes::CONTENT,
+        &forged,
+    )
+    .await
+    .unwrap();
     v2.insert(notes::CONTENT.into(), sealed);
     db.put(&table, v2, None).await.unwrap();
-    for route in [format!("{path}/versions/1/access"), format!("{path}/access")] {
+    for route in [
+        format!("{path}/versions/1/access"),
+        format!("{path}/access"),
+    ] {
         let (status, answer) = h
-            .send(Method::POST, &route, &dt, Some(json!({"access_reason": REASON})))
+            .send(
+                Method::POST,
+                &route,
+                &dt,
+                Some(json!({"access_reason": REASON})),
+            )
             .await;
         assert_eq!(status, 500, "{route}: {answer}");
         let shown = answer.to_string();
-        assert!(!shown.contains("discharge") && !shown.contains("panic"), "{shown}");
+        assert!(
+            !shown.contains("discharge") && !shown.contains("panic"),
+            "{shown}"
+        );
     }
     let failures = h
         .events(&id)
@@ -602,9 +794,21 @@ async fn with_the_audit_trail_down_nothing_is_written_and_nothing_is_shown() {
         let down = down.clone();
         let notes = h.notes.clone();
         let dt = dt.clone();
-        async move { dispatch(&notes, &down, request(method, &route, Some(&dt), Some(body))).await }
+        async move {
+            dispatch(
+                &notes,
+                &down,
+                request(method, &route, Some(&dt), Some(body)),
+            )
+            .await
+        }
     };
-    let (status, answer) = send(Method::POST, format!("{path}/access"), json!({"access_reason": REASON})).await;
+    let (status, answer) = send(
+        Method::POST,
+        format!("{path}/access"),
+        json!({"access_reason": REASON}),
+    )
+    .await;
     assert_eq!(status, 503, "{answer}");
     assert!(answer.get("content").is_none());
     let (status, _) = send(
@@ -622,7 +826,11 @@ async fn with_the_audit_trail_down_nothing_is_written_and_nothing_is_shown() {
     )
     .await;
     assert_eq!(status, 503);
-    assert_eq!(h.stored(&id).await, before, "no version was kept without its event");
+    assert_eq!(
+        h.stored(&id).await,
+        before,
+        "no version was kept without its event"
+    );
     let (_, listed) = h
         .send(
             Method::POST,
@@ -631,5 +839,9 @@ async fn with_the_audit_trail_down_nothing_is_written_and_nothing_is_shown() {
             Some(json!({"access_reason": REASON})),
         )
         .await;
-    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "no note was kept without its event");
+    assert_eq!(
+        listed["items"].as_array().unwrap().len(),
+        1,
+        "no note was kept without its event"
+    );
 }

@@ -309,7 +309,9 @@ pub async fn update(app: App, req: ApiRequest) -> HandlerResult {
     let content = note::content(&body.content)?;
     let expected = note::expected_version(body.expected_version)?;
     if !stored.is_active() {
-        return Err(ApiError::conflict("the note is archived: it no longer changes"));
+        return Err(ApiError::conflict(
+            "the note is archived: it no longer changes",
+        ));
     }
     if expected != stored.version {
         return Err(ApiError::conflict(
@@ -347,7 +349,9 @@ pub async fn share(app: App, req: ApiRequest) -> HandlerResult {
     let body: ShareBody = req.json()?;
     let reason = reason_of(body.access_reason.as_deref())?;
     if !stored.is_active() {
-        return Err(ApiError::conflict("the note is archived: it no longer changes"));
+        return Err(ApiError::conflict(
+            "the note is archived: it no longer changes",
+        ));
     }
     let event = note_event(&req, &principal, Action::Update, &stored.id, reason);
     let shared = store::set_shared(&app, &stored, body.shared_with_patient, event)
@@ -448,7 +452,14 @@ pub async fn for_appointment(app: App, req: ApiRequest) -> HandlerResult {
         .resource(APPOINTMENT_NOTES, id)
         .reason(reason);
     app.audit.record(event).await?;
-    disclose(&app, &req, &principal, Action::View, &appointment.patient_id).await?;
+    disclose(
+        &app,
+        &req,
+        &principal,
+        Action::View,
+        &appointment.patient_id,
+    )
+    .await?;
     ApiResponse::ok(&notes)
 }
 

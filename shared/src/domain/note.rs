@@ -227,7 +227,10 @@ mod tests {
 
     #[test]
     fn content_is_bounded_and_refusals_never_echo_it() {
-        assert_eq!(content("Line one\n\tline two").unwrap(), "Line one\n\tline two");
+        assert_eq!(
+            content("Line one\n\tline two").unwrap(),
+            "Line one\n\tline two"
+        );
         for bad in ["", "   \n ", "secret\u{7}text"] {
             let err = content(bad).unwrap_err();
             assert_eq!(err.status(), 400);
@@ -240,7 +243,9 @@ mod tests {
     #[test]
     fn a_reason_is_required_and_bounded() {
         assert_eq!(
-            access_reason(Some("  Reviewing for follow-up  ")).unwrap().as_str(),
+            access_reason(Some("  Reviewing for follow-up  "))
+                .unwrap()
+                .as_str(),
             "Reviewing for follow-up"
         );
         for bad in [None, Some(""), Some("short"), Some("reviewing\u{1b}[31m")] {

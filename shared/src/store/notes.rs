@@ -320,7 +320,10 @@ pub async fn create(
     head.insert("author_id".into(), Value::S(new.author_id.into()));
     head.insert("note_type".into(), Value::S(new.note_type.as_str().into()));
     head.insert("version".into(), Value::N(1));
-    head.insert("status".into(), Value::S(NoteStatus::Active.as_str().into()));
+    head.insert(
+        "status".into(),
+        Value::S(NoteStatus::Active.as_str().into()),
+    );
     head.insert("shared_with_patient".into(), Value::Bool(false));
     head.insert("created_at".into(), Value::S(now.clone()));
     head.insert("updated_at".into(), Value::S(now.clone()));
@@ -393,7 +396,10 @@ pub async fn revise(
                 .set("updated_at", now.as_str()),
             condition: Some(Condition::And(vec![
                 Condition::Equals("version".into(), Value::N(expected)),
-                Condition::Equals("status".into(), Value::S(NoteStatus::Active.as_str().into())),
+                Condition::Equals(
+                    "status".into(),
+                    Value::S(NoteStatus::Active.as_str().into()),
+                ),
             ])),
         },
         WriteOp::Put {
@@ -566,9 +572,10 @@ pub async fn current_text(
     principal: &Principal,
     stored: &Stored,
 ) -> Result<NoteText, ApiError> {
-    let Some(version) = version_text(app, req, principal, &stored.id, stored.version).await?
-    else {
-        return Err(ApiError::internal("a secure note's current version is missing"));
+    let Some(version) = version_text(app, req, principal, &stored.id, stored.version).await? else {
+        return Err(ApiError::internal(
+            "a secure note's current version is missing",
+        ));
     };
     Ok(NoteText {
         note: stored.view(),
