@@ -191,6 +191,19 @@ fn version_info(item: &Item) -> Result<VersionInfo, ApiError> {
     })
 }
 
+/// A future built in this function's frame and polled from the heap, so the caller's
+/// poll frame holds a pointer rather than the future: in debug builds every pending
+/// future takes room in the frame that creates it, and these paths nest deeply (the
+/// envelope, the audit chain). See `functions/notes`.
+fn heap<'a, T, Fut>(
+    make: impl FnOnce() -> Fut,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>
+where
+    Fut: std::future::Future<Output = T> + Send + 'a,
+{
+    Box::pin(make())
+}
+
 /// One note's head; `None` when there is none with this id.
 pub async fn get(app: &AppContext, id: &str) -> Result<Option<Stored>, ApiError> {
     app.db
@@ -224,7 +237,8 @@ async fn version_item(app: &AppContext, draft: Draft<'_>) -> Result<Item, ApiErr
         now,
     } = draft;
     let key = keys::note_version(note_id, version);
-    let sealed = phi::seal(app, &key, CONTENT, &note::sealed_payload(content)).await?;
+    let payload = note::sealed_payload(content);
+    let sealed = heap(|| phi::seal(app, &key, CONTENT, &payload)).await?;
     let mut item = Item::new();
     item.insert("pk".into(), Value::S(key.pk));
     item.insert("sk".into(), Value::S(key.sk));
@@ -346,8 +360,7 @@ pub async fn create(
         },
         care::active_check(app, new.author_id, new.patient_id),
     ];
-    app.audit
-        .commit(event, ops)
+    heap(|| app.audit.commit(event, ops))
         .await
         .map_err(|err| change_error(err, 2))?;
     Ok(stored)
@@ -409,8 +422,7 @@ pub async fn revise(
         },
         care::active_check(app, author_id, &stored.patient_id),
     ];
-    app.audit
-        .commit(event, ops)
+    heap(|| app.audit.commit(event, ops))
         .await
         .map_err(|err| change_error(err, 2))?;
     Ok(Stored {
@@ -441,8 +453,7 @@ pub async fn set_shared(
             Value::S(NoteStatus::Active.as_str().into()),
         )),
     }];
-    app.audit
-        .commit(event, ops)
+    heap(|| app.audit.commit(event, ops))
         .await
         .map_err(|err| change_error(err, usize::MAX))?;
     Ok(Stored {
@@ -473,8 +484,7 @@ pub async fn archive(
             Value::S(NoteStatus::Active.as_str().into()),
         )),
     }];
-    app.audit
-        .commit(event, ops)
+    heap(|| app.audit.commit(event, ops))
         .await
         .map_err(|err| change_error(err, usize::MAX))?;
     Ok(Stored {
@@ -510,35 +520,40 @@ async fn open_text(
     note_id: &str,
     item: &Item,
 ) -> Result<String, ApiError> {
-    let opened = phi::open_audited(app, req, principal, item, &[CONTENT], (RESOURCE, note_id))
-        .await?
-        .into_iter()
-        .next()
-        .flatten();
+    let opened =
+        heap(|| phi::open_audited(app, req, principal, item, &[CONTENT], (RESOURCE, note_id)))
+            .await?
+            .into_iter()
+            .next()
+            .flatten();
     match opened.as_deref().map(note::open_payload) {
         Some(Ok(content)) => Ok(content),
         Some(Err(err)) => {
             tracing::error!("a secure note's text failed its digest check");
-            record(
-                app,
-                req,
-                principal,
-                Action::IntegrityFailure,
-                (RESOURCE, note_id),
-                Outcome::Failed,
-            )
+            heap(|| {
+                record(
+                    app,
+                    req,
+                    principal,
+                    Action::IntegrityFailure,
+                    (RESOURCE, note_id),
+                    Outcome::Failed,
+                )
+            })
             .await?;
             Err(ApiError::internal(err))
         }
         None => {
-            record(
-                app,
-                req,
-                principal,
-                Action::IntegrityFailure,
-                (RESOURCE, note_id),
-                Outcome::Failed,
-            )
+            heap(|| {
+                record(
+                    app,
+                    req,
+                    principal,
+                    Action::IntegrityFailure,
+                    (RESOURCE, note_id),
+                    Outcome::Failed,
+                )
+            })
             .await?;
             Err(ApiError::internal(note::IntegrityError))
         }
@@ -557,7 +572,7 @@ pub async fn version_text(
         return Ok(None);
     };
     let info = version_info(&item)?;
-    let content = open_text(app, req, principal, note_id, &item).await?;
+    let content = heap(|| open_text(app, req, principal, note_id, &item)).await?;
     Ok(Some(VersionText {
         note_id: note_id.to_string(),
         info,
@@ -572,7 +587,9 @@ pub async fn current_text(
     principal: &Principal,
     stored: &Stored,
 ) -> Result<NoteText, ApiError> {
-    let Some(version) = version_text(app, req, principal, &stored.id, stored.version).await? else {
+    let Some(version) =
+        heap(|| version_text(app, req, principal, &stored.id, stored.version)).await?
+    else {
         return Err(ApiError::internal(
             "a secure note's current version is missing",
         ));
