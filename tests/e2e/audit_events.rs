@@ -1835,7 +1835,7 @@ async fn secure_notes_steps(
         status,
         201,
         events,
-        vec![ok("CREATE", &stranger, nr), ok("CREATE", &stranger, cn)],
+        vec![ok("CREATE", stranger, nr), ok("CREATE", stranger, cn)],
     );
     h.step(
         "POST /secure-notes, a patient",
@@ -1843,7 +1843,7 @@ async fn secure_notes_steps(
             "appointment_id": second, "note_type": "progress", "content": "x",
             "access_reason": REASON})),
         403,
-        vec![denied("ACCESS_DENIED", &patient, ("secure_note", "*"))],
+        vec![denied("ACCESS_DENIED", patient, ("secure_note", "*"))],
     )
     .await;
     let note_path = format!("/api/v1/secure-notes/{note_id}");
@@ -1859,7 +1859,7 @@ async fn secure_notes_steps(
         call(Method::POST, format!("{note_path}/access"), ct)
             .body(json!({"access_reason": REASON})),
         200,
-        vec![ok("VIEW", &carer, nr), ok("VIEW", &carer, cn)],
+        vec![ok("VIEW", carer, nr), ok("VIEW", carer, cn)],
     )
     .await;
     h.step(
@@ -1867,7 +1867,7 @@ async fn secure_notes_steps(
         call(Method::POST, format!("{note_path}/access"), ot)
             .body(json!({"access_reason": REASON})),
         404,
-        vec![denied("ACCESS_DENIED", &other, nr)],
+        vec![denied("ACCESS_DENIED", other, nr)],
     )
     .await;
     h.step(
@@ -1875,7 +1875,7 @@ async fn secure_notes_steps(
         call(Method::PUT, &note_path, ct).body(json!({"content": "Addendum: sleeping better",
             "expected_version": 1, "access_reason": REASON})),
         200,
-        vec![ok("UPDATE", &carer, nr), ok("UPDATE", &carer, cn)],
+        vec![ok("UPDATE", carer, nr), ok("UPDATE", carer, cn)],
     )
     .await;
     h.step(
@@ -1890,7 +1890,7 @@ async fn secure_notes_steps(
         "GET /secure-notes/{id}/versions",
         call(Method::GET, format!("{note_path}/versions"), st),
         200,
-        vec![ok("VIEW", &stranger, nr), ok("VIEW", &stranger, cn)],
+        vec![ok("VIEW", stranger, nr), ok("VIEW", stranger, cn)],
     )
     .await;
     h.step(
@@ -1898,7 +1898,7 @@ async fn secure_notes_steps(
         call(Method::POST, format!("{note_path}/versions/1/access"), st)
             .body(json!({"access_reason": REASON})),
         200,
-        vec![ok("VIEW", &stranger, nr), ok("VIEW", &stranger, cn)],
+        vec![ok("VIEW", stranger, nr), ok("VIEW", stranger, cn)],
     )
     .await;
     h.step(
@@ -1906,7 +1906,7 @@ async fn secure_notes_steps(
         call(Method::PUT, format!("{note_path}/share"), ct)
             .body(json!({"shared_with_patient": true, "access_reason": REASON})),
         403,
-        vec![denied("ACCESS_DENIED", &carer, nr)],
+        vec![denied("ACCESS_DENIED", carer, nr)],
     )
     .await;
     h.step(
@@ -1914,7 +1914,7 @@ async fn secure_notes_steps(
         call(Method::PUT, format!("{note_path}/share"), st)
             .body(json!({"shared_with_patient": true, "access_reason": REASON})),
         200,
-        vec![ok("UPDATE", &stranger, nr), ok("UPDATE", &stranger, cn)],
+        vec![ok("UPDATE", stranger, nr), ok("UPDATE", stranger, cn)],
     )
     .await;
     h.step(
@@ -1922,7 +1922,7 @@ async fn secure_notes_steps(
         call(Method::POST, format!("{note_path}/access"), pt)
             .body(json!({"access_reason": "Reading my own session note"})),
         200,
-        vec![ok("VIEW", &patient, nr)],
+        vec![ok("VIEW", patient, nr)],
     )
     .await;
     h.step(
@@ -1935,8 +1935,8 @@ async fn secure_notes_steps(
         .body(json!({"access_reason": REASON})),
         200,
         vec![
-            ok("VIEW", &carer, ("appointment_secure_notes", &second)),
-            ok("VIEW", &carer, cn),
+            ok("VIEW", carer, ("appointment_secure_notes", second)),
+            ok("VIEW", carer, cn),
         ],
     )
     .await;
@@ -1944,7 +1944,7 @@ async fn secure_notes_steps(
         "GET /secure-notes/{id}/audit-logs, not the author",
         call(Method::GET, format!("{note_path}/audit-logs"), ct),
         404,
-        vec![denied("ACCESS_DENIED", &carer, nr)],
+        vec![denied("ACCESS_DENIED", carer, nr)],
     )
     .await;
     let trail = h
@@ -1954,7 +1954,7 @@ async fn secure_notes_steps(
             200,
             vec![ok(
                 "VIEW",
-                &stranger,
+                stranger,
                 ("audit_log", &format!("resource:secure_note:{note_id}")),
             )],
         )
@@ -1975,7 +1975,7 @@ async fn secure_notes_steps(
         call(Method::PUT, format!("{note_path}/archive"), st)
             .body(json!({"access_reason": REASON})),
         200,
-        vec![ok("ARCHIVE", &stranger, nr), ok("ARCHIVE", &stranger, cn)],
+        vec![ok("ARCHIVE", stranger, nr), ok("ARCHIVE", stranger, cn)],
     )
     .await;
 }
