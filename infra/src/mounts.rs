@@ -68,6 +68,10 @@ pub fn http_functions() -> Vec<HttpMount> {
             function: "stripe-webhook",
             router: docare_stripe_webhook::router(),
         },
+        HttpMount {
+            function: "notes",
+            router: docare_notes::router(),
+        },
     ]
 }
 

@@ -1576,6 +1576,17 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
     )
     .await;
 
+    // --- secure notes ---------------------------------------------------------------------------
+    // Boxed: the steps' futures stay off this test's (already large) stack.
+    Box::pin(secure_notes_steps(
+        &mut h,
+        &mut phi,
+        [&patient, &carer, &stranger, &other],
+        [pt, ct, st, ot],
+        &second,
+    ))
+    .await;
+
     // --- messages ------------------------------------------------------------------------------
     let said = "Patience Okafor: the rash is spreading";
     phi.push(said.to_string());
@@ -1735,7 +1746,8 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
     let log = h
         .step(
             "GET /users/me/access-log",
-            call(Method::GET, "/api/v1/users/me/access-log", pt),
+            // One page of everything: the notes' entries are the newest.
+            call(Method::GET, "/api/v1/users/me/access-log", pt).query("limit", "100"),
             200,
             vec![ok("VIEW", &patient, ("access_log", &patient.id))],
         )
@@ -1792,6 +1804,180 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
         .unwrap();
     assert!(matches!(glass.get(attr::REASON), Some(Value::B(_))));
     assert!(matches!(glass.get(attr::USER_AGENT), Some(Value::B(_))));
+}
+
+/// The secure notes' steps (`docs/notes.md`): each access records the note's event
+/// (with the sealed reason) and, when someone other than the patient acts, one on the
+/// patient's `clinical_notes` (their access log). `people`: patient, carer, stranger
+/// (both in the patient's care) and another patient; `tokens` theirs; `second` an
+/// appointment of the patient with the stranger.
+async fn secure_notes_steps(
+    h: &mut Harness,
+    phi: &mut Vec<String>,
+    people: [&Created; 4],
+    tokens: [Option<&str>; 4],
+    second: &str,
+) {
+    let [patient, carer, stranger, other] = people;
+    let [pt, ct, st, ot] = tokens;
+    let note_text = "Patience Okafor disclosed panic attacks at work";
+    phi.push(note_text.to_string());
+    let cn = ("clinical_notes", patient.id.as_str());
+    let (status, created, events) = h
+        .send(call(Method::POST, "/api/v1/secure-notes", st).body(json!({
+            "appointment_id": second, "note_type": "progress", "content": note_text,
+            "access_reason": REASON})))
+        .await;
+    let note_id = text(&created, "id");
+    let nr = ("secure_note", note_id.as_str());
+    h.check(
+        "POST /secure-notes",
+        status,
+        201,
+        events,
+        vec![ok("CREATE", stranger, nr), ok("CREATE", stranger, cn)],
+    );
+    h.step(
+        "POST /secure-notes, a patient",
+        call(Method::POST, "/api/v1/secure-notes", pt).body(json!({
+            "appointment_id": second, "note_type": "progress", "content": "x",
+            "access_reason": REASON})),
+        403,
+        vec![denied("ACCESS_DENIED", patient, ("secure_note", "*"))],
+    )
+    .await;
+    let note_path = format!("/api/v1/secure-notes/{note_id}");
+    h.step(
+        "POST /secure-notes/{id}/access, without a reason (nothing read, nothing recorded)",
+        call(Method::POST, format!("{note_path}/access"), ct).body(json!({})),
+        400,
+        vec![],
+    )
+    .await;
+    h.step(
+        "POST /secure-notes/{id}/access, another provider of the care team",
+        call(Method::POST, format!("{note_path}/access"), ct)
+            .body(json!({"access_reason": REASON})),
+        200,
+        vec![ok("VIEW", carer, nr), ok("VIEW", carer, cn)],
+    )
+    .await;
+    h.step(
+        "POST /secure-notes/{id}/access, another patient",
+        call(Method::POST, format!("{note_path}/access"), ot)
+            .body(json!({"access_reason": REASON})),
+        404,
+        vec![denied("ACCESS_DENIED", other, nr)],
+    )
+    .await;
+    h.step(
+        "PUT /secure-notes/{id}, an addendum by the carer",
+        call(Method::PUT, &note_path, ct).body(json!({"content": "Addendum: sleeping better",
+            "expected_version": 1, "access_reason": REASON})),
+        200,
+        vec![ok("UPDATE", carer, nr), ok("UPDATE", carer, cn)],
+    )
+    .await;
+    h.step(
+        "PUT /secure-notes/{id}, from a stale version (nothing written)",
+        call(Method::PUT, &note_path, st).body(json!({"content": "Late edit",
+            "expected_version": 1, "access_reason": REASON})),
+        409,
+        vec![],
+    )
+    .await;
+    h.step(
+        "GET /secure-notes/{id}/versions",
+        call(Method::GET, format!("{note_path}/versions"), st),
+        200,
+        vec![ok("VIEW", stranger, nr), ok("VIEW", stranger, cn)],
+    )
+    .await;
+    h.step(
+        "POST /secure-notes/{id}/versions/{version}/access",
+        call(Method::POST, format!("{note_path}/versions/1/access"), st)
+            .body(json!({"access_reason": REASON})),
+        200,
+        vec![ok("VIEW", stranger, nr), ok("VIEW", stranger, cn)],
+    )
+    .await;
+    h.step(
+        "PUT /secure-notes/{id}/share, not the author",
+        call(Method::PUT, format!("{note_path}/share"), ct)
+            .body(json!({"shared_with_patient": true, "access_reason": REASON})),
+        403,
+        vec![denied("ACCESS_DENIED", carer, nr)],
+    )
+    .await;
+    h.step(
+        "PUT /secure-notes/{id}/share",
+        call(Method::PUT, format!("{note_path}/share"), st)
+            .body(json!({"shared_with_patient": true, "access_reason": REASON})),
+        200,
+        vec![ok("UPDATE", stranger, nr), ok("UPDATE", stranger, cn)],
+    )
+    .await;
+    h.step(
+        "POST /secure-notes/{id}/access, the patient (shared: no access-log entry of their own)",
+        call(Method::POST, format!("{note_path}/access"), pt)
+            .body(json!({"access_reason": "Reading my own session note"})),
+        200,
+        vec![ok("VIEW", patient, nr)],
+    )
+    .await;
+    h.step(
+        "POST /appointments/{id}/secure-notes/access",
+        call(
+            Method::POST,
+            format!("/api/v1/appointments/{second}/secure-notes/access"),
+            ct,
+        )
+        .body(json!({"access_reason": REASON})),
+        200,
+        vec![
+            ok("VIEW", carer, ("appointment_secure_notes", second)),
+            ok("VIEW", carer, cn),
+        ],
+    )
+    .await;
+    h.step(
+        "GET /secure-notes/{id}/audit-logs, not the author",
+        call(Method::GET, format!("{note_path}/audit-logs"), ct),
+        404,
+        vec![denied("ACCESS_DENIED", carer, nr)],
+    )
+    .await;
+    let trail = h
+        .step(
+            "GET /secure-notes/{id}/audit-logs",
+            call(Method::GET, format!("{note_path}/audit-logs"), st),
+            200,
+            vec![ok(
+                "VIEW",
+                stranger,
+                ("audit_log", &format!("resource:secure_note:{note_id}")),
+            )],
+        )
+        .await;
+    let trail_items = trail["items"].as_array().unwrap();
+    assert!(
+        trail_items
+            .iter()
+            .any(|i| i["action"] == "UPDATE" && i["has_reason"] == true),
+        "{trail}"
+    );
+    assert!(
+        trail_items.iter().all(|i| i.get("reason").is_none()),
+        "{trail}"
+    );
+    h.step(
+        "PUT /secure-notes/{id}/archive",
+        call(Method::PUT, format!("{note_path}/archive"), st)
+            .body(json!({"access_reason": REASON})),
+        200,
+        vec![ok("ARCHIVE", stranger, nr), ok("ARCHIVE", stranger, cn)],
+    )
+    .await;
 }
 
 fn scan(item: &Item, phi: &[String], leaks: &mut Vec<String>) {

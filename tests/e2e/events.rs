@@ -321,6 +321,20 @@ pub(crate) async fn billing_samples() {
     .await;
 }
 
+/// Secure notes without a token: 401 before anything is read.
+#[tokio::test]
+pub(crate) async fn notes_samples() {
+    check_http_samples(
+        "notes",
+        docare_notes::router(),
+        &[
+            ("create-without-token.json", 401, Some("unauthenticated")),
+            ("access-without-token.json", 401, Some("unauthenticated")),
+        ],
+    )
+    .await;
+}
+
 /// A delivery with a signature that does not verify, and one without: 400, nothing done.
 #[tokio::test]
 pub(crate) async fn stripe_webhook_samples() {

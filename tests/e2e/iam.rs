@@ -62,6 +62,7 @@ const SCENARIOS: &[(&str, fn())] = &[
     ("events: medications", super::events::medications_samples),
     ("events: messages", super::events::messages_samples),
     ("events: billing", super::events::billing_samples),
+    ("events: notes", super::events::notes_samples),
     ("events: stripe-webhook", super::events::stripe_webhook_samples),
     ("events: reminders", super::events::reminder_scheduler_sample),
     ("events: remind", super::events::remind_samples),

@@ -162,6 +162,38 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
         .unwrap()
         .to_string();
 
+    // A secure note by the carer for the appointment, shared with the patient.
+    let notes = docare_notes::router();
+    let mut create = ApiRequest::new(Method::POST, "/api/v1/secure-notes");
+    create.headers.insert(
+        "authorization",
+        format!("Bearer {carer_token}").parse().unwrap(),
+    );
+    create.body = serde_json::to_vec(&serde_json::json!({"appointment_id": appointment_id,
+        "note_type": "progress", "content": "Sleeping better.",
+        "access_reason": "Writing the session's progress note"}))
+    .unwrap()
+    .into();
+    let created = notes.dispatch(&app, create).await;
+    assert_eq!(created.status.as_u16(), 201);
+    let note_id = serde_json::from_slice::<serde_json::Value>(&created.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut share = ApiRequest::new(
+        Method::PUT,
+        &format!("/api/v1/secure-notes/{note_id}/share"),
+    );
+    share.headers.insert(
+        "authorization",
+        format!("Bearer {carer_token}").parse().unwrap(),
+    );
+    share.body = serde_json::to_vec(&serde_json::json!({"shared_with_patient": true,
+        "access_reason": "Sharing the progress note with the patient"}))
+    .unwrap()
+    .into();
+    assert_eq!(notes.dispatch(&app, share).await.status.as_u16(), 200);
+
     // Each request gets a token of a new session: routes such as logout-all or a
     // password change end the sessions before them.
     let mut actors = vec![None];
@@ -185,6 +217,7 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
     let participant = [Unauthenticated, Allow, Hidden, Hidden, Hidden];
     let chat = [Unauthenticated, Allow, Allow, Allow, Forbidden];
     let payment = format!("/api/v1/payments/{payment_id}");
+    let note = format!("/api/v1/secure-notes/{note_id}");
     let table: Vec<(Method, &str, String, [Expect; 5])> = vec![
         (Method::GET, "/health", "/health".into(), public()),
         (
@@ -599,6 +632,63 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
             participant,
         ),
         (Method::GET, "/api/v1/sync", "/api/v1/sync".into(), chat),
+        // Secure notes: providers in the patient's care write and read them (a provider
+        // without the relationship and admins: 404), the patient reads those shared with
+        // them and changes none (403); the author and admins read a note's trail.
+        (
+            Method::POST,
+            "/api/v1/secure-notes",
+            "/api/v1/secure-notes".into(),
+            [Unauthenticated, Forbidden, Forbidden, Allow, Forbidden],
+        ),
+        (
+            Method::POST,
+            "/api/v1/secure-notes/{id}/access",
+            format!("{note}/access"),
+            [Unauthenticated, Allow, Hidden, Hidden, Hidden],
+        ),
+        (
+            Method::PUT,
+            "/api/v1/secure-notes/{id}",
+            note.clone(),
+            [Unauthenticated, Forbidden, Hidden, Hidden, Hidden],
+        ),
+        (
+            Method::PUT,
+            "/api/v1/secure-notes/{id}/share",
+            format!("{note}/share"),
+            [Unauthenticated, Forbidden, Hidden, Hidden, Hidden],
+        ),
+        (
+            Method::PUT,
+            "/api/v1/secure-notes/{id}/archive",
+            format!("{note}/archive"),
+            [Unauthenticated, Forbidden, Hidden, Hidden, Hidden],
+        ),
+        (
+            Method::GET,
+            "/api/v1/secure-notes/{id}/versions",
+            format!("{note}/versions"),
+            [Unauthenticated, Forbidden, Hidden, Hidden, Hidden],
+        ),
+        (
+            Method::POST,
+            "/api/v1/secure-notes/{id}/versions/{version}/access",
+            format!("{note}/versions/1/access"),
+            [Unauthenticated, Forbidden, Hidden, Hidden, Hidden],
+        ),
+        (
+            Method::POST,
+            "/api/v1/appointments/{id}/secure-notes/access",
+            format!("{appointment}/secure-notes/access"),
+            [Unauthenticated, Allow, Hidden, Hidden, Hidden],
+        ),
+        (
+            Method::GET,
+            "/api/v1/secure-notes/{id}/audit-logs",
+            format!("{note}/audit-logs"),
+            [Unauthenticated, Hidden, Hidden, Hidden, Allow],
+        ),
         // Last: the owner deletes the contact.
         (
             Method::DELETE,

@@ -8,6 +8,7 @@ mod budgets;
 mod emergency;
 mod medications;
 mod messages;
+mod notes;
 mod payments;
 mod profile;
 mod realtime_messaging;

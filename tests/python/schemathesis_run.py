@@ -369,6 +369,80 @@ def main():
     explicit[("GET", "/api/v1/appointments/{id}")] = lambda: {"path_parameters": {"id": book()}}
     explicit[("PATCH", "/api/v1/appointments/{id}")] = lambda: {"path_parameters": {"id": book()}, "body": {"reason": "a sore throat"}}
 
+    # Secure notes (docs/notes.md): a provider of their own ("noter", invited by the
+    # admin, TOTP-enrolled: an MFA session, its own per-account budget) in the care of a
+    # patient of their own ("notepatient", who books with the seeded provider). The
+    # provider writes and changes notes; the patient reads the one shared with them.
+    notes_ready = {}
+    note_reason = {"access_reason": "schemathesis contract run of the notes routes"}
+
+    def invited_provider(name):
+        email = f"noter-{uuid.uuid4().hex[:8]}@example.com"
+        r = post("/api/v1/users", {"email": email, "full_name": "Nora Noter", "role": "provider"}, token["admin"])
+        assert r.status_code == 201, f"invite: {r.status_code} {r.text}"
+        provider = {"id": r.json()["id"], "email": email, "password": "notes provider pass 4 contract"}
+        deadline, invite = time.time() + 15, None
+        while invite is None and time.time() < deadline:
+            for path in sorted(glob.glob(f"{data_dir}/outbox/*.json")):
+                message = json.load(open(path))
+                found = re.search(r"password/reset\): (\S+)", message.get("body", "")) if message.get("to") == email else None
+                if found:
+                    invite = found.group(1)
+            time.sleep(0.3)
+        assert invite, f"no invitation to {email}"
+        r = post("/api/v1/auth/password/reset", {"token": invite, "new_password": provider["password"]})
+        assert r.status_code in (200, 204), f"set password: {r.status_code} {r.text}"
+        first = login(provider)["access_token"]
+        r = post("/api/v1/auth/mfa/totp/enroll", {"password": provider["password"]}, first)
+        assert r.status_code == 200, f"enrol: {r.status_code} {r.text}"
+        provider["totp_secret"] = r.json()["secret"]
+        r = post("/api/v1/auth/mfa/totp/confirm", {"code": totp_now(provider)}, first)
+        assert r.status_code in (200, 201, 204), f"confirm: {r.status_code} {r.text}"
+        token[name] = login(provider)["access_token"]
+        return provider
+
+    def notes_setup():
+        if not notes_ready:
+            noter = invited_provider("noter")
+            fresh_patient("notepatient")
+            me = http.get(base + "/api/v1/users/me", headers={"authorization": f"Bearer {token['notepatient']}"}, timeout=30).json()
+            r = post("/api/v1/care-relationships", {"provider_id": noter["id"], "patient_id": me["id"]}, token["admin"])
+            assert r.status_code == 201, f"care for the notes patient: {r.status_code} {r.text}"
+            notes_ready["appointment"] = book("notepatient")
+            notes_ready["shared"] = secure_note(share=True)
+        return notes_ready
+
+    def secure_note(share=False):
+        r = post("/api/v1/secure-notes", {"appointment_id": notes_ready["appointment"], "note_type": "progress",
+                                          "content": "Contract-run note.", **note_reason}, token["noter"])
+        assert r.status_code == 201, f"note: {r.status_code} {r.text}"
+        note_id = r.json()["id"]
+        if share:
+            r = http.put(f"{base}/api/v1/secure-notes/{note_id}/share", json={"shared_with_patient": True, **note_reason},
+                         headers={"authorization": f"Bearer {token['noter']}"}, timeout=30)
+            assert r.status_code == 200, f"share: {r.status_code} {r.text}"
+        return note_id
+
+    def shared_note():
+        return notes_setup()["shared"]
+
+    def fresh_note():
+        notes_setup()
+        return secure_note()
+
+    explicit[("POST", "/api/v1/secure-notes")] = lambda: {"body": {"appointment_id": notes_setup()["appointment"], "note_type": "intake",
+                                                                    "content": "Contract-run intake.", **note_reason}}
+    explicit[("POST", "/api/v1/secure-notes/{id}/access")] = lambda: {"path_parameters": {"id": shared_note()}, "body": note_reason}
+    explicit[("PUT", "/api/v1/secure-notes/{id}")] = lambda: {"path_parameters": {"id": fresh_note()},
+                                                               "body": {"content": "Revised.", "expected_version": 1, **note_reason}}
+    explicit[("PUT", "/api/v1/secure-notes/{id}/share")] = lambda: {"path_parameters": {"id": shared_note()},
+                                                                     "body": {"shared_with_patient": True, **note_reason}}
+    explicit[("PUT", "/api/v1/secure-notes/{id}/archive")] = lambda: {"path_parameters": {"id": fresh_note()}, "body": note_reason}
+    explicit[("GET", "/api/v1/secure-notes/{id}/versions")] = lambda: {"path_parameters": {"id": shared_note()}}
+    explicit[("POST", "/api/v1/secure-notes/{id}/versions/{version}/access")] = lambda: {"path_parameters": {"id": shared_note(), "version": 1}, "body": note_reason}
+    explicit[("POST", "/api/v1/appointments/{id}/secure-notes/access")] = lambda: {"path_parameters": {"id": notes_setup()["appointment"]}, "body": note_reason}
+    explicit[("GET", "/api/v1/secure-notes/{id}/audit-logs")] = lambda: {"path_parameters": {"id": shared_note()}}
+
     # Loaded from the served document as a dict: `from_url` leaves out the operation
     # that serves the schema itself, and that route is under test too.
     served = http.get(base + "/api/v1/openapi.json", timeout=30)
@@ -422,6 +496,11 @@ def main():
             by_provider = key in (("PUT", "/api/v1/providers/me/availability"), ("PUT", "/api/v1/providers/me/prices"))
             billing = key[1].startswith(("/api/v1/payments", "/api/v1/billing")) or key[1].endswith("/payments")
             who[key] = "provider" if by_provider else ("payer" if billing else "booker")
+    # Secure notes: the patient's reads as the notes patient, the rest as their provider.
+    for key in who:
+        if "secure-notes" in key[1]:
+            patient_side = key in (("POST", "/api/v1/secure-notes/{id}/access"), ("POST", "/api/v1/appointments/{id}/secure-notes/access"))
+            who[key] = "notepatient" if patient_side else "noter"
 
     statuses = defaultdict(lambda: defaultdict(int))
     failures = defaultdict(list)

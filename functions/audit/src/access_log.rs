@@ -1,5 +1,5 @@
 //! `GET /api/v1/users/me/access-log`: who else acted on the caller's records (their
-//! account and profile), newest first — the accounting of disclosures a patient may
+//! account, profile and clinical notes), newest first — the accounting of disclosures a patient may
 //! ask for. Events the caller caused themselves are left out.
 //!
 //! The events come from one resource-index partition per record, merged by their index
@@ -15,7 +15,9 @@ use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::{ApiError, App};
 
 /// The caller's records whose events are listed (type; the id is the caller's id).
-pub const OWN_RECORDS: [&str; 2] = ["profile", "account"];
+/// `clinical_notes`: each access to one of the patient's secure notes by someone else
+/// (the notes function records it there as well as on the note).
+pub const OWN_RECORDS: [&str; 3] = ["profile", "account", "clinical_notes"];
 /// Resource type of the event recording that a user read their access log.
 pub const ACCESS_LOG: &str = "access_log";
 /// Index pages read per record and request: bounds the work when the caller's own

@@ -82,6 +82,8 @@ actions! {
     Create => "CREATE",
     Update => "UPDATE",
     Delete => "DELETE",
+    /// A record was archived: kept, read-only, out of the active lists (secure notes).
+    Archive => "ARCHIVE",
     Export => "EXPORT",
     /// Emergency access to PHI outside the normal rules; always with a reason.
     BreakGlass => "BREAK_GLASS",
@@ -364,7 +366,7 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_uppercase() || c == '_'));
         }
-        assert_eq!(Action::ALL.len(), 29);
+        assert_eq!(Action::ALL.len(), 30);
         assert_eq!(
             Action::PasswordResetRequest.as_str(),
             "PASSWORD_RESET_REQUEST"

@@ -8,7 +8,8 @@
 //! (lockout), [`session`] (lifetimes), [`profile`] (date of birth, SSN and its mask,
 //! address), [`emergency`] (contacts and their limit, the SOS and its collapse window),
 //! [`connection`] (WebSocket lifetime), [`appointment`] (availability, slots, claim units,
-//! the status machine), [`medication`] (fields, dose schedules, adherence). Time zones:
+//! the status machine), [`medication`] (fields, dose schedules, adherence), [`note`] (secure clinical notes: types,
+//! access reasons, versions, the sealed text and its digest). Time zones:
 //! [`zone`] (IANA zones and the one rule
 //! for local times on daylight-saving days).
 
@@ -20,6 +21,7 @@ pub mod document;
 pub mod emergency;
 mod id;
 pub mod medication;
+pub mod note;
 pub mod profile;
 pub mod session;
 pub mod text;

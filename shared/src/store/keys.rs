@@ -152,6 +152,17 @@ pub const SCHEMA: &[ItemKind] = &[
         sk: "DOSE#",
         holds: "recorded dose by scheduled time (taken or skipped; one per dose)",
     },
+    // --- secure clinical notes (notes) ---
+    ItemKind {
+        pk: NOTE,
+        sk: "NOTE",
+        holds: "secure note head (patient, appointment, author, type, current version, status, shared; gsi1 NOTESFOR#appointment)",
+    },
+    ItemKind {
+        pk: NOTE,
+        sk: "VERSION#",
+        holds: "note version by number (author, kind, sealed text with its SHA-256; never overwritten)",
+    },
     ItemKind {
         pk: CONVERSATION,
         sk: "CONV",
@@ -276,6 +287,8 @@ pub const APPOINTMENT: &str = "APPT#";
 pub const CLAIM: &str = "CLAIM#";
 pub const IDEMPOTENCY: &str = "IDEMP#";
 pub const MEDICATION: &str = "MED#";
+/// Secure clinical notes (the notes function).
+pub const NOTE: &str = "NOTE#";
 pub const CONVERSATION: &str = "CONV#";
 pub const SYNC: &str = "SYNC#";
 pub const PRESENCE: &str = "PRESENCE#";
@@ -316,6 +329,8 @@ pub const TXNS_OF: &str = "TXNSOF#";
 pub const PAYS_FOR: &str = "PAYSFOR#";
 /// gsi1 partition of a patient's medications.
 pub const MEDS_OF: &str = "MEDSOF#";
+/// gsi1 partition of an appointment's secure notes (`<created>#<id>`).
+pub const NOTES_FOR: &str = "NOTESFOR#";
 /// gsi1 partition of a user's conversations (their participant items).
 pub const CONVS_OF: &str = "CONVSOF#";
 /// gsi1 partition of reminder deliveries claimed and not (yet) marked sent.
@@ -445,6 +460,35 @@ pub fn dose(medication_id: &str, scheduled_for: &str) -> Key {
 
 pub fn medications_of(patient_id: &str) -> String {
     format!("{MEDS_OF}{patient_id}")
+}
+
+// --- secure clinical notes (notes) ---
+
+/// A secure note's head item: who, what, the current version and its state.
+pub fn note(id: &str) -> Key {
+    Key::new(format!("{NOTE}{id}"), "NOTE")
+}
+
+/// The partition of one note (its head and every version).
+pub fn note_partition(id: &str) -> String {
+    format!("{NOTE}{id}")
+}
+
+pub const NOTE_VERSION_SK: &str = "VERSION#";
+
+/// The sort key of a note version: its number, zero-padded so string order is number
+/// order.
+pub fn note_version_sk(version: i64) -> String {
+    format!("{NOTE_VERSION_SK}{version:010}")
+}
+
+pub fn note_version(note_id: &str, version: i64) -> Key {
+    Key::new(format!("{NOTE}{note_id}"), note_version_sk(version))
+}
+
+/// gsi1 partition of an appointment's notes.
+pub fn notes_for(appointment_id: &str) -> String {
+    format!("{NOTES_FOR}{appointment_id}")
 }
 
 pub fn conversation(id: &str) -> Key {
@@ -655,6 +699,7 @@ mod tests {
             CONN,
             WSTICKET,
             CONVERSATION,
+            NOTE,
             SYNC,
             PRESENCE,
             NOTIFY,

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod medications;
 pub mod messages;
 pub mod mfa;
+pub mod notes;
 pub mod notifications;
 pub mod payments;
 pub mod profiles;

@@ -1,0 +1,7 @@
+//! Lambda entry point of the notes function (HTTP API: `/api/v1/secure-notes…`,
+//! `/api/v1/appointments/{id}/secure-notes/access`).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::run_http(docare_notes::router()).await
+}
