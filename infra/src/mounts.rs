@@ -68,6 +68,14 @@ pub fn http_functions() -> Vec<HttpMount> {
             function: "stripe-webhook",
             router: docare_stripe_webhook::router(),
         },
+        HttpMount {
+            function: "video",
+            router: docare_video::router(),
+        },
+        HttpMount {
+            function: "twilio-webhook",
+            router: docare_twilio_webhook::router(),
+        },
     ]
 }
 

@@ -63,6 +63,8 @@ const SCENARIOS: &[(&str, fn())] = &[
     ("events: messages", super::events::messages_samples),
     ("events: billing", super::events::billing_samples),
     ("events: stripe-webhook", super::events::stripe_webhook_samples),
+    ("events: video", super::events::video_samples),
+    ("events: twilio-webhook", super::events::twilio_webhook_samples),
     ("events: reminders", super::events::reminder_scheduler_sample),
     ("events: remind", super::events::remind_samples),
     (

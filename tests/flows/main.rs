@@ -14,3 +14,4 @@ mod realtime_messaging;
 mod sessions;
 mod takeover;
 mod units_of_work;
+mod video;

@@ -88,6 +88,10 @@ actions! {
     /// A ciphertext or chain failed its integrity check.
     IntegrityFailure => "INTEGRITY_FAILURE",
     Sos => "SOS",
+    /// A video access token was issued to a participant (who may join which session).
+    VideoToken => "VIDEO_TOKEN",
+    /// A participant gave or withdrew consent to recording a video session.
+    RecordingConsent => "RECORDING_CONSENT",
 }
 
 impl fmt::Display for Action {
