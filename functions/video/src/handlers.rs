@@ -19,10 +19,11 @@ use shared::domain::video::{
 use shared::domain::Timestamp;
 use shared::http::pagination::PageRequest;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
-use shared::ports::db::{Value, WriteOp};
 use shared::ports::video::{NewRoom, VideoError};
 use shared::store::appointments::{self, Change, ChangeError, Stored};
-use shared::store::video::{self as store, NewSession, Session, SessionView};
+use shared::store::video::{
+    self as store, NewSession, OpenedRoom, Session, SessionChange, SessionView,
+};
 use shared::{guard, ApiError, App, AppContext};
 
 const SESSION: &str = "video_session";
@@ -165,13 +166,8 @@ async fn live_room(app: &AppContext, session: &Session) -> Result<Option<String>
 }
 
 /// Opens the session's next room at Twilio (an in-progress room of the same name, made
-/// by a racing request, is that room) and returns its name and the writes that record
-/// it (with `sets` on the session). Nothing is written here.
-async fn open_room(
-    app: &AppContext,
-    session: &Session,
-    sets: Vec<(&'static str, Value)>,
-) -> Result<(String, Vec<WriteOp>), ApiError> {
+/// by a racing request, is that room). Nothing is written here.
+async fn open_room(app: &AppContext, session: &Session) -> Result<OpenedRoom, ApiError> {
     let Some(callback) = app.config.video.callback_url() else {
         tracing::error!("DOCARE_PUBLIC_API_URL is not set: no video rooms");
         return Err(ApiError::unavailable(
@@ -189,8 +185,11 @@ async fn open_room(
             record,
         })
         .await?;
-    let ops = store::room_ops(app, session, seq, &room, record, sets);
-    Ok((room.unique_name, ops))
+    Ok(OpenedRoom {
+        seq,
+        room,
+        recording: record,
+    })
 }
 
 /// The session as it is now, with its participants' stays.
@@ -344,7 +343,15 @@ pub async fn token(app: App, req: ApiRequest) -> HandlerResult {
     for attempt in 1..=ATTEMPTS {
         let (room, ops) = match live_room(&app, &current).await? {
             Some(room) => (room, Vec::new()),
-            None => open_room(&app, &current, Vec::new()).await?,
+            None => {
+                let opened = open_room(&app, &current).await?;
+                let name = opened.room.unique_name.clone();
+                let change = SessionChange {
+                    new_room: Some(opened),
+                    ..SessionChange::default()
+                };
+                (name, store::change_ops(&app, &current, change))
+            }
         };
         let now = app.now();
         let token = shared::video::access_token(
@@ -406,17 +413,15 @@ pub async fn start(app: App, req: ApiRequest) -> HandlerResult {
     let now = app.now();
     let path =
         start_path(appointment.status, now, appointment.start, appointment.end).map_err(refusal)?;
-    let mut sets: Vec<(&'static str, Value)> = vec![(
-        "status",
-        Value::S(SessionStatus::InProgress.as_str().into()),
-    )];
-    if session.started_at.is_none() {
-        sets.push(("started_at", Value::S(now.to_string())));
-    }
-    let ops = match live_room(&app, &session).await? {
-        Some(_) => vec![store::session_update(&app, &session, sets)],
-        None => open_room(&app, &session, sets).await?.1,
+    let mut change = SessionChange {
+        status: Some(SessionStatus::InProgress),
+        started_at: session.started_at.is_none().then(|| now.to_string()),
+        ..SessionChange::default()
     };
+    if live_room(&app, &session).await?.is_none() {
+        change.new_room = Some(open_room(&app, &session).await?);
+    }
+    let ops = store::change_ops(&app, &session, change);
     let event = audit_event(&req, &principal, Action::Update, Outcome::Success)
         .resource(SESSION, &session.id);
     if path.is_empty() {
@@ -452,14 +457,13 @@ pub async fn end(app: App, req: ApiRequest) -> HandlerResult {
         }
     }
     let now = app.now();
-    let mut sets: Vec<(&'static str, Value)> = vec![
-        ("status", Value::S(SessionStatus::Ended.as_str().into())),
-        ("ended_at", Value::S(now.to_string())),
-    ];
-    if session.room_sid.is_some() {
-        sets.push(("room_status", Value::S("completed".into())));
-    }
-    let ops = vec![store::session_update(&app, &session, sets)];
+    let change = SessionChange {
+        status: Some(SessionStatus::Ended),
+        ended_at: Some(now.to_string()),
+        room_completed: session.room_sid.is_some(),
+        ..SessionChange::default()
+    };
+    let ops = store::change_ops(&app, &session, change);
     let event = audit_event(&req, &principal, Action::Update, Outcome::Success)
         .resource(SESSION, &session.id);
     if completes(appointment.status, now, appointment.start, appointment.end) {
@@ -491,32 +495,27 @@ pub async fn consent(app: App, req: ApiRequest) -> HandlerResult {
     if body.recording && !session.recording_enabled {
         return Err(refusal(VideoRefusal::RecordingNotEnabled));
     }
-    let now = app.now().to_string();
     let mut after = session.clone();
-    let (field, at) = match side {
-        Side::Patient => {
-            after.consent_patient = Some(body.recording);
-            ("consent_patient", "consent_patient_at")
-        }
-        Side::Provider => {
-            after.consent_provider = Some(body.recording);
-            ("consent_provider", "consent_provider_at")
-        }
-    };
+    match side {
+        Side::Patient => after.consent_patient = Some(body.recording),
+        Side::Provider => after.consent_provider = Some(body.recording),
+    }
     let allowed = after.recording_allowed();
-    let mut sets: Vec<(&'static str, Value)> =
-        vec![(field, Value::Bool(body.recording)), (at, Value::S(now))];
+    let mut change = SessionChange {
+        consent: Some((side, body.recording, app.now().to_string())),
+        ..SessionChange::default()
+    };
     let mut told = None;
     if let Some((_, sid)) = session.live_room() {
         if session.room_recording != allowed {
             app.video.set_recording(sid, allowed).await?;
             told = Some(sid.to_string());
-            sets.push(("room_recording", Value::Bool(allowed)));
+            change.room_recording = Some(allowed);
         }
     }
     let event = audit_event(&req, &principal, Action::RecordingConsent, Outcome::Success)
         .resource(SESSION, &session.id);
-    let ops = vec![store::session_update(&app, &session, sets)];
+    let ops = store::change_ops(&app, &session, change);
     if let Err(err) = store::commit(&app, ops, event).await {
         // Not recorded: a room that was told to start recording stops again (a
         // withdrawal's stop stands; the stored flag makes a retry tell Twilio again).

@@ -394,9 +394,75 @@ pub async fn stays(app: &AppContext, session: &Session) -> Result<Vec<Stay>, Api
     }
 }
 
+/// A room just opened at Twilio, to record as the session's current room.
+#[derive(Debug, Clone)]
+pub struct OpenedRoom {
+    /// Its number in the session.
+    pub seq: i64,
+    pub room: crate::ports::video::Room,
+    /// Whether it was told to record.
+    pub recording: bool,
+}
+
+/// One change of a session (each part optional).
+#[derive(Debug, Clone, Default)]
+pub struct SessionChange {
+    pub status: Option<SessionStatus>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    /// The current room is over (the call was ended).
+    pub room_completed: bool,
+    /// A participant's consent to recording, and when it was given.
+    pub consent: Option<(Side, bool, String)>,
+    /// What the live room was told about recording.
+    pub room_recording: Option<bool>,
+    /// A new current room.
+    pub new_room: Option<OpenedRoom>,
+}
+
+/// The writes of a change: the session's fields on the condition that its version is
+/// the one read (and a new room's own item). Nothing is written here.
+pub fn change_ops(app: &AppContext, session: &Session, change: SessionChange) -> Vec<WriteOp> {
+    let mut sets: Vec<(&'static str, Value)> = Vec::new();
+    if let Some(status) = change.status {
+        sets.push(("status", s(status.as_str())));
+    }
+    if let Some(at) = &change.started_at {
+        sets.push(("started_at", s(at)));
+    }
+    if let Some(at) = &change.ended_at {
+        sets.push(("ended_at", s(at)));
+    }
+    if change.room_completed {
+        sets.push(("room_status", s("completed")));
+    }
+    if let Some((side, given, at)) = &change.consent {
+        let (field, when) = match side {
+            Side::Patient => ("consent_patient", "consent_patient_at"),
+            Side::Provider => ("consent_provider", "consent_provider_at"),
+        };
+        sets.push((field, Value::Bool(*given)));
+        sets.push((when, s(at)));
+    }
+    if let Some(recording) = change.room_recording {
+        sets.push(("room_recording", Value::Bool(recording)));
+    }
+    match &change.new_room {
+        Some(opened) => room_ops(
+            app,
+            session,
+            opened.seq,
+            &opened.room,
+            opened.recording,
+            sets,
+        ),
+        None => vec![session_update(app, session, sets)],
+    }
+}
+
 /// A change of a session: `sets` applied on the condition that its version is the one
 /// read (the version moves on).
-pub fn session_update(app: &AppContext, session: &Session, sets: Vec<(&str, Value)>) -> WriteOp {
+fn session_update(app: &AppContext, session: &Session, sets: Vec<(&str, Value)>) -> WriteOp {
     let mut update = Update::new()
         .add("version", 1)
         .set("updated_at", app.now().to_string().as_str());
@@ -416,7 +482,7 @@ pub fn session_update(app: &AppContext, session: &Session, sets: Vec<(&str, Valu
 
 /// The writes that make `room` (number `seq`) the session's current room: the
 /// session's room fields (with `extra` sets) and the room's own item.
-pub fn room_ops(
+fn room_ops(
     app: &AppContext,
     session: &Session,
     seq: i64,
