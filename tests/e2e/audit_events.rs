@@ -2047,7 +2047,7 @@ async fn video_create(h: &mut Harness, cx: &VideoCtx<'_>) -> String {
         call(Method::POST, "/api/v1/video-calls", at)
             .body(json!({"appointment_id": video_appointment})),
         403,
-        vec![denied("ACCESS_DENIED", &admin, ("video_session", "*"))],
+        vec![denied("ACCESS_DENIED", admin, ("video_session", "*"))],
     )
     .await;
     h.step(
@@ -2057,7 +2057,7 @@ async fn video_create(h: &mut Harness, cx: &VideoCtx<'_>) -> String {
         404,
         vec![denied(
             "ACCESS_DENIED",
-            &other,
+            other,
             ("appointment", &video_appointment),
         )],
     )
@@ -2075,7 +2075,7 @@ async fn video_create(h: &mut Harness, cx: &VideoCtx<'_>) -> String {
         status,
         201,
         events,
-        vec![ok("CREATE", &vera, vs)],
+        vec![ok("CREATE", vera, vs)],
     );
     h.step(
         "POST /video-calls, a second session of the appointment (nothing written)",
@@ -2115,14 +2115,14 @@ async fn video_join(h: &mut Harness, cx: &VideoCtx<'_>, video_id: &str) -> Strin
         "GET /video-calls/{id}, another patient",
         call(Method::GET, &video_path, ot),
         404,
-        vec![denied("ACCESS_DENIED", &other, vs)],
+        vec![denied("ACCESS_DENIED", other, vs)],
     )
     .await;
     h.step(
         "POST /video-calls/tokens, another patient (no token)",
         call(Method::POST, "/api/v1/video-calls/tokens", ot).body(json!({"session_id": video_id})),
         404,
-        vec![denied("ACCESS_DENIED", &other, vs)],
+        vec![denied("ACCESS_DENIED", other, vs)],
     )
     .await;
     let (status, issued_token, events) = h
@@ -2137,20 +2137,20 @@ async fn video_join(h: &mut Harness, cx: &VideoCtx<'_>, video_id: &str) -> Strin
         status,
         200,
         events,
-        vec![ok("VIDEO_TOKEN", &patient, vs)],
+        vec![ok("VIDEO_TOKEN", patient, vs)],
     );
     h.step(
         "POST /video-calls/{id}/start, the patient (the provider's transition)",
         call(Method::POST, format!("{video_path}/start"), pt),
         403,
-        vec![denied("ACCESS_DENIED", &patient, vs)],
+        vec![denied("ACCESS_DENIED", patient, vs)],
     )
     .await;
     h.step(
         "POST /video-calls/{id}/start",
         call(Method::POST, format!("{video_path}/start"), vt),
         200,
-        vec![ok("UPDATE", &vera, vs)],
+        vec![ok("UPDATE", vera, vs)],
     )
     .await;
     access_token
@@ -2282,21 +2282,21 @@ async fn video_consent_and_end(h: &mut Harness, cx: &VideoCtx<'_>, video_id: &st
         "POST /video-calls/{id}/consent, the patient",
         call(Method::POST, format!("{video_path}/consent"), pt).body(json!({"recording": true})),
         200,
-        vec![ok("RECORDING_CONSENT", &patient, vs)],
+        vec![ok("RECORDING_CONSENT", patient, vs)],
     )
     .await;
     h.step(
         "POST /video-calls/{id}/consent, the provider",
         call(Method::POST, format!("{video_path}/consent"), vt).body(json!({"recording": true})),
         200,
-        vec![ok("RECORDING_CONSENT", &vera, vs)],
+        vec![ok("RECORDING_CONSENT", vera, vs)],
     )
     .await;
     h.step(
         "GET /video-calls/{id}",
         call(Method::GET, &video_path, pt),
         200,
-        vec![ok("VIEW", &patient, vs)],
+        vec![ok("VIEW", patient, vs)],
     )
     .await;
     h.step(
@@ -2309,7 +2309,7 @@ async fn video_consent_and_end(h: &mut Harness, cx: &VideoCtx<'_>, video_id: &st
         200,
         vec![ok(
             "VIEW",
-            &patient,
+            patient,
             ("appointment_video_calls", &video_appointment),
         )],
     )
@@ -2319,7 +2319,7 @@ async fn video_consent_and_end(h: &mut Harness, cx: &VideoCtx<'_>, video_id: &st
         "POST /video-calls/{id}/end",
         call(Method::POST, format!("{video_path}/end"), vt),
         200,
-        vec![ok("UPDATE", &vera, vs)],
+        vec![ok("UPDATE", vera, vs)],
     )
     .await;
     let ended = h.parts.twilio.callbacks()[before_end..]
