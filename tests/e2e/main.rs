@@ -20,5 +20,6 @@ mod readme;
 mod realtime_tickets;
 mod reminders;
 mod template;
+mod video;
 mod websocket;
 mod workers;
