@@ -365,7 +365,7 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_uppercase() || c == '_'));
         }
-        assert_eq!(Action::ALL.len(), 28);
+        assert_eq!(Action::ALL.len(), 30);
         assert_eq!(
             Action::PasswordResetRequest.as_str(),
             "PASSWORD_RESET_REQUEST"
