@@ -72,6 +72,14 @@ pub fn http_functions() -> Vec<HttpMount> {
             function: "notes",
             router: docare_notes::router(),
         },
+        HttpMount {
+            function: "video",
+            router: docare_video::router(),
+        },
+        HttpMount {
+            function: "twilio-webhook",
+            router: docare_twilio_webhook::router(),
+        },
     ]
 }
 

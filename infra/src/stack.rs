@@ -70,6 +70,9 @@ impl Stack {
         parts
             .stripe
             .deliver_to(&format!("{http_url}/api/v1/webhooks/stripe"));
+        // The fake Twilio posts its signed status callbacks to the rooms' callback URL,
+        // the local webhook route.
+        parts.twilio.deliver(true);
         let seeded = crate::accounts::seed_demo(&app, &settings.data_dir)
             .await
             .context("cannot seed the demo accounts")?;

@@ -9,7 +9,7 @@ use crate::crypto::blind_index::BlindIndex;
 use crate::crypto::envelope::Purpose;
 use crate::crypto::{CachePolicy, Envelope, KmsCalls, MeteredKeys};
 use crate::ports::{
-    BlobStore, Clock, Database, KeyService, Messenger, Payments, Push, Queue, SecretStore,
+    BlobStore, Clock, Database, KeyService, Messenger, Payments, Push, Queue, SecretStore, Video,
 };
 use std::sync::Arc;
 
@@ -28,6 +28,8 @@ pub struct Ports {
     pub secrets: Arc<dyn SecretStore>,
     /// Stripe (payment intents, refunds): its REST API on AWS, a fake locally.
     pub payments: Arc<dyn Payments>,
+    /// Twilio Programmable Video (rooms): its REST API on AWS, a fake locally.
+    pub video: Arc<dyn Video>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -42,6 +44,8 @@ pub struct AppContext {
     pub messenger: Arc<dyn Messenger>,
     /// Stripe: only amounts, currencies and opaque ids reach it (`ports::payments`).
     pub payments: Arc<dyn Payments>,
+    /// Twilio's rooms: only opaque room names reach it (`ports::video`).
+    pub video: Arc<dyn Video>,
     pub clock: Arc<dyn Clock>,
     /// KMS calls made through this context (tests and benchmarks assert on them).
     pub kms_calls: Arc<KmsCalls>,
@@ -83,6 +87,7 @@ impl AppContext {
             messenger,
             secrets,
             payments,
+            video,
             clock,
         } = ports;
         let db: Arc<dyn Database> = Arc::new(RecordedDatabase(db));
@@ -139,6 +144,7 @@ impl AppContext {
             push,
             messenger,
             payments,
+            video,
             clock,
             kms_calls,
             secrets,

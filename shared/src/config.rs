@@ -107,6 +107,38 @@ pub struct Config {
     /// no variable sets it; only a local stack started with `--access-token-ttl`
     /// shortens it, so a client's refresh-after-expiry path can be tried in seconds.
     pub access_token_secs: i64,
+    /// Video consultations (`DOCARE_PUBLIC_API_URL`, `DOCARE_VIDEO_JOIN_EARLY_MINUTES`).
+    pub video: VideoSettings,
+}
+
+/// Settings of video consultations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoSettings {
+    /// The public base URL of the HTTP API as Twilio calls it (`https://api.example.com`,
+    /// no trailing slash): the status callback URL given to Twilio, and the URL callback
+    /// signatures are checked against (never the request's `Host`). `None`: video rooms
+    /// and callbacks answer 503 until it is set.
+    pub public_api_url: Option<String>,
+    /// Tokens are issued from this many minutes before an appointment's start (0–60).
+    pub join_early_minutes: i64,
+}
+
+impl Default for VideoSettings {
+    fn default() -> Self {
+        Self {
+            public_api_url: None,
+            join_early_minutes: crate::domain::video::JOIN_EARLY_MINUTES,
+        }
+    }
+}
+
+impl VideoSettings {
+    /// The status callback URL (`<public API URL>/api/v1/webhooks/twilio/video`).
+    pub fn callback_url(&self) -> Option<String> {
+        self.public_api_url
+            .as_ref()
+            .map(|base| format!("{base}{}", crate::video::CALLBACK_PATH))
+    }
 }
 
 impl Config {
@@ -247,6 +279,10 @@ pub const ENV_SMS_COUNTRY_CODES: &str = "DOCARE_SMS_COUNTRY_CODES";
 /// Optional: [`AllowedOrigins`], default [`AllowedOrigins::DEFAULT`] (the local stack reads
 /// it too, and its `--allowed-origins` flag).
 pub const ENV_ALLOWED_ORIGINS: &str = "DOCARE_ALLOWED_ORIGINS";
+/// Optional (video and twilio-webhook): [`VideoSettings::public_api_url`].
+pub const ENV_PUBLIC_API_URL: &str = "DOCARE_PUBLIC_API_URL";
+/// Optional: [`VideoSettings::join_early_minutes`], default 15.
+pub const ENV_VIDEO_JOIN_EARLY_MINUTES: &str = "DOCARE_VIDEO_JOIN_EARLY_MINUTES";
 
 /// Every variable a deployed function reads, for docs and tests.
 pub const LAMBDA_VARIABLES: &[&str] = &[
@@ -338,8 +374,46 @@ impl Config {
             },
             allowed_origins: allowed_origins(vars.optional(ENV_ALLOWED_ORIGINS))?,
             access_token_secs: crate::domain::session::ACCESS_TOKEN_SECS,
+            video: video_settings(&vars)?,
         })
     }
+}
+
+/// [`VideoSettings`] from their optional variables.
+fn video_settings(vars: &Vars<'_>) -> Result<VideoSettings, ConfigError> {
+    let public_api_url = match vars.optional(ENV_PUBLIC_API_URL) {
+        None => None,
+        Some(value) => {
+            let value = value.trim().to_string();
+            check_url(ENV_PUBLIC_API_URL, &value, &["https", "http"])?;
+            let plain = url::Url::parse(&value)
+                .map(|u| u.query().is_none() && u.fragment().is_none())
+                .unwrap_or(false);
+            if !plain || value.ends_with('/') {
+                return Err(ConfigError::Invalid {
+                    name: ENV_PUBLIC_API_URL,
+                    reason: "must be a base URL without query or trailing slash".into(),
+                });
+            }
+            Some(value)
+        }
+    };
+    let join_early_minutes = match vars.optional(ENV_VIDEO_JOIN_EARLY_MINUTES) {
+        None => crate::domain::video::JOIN_EARLY_MINUTES,
+        Some(text) => text
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (0..=crate::domain::video::MAX_JOIN_EARLY_MINUTES).contains(n))
+            .ok_or(ConfigError::Invalid {
+                name: ENV_VIDEO_JOIN_EARLY_MINUTES,
+                reason: "must be a whole number of minutes from 0 to 60".into(),
+            })?,
+    };
+    Ok(VideoSettings {
+        public_api_url,
+        join_early_minutes,
+    })
 }
 
 /// [`AllowedOrigins`] from the variable or flag value, or the default.

@@ -28,6 +28,7 @@ pub mod store;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod video;
 pub mod worker;
 pub mod ws;
 

@@ -80,6 +80,8 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     /// The offline Stripe behind `app.payments` (what it received, the events it signed).
     pub stripe: Arc<crate::adapters::local::FakeStripe>,
+    /// The offline Twilio behind `app.video` (its rooms, the callbacks it signed).
+    pub twilio: Arc<crate::adapters::local::FakeTwilio>,
 }
 
 impl TestApp {
@@ -91,6 +93,7 @@ impl TestApp {
             clock,
             dir,
             stripe: parts.stripe,
+            twilio: parts.twilio,
         }
     }
 }
@@ -651,6 +654,31 @@ impl crate::ports::Payments for Outage {
     }
     async fn retrieve_refund(&self, _: &str) -> Result<Refund, PaymentError> {
         Err(PaymentError::Unavailable(down()))
+    }
+}
+
+#[async_trait]
+impl crate::ports::Video for Outage {
+    async fn create_room(
+        &self,
+        _: &crate::ports::video::NewRoom,
+    ) -> Result<crate::ports::video::Room, crate::ports::video::VideoError> {
+        Err(crate::ports::video::VideoError::Unavailable(down()))
+    }
+    async fn fetch_room(
+        &self,
+        _: &str,
+    ) -> Result<crate::ports::video::Room, crate::ports::video::VideoError> {
+        Err(crate::ports::video::VideoError::Unavailable(down()))
+    }
+    async fn complete_room(
+        &self,
+        _: &str,
+    ) -> Result<crate::ports::video::Room, crate::ports::video::VideoError> {
+        Err(crate::ports::video::VideoError::Unavailable(down()))
+    }
+    async fn set_recording(&self, _: &str, _: bool) -> Result<(), crate::ports::video::VideoError> {
+        Err(crate::ports::video::VideoError::Unavailable(down()))
     }
 }
 

@@ -223,6 +223,11 @@ fn totp_code(secret: &str, offset_secs: i64) -> String {
 
 #[tokio::test]
 pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_expects_and_no_phi() {
+    // The tour is one large future: kept on the heap, not on the test thread's stack.
+    Box::pin(every_route_tour()).await
+}
+
+async fn every_route_tour() {
     let (parts, _dir) = shared::testing::local_app(Arc::new(SystemClock));
     let app = parts.app.clone();
     let mut h = Harness {
@@ -1479,6 +1484,16 @@ pub(crate) async fn every_route_writes_the_audit_events_a_compliance_officer_exp
     )
     .await;
 
+    // --- video (Twilio): its own future, boxed (this one is large enough) --------------
+    Box::pin(video_steps(
+        &mut h,
+        &app,
+        &mut phi,
+        [&patient, &other, &admin],
+        [&patient_token, &other_token, &admin_token],
+    ))
+    .await;
+
     // --- medications --------------------------------------------------------------------------
     let drug = "Sertraline for Patience Okafor";
     phi.extend([
@@ -2011,4 +2026,505 @@ fn scan_value(name: &str, value: &Value, phi: &[String], leaks: &mut Vec<String>
             ));
         }
     }
+}
+
+/// Who the video steps act as, and the appointment they use.
+struct VideoCtx<'a> {
+    patient: &'a Created,
+    other: &'a Created,
+    admin: &'a Created,
+    patient_token: &'a str,
+    other_token: &'a str,
+    admin_token: &'a str,
+    vera: Created,
+    vera_token: String,
+    appointment: String,
+}
+
+fn deliver(c: &shared::adapters::local::Callback) -> Call<'_> {
+    call(Method::POST, "/api/v1/webhooks/twilio/video", None)
+        .raw(&c.body)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", &c.signature)
+        .header("i-twilio-idempotency-token", &c.idempotency_token)
+}
+
+fn by_twilio(video_id: &str) -> Want {
+    Want {
+        action: "UPDATE".into(),
+        outcome: "success".into(),
+        actor: None,
+        role: Some("twilio".into()),
+        resource: Some(("video_session".into(), video_id.to_string())),
+    }
+}
+
+/// The video and twilio-webhook routes (the appointment is one of a provider with
+/// 15-minute slots, so its first free slot starts within the 15 minutes in which tokens
+/// are issued). In parts, each its own boxed future: the tour's own frame is large.
+async fn video_steps(
+    h: &mut Harness,
+    app: &shared::App,
+    phi: &mut Vec<String>,
+    [patient, other, admin]: [&Created; 3],
+    [patient_token, other_token, admin_token]: [&str; 3],
+) {
+    let (vera, vera_token, appointment) = Box::pin(video_setup(h, app, phi, patient_token)).await;
+    let cx = VideoCtx {
+        patient,
+        other,
+        admin,
+        patient_token,
+        other_token,
+        admin_token,
+        vera,
+        vera_token,
+        appointment,
+    };
+    let video_id = Box::pin(video_create(h, &cx)).await;
+    let access_token = Box::pin(video_join(h, &cx, &video_id)).await;
+    phi.push(access_token.clone());
+    Box::pin(video_callbacks(h, &cx, &video_id, &access_token)).await;
+    Box::pin(video_consent_and_end(h, &cx, &video_id)).await;
+}
+
+struct SetupCx<'a> {
+    patient_token: &'a str,
+}
+
+async fn video_setup(
+    h: &mut Harness,
+    app: &shared::App,
+    phi: &mut Vec<String>,
+    patient_token: &str,
+) -> (Created, String, String) {
+    let cx = SetupCx { patient_token };
+    let pt = Some(cx.patient_token);
+    // --- video (Twilio) -----------------------------------------------------------------------
+    // A provider with 15-minute slots: the patient's first free slot starts within the
+    // 15 minutes in which tokens are issued.
+    phi.extend(["vera.video@example.org".into(), "Dr Vera Video".into()]);
+    let vera = accounts::create(
+        app,
+        "vera.video@example.org",
+        "Dr Vera Video",
+        Role::Provider,
+        true,
+    )
+    .await
+    .unwrap();
+    phi.push(vera.password.clone());
+    phi.extend(vera.totp_secret.clone());
+    let vera_token = app
+        .tokens
+        .issue(
+            app,
+            &vera.id,
+            vera.role,
+            &ulid::Ulid::new().to_string(),
+            &["pwd", "mfa", "otp"],
+        )
+        .await
+        .unwrap()
+        .0;
+    phi.push(vera_token.clone());
+    let vt = Some(vera_token.as_str());
+    let video_appointment = {
+        use shared::testing::{dispatch, request};
+        let router = docare_appointments::router();
+        let days = [
+            "monday",
+            "tuesday",
+            "wednesday",
+            "thursday",
+            "friday",
+            "saturday",
+            "sunday",
+        ];
+        let weekly: Vec<Json> = days
+            .iter()
+            .map(|d| json!({"day": d, "start": "00:00", "end": "23:45"}))
+            .collect();
+        let body = json!({"time_zone": "UTC", "slot_minutes": 15, "weekly": weekly,
+            "consultation_types": ["video"]});
+        let (status, answer) = dispatch(
+            &router,
+            app,
+            request(
+                Method::PUT,
+                "/api/v1/providers/me/availability",
+                vt,
+                Some(body),
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        let (_, slots) = dispatch(
+            &router,
+            app,
+            request(
+                Method::GET,
+                &format!("/api/v1/providers/{}/slots", vera.id),
+                pt,
+                None,
+            ),
+        )
+        .await;
+        let mut booked = None;
+        for slot in slots["items"].as_array().unwrap().iter().take(2) {
+            let (status, answer) = dispatch(
+                &router,
+                app,
+                request(
+                    Method::POST,
+                    "/api/v1/appointments",
+                    pt,
+                    Some(json!({"provider_id": vera.id, "start": slot["start"],
+                        "consultation_type": "video"})),
+                ),
+            )
+            .await;
+            if status == 201 {
+                booked = Some(text(&answer, "id"));
+                break;
+            }
+        }
+        let id = booked.expect("a slot within 15 minutes");
+        let (status, answer) = dispatch(
+            &router,
+            app,
+            request(
+                Method::PATCH,
+                &format!("/api/v1/appointments/{id}"),
+                vt,
+                Some(json!({"status": "confirmed"})),
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        id
+    };
+    h.new_events(); // set-up is not under test
+    (vera, vera_token, video_appointment)
+}
+
+async fn video_create(h: &mut Harness, cx: &VideoCtx<'_>) -> String {
+    let (patient, other, admin, vera) = (cx.patient, cx.other, cx.admin, &cx.vera);
+    let (pt, ot, at, vt) = (
+        Some(cx.patient_token),
+        Some(cx.other_token),
+        Some(cx.admin_token),
+        Some(cx.vera_token.as_str()),
+    );
+    let video_appointment = cx.appointment.clone();
+    let _ = (
+        patient,
+        other,
+        admin,
+        vera,
+        pt,
+        ot,
+        at,
+        vt,
+        &video_appointment,
+    );
+    h.step(
+        "POST /video-calls, an administrator (admins take no part)",
+        call(Method::POST, "/api/v1/video-calls", at)
+            .body(json!({"appointment_id": video_appointment})),
+        403,
+        vec![denied("ACCESS_DENIED", admin, ("video_session", "*"))],
+    )
+    .await;
+    h.step(
+        "POST /video-calls, another patient's appointment",
+        call(Method::POST, "/api/v1/video-calls", ot)
+            .body(json!({"appointment_id": video_appointment})),
+        404,
+        vec![denied(
+            "ACCESS_DENIED",
+            other,
+            ("appointment", &video_appointment),
+        )],
+    )
+    .await;
+    let (status, created, events) = h
+        .send(
+            call(Method::POST, "/api/v1/video-calls", vt)
+                .body(json!({"appointment_id": video_appointment, "recording_enabled": true})),
+        )
+        .await;
+    let video_id = text(&created, "id");
+    let vs = ("video_session", video_id.as_str());
+    h.check(
+        "POST /video-calls",
+        status,
+        201,
+        events,
+        vec![ok("CREATE", vera, vs)],
+    );
+    h.step(
+        "POST /video-calls, a second session of the appointment (nothing written)",
+        call(Method::POST, "/api/v1/video-calls", pt)
+            .body(json!({"appointment_id": video_appointment})),
+        409,
+        vec![],
+    )
+    .await;
+    video_id
+}
+
+async fn video_join(h: &mut Harness, cx: &VideoCtx<'_>, video_id: &str) -> String {
+    let (patient, other, admin, vera) = (cx.patient, cx.other, cx.admin, &cx.vera);
+    let (pt, ot, at, vt) = (
+        Some(cx.patient_token),
+        Some(cx.other_token),
+        Some(cx.admin_token),
+        Some(cx.vera_token.as_str()),
+    );
+    let video_appointment = cx.appointment.clone();
+    let _ = (
+        patient,
+        other,
+        admin,
+        vera,
+        pt,
+        ot,
+        at,
+        vt,
+        &video_appointment,
+    );
+    let video_path = format!("/api/v1/video-calls/{video_id}");
+    let vs = ("video_session", video_id);
+    let _ = (&video_path, vs);
+    h.step(
+        "GET /video-calls/{id}, another patient",
+        call(Method::GET, &video_path, ot),
+        404,
+        vec![denied("ACCESS_DENIED", other, vs)],
+    )
+    .await;
+    h.step(
+        "POST /video-calls/tokens, another patient (no token)",
+        call(Method::POST, "/api/v1/video-calls/tokens", ot).body(json!({"session_id": video_id})),
+        404,
+        vec![denied("ACCESS_DENIED", other, vs)],
+    )
+    .await;
+    let (status, issued_token, events) = h
+        .send(
+            call(Method::POST, "/api/v1/video-calls/tokens", pt)
+                .body(json!({"session_id": video_id})),
+        )
+        .await;
+    let access_token = text(&issued_token, "access_token");
+    h.check(
+        "POST /video-calls/tokens",
+        status,
+        200,
+        events,
+        vec![ok("VIDEO_TOKEN", patient, vs)],
+    );
+    h.step(
+        "POST /video-calls/{id}/start, the patient (the provider's transition)",
+        call(Method::POST, format!("{video_path}/start"), pt),
+        403,
+        vec![denied("ACCESS_DENIED", patient, vs)],
+    )
+    .await;
+    h.step(
+        "POST /video-calls/{id}/start",
+        call(Method::POST, format!("{video_path}/start"), vt),
+        200,
+        vec![ok("UPDATE", vera, vs)],
+    )
+    .await;
+    access_token
+}
+
+async fn video_callbacks(h: &mut Harness, cx: &VideoCtx<'_>, video_id: &str, access_token: &str) {
+    let (patient, other, admin, vera) = (cx.patient, cx.other, cx.admin, &cx.vera);
+    let (pt, ot, at, vt) = (
+        Some(cx.patient_token),
+        Some(cx.other_token),
+        Some(cx.admin_token),
+        Some(cx.vera_token.as_str()),
+    );
+    let video_appointment = cx.appointment.clone();
+    let _ = (
+        patient,
+        other,
+        admin,
+        vera,
+        pt,
+        ot,
+        at,
+        vt,
+        &video_appointment,
+    );
+    let video_path = format!("/api/v1/video-calls/{video_id}");
+    let vs = ("video_session", video_id);
+    let _ = (&video_path, vs);
+    // Twilio's callbacks (the fake's, signed as Twilio signs them).
+    let by_twilio = by_twilio(video_id);
+    let callbacks = h.parts.twilio.callbacks();
+    let created_cb = callbacks
+        .iter()
+        .find(|c| c.event == "room-created")
+        .expect("room-created")
+        .clone();
+    let room_sid = created_cb
+        .params
+        .iter()
+        .find(|(n, _)| n == "RoomSid")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    h.step(
+        "POST /webhooks/twilio/video, forged (nothing written, nothing recorded)",
+        call(Method::POST, "/api/v1/webhooks/twilio/video", None)
+            .raw(&created_cb.body)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-twilio-signature", "bm90IGEgc2lnbmF0dXJlIGF0IGFsbA=="),
+        403,
+        vec![],
+    )
+    .await;
+    h.step(
+        "POST /webhooks/twilio/video, room-created",
+        deliver(&created_cb),
+        200,
+        vec![by_twilio.clone()],
+    )
+    .await;
+    h.step(
+        "POST /webhooks/twilio/video, room-created replayed (processed once)",
+        deliver(&created_cb),
+        200,
+        vec![],
+    )
+    .await;
+    // The participant the token names joins and leaves; the join arrives last.
+    let claims: Json = {
+        use base64::Engine;
+        let payload = access_token.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let identity = claims["grants"]["identity"].as_str().unwrap().to_string();
+    let joined = h.parts.twilio.connect(&room_sid, &identity).unwrap();
+    let left = h.parts.twilio.disconnect(&room_sid, &identity).unwrap();
+    h.step(
+        "POST /webhooks/twilio/video, participant-disconnected",
+        deliver(&left),
+        200,
+        vec![by_twilio.clone()],
+    )
+    .await;
+    h.step(
+        "POST /webhooks/twilio/video, participant-connected after it (older: nothing written)",
+        deliver(&joined),
+        200,
+        vec![],
+    )
+    .await;
+}
+
+async fn video_consent_and_end(h: &mut Harness, cx: &VideoCtx<'_>, video_id: &str) {
+    let (patient, other, admin, vera) = (cx.patient, cx.other, cx.admin, &cx.vera);
+    let (pt, ot, at, vt) = (
+        Some(cx.patient_token),
+        Some(cx.other_token),
+        Some(cx.admin_token),
+        Some(cx.vera_token.as_str()),
+    );
+    let video_appointment = cx.appointment.clone();
+    let _ = (
+        patient,
+        other,
+        admin,
+        vera,
+        pt,
+        ot,
+        at,
+        vt,
+        &video_appointment,
+    );
+    let video_path = format!("/api/v1/video-calls/{video_id}");
+    let vs = ("video_session", video_id);
+    let _ = (&video_path, vs);
+    let by_twilio = by_twilio(video_id);
+    h.step(
+        "POST /video-calls/{id}/consent, recording not allowed in the body's shape",
+        call(Method::POST, format!("{video_path}/consent"), pt).body(json!({"recording": "yes"})),
+        400,
+        vec![],
+    )
+    .await;
+    h.step(
+        "POST /video-calls/{id}/consent, the patient",
+        call(Method::POST, format!("{video_path}/consent"), pt).body(json!({"recording": true})),
+        200,
+        vec![ok("RECORDING_CONSENT", patient, vs)],
+    )
+    .await;
+    h.step(
+        "POST /video-calls/{id}/consent, the provider",
+        call(Method::POST, format!("{video_path}/consent"), vt).body(json!({"recording": true})),
+        200,
+        vec![ok("RECORDING_CONSENT", vera, vs)],
+    )
+    .await;
+    h.step(
+        "GET /video-calls/{id}",
+        call(Method::GET, &video_path, pt),
+        200,
+        vec![ok("VIEW", patient, vs)],
+    )
+    .await;
+    h.step(
+        "GET /appointments/{id}/video-calls",
+        call(
+            Method::GET,
+            format!("/api/v1/appointments/{video_appointment}/video-calls"),
+            pt,
+        ),
+        200,
+        vec![ok(
+            "VIEW",
+            patient,
+            ("appointment_video_calls", &video_appointment),
+        )],
+    )
+    .await;
+    let before_end = h.parts.twilio.callbacks().len();
+    h.step(
+        "POST /video-calls/{id}/end",
+        call(Method::POST, format!("{video_path}/end"), vt),
+        200,
+        vec![ok("UPDATE", vera, vs)],
+    )
+    .await;
+    let ended = h.parts.twilio.callbacks()[before_end..]
+        .iter()
+        .find(|c| c.event == "room-ended")
+        .expect("room-ended")
+        .clone();
+    h.step(
+        "POST /webhooks/twilio/video, room-ended",
+        deliver(&ended),
+        200,
+        vec![by_twilio.clone()],
+    )
+    .await;
+    h.step(
+        "POST /video-calls/tokens, after the end (nothing written)",
+        call(Method::POST, "/api/v1/video-calls/tokens", pt).body(json!({"session_id": video_id})),
+        409,
+        vec![],
+    )
+    .await;
 }

@@ -350,6 +350,34 @@ pub(crate) async fn stripe_webhook_samples() {
 }
 
 #[tokio::test]
+pub(crate) async fn video_samples() {
+    check_http_samples(
+        "video",
+        docare_video::router(),
+        &[
+            ("create-without-token.json", 401, Some("unauthenticated")),
+            ("token-without-token.json", 401, Some("unauthenticated")),
+        ],
+    )
+    .await;
+}
+
+/// A callback with a signature that does not validate, and one without: 403, nothing
+/// done.
+#[tokio::test]
+pub(crate) async fn twilio_webhook_samples() {
+    check_http_samples(
+        "twilio-webhook",
+        docare_twilio_webhook::router(),
+        &[
+            ("forged-signature.json", 403, Some("forbidden")),
+            ("unsigned.json", 403, Some("forbidden")),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
 pub(crate) async fn reminder_scheduler_sample() {
     assert_covered("reminders", &["every-minute.json"]);
     let (parts, _dir) = local_app(Arc::new(SystemClock));

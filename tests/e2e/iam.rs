@@ -64,6 +64,8 @@ const SCENARIOS: &[(&str, fn())] = &[
     ("events: billing", super::events::billing_samples),
     ("events: notes", super::events::notes_samples),
     ("events: stripe-webhook", super::events::stripe_webhook_samples),
+    ("events: video", super::events::video_samples),
+    ("events: twilio-webhook", super::events::twilio_webhook_samples),
     ("events: reminders", super::events::reminder_scheduler_sample),
     ("events: remind", super::events::remind_samples),
     (

@@ -130,6 +130,19 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
     let appointment_id =
         docare_e2e::book_any_slot(&app, &carer.id, &carer_token, &patient_token).await;
     let payment_id = docare_e2e::pay_for(&app, &carer_token, &patient_token, &appointment_id).await;
+    let (status, video) = shared::testing::dispatch(
+        &docare_video::router(),
+        &app,
+        shared::testing::request(
+            Method::POST,
+            "/api/v1/video-calls",
+            Some(&carer_token),
+            Some(serde_json::json!({"appointment_id": appointment_id, "recording_enabled": true})),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{video}");
+    let video_call = format!("/api/v1/video-calls/{}", video["id"].as_str().unwrap());
 
     let mut create = ApiRequest::new(Method::POST, "/api/v1/medications");
     create.headers.insert(
@@ -551,6 +564,57 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
             "/api/v1/webhooks/stripe",
             "/api/v1/webhooks/stripe".into(),
             public(),
+        ),
+        // Video: the appointment's two participants only (administrators too get a 404);
+        // the provider starts and ends the call; Twilio's callbacks carry its signature,
+        // not a token (403 without a valid one).
+        (
+            Method::POST,
+            "/api/v1/video-calls",
+            "/api/v1/video-calls".into(),
+            [Unauthenticated, Allow, Allow, Allow, Forbidden],
+        ),
+        (
+            Method::POST,
+            "/api/v1/video-calls/tokens",
+            "/api/v1/video-calls/tokens".into(),
+            [Unauthenticated, Allow, Allow, Allow, Forbidden],
+        ),
+        (
+            Method::GET,
+            "/api/v1/video-calls/{id}",
+            video_call.clone(),
+            participant,
+        ),
+        (
+            Method::POST,
+            "/api/v1/video-calls/{id}/start",
+            format!("{video_call}/start"),
+            [Unauthenticated, Forbidden, Hidden, Hidden, Hidden],
+        ),
+        (
+            Method::POST,
+            "/api/v1/video-calls/{id}/end",
+            format!("{video_call}/end"),
+            [Unauthenticated, Forbidden, Hidden, Hidden, Hidden],
+        ),
+        (
+            Method::POST,
+            "/api/v1/video-calls/{id}/consent",
+            format!("{video_call}/consent"),
+            participant,
+        ),
+        (
+            Method::GET,
+            "/api/v1/appointments/{id}/video-calls",
+            format!("{appointment}/video-calls"),
+            participant,
+        ),
+        (
+            Method::POST,
+            "/api/v1/webhooks/twilio/video",
+            "/api/v1/webhooks/twilio/video".into(),
+            [Forbidden; 5],
         ),
         // Patients add their own, providers for a patient in their care; admins never.
         (

@@ -9,23 +9,31 @@ use shared::auth::Role;
 async fn a_malformed_path_id_is_a_404_on_every_route_for_every_caller() {
     let t = TestStack::start().await;
     let app = t.app().clone();
+    // Each caller is a few accounts, each used for fewer requests than the general
+    // rate limit (100 per 15 minutes per account), so every answer is the route's own.
+    const ACCOUNTS_PER_ROLE: usize = 8;
+    const REQUESTS_PER_ACCOUNT: usize = 90;
     let mut tokens = Vec::new();
     for (role, amr) in [
         (Role::Patient, &["pwd"][..]),
         (Role::Provider, &["pwd", "mfa", "otp"][..]),
         (Role::Admin, &["pwd", "mfa", "otp"][..]),
     ] {
-        let email = format!("ids-{}@example.com", role.as_str());
-        let who = docare_local::accounts::create(&app, &email, "Ids", role, false)
-            .await
-            .expect("account")
-            .id;
-        let (token, _) = app
-            .tokens
-            .issue(&app, &who, role, &app.new_id(), amr)
-            .await
-            .expect("token");
-        tokens.push((role, token));
+        let mut role_tokens = Vec::new();
+        for n in 0..ACCOUNTS_PER_ROLE {
+            let email = format!("ids-{}-{n}@example.com", role.as_str());
+            let who = docare_local::accounts::create(&app, &email, "Ids", role, false)
+                .await
+                .expect("account")
+                .id;
+            let (token, _) = app
+                .tokens
+                .issue(&app, &who, role, &app.new_id(), amr)
+                .await
+                .expect("token");
+            role_tokens.push(token);
+        }
+        tokens.push((role, role_tokens));
     }
     let mut checked = 0;
     for mount in docare_local::mounts::http_functions() {
@@ -44,7 +52,10 @@ async fn a_malformed_path_id_is_a_404_on_every_route_for_every_caller() {
                     .map(|part| if part.starts_with('{') { bad } else { part })
                     .collect::<Vec<_>>()
                     .join("/");
-                for (role, token) in &tokens {
+                for (role, role_tokens) in &tokens {
+                    let token = role_tokens
+                        .get(checked / tokens.len() / REQUESTS_PER_ACCOUNT)
+                        .expect("enough accounts for every route");
                     let response = t
                         .http
                         .request(method.clone(), t.url(&path))

@@ -22,5 +22,6 @@ mod readme;
 mod realtime_tickets;
 mod reminders;
 mod template;
+mod video;
 mod websocket;
 mod workers;

@@ -15,3 +15,4 @@ mod realtime_messaging;
 mod sessions;
 mod takeover;
 mod units_of_work;
+mod video;

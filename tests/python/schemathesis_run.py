@@ -61,6 +61,15 @@ EXCLUDED = {
     # (or, locally, the fake's in-process confirm) does; tests/flows/payments.rs and the
     # e2e refund tests cover it.
     ("POST", "/api/v1/payments/{id}/refunds"),
+    # Video: a token, a start and an end need an appointment within its join window (15
+    # minutes before its start until its end), which the run's free slots cannot promise;
+    # Twilio's callbacks are form-encoded and signed with the account's auth token.
+    # tests/flows/video.rs (the `twilio` library's RequestValidator and AccessToken) and
+    # tests/e2e/video.rs (over HTTP) cover them.
+    ("POST", "/api/v1/video-calls/tokens"),
+    ("POST", "/api/v1/video-calls/{id}/start"),
+    ("POST", "/api/v1/video-calls/{id}/end"),
+    ("POST", "/api/v1/webhooks/twilio/video"),
 }
 
 # Run last: confirming TOTP turns enrolment off for the account (enrol first).
@@ -363,6 +372,18 @@ def main():
     explicit[("GET", "/api/v1/appointments/{id}/payments")] = lambda: {"path_parameters": {"id": book("payer")}}
     explicit[("POST", "/api/v1/webhooks/stripe")] = signed_webhook
 
+    # Video sessions of the video patient's bookings (docs/video.md).
+    def video_session(recording=False):
+        appointment = book("video")
+        r = post("/api/v1/video-calls", {"appointment_id": appointment, "recording_enabled": recording}, token["video"])
+        assert r.status_code == 201, r.text
+        return r.json()["id"], appointment
+
+    explicit[("POST", "/api/v1/video-calls")] = lambda: {"body": {"appointment_id": book("video"), "recording_enabled": True}}
+    explicit[("GET", "/api/v1/video-calls/{id}")] = lambda: {"path_parameters": {"id": video_session()[0]}}
+    explicit[("POST", "/api/v1/video-calls/{id}/consent")] = lambda: {"path_parameters": {"id": video_session(True)[0]}, "body": {"recording": True}}
+    explicit[("GET", "/api/v1/appointments/{id}/video-calls")] = lambda: {"path_parameters": {"id": video_session()[1]}}
+
     explicit[("PUT", "/api/v1/providers/me/availability")] = lambda: {"body": availability}
     explicit[("GET", "/api/v1/providers/{id}/slots")] = lambda: (publish(), {"path_parameters": {"id": provider_id}})[1]
     explicit[("POST", "/api/v1/appointments")] = booking_body
@@ -501,6 +522,13 @@ def main():
         if "secure-notes" in key[1]:
             patient_side = key in (("POST", "/api/v1/secure-notes/{id}/access"), ("POST", "/api/v1/appointments/{id}/secure-notes/access"))
             who[key] = "notepatient" if patient_side else "noter"
+
+    # Video: a patient of its own (the per-account budget) creates sessions of its bookings.
+    video_ops = [key for key in who if key[1].startswith("/api/v1/video-calls") or key[1].endswith("/video-calls")]
+    if video_ops:
+        fresh_patient("video")
+        for key in video_ops:
+            who[key] = "video"
 
     statuses = defaultdict(lambda: defaultdict(int))
     failures = defaultdict(list)

@@ -93,6 +93,10 @@ actions! {
     /// A ciphertext or chain failed its integrity check.
     IntegrityFailure => "INTEGRITY_FAILURE",
     Sos => "SOS",
+    /// A video access token was issued to a participant (who may join which session).
+    VideoToken => "VIDEO_TOKEN",
+    /// A participant gave or withdrew consent to recording a video session.
+    RecordingConsent => "RECORDING_CONSENT",
 }
 
 impl fmt::Display for Action {
@@ -366,7 +370,7 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_uppercase() || c == '_'));
         }
-        assert_eq!(Action::ALL.len(), 30);
+        assert_eq!(Action::ALL.len(), 32);
         assert_eq!(
             Action::PasswordResetRequest.as_str(),
             "PASSWORD_RESET_REQUEST"

@@ -26,6 +26,7 @@ pub mod profile;
 pub mod session;
 pub mod text;
 mod time;
+pub mod video;
 pub mod zone;
 
 pub use id::Id;

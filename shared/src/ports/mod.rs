@@ -11,6 +11,7 @@ pub mod queue;
 pub mod recording;
 pub mod scanner;
 pub mod secrets;
+pub mod video;
 
 pub use crate::clock::Clock;
 pub use blobs::BlobStore;
@@ -22,3 +23,4 @@ pub use push::Push;
 pub use queue::Queue;
 pub use scanner::Scanner;
 pub use secrets::SecretStore;
+pub use video::Video;

@@ -561,6 +561,10 @@ pub struct Change {
     pub notes: Option<String>,
     /// A care-relationship write to commit with it (a confirmation).
     pub care: Option<WriteOp>,
+    /// Writes of another area committed in the same transaction (a video session
+    /// started or ended with the appointment); a failed condition of one of them is
+    /// [`ChangeError::Also`].
+    pub also: Vec<WriteOp>,
 }
 
 /// Why a change was not made. Nothing of it was written.
@@ -575,6 +579,9 @@ pub enum ChangeError {
     /// The care relationship changed between the read and the commit.
     #[error("the care relationship changed meanwhile; retry")]
     Care,
+    /// A write of [`Change::also`] failed its condition.
+    #[error("a related record changed meanwhile; retry")]
+    Also,
     #[error(transparent)]
     Api(#[from] ApiError),
 }
@@ -652,6 +659,10 @@ pub async fn change(
         ops.push(care);
         roles.push("care");
     }
+    for op in change.also {
+        ops.push(op);
+        roles.push("also");
+    }
     for unit in &releases {
         ops.push(claim_release(app, &stored.provider_id, unit, &stored.id));
         roles.push("release");
@@ -685,6 +696,7 @@ pub async fn change(
         Err(CommitError::Change { op }) => Err(match roles.get(op).copied() {
             Some("listing") => ChangeError::ListingChanged,
             Some("care") => ChangeError::Care,
+            Some("also") => ChangeError::Also,
             Some("claim") => ChangeError::Taken,
             _ => ChangeError::Stale,
         }),

@@ -142,6 +142,37 @@ pub const SCHEMA: &[ItemKind] = &[
         sk: "EVENT",
         holds: "a processed Stripe webhook event (once only; TTL)",
     },
+    // --- video (the video and twilio-webhook functions) ---
+    ItemKind {
+        pk: VIDEO_CALL,
+        sk: "SESSION",
+        holds: "video session (appointment, participants' opaque ids, status, consents, current room; gsi2 VIDEOSFOR#appointment)",
+    },
+    ItemKind {
+        pk: VIDEO_CALL,
+        sk: "ROOM#",
+        holds: "one Twilio room of a session (SID, status, newest callback sequence number applied)",
+    },
+    ItemKind {
+        pk: VIDEO_CALL,
+        sk: "PART#",
+        holds: "a participant's stay in a room (side, joined and left times, duration)",
+    },
+    ItemKind {
+        pk: VIDEO_CALL,
+        sk: "REC#",
+        holds: "a recording of a room as Twilio reported it (SID, status)",
+    },
+    ItemKind {
+        pk: APPT_VIDEO,
+        sk: "VIDEO",
+        holds: "the video session of an appointment (one per appointment, kept by a condition)",
+    },
+    ItemKind {
+        pk: TWILIO_CALLBACK,
+        sk: "CALLBACK",
+        holds: "a processed Twilio status callback (once only; TTL)",
+    },
     ItemKind {
         pk: MEDICATION,
         sk: "MEDICATION",
@@ -297,6 +328,9 @@ pub const PAYMENT: &str = "PAYMENT#";
 pub const PAYMENT_KEY: &str = "PAYKEY#";
 pub const STRIPE_INTENT: &str = "STRIPEPI#";
 pub const STRIPE_EVENT: &str = "STRIPEEVT#";
+pub const VIDEO_CALL: &str = "VIDEOCALL#";
+pub const APPT_VIDEO: &str = "APPTVIDEO#";
+pub const TWILIO_CALLBACK: &str = "TWILIOCB#";
 pub const DUE: &str = "DUE#";
 pub const DUE_CURSOR: &str = "DUECURSOR";
 pub const DELIVERY: &str = "DELIVERY#";
@@ -327,6 +361,8 @@ pub const APPTS_WITH: &str = "APPTSWITH#";
 pub const TXNS_OF: &str = "TXNSOF#";
 /// gsi2 partition of an appointment's payments (`<created>#<id>`).
 pub const PAYS_FOR: &str = "PAYSFOR#";
+/// gsi2 partition of an appointment's video sessions (`<created>#<id>`).
+pub const VIDEOS_FOR: &str = "VIDEOSFOR#";
 /// gsi1 partition of a patient's medications.
 pub const MEDS_OF: &str = "MEDSOF#";
 /// gsi1 partition of an appointment's secure notes (`<created>#<id>`).
@@ -622,6 +658,40 @@ pub fn stripe_event(event_id: &str) -> Key {
     Key::new(of(STRIPE_EVENT, event_id), "EVENT")
 }
 
+pub fn video_session(id: &str) -> Key {
+    Key::new(of(VIDEO_CALL, id), "SESSION")
+}
+
+pub fn video_room(session_id: &str, seq: i64) -> Key {
+    Key::new(of(VIDEO_CALL, session_id), format!("ROOM#{seq:06}"))
+}
+
+pub fn video_participant(session_id: &str, seq: i64, participant_sid: &str) -> Key {
+    Key::new(
+        of(VIDEO_CALL, session_id),
+        format!("PART#{seq:06}#{participant_sid}"),
+    )
+}
+
+pub fn video_recording(session_id: &str, recording_sid: &str) -> Key {
+    Key::new(of(VIDEO_CALL, session_id), format!("REC#{recording_sid}"))
+}
+
+/// The sort-key prefix of a session's participant items.
+pub const VIDEO_PARTICIPANTS: &str = "PART#";
+
+pub fn appointment_video(appointment_id: &str) -> Key {
+    Key::new(of(APPT_VIDEO, appointment_id), "VIDEO")
+}
+
+pub fn twilio_callback(token: &str) -> Key {
+    Key::new(of(TWILIO_CALLBACK, token), "CALLBACK")
+}
+
+pub fn videos_for(appointment_id: &str) -> String {
+    of(VIDEOS_FOR, appointment_id)
+}
+
 pub fn transactions_of(patient_id: &str) -> String {
     of(TXNS_OF, patient_id)
 }
@@ -691,6 +761,9 @@ mod tests {
             PAYMENT_KEY,
             STRIPE_INTENT,
             STRIPE_EVENT,
+            VIDEO_CALL,
+            APPT_VIDEO,
+            TWILIO_CALLBACK,
             EMAIL,
             REFRESH,
             MFA,

@@ -17,6 +17,7 @@ pub mod reminders;
 pub mod sessions;
 pub mod sos;
 pub mod tickets;
+pub mod video;
 
 /// Whether the database answers (the health check's probe: one read, no data).
 pub async fn database_reachable(app: &crate::AppContext, table: &str) -> bool {

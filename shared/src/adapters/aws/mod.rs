@@ -10,6 +10,7 @@ mod s3;
 mod secrets;
 mod sqs;
 pub mod stripe;
+pub mod twilio;
 
 pub use dynamodb::DynamoDb;
 pub use kms::Kms;
@@ -19,6 +20,7 @@ pub use s3::S3Blobs;
 pub use secrets::SecretsManager;
 pub use sqs::Sqs;
 pub use stripe::StripeApi;
+pub use twilio::TwilioApi;
 
 use crate::app::Ports;
 use crate::clock::{Clock, SystemClock};
@@ -74,11 +76,20 @@ pub fn build_app(config: Config, sdk: &aws_config::SdkConfig) -> App {
         payments: Arc::new(
             StripeApi::new(
                 stripe::STRIPE_API,
-                Arc::new(crate::ports::recording::RecordedSecrets(secrets)),
+                Arc::new(crate::ports::recording::RecordedSecrets(secrets.clone())),
                 clock.clone(),
                 config.stage.as_str(),
             )
             .unwrap_or_else(|e| panic!("the HTTP client for Stripe: {e}")),
+        ),
+        video: Arc::new(
+            TwilioApi::new(
+                twilio::TWILIO_VIDEO_API,
+                Arc::new(crate::ports::recording::RecordedSecrets(secrets)),
+                clock.clone(),
+                config.stage.as_str(),
+            )
+            .unwrap_or_else(|e| panic!("the HTTP client for Twilio: {e}")),
         ),
         clock,
     };

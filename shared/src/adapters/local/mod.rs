@@ -7,7 +7,8 @@
 //! <data>/blob-signing.key  presigned-URL signing key (0600)
 //! <data>/blobs/<bucket>/   objects
 //! <data>/outbox/           one JSON file per e-mail or SMS
-//! <data>/secrets.json      outside services' secrets (0600): the fake Stripe's whsec_…
+//! <data>/secrets.json      outside services' secrets (0600): the fake Stripe's whsec_…,
+//!                          the fake Twilio's account SID, API key and auth token
 //! ```
 
 mod blobs;
@@ -19,6 +20,7 @@ mod queue;
 mod secrets;
 mod store;
 mod stripe;
+mod twilio;
 
 pub use blobs::{LocalBlobs, PresignedGrant, PRESIGN_PATH};
 pub use gateway::{LocalGateway, Outbound};
@@ -28,6 +30,7 @@ pub use queue::{LocalQueue, QueueSpec};
 pub use secrets::{SecretsFile, SECRETS_FILE};
 pub use store::LocalStore;
 pub use stripe::{intent_object, refund_object, Delivery, FakeStripe};
+pub use twilio::{Callback, FakeTwilio, FakeTwilioAccount};
 
 use crate::app::Ports;
 use crate::clock::Clock;
@@ -71,6 +74,7 @@ pub fn local_config(ws_endpoint: &str, log_filter: &str) -> Config {
         sms_countries: crate::config::SmsCountries::default(),
         allowed_origins: crate::config::AllowedOrigins::default(),
         access_token_secs: crate::domain::session::ACCESS_TOKEN_SECS,
+        video: crate::config::VideoSettings::default(),
     }
 }
 
@@ -93,15 +97,21 @@ pub struct LocalParts {
     pub outbox_dir: PathBuf,
     /// The offline Stripe the payments port uses locally.
     pub stripe: Arc<FakeStripe>,
+    /// The offline Twilio the video port uses locally.
+    pub twilio: Arc<FakeTwilio>,
 }
 
 /// Opens (creating on first run) the data folder and builds every local adapter.
 pub fn open(
     data_dir: &Path,
-    config: Config,
+    mut config: Config,
     http_base_url: &str,
     clock: Arc<dyn Clock>,
 ) -> Result<LocalParts, LocalError> {
+    // Twilio calls the local webhook route at the local API's own URL.
+    if config.video.public_api_url.is_none() {
+        config.video.public_api_url = Some(http_base_url.trim_end_matches('/').to_string());
+    }
     let fail = |path: &Path, reason: String| LocalError {
         path: path.to_path_buf(),
         reason,
@@ -192,7 +202,12 @@ pub fn open(
         crate::ports::recording::RecordedSecrets(Arc::new(SecretsFile::new(secrets_path.clone()))),
     );
     let stripe = Arc::new(
-        FakeStripe::new(webhook_secret, clock.clone()).with_api_key_from(recorded, key_name),
+        FakeStripe::new(webhook_secret, clock.clone())
+            .with_api_key_from(recorded.clone(), key_name),
+    );
+    let twilio = Arc::new(
+        fake_twilio(&secrets, &config, recorded, clock.clone())
+            .map_err(|e| fail(&secrets_path, e.to_string()))?,
     );
 
     let gateway = Arc::new(LocalGateway::new());
@@ -209,6 +224,7 @@ pub fn open(
             messenger: Arc::new(Outbox::new(outbox_dir.clone())),
             secrets: Arc::new(secrets),
             payments: stripe.clone(),
+            video: twilio.clone(),
             clock,
         },
     ));
@@ -221,5 +237,53 @@ pub fn open(
         keyring,
         outbox_dir,
         stripe,
+        twilio,
     })
+}
+
+/// The fake Twilio's credentials (`account_sid`, `api_key_sid`, `api_key_secret`,
+/// `auth_token`): made on first run and kept in `secrets.json` under
+/// `docare/<stage>/twilio/…`, where the functions read them through the secrets port
+/// and any client can sign or verify as Twilio would.
+fn fake_twilio(
+    secrets: &SecretsFile,
+    config: &Config,
+    recorded: Arc<dyn crate::ports::SecretStore>,
+    clock: Arc<dyn Clock>,
+) -> Result<FakeTwilio, crate::ports::secrets::SecretError> {
+    let stage = config.stage.as_str();
+    let names = [
+        crate::video::account_sid_name(stage),
+        crate::video::api_key_sid_name(stage),
+        crate::video::api_key_secret_name(stage),
+        crate::video::auth_token_name(stage),
+    ];
+    let fresh = crate::video::new_fake_credentials();
+    let mut values = Vec::with_capacity(4);
+    for (name, fresh) in names.iter().zip(fresh) {
+        let value = match secrets.value(name)? {
+            Some(value) => value,
+            None => {
+                secrets.set(name, &fresh)?;
+                fresh
+            }
+        };
+        values.push(value);
+    }
+    let [account_sid, key_sid, key_secret, auth_token]: [String; 4] = values
+        .try_into()
+        .map_err(|_| crate::ports::secrets::SecretError::Invalid("four credentials".into()))?;
+    let [_, key_sid_name, key_secret_name, _] = names;
+    Ok(FakeTwilio::new(
+        FakeTwilioAccount {
+            account_sid,
+            auth_token,
+        },
+        clock,
+    )
+    .with_api_key_from(
+        recorded,
+        (key_sid_name, key_secret_name),
+        (key_sid, key_secret),
+    ))
 }

@@ -1,0 +1,7 @@
+//! Lambda entry point of the video function (HTTP API: `/api/v1/video-calls…`,
+//! `/api/v1/appointments/{id}/video-calls`).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::run_http(docare_video::router()).await
+}
