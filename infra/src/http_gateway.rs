@@ -2,15 +2,16 @@
 //! `$default`), builds the payload 2.0 event, and invokes the function in-process. It
 //! also serves the local blob store's presigned URLs.
 
-use crate::events::http_api_event;
-use crate::mounts::{HttpMount, DEFAULT_ROUTE_FUNCTION};
+use crate::events::{http_api_event, s3_object_created};
+use crate::mounts::{HttpMount, DEFAULT_ROUTE_FUNCTION, FUNCTION_TIMEOUT};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 use shared::adapters::local::{LocalBlobs, PRESIGN_PATH};
-use shared::ports::BlobStore;
+use shared::ports::queue::OutgoingMessage;
+use shared::ports::{BlobStore, Queue};
 use shared::App;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,6 +26,9 @@ pub const MAX_RESPONSE_PAYLOAD: usize = 6 * 1024 * 1024;
 /// Presigned requests go to S3, not through API Gateway or a Lambda: S3's single PUT
 /// takes up to 5 GB. The local store holds an upload in memory, so it takes up to this.
 pub const MAX_PRESIGNED_PUT: usize = 64 * 1024 * 1024;
+/// API Gateway's HTTP API waits at most this long for an integration, whatever the
+/// function's own timeout.
+pub const INTEGRATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The size of a function's response body as Lambda carries it (binary bodies are
 /// base64-encoded in the response payload).
@@ -44,6 +48,10 @@ pub struct HttpGateway {
     pub mounts: Vec<(HttpMount, App)>,
     pub blobs: Arc<LocalBlobs>,
     pub domain: String,
+    /// S3's event notifications: an object created in a bucket is announced on its queue
+    /// (`mounts::bucket_notifications`), sent as S3 sends them (not as a function).
+    pub notifications: Vec<(String, String)>,
+    pub queue: Arc<dyn Queue>,
 }
 
 /// API Gateway's own answers (not a function's) have this shape.
@@ -72,7 +80,7 @@ pub async fn handle(
             Ok(body) => body,
             Err(_) => return s3_error(StatusCode::PAYLOAD_TOO_LARGE, "EntityTooLarge"),
         };
-        return serve_presigned(&gateway.blobs, &parts, body).await;
+        return serve_presigned(&gateway, &parts, body).await;
     }
     let body = match axum::body::to_bytes(body, MAX_EVENT_BODY).await {
         Ok(body) => body,
@@ -119,11 +127,28 @@ pub async fn handle(
             return gateway_answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
         }
     };
-    let response = shared::ports::recording::as_function(
-        mount.function,
-        mount.router.handle_lambda(instance, lambda_request),
+    // Lambda stops a function at its timeout; API Gateway stops waiting at 30 s. Either
+    // way the client gets API Gateway's own answer, not the function's.
+    let limit = FUNCTION_TIMEOUT.min(INTEGRATION_TIMEOUT);
+    let response = match tokio::time::timeout(
+        limit,
+        shared::ports::recording::as_function(
+            mount.function,
+            mount.router.handle_lambda(instance, lambda_request),
+        ),
     )
-    .await;
+    .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!(
+                function = mount.function,
+                seconds = limit.as_secs(),
+                "the function exceeded its timeout"
+            );
+            return gateway_answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+        }
+    };
     let (parts, body) = response.into_parts();
     if response_payload_len(&body) > MAX_RESPONSE_PAYLOAD {
         // Lambda refuses the response; API Gateway answers with its own 500.
@@ -144,10 +169,11 @@ pub async fn handle(
 }
 
 async fn serve_presigned(
-    blobs: &LocalBlobs,
+    gateway: &HttpGateway,
     parts: &http::request::Parts,
     body: Bytes,
 ) -> Response {
+    let blobs = gateway.blobs.as_ref();
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -166,9 +192,14 @@ async fn serve_presigned(
             if grant.content_type.as_deref() != sent_type {
                 return s3_error(StatusCode::FORBIDDEN, "SignatureDoesNotMatch");
             }
+            // A signed Content-Length must be the size sent (S3: the signature fails).
+            if grant.content_length.is_some_and(|n| n != body.len() as u64) {
+                return s3_error(StatusCode::FORBIDDEN, "SignatureDoesNotMatch");
+            }
             let content_type = sent_type.unwrap_or("application/octet-stream");
+            let size = body.len() as u64;
             match blobs
-                .put(
+                .put_versioned(
                     &grant.bucket,
                     &grant.key,
                     body,
@@ -177,7 +208,14 @@ async fn serve_presigned(
                 )
                 .await
             {
-                Ok(()) => StatusCode::OK.into_response(),
+                Ok(version_id) => {
+                    announce(gateway, &grant.bucket, &grant.key, size, &version_id).await;
+                    let mut response = StatusCode::OK.into_response();
+                    if let Ok(value) = HeaderValue::from_str(&version_id) {
+                        response.headers_mut().insert("x-amz-version-id", value);
+                    }
+                    response
+                }
                 Err(_) => s3_error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             }
         }
@@ -204,6 +242,25 @@ async fn serve_presigned(
             Err(_) => s3_error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
         },
         _ => s3_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
+    }
+}
+
+/// Sends the `ObjectCreated:Put` event of a stored object to the queue its bucket's
+/// notification names (S3 delivers events asynchronously: a failure does not fail the
+/// upload, it is logged).
+async fn announce(gateway: &HttpGateway, bucket: &str, key: &str, size: u64, version_id: &str) {
+    for (notified, queue) in &gateway.notifications {
+        if notified != bucket {
+            continue;
+        }
+        let event = s3_object_created(bucket, key, size, version_id, "scan-uploads");
+        if let Err(err) = gateway
+            .queue
+            .send(queue, OutgoingMessage::new(event.to_string()))
+            .await
+        {
+            tracing::error!(error = %err, queue, "the S3 event could not be queued");
+        }
     }
 }
 

@@ -83,6 +83,8 @@ impl Stack {
                 .collect(),
             blobs: parts.blobs.clone(),
             domain: http_addr.to_string(),
+            notifications: mounts::bucket_notifications(&app),
+            queue: Arc::new(parts.queue.clone()),
         });
         let router = axum::Router::new()
             .fallback(http_gateway::handle)

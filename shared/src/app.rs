@@ -9,7 +9,7 @@ use crate::crypto::blind_index::BlindIndex;
 use crate::crypto::envelope::Purpose;
 use crate::crypto::{CachePolicy, Envelope, KmsCalls, MeteredKeys};
 use crate::ports::{
-    BlobStore, Clock, Database, KeyService, Messenger, Payments, Push, Queue, SecretStore,
+    BlobStore, Clock, Database, KeyService, Messenger, Payments, Push, Queue, Scanner, SecretStore,
 };
 use std::sync::Arc;
 
@@ -28,7 +28,27 @@ pub struct Ports {
     pub secrets: Arc<dyn SecretStore>,
     /// Stripe (payment intents, refunds): its REST API on AWS, a fake locally.
     pub payments: Arc<dyn Payments>,
+    /// The malware scanner of uploads: clamd when `DOCARE_CLAMD_ADDRESS` is set, else
+    /// the built-in one (the local default).
+    pub scanner: Arc<dyn Scanner>,
     pub clock: Arc<dyn Clock>,
+}
+
+/// The scanner a configuration names: clamd at its address, else the built-in scanner
+/// (EICAR and no hash list), both limited to the upload limit plus the 1 MiB margin
+/// clamd is configured with (`adapters::scan::clamd_limits`).
+pub fn configured_scanner(config: &Config) -> Arc<dyn Scanner> {
+    let limit = config.document_max_bytes + (1 << 20);
+    match &config.clamd_address {
+        Some(address) => Arc::new(crate::adapters::scan::Clamd::new(
+            address.clone(),
+            crate::documents::SCAN_TIMEOUT,
+        )),
+        None => Arc::new(crate::adapters::scan::BuiltinScanner::new(
+            Default::default(),
+            limit,
+        )),
+    }
 }
 
 pub struct AppContext {
@@ -42,6 +62,8 @@ pub struct AppContext {
     pub messenger: Arc<dyn Messenger>,
     /// Stripe: only amounts, currencies and opaque ids reach it (`ports::payments`).
     pub payments: Arc<dyn Payments>,
+    /// The malware scanner (the scanner worker's; `ports::scanner`).
+    pub scanner: Arc<dyn Scanner>,
     pub clock: Arc<dyn Clock>,
     /// KMS calls made through this context (tests and benchmarks assert on them).
     pub kms_calls: Arc<KmsCalls>,
@@ -83,6 +105,7 @@ impl AppContext {
             messenger,
             secrets,
             payments,
+            scanner,
             clock,
         } = ports;
         let db: Arc<dyn Database> = Arc::new(RecordedDatabase(db));
@@ -138,6 +161,7 @@ impl AppContext {
             push,
             messenger,
             payments,
+            scanner,
             clock,
             kms_calls,
             secrets,

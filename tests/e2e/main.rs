@@ -4,6 +4,7 @@ mod appointments;
 mod architecture;
 mod audit_events;
 mod aws_phi;
+mod documents;
 mod emergency;
 mod events;
 mod gateway;

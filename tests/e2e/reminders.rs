@@ -84,15 +84,21 @@ async fn call(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// The outbox's messages, but the new-phone notice of set-up: a clock moved past the
+/// queue's visibility timeout before the worker acknowledged it may deliver it again.
 fn outbox(t: &TestStack) -> Vec<String> {
     let mut files: Vec<_> = std::fs::read_dir(&t.stack.parts.outbox_dir)
         .expect("outbox")
         .filter_map(Result::ok)
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .filter(|m| !m.contains(PHONE_NOTICE))
         .collect();
     files.sort();
     files
 }
+
+/// What the new-phone notice says (not a reminder).
+const PHONE_NOTICE: &str = "sign-in codes was changed";
 
 async fn patient(t: &TestStack, email: &str, zone: &str) -> Patient {
     let created = accounts::create(t.app(), email, "Ada Reminder", Role::Patient, false)
@@ -110,9 +116,20 @@ async fn patient(t: &TestStack, email: &str, zone: &str) -> Patient {
     assert_eq!(profile["time_zone"], zone);
     // A new phone is a security change the owner is told of: that notice is not a
     // reminder, so it leaves the outbox once delivered.
-    let notice = "sign-in codes was changed";
+    let notice = PHONE_NOTICE;
+    let delivered = || {
+        std::fs::read_dir(&t.stack.parts.outbox_dir)
+            .map(|d| {
+                d.filter_map(Result::ok).any(|e| {
+                    std::fs::read_to_string(e.path())
+                        .unwrap_or_default()
+                        .contains(notice)
+                })
+            })
+            .unwrap_or(false)
+    };
     assert!(
-        eventually(|| outbox(t).iter().any(|m| m.contains(notice))).await,
+        eventually(delivered).await,
         "the owner is told of the new phone"
     );
     for entry in std::fs::read_dir(&t.stack.parts.outbox_dir).expect("outbox") {

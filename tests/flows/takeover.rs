@@ -133,7 +133,10 @@ where
         let work = make(i);
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            most.fetch_max(in_flight.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            most.fetch_max(
+                in_flight.fetch_add(1, Ordering::SeqCst) + 1,
+                Ordering::SeqCst,
+            );
             let (status, _) = work.await;
             in_flight.fetch_sub(1, Ordering::SeqCst);
             status

@@ -143,6 +143,21 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "recorded dose by scheduled time (taken or skipped; one per dose)",
     },
     ItemKind {
+        pk: DOCUMENT,
+        sk: "DOCUMENT",
+        holds: "document (status, type, size, sealed name and checksum, sealed object; gsi1 DOCSOF#owner, gsi2 DOCSOF#owner#category; TTL until scanned)",
+    },
+    ItemKind {
+        pk: DOCUMENT,
+        sk: "SHARE#",
+        holds: "a document shared with a provider (gsi1 DOCSHARED#provider, gsi2 DOCSHARED#provider#category)",
+    },
+    ItemKind {
+        pk: DOCUMENT_CONTENT,
+        sk: "CONTENT#",
+        holds: "an owner's stored content by keyed HMAC of its SHA-256 (the sealed object duplicates link to)",
+    },
+    ItemKind {
         pk: CONVERSATION,
         sk: "CONV",
         holds: "conversation (patient, participants, last message seq and time)",
@@ -267,6 +282,8 @@ pub const CLAIM: &str = "CLAIM#";
 pub const IDEMPOTENCY: &str = "IDEMP#";
 pub const MEDICATION: &str = "MED#";
 pub const CONVERSATION: &str = "CONV#";
+pub const DOCUMENT: &str = "DOC#";
+pub const DOCUMENT_CONTENT: &str = "DOCCONTENT#";
 pub const SYNC: &str = "SYNC#";
 pub const PRESENCE: &str = "PRESENCE#";
 pub const PRICE: &str = "PRICE#";
@@ -308,6 +325,11 @@ pub const PAYS_FOR: &str = "PAYSFOR#";
 pub const MEDS_OF: &str = "MEDSOF#";
 /// gsi1 partition of a user's conversations (their participant items).
 pub const CONVS_OF: &str = "CONVSOF#";
+/// gsi1 `DOCSOF#<owner>`, gsi2 `DOCSOF#<owner>#<category>`: an owner's documents.
+pub const DOCS_OF: &str = "DOCSOF#";
+/// gsi1 `DOCSHARED#<provider>`, gsi2 `DOCSHARED#<provider>#<category>`: documents shared
+/// with a provider.
+pub const DOCS_SHARED: &str = "DOCSHARED#";
 /// gsi1 partition of reminder deliveries claimed and not (yet) marked sent.
 pub const UNSENT: &str = "UNSENT";
 /// gsi1 partition of a user's open WebSocket connections.
@@ -435,6 +457,48 @@ pub fn dose(medication_id: &str, scheduled_for: &str) -> Key {
 
 pub fn medications_of(patient_id: &str) -> String {
     format!("{MEDS_OF}{patient_id}")
+}
+
+pub fn document(id: &str) -> Key {
+    Key::new(format!("{DOCUMENT}{id}"), "DOCUMENT")
+}
+
+pub const SHARE_SK: &str = "SHARE#";
+
+/// A document shared with a provider.
+pub fn document_share(document_id: &str, provider_id: &str) -> Key {
+    Key::new(
+        format!("{DOCUMENT}{document_id}"),
+        format!("{SHARE_SK}{provider_id}"),
+    )
+}
+
+/// The gsi1 partition of an owner's documents.
+pub fn documents_of(owner_id: &str) -> String {
+    format!("{DOCS_OF}{owner_id}")
+}
+
+/// The gsi2 partition of an owner's documents in one category.
+pub fn documents_of_in(owner_id: &str, category: &str) -> String {
+    format!("{DOCS_OF}{owner_id}#{category}")
+}
+
+/// The gsi1 partition of the documents shared with a provider.
+pub fn documents_shared_with(provider_id: &str) -> String {
+    format!("{DOCS_SHARED}{provider_id}")
+}
+
+/// The gsi2 partition of the documents of one category shared with a provider.
+pub fn documents_shared_with_in(provider_id: &str, category: &str) -> String {
+    format!("{DOCS_SHARED}{provider_id}#{category}")
+}
+
+/// An owner's stored content, by the keyed HMAC of its SHA-256 (hex).
+pub fn document_content(owner_id: &str, content_mac: &str) -> Key {
+    Key::new(
+        format!("{DOCUMENT_CONTENT}{owner_id}"),
+        format!("CONTENT#{content_mac}"),
+    )
 }
 
 pub fn conversation(id: &str) -> Key {
@@ -634,6 +698,8 @@ mod tests {
             CONN,
             WSTICKET,
             CONVERSATION,
+            DOCUMENT,
+            DOCUMENT_CONTENT,
             SYNC,
             PRESENCE,
             NOTIFY,

@@ -69,6 +69,8 @@ pub fn local_config(ws_endpoint: &str, log_filter: &str) -> Config {
         patient_sessions: crate::domain::session::PATIENT_DEFAULT,
         sms_countries: crate::config::SmsCountries::default(),
         allowed_origins: crate::config::AllowedOrigins::default(),
+        document_max_bytes: crate::domain::document::DEFAULT_MAX_BYTES,
+        clamd_address: None,
     }
 }
 
@@ -192,6 +194,7 @@ pub fn open(
     let gateway = Arc::new(LocalGateway::new());
     let blobs = Arc::new(blobs);
     let keyring = Arc::new(keyring);
+    let scanner = crate::app::configured_scanner(&config);
     let app = Arc::new(AppContext::new(
         config,
         Ports {
@@ -203,6 +206,7 @@ pub fn open(
             messenger: Arc::new(Outbox::new(outbox_dir.clone())),
             secrets: Arc::new(secrets),
             payments: stripe.clone(),
+            scanner,
             clock,
         },
     ));
