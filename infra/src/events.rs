@@ -251,6 +251,50 @@ pub fn sqs_event(queue: &str, messages: &[ReceivedMessage]) -> Result<SqsEvent, 
     serde_json::from_value(json!({ "Records": records }))
 }
 
+/// The S3 event notification of one object created (`ObjectCreated:Put`), as S3 sends
+/// it to a queue (the body of the SQS message; the key URL-encoded with `+` for spaces).
+pub fn s3_object_created(
+    bucket: &str,
+    key: &str,
+    size: u64,
+    version_id: &str,
+    configuration_id: &str,
+) -> Value {
+    let encoded: String = url::form_urlencoded::byte_serialize(key.as_bytes())
+        .collect::<String>()
+        .replace("%2F", "/");
+    json!({
+        "Records": [{
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "awsRegion": REGION,
+            "eventTime": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "eventName": "ObjectCreated:Put",
+            "userIdentity": { "principalId": "local" },
+            "requestParameters": { "sourceIPAddress": "127.0.0.1" },
+            "responseElements": {
+                "x-amz-request-id": ulid::Ulid::new().to_string(),
+                "x-amz-id-2": ulid::Ulid::new().to_string(),
+            },
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "configurationId": configuration_id,
+                "bucket": {
+                    "name": bucket,
+                    "ownerIdentity": { "principalId": "local" },
+                    "arn": format!("arn:aws:s3:::{bucket}"),
+                },
+                "object": {
+                    "key": encoded,
+                    "size": size,
+                    "versionId": version_id,
+                    "sequencer": format!("{:016X}", Utc::now().timestamp_nanos_opt().unwrap_or_default()),
+                },
+            },
+        }],
+    })
+}
+
 /// The event an EventBridge schedule rule sends.
 pub fn scheduled_event(rule: &str) -> Result<EventBridgeEvent, serde_json::Error> {
     serde_json::from_value(json!({
@@ -310,6 +354,18 @@ mod tests {
             &shared::http::ApiRequest::from_lambda(request).body[..],
             &body
         );
+    }
+
+    #[test]
+    fn s3_events_parse_as_the_worker_parses_them() {
+        let event = s3_object_created("docare-quarantine", "uploads/01J a+b", 42, "v1", "scan");
+        let objects = shared::worker::s3_objects(&event.to_string()).expect("parses");
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].bucket, "docare-quarantine");
+        assert_eq!(objects[0].key, "uploads/01J a+b");
+        assert_eq!(objects[0].version_id.as_deref(), Some("v1"));
+        assert_eq!(objects[0].size, Some(42));
+        assert_eq!(objects[0].event_name, "ObjectCreated:Put");
     }
 
     #[test]

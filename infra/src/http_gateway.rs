@@ -5,8 +5,8 @@
 //! Stripe.js does in test mode): local only, outside `/api/v1`, no function and no
 //! template route behind it.
 
-use crate::events::http_api_event;
-use crate::mounts::{HttpMount, DEFAULT_ROUTE_FUNCTION};
+use crate::events::{http_api_event, s3_object_created};
+use crate::mounts::{HttpMount, DEFAULT_ROUTE_FUNCTION, FUNCTION_TIMEOUT};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +15,8 @@ use http::{HeaderValue, Method, StatusCode};
 use shared::adapters::local::{intent_object, FakeStripe, LocalBlobs, PRESIGN_PATH};
 use shared::http::cors;
 use shared::ports::payments::PaymentError;
-use shared::ports::BlobStore;
+use shared::ports::queue::OutgoingMessage;
+use shared::ports::{BlobStore, Queue};
 use shared::App;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -37,6 +38,9 @@ pub const MAX_PRESIGNED_PUT: usize = 64 * 1024 * 1024;
 pub const FAKE_STRIPE_PATH: &str = "/_fake/stripe/";
 /// Largest body the fake Stripe's routes read.
 const MAX_FAKE_STRIPE_BODY: usize = 16 * 1024;
+/// API Gateway's HTTP API waits at most this long for an integration, whatever the
+/// function's own timeout.
+pub const INTEGRATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The size of a function's response body as Lambda carries it (binary bodies are
 /// base64-encoded in the response payload).
@@ -58,6 +62,10 @@ pub struct HttpGateway {
     /// The offline Stripe behind the payments port (its client-side routes).
     pub stripe: Arc<FakeStripe>,
     pub domain: String,
+    /// S3's event notifications: an object created in a bucket is announced on its queue
+    /// (`mounts::bucket_notifications`), sent as S3 sends them (not as a function).
+    pub notifications: Vec<(String, String)>,
+    pub queue: Arc<dyn Queue>,
 }
 
 /// API Gateway's own answers (not a function's) have this shape.
@@ -86,7 +94,7 @@ pub async fn handle(
             Ok(body) => body,
             Err(_) => return s3_error(StatusCode::PAYLOAD_TOO_LARGE, "EntityTooLarge"),
         };
-        return serve_presigned(&gateway.blobs, &parts, body).await;
+        return serve_presigned(&gateway, &parts, body).await;
     }
     if parts.uri.path().starts_with(FAKE_STRIPE_PATH) {
         // Stripe's side of the stack, as a browser reaches Stripe in test mode.
@@ -168,11 +176,28 @@ async fn route(
             return gateway_answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
         }
     };
-    let response = shared::ports::recording::as_function(
-        mount.function,
-        mount.router.handle_lambda(instance, lambda_request),
+    // Lambda stops a function at its timeout; API Gateway stops waiting at 30 s. Either
+    // way the client gets API Gateway's own answer, not the function's.
+    let limit = FUNCTION_TIMEOUT.min(INTEGRATION_TIMEOUT);
+    let response = match tokio::time::timeout(
+        limit,
+        shared::ports::recording::as_function(
+            mount.function,
+            mount.router.handle_lambda(instance, lambda_request),
+        ),
     )
-    .await;
+    .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!(
+                function = mount.function,
+                seconds = limit.as_secs(),
+                "the function exceeded its timeout"
+            );
+            return gateway_answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+        }
+    };
     let (parts, body) = response.into_parts();
     if response_payload_len(&body) > MAX_RESPONSE_PAYLOAD {
         // Lambda refuses the response; API Gateway answers with its own 500.
@@ -193,10 +218,11 @@ async fn route(
 }
 
 async fn serve_presigned(
-    blobs: &LocalBlobs,
+    gateway: &HttpGateway,
     parts: &http::request::Parts,
     body: Bytes,
 ) -> Response {
+    let blobs = gateway.blobs.as_ref();
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -215,9 +241,14 @@ async fn serve_presigned(
             if grant.content_type.as_deref() != sent_type {
                 return s3_error(StatusCode::FORBIDDEN, "SignatureDoesNotMatch");
             }
+            // A signed Content-Length must be the size sent (S3: the signature fails).
+            if grant.content_length.is_some_and(|n| n != body.len() as u64) {
+                return s3_error(StatusCode::FORBIDDEN, "SignatureDoesNotMatch");
+            }
             let content_type = sent_type.unwrap_or("application/octet-stream");
+            let size = body.len() as u64;
             match blobs
-                .put(
+                .put_versioned(
                     &grant.bucket,
                     &grant.key,
                     body,
@@ -226,7 +257,14 @@ async fn serve_presigned(
                 )
                 .await
             {
-                Ok(()) => StatusCode::OK.into_response(),
+                Ok(version_id) => {
+                    announce(gateway, &grant.bucket, &grant.key, size, &version_id).await;
+                    let mut response = StatusCode::OK.into_response();
+                    if let Ok(value) = HeaderValue::from_str(&version_id) {
+                        response.headers_mut().insert("x-amz-version-id", value);
+                    }
+                    response
+                }
                 Err(_) => s3_error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             }
         }
@@ -353,6 +391,25 @@ fn stripe_error(status: StatusCode, kind: &str, message: &str) -> Response {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// Sends the `ObjectCreated:Put` event of a stored object to the queue its bucket's
+/// notification names (S3 delivers events asynchronously: a failure does not fail the
+/// upload, it is logged).
+async fn announce(gateway: &HttpGateway, bucket: &str, key: &str, size: u64, version_id: &str) {
+    for (notified, queue) in &gateway.notifications {
+        if notified != bucket {
+            continue;
+        }
+        let event = s3_object_created(bucket, key, size, version_id, "scan-uploads");
+        if let Err(err) = gateway
+            .queue
+            .send(queue, OutgoingMessage::new(event.to_string()))
+            .await
+        {
+            tracing::error!(error = %err, queue, "the S3 event could not be queued");
+        }
+    }
 }
 
 /// S3 answers presigned requests with XML errors; clients only read the code.

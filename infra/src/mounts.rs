@@ -80,7 +80,26 @@ pub fn http_functions() -> Vec<HttpMount> {
             function: "twilio-webhook",
             router: docare_twilio_webhook::router(),
         },
+        HttpMount {
+            function: "documents",
+            router: docare_documents::router(),
+        },
     ]
+}
+
+/// Lambda's timeout of the REST functions (the template's `Globals` `Timeout`, which
+/// none overrides): the local gateway answers as API Gateway does when a function runs
+/// longer.
+pub const FUNCTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The S3 event notifications of the buckets (bucket → queue), as the template's
+/// `NotificationConfiguration`: an object created in the quarantine bucket (a presigned
+/// upload) is announced on the scans queue.
+pub fn bucket_notifications(app: &App) -> Vec<(String, String)> {
+    vec![(
+        app.config.quarantine_bucket.clone(),
+        app.config.queues.scans.clone(),
+    )]
 }
 
 /// The function behind the HTTP API's `$default` route (requests no route matched).
@@ -106,6 +125,11 @@ pub fn consumers(app: &App) -> Vec<Consumer> {
             "remind",
             app.config.queues.reminders.clone(),
             docare_reminders::deliver,
+        ),
+        Consumer::new(
+            "scanner",
+            app.config.queues.scans.clone(),
+            docare_documents::scanner::handle,
         ),
     ]
 }

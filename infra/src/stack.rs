@@ -88,6 +88,8 @@ impl Stack {
             blobs: parts.blobs.clone(),
             stripe: parts.stripe.clone(),
             domain: http_addr.to_string(),
+            notifications: mounts::bucket_notifications(&app),
+            queue: Arc::new(parts.queue.clone()),
         });
         let router = axum::Router::new()
             .fallback(http_gateway::handle)

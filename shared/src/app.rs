@@ -9,7 +9,8 @@ use crate::crypto::blind_index::BlindIndex;
 use crate::crypto::envelope::Purpose;
 use crate::crypto::{CachePolicy, Envelope, KmsCalls, MeteredKeys};
 use crate::ports::{
-    BlobStore, Clock, Database, KeyService, Messenger, Payments, Push, Queue, SecretStore, Video,
+    BlobStore, Clock, Database, KeyService, Messenger, Payments, Push, Queue, Scanner, SecretStore,
+    Video,
 };
 use std::sync::Arc;
 
@@ -30,7 +31,27 @@ pub struct Ports {
     pub payments: Arc<dyn Payments>,
     /// Twilio Programmable Video (rooms): its REST API on AWS, a fake locally.
     pub video: Arc<dyn Video>,
+    /// The malware scanner of uploads: clamd when `DOCARE_CLAMD_ADDRESS` is set, else
+    /// the built-in one (the local default).
+    pub scanner: Arc<dyn Scanner>,
     pub clock: Arc<dyn Clock>,
+}
+
+/// The scanner a configuration names: clamd at its address, else the built-in scanner
+/// (EICAR and no hash list), both limited to the upload limit plus the 1 MiB margin
+/// clamd is configured with (`adapters::scan::clamd_limits`).
+pub fn configured_scanner(config: &Config) -> Arc<dyn Scanner> {
+    let limit = config.document_max_bytes + (1 << 20);
+    match &config.clamd_address {
+        Some(address) => Arc::new(crate::adapters::scan::Clamd::new(
+            address.clone(),
+            crate::documents::SCAN_TIMEOUT,
+        )),
+        None => Arc::new(crate::adapters::scan::BuiltinScanner::new(
+            Default::default(),
+            limit,
+        )),
+    }
 }
 
 pub struct AppContext {
@@ -46,6 +67,8 @@ pub struct AppContext {
     pub payments: Arc<dyn Payments>,
     /// Twilio's rooms: only opaque room names reach it (`ports::video`).
     pub video: Arc<dyn Video>,
+    /// The malware scanner (the scanner worker's; `ports::scanner`).
+    pub scanner: Arc<dyn Scanner>,
     pub clock: Arc<dyn Clock>,
     /// KMS calls made through this context (tests and benchmarks assert on them).
     pub kms_calls: Arc<KmsCalls>,
@@ -88,6 +111,7 @@ impl AppContext {
             secrets,
             payments,
             video,
+            scanner,
             clock,
         } = ports;
         let db: Arc<dyn Database> = Arc::new(RecordedDatabase(db));
@@ -145,6 +169,7 @@ impl AppContext {
             messenger,
             payments,
             video,
+            scanner,
             clock,
             kms_calls,
             secrets,

@@ -109,6 +109,13 @@ pub struct Config {
     pub access_token_secs: i64,
     /// Video consultations (`DOCARE_PUBLIC_API_URL`, `DOCARE_VIDEO_JOIN_EARLY_MINUTES`).
     pub video: VideoSettings,
+    /// The largest document upload accepted (`DOCARE_DOCUMENT_MAX_BYTES`, default
+    /// [`crate::domain::document::DEFAULT_MAX_BYTES`], 25 MiB).
+    pub document_max_bytes: u64,
+    /// clamd's `host:port` (`DOCARE_CLAMD_ADDRESS`): the scanner worker scans with clamd
+    /// when set, else with the built-in scanner (EICAR and a hash list: not a production
+    /// scanner, see `docs/documents.md`).
+    pub clamd_address: Option<String>,
 }
 
 /// Settings of video consultations.
@@ -284,6 +291,11 @@ pub const ENV_PUBLIC_API_URL: &str = "DOCARE_PUBLIC_API_URL";
 /// Optional: [`VideoSettings::join_early_minutes`], default 15.
 pub const ENV_VIDEO_JOIN_EARLY_MINUTES: &str = "DOCARE_VIDEO_JOIN_EARLY_MINUTES";
 
+/// Optional: the largest document upload in bytes (default 25 MiB, at most 5 GiB).
+pub const ENV_DOCUMENT_MAX_BYTES: &str = "DOCARE_DOCUMENT_MAX_BYTES";
+/// Optional: clamd's `host:port` for the scanner worker.
+pub const ENV_CLAMD_ADDRESS: &str = "DOCARE_CLAMD_ADDRESS";
+
 /// Every variable a deployed function reads, for docs and tests.
 pub const LAMBDA_VARIABLES: &[&str] = &[
     ENV_STAGE,
@@ -375,6 +387,34 @@ impl Config {
             allowed_origins: allowed_origins(vars.optional(ENV_ALLOWED_ORIGINS))?,
             access_token_secs: crate::domain::session::ACCESS_TOKEN_SECS,
             video: video_settings(&vars)?,
+            document_max_bytes: match vars.optional(ENV_DOCUMENT_MAX_BYTES) {
+                None => crate::domain::document::DEFAULT_MAX_BYTES,
+                Some(text) => text
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (1..=5 << 30).contains(n))
+                    .ok_or(ConfigError::Invalid {
+                        name: ENV_DOCUMENT_MAX_BYTES,
+                        reason: "must be a whole number of bytes from 1 to 5368709120".into(),
+                    })?,
+            },
+            clamd_address: match vars.optional(ENV_CLAMD_ADDRESS) {
+                None => None,
+                Some(address) => {
+                    let address = address.trim().to_string();
+                    let valid = address.rsplit_once(':').is_some_and(|(host, port)| {
+                        !host.is_empty() && port.parse::<u16>().is_ok()
+                    });
+                    if !valid {
+                        return Err(ConfigError::Invalid {
+                            name: ENV_CLAMD_ADDRESS,
+                            reason: "must be host:port".into(),
+                        });
+                    }
+                    Some(address)
+                }
+            },
         })
     }
 }

@@ -12,6 +12,10 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
+/// One scan's deadline at clamd (connect, stream, reply); the scanner function's
+/// timeout (120 s in the template) leaves room for the read and the upload around it.
+pub const SCAN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What one pass learned about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inspected {

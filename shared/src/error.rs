@@ -47,6 +47,10 @@ pub enum ApiError {
     /// A bug or an unexpected state. Logged with its cause; the client sees a generic message.
     #[error("an internal error occurred")]
     Internal(#[source] Source),
+    /// Stored data failed its integrity check (tampered, truncated or reordered): the
+    /// request fails rather than answer anything of it. Audited as `INTEGRITY_FAILURE`.
+    #[error("the stored data failed its integrity check")]
+    Integrity,
 }
 
 impl ApiError {
@@ -85,7 +89,7 @@ impl ApiError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal(_) | Self::Integrity => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -104,6 +108,7 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable { .. } => "service_unavailable",
             Self::Internal(_) => "internal_error",
+            Self::Integrity => "integrity_failure",
         }
     }
 
@@ -161,6 +166,7 @@ mod tests {
             ),
             (ApiError::unavailable("database", io()), 503),
             (ApiError::internal(io()), 500),
+            (ApiError::Integrity, 500),
         ];
         for (err, status) in cases {
             assert_eq!(err.status().as_u16(), status, "{err:?}");

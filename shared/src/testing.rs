@@ -20,7 +20,7 @@ use crate::clock::{Clock, ManualClock};
 use crate::config::Config;
 use crate::http::{ApiRequest, Router};
 use crate::notifications::Notification;
-use crate::ports::blobs::{BlobError, BlobMeta, BlobObject, BlobStore, PresignedRequest};
+use crate::ports::blobs::{BlobBody, BlobError, BlobMeta, BlobObject, BlobStore, PresignedRequest};
 use crate::ports::db::{
     Condition, Database, DbError, Item, Key, Query, QueryPage, Update, WriteOp,
 };
@@ -516,7 +516,25 @@ impl BlobStore for Outage {
     async fn put_new(&self, _: &str, _: &str, _: Bytes, _: &str) -> Result<bool, BlobError> {
         Err(BlobError::Unavailable(down()))
     }
+    async fn put_stream(
+        &self,
+        _: &str,
+        _: &str,
+        _: BlobBody,
+        _: &str,
+        _: BTreeMap<String, String>,
+    ) -> Result<u64, BlobError> {
+        Err(BlobError::Unavailable(down()))
+    }
     async fn get(&self, _: &str, _: &str) -> Result<Option<BlobObject>, BlobError> {
+        Err(BlobError::Unavailable(down()))
+    }
+    async fn get_version(
+        &self,
+        _: &str,
+        _: &str,
+        _: Option<&str>,
+    ) -> Result<Option<BlobObject>, BlobError> {
         Err(BlobError::Unavailable(down()))
     }
     async fn get_range(
@@ -534,11 +552,15 @@ impl BlobStore for Outage {
     async fn delete(&self, _: &str, _: &str) -> Result<(), BlobError> {
         Err(BlobError::Unavailable(down()))
     }
+    async fn delete_version(&self, _: &str, _: &str, _: Option<&str>) -> Result<(), BlobError> {
+        Err(BlobError::Unavailable(down()))
+    }
     async fn presign_put(
         &self,
         _: &str,
         _: &str,
         _: &str,
+        _: Option<u64>,
         _: Duration,
     ) -> Result<PresignedRequest, BlobError> {
         Err(BlobError::Unavailable(down()))

@@ -1602,6 +1602,15 @@ async fn every_route_tour() {
     ))
     .await;
 
+    // --- documents (boxed: a test's future lives on its thread's stack) ---------------------
+    Box::pin(document_steps(
+        &mut h,
+        &mut phi,
+        [&patient, &other, &carer, &stranger],
+        [pt, ot, ct, st],
+    ))
+    .await;
+
     // --- messages ------------------------------------------------------------------------------
     let said = "Patience Okafor: the rash is spreading";
     phi.push(said.to_string());
@@ -1991,6 +2000,162 @@ async fn secure_notes_steps(
             .body(json!({"access_reason": REASON})),
         200,
         vec![ok("ARCHIVE", stranger, nr), ok("ARCHIVE", stranger, cn)],
+    )
+    .await;
+}
+
+/// The documents routes (and the scanner's event on an upload).
+async fn document_steps(
+    h: &mut Harness,
+    phi: &mut Vec<String>,
+    [patient, other, carer, stranger]: [&Created; 4],
+    [pt, ot, ct, st]: [Option<&str>; 4],
+) {
+    let file_name = "Patience Okafor biopsy results.pdf";
+    let marker = "Patience Okafor biopsy: benign";
+    phi.extend([file_name.to_string(), marker.to_string()]);
+    let pdf = docare_e2e::pdf(200_000, marker);
+    let upload = json!({"name": file_name, "content_type": "application/pdf",
+        "size": pdf.len(), "category": "lab_result"});
+    let (status, ticket, events) = h
+        .send(call(Method::POST, "/api/v1/documents", pt).body(upload.clone()))
+        .await;
+    let doc_id = text(&ticket, "id");
+    let dr = ("document", doc_id.as_str());
+    h.check(
+        "POST /documents, the patient",
+        status,
+        201,
+        events,
+        vec![ok("CREATE", patient, dr)],
+    );
+    let mut for_patient = upload.clone();
+    for_patient["patient_id"] = json!(patient.id);
+    // The stranger's relationship with `other` was ended above.
+    let mut foreign = upload.clone();
+    foreign["patient_id"] = json!(other.id);
+    let (status, carer_ticket, events) = h
+        .send(call(Method::POST, "/api/v1/documents", ct).body(for_patient.clone()))
+        .await;
+    h.check(
+        "POST /documents, the carer for the patient",
+        status,
+        201,
+        events,
+        vec![ok(
+            "CREATE",
+            carer,
+            ("document", &text(&carer_ticket, "id")),
+        )],
+    );
+    h.step(
+        "POST /documents, a provider without a relationship",
+        call(Method::POST, "/api/v1/documents", st).body(foreign),
+        404,
+        vec![denied("ACCESS_DENIED", stranger, ("document", &other.id))],
+    )
+    .await;
+    // The upload and its scan (S3 and the scanner worker, not a route).
+    docare_e2e::upload_and_scan(&h.parts.app.clone(), &ticket, &pdf).await;
+    let scanned: Vec<Want> = h
+        .new_events()
+        .iter()
+        .map(|e| Want {
+            action: e.action.as_str().into(),
+            outcome: e.outcome.as_str().into(),
+            actor: e.actor.user_id.clone(),
+            role: e.actor.role.clone(),
+            resource: e.resource.as_ref().map(|r| (r.kind.clone(), r.id.clone())),
+        })
+        .collect();
+    let by_scanner = Want {
+        action: "UPDATE".into(),
+        outcome: "success".into(),
+        actor: None,
+        role: Some("scanner".into()),
+        resource: Some(("document".into(), doc_id.clone())),
+    };
+    if scanned != vec![by_scanner] {
+        h.failures
+            .push(format!("the scan of an upload: got {scanned:?}"));
+    }
+    h.step(
+        "GET /documents?category=, the patient",
+        call(Method::GET, "/api/v1/documents", pt).query("category", "lab_result"),
+        200,
+        vec![ok("VIEW", patient, ("patient_documents", &patient.id))],
+    )
+    .await;
+    h.step(
+        "GET /documents, the carer (shared with them)",
+        call(Method::GET, "/api/v1/documents", ct),
+        200,
+        vec![ok("VIEW", carer, ("shared_documents", &carer.id))],
+    )
+    .await;
+    let doc_path = format!("/api/v1/documents/{doc_id}");
+    h.step(
+        "GET /documents/{id}",
+        call(Method::GET, &doc_path, pt),
+        200,
+        vec![ok("VIEW", patient, dr)],
+    )
+    .await;
+    h.step(
+        "GET /documents/{id}, another patient",
+        call(Method::GET, &doc_path, ot),
+        404,
+        vec![denied("ACCESS_DENIED", other, dr)],
+    )
+    .await;
+    h.step(
+        "GET /documents/{id}/content",
+        call(Method::GET, format!("{doc_path}/content"), pt),
+        200,
+        vec![ok("EXPORT", patient, dr)],
+    )
+    .await;
+    h.step(
+        "GET /documents/{id}/content, the carer before it is shared",
+        call(Method::GET, format!("{doc_path}/content"), ct),
+        404,
+        vec![denied("ACCESS_DENIED", carer, dr)],
+    )
+    .await;
+    h.step(
+        "POST /documents/{id}/share",
+        call(Method::POST, format!("{doc_path}/share"), pt).body(json!({"provider_id": carer.id})),
+        200,
+        vec![ok("UPDATE", patient, dr)],
+    )
+    .await;
+    h.step(
+        "GET /documents/{id}/content, the carer it was shared with",
+        call(Method::GET, format!("{doc_path}/content"), ct).header("range", "bytes=0-99"),
+        206,
+        vec![ok("EXPORT", carer, dr)],
+    )
+    .await;
+    h.step(
+        "POST /documents/{id}/share, by the carer (the owner only)",
+        call(Method::POST, format!("{doc_path}/share"), ct)
+            .body(json!({"provider_id": stranger.id})),
+        403,
+        vec![denied("ACCESS_DENIED", carer, dr)],
+    )
+    .await;
+    h.step(
+        "DELETE /documents/{id}",
+        call(Method::DELETE, &doc_path, pt),
+        204,
+        vec![ok("DELETE", patient, dr)],
+    )
+    .await;
+    h.step(
+        "GET /documents/{id}, deleted",
+        call(Method::GET, &doc_path, pt),
+        404,
+        vec![denied("ACCESS_DENIED", patient, dr)],
     )
     .await;
 }

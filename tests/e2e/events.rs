@@ -420,3 +420,39 @@ pub(crate) async fn remind_samples() {
         "only the malformed record (the duplicate of the first is acknowledged)"
     );
 }
+
+#[tokio::test]
+pub(crate) async fn documents_samples() {
+    check_http_samples(
+        "documents",
+        docare_documents::router(),
+        &[
+            ("list-without-token.json", 401, Some("unauthenticated")),
+            ("content-without-token.json", 401, Some("unauthenticated")),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+pub(crate) async fn scanner_samples() {
+    assert_covered("scanner", &["sqs-batch.json"]);
+    let (parts, _dir) = local_app(Arc::new(SystemClock));
+    let event: SqsEvent =
+        serde_json::from_str(&samples("scanner")["sqs-batch.json"]).expect("parses");
+    let response = as_function(
+        "scanner",
+        docare_documents::scanner::handle(parts.app.clone(), event),
+    )
+    .await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        vec!["5e2c1b7a-0f6c-4c7e-9d1b-000000000003"],
+        "only the malformed record (an upload of no document is deleted, a test event acknowledged)"
+    );
+}

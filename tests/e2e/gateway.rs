@@ -80,12 +80,15 @@ async fn bodies_over_the_lambda_payload_limit_are_413() {
 async fn presigned_uploads_are_not_bound_by_the_lambda_payload_limit() {
     let t = TestStack::start().await;
     let blobs = &t.app().blobs;
-    let bucket = &t.app().config.quarantine_bucket;
+    // Not the quarantine bucket: its uploads are announced to the scanner, which
+    // removes anything that is not a document's upload.
+    let bucket = &t.app().config.documents_bucket;
     let put = blobs
         .presign_put(
             bucket,
             "u1/large",
             "application/pdf",
+            None,
             Duration::from_secs(60),
         )
         .await
@@ -113,12 +116,15 @@ async fn presigned_uploads_are_not_bound_by_the_lambda_payload_limit() {
 async fn presigned_urls_upload_and_download_through_the_stack() {
     let t = TestStack::start().await;
     let blobs = &t.app().blobs;
-    let bucket = &t.app().config.quarantine_bucket;
+    // Not the quarantine bucket: its uploads are announced to the scanner, which
+    // removes anything that is not a document's upload.
+    let bucket = &t.app().config.documents_bucket;
     let put = blobs
         .presign_put(
             bucket,
             "u1/report",
             "application/pdf",
+            None,
             Duration::from_secs(60),
         )
         .await

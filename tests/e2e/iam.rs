@@ -68,6 +68,12 @@ const SCENARIOS: &[(&str, fn())] = &[
     ("events: twilio-webhook", super::events::twilio_webhook_samples),
     ("events: reminders", super::events::reminder_scheduler_sample),
     ("events: remind", super::events::remind_samples),
+    ("events: documents", super::events::documents_samples),
+    ("events: scanner", super::events::scanner_samples),
+    (
+        "documents: a PDF and the EICAR file over HTTP, scanned by the worker",
+        super::documents::a_pdf_and_the_eicar_file_through_the_local_stack_over_http,
+    ),
     (
         "reminders: a dose reminder over HTTP and WebSocket",
         super::reminders::a_dose_reminder_arrives_once_at_eight_local_across_spring_forward_in_new_york,
@@ -488,6 +494,7 @@ impl<'a> Resolver<'a> {
             ("Stage", STAGE.to_string()),
             ("MailFrom", MAIL_FROM.to_string()),
             ("CreateApiGatewayAccountSettings", "true".to_string()),
+            ("ClamdAddress", String::new()),
             ("AWS::Region", REGION.to_string()),
             ("AWS::AccountId", ACCOUNT.to_string()),
             ("AWS::Partition", "aws".to_string()),

@@ -160,6 +160,15 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
         .unwrap()
         .to_string();
 
+    let ticket = docare_e2e::start_upload(
+        &app,
+        &patient_token,
+        serde_json::json!({"name": "scan.png", "content_type": "image/png", "size": 1000,
+            "category": "imaging"}),
+    )
+    .await;
+    let document = format!("/api/v1/documents/{}", ticket["id"].as_str().unwrap());
+
     let mut create = ApiRequest::new(Method::POST, "/api/v1/conversations");
     create.headers.insert(
         "authorization",
@@ -752,6 +761,44 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
             "/api/v1/secure-notes/{id}/audit-logs",
             format!("{note}/audit-logs"),
             [Unauthenticated, Hidden, Hidden, Hidden, Allow],
+        ),
+        // Documents: patients upload their own, providers for a patient in their care;
+        // a document is its owner's (and, once shared, a provider's); admins never.
+        (
+            Method::POST,
+            "/api/v1/documents",
+            "/api/v1/documents".into(),
+            [Unauthenticated, Allow, Allow, Allow, Forbidden],
+        ),
+        (
+            Method::GET,
+            "/api/v1/documents",
+            "/api/v1/documents".into(),
+            [Unauthenticated, Allow, Allow, Allow, Forbidden],
+        ),
+        (
+            Method::GET,
+            "/api/v1/documents/{id}",
+            document.clone(),
+            owner_only,
+        ),
+        (
+            Method::GET,
+            "/api/v1/documents/{id}/content",
+            format!("{document}/content"),
+            owner_only,
+        ),
+        (
+            Method::POST,
+            "/api/v1/documents/{id}/share",
+            format!("{document}/share"),
+            owner_only,
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/documents/{id}",
+            document.clone(),
+            owner_only,
         ),
         // Last: the owner deletes the contact.
         (

@@ -18,9 +18,10 @@ async fn data_and_queued_messages_survive_a_restart() {
         )
         .await
         .expect("put");
-    // The scans queue has no consumer yet, so the message waits there.
+    // A dead-letter queue has no consumer, so the message waits there.
+    let parked = format!("{}-dlq", app.config.queues.scans);
     app.queue
-        .send(&app.config.queues.scans, OutgoingMessage::new("scan me"))
+        .send(&parked, OutgoingMessage::new("scan me"))
         .await
         .expect("send");
     drop(app);
@@ -37,7 +38,7 @@ async fn data_and_queued_messages_survive_a_restart() {
     assert_eq!(stored["n"], Value::N(7));
     let waiting = app
         .queue
-        .receive(&app.config.queues.scans, 10, Duration::from_secs(1))
+        .receive(&parked, 10, Duration::from_secs(1))
         .await
         .expect("receive");
     assert_eq!(waiting.len(), 1);

@@ -107,6 +107,9 @@ fn outbox(t: &TestStack) -> Vec<String> {
     files
 }
 
+/// What the new-phone notice says (not a reminder).
+const PHONE_NOTICE: &str = "sign-in codes was changed";
+
 async fn patient(t: &TestStack, email: &str, zone: &str) -> Patient {
     let created = accounts::create(t.app(), email, "Ada Reminder", Role::Patient, false)
         .await

@@ -535,3 +535,83 @@ fn the_audit_archive_is_locked_and_only_audit_watch_writes_it() {
         }
     }
 }
+
+/// `ScansQueue` -> the function consuming it, with its timeout (or the `Globals` one).
+fn timeout_of(resources: &serde_yaml::Mapping, globals: &Value, function: &str) -> u64 {
+    resources[resource_name(function).as_str()]["Properties"]["Timeout"]
+        .as_u64()
+        .or_else(|| globals["Function"]["Timeout"].as_u64())
+        .unwrap_or(3)
+}
+
+#[test]
+fn a_queue_outlasts_its_consumer_six_times() {
+    // AWS: a queue's visibility timeout at least six times its consumer's timeout, or
+    // a message still being processed is delivered again.
+    let template = template();
+    let resources = resources(&template);
+    let (parts, _dir) = shared::testing::local_app(std::sync::Arc::new(shared::clock::SystemClock));
+    for consumer in docare_local::mounts::consumers(&parts.app) {
+        let local = &consumer.queue;
+        let queue = format!("{}{}Queue", local[..1].to_ascii_uppercase(), &local[1..]);
+        let visibility = resources[queue.as_str()]["Properties"]["VisibilityTimeout"]
+            .as_u64()
+            .unwrap_or(30);
+        let timeout = timeout_of(resources, &template["Globals"], consumer.function);
+        assert!(
+            visibility >= 6 * timeout,
+            "{queue}: visibility {visibility} s, {} times out after {timeout} s",
+            consumer.function
+        );
+    }
+    // The local stack answers as API Gateway does when a REST function times out: at
+    // the template's timeout, which no REST function overrides.
+    for mount in docare_local::mounts::http_functions() {
+        assert_eq!(
+            Some(timeout_of(resources, &template["Globals"], mount.function)),
+            Some(docare_local::mounts::FUNCTION_TIMEOUT.as_secs()),
+            "{}",
+            mount.function
+        );
+    }
+}
+
+#[test]
+fn bucket_notifications_match_the_template() {
+    let template = template();
+    let resources = resources(&template);
+    let (parts, _dir) = shared::testing::local_app(std::sync::Arc::new(shared::clock::SystemClock));
+    let mut in_template = BTreeSet::new();
+    for (name, resource) in resources {
+        if resource["Type"] != "AWS::S3::Bucket" {
+            continue;
+        }
+        let configs = resource["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        for config in configs {
+            assert_eq!(config["Event"], "s3:ObjectCreated:*", "{name:?}");
+            let queue = serde_yaml::to_string(&config["Queue"]).unwrap_or_default();
+            in_template.insert((
+                name.as_str().unwrap_or_default().to_string(),
+                queue.trim().to_string(),
+            ));
+        }
+    }
+    let local: BTreeSet<(String, String)> = docare_local::mounts::bucket_notifications(&parts.app)
+        .into_iter()
+        .map(|(bucket, queue)| {
+            let short = bucket.trim_start_matches("docare-");
+            (
+                format!("{}{}Bucket", short[..1].to_ascii_uppercase(), &short[1..]),
+                format!(
+                    "!GetAtt {}{}Queue.Arn",
+                    queue[..1].to_ascii_uppercase(),
+                    &queue[1..]
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(in_template, local, "bucket → queue notifications");
+}

@@ -214,6 +214,34 @@ def main():
             assert m.status_code == 201, f"message: {m.status_code} {m.text}"
         return cid
 
+    # Documents run as a patient of their own in the seeded provider's care (uploads
+    # count against 20 per hour per account; sharing needs a care relationship).
+    doc_signup = signup_body()
+    assert post("/api/v1/auth/signup", doc_signup).status_code == 201
+    assert post("/api/v1/auth/verify-email", {"token": outbox_token(doc_signup["email"], "Your verification token:")}).status_code == 204
+    token["docpatient"] = post("/api/v1/auth/login", {"email": doc_signup["email"], "password": doc_signup["password"]}).json()["access_token"]
+    doc_patient_id = http.get(base + "/api/v1/users/me", headers={"authorization": f"Bearer {token['docpatient']}"}, timeout=30).json()["id"]
+    r = post("/api/v1/care-relationships", {"provider_id": provider_id, "patient_id": doc_patient_id}, token["admin"])
+    assert r.status_code == 201, f"care for the document patient: {r.status_code} {r.text}"
+    pdf = b"%PDF-1.7\n" + b"schemathesis document\n" * 200 + b"%%EOF\n"
+
+    def document(upload=False):
+        r = post("/api/v1/documents", {"name": "report.pdf", "content_type": "application/pdf", "size": len(pdf), "category": "lab_result"}, token["docpatient"])
+        assert r.status_code == 201, f"document: {r.status_code} {r.text}"
+        ticket = r.json()
+        if upload:
+            headers = {k: v for k, v in ticket["upload_headers"].items() if k != "content-length"}
+            put = http.put(ticket["upload_url"], data=pdf, headers=headers, timeout=30)
+            assert put.status_code == 200, f"upload: {put.status_code} {put.text}"
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                got = http.get(f"{base}/api/v1/documents/{ticket['id']}", headers={"authorization": f"Bearer {token['docpatient']}"}, timeout=30).json()
+                if got.get("status") == "available":
+                    break
+                time.sleep(0.3)
+            assert got.get("status") == "available", f"scan: {got}"
+        return ticket["id"]
+
     admin_reason = {"x-access-reason": "schemathesis contract run"}
     explicit = {
         ("POST", "/api/v1/auth/signup"): lambda: {"body": signup_body()},
@@ -253,6 +281,12 @@ def main():
         ("POST", "/api/v1/conversations/{id}/messages"): lambda: {"path_parameters": {"id": conversation()}, "body": {"client_message_id": uuid.uuid4().hex, "body": "How are you?"}},
         ("POST", "/api/v1/conversations/{id}/read"): lambda: {"path_parameters": {"id": conversation(True)}, "body": {"up_to": 1}},
         ("GET", "/api/v1/sync"): lambda: {"query": {"since": "0"}},
+        ("POST", "/api/v1/documents"): lambda: {"body": {"name": "scan.png", "content_type": "image/png", "size": 2048, "category": "imaging"}},
+        ("GET", "/api/v1/documents"): lambda: {"query": {"category": "lab_result"}},
+        ("GET", "/api/v1/documents/{id}"): lambda: {"path_parameters": {"id": document()}},
+        ("GET", "/api/v1/documents/{id}/content"): lambda: {"path_parameters": {"id": document(True)}, "headers": {"range": "bytes=0-99"}},
+        ("POST", "/api/v1/documents/{id}/share"): lambda: {"path_parameters": {"id": document(True)}, "body": {"provider_id": provider_id}},
+        ("DELETE", "/api/v1/documents/{id}"): lambda: {"path_parameters": {"id": document()}},
     }
 
     # TOTP enrolment and confirmation need the account's password or a code, each
@@ -492,6 +526,8 @@ def main():
                 who[key] = "medpatient"
             elif key[1].startswith(("/api/v1/conversations", "/api/v1/sync")):
                 who[key] = "chatpatient"
+            elif key[1].startswith("/api/v1/documents"):
+                who[key] = "docpatient"
             elif key == ("DELETE", "/api/v1/care-relationships/{id}"):
                 who[key] = "patient"
             elif "/mfa/totp/" in key[1]:

@@ -266,3 +266,79 @@ pub async fn pay_for(
     assert_eq!(status, 201, "{paid}");
     paid["id"].as_str().unwrap_or_default().to_string()
 }
+
+/// A small but real PDF of `size` bytes (at least 64): a header, filler pages of text
+/// naming `marker`, an end-of-file line.
+pub fn pdf(size: usize, marker: &str) -> Vec<u8> {
+    let mut out = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    let mut page = 0usize;
+    while out.len() + 64 < size {
+        page += 1;
+        out.extend_from_slice(
+            format!("% page {page}: {marker} hemoglobin 13.{} g/dL\n", page % 10).as_bytes(),
+        );
+    }
+    out.resize(size.saturating_sub(6), b' ');
+    out.extend_from_slice(b"%%EOF\n");
+    out
+}
+
+/// Starts an upload through the documents router as `token`'s owner: the ticket.
+pub async fn start_upload(
+    app: &shared::App,
+    token: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    use http::Method;
+    use shared::testing::{dispatch, request};
+    let (status, ticket) = dispatch(
+        &docare_documents::router(),
+        app,
+        request(Method::POST, "/api/v1/documents", Some(token), Some(body)),
+    )
+    .await;
+    assert_eq!(status, 201, "{ticket}");
+    ticket
+}
+
+/// What S3 does with a presigned upload and what the scans queue's consumer does with
+/// its event, in process: the bytes are stored in the quarantine bucket (as the upload
+/// URL of `ticket` would) and the scanner worker runs on the object (as `scanner`).
+pub async fn upload_and_scan(app: &shared::App, ticket: &serde_json::Value, bytes: &[u8]) {
+    let id = ticket["id"].as_str().unwrap_or_default();
+    let key = shared::store::documents::upload_key(id);
+    let content_type = ticket["upload_headers"]["content-type"]
+        .as_str()
+        .unwrap_or("application/octet-stream");
+    let quarantine = &app.config.quarantine_bucket;
+    app.blobs
+        .put(
+            quarantine,
+            &key,
+            bytes.to_vec().into(),
+            content_type,
+            Default::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("upload: {e}"));
+    let version_id = app
+        .blobs
+        .head(quarantine, &key)
+        .await
+        .unwrap_or_else(|e| panic!("head: {e}"))
+        .and_then(|meta| meta.version_id);
+    let object = shared::worker::S3Object {
+        event_name: "ObjectCreated:Put".into(),
+        bucket: quarantine.clone(),
+        key,
+        version_id,
+        size: Some(bytes.len() as u64),
+    };
+    // Boxed: the worker's future is large, and a test's own future lives on its stack.
+    shared::ports::recording::as_function(
+        "scanner",
+        Box::pin(docare_documents::scanner::scan(app.clone(), object)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("scan: {e}"));
+}

@@ -19,15 +19,20 @@ use zeroize::Zeroizing;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IndexName {
     Email,
+    /// Documents' content: the keyed HMAC of an upload's SHA-256, so an owner's
+    /// duplicate uploads are found without a clear hash in the table (which would tell
+    /// anyone reading it whether a given file is stored: a content oracle).
+    DocumentContent,
 }
 
 impl IndexName {
     /// Every index, so key rotation can visit every index-key record.
-    pub const ALL: [IndexName; 1] = [IndexName::Email];
+    pub const ALL: [IndexName; 2] = [IndexName::Email, IndexName::DocumentContent];
 
     pub fn as_str(self) -> &'static str {
         match self {
             IndexName::Email => "email",
+            IndexName::DocumentContent => "document_content",
         }
     }
 }

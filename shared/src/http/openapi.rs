@@ -80,6 +80,8 @@ pub struct RouteDoc {
     body_required: bool,
     /// `(status, schema)`; `None` is an empty body (204).
     responses: Vec<(u16, Option<SchemaFn>)>,
+    /// Statuses answered with raw bytes (a file), with the media types it may have.
+    binary: Vec<(u16, &'static [&'static str])>,
     pub errors: Vec<u16>,
 }
 
@@ -94,6 +96,7 @@ impl RouteDoc {
             body: None,
             body_required: false,
             responses: Vec::new(),
+            binary: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -133,6 +136,12 @@ impl RouteDoc {
     /// A JSON answer of type `T` with this status.
     pub fn response<T: JsonSchema>(mut self, status: u16) -> Self {
         self.responses.push((status, Some(schema_of::<T>)));
+        self
+    }
+
+    /// An answer of raw bytes with this status: a file of one of these media types.
+    pub fn binary_response(mut self, status: u16, media_types: &'static [&'static str]) -> Self {
+        self.binary.push((status, media_types));
         self
     }
 
@@ -186,13 +195,15 @@ impl RouteDoc {
 
     /// True when the doc says what the route answers.
     pub fn is_complete(&self) -> bool {
-        !self.summary.trim().is_empty() && !self.responses.is_empty()
+        let answers = !self.responses.is_empty() || !self.binary.is_empty();
+        !self.summary.trim().is_empty() && answers
     }
 
     pub fn statuses(&self) -> Vec<u16> {
         self.responses
             .iter()
             .map(|(status, _)| *status)
+            .chain(self.binary.iter().map(|(status, _)| *status))
             .chain(self.errors.iter().copied())
             .collect()
     }
@@ -211,6 +222,7 @@ fn error_description(status: u16) -> &'static str {
         409 => "Conflicts with the current state.",
         413 => "The body is too large.",
         415 => "The body is not `application/json`.",
+        416 => "The range starts past the end (`Content-Range: bytes */size`).",
         422 => "Understood but refused in the current state.",
         429 => "Rate limited; see `Retry-After`.",
         500 => "An internal error.",
@@ -225,6 +237,7 @@ fn success_description(status: u16) -> &'static str {
         201 => "Created",
         202 => "Accepted",
         204 => "No content",
+        206 => "Partial content (see `Content-Range`)",
         503 => "Unavailable (the body says which dependency)",
         _ => "Answer",
     }
@@ -304,6 +317,24 @@ pub fn document(routers: &[&Router], version: &str) -> Value {
                 response["content"] = json_content(schema(&mut generator));
             }
             responses.insert(status.to_string(), response);
+        }
+        for (status, media_types) in &doc.binary {
+            let content: Map<String, Value> = media_types
+                .iter()
+                .map(|media| {
+                    (
+                        media.to_string(),
+                        json!({ "schema": { "type": "string", "contentMediaType": media } }),
+                    )
+                })
+                .collect();
+            responses.insert(
+                status.to_string(),
+                json!({
+                    "description": success_description(*status),
+                    "content": content,
+                }),
+            );
         }
         let mut errors = doc.errors.clone();
         errors.sort_unstable();

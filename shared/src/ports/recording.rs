@@ -15,7 +15,7 @@
 //! `tests/e2e/iam.rs` checks every observed access against that function's IAM
 //! statements in `template.yaml`. On Lambda nothing sets a function: nothing collects.
 
-use crate::ports::blobs::{BlobError, BlobMeta, BlobObject, BlobStore, PresignedRequest};
+use crate::ports::blobs::{BlobBody, BlobError, BlobMeta, BlobObject, BlobStore, PresignedRequest};
 use crate::ports::db::{
     Condition, Database, DbError, Item, Key, Query, QueryPage, Update, WriteOp,
 };
@@ -92,6 +92,14 @@ fn note(access: Access) {
             log.push(access);
         }
     });
+}
+
+/// Notes an access of `function` made outside its task (a stream it handed on).
+fn note_for(function: &'static str, access: Access) {
+    OBSERVED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(Observed { function, access });
 }
 
 /// Runs `work` as the handler of `function`: what it does is attributed to that
@@ -357,9 +365,53 @@ impl BlobStore for RecordedBlobs {
         note(Access::new("s3:PutObject", bucket, object_prefix(key)));
         self.0.put_new(bucket, key, body, content_type).await
     }
+    async fn put_stream(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: BlobBody,
+        content_type: &str,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<u64, BlobError> {
+        // A multipart upload is s3:PutObject; one aborted (the body ended with an error)
+        // also needs s3:AbortMultipartUpload, noted when the error passes by.
+        note(Access::new("s3:PutObject", bucket, object_prefix(key)));
+        let (bucket_name, prefix) = (bucket.to_string(), object_prefix(key));
+        let function = current_function();
+        let body: BlobBody = Box::pin(futures::StreamExt::inspect(body, move |item| {
+            if item.is_err() {
+                let access = Access::new(
+                    "s3:AbortMultipartUpload",
+                    bucket_name.clone(),
+                    prefix.clone(),
+                );
+                match function {
+                    Some(function) => note_for(function, access),
+                    None => note(access),
+                }
+            }
+        }));
+        self.0
+            .put_stream(bucket, key, body, content_type, metadata)
+            .await
+    }
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<BlobObject>, BlobError> {
         note(Access::new("s3:GetObject", bucket, object_prefix(key)));
         self.0.get(bucket, key).await
+    }
+    async fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<BlobObject>, BlobError> {
+        let action = if version_id.is_some() {
+            "s3:GetObjectVersion"
+        } else {
+            "s3:GetObject"
+        };
+        note(Access::new(action, bucket, object_prefix(key)));
+        self.0.get_version(bucket, key, version_id).await
     }
     async fn get_range(
         &self,
@@ -379,17 +431,32 @@ impl BlobStore for RecordedBlobs {
         note(Access::new("s3:DeleteObject", bucket, object_prefix(key)));
         self.0.delete(bucket, key).await
     }
+    async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<(), BlobError> {
+        let action = if version_id.is_some() {
+            "s3:DeleteObjectVersion"
+        } else {
+            "s3:DeleteObject"
+        };
+        note(Access::new(action, bucket, object_prefix(key)));
+        self.0.delete_version(bucket, key, version_id).await
+    }
     async fn presign_put(
         &self,
         bucket: &str,
         key: &str,
         content_type: &str,
+        content_length: Option<u64>,
         expires_in: Duration,
     ) -> Result<PresignedRequest, BlobError> {
         // Signed locally: no request now, but the URL carries this right.
         note(Access::new("s3:PutObject", bucket, object_prefix(key)));
         self.0
-            .presign_put(bucket, key, content_type, expires_in)
+            .presign_put(bucket, key, content_type, content_length, expires_in)
             .await
     }
     async fn presign_get(

@@ -195,6 +195,21 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "note version by number (author, kind, sealed text with its SHA-256; never overwritten)",
     },
     ItemKind {
+        pk: DOCUMENT,
+        sk: "DOCUMENT",
+        holds: "document (status, type, size, sealed name and checksum, sealed object; gsi1 DOCSOF#owner, gsi2 DOCSOF#owner#category; TTL until scanned)",
+    },
+    ItemKind {
+        pk: DOCUMENT,
+        sk: "SHARE#",
+        holds: "a document shared with a provider (gsi1 DOCSHARED#provider, gsi2 DOCSHARED#provider#category)",
+    },
+    ItemKind {
+        pk: DOCUMENT_CONTENT,
+        sk: "CONTENT#",
+        holds: "an owner's stored content by keyed HMAC of its SHA-256 (the sealed object duplicates link to)",
+    },
+    ItemKind {
         pk: CONVERSATION,
         sk: "CONV",
         holds: "conversation (patient, participants, last message seq and time)",
@@ -321,6 +336,8 @@ pub const MEDICATION: &str = "MED#";
 /// Secure clinical notes (the notes function).
 pub const NOTE: &str = "NOTE#";
 pub const CONVERSATION: &str = "CONV#";
+pub const DOCUMENT: &str = "DOC#";
+pub const DOCUMENT_CONTENT: &str = "DOCCONTENT#";
 pub const SYNC: &str = "SYNC#";
 pub const PRESENCE: &str = "PRESENCE#";
 pub const PRICE: &str = "PRICE#";
@@ -369,6 +386,11 @@ pub const MEDS_OF: &str = "MEDSOF#";
 pub const NOTES_FOR: &str = "NOTESFOR#";
 /// gsi1 partition of a user's conversations (their participant items).
 pub const CONVS_OF: &str = "CONVSOF#";
+/// gsi1 `DOCSOF#<owner>`, gsi2 `DOCSOF#<owner>#<category>`: an owner's documents.
+pub const DOCS_OF: &str = "DOCSOF#";
+/// gsi1 `DOCSHARED#<provider>`, gsi2 `DOCSHARED#<provider>#<category>`: documents shared
+/// with a provider.
+pub const DOCS_SHARED: &str = "DOCSHARED#";
 /// gsi1 partition of reminder deliveries claimed and not (yet) marked sent.
 pub const UNSENT: &str = "UNSENT";
 /// gsi1 partition of a user's open WebSocket connections.
@@ -525,6 +547,48 @@ pub fn note_version(note_id: &str, version: i64) -> Key {
 /// gsi1 partition of an appointment's notes.
 pub fn notes_for(appointment_id: &str) -> String {
     format!("{NOTES_FOR}{appointment_id}")
+}
+
+pub fn document(id: &str) -> Key {
+    Key::new(format!("{DOCUMENT}{id}"), "DOCUMENT")
+}
+
+pub const SHARE_SK: &str = "SHARE#";
+
+/// A document shared with a provider.
+pub fn document_share(document_id: &str, provider_id: &str) -> Key {
+    Key::new(
+        format!("{DOCUMENT}{document_id}"),
+        format!("{SHARE_SK}{provider_id}"),
+    )
+}
+
+/// The gsi1 partition of an owner's documents.
+pub fn documents_of(owner_id: &str) -> String {
+    format!("{DOCS_OF}{owner_id}")
+}
+
+/// The gsi2 partition of an owner's documents in one category.
+pub fn documents_of_in(owner_id: &str, category: &str) -> String {
+    format!("{DOCS_OF}{owner_id}#{category}")
+}
+
+/// The gsi1 partition of the documents shared with a provider.
+pub fn documents_shared_with(provider_id: &str) -> String {
+    format!("{DOCS_SHARED}{provider_id}")
+}
+
+/// The gsi2 partition of the documents of one category shared with a provider.
+pub fn documents_shared_with_in(provider_id: &str, category: &str) -> String {
+    format!("{DOCS_SHARED}{provider_id}#{category}")
+}
+
+/// An owner's stored content, by the keyed HMAC of its SHA-256 (hex).
+pub fn document_content(owner_id: &str, content_mac: &str) -> Key {
+    Key::new(
+        format!("{DOCUMENT_CONTENT}{owner_id}"),
+        format!("CONTENT#{content_mac}"),
+    )
 }
 
 pub fn conversation(id: &str) -> Key {
@@ -773,6 +837,8 @@ mod tests {
             WSTICKET,
             CONVERSATION,
             NOTE,
+            DOCUMENT,
+            DOCUMENT_CONTENT,
             SYNC,
             PRESENCE,
             NOTIFY,

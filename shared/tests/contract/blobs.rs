@@ -72,6 +72,9 @@ impl BlobFixture {
                             return Err(403);
                         }
                         let body = Bytes::from(body.unwrap_or_default());
+                        if grant.content_length.is_some_and(|n| n != body.len() as u64) {
+                            return Err(403);
+                        }
                         local
                             .put(
                                 &grant.bucket,
@@ -126,6 +129,18 @@ async fn aws_fixture() -> Option<BlobFixture> {
         .send()
         .await
         .expect("create bucket");
+    // Versioned, as the template's buckets are.
+    client
+        .put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("versioning");
     Some(BlobFixture {
         blobs: Arc::new(S3Blobs::new(client)),
         bucket,
@@ -145,8 +160,10 @@ contract_suite! {
         presigned_put_then_get,
         invalid_keys_and_expiries_are_refused,
         check_reaches_the_bucket,
+        streams_into_an_object,
+        exact_versions,
     ];
-    local_only: [];
+    local_only: [a_presigned_put_of_another_size_is_refused, an_older_version_is_gone_locally];
 }
 
 fn metadata() -> BTreeMap<String, String> {
@@ -270,9 +287,16 @@ async fn streams_a_5_mib_object(fx: &BlobFixture) {
 
 async fn presigned_put_then_get(fx: &BlobFixture) {
     let (b, key) = (&fx.bucket, "uploads/u1/scan-1");
+    let body = b"\x89PNG fake image".to_vec();
     let put = fx
         .blobs
-        .presign_put(b, key, "image/png", Duration::from_secs(300))
+        .presign_put(
+            b,
+            key,
+            "image/png",
+            Some(body.len() as u64),
+            Duration::from_secs(300),
+        )
         .await
         .expect("presign put");
     assert_eq!(put.method, "PUT");
@@ -286,7 +310,6 @@ async fn presigned_put_then_get(fx: &BlobFixture) {
         put.url
     );
 
-    let body = b"\x89PNG fake image".to_vec();
     fx.send(&put, Some(body.clone()))
         .await
         .expect("upload accepted");
@@ -353,7 +376,7 @@ async fn invalid_keys_and_expiries_are_refused(fx: &BlobFixture) {
     for expiry in [Duration::ZERO, Duration::from_secs(3601)] {
         let put = fx
             .blobs
-            .presign_put(b, "ok/key", "text/plain", expiry)
+            .presign_put(b, "ok/key", "text/plain", None, expiry)
             .await;
         assert!(
             matches!(put, Err(BlobError::Invalid(_))),
@@ -419,5 +442,180 @@ async fn ranged_reads(fx: &BlobFixture) {
         .get_range(&fx.bucket, &support::unique("nothing"), 0, 10)
         .await
         .expect("missing")
+        .is_none());
+}
+
+/// A streamed upload: several parts (a multipart upload on S3), one part, and a stream
+/// that fails, which leaves nothing behind.
+async fn streams_into_an_object(fx: &BlobFixture) {
+    use shared::ports::blobs::{BlobBody, STREAM_PART_LEN};
+    let chunks = |data: Vec<u8>, fail: bool| -> BlobBody {
+        let mut items: Vec<Result<Bytes, BlobError>> = data
+            .chunks(1 << 20)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        if fail {
+            items.push(Err(BlobError::Invalid("the producer gave up".into())));
+        }
+        futures::stream::iter(items).boxed()
+    };
+    for size in [2 * STREAM_PART_LEN + 12_345, 1_000, 0] {
+        let key = format!("sealed/{}", support::unique("stream"));
+        let body: Vec<u8> = (0..size).map(|i| (i * 7 % 253) as u8).collect();
+        let written = fx
+            .blobs
+            .put_stream(
+                &fx.bucket,
+                &key,
+                chunks(body.clone(), false),
+                "application/octet-stream",
+                metadata(),
+            )
+            .await
+            .expect("put_stream");
+        assert_eq!(written, size as u64);
+        let object = fx
+            .blobs
+            .get(&fx.bucket, &key)
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(object.meta.metadata, metadata());
+        assert!(
+            object.collect().await.expect("body") == body,
+            "{size} bytes"
+        );
+    }
+    for size in [2 * STREAM_PART_LEN + 1, 10] {
+        let key = format!("sealed/{}", support::unique("aborted"));
+        let failed = fx
+            .blobs
+            .put_stream(
+                &fx.bucket,
+                &key,
+                chunks(vec![1; size], true),
+                "application/octet-stream",
+                BTreeMap::new(),
+            )
+            .await;
+        assert!(failed.is_err(), "a failing stream fails the upload");
+        assert!(
+            fx.blobs
+                .head(&fx.bucket, &key)
+                .await
+                .expect("head")
+                .is_none(),
+            "nothing is left of an aborted upload ({size} bytes)"
+        );
+    }
+}
+
+/// Every write has a version; an exact version is read and deleted, and deleting one
+/// version leaves a newer one in place.
+async fn exact_versions(fx: &BlobFixture) {
+    let (b, key) = (&fx.bucket, "uploads/versioned");
+    let put = |body: &'static [u8]| async move {
+        fx.blobs
+            .put(
+                b,
+                key,
+                Bytes::from_static(body),
+                "text/plain",
+                BTreeMap::new(),
+            )
+            .await
+            .expect("put");
+        fx.blobs
+            .head(b, key)
+            .await
+            .expect("head")
+            .expect("exists")
+            .version_id
+            .expect("a version id")
+    };
+    let first = put(b"first").await;
+    let object = fx
+        .blobs
+        .get_version(b, key, Some(&first))
+        .await
+        .expect("get_version")
+        .expect("that version");
+    assert_eq!(object.meta.version_id.as_deref(), Some(first.as_str()));
+    assert_eq!(object.collect().await.expect("body"), b"first");
+
+    let second = put(b"second").await;
+    assert_ne!(first, second);
+    let current = fx
+        .blobs
+        .get_version(b, key, None)
+        .await
+        .expect("get_version")
+        .expect("current");
+    assert_eq!(current.collect().await.expect("body"), b"second");
+    // Deleting the older version keeps the newer one.
+    fx.blobs
+        .delete_version(b, key, Some(&first))
+        .await
+        .expect("delete the first version");
+    let head = fx.blobs.head(b, key).await.expect("head").expect("kept");
+    assert_eq!(head.version_id.as_deref(), Some(second.as_str()));
+    fx.blobs
+        .delete_version(b, key, Some(&second))
+        .await
+        .expect("delete the second version");
+    assert!(fx.blobs.head(b, key).await.expect("head").is_none());
+    fx.blobs
+        .delete_version(b, key, Some(&second))
+        .await
+        .expect("deleting a missing version succeeds");
+}
+
+/// The local stack checks a presigned upload's signed size, as S3 checks the signed
+/// `Content-Length` (the emulator checks no signature).
+async fn a_presigned_put_of_another_size_is_refused(fx: &BlobFixture) {
+    let put = fx
+        .blobs
+        .presign_put(
+            &fx.bucket,
+            "uploads/sized",
+            "text/plain",
+            Some(5),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("presign");
+    assert_eq!(fx.send(&put, Some(b"123456".to_vec())).await, Err(403));
+    assert_eq!(fx.send(&put, Some(b"12345".to_vec())).await, Ok(Vec::new()));
+}
+
+/// The local store keeps only the current version (S3 keeps older ones).
+async fn an_older_version_is_gone_locally(fx: &BlobFixture) {
+    let (b, key) = (&fx.bucket, "uploads/replaced");
+    let mut versions = Vec::new();
+    for body in [&b"one"[..], b"two"] {
+        fx.blobs
+            .put(
+                b,
+                key,
+                Bytes::from_static(body),
+                "text/plain",
+                BTreeMap::new(),
+            )
+            .await
+            .expect("put");
+        versions.push(
+            fx.blobs
+                .head(b, key)
+                .await
+                .expect("head")
+                .expect("exists")
+                .version_id,
+        );
+    }
+    assert!(fx
+        .blobs
+        .get_version(b, key, versions[0].as_deref())
+        .await
+        .expect("get_version")
         .is_none());
 }

@@ -91,6 +91,7 @@ pub fn build_app(config: Config, sdk: &aws_config::SdkConfig) -> App {
             )
             .unwrap_or_else(|e| panic!("the HTTP client for Twilio: {e}")),
         ),
+        scanner: crate::app::configured_scanner(&config),
         clock,
     };
     Arc::new(AppContext::new(config, ports))

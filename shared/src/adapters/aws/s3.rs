@@ -2,15 +2,17 @@
 //! for uploads, the signed content type.
 
 use crate::ports::blobs::{
-    validate_expiry, validate_key, validate_range, BlobError, BlobMeta, BlobObject, BlobStore,
-    PresignedRequest,
+    validate_expiry, validate_key, validate_range, BlobBody, BlobError, BlobMeta, BlobObject,
+    BlobStore, PresignedRequest, STREAM_PART_LEN,
 };
 use async_trait::async_trait;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
+use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -28,18 +30,23 @@ impl S3Blobs {
         bucket: &str,
         key: &str,
         range: Option<(u64, u64)>,
+        version_id: Option<&str>,
     ) -> Result<Option<BlobObject>, BlobError> {
         let output = match self
             .client
             .get_object()
             .bucket(bucket)
             .key(key)
+            .set_version_id(version_id.map(str::to_string))
             .set_range(range.map(|(start, end)| format!("bytes={start}-{}", end - 1)))
             .send()
             .await
         {
             Ok(output) => output,
             Err(err) if is_missing(&err) => return Ok(None),
+            Err(err) if version_id.is_some() && err.code() == Some("NoSuchVersion") => {
+                return Ok(None)
+            }
             Err(err) if err.code() == Some("InvalidRange") => {
                 return Err(BlobError::Invalid("range starts past the object".into()))
             }
@@ -58,6 +65,7 @@ impl S3Blobs {
                 .metadata()
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default(),
+            version_id: output.version_id().map(str::to_string),
         };
 
         let body = futures::stream::try_unfold(output.body, |mut body| async move {
@@ -71,6 +79,76 @@ impl S3Blobs {
             meta,
             body: Box::pin(body),
         }))
+    }
+}
+
+impl S3Blobs {
+    /// Uploads `first` and the rest of `body` as parts of `upload_id`, one part held at a
+    /// time; the size and the completed parts.
+    async fn upload_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        first: Vec<u8>,
+        mut body: BlobBody,
+    ) -> Result<(u64, Vec<CompletedPart>), BlobError> {
+        let mut parts = Vec::new();
+        let mut size = 0u64;
+        let mut part = first;
+        loop {
+            let mut ended = false;
+            while part.len() < STREAM_PART_LEN {
+                match body.next().await {
+                    Some(chunk) => part.extend_from_slice(&chunk?),
+                    None => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            if !part.is_empty() || parts.is_empty() {
+                let number = parts.len() as i32 + 1;
+                size += part.len() as u64;
+                let uploaded = self
+                    .client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(std::mem::take(&mut part)))
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(uploaded.e_tag().map(str::to_string))
+                        .build(),
+                );
+                part = Vec::with_capacity(STREAM_PART_LEN);
+            }
+            if ended {
+                return Ok((size, parts));
+            }
+        }
+    }
+
+    /// Abandons a multipart upload (best effort: the bucket's lifecycle rule removes
+    /// what an abort could not).
+    async fn abort(&self, bucket: &str, key: &str, upload_id: &str) {
+        if let Err(err) = self
+            .client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            tracing::warn!(error = %crate::error::cause_chain(&err), "aborting a multipart upload failed");
+        }
     }
 }
 
@@ -169,9 +247,90 @@ impl BlobStore for S3Blobs {
         }
     }
 
+    async fn put_stream(
+        &self,
+        bucket: &str,
+        key: &str,
+        mut body: BlobBody,
+        content_type: &str,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<u64, BlobError> {
+        validate_key(key)?;
+        // The first part decides: a body that fits in one part is one PutObject.
+        let mut part = Vec::with_capacity(STREAM_PART_LEN);
+        let mut ended = false;
+        while part.len() < STREAM_PART_LEN {
+            match body.next().await {
+                Some(chunk) => part.extend_from_slice(&chunk?),
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        if ended {
+            let size = part.len() as u64;
+            self.put(bucket, key, Bytes::from(part), content_type, metadata)
+                .await?;
+            return Ok(size);
+        }
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .set_metadata(Some(metadata.into_iter().collect()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let upload_id = upload
+            .upload_id()
+            .ok_or_else(|| BlobError::Invalid("S3 answered no upload id".into()))?
+            .to_string();
+        match self.upload_parts(bucket, key, &upload_id, part, body).await {
+            Ok((size, parts)) => {
+                let completed = self
+                    .client
+                    .complete_multipart_upload()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await;
+                match completed {
+                    Ok(_) => Ok(size),
+                    Err(err) => {
+                        self.abort(bucket, key, &upload_id).await;
+                        Err(unavailable(err))
+                    }
+                }
+            }
+            Err(err) => {
+                self.abort(bucket, key, &upload_id).await;
+                Err(err)
+            }
+        }
+    }
+
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<BlobObject>, BlobError> {
         validate_key(key)?;
-        self.get_object(bucket, key, None).await
+        self.get_object(bucket, key, None, None).await
+    }
+
+    async fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<BlobObject>, BlobError> {
+        validate_key(key)?;
+        self.get_object(bucket, key, None, version_id).await
     }
 
     async fn get_range(
@@ -183,7 +342,7 @@ impl BlobStore for S3Blobs {
     ) -> Result<Option<BlobObject>, BlobError> {
         validate_key(key)?;
         validate_range(start, end)?;
-        self.get_object(bucket, key, Some((start, end))).await
+        self.get_object(bucket, key, Some((start, end)), None).await
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<BlobMeta>, BlobError> {
@@ -203,6 +362,7 @@ impl BlobStore for S3Blobs {
                     .metadata()
                     .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                     .unwrap_or_default(),
+                version_id: output.version_id().map(str::to_string),
             })),
             Err(err) if is_missing(&err) => Ok(None),
             Err(err) => Err(unavailable(err)),
@@ -220,11 +380,34 @@ impl BlobStore for S3Blobs {
         Ok(())
     }
 
+    async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<(), BlobError> {
+        validate_key(key)?;
+        match self
+            .client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if is_missing(&err) || err.code() == Some("NoSuchVersion") => Ok(()),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
     async fn presign_put(
         &self,
         bucket: &str,
         key: &str,
         content_type: &str,
+        content_length: Option<u64>,
         expires_in: Duration,
     ) -> Result<PresignedRequest, BlobError> {
         validate_key(key)?;
@@ -237,6 +420,7 @@ impl BlobStore for S3Blobs {
             .bucket(bucket)
             .key(key)
             .content_type(content_type)
+            .set_content_length(content_length.map(|n| n as i64))
             .presigned(config)
             .await
             .map_err(unavailable)?;
@@ -245,6 +429,12 @@ impl BlobStore for S3Blobs {
             .headers
             .entry("content-type".to_string())
             .or_insert_with(|| content_type.to_string());
+        if let Some(length) = content_length {
+            signed
+                .headers
+                .entry("content-length".to_string())
+                .or_insert_with(|| length.to_string());
+        }
         Ok(signed)
     }
 
@@ -294,12 +484,18 @@ mod tests {
         S3Blobs::new(aws_sdk_s3::Client::from_conf(config))
     }
 
-    // Presigning is local computation: the URL must sign the content type, so a client
-    // cannot upload something else under the same URL.
+    // Presigning is local computation: the URL must sign the content type and size, so a
+    // client cannot upload something else (or more) under the same URL.
     #[tokio::test]
     async fn presigned_put_signs_the_content_type_and_expiry() {
         let put = blobs()
-            .presign_put("docs", "u1/f", "application/pdf", Duration::from_secs(300))
+            .presign_put(
+                "docs",
+                "u1/f",
+                "application/pdf",
+                Some(4321),
+                Duration::from_secs(300),
+            )
             .await
             .expect("presign");
         assert_eq!(put.method, "PUT");
@@ -311,9 +507,14 @@ mod tests {
         );
         assert!(put.url.contains("X-Amz-Expires=300"), "{}", put.url);
         assert!(
-            put.url.contains("X-Amz-SignedHeaders=content-type%3Bhost"),
-            "{}",
             put.url
+                .contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost"),
+            "the size and type are signed: {}",
+            put.url
+        );
+        assert_eq!(
+            put.headers.get("content-length").map(String::as_str),
+            Some("4321")
         );
         assert_eq!(
             put.headers.get("content-type").map(String::as_str),

@@ -5,11 +5,12 @@
 use super::files::{private_dir, write_private, write_private_new};
 use crate::clock::Clock;
 use crate::ports::blobs::{
-    validate_expiry, validate_key, validate_range, BlobError, BlobMeta, BlobObject, BlobStore,
-    PresignedRequest,
+    validate_expiry, validate_key, validate_range, BlobBody, BlobError, BlobMeta, BlobObject,
+    BlobStore, PresignedRequest,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -17,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 /// Path prefix the local stack serves presigned requests under.
 pub const PRESIGN_PATH: &str = "/_local/blobs/";
@@ -27,6 +28,10 @@ const CHUNK: usize = 64 * 1024;
 struct StoredMeta {
     content_type: Option<String>,
     metadata: BTreeMap<String, String>,
+    /// Every write gets a new version id (S3 versioned buckets do the same); only the
+    /// current version is kept.
+    #[serde(default)]
+    version_id: Option<String>,
 }
 
 pub struct LocalBlobs {
@@ -43,6 +48,8 @@ pub struct PresignedGrant {
     pub key: String,
     /// For uploads: the content type the URL was signed for.
     pub content_type: Option<String>,
+    /// For uploads: the exact body size the URL was signed for, if any.
+    pub content_length: Option<u64>,
 }
 
 fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> BlobError {
@@ -91,12 +98,16 @@ impl LocalBlobs {
         key: &str,
         expires: i64,
         content_type: &str,
+        content_length: &str,
     ) -> String {
         let mut mac = match Hmac::<Sha256>::new_from_slice(&self.signing_key) {
             Ok(mac) => mac,
             Err(_) => return String::new(),
         };
-        mac.update(format!("{method}\n{bucket}\n{key}\n{expires}\n{content_type}").as_bytes());
+        mac.update(
+            format!("{method}\n{bucket}\n{key}\n{expires}\n{content_type}\n{content_length}")
+                .as_bytes(),
+        );
         hex::encode(mac.finalize().into_bytes())
     }
 
@@ -106,23 +117,34 @@ impl LocalBlobs {
         bucket: &str,
         key: &str,
         content_type: &str,
+        content_length: Option<u64>,
         expires_in: Duration,
     ) -> Result<PresignedRequest, BlobError> {
         validate_key(bucket)?;
         validate_key(key)?;
         validate_expiry(expires_in)?;
         let expires = self.clock.now().timestamp() + expires_in.as_secs() as i64;
-        let signature = self.signature(method, bucket, key, expires, content_type);
+        let length = content_length.map(|n| n.to_string()).unwrap_or_default();
+        let signature = self.signature(method, bucket, key, expires, content_type, &length);
         let mut url = url::Url::parse(&format!("{}{PRESIGN_PATH}{bucket}/{key}", self.base_url))
             .map_err(|_| BlobError::Invalid("bad local base URL".into()))?;
-        url.query_pairs_mut()
-            .append_pair("x-method", method)
-            .append_pair("x-expires", &expires.to_string())
-            .append_pair("x-content-type", content_type)
-            .append_pair("x-signature", &signature);
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("x-method", method)
+                .append_pair("x-expires", &expires.to_string())
+                .append_pair("x-content-type", content_type);
+            if !length.is_empty() {
+                query.append_pair("x-content-length", &length);
+            }
+            query.append_pair("x-signature", &signature);
+        }
         let mut headers = BTreeMap::new();
         if !content_type.is_empty() {
             headers.insert("content-type".to_string(), content_type.to_string());
+        }
+        if !length.is_empty() {
+            headers.insert("content-length".to_string(), length);
         }
         Ok(PresignedRequest {
             method,
@@ -132,7 +154,9 @@ impl LocalBlobs {
     }
 
     /// Checks a presigned URL as the local stack receives it (path and query).
-    /// Refuses a wrong method, a bad signature or an expired URL.
+    /// Refuses a wrong method, a bad signature or an expired URL. (The caller compares
+    /// the request's `Content-Type` and body size with the grant, as S3 compares the
+    /// signed headers.)
     pub fn verify_presigned(
         &self,
         method: &str,
@@ -151,8 +175,13 @@ impl LocalBlobs {
             get("x-content-type")?,
             get("x-signature")?,
         );
+        let length = query.get("x-content-length").cloned().unwrap_or_default();
+        let content_length = match length.as_str() {
+            "" => None,
+            n => Some(n.parse::<u64>().map_err(|_| denied())?),
+        };
         let expires: i64 = expires.parse().map_err(|_| denied())?;
-        let expected = self.signature(&signed_method, bucket, key, expires, &content_type);
+        let expected = self.signature(&signed_method, bucket, key, expires, &content_type, &length);
         let valid_signature: bool =
             subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), signature.as_bytes()).into();
         if !valid_signature || signed_method != method || expires < self.clock.now().timestamp() {
@@ -162,8 +191,87 @@ impl LocalBlobs {
             bucket: bucket.to_string(),
             key: key.to_string(),
             content_type: (!content_type.is_empty()).then_some(content_type),
+            content_length,
         })
     }
+
+    /// Stores an object as [`BlobStore::put`] does and answers its new version id (what
+    /// the local stack's S3 event names).
+    pub async fn put_versioned(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<String, BlobError> {
+        let (data, meta) = self.paths(bucket, key)?;
+        let version_id = ulid::Ulid::new().to_string();
+        let stored = serde_json::to_vec(&StoredMeta {
+            content_type: Some(content_type.to_string()),
+            metadata,
+            version_id: Some(version_id.clone()),
+        })
+        .map_err(unavailable)?;
+        tokio::task::spawn_blocking(move || {
+            write_private(&meta, &stored)?;
+            write_private(&data, &body)
+        })
+        .await
+        .map_err(unavailable)?
+        .map_err(unavailable)?;
+        Ok(version_id)
+    }
+
+    /// Whether `version_id` (if given) is the object's current version.
+    async fn is_current(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<bool, BlobError> {
+        let Some(version_id) = version_id else {
+            return Ok(true);
+        };
+        Ok(self
+            .head(bucket, key)
+            .await?
+            .is_some_and(|meta| meta.version_id.as_deref() == Some(version_id)))
+    }
+}
+
+/// Writes a streamed body to a private temp file beside `data`, then moves it in place.
+async fn write_stream(data: &std::path::Path, mut body: BlobBody) -> Result<u64, BlobError> {
+    let dir = data.parent().unwrap_or_else(|| std::path::Path::new("."));
+    tokio::fs::create_dir_all(dir).await.map_err(unavailable)?;
+    let tmp = dir.join(format!(
+        ".{}.part-{}",
+        data.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("object"),
+        ulid::Ulid::new()
+    ));
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let result = async {
+        let mut file = options.open(&tmp).await.map_err(unavailable)?;
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(unavailable)?;
+        }
+        file.sync_all().await.map_err(unavailable)?;
+        tokio::fs::rename(&tmp, data).await.map_err(unavailable)?;
+        Ok(size)
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
 }
 
 #[async_trait]
@@ -176,19 +284,59 @@ impl BlobStore for LocalBlobs {
         content_type: &str,
         metadata: BTreeMap<String, String>,
     ) -> Result<(), BlobError> {
+        self.put_versioned(bucket, key, body, content_type, metadata)
+            .await
+            .map(|_| ())
+    }
+
+    async fn put_stream(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: BlobBody,
+        content_type: &str,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<u64, BlobError> {
         let (data, meta) = self.paths(bucket, key)?;
+        let size = write_stream(&data, body).await?;
         let stored = serde_json::to_vec(&StoredMeta {
             content_type: Some(content_type.to_string()),
             metadata,
+            version_id: Some(ulid::Ulid::new().to_string()),
         })
         .map_err(unavailable)?;
-        tokio::task::spawn_blocking(move || {
-            write_private(&meta, &stored)?;
-            write_private(&data, &body)
-        })
-        .await
-        .map_err(unavailable)?
-        .map_err(unavailable)
+        tokio::task::spawn_blocking(move || write_private(&meta, &stored))
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)?;
+        Ok(size)
+    }
+
+    async fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<BlobObject>, BlobError> {
+        let Some(object) = self.get(bucket, key).await? else {
+            return Ok(None);
+        };
+        match version_id {
+            Some(v) if object.meta.version_id.as_deref() != Some(v) => Ok(None),
+            _ => Ok(Some(object)),
+        }
+    }
+
+    async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<(), BlobError> {
+        if self.is_current(bucket, key, version_id).await? {
+            self.delete(bucket, key).await?;
+        }
+        Ok(())
     }
 
     async fn put_new(
@@ -202,6 +350,7 @@ impl BlobStore for LocalBlobs {
         let stored = serde_json::to_vec(&StoredMeta {
             content_type: Some(content_type.to_string()),
             metadata: BTreeMap::new(),
+            version_id: Some(ulid::Ulid::new().to_string()),
         })
         .map_err(unavailable)?;
         tokio::task::spawn_blocking(move || {
@@ -296,6 +445,7 @@ impl BlobStore for LocalBlobs {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => StoredMeta {
                 content_type: None,
                 metadata: BTreeMap::new(),
+                version_id: None,
             },
             Err(err) => return Err(unavailable(err)),
         };
@@ -303,6 +453,7 @@ impl BlobStore for LocalBlobs {
             size,
             content_type: stored.content_type,
             metadata: stored.metadata,
+            version_id: stored.version_id,
         }))
     }
 
@@ -323,9 +474,10 @@ impl BlobStore for LocalBlobs {
         bucket: &str,
         key: &str,
         content_type: &str,
+        content_length: Option<u64>,
         expires_in: Duration,
     ) -> Result<PresignedRequest, BlobError> {
-        self.presign("PUT", bucket, key, content_type, expires_in)
+        self.presign("PUT", bucket, key, content_type, content_length, expires_in)
     }
 
     async fn presign_get(
@@ -334,7 +486,7 @@ impl BlobStore for LocalBlobs {
         key: &str,
         expires_in: Duration,
     ) -> Result<PresignedRequest, BlobError> {
-        self.presign("GET", bucket, key, "", expires_in)
+        self.presign("GET", bucket, key, "", None, expires_in)
     }
 
     async fn check(&self, bucket: &str) -> Result<(), BlobError> {
@@ -367,9 +519,14 @@ mod tests {
                 "docs",
                 "u1/file",
                 "application/pdf",
+                Some(1234),
                 Duration::from_secs(60),
             )
             .expect("presign");
+        assert_eq!(
+            put.headers.get("content-length").map(String::as_str),
+            Some("1234")
+        );
         let path = put.url.trim_start_matches("http://127.0.0.1:5000");
         let grant = blobs.verify_presigned("PUT", path).expect("valid");
         assert_eq!(
@@ -377,6 +534,16 @@ mod tests {
             ("docs", "u1/file")
         );
         assert_eq!(grant.content_type.as_deref(), Some("application/pdf"));
+        assert_eq!(grant.content_length, Some(1234));
+        assert!(
+            blobs
+                .verify_presigned(
+                    "PUT",
+                    &path.replace("x-content-length=1234", "x-content-length=99")
+                )
+                .is_err(),
+            "size is signed"
+        );
 
         assert!(
             blobs.verify_presigned("GET", path).is_err(),

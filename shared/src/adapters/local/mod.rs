@@ -75,6 +75,8 @@ pub fn local_config(ws_endpoint: &str, log_filter: &str) -> Config {
         allowed_origins: crate::config::AllowedOrigins::default(),
         access_token_secs: crate::domain::session::ACCESS_TOKEN_SECS,
         video: crate::config::VideoSettings::default(),
+        document_max_bytes: crate::domain::document::DEFAULT_MAX_BYTES,
+        clamd_address: None,
     }
 }
 
@@ -213,6 +215,7 @@ pub fn open(
     let gateway = Arc::new(LocalGateway::new());
     let blobs = Arc::new(blobs);
     let keyring = Arc::new(keyring);
+    let scanner = crate::app::configured_scanner(&config);
     let app = Arc::new(AppContext::new(
         config,
         Ports {
@@ -225,6 +228,7 @@ pub fn open(
             secrets: Arc::new(secrets),
             payments: stripe.clone(),
             video: twilio.clone(),
+            scanner,
             clock,
         },
     ));

@@ -1,0 +1,7 @@
+//! Lambda entry point of the scanner worker (SQS: S3 upload events of the quarantine
+//! bucket, `ScansQueue`).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::run_s3_queue(docare_documents::scanner::scan).await
+}
