@@ -126,7 +126,7 @@ async fn patient(t: &TestStack, email: &str, zone: &str) -> Patient {
     assert_eq!(profile["time_zone"], zone);
     // A new phone is a security change the owner is told of (not a reminder, so
     // `outbox` leaves it out).
-    let notice = "sign-in codes was changed";
+    let notice = PHONE_NOTICE;
     assert!(
         eventually(|| all_mail(t).iter().any(|m| m.contains(notice))).await,
         "the owner is told of the new phone"
