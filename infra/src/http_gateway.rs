@@ -88,13 +88,24 @@ pub async fn handle(
     request: axum::extract::Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    let origins = &gateway.app.config.allowed_origins;
     if parts.uri.path().starts_with(PRESIGN_PATH) {
-        // S3's side of the stack: not bound by API Gateway's or Lambda's limits.
-        let body = match axum::body::to_bytes(body, MAX_PRESIGNED_PUT).await {
-            Ok(body) => body,
-            Err(_) => return s3_error(StatusCode::PAYLOAD_TOO_LARGE, "EntityTooLarge"),
+        // S3's side of the stack: not bound by API Gateway's or Lambda's limits, with
+        // the quarantine bucket's CORS rule (a page uploads to its presigned URL).
+        if cors::is_preflight(&parts.method, &parts.headers) {
+            return preflight(&cors::UPLOADS, origins, &parts.headers);
+        }
+        let mut response = match axum::body::to_bytes(body, MAX_PRESIGNED_PUT).await {
+            Ok(body) => serve_presigned(&gateway, &parts, body).await,
+            Err(_) => s3_error(StatusCode::PAYLOAD_TOO_LARGE, "EntityTooLarge"),
         };
-        return serve_presigned(&gateway, &parts, body).await;
+        cors::apply(
+            &cors::UPLOADS,
+            origins,
+            &parts.headers,
+            response.headers_mut(),
+        );
+        return response;
     }
     if parts.uri.path().starts_with(FAKE_STRIPE_PATH) {
         // Stripe's side of the stack, as a browser reaches Stripe in test mode.
@@ -113,14 +124,22 @@ pub async fn handle(
     // API Gateway's CORS: it answers preflights itself and sets the CORS headers of
     // every answer, its own included (`shared::http::cors`, the template's
     // `CorsConfiguration`).
-    let origins = &gateway.app.config.allowed_origins;
     if cors::is_preflight(&parts.method, &parts.headers) {
-        let mut response = StatusCode::NO_CONTENT.into_response();
-        *response.headers_mut() = cors::preflight_headers(origins, &parts.headers);
-        return response;
+        return preflight(&cors::API, origins, &parts.headers);
     }
     let mut response = route(&gateway, &peer, parts.clone(), body).await;
-    cors::apply(origins, &parts.headers, response.headers_mut());
+    cors::apply(&cors::API, origins, &parts.headers, response.headers_mut());
+    response
+}
+
+/// The answer to a CORS preflight, as API Gateway (or S3) gives it.
+fn preflight(
+    policy: &cors::Policy,
+    origins: &shared::config::AllowedOrigins,
+    request: &http::HeaderMap,
+) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    *response.headers_mut() = cors::preflight_headers(policy, origins, request);
     response
 }
 

@@ -241,11 +241,11 @@ async fn cors_is_answered_for_allowed_origins_only_errors_included() {
     assert_eq!(headers["access-control-allow-origin"], allowed);
     assert_eq!(
         headers["access-control-allow-methods"],
-        cors::ALLOW_METHODS.join(",")
+        cors::API.methods.join(",")
     );
     assert_eq!(
         headers["access-control-allow-headers"],
-        cors::ALLOW_HEADERS.join(",")
+        cors::API.headers.join(",")
     );
     assert_eq!(headers["access-control-max-age"], "600");
     assert!(headers.get("access-control-allow-credentials").is_none());
@@ -347,6 +347,65 @@ async fn every_function_answer_has_the_security_headers() {
             "referrer-policy",
             "content-security-policy"
         ]
+    );
+    t.stack.stop().await;
+}
+
+/// A page uploads to its presigned URL: the local stack's S3 answers the preflight and
+/// the PUT with the quarantine bucket's CORS rule (`shared::http::cors::UPLOADS`), for
+/// allowed origins only.
+#[tokio::test]
+async fn presigned_uploads_answer_cors_for_allowed_origins_only() {
+    let t = TestStack::start().await;
+    let put = t
+        .app()
+        .blobs
+        .presign_put(
+            &t.app().config.documents_bucket,
+            "u2/scan",
+            "application/pdf",
+            None,
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("presign put");
+    let preflight = |origin: &'static str| {
+        t.http
+            .request(reqwest::Method::OPTIONS, &put.url)
+            .header("origin", origin)
+            .header("access-control-request-method", "PUT")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let answer = preflight("http://localhost:5173").await.expect("preflight");
+    assert_eq!(answer.status(), 204);
+    assert_eq!(
+        answer.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    assert_eq!(answer.headers()["access-control-allow-methods"], "PUT");
+    assert_eq!(
+        answer.headers()["access-control-allow-headers"],
+        "content-type"
+    );
+    let refused = preflight("https://evil.example").await.expect("preflight");
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    let upload = t
+        .http
+        .put(&put.url)
+        .header("origin", "http://localhost:5173")
+        .header("content-type", "application/pdf")
+        .body(b"%PDF-1.7 from a page".to_vec())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(upload.status(), 200);
+    assert_eq!(
+        upload.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
     );
     t.stack.stop().await;
 }

@@ -366,12 +366,12 @@ fn the_http_apis_cors_is_the_local_gateways_policy() {
             .map(|v| v.as_str().unwrap_or_default().to_string())
             .collect()
     };
-    assert_eq!(strings("AllowMethods"), cors::ALLOW_METHODS);
-    assert_eq!(strings("AllowHeaders"), cors::ALLOW_HEADERS);
-    assert_eq!(strings("ExposeHeaders"), cors::EXPOSE_HEADERS);
+    assert_eq!(strings("AllowMethods"), cors::API.methods);
+    assert_eq!(strings("AllowHeaders"), cors::API.headers);
+    assert_eq!(strings("ExposeHeaders"), cors::API.expose);
     assert_eq!(
         config["MaxAge"].as_u64(),
-        Some(u64::from(cors::MAX_AGE_SECS))
+        Some(u64::from(cors::API.max_age_secs))
     );
     assert_eq!(config["AllowCredentials"].as_bool(), Some(false));
     // AllowOrigins: !Split [',', !Ref AllowedOrigins]
@@ -385,6 +385,29 @@ fn the_http_apis_cors_is_the_local_gateways_policy() {
         template["Parameters"]["AllowedOrigins"]["Default"].as_str(),
         Some(shared::config::AllowedOrigins::DEFAULT)
     );
+    // The quarantine bucket's rule: the same origins, a PUT with its signed type.
+    let rules = resources(&template)["QuarantineBucket"]["Properties"]["CorsConfiguration"]
+        ["CorsRules"]
+        .as_sequence()
+        .expect("QuarantineBucket.CorsConfiguration.CorsRules");
+    assert_eq!(rules.len(), 1);
+    let rule = &rules[0];
+    let list = |key: &str| -> Vec<String> {
+        rule[key]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("CorsRules[0].{key} is a list"))
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(list("AllowedMethods"), cors::UPLOADS.methods);
+    assert_eq!(list("AllowedHeaders"), cors::UPLOADS.headers);
+    assert!(rule["ExposedHeaders"].is_null());
+    assert_eq!(
+        rule["MaxAge"].as_u64(),
+        Some(u64::from(cors::UPLOADS.max_age_secs))
+    );
+    assert_eq!(rule["AllowedOrigins"], config["AllowOrigins"]);
 }
 
 /// The metrics the code emits (embedded metric format, `shared::telemetry::metrics`) and

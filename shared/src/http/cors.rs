@@ -1,4 +1,5 @@
-//! CORS, the way API Gateway's HTTP API applies its `CorsConfiguration`.
+//! CORS, the way API Gateway's HTTP API applies its `CorsConfiguration` (and S3 the
+//! quarantine bucket's, for presigned uploads from a page).
 //!
 //! On AWS the gateway answers preflights itself and overrides any CORS header a function
 //! returns, so the functions add none. The local stack's gateway applies this same
@@ -15,21 +16,38 @@ use crate::config::AllowedOrigins;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method};
 
-/// The methods a page may use (every method of the route tables).
-pub const ALLOW_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
-/// The request headers a page may send: the bearer token, JSON bodies, idempotent
-/// retries and the reason that audited PHI reads require.
-pub const ALLOW_HEADERS: &[&str] = &[
-    "authorization",
-    "content-type",
-    "idempotency-key",
-    "x-access-reason",
-];
-/// The response headers a page may read besides the CORS-safelisted ones: how long to
-/// wait after a 429.
-pub const EXPOSE_HEADERS: &[&str] = &["retry-after"];
-/// How long a browser may cache a preflight answer.
-pub const MAX_AGE_SECS: u32 = 600;
+/// One CORS policy: what a page on an allowed origin may send and read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub methods: &'static [&'static str],
+    pub headers: &'static [&'static str],
+    pub expose: &'static [&'static str],
+    pub max_age_secs: u32,
+}
+
+/// The HTTP API (`CorsConfiguration` of `HttpApi`): every method of the route tables;
+/// the bearer token, JSON bodies, idempotent retries and the reason that audited PHI
+/// reads require; `Retry-After` readable after a 429.
+pub const API: Policy = Policy {
+    methods: &["GET", "POST", "PUT", "PATCH", "DELETE"],
+    headers: &[
+        "authorization",
+        "content-type",
+        "idempotency-key",
+        "x-access-reason",
+    ],
+    expose: &["retry-after"],
+    max_age_secs: 600,
+};
+
+/// The quarantine bucket (`CorsConfiguration` of `QuarantineBucket`): a page PUTs a
+/// document to its presigned URL with the signed `Content-Type`, nothing else.
+pub const UPLOADS: Policy = Policy {
+    methods: &["PUT"],
+    headers: &["content-type"],
+    expose: &[],
+    max_age_secs: 600,
+};
 
 /// Whether a request is a CORS preflight: API Gateway answers one itself only when it
 /// is an `OPTIONS` with both `Origin` and `Access-Control-Request-Method`.
@@ -40,9 +58,13 @@ pub fn is_preflight(method: &Method, request: &HeaderMap) -> bool {
 }
 
 /// The headers of the answer to a preflight (status 204). For an origin that is not
-/// allowed, or a method the API does not serve, only `Vary: Origin`: the browser then
-/// refuses the actual request.
-pub fn preflight_headers(origins: &AllowedOrigins, request: &HeaderMap) -> HeaderMap {
+/// allowed, or a method the policy does not allow, only `Vary: Origin`: the browser
+/// then refuses the actual request.
+pub fn preflight_headers(
+    policy: &Policy,
+    origins: &AllowedOrigins,
+    request: &HeaderMap,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(header::VARY, HeaderValue::from_static("Origin"));
     let Some(origin) = allowed_origin(origins, request) else {
@@ -51,16 +73,16 @@ pub fn preflight_headers(origins: &AllowedOrigins, request: &HeaderMap) -> Heade
     let method_allowed = request
         .get(header::ACCESS_CONTROL_REQUEST_METHOD)
         .and_then(|m| m.to_str().ok())
-        .is_some_and(|m| ALLOW_METHODS.contains(&m));
+        .is_some_and(|m| policy.methods.contains(&m));
     if !method_allowed {
         return headers;
     }
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, list(ALLOW_METHODS));
-    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, list(ALLOW_HEADERS));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, list(policy.methods));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, list(policy.headers));
     headers.insert(
         header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from(MAX_AGE_SECS),
+        HeaderValue::from(policy.max_age_secs),
     );
     headers
 }
@@ -68,7 +90,12 @@ pub fn preflight_headers(origins: &AllowedOrigins, request: &HeaderMap) -> Heade
 /// Applies the policy to an actual answer, errors included: whatever CORS headers the
 /// function sent are dropped (API Gateway ignores them), and an allowed origin gets
 /// `Access-Control-Allow-Origin` with the exposed headers.
-pub fn apply(origins: &AllowedOrigins, request: &HeaderMap, response: &mut HeaderMap) {
+pub fn apply(
+    policy: &Policy,
+    origins: &AllowedOrigins,
+    request: &HeaderMap,
+    response: &mut HeaderMap,
+) {
     let cors_headers: Vec<HeaderName> = response
         .keys()
         .filter(|name| name.as_str().starts_with("access-control-"))
@@ -80,7 +107,9 @@ pub fn apply(origins: &AllowedOrigins, request: &HeaderMap, response: &mut Heade
     response.append(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(origin) = allowed_origin(origins, request) {
         response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        response.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, list(EXPOSE_HEADERS));
+        if !policy.expose.is_empty() {
+            response.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, list(policy.expose));
+        }
     }
 }
 
@@ -128,6 +157,7 @@ mod tests {
     #[test]
     fn an_allowed_origin_gets_the_policy_and_no_wildcard() {
         let answer = preflight_headers(
+            &API,
             &origins(),
             &request(&[
                 (header::ORIGIN, "https://app.example.com"),
@@ -156,12 +186,14 @@ mod tests {
 
     #[test]
     fn other_origins_and_methods_get_no_cors_header() {
-        for (origin, method) in [
-            ("https://evil.example", "GET"),
-            ("http://localhost:3001", "GET"),
-            ("http://localhost:3000", "TRACE"),
+        for (policy, origin, method) in [
+            (&API, "https://evil.example", "GET"),
+            (&API, "http://localhost:3001", "GET"),
+            (&API, "http://localhost:3000", "TRACE"),
+            (&UPLOADS, "http://localhost:3000", "POST"),
         ] {
             let answer = preflight_headers(
+                policy,
                 &origins(),
                 &request(&[
                     (header::ORIGIN, origin),
@@ -179,6 +211,7 @@ mod tests {
     fn answers_carry_the_origin_only_when_allowed_and_never_the_functions_own() {
         let mut response = request(&[(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")]);
         apply(
+            &API,
             &origins(),
             &request(&[(header::ORIGIN, "https://evil.example")]),
             &mut response,
@@ -186,6 +219,7 @@ mod tests {
         assert!(!response.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
         let mut response = HeaderMap::new();
         apply(
+            &API,
             &origins(),
             &request(&[(header::ORIGIN, "http://localhost:3000")]),
             &mut response,
@@ -199,5 +233,27 @@ mod tests {
             "retry-after"
         );
         assert_eq!(response[header::VARY], "Origin");
+    }
+
+    #[test]
+    fn uploads_allow_only_a_put_with_its_content_type() {
+        let answer = preflight_headers(
+            &UPLOADS,
+            &origins(),
+            &request(&[
+                (header::ORIGIN, "http://localhost:3000"),
+                (header::ACCESS_CONTROL_REQUEST_METHOD, "PUT"),
+            ]),
+        );
+        assert_eq!(answer[header::ACCESS_CONTROL_ALLOW_METHODS], "PUT");
+        assert_eq!(answer[header::ACCESS_CONTROL_ALLOW_HEADERS], "content-type");
+        let mut response = HeaderMap::new();
+        apply(
+            &UPLOADS,
+            &origins(),
+            &request(&[(header::ORIGIN, "http://localhost:3000")]),
+            &mut response,
+        );
+        assert!(!response.contains_key(header::ACCESS_CONTROL_EXPOSE_HEADERS));
     }
 }
