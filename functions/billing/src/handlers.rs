@@ -9,7 +9,6 @@
 
 use serde::Deserialize;
 use shared::audit::{Action, Outcome};
-use shared::auth::policy::require_mfa_for_staff;
 use shared::auth::{audit_event, record, Principal, Role};
 use shared::domain::appointment::{ConsultationType, Status};
 use shared::http::pagination::PageRequest;
@@ -144,9 +143,7 @@ async fn party(
         Role::Admin => Party::Admin,
         _ => return Err(guard::refuse(app, req, principal, target, ApiError::NotFound).await),
     };
-    if require_mfa_for_staff(principal).is_err() {
-        return Err(guard::refuse(app, req, principal, target, ApiError::Forbidden).await);
-    }
+    guard::require_staff_mfa(app, req, principal, target).await?;
     Ok(party)
 }
 

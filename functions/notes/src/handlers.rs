@@ -15,7 +15,6 @@
 
 use serde::Deserialize;
 use shared::audit::{Action, Actor, AuditEvent, AuditReader, Outcome, Reason, TimeRange};
-use shared::auth::policy::require_mfa_for_staff;
 use shared::auth::{audit_event, care, record, Principal, Role};
 use shared::domain::note::{self, NoteType};
 use shared::http::pagination::{Page, PageRequest};
@@ -168,18 +167,15 @@ async fn disclose(
     .await
 }
 
-/// 403 (recorded) for a provider or an administrator without an MFA session, or a
-/// patient whose second step was a mailed code.
+/// [`guard::require_staff_mfa`] (403, recorded, for staff without an MFA session or a
+/// patient whose second step was a mailed code), on the heap ([`heap`]).
 async fn require_mfa(
     app: &AppContext,
     req: &ApiRequest,
     principal: &Principal,
     target: (&str, &str),
 ) -> Result<(), ApiError> {
-    match require_mfa_for_staff(principal) {
-        Ok(()) => Ok(()),
-        Err(refusal) => Err(refuse(app, req, principal, target, refusal).await),
-    }
+    Box::pin(guard::require_staff_mfa(app, req, principal, target)).await
 }
 
 /// The caller's side of a note, or the refusal (recorded): 404 to anyone who may not

@@ -10,7 +10,6 @@
 
 use serde::{Deserialize, Serialize};
 use shared::audit::{Action, Outcome};
-use shared::auth::policy::require_mfa_for_staff;
 use shared::auth::{audit_event, record, Principal, Role};
 use shared::domain::appointment::{ConsultationType, Status};
 use shared::domain::video::{
@@ -91,9 +90,7 @@ async fn side(
         Role::Provider if principal.user_id == provider_id => Side::Provider,
         _ => return Err(guard::refuse(app, req, principal, target, ApiError::NotFound).await),
     };
-    if require_mfa_for_staff(principal).is_err() {
-        return Err(guard::refuse(app, req, principal, target, ApiError::Forbidden).await);
-    }
+    guard::require_staff_mfa(app, req, principal, target).await?;
     Ok(side)
 }
 
