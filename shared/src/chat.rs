@@ -9,9 +9,11 @@ use crate::audit::{Action, Outcome};
 use crate::auth::rate_limit::Limit;
 use crate::auth::{audit_event, record, Principal, Role};
 use crate::domain::conversation::{self, Body, Encryption};
+use crate::domain::document::Status as DocumentStatus;
 use crate::guard;
 use crate::http::ApiRequest;
-use crate::store::messages::{self, Marked, Outgoing, Sent, Stored, RESOURCE};
+use crate::store::documents;
+use crate::store::messages::{self, Attachment, Marked, Outgoing, Sent, Stored, RESOURCE};
 use crate::ws::{push_to_user, ServerEvent};
 use crate::{ApiError, AppContext};
 use serde::{Deserialize, Serialize};
@@ -114,6 +116,11 @@ pub struct SendBody {
     /// client made, stored as given).
     #[serde(default)]
     pub encryption: Option<Encryption>,
+    /// Ids of documents to attach (at most 5; fewer in conversations of more than 10
+    /// participants): only the conversation's patient attaches, only their own
+    /// available documents, which are then shared with every provider in it (audited).
+    #[serde(default)]
+    pub attachments: Vec<String>,
 }
 
 /// A participant's read marker.
@@ -135,7 +142,16 @@ pub async fn deliver(
     body: &SendBody,
 ) -> Result<Sent, ApiError> {
     let client_message_id = conversation::client_message_id(&body.client_message_id)?;
-    let body = Body::parse(&body.body, body.encryption.unwrap_or(Encryption::Server))?;
+    let text = Body::parse(&body.body, body.encryption.unwrap_or(Encryption::Server))?;
+    let documents = attachments(app, principal, conversation, &body.attachments).await?;
+    let attachments = documents
+        .iter()
+        .map(|document| Attachment {
+            document,
+            event: audit_event(req, principal, Action::Update, Outcome::Success)
+                .resource(documents::RESOURCE, &document.id),
+        })
+        .collect();
     let sent = messages::send(
         app,
         req,
@@ -144,7 +160,8 @@ pub async fn deliver(
         Outgoing {
             sender_id: &principal.user_id,
             client_message_id,
-            body,
+            body: text,
+            attachments,
         },
         |_| {
             audit_event(req, principal, Action::Create, Outcome::Success)
@@ -164,6 +181,51 @@ pub async fn deliver(
         .await?;
     }
     Ok(sent)
+}
+
+/// The documents a message attaches, checked: at most what the conversation's size
+/// allows, well-formed ids without repeats, each an available document of the sender's,
+/// who is the conversation's patient (sharing is the owner's right). Anything else is a
+/// 422 that does not tell a document of someone else's from one that does not exist.
+async fn attachments(
+    app: &AppContext,
+    principal: &Principal,
+    conversation: &Stored,
+    ids: &[String],
+) -> Result<Vec<documents::Stored>, ApiError> {
+    let fit = conversation::attachments_fit(conversation.participant_ids.len());
+    if ids.len() > fit {
+        return Err(ApiError::validation(format!(
+            "attachments: at most {fit} documents in a conversation of {} participants",
+            conversation.participant_ids.len()
+        )));
+    }
+    let mut found = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let not_yours = || {
+            ApiError::unprocessable(format!(
+                "attachments[{i}]: not an available document of yours"
+            ))
+        };
+        if !guard::is_id(id) || ids[..i].contains(id) {
+            return Err(ApiError::validation(format!(
+                "attachments[{i}]: a document id, once"
+            )));
+        }
+        if principal.user_id != conversation.patient_id {
+            return Err(not_yours());
+        }
+        match documents::stored(app, id).await? {
+            Some(document)
+                if document.owner_id == principal.user_id
+                    && document.status == DocumentStatus::Available =>
+            {
+                found.push(document)
+            }
+            _ => return Err(not_yours()),
+        }
+    }
+    Ok(found)
 }
 
 /// Moves the caller's read marker (the REST route and the WebSocket `message:read`):

@@ -679,6 +679,276 @@ async fn uploads_shares_limits_and_deletes() {
     assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "{list}");
 }
 
+/// Issue 14's attachments: a message refers to documents by id; sending it shares them
+/// with the conversation's providers in the send's one commit, with a share event per
+/// document beside the message's. Only the patient attaches, only their own available
+/// documents; anything else is refused and stores nothing; a document deleted between
+/// the check and the commit makes the send a 409 that stores nothing.
+#[tokio::test]
+async fn attaching_documents_to_a_message_shares_them_with_the_conversation() {
+    use shared::audit::{Action, AuditReader, TimeRange};
+    use shared::http::pagination::PageRequest;
+    let t = shared::testing::TestApp::new();
+    let app = &t.app;
+    let documents = docare_documents::router();
+    let messages = docare_messages::router();
+    let patient = shared::testing::account(app, "p@example.com", "Pat", Role::Patient).await;
+    let other = shared::testing::account(app, "o@example.com", "Olga", Role::Patient).await;
+    let carer = shared::testing::account(app, "c@example.com", "Dr Care", Role::Provider).await;
+    let second = shared::testing::account(app, "d@example.com", "Dr Two", Role::Provider).await;
+    let stranger =
+        shared::testing::account(app, "s@example.com", "Dr Strange", Role::Provider).await;
+    for provider in [&carer, &second] {
+        care::start(app, provider, &patient, "admin", None)
+            .await
+            .unwrap();
+    }
+    care::start(app, &carer, &other, "admin", None)
+        .await
+        .unwrap();
+    let staff = ["pwd", "mfa", "otp"];
+    let pt = shared::testing::token(app, &patient, Role::Patient, "p", &["pwd"]).await;
+    let ot = shared::testing::token(app, &other, Role::Patient, "o", &["pwd"]).await;
+    let ct = shared::testing::token(app, &carer, Role::Provider, "c", &staff).await;
+    let dt = shared::testing::token(app, &second, Role::Provider, "d", &staff).await;
+    let st = shared::testing::token(app, &stranger, Role::Provider, "s", &staff).await;
+    let body = json!({"name": "lab.pdf", "content_type": "application/pdf", "size": 900, "category": "lab_result"});
+    let mut ids = Vec::new();
+    for token in [&pt, &pt, &ot] {
+        let ticket = docare_e2e::start_upload(app, token, body.clone()).await;
+        docare_e2e::upload_and_scan(app, &ticket, &pdf(900, "lab result")).await;
+        ids.push(ticket["id"].as_str().unwrap().to_string());
+    }
+    let (mine, also_mine, theirs) = (&ids[0], &ids[1], &ids[2]);
+    let pending = docare_e2e::start_upload(app, &pt, body.clone()).await;
+    let pending = pending["id"].as_str().unwrap().to_string();
+    let get = |token: &str, id: &str| {
+        request(
+            Method::GET,
+            &format!("/api/v1/documents/{id}"),
+            Some(token),
+            None,
+        )
+    };
+    let (status, conversation) = dispatch(
+        &messages,
+        app,
+        request(
+            Method::POST,
+            "/api/v1/conversations",
+            Some(&pt),
+            Some(json!({"participant_ids": [carer, second]})),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{conversation}");
+    let path = format!(
+        "/api/v1/conversations/{}/messages",
+        conversation["id"].as_str().unwrap()
+    );
+    let send = |token: &str, cmid: &str, attachments: Value| {
+        request(
+            Method::POST,
+            &path,
+            Some(token),
+            Some(
+                json!({"client_message_id": cmid, "body": "my results", "attachments": attachments}),
+            ),
+        )
+    };
+    let stored = || async {
+        let (status, page) =
+            dispatch(&messages, app, request(Method::GET, &path, Some(&pt), None)).await;
+        assert_eq!(status, 200, "{page}");
+        page["items"].as_array().unwrap().len()
+    };
+    for token in [&ct, &dt] {
+        let (status, _) = dispatch(&documents, app, get(token, mine)).await;
+        assert_eq!(status, 404, "not shared yet");
+    }
+
+    // Refused, and nothing stored or shared: someone else's document, a pending one, a
+    // provider attaching (sharing is the owner's right, even of one shared with them),
+    // a malformed id, a repeat, too many.
+    let unknown = app.new_id();
+    let refusals = [
+        (&pt, json!([theirs]), 422),
+        (&pt, json!([pending]), 422),
+        (&pt, json!([unknown]), 422),
+        (&ct, json!([mine]), 422),
+        (&pt, json!(["../etc"]), 400),
+        (&pt, json!([mine, mine]), 400),
+        (
+            &pt,
+            json!([mine, also_mine, mine, also_mine, mine, also_mine]),
+            400,
+        ),
+    ];
+    for (n, (token, attachments, code)) in refusals.iter().enumerate() {
+        let (status, answer) = dispatch(
+            &messages,
+            app,
+            send(token, &format!("bad-{n}"), attachments.clone()),
+        )
+        .await;
+        assert_eq!(status, *code, "{attachments}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with("attachments"), "{message}");
+    }
+    assert_eq!(stored().await, 0, "a refused send stores nothing");
+    for token in [&ct, &dt] {
+        let (status, _) = dispatch(&documents, app, get(token, mine)).await;
+        assert_eq!(status, 404, "a refused send shares nothing");
+    }
+
+    // Sent: the message names them, every provider in the conversation reads them,
+    // nobody else does; a resend is the same message.
+    let (status, message) = dispatch(
+        &messages,
+        app,
+        send(&pt, "with-results", json!([mine, also_mine])),
+    )
+    .await;
+    assert_eq!(status, 201, "{message}");
+    assert_eq!(message["attachments"], json!([mine, also_mine]));
+    let (status, again) = dispatch(
+        &messages,
+        app,
+        send(&pt, "with-results", json!([mine, also_mine])),
+    )
+    .await;
+    assert_eq!((status, &again["id"]), (200, &message["id"]));
+    for token in [&ct, &dt] {
+        for id in [mine, also_mine] {
+            let (status, doc) = dispatch(&documents, app, get(token, id)).await;
+            assert_eq!(
+                (status, doc["owner_id"].as_str()),
+                (200, Some(patient.as_str()))
+            );
+        }
+        let (status, page) = dispatch(
+            &messages,
+            app,
+            request(Method::GET, &path, Some(token), None),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            page["items"][0]["attachments"],
+            json!([mine, also_mine]),
+            "{page}"
+        );
+    }
+    for (token, id) in [(&st, mine), (&ot, mine), (&ct, theirs)] {
+        let (status, _) = dispatch(&documents, app, get(token, id)).await;
+        assert_eq!(status, 404, "{id}");
+    }
+    assert_eq!(stored().await, 1);
+
+    // Each share is audited on its document, beside the message's own event.
+    let page = PageRequest {
+        limit: 100,
+        start: None,
+    };
+    for id in [mine, also_mine] {
+        let events = AuditReader::of(app)
+            .by_resource("document", id, &TimeRange::default(), &page)
+            .await
+            .unwrap()
+            .items;
+        let shares: Vec<_> = events
+            .iter()
+            .filter(|e| {
+                e.action == Action::Update && e.actor.user_id.as_deref() == Some(patient.as_str())
+            })
+            .collect();
+        assert_eq!(shares.len(), 1, "one share event for {id}: {events:?}");
+    }
+    let report = shared::audit::verify(
+        &AuditReader::of(app),
+        app.clock.now(),
+        &shared::audit::VerifyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(report.is_intact(), "{:?}", report.first_break);
+
+    // Deleted between the send's check and its commit: the transaction's own check
+    // refuses it, and nothing is stored or shared.
+    let late = docare_e2e::start_upload(app, &pt, body.clone()).await;
+    docare_e2e::upload_and_scan(app, &late, &pdf(900, "late")).await;
+    let late = late["id"].as_str().unwrap().to_string();
+    let checked = shared::store::documents::stored(app, &late)
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, _) = dispatch(
+        &documents,
+        app,
+        request(
+            Method::DELETE,
+            &format!("/api/v1/documents/{late}"),
+            Some(&pt),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let conversation = shared::store::messages::stored(app, conversation["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let principal = shared::auth::authenticate(app, &send(&pt, "x", json!([])))
+        .await
+        .unwrap();
+    let req = send(&pt, "late", json!([late]));
+    let outcome = shared::store::messages::send(
+        app,
+        &req,
+        &principal,
+        &conversation,
+        shared::store::messages::Outgoing {
+            sender_id: &patient,
+            client_message_id: "late",
+            body: shared::domain::conversation::Body::parse(
+                "late",
+                shared::domain::conversation::Encryption::Server,
+            )
+            .unwrap(),
+            attachments: vec![shared::store::messages::Attachment {
+                document: &checked,
+                event: shared::auth::audit_event(
+                    &req,
+                    &principal,
+                    Action::Update,
+                    shared::audit::Outcome::Success,
+                )
+                .resource("document", &late),
+            }],
+        },
+        |id| {
+            shared::auth::audit_event(
+                &req,
+                &principal,
+                Action::Create,
+                shared::audit::Outcome::Success,
+            )
+            .resource("conversation", id)
+        },
+    )
+    .await;
+    assert!(
+        matches!(outcome, Err(shared::ApiError::Conflict(_))),
+        "{outcome:?}"
+    );
+    assert_eq!(stored().await, 1, "the late send stored nothing");
+    assert!(
+        !shared::store::documents::is_shared_with(app, &late, &carer)
+            .await
+            .unwrap()
+    );
+}
+
 /// Redelivery and a second PUT: an event for a document already decided only removes
 /// the upload; a malformed or foreign event fails (the dead-letter queue's business).
 #[tokio::test]

@@ -341,6 +341,19 @@ fn paths_the_other_scenarios_miss() {
         )
         .await;
         assert_eq!(status, 201, "{conversation}");
+        // Each send attaches a document of the patient's (read, checked and shared with
+        // the carer in the send's transaction).
+        let mut attachments = Vec::new();
+        for name in ["rest.pdf", "ws.pdf"] {
+            let ticket = docare_e2e::start_upload(
+                app,
+                &s.access,
+                json!({"name": name, "content_type": "application/pdf", "size": 300, "category": "lab_result"}),
+            )
+            .await;
+            docare_e2e::upload_and_scan(app, &ticket, &docare_e2e::pdf(300, name)).await;
+            attachments.push(ticket["id"].as_str().expect("id").to_string());
+        }
         // A REST send and receipt push to the carer's connection, found gone (removed).
         let path = format!(
             "/api/v1/conversations/{}",
@@ -349,7 +362,8 @@ fn paths_the_other_scenarios_miss() {
         for (suffix, body) in [
             (
                 "messages",
-                json!({"client_message_id": "rest", "body": "Over REST"}),
+                json!({"client_message_id": "rest", "body": "Over REST",
+                    "attachments": [attachments[0]]}),
             ),
             ("read", json!({"up_to": 1})),
         ] {
@@ -375,7 +389,7 @@ fn paths_the_other_scenarios_miss() {
             );
         }
         let frame = json!({"action": "message:send", "conversation_id": conversation["id"],
-            "client_message_id": "twice", "body": "Hello"});
+            "client_message_id": "twice", "body": "Hello", "attachments": [attachments[1]]});
         for _ in 0..2 {
             // Stored again each time: the local gateway knows no socket of this id, so
             // the acknowledgement finds it gone and removes it.
@@ -1192,6 +1206,10 @@ impl<'m, 'a> Translator<'m, 'a> {
                 let mut own = request(access.action, arn, what.clone());
                 if !scope.is_empty() {
                     own = own.with("dynamodb:LeadingKeys", leading_key(scope));
+                }
+                if !access.attributes.is_empty() {
+                    own.context
+                        .insert("dynamodb:Attributes".into(), access.attributes.clone());
                 }
                 out.push(own);
                 if let Some(key) = self.model.sse_key(logical) {

@@ -1,7 +1,7 @@
 //! The messaging actions of the WebSocket API (`shared::chat` holds what they share
 //! with the REST routes of the messages function):
 //!
-//! - `message:send` `{conversation_id, client_message_id, body, encryption?}`: stored
+//! - `message:send` `{conversation_id, client_message_id, body, encryption?, attachments?}`: stored
 //!   first (`shared::store::messages::send`, idempotent by client id), then
 //!   `message:delivered` `{conversation_id, client_message_id, message_id, seq}` to the
 //!   sending connection and `message:received` (the message) to every connection of
@@ -141,6 +141,8 @@ struct SendFrame {
     body: String,
     #[serde(default)]
     encryption: Option<Encryption>,
+    #[serde(default)]
+    attachments: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -162,6 +164,7 @@ pub async fn send(app: App, req: WsRequest) -> WsResult {
             client_message_id: frame.client_message_id,
             body: frame.body,
             encryption: frame.encryption,
+            attachments: frame.attachments,
         };
         let sent = chat::deliver(&app, &api, &principal, &conversation, &body).await?;
         let message = sent.message();

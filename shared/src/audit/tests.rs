@@ -213,6 +213,70 @@ async fn two_writers_on_one_shard_both_succeed_in_one_chain() {
 }
 
 #[tokio::test]
+async fn several_events_commit_with_their_change_in_consecutive_places_or_not_at_all() {
+    let fx = fixture();
+    let writer = Arc::new(fx.writer().starting_on_shard(3));
+    writer.record(sample(0)).await.expect("first");
+    let change = |n: &str| crate::ports::db::WriteOp::Put {
+        table: fx.parts.app.config.table.clone(),
+        item: Item::from([
+            ("pk".to_string(), Value::S(format!("T#{n}"))),
+            ("sk".to_string(), Value::S("T".into())),
+        ]),
+        condition: Some(crate::ports::db::Condition::NotExists),
+    };
+    writer
+        .commit_all(vec![sample(1), sample(2), sample(3)], vec![change("a")])
+        .await
+        .expect("three events with one change");
+    let head = fx.reader().head(3).await.expect("head").expect("shard 3");
+    assert_eq!(
+        head.seq, 3,
+        "the three took places 1, 2 and 3 after the first"
+    );
+    // A failed condition of the change writes neither it nor any of the events.
+    let refused = writer
+        .commit_all(vec![sample(4), sample(5)], vec![change("a")])
+        .await;
+    assert!(matches!(refused, Err(CommitError::Change { op: 0 })));
+    let head = fx.reader().head(3).await.expect("head").expect("shard 3");
+    assert_eq!(head.seq, 3, "a refused change appends nothing");
+    // Racing another writer on the same shard, both keep one intact chain.
+    let other = Arc::new(fx.writer().starting_on_shard(3));
+    other.record(sample(6)).await.expect("other");
+    let run = |writer: Arc<AuditWriter>, several: bool| {
+        tokio::spawn(async move {
+            for i in 0..10 {
+                let events = if several {
+                    vec![sample(i), sample(i + 1)]
+                } else {
+                    vec![sample(i)]
+                };
+                writer.commit_all(events, Vec::new()).await.expect("append");
+            }
+        })
+    };
+    let (ra, rb) = tokio::join!(run(writer.clone(), true), run(other, false));
+    ra.expect("several");
+    rb.expect("single");
+    let report = fx.verify().await;
+    assert!(report.is_intact(), "{:?}", report.first_break);
+    assert_eq!(report.events, 1 + 3 + 1 + 20 + 10);
+    // Too many writes for one transaction with the events is refused up front.
+    let too_many: Vec<_> = (0..98).map(|i| change(&format!("m{i}"))).collect();
+    assert!(matches!(
+        writer
+            .commit_all(vec![sample(7), sample(8)], too_many)
+            .await,
+        Err(CommitError::Audit(AuditError::InvalidEvent(_)))
+    ));
+    assert!(matches!(
+        writer.commit_all(Vec::new(), Vec::new()).await,
+        Err(CommitError::Audit(AuditError::InvalidEvent(_)))
+    ));
+}
+
+#[tokio::test]
 async fn a_deleted_middle_event_is_named() {
     let fx = fixture();
     let ids = fx.chain_of(3, 6).await;

@@ -152,14 +152,34 @@ impl AuditWriter {
     /// conflict retries the whole unit (bounded); a failed condition of `ops` is the
     /// caller's [`CommitError::Change`] and writes nothing.
     pub async fn commit(&self, event: AuditEvent, ops: Vec<WriteOp>) -> Result<(), CommitError> {
-        check(&event)?;
-        if ops.len() > MAX_CHANGE_OPS {
+        self.commit_all(vec![event], ops).await
+    }
+
+    /// [`Self::commit`] for a change that is several audited acts at once (a message that
+    /// shares its attachments: the send and one share per document): the events take
+    /// consecutive places in one chain, in order, in the same transaction as `ops`, which
+    /// may then hold at most `MAX_TRANSACTION_OPS - 1 - events.len()` writes.
+    pub async fn commit_all(
+        &self,
+        events: Vec<AuditEvent>,
+        ops: Vec<WriteOp>,
+    ) -> Result<(), CommitError> {
+        if events.is_empty() {
+            return Err(AuditError::InvalidEvent("no event").into());
+        }
+        for event in &events {
+            check(event)?;
+        }
+        if ops.len() + events.len() + 1 > MAX_TRANSACTION_OPS {
             return Err(AuditError::InvalidEvent("change has too many writes").into());
         }
         let now = self.clock.now();
         let time = format_time(now);
         let expires_at = now.timestamp() + RETENTION_DAYS * 86_400;
-        let event_id = crate::domain::Id::generate(now).to_string();
+        let event_ids: Vec<String> = events
+            .iter()
+            .map(|_| crate::domain::Id::generate(now).to_string())
+            .collect();
         let mut tip = self.tip.lock().await;
         let mut conflicts_here = 0;
         for attempt in 1..=MAX_ATTEMPTS {
@@ -170,13 +190,19 @@ impl AuditWriter {
                     self.load_tip(shard).await?
                 }
             };
-            let stored = self
-                .seal(&event, &current, &event_id, &time, expires_at)
-                .await?;
-            let token = format!("{event_id}-{attempt}");
-            match self.append(&stored, &current, &ops, &token).await {
+            let mut sealed = Vec::with_capacity(events.len());
+            let mut place = current.clone();
+            for (event, event_id) in events.iter().zip(&event_ids) {
+                let stored = self
+                    .seal(event, &place, event_id, &time, expires_at)
+                    .await?;
+                place = Tip::after(&stored);
+                sealed.push(stored);
+            }
+            let token = format!("{}-{attempt}", event_ids[0]);
+            match self.append(&sealed, &current, &ops, &token).await {
                 Ok(()) => {
-                    *tip = Some(Tip::after(&stored));
+                    *tip = Some(place);
                     return Ok(());
                 }
                 Err(DbError::ConditionFailed { op: Some(op) }) if op < ops.len() => {
@@ -296,14 +322,17 @@ impl AuditWriter {
     }
 
     /// One attempt: the change's writes first (so a failed condition's index is the
-    /// caller's), then the event and the head.
+    /// caller's), then the events and the head, which moves to the last of them.
     async fn append(
         &self,
-        stored: &StoredEvent,
+        sealed: &[StoredEvent],
         tip: &Tip,
         change: &[WriteOp],
         token: &str,
     ) -> Result<(), DbError> {
+        let Some(last) = sealed.last() else {
+            return Err(DbError::Invalid("an append without an event".into()));
+        };
         let head_condition = if tip.next_seq == 0 {
             Condition::NotExists
         } else {
@@ -313,19 +342,19 @@ impl AuditWriter {
             ])
         };
         let head = Update::new()
-            .set(attr::SEQ, Value::N(stored.seq as i64))
-            .set(attr::HASH, stored.hash.clone())
-            .set(attr::TIME, stored.time.clone())
-            .set(attr::EVENT_ID, stored.event_id.clone());
+            .set(attr::SEQ, Value::N(last.seq as i64))
+            .set(attr::HASH, last.hash.clone())
+            .set(attr::TIME, last.time.clone())
+            .set(attr::EVENT_ID, last.event_id.clone());
         let mut ops = change.to_vec();
-        ops.push(WriteOp::Put {
+        ops.extend(sealed.iter().map(|stored| WriteOp::Put {
             table: self.audit_table.clone(),
             item: stored.to_item(),
             condition: Some(Condition::NotExists),
-        });
+        }));
         ops.push(WriteOp::Update {
             table: self.table.clone(),
-            key: head_key(stored.shard),
+            key: head_key(last.shard),
             update: head,
             condition: Some(head_condition),
         });

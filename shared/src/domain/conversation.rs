@@ -12,6 +12,19 @@ use crate::ApiError;
 /// writes 4 items plus 3 per participant (see `shared::store::messages::send`), which
 /// must stay within one audited transaction (98 items).
 pub const MAX_PARTICIPANTS: usize = 20;
+/// Most documents one message attaches.
+pub const MAX_ATTACHMENTS: usize = 5;
+
+/// Most attachments a message to a conversation of `participants` can carry: each
+/// writes a check, a share per provider and its audit event into the send's one
+/// transaction (100 items: the send's `3 + 3P`, its event and the chain head), so a
+/// large conversation takes fewer ([`MAX_ATTACHMENTS`] up to 10 participants, 1 at
+/// [`MAX_PARTICIPANTS`]).
+pub fn attachments_fit(participants: usize) -> usize {
+    let room = crate::ports::db::MAX_TRANSACTION_OPS.saturating_sub(2 + 3 + 3 * participants);
+    (room / (participants + 1)).min(MAX_ATTACHMENTS)
+}
+
 /// Longest server-sealed body, in characters.
 pub const MAX_BODY_CHARS: usize = 4000;
 /// Longest client-encrypted body (as given: base64 or similar text), in bytes.
@@ -166,6 +179,24 @@ pub fn presence_state(state: &str, last_seen: i64, now: i64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_with_its_attachments_fits_one_transaction_at_every_size() {
+        for participants in 2..=MAX_PARTICIPANTS {
+            let fit = attachments_fit(participants);
+            assert!(fit >= 1, "{participants} participants take no attachment");
+            // The send (3 + 3P), per attachment a check and a share per provider, the
+            // message's and each share's audit event, the chain head.
+            let providers = participants - 1;
+            let items = 3 + 3 * participants + fit * (1 + providers) + 1 + fit + 1;
+            assert!(
+                items <= crate::ports::db::MAX_TRANSACTION_OPS,
+                "{participants}: {items}"
+            );
+        }
+        assert_eq!(attachments_fit(2), MAX_ATTACHMENTS);
+        assert_eq!(attachments_fit(MAX_PARTICIPANTS), 1);
+    }
 
     #[test]
     fn bodies_are_bounded_and_client_bodies_are_kept_as_given() {

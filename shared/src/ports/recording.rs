@@ -41,6 +41,9 @@ pub struct Access {
     /// The partition-key prefix (`USER#`), object-key prefix, or the KMS context's
     /// `purpose`; empty when the call has none.
     pub scope: String,
+    /// The top-level attribute names a put writes (sorted; what IAM's
+    /// `dynamodb:Attributes` sees); empty for every other call.
+    pub attributes: Vec<String>,
 }
 
 impl Access {
@@ -49,7 +52,17 @@ impl Access {
             action,
             resource: resource.into(),
             scope: scope.into(),
+            attributes: Vec::new(),
         }
+    }
+
+    /// A put of `item`: its attribute names are part of what IAM checks.
+    fn put(table: &str, item: &Item) -> Self {
+        let pk = Key::of(item).map(|k| key_prefix(&k.pk)).unwrap_or_default();
+        let mut access = Self::new("dynamodb:PutItem", table, pk);
+        access.attributes = item.keys().cloned().collect();
+        access.attributes.sort();
+        access
     }
 
     /// The service part of the action (`dynamodb`, `kms`, …).
@@ -200,10 +213,7 @@ impl Database for RecordedDatabase {
         item: Item,
         condition: Option<Condition>,
     ) -> Result<(), DbError> {
-        let pk = Key::of(&item)
-            .map(|k| key_prefix(&k.pk))
-            .unwrap_or_default();
-        note(Access::new("dynamodb:PutItem", table, pk));
+        note(Access::put(table, &item));
         self.0.put(table, item, condition).await
     }
     async fn update(
@@ -274,7 +284,10 @@ fn note_transaction(ops: &[WriteOp]) {
     for op in ops {
         let (table, key) = op.target();
         let action = match op {
-            WriteOp::Put { .. } => "dynamodb:PutItem",
+            WriteOp::Put { table, item, .. } => {
+                note(Access::put(table, item));
+                continue;
+            }
             WriteOp::Update { .. } => "dynamodb:UpdateItem",
             WriteOp::Delete { .. } => "dynamodb:DeleteItem",
             WriteOp::Check { .. } => "dynamodb:ConditionCheckItem",

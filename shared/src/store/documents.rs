@@ -374,29 +374,12 @@ pub async fn share(
     provider_id: &str,
     event: AuditEvent,
 ) -> Result<(), ApiError> {
-    let table = app.config.table.clone();
-    let ops = vec![
-        WriteOp::Check {
-            table: table.clone(),
-            key: keys::document(&document.id),
-            condition: Condition::Equals(
-                "status".into(),
-                Value::S(Status::Available.as_str().into()),
-            ),
-        },
-        WriteOp::Put {
-            table,
-            item: share_item(
-                &document.id,
-                provider_id,
-                &document.category,
-                None,
-                &app.now().to_string(),
-            ),
-            condition: None,
-        },
-        crate::auth::care::active_check(app, provider_id, &document.owner_id),
-    ];
+    let mut ops = attach_ops(app, document, None, std::iter::once(provider_id));
+    ops.push(crate::auth::care::active_check(
+        app,
+        provider_id,
+        &document.owner_id,
+    ));
     match app.audit.commit(event, ops).await {
         Ok(()) => Ok(()),
         Err(CommitError::Change { op: 2 }) => Err(ApiError::NotFound),
@@ -405,6 +388,40 @@ pub async fn share(
         )),
         Err(err) => Err(err.into()),
     }
+}
+
+/// The writes that share a document with `providers` inside a caller's commit: first a
+/// check that it is still available (and, with `owner`, still that user's), then one
+/// share per provider (a repeat changes nothing). The caller checks the providers' care
+/// relationships with the owner in the same commit and audits the share. A message's
+/// attachments are shared this way, in the send's transaction.
+pub fn attach_ops<'a>(
+    app: &AppContext,
+    document: &Stored,
+    owner: Option<&str>,
+    providers: impl IntoIterator<Item = &'a str>,
+) -> Vec<WriteOp> {
+    let table = &app.config.table;
+    let available = Condition::Equals("status".into(), Value::S(Status::Available.as_str().into()));
+    let condition = match owner {
+        Some(owner) => Condition::And(vec![
+            available,
+            Condition::Equals("owner_id".into(), Value::S(owner.into())),
+        ]),
+        None => available,
+    };
+    let now = app.now().to_string();
+    let mut ops = vec![WriteOp::Check {
+        table: table.clone(),
+        key: keys::document(&document.id),
+        condition,
+    }];
+    ops.extend(providers.into_iter().map(|provider_id| WriteOp::Put {
+        table: table.clone(),
+        item: share_item(&document.id, provider_id, &document.category, None, &now),
+        condition: None,
+    }));
+    ops
 }
 
 /// Soft-deletes a document: `deleted`, out of the lists (index keys removed), its TTL

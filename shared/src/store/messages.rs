@@ -26,6 +26,9 @@
 //! per provider and 2 per participant (counter, event): `3 + 3P` with `P` participants,
 //! 63 at [`MAX_PARTICIPANTS`]; creating a conversation `1 + 3P` (61); a read receipt
 //! `1 + 2P` (41). That bound is why a conversation holds at most [`MAX_PARTICIPANTS`].
+//! Each attachment adds a check and a share per provider (`P` items) and its share's
+//! audit event, which is why a message carries at most
+//! [`crate::domain::conversation::attachments_fit`] of them.
 //!
 //! Bodies are PHI: a server body is envelope-sealed (`phi::seal`, purpose `docare-phi`,
 //! bound to the message's key and the attribute `body`); a body the client encrypted
@@ -39,7 +42,7 @@ use crate::domain::conversation::{Body, Encryption};
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::ApiRequest;
 use crate::ports::db::{Condition, Index, Item, Key, Query, SortKey, Update, Value, WriteOp};
-use crate::store::keys;
+use crate::store::{documents, keys};
 use crate::{phi, ApiError, AppContext};
 use serde::Serialize;
 
@@ -170,6 +173,8 @@ pub struct Message {
     pub body: String,
     pub encryption: Encryption,
     pub sent_at: String,
+    /// The documents attached (ids): shared with every participant when it was sent.
+    pub attachments: Vec<String>,
 }
 
 fn text(item: &Item, name: &str) -> Option<String> {
@@ -597,6 +602,17 @@ pub struct Outgoing<'a> {
     pub sender_id: &'a str,
     pub client_message_id: &'a str,
     pub body: Body,
+    /// Documents of the sender's (the conversation's patient) to share with the other
+    /// participants, each with the audit event of its share.
+    pub attachments: Vec<Attachment<'a>>,
+}
+
+/// A document attached to a message, checked by the caller to be the sender's and
+/// available; the send checks both again in its transaction.
+pub struct Attachment<'a> {
+    pub document: &'a documents::Stored,
+    /// The share's audit event (committed with the message's).
+    pub event: AuditEvent,
 }
 
 /// How a send ended.
@@ -627,10 +643,13 @@ async fn claimed(app: &AppContext, claim: &Key) -> Result<Option<(String, i64)>,
 
 /// Sends a message: the claim of its client id, the message under the conversation's
 /// next seq, the conversation's `last_seq`, the sender's read marker, a check of each
-/// provider's care relationship and a `message` event per participant, in one audited
-/// commit (`3 + 3P` items). A repeat of a client id (however many race) answers the
-/// message the first one stored; an ended relationship is a 409 and stores nothing.
-/// `event` is the audit event given the new message's id.
+/// provider's care relationship, per attachment a check that the document is still the
+/// sender's and available and a share with each provider, and a `message` event per
+/// participant, in one audited commit (`3 + 3P + A·P` items, plus the message's and
+/// each share's audit event). A repeat of a client id (however many race) answers the
+/// message the first one stored; an ended relationship or an attachment that changed
+/// meanwhile is a 409 and stores nothing. `event` is the audit event given the new
+/// message's id.
 pub async fn send(
     app: &AppContext,
     req: &ApiRequest,
@@ -671,6 +690,14 @@ pub async fn send(
             Value::S(out.body.encryption.as_str().into()),
         );
         item.insert("sent_at".into(), Value::S(now.clone()));
+        let attachment_ids: Vec<String> = out
+            .attachments
+            .iter()
+            .map(|a| a.document.id.clone())
+            .collect();
+        if !attachment_ids.is_empty() {
+            item.insert("attachments".into(), strings(&attachment_ids));
+        }
         match out.body.encryption {
             Encryption::Server => {
                 item.insert(
@@ -728,6 +755,16 @@ pub async fn send(
                 .map(|provider| care::active_check(app, provider, &conversation.patient_id)),
         );
         let checks_to = ops.len();
+        let mut attachment_checks = Vec::with_capacity(out.attachments.len());
+        for attachment in &out.attachments {
+            attachment_checks.push(ops.len());
+            ops.extend(documents::attach_ops(
+                app,
+                attachment.document,
+                Some(out.sender_id),
+                conversation.providers().map(String::as_str),
+            ));
+        }
         let (fan, assigned) = fan_out(
             app,
             &conversation.participant_ids,
@@ -740,7 +777,9 @@ pub async fn send(
         )
         .await?;
         ops.extend(fan);
-        match app.audit.commit(event(&id), ops).await {
+        let mut events = vec![event(&id)];
+        events.extend(out.attachments.iter().map(|a| a.event.clone()));
+        match app.audit.commit_all(events, ops).await {
             Ok(()) => {
                 return Ok(Sent::New(
                     Message {
@@ -752,6 +791,7 @@ pub async fn send(
                         body: out.body.text.clone(),
                         encryption: out.body.encryption,
                         sent_at: now,
+                        attachments: attachment_ids,
                     },
                     assigned,
                 ));
@@ -760,6 +800,11 @@ pub async fn send(
             Err(CommitError::Change { op: 0 }) => continue,
             Err(CommitError::Change { op }) if (checks_from..checks_to).contains(&op) => {
                 return Err(ended());
+            }
+            Err(CommitError::Change { op }) if attachment_checks.contains(&op) => {
+                return Err(ApiError::conflict(
+                    "an attachment was deleted or changed meanwhile: nothing was sent",
+                ));
             }
             Err(CommitError::Change { op: 3 }) => return Err(ApiError::NotFound),
             // Another message or event took the number: again on fresh numbers.
@@ -807,6 +852,7 @@ async fn open(
         body,
         encryption,
         sent_at: text(item, "sent_at").unwrap_or_default(),
+        attachments: strings_of(item, "attachments"),
     })
 }
 
