@@ -45,6 +45,31 @@ pub mod metrics {
     /// A reminder delivery was claimed and never marked sent (`remind`).
     pub const REMINDER_DELIVERY_UNKNOWN: (&str, &str) =
         ("DoCare/Reminders", "ReminderDeliveryUnknown");
+    /// An audit event (with the change it guards) could not be written: the request
+    /// failed with a 503 (any function that records events).
+    pub const AUDIT_WRITE_FAILED: (&str, &str) = ("DoCare/Audit", "AuditWriteFailed");
+
+    /// Every metric above: each has an alarm in `template.yaml` (a test checks).
+    pub const ALL: &[(&str, &str)] = &[
+        AUDIT_TAMPER,
+        AUDIT_ANCHOR_BROKEN,
+        REMINDER_DELIVERY_UNKNOWN,
+        AUDIT_WRITE_FAILED,
+    ];
+}
+
+/// How many of each metric this process emitted (by name): what tests read to see
+/// that a failure was counted, since the lines themselves go to stdout.
+static EMITTED: std::sync::Mutex<Vec<(&'static str, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// The count of `metric` this process has emitted so far.
+pub fn emitted(metric: (&'static str, &'static str)) -> u64 {
+    EMITTED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|(name, _)| *name == metric.1)
+        .map_or(0, |(_, n)| *n)
 }
 
 /// One CloudWatch embedded metric format line: `count` of `metric` (namespace, name)
@@ -73,14 +98,24 @@ pub fn emf_line(
 }
 
 /// Writes [`emf_line`] to stdout as one line (on Lambda: the function's log stream).
-pub fn emit_metric(app: &crate::AppContext, metric: (&str, &str), count: usize) {
-    let line = emf_line(
+pub fn emit_metric(app: &crate::AppContext, metric: (&'static str, &'static str), count: usize) {
+    emit(
         metric,
         app.config.stage.as_str(),
         count,
         app.clock.now().timestamp_millis(),
     );
+}
+
+/// [`emit_metric`] for code that holds no app (the audit writer).
+pub fn emit(metric: (&'static str, &'static str), stage: &str, count: usize, timestamp_ms: i64) {
+    let line = emf_line(metric, stage, count, timestamp_ms);
     println!("{line}");
+    let mut emitted = EMITTED.lock().unwrap_or_else(|p| p.into_inner());
+    match emitted.iter_mut().find(|(name, _)| *name == metric.1) {
+        Some((_, n)) => *n += count as u64,
+        None => emitted.push((metric.1, count as u64)),
+    }
 }
 
 #[cfg(test)]

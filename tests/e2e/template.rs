@@ -412,43 +412,163 @@ fn the_http_apis_cors_is_the_local_gateways_policy() {
 
 /// The metrics the code emits (embedded metric format, `shared::telemetry::metrics`) and
 /// the dead-letter queues each have an alarm that watches exactly them.
+/// Operations (README "Operations"): every dead-letter queue, every function's
+/// throttles, both APIs' errors and every metric the code emits has an alarm, and every
+/// alarm tells the alarm topic.
 #[test]
-fn metrics_and_dead_letter_queues_have_alarms() {
-    use shared::telemetry::metrics;
+fn every_queue_function_api_and_metric_has_an_alarm_that_tells_someone() {
     let template = template();
     let resources = resources(&template);
-    let alarm = |name: &str| {
-        let alarm = &resources[name];
-        assert_eq!(alarm["Type"], "AWS::CloudWatch::Alarm", "{name}");
-        let props = &alarm["Properties"];
-        assert_eq!(props["Threshold"].as_f64(), Some(0.0), "{name}: any count");
-        assert_eq!(
-            props["ComparisonOperator"], "GreaterThanThreshold",
-            "{name}"
+    let alarms: Vec<(&str, &Value)> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Alarm")
+        .map(|(name, r)| (name.as_str().unwrap_or_default(), &r["Properties"]))
+        .collect();
+    for (name, props) in &alarms {
+        let actions = props["AlarmActions"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            actions
+                .iter()
+                .any(|a| tagged(a, "!Ref") == Some("AlarmTopic")),
+            "{name} tells no one"
         );
-        props.clone()
-    };
-    for (resource, (namespace, metric)) in [
-        ("AuditTamperAlarm", metrics::AUDIT_TAMPER),
-        (
-            "ReminderDeliveryUnknownAlarm",
-            metrics::REMINDER_DELIVERY_UNKNOWN,
-        ),
-    ] {
-        let props = alarm(resource);
-        assert_eq!(props["Namespace"], namespace, "{resource}");
-        assert_eq!(props["MetricName"], metric, "{resource}");
-        assert_eq!(props["Dimensions"][0]["Name"], "Stage", "{resource}");
-        assert_eq!(props["Statistic"], "Sum", "{resource}");
     }
-    let props = alarm("RemindersDeadLetterQueueAlarm");
-    assert_eq!(props["Namespace"], "AWS/SQS");
-    assert_eq!(props["MetricName"], "ApproximateNumberOfMessagesVisible");
-    assert_eq!(props["Dimensions"][0]["Name"], "QueueName");
+    let topic = &resources["AlarmTopic"];
+    assert_eq!(topic["Type"], "AWS::SNS::Topic");
     assert_eq!(
-        tagged(&props["Dimensions"][0]["Value"], "!GetAtt"),
-        Some("RemindersDeadLetterQueue.QueueName")
+        tagged(&topic["Properties"]["KmsMasterKeyId"], "!Ref"),
+        Some("DocareKey")
     );
+    // The one dimension an alarm watches, and its metric.
+    let watching =
+        |namespace: &str, metric: &str, dimension: &str, value: &dyn Fn(&Value) -> bool| {
+            alarms.iter().any(|(_, props)| {
+                props["Namespace"] == namespace
+                    && props["MetricName"] == metric
+                    && props["Dimensions"][0]["Name"] == dimension
+                    && value(&props["Dimensions"][0]["Value"])
+                    && props["ComparisonOperator"] == "GreaterThanThreshold"
+            })
+        };
+    for (name, resource) in resources {
+        let name = name.as_str().unwrap_or_default();
+        match resource["Type"].as_str() {
+            Some("AWS::SQS::Queue") if name.ends_with("DeadLetterQueue") => {
+                let attribute = format!("{name}.QueueName");
+                assert!(
+                    watching(
+                        "AWS/SQS",
+                        "ApproximateNumberOfMessagesVisible",
+                        "QueueName",
+                        &|v| { tagged(v, "!GetAtt") == Some(attribute.as_str()) }
+                    ),
+                    "{name} has no depth alarm"
+                );
+            }
+            Some("AWS::Serverless::Function") => assert!(
+                watching("AWS/Lambda", "Throttles", "FunctionName", &|v| {
+                    tagged(v, "!Ref") == Some(name)
+                }),
+                "{name} has no throttles alarm"
+            ),
+            _ => {}
+        }
+    }
+    for (namespace, metric) in shared::telemetry::metrics::ALL {
+        assert!(
+            watching(namespace, metric, "Stage", &|v| tagged(v, "!Ref")
+                == Some("Stage")),
+            "{namespace}/{metric} has no alarm"
+        );
+    }
+    assert!(
+        watching("AWS/ApiGateway", "ExecutionError", "ApiId", &|v| {
+            tagged(v, "!Ref") == Some("WebSocketApi")
+        }),
+        "the WebSocket API"
+    );
+    // The HTTP API's 5xx rate: 5xx over requests, both of the HTTP API.
+    let (_, rate) = alarms
+        .iter()
+        .find(|(name, _)| *name == "HttpApiServerErrorsAlarm")
+        .expect("the HTTP API's 5xx alarm");
+    let metrics = rate["Metrics"].as_sequence().expect("metric math");
+    let stat = |id: &str| {
+        let m = metrics.iter().find(|m| m["Id"] == id).expect(id);
+        let metric = &m["MetricStat"]["Metric"];
+        assert_eq!(
+            tagged(&metric["Dimensions"][0]["Value"], "!Ref"),
+            Some("HttpApi")
+        );
+        metric["MetricName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        (stat("errors").as_str(), stat("requests").as_str()),
+        ("5xx", "Count")
+    );
+    let expression = metrics
+        .iter()
+        .find(|m| m["ReturnData"] == Value::Bool(true))
+        .and_then(|m| m["Expression"].as_str())
+        .expect("the rate");
+    assert!(
+        expression.contains("100 * errors / requests"),
+        "{expression}"
+    );
+}
+
+/// The dashboard's body is JSON once CloudFormation substitutes it, names only
+/// resources, parameters and pseudo parameters of the template, and shows every metric
+/// that has an alarm.
+#[test]
+fn the_dashboard_is_valid_and_shows_what_the_alarms_watch() {
+    let template = template();
+    let resources = resources(&template);
+    let dashboard = &resources["Dashboard"];
+    assert_eq!(dashboard["Type"], "AWS::CloudWatch::Dashboard");
+    let body = tagged(&dashboard["Properties"]["DashboardBody"], "!Sub").expect("!Sub body");
+    let parameters = template["Parameters"].as_mapping().expect("Parameters");
+    let mut substituted = String::new();
+    let mut rest = body;
+    while let Some(at) = rest.find("${") {
+        substituted.push_str(&rest[..at]);
+        let end = rest[at..].find('}').expect("closed ${") + at;
+        let name = &rest[at + 2..end];
+        assert!(
+            name.starts_with("AWS::")
+                || resources.contains_key(name)
+                || parameters.contains_key(name),
+            "the dashboard names ${{{name}}}, which the template does not define"
+        );
+        substituted.push('x');
+        rest = &rest[end + 1..];
+    }
+    substituted.push_str(rest);
+    let body: serde_json::Value = serde_json::from_str(&substituted).expect("JSON");
+    let widgets = body["widgets"].as_array().expect("widgets");
+    assert!(widgets.len() >= 10);
+    let text = substituted;
+    for (_, metric) in shared::telemetry::metrics::ALL {
+        assert!(
+            text.contains(&format!("\"{metric}\"")),
+            "{metric} is not on the dashboard"
+        );
+    }
+    for metric in [
+        "\"Throttles\"",
+        "\"Errors\"",
+        "ApproximateNumberOfMessagesVisible",
+        "\"5xx\"",
+        "ExecutionError",
+    ] {
+        assert!(text.contains(metric), "{metric} is not on the dashboard");
+    }
 }
 
 /// The audit archive (docs/audit.md): Object Lock in compliance mode for the events'
@@ -637,4 +757,43 @@ fn bucket_notifications_match_the_template() {
         })
         .collect();
     assert_eq!(in_template, local, "bucket → queue notifications");
+}
+
+/// The concurrency the README and docs/template.md tell a deployer to have is what the
+/// functions reserve (plus the 100 Lambda keeps unreserved).
+#[test]
+fn the_documented_concurrency_quota_is_the_templates() {
+    let template = template();
+    let reserved: i64 = resources(&template)
+        .values()
+        .filter(|r| r["Type"] == "AWS::Serverless::Function")
+        .map(|r| {
+            r["Properties"]["ReservedConcurrentExecutions"]
+                .as_i64()
+                .expect("every function reserves its concurrency")
+        })
+        .sum();
+    let quota = reserved + 100;
+    for (doc, claims) in [
+        (
+            "README.md",
+            [
+                format!("The functions reserve {reserved} concurrent executions"),
+                format!("must be at least {quota}"),
+            ],
+        ),
+        (
+            "docs/template.md",
+            [
+                format!("{reserved} in all"),
+                format!("a concurrency quota of at least {quota}"),
+            ],
+        ),
+    ] {
+        let text = std::fs::read_to_string(repo_root().join(doc)).expect(doc);
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for claim in claims {
+            assert!(text.contains(&claim), "{doc} does not say: {claim}");
+        }
+    }
 }

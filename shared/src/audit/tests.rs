@@ -599,8 +599,13 @@ async fn failures_to_record_are_503_and_bad_events_are_refused() {
         app.clock.clone(),
         &app.config,
     );
+    let failed = crate::telemetry::emitted(crate::telemetry::metrics::AUDIT_WRITE_FAILED);
     let err = down.record(sample(0)).await.expect_err("store down");
     assert!(matches!(err, AuditError::Store(_)));
+    assert!(
+        crate::telemetry::emitted(crate::telemetry::metrics::AUDIT_WRITE_FAILED) > failed,
+        "the failure is counted for its alarm"
+    );
     let api = ApiError::from(err);
     assert_eq!(api.status(), 503);
     assert_eq!(api.code(), "service_unavailable");

@@ -91,6 +91,8 @@ pub struct AuditWriter {
     clock: Arc<dyn Clock>,
     table: String,
     audit_table: String,
+    /// The stage the failure metric is counted under.
+    stage: String,
     shards: u32,
     first_shard: Option<u32>,
     /// Held across the append: one instance appends one event at a time (a Lambda
@@ -123,6 +125,7 @@ impl AuditWriter {
             clock,
             table: config.table.clone(),
             audit_table: config.audit_table.clone(),
+            stage: config.stage.as_str().to_string(),
             shards: CHAIN_SHARDS,
             first_shard: None,
             tip: tokio::sync::Mutex::new(None),
@@ -160,6 +163,32 @@ impl AuditWriter {
     /// consecutive places in one chain, in order, in the same transaction as `ops`, which
     /// may then hold at most `MAX_TRANSACTION_OPS - 1 - events.len()` writes.
     pub async fn commit_all(
+        &self,
+        events: Vec<AuditEvent>,
+        ops: Vec<WriteOp>,
+    ) -> Result<(), CommitError> {
+        let result = self.try_commit_all(events, ops).await;
+        if let Err(CommitError::Audit(
+            err @ (AuditError::Store(_)
+            | AuditError::Crypto(_)
+            | AuditError::Contended { .. }
+            | AuditError::Corrupt(_)),
+        )) = &result
+        {
+            // The request fails with a 503 and its change is not kept; an operator
+            // hears of it through the AuditWriteFailures alarm.
+            tracing::error!(error = %err, "an audit event could not be written");
+            crate::telemetry::emit(
+                crate::telemetry::metrics::AUDIT_WRITE_FAILED,
+                &self.stage,
+                1,
+                self.clock.now().timestamp_millis(),
+            );
+        }
+        result
+    }
+
+    async fn try_commit_all(
         &self,
         events: Vec<AuditEvent>,
         ops: Vec<WriteOp>,
