@@ -1591,6 +1591,14 @@ async fn every_route_tour() {
     )
     .await;
 
+    // --- devices (observations) ---------------------------------------------------------------
+    Box::pin(observation_steps(
+        &mut h,
+        [&patient, &carer, &stranger],
+        [pt, ct, st],
+    ))
+    .await;
+
     // --- secure notes ---------------------------------------------------------------------------
     // Boxed: the steps' futures stay off this test's (already large) stack.
     Box::pin(secure_notes_steps(
@@ -2690,6 +2698,57 @@ async fn video_consent_and_end(h: &mut Harness, cx: &VideoCtx<'_>, video_id: &st
         call(Method::POST, "/api/v1/video-calls/tokens", pt).body(json!({"session_id": video_id})),
         409,
         vec![],
+    )
+    .await;
+}
+
+/// The devices function's routes: a pushed batch, a care-team read, a threshold, a
+/// stranger refused. (A sample value is PHI, but numbers alone name no one; the
+/// steps check the events, the final scan the absence of names and tokens.)
+async fn observation_steps(
+    h: &mut Harness,
+    [patient, carer, stranger]: [&Created; 3],
+    [pt, ct, st]: [Option<&str>; 3],
+) {
+    let batch = json!({"samples": [{"id": "HK-1", "code": "8867-4", "value": 71.0, "unit": "/min",
+        "effective": "2026-01-01T08:00:00Z", "source": "apple_health"}]});
+    let obs = ("observations", patient.id.as_str());
+    h.step(
+        "POST /observations/batch",
+        call(Method::POST, "/api/v1/observations/batch", pt).body(batch),
+        200,
+        vec![ok("CREATE", patient, obs)],
+    )
+    .await;
+    h.step(
+        "GET /observations, the carer (hourly)",
+        call(Method::GET, "/api/v1/observations", ct)
+            .query("patient_id", patient.id.clone())
+            .query("code", "8867-4")
+            .query("from", "2026-01-01T00:00:00Z")
+            .query("to", "2026-01-02T00:00:00Z")
+            .query("resolution", "1h"),
+        200,
+        vec![ok("VIEW", carer, obs)],
+    )
+    .await;
+    h.step(
+        "GET /observations, a provider without a relationship",
+        call(Method::GET, "/api/v1/observations", st)
+            .query("patient_id", patient.id.clone())
+            .query("code", "8867-4")
+            .query("from", "2026-01-01T00:00:00Z")
+            .query("to", "2026-01-02T00:00:00Z"),
+        404,
+        vec![denied("ACCESS_DENIED", stranger, obs)],
+    )
+    .await;
+    h.step(
+        "PUT /observations/thresholds, the carer",
+        call(Method::PUT, "/api/v1/observations/thresholds", ct)
+            .body(json!({"patient_id": patient.id, "code": "40443-4", "above": 120.0})),
+        200,
+        vec![ok("UPDATE", carer, ("observation_threshold", &patient.id))],
     )
     .await;
 }

@@ -60,6 +60,7 @@ const SCENARIOS: &[(&str, fn())] = &[
     ("events: emergency", super::events::emergency_samples),
     ("events: audit", super::events::audit_samples),
     ("events: medications", super::events::medications_samples),
+    ("events: devices", super::events::devices_samples),
     ("events: messages", super::events::messages_samples),
     ("events: billing", super::events::billing_samples),
     ("events: notes", super::events::notes_samples),
