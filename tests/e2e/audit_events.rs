@@ -1592,12 +1592,9 @@ async fn every_route_tour() {
     .await;
 
     // --- devices (observations) ---------------------------------------------------------------
-    Box::pin(observation_steps(
-        &mut h,
-        [&patient, &carer, &stranger],
-        [pt, ct, st],
-    ))
-    .await;
+    // Boxed inside a plain function: the step future is built in that function's
+    // frame, not in this one's (already near the 2 MiB stack in debug builds).
+    observation_steps(&mut h, [&patient, &carer, &other], [pt, ct, ot]).await;
 
     // --- secure notes ---------------------------------------------------------------------------
     // Boxed: the steps' futures stay off this test's (already large) stack.
@@ -2703,12 +2700,20 @@ async fn video_consent_and_end(h: &mut Harness, cx: &VideoCtx<'_>, video_id: &st
 }
 
 /// The devices function's routes: a pushed batch, a care-team read, a threshold, a
-/// stranger refused. (A sample value is PHI, but numbers alone name no one; the
+/// other patient refused. (A sample value is PHI, but numbers alone name no one; the
 /// steps check the events, the final scan the absence of names and tokens.)
-async fn observation_steps(
+fn observation_steps<'a>(
+    h: &'a mut Harness,
+    actors: [&'a Created; 3],
+    tokens: [Option<&'a str>; 3],
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>> {
+    Box::pin(observation_steps_inner(h, actors, tokens))
+}
+
+async fn observation_steps_inner(
     h: &mut Harness,
-    [patient, carer, stranger]: [&Created; 3],
-    [pt, ct, st]: [Option<&str>; 3],
+    [patient, carer, other]: [&Created; 3],
+    [pt, ct, ot]: [Option<&str>; 3],
 ) {
     let batch = json!({"samples": [{"id": "HK-1", "code": "8867-4", "value": 71.0, "unit": "/min",
         "effective": "2026-01-01T08:00:00Z", "source": "apple_health"}]});
@@ -2733,14 +2738,14 @@ async fn observation_steps(
     )
     .await;
     h.step(
-        "GET /observations, a provider without a relationship",
-        call(Method::GET, "/api/v1/observations", st)
+        "GET /observations, another patient",
+        call(Method::GET, "/api/v1/observations", ot)
             .query("patient_id", patient.id.clone())
             .query("code", "8867-4")
             .query("from", "2026-01-01T00:00:00Z")
             .query("to", "2026-01-02T00:00:00Z"),
         404,
-        vec![denied("ACCESS_DENIED", stranger, obs)],
+        vec![denied("ACCESS_DENIED", other, obs)],
     )
     .await;
     h.step(

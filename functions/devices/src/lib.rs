@@ -315,8 +315,8 @@ pub async fn push_batch(app: App, req: ApiRequest) -> HandlerResult {
     let event = audit_event(&req, &principal, Action::Create, Outcome::Success)
         .resource(RESOURCE, &patient_id);
     app.audit.record(event).await?;
-    let accepted = store::store(&app, &patient_id, &samples).await?;
-    apply_thresholds(&app, &patient_id, &samples).await?;
+    let accepted = Box::pin(store::store(&app, &patient_id, &samples)).await?;
+    Box::pin(apply_thresholds(&app, &patient_id, &samples)).await?;
     ApiResponse::ok(&BatchAnswer { accepted })
 }
 
@@ -419,7 +419,14 @@ pub async fn query(app: App, req: ApiRequest) -> HandlerResult {
             return Err(guard::refuse(&app, &req, &principal, target, ApiError::NotFound).await);
         }
     };
-    let basis = guard::patient(&app, &req, &principal, &patient_id, RESOURCE).await?;
+    let basis = Box::pin(guard::patient(
+        &app,
+        &req,
+        &principal,
+        &patient_id,
+        RESOURCE,
+    ))
+    .await?;
     let code = code_param(&req)?;
     let range = Range::parse(req.query_param("from"), req.query_param("to"))?;
     let answer = match req.query_param("resolution") {
@@ -431,16 +438,26 @@ pub async fn query(app: App, req: ApiRequest) -> HandlerResult {
                     "resolution: at most {MAX_BUCKETS} buckets per answer"
                 )));
             }
-            let points = store::series(&app, &patient_id, code, &range).await;
-            let points = opened(&app, &req, &principal, &patient_id, points).await?;
+            // Boxed (here and below): these futures are large in debug builds.
+            let points = Box::pin(store::series(&app, &patient_id, code, &range)).await;
+            let points = Box::pin(opened(&app, &req, &principal, &patient_id, points)).await?;
             ObservationAnswer::Buckets {
                 items: downsample(points, resolution),
             }
         }
         None => {
             let page = PageRequest::from_request(&req)?;
-            let result = store::page(&app, &patient_id, code, &range, page.limit, page.start).await;
-            let (points, next) = opened(&app, &req, &principal, &patient_id, result).await?;
+            let result = Box::pin(store::page(
+                &app,
+                &patient_id,
+                code,
+                &range,
+                page.limit,
+                page.start,
+            ))
+            .await;
+            let (points, next) =
+                Box::pin(opened(&app, &req, &principal, &patient_id, result)).await?;
             let items = points
                 .into_iter()
                 .map(|p| FhirObservation::of(&patient_id, p))
@@ -448,7 +465,7 @@ pub async fn query(app: App, req: ApiRequest) -> HandlerResult {
             ObservationAnswer::Raw(Page::new(items, next))
         }
     };
-    record_read(&app, &req, &principal, basis, &patient_id).await?;
+    Box::pin(record_read(&app, &req, &principal, basis, &patient_id)).await?;
     ApiResponse::ok(&answer)
 }
 
