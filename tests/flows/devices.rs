@@ -218,6 +218,10 @@ async fn bad_batches_change_nothing_and_strangers_see_nothing() {
         h.patient
     );
     assert_eq!(h.send(Method::GET, &path, &h.vt, None).await.0, 404);
+    // A session whose second step was a mailed code reads no PHI, its own included.
+    let mailed = token(&h.t.app, &h.patient, Role::Patient, "s5", &["pwd", "mca"]).await;
+    let own = "/api/v1/observations?code=8867-4&from=2026-11-23T00:00:00Z&to=2026-11-23T09:00:00Z";
+    assert_eq!(h.send(Method::GET, own, &mailed, None).await.0, 403);
     let other = account(&h.t.app, "oth@example.com", "Other", Role::Patient).await;
     let ot = token(&h.t.app, &other, Role::Patient, "s3", &["pwd"]).await;
     assert_eq!(h.send(Method::GET, &path, &ot, None).await.0, 404);

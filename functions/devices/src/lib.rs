@@ -427,6 +427,12 @@ pub async fn query(app: App, req: ApiRequest) -> HandlerResult {
         RESOURCE,
     ))
     .await?;
+    // A session whose second step was a mailed code reads no PHI (as
+    // `phi::open_audited` rules for every other sealed field).
+    if principal.mailed_code {
+        let target = (RESOURCE, patient_id.as_str());
+        return Err(guard::refuse(&app, &req, &principal, target, ApiError::Forbidden).await);
+    }
     let code = code_param(&req)?;
     let range = Range::parse(req.query_param("from"), req.query_param("to"))?;
     let answer = match req.query_param("resolution") {
