@@ -190,8 +190,20 @@ async fn bad_batches_change_nothing_and_strangers_see_nothing() {
         .contains("samples[1].unit"));
     let too_many: Vec<Value> = (0..1001).map(|i| hr(i, 70.0)).collect();
     assert_eq!(h.push(too_many).await.0, 400);
-    let future = sample("f-1", "8867-4", 72.0, "/min", "2026-11-23T10:00:00Z");
+    // At most 5 minutes ahead of the server's clock (09:00).
+    let future = sample("f-1", "8867-4", 72.0, "/min", "2026-11-23T09:06:00Z");
     assert_eq!(h.push(vec![future]).await.0, 400);
+    // A body over 512 KiB is refused before it is parsed.
+    let padded = json!({"samples": [], "pad": "x".repeat(513 * 1024)});
+    let (status, _) = h
+        .send(
+            Method::POST,
+            "/api/v1/observations/batch",
+            &h.pt,
+            Some(padded),
+        )
+        .await;
+    assert_eq!(status, 413);
     let (status, body) = h
         .send(
             Method::GET,
@@ -202,6 +214,12 @@ async fn bad_batches_change_nothing_and_strangers_see_nothing() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["items"].as_array().unwrap().len(), 0, "nothing stored");
+    let skewed = sample("f-2", "8867-4", 72.0, "/min", "2026-11-23T09:04:00Z");
+    assert_eq!(
+        h.push(vec![skewed]).await.0,
+        200,
+        "a phone's clock a little ahead"
+    );
 
     // A provider does not push; a provider outside the care team reads nothing.
     let (status, _) = h
@@ -421,5 +439,50 @@ async fn forty_parallel_batches_crossing_a_threshold_notify_the_provider_once_pe
             .count(),
         1,
         "a second episode"
+    );
+}
+
+#[tokio::test]
+async fn a_crossing_whose_notice_cannot_be_queued_fails_and_its_retry_notifies_once() {
+    let h = setup().await;
+    care::start(&h.t.app, &h.provider, &h.patient, "admin", None)
+        .await
+        .unwrap();
+    let threshold = json!({"patient_id": h.patient, "code": "40443-4", "above": 120.0});
+    let (status, _) = h
+        .send(
+            Method::PUT,
+            "/api/v1/observations/thresholds",
+            &h.vt,
+            Some(threshold),
+        )
+        .await;
+    assert_eq!(status, 200);
+    drain_notifications(&h.t.app).await;
+    let batch =
+        json!({"samples": [sample("rhr-q-1", "40443-4", 150.0, "/min", "2026-11-23T08:30:00Z")]});
+    let down =
+        shared::testing::with_ports(&h.t.app, |p| p.queue = Arc::new(shared::testing::Outage));
+    let push = || {
+        request(
+            Method::POST,
+            "/api/v1/observations/batch",
+            Some(&h.pt),
+            Some(batch.clone()),
+        )
+    };
+    let (status, body) = dispatch(&h.router, &down, push()).await;
+    assert_eq!(status, 503, "{body}");
+    // The episode was forgotten: the client's retry opens it again and notifies.
+    let (status, body) = dispatch(&h.router, &h.t.app, push()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = dispatch(&h.router, &h.t.app, push()).await;
+    assert_eq!(status, 200);
+    let sent = drain_notifications(&h.t.app).await;
+    assert_eq!(
+        sent.iter()
+            .filter(|(_, n)| n.id.starts_with("threshold:"))
+            .count(),
+        1
     );
 }
