@@ -259,6 +259,8 @@ async fn bad_batches_change_nothing_and_strangers_see_nothing() {
         "code=8867-4&from=2026-10-01T00:00:00Z&to=2026-11-23T09:00:00Z",
         "code=8867-4&from=2026-11-23T00:00:00Z&to=2026-11-23T09:00:00Z&resolution=7s",
         "code=8867-4&to=2026-11-23T09:00:00Z",
+        // 22 days of minutes: more than 10,000 buckets.
+        "code=8867-4&from=2026-11-01T00:00:00Z&to=2026-11-23T00:00:00Z&resolution=1m",
     ] {
         let path = format!("/api/v1/observations?{query}");
         assert_eq!(

@@ -505,6 +505,17 @@ mod tests {
             (buckets[0].min, buckets[0].max, buckets[0].avg),
             (60.0, 119.0, 89.5)
         );
+        // Hours without points have no bucket; averages keep two decimals.
+        let gap = [
+            (start, 1.0),
+            (start + 60, 2.0),
+            (start + 120, 2.0),
+            (start + 3 * 3600, 5.0),
+        ];
+        let buckets = downsample(gap, Resolution::parse("1h").expect("1h"));
+        assert_eq!(buckets.len(), 2);
+        assert_eq!(buckets[0].avg, 1.67);
+        assert_eq!(buckets[1].start, "2026-11-16T03:00:00Z");
     }
 
     #[test]
