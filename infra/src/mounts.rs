@@ -84,6 +84,10 @@ pub fn http_functions() -> Vec<HttpMount> {
             function: "documents",
             router: docare_documents::router(),
         },
+        HttpMount {
+            function: "devices",
+            router: docare_devices::router(),
+        },
     ]
 }
 

@@ -1591,6 +1591,11 @@ async fn every_route_tour() {
     )
     .await;
 
+    // --- devices (observations) ---------------------------------------------------------------
+    // Boxed inside a plain function: the step future is built in that function's
+    // frame, not in this one's (already near the 2 MiB stack in debug builds).
+    observation_steps(&mut h, [&patient, &carer, &other], [pt, ct, ot]).await;
+
     // --- secure notes ---------------------------------------------------------------------------
     // Boxed: the steps' futures stay off this test's (already large) stack.
     Box::pin(secure_notes_steps(
@@ -2690,6 +2695,65 @@ async fn video_consent_and_end(h: &mut Harness, cx: &VideoCtx<'_>, video_id: &st
         call(Method::POST, "/api/v1/video-calls/tokens", pt).body(json!({"session_id": video_id})),
         409,
         vec![],
+    )
+    .await;
+}
+
+/// The devices function's routes: a pushed batch, a care-team read, a threshold, a
+/// other patient refused. (A sample value is PHI, but numbers alone name no one; the
+/// steps check the events, the final scan the absence of names and tokens.)
+fn observation_steps<'a>(
+    h: &'a mut Harness,
+    actors: [&'a Created; 3],
+    tokens: [Option<&'a str>; 3],
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>> {
+    Box::pin(observation_steps_inner(h, actors, tokens))
+}
+
+async fn observation_steps_inner(
+    h: &mut Harness,
+    [patient, carer, other]: [&Created; 3],
+    [pt, ct, ot]: [Option<&str>; 3],
+) {
+    let batch = json!({"samples": [{"id": "HK-1", "code": "8867-4", "value": 71.0, "unit": "/min",
+        "effective": "2026-01-01T08:00:00Z", "source": "apple_health"}]});
+    let obs = ("observations", patient.id.as_str());
+    h.step(
+        "POST /observations/batch",
+        call(Method::POST, "/api/v1/observations/batch", pt).body(batch),
+        200,
+        vec![ok("CREATE", patient, obs)],
+    )
+    .await;
+    h.step(
+        "GET /observations, the carer (hourly)",
+        call(Method::GET, "/api/v1/observations", ct)
+            .query("patient_id", patient.id.clone())
+            .query("code", "8867-4")
+            .query("from", "2026-01-01T00:00:00Z")
+            .query("to", "2026-01-02T00:00:00Z")
+            .query("resolution", "1h"),
+        200,
+        vec![ok("VIEW", carer, obs)],
+    )
+    .await;
+    h.step(
+        "GET /observations, another patient",
+        call(Method::GET, "/api/v1/observations", ot)
+            .query("patient_id", patient.id.clone())
+            .query("code", "8867-4")
+            .query("from", "2026-01-01T00:00:00Z")
+            .query("to", "2026-01-02T00:00:00Z"),
+        404,
+        vec![denied("ACCESS_DENIED", other, obs)],
+    )
+    .await;
+    h.step(
+        "PUT /observations/thresholds, the carer",
+        call(Method::PUT, "/api/v1/observations/thresholds", ct)
+            .body(json!({"patient_id": patient.id, "code": "40443-4", "above": 120.0})),
+        200,
+        vec![ok("UPDATE", carer, ("observation_threshold", &patient.id))],
     )
     .await;
 }

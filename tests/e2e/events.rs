@@ -288,6 +288,19 @@ pub(crate) async fn medications_samples() {
 }
 
 #[tokio::test]
+pub(crate) async fn devices_samples() {
+    check_http_samples(
+        "devices",
+        docare_devices::router(),
+        &[
+            ("batch-without-token.json", 401, Some("unauthenticated")),
+            ("series-without-token.json", 401, Some("unauthenticated")),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
 pub(crate) async fn messages_samples() {
     check_http_samples(
         "messages",

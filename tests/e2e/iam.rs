@@ -60,6 +60,7 @@ const SCENARIOS: &[(&str, fn())] = &[
     ("events: emergency", super::events::emergency_samples),
     ("events: audit", super::events::audit_samples),
     ("events: medications", super::events::medications_samples),
+    ("events: devices", super::events::devices_samples),
     ("events: messages", super::events::messages_samples),
     ("events: billing", super::events::billing_samples),
     ("events: notes", super::events::notes_samples),
@@ -221,6 +222,48 @@ fn paths_the_other_scenarios_miss() {
         )
         .await;
         assert_eq!(status, 202, "{body}");
+        // A threshold crossing: the provider is e-mailed (the notifications queue) and
+        // pushed to, and the push finds the connection gone (devices removes it).
+        let (carer_token, _) = app
+            .tokens
+            .issue(app, &carer, Role::Provider, &app.new_id(), &["pwd", "otp", "mfa"])
+            .await
+            .expect("token");
+        let threshold = json!({"patient_id": patient.id, "code": "40443-4", "above": 120.0});
+        let (status, body) = send(
+            "devices",
+            request(
+                Method::PUT,
+                "/api/v1/observations/thresholds",
+                Some(&carer_token),
+                Some(threshold),
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        shared::store::connections::open(
+            app,
+            "gone-threshold",
+            &carer,
+            Role::Provider,
+            &app.new_id(),
+        )
+        .await
+        .expect("connection");
+        let at = app.now().to_string();
+        let batch = json!({"samples": [{"id": "iam-rhr-1", "code": "40443-4", "value": 135.0,
+            "unit": "/min", "effective": at, "source": "apple_health"}]});
+        let (status, body) = send(
+            "devices",
+            request(
+                Method::POST,
+                "/api/v1/observations/batch",
+                Some(&patient_token),
+                Some(batch),
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
         // A reminder whose push finds the patient's connection gone (remind removes it).
         shared::store::connections::open(
             app,

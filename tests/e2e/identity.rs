@@ -800,6 +800,26 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
             document.clone(),
             owner_only,
         ),
+        // Observations: patients push their own; staff read with `patient_id` (none
+        // here: a 400); providers set thresholds.
+        (
+            Method::POST,
+            "/api/v1/observations/batch",
+            "/api/v1/observations/batch".into(),
+            [Unauthenticated, Allow, Allow, Forbidden, Forbidden],
+        ),
+        (
+            Method::GET,
+            "/api/v1/observations",
+            "/api/v1/observations".into(),
+            signed_in(),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/observations/thresholds",
+            "/api/v1/observations/thresholds".into(),
+            [Unauthenticated, Forbidden, Forbidden, Allow, Forbidden],
+        ),
         // Last: the owner deletes the contact.
         (
             Method::DELETE,

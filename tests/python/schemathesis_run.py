@@ -225,6 +225,20 @@ def main():
     assert r.status_code == 201, f"care for the document patient: {r.status_code} {r.text}"
     pdf = b"%PDF-1.7\n" + b"schemathesis document\n" * 200 + b"%%EOF\n"
 
+    # Observations run as a patient of their own in the seeded provider's care (the
+    # provider sets thresholds on them).
+    obs_signup = signup_body()
+    assert post("/api/v1/auth/signup", obs_signup).status_code == 201
+    assert post("/api/v1/auth/verify-email", {"token": outbox_token(obs_signup["email"], "Your verification token:")}).status_code == 204
+    token["obspatient"] = post("/api/v1/auth/login", {"email": obs_signup["email"], "password": obs_signup["password"]}).json()["access_token"]
+    obs_patient_id = http.get(base + "/api/v1/users/me", headers={"authorization": f"Bearer {token['obspatient']}"}, timeout=30).json()["id"]
+    r = post("/api/v1/care-relationships", {"provider_id": provider_id, "patient_id": obs_patient_id}, token["admin"])
+    assert r.status_code == 201, f"care for the observations patient: {r.status_code} {r.text}"
+    obs_now = int(time.time())
+    obs_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(obs_now - 60))
+    obs_from = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(obs_now - 86400))
+    obs_to = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(obs_now + 3600))
+
     def document(upload=False):
         r = post("/api/v1/documents", {"name": "report.pdf", "content_type": "application/pdf", "size": len(pdf), "category": "lab_result"}, token["docpatient"])
         assert r.status_code == 201, f"document: {r.status_code} {r.text}"
@@ -287,6 +301,9 @@ def main():
         ("GET", "/api/v1/documents/{id}/content"): lambda: {"path_parameters": {"id": document(True)}, "headers": {"range": "bytes=0-99"}},
         ("POST", "/api/v1/documents/{id}/share"): lambda: {"path_parameters": {"id": document(True)}, "body": {"provider_id": provider_id}},
         ("DELETE", "/api/v1/documents/{id}"): lambda: {"path_parameters": {"id": document()}},
+        ("POST", "/api/v1/observations/batch"): lambda: {"body": {"samples": [{"id": uuid.uuid4().hex, "code": "8867-4", "value": 72, "unit": "/min", "effective": obs_at, "source": "apple_health"}]}},
+        ("GET", "/api/v1/observations"): lambda: {"query": {"code": "8867-4", "from": obs_from, "to": obs_to, "resolution": "1h"}},
+        ("PUT", "/api/v1/observations/thresholds"): lambda: {"body": {"patient_id": obs_patient_id, "code": "40443-4", "above": 120}},
     }
 
     # TOTP enrolment and confirmation need the account's password or a code, each
@@ -528,6 +545,10 @@ def main():
                 who[key] = "chatpatient"
             elif key[1].startswith("/api/v1/documents"):
                 who[key] = "docpatient"
+            elif key == ("PUT", "/api/v1/observations/thresholds"):
+                who[key] = "provider"
+            elif key[1].startswith("/api/v1/observations"):
+                who[key] = "obspatient"
             elif key == ("DELETE", "/api/v1/care-relationships/{id}"):
                 who[key] = "patient"
             elif "/mfa/totp/" in key[1]:

@@ -22,6 +22,7 @@ pub mod emergency;
 mod id;
 pub mod medication;
 pub mod note;
+pub mod observation;
 pub mod profile;
 pub mod session;
 pub mod text;

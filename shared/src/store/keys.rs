@@ -319,6 +319,21 @@ pub const SCHEMA: &[ItemKind] = &[
         sk: "HEALTH",
         holds: "health probe (read only)",
     },
+    ItemKind {
+        pk: OBSERVATION,
+        sk: "<effective>#",
+        holds: "health observation (pk: patient and LOINC code; sk: effective time and a digest of source and sample id; sealed value)",
+    },
+    ItemKind {
+        pk: OBSERVATION_RULE,
+        sk: "LIMIT#",
+        holds: "a provider's threshold on one code of a patient's observations",
+    },
+    ItemKind {
+        pk: OBSERVATION_RULE,
+        sk: "EPISODE#",
+        holds: "an open threshold episode (opened by a condition: one notification per episode)",
+    },
 ];
 
 pub const USER: &str = "USER#";
@@ -363,6 +378,8 @@ pub const DATAKEY: &str = "DATAKEY#";
 pub const INDEXKEY: &str = "INDEXKEY#";
 pub const AUDITHEAD: &str = "AUDITHEAD#";
 pub const HEALTH: &str = "HEALTH#";
+pub const OBSERVATION: &str = "OBS#";
+pub const OBSERVATION_RULE: &str = "OBSRULE#";
 
 /// gsi1 partition of a patient's providers.
 pub const CARE_OF: &str = "CAREOF#";
@@ -804,6 +821,43 @@ pub fn health_probe() -> Key {
     Key::new(format!("{HEALTH}probe"), "HEALTH")
 }
 
+/// The partition of one patient's observations of one LOINC code (sorted by time).
+pub fn observations(patient_id: &str, loinc: &str) -> String {
+    format!("{OBSERVATION}{patient_id}#{loinc}")
+}
+
+/// One observation: its effective start (RFC 3339, so the sort key orders by time),
+/// then a digest of its source and the source's sample id (deterministic: a sample
+/// sent again is the same item).
+pub fn observation(patient_id: &str, loinc: &str, effective: &str, digest: &str) -> Key {
+    Key::new(
+        observations(patient_id, loinc),
+        format!("{effective}#{digest}"),
+    )
+}
+
+/// A patient's observation rules (thresholds and their open episodes).
+pub fn observation_rules(patient_id: &str) -> String {
+    format!("{OBSERVATION_RULE}{patient_id}")
+}
+
+pub const LIMIT_SK: &str = "LIMIT#";
+pub const EPISODE_SK: &str = "EPISODE#";
+
+pub fn observation_limit(patient_id: &str, loinc: &str, provider_id: &str) -> Key {
+    Key::new(
+        observation_rules(patient_id),
+        format!("{LIMIT_SK}{loinc}#{provider_id}"),
+    )
+}
+
+pub fn observation_episode(patient_id: &str, loinc: &str, provider_id: &str) -> Key {
+    Key::new(
+        observation_rules(patient_id),
+        format!("{EPISODE_SK}{loinc}#{provider_id}"),
+    )
+}
+
 pub fn audit_head(shard: u32) -> Key {
     Key::new(format!("{AUDITHEAD}{shard:02}"), "HEAD")
 }
@@ -846,6 +900,8 @@ mod tests {
             INDEXKEY,
             AUDITHEAD,
             HEALTH,
+            OBSERVATION,
+            OBSERVATION_RULE,
         ];
         for (i, a) in prefixes.iter().enumerate() {
             assert!(SCHEMA.iter().any(|kind| kind.pk == *a), "{a} not in SCHEMA");

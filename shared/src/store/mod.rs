@@ -12,6 +12,7 @@ pub mod messages;
 pub mod mfa;
 pub mod notes;
 pub mod notifications;
+pub mod observations;
 pub mod payments;
 pub mod profiles;
 pub mod reminders;

@@ -1,0 +1,6 @@
+//! Lambda entry point of the devices function (HTTP API: `/api/v1/observations…`).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::run_http(docare_devices::router()).await
+}
