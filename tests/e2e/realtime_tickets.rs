@@ -264,9 +264,12 @@ async fn race(apps: Vec<App>, ticket: &str) -> (Vec<i64>, usize) {
     (statuses, most.load(Ordering::SeqCst))
 }
 
+/// A quarter of the racers in flight at once proves they overlapped (a read-then-write
+/// redemption lets two of them win); half was asked before, and a loaded machine, where
+/// a refusal answers in microseconds, once peaked at 23 of 48.
 fn assert_one_winner(statuses: &[i64], most: usize) {
     assert!(
-        most >= RACERS / 2,
+        most >= RACERS / 4,
         "the redemptions overlapped: at most {most} in flight"
     );
     let won = statuses.iter().filter(|s| **s == 200).count();
