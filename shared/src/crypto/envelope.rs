@@ -193,7 +193,8 @@ impl Purpose {
     /// means unwrapping it (KMS `Decrypt`), which would let the seal-only roles of the
     /// audit and notification purposes open what other instances sealed. Those keep a
     /// new data key per instance (`GenerateDataKey` only), and so do PHI documents
-    /// ([`Envelope::data_key`], the scanner seals without opening).
+    /// ([`Envelope::data_key`]) and the scanner's sealed fields
+    /// ([`Envelope::encrypt_sealing_only`]): the scanner seals without opening.
     pub fn uses_branch_keys(self) -> bool {
         matches!(self, Purpose::Phi)
     }
@@ -294,6 +295,20 @@ impl Envelope {
             let key = self.branch_key(&id, true).await?;
             return format::seal_branch(&id, &key, binding, plaintext).map_err(from_format);
         }
+        let (id, key) = self.key_for_encryption().await?;
+        format::seal(&id, &key, binding, plaintext).map_err(from_format)
+    }
+
+    /// Encrypts a value under the instance's data key (format v1) whatever the purpose:
+    /// for a role that may seal values of this purpose but not open them (the document
+    /// scanner seals a document's hash and opens nothing). Needs `GenerateDataKey`
+    /// only, where a branch key would need `Decrypt`, which would open everything else
+    /// sealed under it that month. Every reader opens both formats.
+    pub async fn encrypt_sealing_only(
+        &self,
+        binding: &Binding<'_>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         let (id, key) = self.key_for_encryption().await?;
         format::seal(&id, &key, binding, plaintext).map_err(from_format)
     }
@@ -497,10 +512,12 @@ impl Envelope {
             stage: &self.stage,
             purpose: self.purpose.as_str(),
         };
+        // Boxed: the cold path's future (reads, KMS, a conditional put) stays off the
+        // stack of every sealing or opening caller; it runs once per key and cache bound.
         let key = if create {
-            store.open_or_create(id, self.clock.now()).await?
+            Box::pin(store.open_or_create(id, self.clock.now())).await?
         } else {
-            store.open(id).await?
+            Box::pin(store.open(id)).await?
         };
         self.remember(slot, key.clone());
         Ok(key)
