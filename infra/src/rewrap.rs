@@ -1,5 +1,5 @@
-//! `docare-rewrap`: key rotation for operators. Re-wraps every data key and index key
-//! of the table under a new KMS key (KMS `ReEncrypt`; see
+//! `docare-rewrap`: key rotation for operators. Re-wraps every data key, branch key and
+//! index key of the table under a new KMS key (KMS `ReEncrypt`; see
 //! [`shared::crypto::rotation`]) — on the local stack's data folder or on AWS.
 //!
 //! Progress goes to stderr (`rewrapped N / skipped M / total T`), the summary as one JSON
@@ -19,8 +19,8 @@ use std::sync::Arc;
 pub const USAGE: &str = "\
 usage: docare-rewrap (--data-dir PATH | --aws) --target-key KEY [options]
 
-Re-wraps every data key and index key under KEY with KMS ReEncrypt. No data
-ciphertext is read or changed. Records already wrapped by KEY are skipped, so a run
+Re-wraps every index key, branch key (one per purpose and month) and data key
+under KEY with KMS ReEncrypt. No data ciphertext is read or changed. Records already wrapped by KEY are skipped, so a run
 can be repeated; --resume-from starts after the cursor a previous run printed.
 
   --data-dir PATH      the local stack's data folder (stop the stack first); KEY is

@@ -35,6 +35,25 @@ pub async fn seal(
     Ok(Value::B(sealed))
 }
 
+/// [`seal`] for a function whose role may seal PHI but not open it (the document
+/// scanner): under the instance's own data key (format v1,
+/// [`crate::crypto::Envelope::encrypt_sealing_only`]), so sealing needs no `Decrypt`.
+pub async fn seal_without_opening(
+    app: &AppContext,
+    key: &Key,
+    attribute: &str,
+    plain: &str,
+) -> Result<Value, ApiError> {
+    let sealed = app
+        .crypto
+        .encrypt_sealing_only(
+            &binding(&app.config.table, key, attribute),
+            plain.as_bytes(),
+        )
+        .await?;
+    Ok(Value::B(sealed))
+}
+
 /// Opens a sealed text attribute of an item read from the domain table; `None` when the
 /// attribute is absent. An [`CryptoError::Integrity`] means the value was moved or
 /// altered: callers audit it (`INTEGRITY_FAILURE`) and fail the request.

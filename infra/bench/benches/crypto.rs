@@ -1,14 +1,19 @@
 //! Envelope encryption (DESIGN §6) on the local adapters: encrypt and decrypt of one
-//! typical field (32 bytes) and of a 1 MiB document with a warm data-key cache — the
+//! typical field (32 bytes) and of a 1 MiB document with a warm key cache — the
 //! steady state of a warm Lambda — and the KMS calls 1,000 writes cost, counted by
-//! `MeteredKeys` (KMS latency itself is not measured: the local key ring stands in).
+//! `MeteredKeys` (KMS latency itself is not measured: the local key ring stands in);
+//! the per-field cost on aws-lc-rs (format v2) beside RustCrypto's aes-gcm (format v1)
+//! in the same run; the KMS calls of a cold instance reading 100 PHI items written over
+//! a simulated month by 100 instances, with branch keys (v2) and with per-instance data
+//! keys (v1).
 //!
 //! `cargo bench -p docare-bench --bench crypto` (release profile, as deployed).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shared::adapters::local::{LocalKeyring, LocalStore};
-use shared::clock::{Clock, SystemClock};
-use shared::crypto::{frames, Binding, CachePolicy, Envelope, KmsCalls, MeteredKeys};
+use shared::clock::{Clock, ManualClock, SystemClock};
+use shared::crypto::envelope::Purpose;
+use shared::crypto::{format, frames, Binding, CachePolicy, Envelope, KmsCalls, MeteredKeys};
 use shared::ports::{Database, KeyService};
 use std::hint::black_box;
 use std::sync::atomic::Ordering;
@@ -122,6 +127,146 @@ fn kms_calls_per_thousand_writes(_: &mut Criterion) {
         read_calls.total(),
         read_calls.decrypt.load(Ordering::Relaxed),
     );
+}
+
+/// One field (32 bytes) sealed and opened four ways, in one run: the two formats (HKDF,
+/// random message id and nonce, associated data, AES-256-GCM) and raw AES-256-GCM of
+/// each library. Criterion's figures, then a table (median of 15 batches of 20,000).
+fn fields(c: &mut Criterion) {
+    use aes_gcm::aead::{AeadInPlace, KeyInit};
+    let key = [7u8; 32];
+    let id = [1u8; 16];
+    let place = at("USER#01JBENCH");
+    let plain = [0x5au8; 32];
+    let v1 = format::seal(&id, &key, &place, &plain).unwrap_or_else(|e| panic!("{e}"));
+    let v2 = format::seal_branch(&id, &key, &place, &plain).unwrap_or_else(|e| panic!("{e}"));
+    let lc = aws_lc_rs::aead::LessSafeKey::new(
+        aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &key)
+            .unwrap_or_else(|e| panic!("key: {e}")),
+    );
+    let rc = aes_gcm::Aes256Gcm::new_from_slice(&key).unwrap_or_else(|e| panic!("{e}"));
+    type Op<'a> = Box<dyn Fn() + 'a>;
+    fn op<'a>(f: impl Fn() + 'a) -> Op<'a> {
+        Box::new(f)
+    }
+    let ops: Vec<(&str, Op)> = vec![
+        (
+            "v2 seal (aws-lc-rs)",
+            op(|| {
+                black_box(format::seal_branch(&id, &key, &place, black_box(&plain)).ok());
+            }),
+        ),
+        (
+            "v1 seal (RustCrypto aes-gcm)",
+            op(|| {
+                black_box(format::seal(&id, &key, &place, black_box(&plain)).ok());
+            }),
+        ),
+        (
+            "v2 open (aws-lc-rs)",
+            op(|| {
+                let parsed = format::parse(black_box(&v2)).ok();
+                black_box(parsed.map(|e| format::open(&e, &key, &place)));
+            }),
+        ),
+        (
+            "v1 open (RustCrypto aes-gcm)",
+            op(|| {
+                let parsed = format::parse(black_box(&v1)).ok();
+                black_box(parsed.map(|e| format::open(&e, &key, &place)));
+            }),
+        ),
+        (
+            "raw AES-256-GCM seal, aws-lc-rs",
+            op(|| {
+                let mut buf = black_box(plain);
+                let nonce = aws_lc_rs::aead::Nonce::assume_unique_for_key([0; 12]);
+                black_box(
+                    lc.seal_in_place_separate_tag(nonce, aws_lc_rs::aead::Aad::empty(), &mut buf)
+                        .ok(),
+                );
+            }),
+        ),
+        (
+            "raw AES-256-GCM seal, RustCrypto aes-gcm",
+            op(|| {
+                let mut buf = black_box(plain);
+                black_box(
+                    rc.encrypt_in_place_detached(&aes_gcm::Nonce::default(), b"", &mut buf)
+                        .ok(),
+                );
+            }),
+        ),
+    ];
+    let mut group = c.benchmark_group("field 32 B");
+    for (name, op) in &ops {
+        group.bench_function(*name, |b| b.iter(op));
+    }
+    group.finish();
+    const BATCH: u32 = 20_000;
+    println!("\n| one 32 B field, median of 15 batches | ns |\n|---|---:|");
+    for (name, op) in &ops {
+        let mut batches: Vec<f64> = (0..15)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                for _ in 0..BATCH {
+                    op();
+                }
+                start.elapsed().as_nanos() as f64 / f64::from(BATCH)
+            })
+            .collect();
+        batches.sort_by(f64::total_cmp);
+        println!("| {name} | {:.0} |", batches[batches.len() / 2]);
+    }
+}
+
+/// Not a timing: the KMS calls a cold instance makes to read 100 items written over a
+/// simulated month (from the 16th) by 100 cold instances, one after the other.
+fn kms_calls_of_a_cold_read_of_a_month(_: &mut Criterion) {
+    let rt = runtime();
+    for (purpose, label) in [
+        (Purpose::Phi, "branch keys (v2, PHI)"),
+        (Purpose::Notification, "data keys (v1, per instance)"),
+    ] {
+        let bench = bench_stores();
+        let start = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 16, 9, 0, 0)
+            .single()
+            .unwrap_or_else(|| panic!("instant"));
+        let clock = Arc::new(ManualClock::new(start));
+        let instance = |keys: Arc<dyn KeyService>| {
+            Envelope::new(
+                keys,
+                bench.db.clone(),
+                clock.clone(),
+                "docare",
+                KEY_ID,
+                "bench",
+                CachePolicy::default(),
+            )
+            .with_purpose(purpose)
+        };
+        let mut sealed = Vec::with_capacity(100);
+        for i in 0..100 {
+            let pk = format!("USER#{i}");
+            let value = rt
+                .block_on(instance(bench.keys.clone()).encrypt(&at(&pk), b"1980-01-01"))
+                .unwrap_or_else(|e| panic!("encrypt: {e}"));
+            sealed.push((pk, value));
+            clock.advance(chrono::Duration::seconds(30 * 86_400 / 100));
+        }
+        let metered = MeteredKeys::new(bench.keys.clone());
+        let calls = metered.calls();
+        let reader = instance(Arc::new(metered));
+        for (pk, value) in &sealed {
+            rt.block_on(reader.decrypt(&at(pk), value))
+                .unwrap_or_else(|e| panic!("decrypt: {e}"));
+        }
+        println!(
+            "KMS calls of a cold instance reading 100 items written over 30 days by 100 instances, {label}: {} (Decrypt {})",
+            calls.total(),
+            calls.decrypt.load(Ordering::Relaxed),
+        );
+    }
 }
 
 const DOC_LEN: usize = 8 << 20;
@@ -249,7 +394,9 @@ fn documents(c: &mut Criterion) {
 criterion_group!(
     benches,
     encrypt_decrypt,
+    fields,
     kms_calls_per_thousand_writes,
+    kms_calls_of_a_cold_read_of_a_month,
     documents
 );
 criterion_main!(benches);

@@ -1,4 +1,5 @@
-//! `docare-rewrap` end to end, as an operator runs it: values encrypted under key A,
+//! `docare-rewrap` end to end, as an operator runs it: values encrypted under key A
+//! (per-instance data keys and a PHI branch key),
 //! a re-wrap to key B, every value still decrypts, every key record names key B, and a
 //! second run re-wraps nothing. Once on a local data folder, once on the AWS adapters
 //! against the emulator (`DOCARE_TEST_AWS_ENDPOINT`, started by `scripts/test`).
@@ -8,7 +9,8 @@ use shared::adapters::aws::{DynamoDb, Kms};
 use shared::adapters::local;
 use shared::clock::{Clock, SystemClock};
 use shared::crypto::blind_index::{index_key_record, BlindIndex, IndexName};
-use shared::crypto::envelope::DATA_KEYS_INDEX_PK;
+use shared::crypto::envelope::{Purpose, DATA_KEYS_INDEX_PK};
+use shared::crypto::keyring::BRANCH_KEYS_INDEX_PK;
 use shared::crypto::{Binding, CachePolicy, Envelope};
 use shared::ports::db::{Index, Query, Value};
 use shared::ports::{Database, KeyService};
@@ -19,6 +21,8 @@ use std::sync::Arc;
 
 const BIN: &str = env!("CARGO_BIN_EXE_docare-rewrap");
 const VALUES: usize = 7;
+/// PHI values, sealed under the month's branch key (one record however many).
+const PHI_VALUES: usize = 3;
 
 struct Run {
     status: i32,
@@ -52,34 +56,63 @@ fn at(pk: &str) -> Binding<'_> {
     }
 }
 
-/// The envelope of a fresh process: no cached keys, every decrypt reads the key records.
+/// The envelopes of a fresh process (no cached keys, every decrypt reads the key
+/// records): one with per-instance data keys (a purpose without branch keys, two
+/// values per data key) and the PHI one (branch keys).
+struct Envelopes {
+    data: Envelope,
+    phi: Envelope,
+}
+
 fn envelope(
     keys: Arc<dyn KeyService>,
     db: Arc<dyn Database>,
     table: &str,
     key: &str,
     stage: &str,
-) -> Envelope {
-    Envelope::new(
-        keys,
-        db,
-        Arc::new(SystemClock),
-        table,
-        key,
-        stage,
-        CachePolicy {
-            max_uses: 2,
-            ..CachePolicy::default()
-        },
-    )
+) -> Envelopes {
+    let make = |purpose| {
+        Envelope::new(
+            keys.clone(),
+            db.clone(),
+            Arc::new(SystemClock),
+            table,
+            key,
+            stage,
+            CachePolicy {
+                max_uses: 2,
+                ..CachePolicy::default()
+            },
+        )
+        .with_purpose(purpose)
+    };
+    Envelopes {
+        data: make(Purpose::Notification),
+        phi: make(Purpose::Phi),
+    }
 }
 
-/// Encrypts `VALUES` values (two per data key) and computes the e-mail index.
-async fn write_values(env: &Envelope, index: &BlindIndex) -> (Vec<(String, Vec<u8>)>, String) {
+impl Envelopes {
+    /// PHI values are the ones at `PHI#<n>`.
+    fn for_pk(&self, pk: &str) -> &Envelope {
+        if pk.starts_with("PHI#") {
+            &self.phi
+        } else {
+            &self.data
+        }
+    }
+}
+
+/// Encrypts `VALUES` values (two per data key) and `PHI_VALUES` PHI values (one branch
+/// key), and computes the e-mail index.
+async fn write_values(env: &Envelopes, index: &BlindIndex) -> (Vec<(String, Vec<u8>)>, String) {
     let mut sealed = Vec::new();
-    for i in 0..VALUES {
-        let pk = format!("USER#{i}");
+    let pks = (0..VALUES)
+        .map(|i| format!("USER#{i}"))
+        .chain((0..PHI_VALUES).map(|i| format!("PHI#{i}")));
+    for (i, pk) in pks.enumerate() {
         let ciphertext = env
+            .for_pk(&pk)
             .encrypt(&at(&pk), format!("ssn-{i}").as_bytes())
             .await
             .expect("encrypt");
@@ -93,13 +126,17 @@ async fn write_values(env: &Envelope, index: &BlindIndex) -> (Vec<(String, Vec<u
 }
 
 async fn check_values(
-    env: &Envelope,
+    env: &Envelopes,
     index: &BlindIndex,
     sealed: &[(String, Vec<u8>)],
     email: &str,
 ) {
     for (i, (pk, ciphertext)) in sealed.iter().enumerate() {
-        let plain = env.decrypt(&at(pk), ciphertext).await.expect("decrypt");
+        let plain = env
+            .for_pk(pk)
+            .decrypt(&at(pk), ciphertext)
+            .await
+            .expect("decrypt");
         assert_eq!(plain.as_slice(), format!("ssn-{i}").as_bytes());
     }
     let again = index
@@ -109,18 +146,21 @@ async fn check_values(
     assert_eq!(again, email, "same index key, same index values");
 }
 
-/// The `kms_key_id` of every key record: data keys (via gsi1) and the index key.
+/// The `kms_key_id` of every key record: data keys and branch keys (via gsi1) and the
+/// index key.
 async fn key_ids(db: &dyn Database, table: &str) -> Vec<String> {
-    let page = db
-        .query(
-            table,
-            Query::partition(DATA_KEYS_INDEX_PK)
-                .on(Index::Gsi1)
-                .limit(1000),
-        )
-        .await
-        .expect("query");
-    let mut records = page.items;
+    let mut records = Vec::new();
+    for partition in [DATA_KEYS_INDEX_PK, BRANCH_KEYS_INDEX_PK] {
+        let page = db
+            .query(
+                table,
+                Query::partition(partition).on(Index::Gsi1).limit(1000),
+            )
+            .await
+            .expect("query");
+        records.extend(page.items);
+    }
+    assert_eq!(records.len() as u64, RECORDS - 1, "every key record listed");
     records.push(
         db.get(table, &index_key_record(IndexName::Email))
             .await
@@ -144,8 +184,8 @@ fn number(summary: &Json, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("{field}: {summary}"))
 }
 
-/// Data keys: ceil(VALUES / 2); plus one index key.
-const RECORDS: u64 = VALUES.div_ceil(2) as u64 + 1;
+/// Data keys: ceil(VALUES / 2); plus the branch key and the index key.
+const RECORDS: u64 = VALUES.div_ceil(2) as u64 + 2;
 
 fn assert_first_run(run: &Run) {
     assert_eq!(run.status, 0, "{}\n{}", run.summary, run.stderr);
@@ -271,8 +311,8 @@ async fn rewraps_a_local_data_folder_from_key_a_to_key_b() {
     );
     assert_eq!(
         number(&resumed.summary, "total"),
-        1,
-        "only the index key: {}",
+        2,
+        "only the index key and the branch key (visited on every run): {}",
         resumed.summary
     );
 

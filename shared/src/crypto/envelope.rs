@@ -8,8 +8,15 @@
 //! Each data key has a record in the table (`DATAKEY#<id>`) holding its KMS-wrapped
 //! form and the KMS key that wrapped it. Ciphertexts carry only the data key id, so they
 //! stay small, and key rotation re-wraps these records without touching any ciphertext.
+//!
+//! [`Purpose::Phi`] fields are sealed under branch keys instead (format v2,
+//! [`super::keyring`]): one KMS-wrapped key per purpose and month shared by every
+//! instance, cached here like an unwrapped data key (same age and size bounds), so cold
+//! reads of values written by many instances cost one KMS call per month, not one per
+//! instance and 5 minutes. v1 values keep opening through their data-key records.
 
-use super::format::{self, Binding, FormatError, DATA_KEY_ID_LEN};
+use super::format::{self, Binding, FormatError, DATA_KEY_ID_LEN, VERSION, VERSION_BRANCH};
+use super::keyring::{branch_key_id, BranchKeys};
 use crate::clock::Clock;
 use crate::ports::db::{item, Condition, Database, DbError, Key, Value};
 use crate::ports::keys::{EncryptionContext, KeyError, KeyService};
@@ -22,14 +29,16 @@ use zeroize::Zeroizing;
 /// Bounds of the data-key caches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CachePolicy {
-    /// A data key encrypts for at most this long…
+    /// A data key (format v1, per instance) encrypts for at most this long…
     pub max_age: Duration,
-    /// …and at most this many values.
+    /// …and at most this many values (branch keys have no use bound: each value has
+    /// its own HKDF-derived key).
     pub max_uses: u64,
-    /// Unwrapped keys kept for decryption…
+    /// Unwrapped keys kept for decryption (data keys and branch keys together)…
     pub max_decrypt_keys: usize,
     /// …each for at most this long after KMS unwrapped it; then KMS is asked again, so
-    /// a disabled key or a revoked grant takes effect in warm instances too.
+    /// a disabled key or a revoked grant takes effect in warm instances too. A branch
+    /// key seals values for as long as it stays cached, so this bounds sealing too.
     pub max_decrypt_age: Duration,
 }
 
@@ -113,6 +122,9 @@ pub(crate) fn from_keys(err: KeyError) -> CryptoError {
     }
 }
 
+/// A cached key: the format version whose key it is, and its id.
+type CacheKey = (u8, [u8; DATA_KEY_ID_LEN]);
+
 struct CurrentKey {
     id: [u8; DATA_KEY_ID_LEN],
     key: Zeroizing<[u8; 32]>,
@@ -175,6 +187,17 @@ impl Purpose {
     pub fn parse(value: &str) -> Option<Self> {
         Purpose::ALL.into_iter().find(|p| p.as_str() == value)
     }
+
+    /// Whether fields of this purpose are sealed under branch keys (format v2). Only
+    /// PHI: a branch key is shared by every instance for a month, so sealing with it
+    /// means unwrapping it (KMS `Decrypt`), which would let the seal-only roles of the
+    /// audit and notification purposes open what other instances sealed. Those keep a
+    /// new data key per instance (`GenerateDataKey` only), and so do PHI documents
+    /// ([`Envelope::data_key`]) and the scanner's sealed fields
+    /// ([`Envelope::encrypt_sealing_only`]): the scanner seals without opening.
+    pub fn uses_branch_keys(self) -> bool {
+        matches!(self, Purpose::Phi)
+    }
 }
 
 /// The one purpose of every data key written before purposes were separated. Records
@@ -218,7 +241,8 @@ pub struct Envelope {
     stage: String,
     policy: CachePolicy,
     current: tokio::sync::Mutex<Option<CurrentKey>>,
-    unwrapped: Mutex<HashMap<[u8; DATA_KEY_ID_LEN], CachedKey>>,
+    /// Unwrapped keys by (format version, id): data keys (v1) and branch keys (v2).
+    unwrapped: Mutex<HashMap<CacheKey, CachedKey>>,
     unwrap_flight: tokio::sync::Mutex<()>,
 }
 
@@ -258,8 +282,29 @@ impl Envelope {
         self.purpose
     }
 
-    /// Encrypts a value for one place (table, item key, attribute).
+    /// Encrypts a value for one place (table, item key, attribute): under the month's
+    /// branch key (v2) where the purpose [uses branch keys](Purpose::uses_branch_keys),
+    /// else under the instance's data key (v1).
     pub async fn encrypt(
+        &self,
+        binding: &Binding<'_>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        if self.purpose.uses_branch_keys() {
+            let id = branch_key_id(self.clock.now());
+            let key = self.branch_key(&id, true).await?;
+            return format::seal_branch(&id, &key, binding, plaintext).map_err(from_format);
+        }
+        let (id, key) = self.key_for_encryption().await?;
+        format::seal(&id, &key, binding, plaintext).map_err(from_format)
+    }
+
+    /// Encrypts a value under the instance's data key (format v1) whatever the purpose:
+    /// for a role that may seal values of this purpose but not open them (the document
+    /// scanner seals a document's hash and opens nothing). Needs `GenerateDataKey`
+    /// only, where a branch key would need `Decrypt`, which would open everything else
+    /// sealed under it that month. Every reader opens both formats.
+    pub async fn encrypt_sealing_only(
         &self,
         binding: &Binding<'_>,
         plaintext: &[u8],
@@ -268,14 +313,18 @@ impl Envelope {
         format::seal(&id, &key, binding, plaintext).map_err(from_format)
     }
 
-    /// Decrypts a value read from `binding`; a value from anywhere else fails.
+    /// Decrypts a value read from `binding` (either format version); a value from
+    /// anywhere else fails.
     pub async fn decrypt(
         &self,
         binding: &Binding<'_>,
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let envelope = format::parse(ciphertext).map_err(from_format)?;
-        let key = self.key_for_decryption(&envelope.data_key_id).await?;
+        let key = match envelope.version {
+            VERSION_BRANCH => self.branch_key(&envelope.data_key_id, false).await?,
+            _ => self.key_for_decryption(&envelope.data_key_id).await?,
+        };
         format::open(&envelope, &key, binding).map_err(from_format)
     }
 
@@ -302,9 +351,7 @@ impl Envelope {
         self.lock_unwrapped().clear();
     }
 
-    fn lock_unwrapped(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<[u8; DATA_KEY_ID_LEN], CachedKey>> {
+    fn lock_unwrapped(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, CachedKey>> {
         self.unwrapped.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -358,7 +405,7 @@ impl Envelope {
             .await
             .map_err(CryptoError::StoreUnavailable)?;
         let key = Zeroizing::new(key);
-        self.remember(id, key.clone());
+        self.remember((VERSION, id), key.clone());
         Ok(CurrentKey {
             id,
             key,
@@ -367,7 +414,7 @@ impl Envelope {
         })
     }
 
-    fn cached(&self, id: &[u8; DATA_KEY_ID_LEN]) -> Option<Zeroizing<[u8; 32]>> {
+    fn cached(&self, id: &CacheKey) -> Option<Zeroizing<[u8; 32]>> {
         let now = self.clock.now();
         let mut cache = self.lock_unwrapped();
         let entry = cache.get(id)?;
@@ -381,7 +428,7 @@ impl Envelope {
         Some(entry.key.clone())
     }
 
-    fn remember(&self, id: [u8; DATA_KEY_ID_LEN], key: Zeroizing<[u8; 32]>) {
+    fn remember(&self, id: CacheKey, key: Zeroizing<[u8; 32]>) {
         let now = self.clock.now();
         let mut cache = self.lock_unwrapped();
         if cache.len() >= self.policy.max_decrypt_keys && !cache.contains_key(&id) {
@@ -408,11 +455,11 @@ impl Envelope {
         &self,
         id: &[u8; DATA_KEY_ID_LEN],
     ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
-        if let Some(key) = self.cached(id) {
+        if let Some(key) = self.cached(&(VERSION, *id)) {
             return Ok(key);
         }
         let _flight = self.unwrap_flight.lock().await;
-        if let Some(key) = self.cached(id) {
+        if let Some(key) = self.cached(&(VERSION, *id)) {
             return Ok(key);
         }
         let record = self
@@ -434,7 +481,45 @@ impl Envelope {
             &data_key_context(purpose, &self.stage, id),
         )
         .await?;
-        self.remember(*id, key.clone());
+        self.remember((VERSION, *id), key.clone());
+        Ok(key)
+    }
+
+    /// Branch key `id` of this envelope's purpose, from the cache or unwrapped (one KMS
+    /// call, single-flight like data keys); `create` (sealing) makes the month's key
+    /// when no instance has yet. A purpose without branch keys refuses before any call.
+    async fn branch_key(
+        &self,
+        id: &[u8; DATA_KEY_ID_LEN],
+        create: bool,
+    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+        if !self.purpose.uses_branch_keys() {
+            return Err(CryptoError::Integrity);
+        }
+        let slot = (VERSION_BRANCH, *id);
+        if let Some(key) = self.cached(&slot) {
+            return Ok(key);
+        }
+        let _flight = self.unwrap_flight.lock().await;
+        if let Some(key) = self.cached(&slot) {
+            return Ok(key);
+        }
+        let store = BranchKeys {
+            keys: self.keys.as_ref(),
+            db: self.db.as_ref(),
+            table: &self.table,
+            kms_key_id: &self.kms_key_id,
+            stage: &self.stage,
+            purpose: self.purpose.as_str(),
+        };
+        // Boxed: the cold path's future (reads, KMS, a conditional put) stays off the
+        // stack of every sealing or opening caller; it runs once per key and cache bound.
+        let key = if create {
+            Box::pin(store.open_or_create(id, self.clock.now())).await?
+        } else {
+            Box::pin(store.open(id)).await?
+        };
+        self.remember(slot, key.clone());
         Ok(key)
     }
 }
@@ -454,6 +539,10 @@ pub(crate) mod tests {
     }
 
     fn fixture(policy: CachePolicy) -> Fixture {
+        fixture_for(policy, Purpose::Phi)
+    }
+
+    fn fixture_for(policy: CachePolicy, purpose: Purpose) -> Fixture {
         let dir = tempfile::tempdir().expect("dir");
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = LocalStore::open(&dir.path().join("s.redb"), clock.clone()).expect("store");
@@ -469,7 +558,8 @@ pub(crate) mod tests {
             "k1",
             "test",
             policy,
-        );
+        )
+        .with_purpose(purpose);
         Fixture {
             envelope: Arc::new(envelope),
             calls,
@@ -520,10 +610,14 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn keys_rotate_after_max_uses_and_old_values_still_decrypt() {
-        let f = fixture(CachePolicy {
-            max_uses: 10,
-            ..CachePolicy::default()
-        });
+        // Per-instance data keys (format v1): a purpose without branch keys.
+        let f = fixture_for(
+            CachePolicy {
+                max_uses: 10,
+                ..CachePolicy::default()
+            },
+            Purpose::Notification,
+        );
         let mut sealed = Vec::new();
         for i in 0..25 {
             let pk = format!("USER#{i}");
@@ -812,20 +906,35 @@ pub(crate) mod tests {
                 );
             }
         }
-        // The record says which purpose its key serves.
-        let records = db
-            .query(
-                "t",
-                crate::ports::db::Query::partition(DATA_KEYS_INDEX_PK)
-                    .on(crate::ports::db::Index::Gsi1),
-            )
-            .await
-            .expect("records");
-        let mut stored: Vec<&str> = records.items.iter().map(record_purpose).collect();
-        stored.sort();
+        // The record says which purpose its key serves: data keys for audit reasons and
+        // queued messages, the month's branch key for PHI.
+        let listed = |partition: &'static str| {
+            let db = db.clone();
+            async move {
+                let records = db
+                    .query(
+                        "t",
+                        crate::ports::db::Query::partition(partition)
+                            .on(crate::ports::db::Index::Gsi1),
+                    )
+                    .await
+                    .expect("records");
+                let mut stored: Vec<String> = records
+                    .items
+                    .iter()
+                    .map(|r| record_purpose(r).to_string())
+                    .collect();
+                stored.sort();
+                stored
+            }
+        };
         assert_eq!(
-            stored,
-            ["docare-audit", "docare-notification", "docare-phi"]
+            listed(DATA_KEYS_INDEX_PK).await,
+            ["docare-audit", "docare-notification"]
+        );
+        assert_eq!(
+            listed(crate::crypto::keyring::BRANCH_KEYS_INDEX_PK).await,
+            ["docare-phi"]
         );
         // A value written before purposes existed still opens (local data folders keep
         // working); its record has no purpose and its key the legacy context.
@@ -835,5 +944,329 @@ pub(crate) mod tests {
             .await
             .expect("legacy value");
         assert_eq!(plain.as_slice(), b"old value");
+    }
+
+    /// The instances of a simulated month: `writers` cold instances, one after the
+    /// other, each sealing its share of `values` PHI fields (one per item) as time
+    /// passes from `start` over `days`; then a fresh instance reads them all.
+    pub(crate) struct Month {
+        pub keys: Arc<dyn KeyService>,
+        pub db: Arc<dyn Database>,
+        pub clock: Arc<crate::clock::ManualClock>,
+        pub sealed: Vec<(String, Vec<u8>)>,
+        _dir: tempfile::TempDir,
+    }
+
+    pub(crate) async fn month_of_writes(
+        purpose: Purpose,
+        values: usize,
+        writers: usize,
+        days: i64,
+    ) -> Month {
+        let dir = tempfile::tempdir().expect("dir");
+        // Mid-month, so the month of writes spans two calendar months.
+        let start = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 16, 9, 0, 0)
+            .single()
+            .expect("instant");
+        let clock = Arc::new(crate::clock::ManualClock::new(start));
+        let db: Arc<dyn Database> =
+            Arc::new(LocalStore::open(&dir.path().join("s.redb"), clock.clone()).expect("store"));
+        let ring = LocalKeyring::open(&dir.path().join("k.json")).expect("ring");
+        ring.create_key("k1").expect("key");
+        let keys: Arc<dyn KeyService> = Arc::new(ring);
+        let step = chrono::Duration::seconds(days * 86_400 / values.max(1) as i64);
+        let per_writer = values.div_ceil(writers.max(1));
+        let mut sealed = Vec::with_capacity(values);
+        for chunk in (0..values).collect::<Vec<_>>().chunks(per_writer) {
+            let writer = Envelope::new(
+                keys.clone(),
+                db.clone(),
+                clock.clone(),
+                "t",
+                "k1",
+                "test",
+                CachePolicy::default(),
+            )
+            .with_purpose(purpose);
+            for i in chunk {
+                let pk = format!("USER#{i}");
+                let value = writer
+                    .encrypt(&at(&pk, "dob"), format!("v{i}").as_bytes())
+                    .await
+                    .expect("encrypt");
+                sealed.push((pk, value));
+                clock.advance(step);
+            }
+        }
+        Month {
+            keys,
+            db,
+            clock,
+            sealed,
+            _dir: dir,
+        }
+    }
+
+    impl Month {
+        /// A fresh instance reads every value back; its KMS calls.
+        pub(crate) async fn cold_read(&self, purpose: Purpose) -> Arc<crate::crypto::KmsCalls> {
+            let metered = MeteredKeys::new(self.keys.clone());
+            let calls = metered.calls();
+            let reader = Envelope::new(
+                Arc::new(metered),
+                self.db.clone(),
+                self.clock.clone(),
+                "t",
+                "k1",
+                "test",
+                CachePolicy::default(),
+            )
+            .with_purpose(purpose);
+            for (i, (pk, value)) in self.sealed.iter().enumerate() {
+                let plain = reader
+                    .decrypt(&at(pk, "dob"), value)
+                    .await
+                    .expect("decrypt");
+                assert_eq!(plain.as_slice(), format!("v{i}").as_bytes());
+            }
+            calls
+        }
+    }
+
+    /// The goal of the branch keys: 100 PHI items written over a month by 100 cold
+    /// instances (one every 7 hours or so) open in a fresh instance with at most 2 KMS
+    /// calls, one per calendar month they span; per-instance data keys (v1, still what
+    /// the seal-only purposes use) cost one per writing instance.
+    #[tokio::test]
+    async fn a_cold_instance_reads_a_month_of_phi_from_many_instances_with_two_kms_calls() {
+        let month = month_of_writes(Purpose::Phi, 100, 100, 30).await;
+        assert!(month
+            .sealed
+            .iter()
+            .all(|(_, v)| v.first() == Some(&format::VERSION_BRANCH)));
+        let calls = month.cold_read(Purpose::Phi).await;
+        assert_eq!(
+            calls.decrypt.load(Ordering::Relaxed),
+            2,
+            "November and December"
+        );
+        assert_eq!(calls.total(), 2);
+
+        let before = month_of_writes(Purpose::Notification, 100, 100, 30).await;
+        let calls = before.cold_read(Purpose::Notification).await;
+        assert_eq!(calls.total(), 100, "one data key per writing instance");
+    }
+
+    #[tokio::test]
+    async fn a_month_of_writes_by_many_instances_makes_one_branch_key() {
+        let month = month_of_writes(Purpose::Phi, 40, 40, 10).await;
+        let records = month
+            .db
+            .query(
+                "t",
+                crate::ports::db::Query::partition(crate::crypto::keyring::BRANCH_KEYS_INDEX_PK)
+                    .on(crate::ports::db::Index::Gsi1),
+            )
+            .await
+            .expect("records");
+        // 16 November + 10 days: one month, one key, however many instances.
+        assert_eq!(records.items.len(), 1);
+        assert_eq!(
+            records.items[0].get("period").and_then(Value::as_str),
+            Some("2026-11")
+        );
+    }
+
+    #[tokio::test]
+    async fn phi_values_sealed_under_data_keys_still_open() {
+        // What PHI writes looked like before branch keys: v1 under a `docare-phi` data
+        // key (made here through `data_key`, which documents still use).
+        let f = fixture(CachePolicy::default());
+        let (id, key) = f.envelope.data_key().await.expect("data key");
+        let old = format::seal(&id, &key, &at("USER#old", "ssn"), b"111-11-1111").expect("seal");
+        let new = f
+            .envelope
+            .encrypt(&at("USER#new", "ssn"), b"222-22-2222")
+            .await
+            .expect("encrypt");
+        assert_eq!(old.first(), Some(&format::VERSION));
+        assert_eq!(new.first(), Some(&format::VERSION_BRANCH));
+        // A fresh instance opens both: the old one through its data-key record.
+        f.envelope.forget_keys().await;
+        let before = f.calls.decrypt.load(Ordering::Relaxed);
+        for (pk, value, plain) in [
+            ("USER#old", &old, b"111-11-1111"),
+            ("USER#new", &new, b"222-22-2222"),
+        ] {
+            let opened = f
+                .envelope
+                .decrypt(&at(pk, "ssn"), value)
+                .await
+                .expect("decrypt");
+            assert_eq!(opened.as_slice(), plain);
+        }
+        assert_eq!(
+            f.calls.decrypt.load(Ordering::Relaxed) - before,
+            2,
+            "the data key and the branch key"
+        );
+    }
+
+    #[tokio::test]
+    async fn tampered_or_swapped_branch_values_fail_integrity() {
+        let f = fixture(CachePolicy::default());
+        let alice = f
+            .envelope
+            .encrypt(&at("USER#alice", "ssn"), b"111-11-1111")
+            .await
+            .expect("encrypt");
+        let bob = f
+            .envelope
+            .encrypt(&at("USER#bob", "ssn"), b"222-22-2222")
+            .await
+            .expect("encrypt");
+        // Same branch key, same attribute: Bob's value copied into Alice's item fails.
+        let mut tampered = alice.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        let mut renamed = alice.clone();
+        // A branch key id that names no stored key (its random part is not zero).
+        renamed[7] ^= 1;
+        for (place, value) in [
+            (at("USER#alice", "ssn"), &bob),
+            (at("USER#alice", "phone"), &alice),
+            (at("USER#alice", "ssn"), &tampered),
+            (at("USER#alice", "ssn"), &renamed),
+        ] {
+            match f.envelope.decrypt(&place, value).await {
+                Err(CryptoError::Integrity) => {}
+                other => panic!(
+                    "expected an integrity error, got {:?}",
+                    other.map(|_| "plaintext")
+                ),
+            }
+        }
+        assert_eq!(
+            f.envelope
+                .decrypt(&at("USER#alice", "ssn"), &alice)
+                .await
+                .expect("the original")
+                .as_slice(),
+            b"111-11-1111"
+        );
+    }
+
+    /// A database whose first two reads both wait for each other, so two cold
+    /// instances both find no branch key and both try to create it.
+    struct MeetAtFirstReads {
+        db: Arc<dyn Database>,
+        reads: std::sync::atomic::AtomicUsize,
+        barrier: tokio::sync::Barrier,
+    }
+
+    #[async_trait::async_trait]
+    impl Database for MeetAtFirstReads {
+        async fn get(&self, t: &str, k: &Key) -> Result<Option<crate::ports::db::Item>, DbError> {
+            let found = self.db.get(t, k).await;
+            if self.reads.fetch_add(1, Ordering::SeqCst) < 2 {
+                self.barrier.wait().await;
+            }
+            found
+        }
+        async fn put(
+            &self,
+            t: &str,
+            i: crate::ports::db::Item,
+            c: Option<Condition>,
+        ) -> Result<(), DbError> {
+            self.db.put(t, i, c).await
+        }
+        async fn update(
+            &self,
+            t: &str,
+            k: &Key,
+            u: crate::ports::db::Update,
+            c: Option<Condition>,
+        ) -> Result<crate::ports::db::Item, DbError> {
+            self.db.update(t, k, u, c).await
+        }
+        async fn delete(
+            &self,
+            t: &str,
+            k: &Key,
+            c: Option<Condition>,
+        ) -> Result<Option<crate::ports::db::Item>, DbError> {
+            self.db.delete(t, k, c).await
+        }
+        async fn query(
+            &self,
+            t: &str,
+            q: crate::ports::db::Query,
+        ) -> Result<crate::ports::db::QueryPage, DbError> {
+            self.db.query(t, q).await
+        }
+        async fn transact_write(&self, ops: Vec<crate::ports::db::WriteOp>) -> Result<(), DbError> {
+            self.db.transact_write(ops).await
+        }
+        async fn check(&self, t: &str) -> Result<(), DbError> {
+            self.db.check(t).await
+        }
+    }
+
+    #[tokio::test]
+    async fn two_cold_instances_creating_the_months_key_at_once_end_with_one_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store: Arc<dyn Database> =
+            Arc::new(LocalStore::open(&dir.path().join("s.redb"), clock.clone()).expect("store"));
+        let ring = LocalKeyring::open(&dir.path().join("k.json")).expect("ring");
+        ring.create_key("k1").expect("key");
+        let metered = MeteredKeys::new(Arc::new(ring));
+        let calls = metered.calls();
+        let keys: Arc<dyn KeyService> = Arc::new(metered);
+        let racing: Arc<dyn Database> = Arc::new(MeetAtFirstReads {
+            db: store.clone(),
+            reads: Default::default(),
+            barrier: tokio::sync::Barrier::new(2),
+        });
+        let instance = |db: Arc<dyn Database>| {
+            Envelope::new(
+                keys.clone(),
+                db,
+                clock.clone(),
+                "t",
+                "k1",
+                "test",
+                CachePolicy::default(),
+            )
+        };
+        let (a, b) = (instance(racing.clone()), instance(racing));
+        let (at_a, at_b) = (at("USER#a", "ssn"), at("USER#b", "ssn"));
+        let (sealed_a, sealed_b) =
+            tokio::join!(a.encrypt(&at_a, b"from a"), b.encrypt(&at_b, b"from b"));
+        let (sealed_a, sealed_b) = (sealed_a.expect("a"), sealed_b.expect("b"));
+        // Both generated a key; the loser's put failed, it read and unwrapped the
+        // winner's: three KMS calls, one stored key.
+        assert_eq!(calls.generate_data_key.load(Ordering::Relaxed), 2);
+        assert_eq!(calls.decrypt.load(Ordering::Relaxed), 1);
+        let records = store
+            .query(
+                "t",
+                crate::ports::db::Query::partition(crate::crypto::keyring::BRANCH_KEYS_INDEX_PK)
+                    .on(crate::ports::db::Index::Gsi1),
+            )
+            .await
+            .expect("records");
+        assert_eq!(records.items.len(), 1);
+        // Both sealed under the stored key: a third instance opens both with one unwrap.
+        let c = instance(store);
+        for (pk, value, plain) in [
+            ("USER#a", &sealed_a, b"from a"),
+            ("USER#b", &sealed_b, b"from b"),
+        ] {
+            let opened = c.decrypt(&at(pk, "ssn"), value).await.expect("decrypt");
+            assert_eq!(opened.as_slice(), plain);
+        }
+        assert_eq!(calls.decrypt.load(Ordering::Relaxed), 2);
     }
 }

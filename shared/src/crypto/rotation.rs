@@ -1,9 +1,13 @@
-//! Key rotation: re-wraps every stored data key and index key under another KMS key
-//! with KMS `ReEncrypt`, so the plaintext keys never leave KMS and no data ciphertext is
-//! read or rewritten (a ciphertext names only its data key, see [`super::format`]).
+//! Key rotation: re-wraps every stored data key, branch key and index key under another
+//! KMS key with KMS `ReEncrypt`, so the plaintext keys never leave KMS and no data
+//! ciphertext is read or rewritten (a ciphertext names only its data or branch key, see
+//! [`super::format`]).
 //!
-//! Records are found through the `DATAKEYS` partition of `gsi1` (data keys, in ULID
-//! order) and by name (`INDEXKEY#<index>`, one per [`IndexName`]). A record already
+//! Records are found by name (`INDEXKEY#<index>`, one per [`IndexName`]), through the
+//! `BRANCHKEYS` partition of `gsi1` (branch keys: one per purpose and month, so a few
+//! dozen a year — the cheap part of a rotation, see [`super::keyring`]) and through the
+//! `DATAKEYS` partition (per-instance data keys, in ULID order; the resume cursor walks
+//! these). A record already
 //! wrapped by the target key is skipped, so a run can be repeated or resumed at any
 //! point; each write is conditional on the record still holding the wrapped key and key
 //! id that were read, so a concurrent writer is never overwritten.
@@ -14,6 +18,7 @@
 
 use super::blind_index::{index_key_context, index_key_record, IndexName};
 use super::envelope::{data_key_context, record_purpose, DATA_KEYS_INDEX_PK};
+use super::keyring::{branch_key_context, parse_branch_key_record, BRANCH_KEYS_INDEX_PK};
 use crate::clock::Clock;
 use crate::ports::db::{Condition, Database, DbError, Index, Item, Key, Query, Update, Value};
 use crate::ports::keys::{EncryptionContext, KeyError, KeyService};
@@ -214,6 +219,7 @@ impl Rewrapper {
                 .await?;
             tally(report, outcome);
         }
+        self.visit_branch_keys(options, report, &target).await?;
         progress(report);
 
         loop {
@@ -248,6 +254,59 @@ impl Rewrapper {
                 None => return Ok(()),
             }
         }
+    }
+
+    /// Every branch key, all pages (few records: one per purpose and month). Each run
+    /// visits them all; those already wrapped by the target are skipped.
+    async fn visit_branch_keys(
+        &self,
+        options: &RewrapOptions,
+        report: &mut RewrapReport,
+        target: &str,
+    ) -> Result<(), RotationError> {
+        let mut start = None;
+        loop {
+            let query = Query::partition(BRANCH_KEYS_INDEX_PK)
+                .on(Index::Gsi1)
+                .limit(options.page_size)
+                .start(start.take());
+            let page = self
+                .db
+                .query(&self.table, query)
+                .await
+                .map_err(RotationError::Store)?;
+            let outcomes: Vec<Outcome> = futures::stream::iter(page.items)
+                .map(|record| self.rewrap_branch_key(record, target, options.dry_run))
+                .buffered(options.concurrency.max(1))
+                .try_collect()
+                .await?;
+            for outcome in outcomes {
+                tally(report, outcome);
+            }
+            match page.next {
+                Some(next) => start = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    async fn rewrap_branch_key(
+        &self,
+        record: Item,
+        target: &str,
+        dry_run: bool,
+    ) -> Result<Outcome, RotationError> {
+        let Some(key) = Key::of(&record) else {
+            return Ok(Outcome::Failed("(a record without a key)".into()));
+        };
+        // The context comes from the record's key (purpose and id), as the envelope
+        // builds it: a re-wrap never changes what the key is for.
+        let Some(context) = parse_branch_key_record(&key.pk)
+            .map(|(purpose, id)| branch_key_context(purpose, &self.stage, &id))
+        else {
+            return Ok(Outcome::Failed(key.pk));
+        };
+        self.rewrap(key, record, &context, target, dry_run).await
     }
 
     async fn rewrap_data_key(
@@ -383,6 +442,8 @@ mod tests {
         }
     }
 
+    /// A writer with per-instance data keys (format v1: a purpose without branch keys),
+    /// so `max_uses` decides how many data-key records there are.
     fn envelope(f: &Fixture, key: &str, max_uses: u64) -> Envelope {
         Envelope::new(
             f.keys.clone(),
@@ -396,6 +457,7 @@ mod tests {
                 ..CachePolicy::default()
             },
         )
+        .with_purpose(crate::crypto::envelope::Purpose::Notification)
     }
 
     fn rewrapper(f: &Fixture, stage: &str) -> Rewrapper {
@@ -474,7 +536,8 @@ mod tests {
     async fn rewrapping_keeps_each_keys_purpose_legacy_records_included() {
         use crate::crypto::envelope::Purpose;
         let f = fixture();
-        let phi = envelope(&f, "key-a", 100);
+        // PHI is sealed under the month's branch key, audit reasons under a data key.
+        let phi = envelope(&f, "key-a", 100).with_purpose(Purpose::Phi);
         let audit = envelope(&f, "key-a", 100).with_purpose(Purpose::Audit);
         let phi_value = phi.encrypt(&at("USER#p"), b"phi").await.expect("phi");
         let audit_value = audit
@@ -491,7 +554,7 @@ mod tests {
         let report = run(&rewrapper(&f, "test"), &RewrapOptions::new("key-b")).await;
         assert_eq!((report.total, report.rewrapped, report.failed), (3, 3, 0));
         // Fresh instances read each value back through key B, under its own purpose.
-        let phi = envelope(&f, "key-b", 100);
+        let phi = envelope(&f, "key-b", 100).with_purpose(Purpose::Phi);
         let audit = envelope(&f, "key-b", 100).with_purpose(Purpose::Audit);
         assert_eq!(
             phi.decrypt(&at("USER#p"), &phi_value)
@@ -519,6 +582,64 @@ mod tests {
             phi.decrypt(&at("USER#a"), &audit_value).await,
             Err(crate::crypto::CryptoError::Integrity)
         ));
+    }
+
+    /// Branch keys: one record per purpose and month however many instances wrote, so
+    /// re-wrapping a month of PHI is one `ReEncrypt`, not one per instance and 5 minutes.
+    #[tokio::test]
+    async fn branch_keys_are_rewrapped_once_per_month_and_v2_values_still_open() {
+        use crate::crypto::envelope::Purpose;
+        let f = fixture();
+        let clock = Arc::new(crate::clock::ManualClock::new(
+            chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 20, 9, 0, 0)
+                .single()
+                .expect("instant"),
+        ));
+        let phi = |key: &str| {
+            Envelope::new(
+                f.keys.clone(),
+                f.db.clone(),
+                clock.clone(),
+                "t",
+                key,
+                "test",
+                CachePolicy::default(),
+            )
+            .with_purpose(Purpose::Phi)
+        };
+        // Twenty instances over three weeks (November into December): two months.
+        let mut sealed = Vec::new();
+        for i in 0..20 {
+            let pk = format!("USER#{i}");
+            let value = phi("key-a").encrypt(&at(&pk), b"dob").await.expect("enc");
+            sealed.push((pk, value));
+            clock.advance(chrono::Duration::hours(25));
+        }
+        let report = run(&rewrapper(&f, "test"), &RewrapOptions::new("key-b")).await;
+        assert_eq!((report.total, report.rewrapped, report.failed), (2, 2, 0));
+        assert_eq!(f.keys.calls().re_encrypt.load(Ordering::Relaxed), 2);
+        let reader = phi("key-b");
+        for (pk, value) in &sealed {
+            let plain = reader.decrypt(&at(pk), value).await.expect("dec");
+            assert_eq!(plain.as_slice(), b"dob");
+        }
+        // The records name key B now (the old key can go).
+        let records =
+            f.db.query("t", Query::partition(BRANCH_KEYS_INDEX_PK).on(Index::Gsi1))
+                .await
+                .expect("branch keys");
+        let wrapping: Vec<_> = records
+            .items
+            .iter()
+            .map(|r| r.get("kms_key_id").and_then(Value::as_str))
+            .collect();
+        assert_eq!(wrapping, [Some("key-b"), Some("key-b")]);
+        let again = run(&rewrapper(&f, "test"), &RewrapOptions::new("key-b")).await;
+        assert_eq!((again.total, again.skipped), (2, 2));
+        // A wrong stage cannot unwrap a branch key either: reported, not rewritten.
+        let wrong = run(&rewrapper(&f, "prod"), &RewrapOptions::new("key-a")).await;
+        assert_eq!((wrong.failed, wrong.rewrapped), (2, 0));
+        assert!(wrong.failed_records[0].starts_with("DATAKEY#branch."));
     }
 
     #[tokio::test]

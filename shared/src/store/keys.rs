@@ -305,6 +305,11 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "KMS-wrapped data key (gsi1 DATAKEYS)",
     },
     ItemKind {
+        pk: DATAKEY,
+        sk: "BRANCHKEY",
+        holds: "KMS-wrapped branch key, one per purpose and month (`DATAKEY#branch.<purpose>.<id>`; gsi1 BRANCHKEYS)",
+    },
+    ItemKind {
         pk: INDEXKEY,
         sk: "INDEXKEY",
         holds: "KMS-wrapped blind-index key",

@@ -11,6 +11,7 @@ mod support;
 
 mod blobs;
 mod db;
+mod envelope;
 mod keys;
 mod messenger;
 mod payments;
