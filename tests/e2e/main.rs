@@ -6,6 +6,7 @@ mod audit_events;
 mod auth_races;
 mod aws_phi;
 mod browser;
+mod budgets;
 mod devices;
 mod documents;
 mod emergency;
