@@ -7,6 +7,7 @@
 //!      suite creates on that emulator (tables, keys, a queue, a patient and a session,
 //!      by `shared::testing::aws::stage`), so work moved from init to the first
 //!      request shows there.
+//!
 //! Each phase interleaves the binaries run by run, so they share the machine's noise.
 //!
 //! ```text
@@ -254,7 +255,7 @@ fn interleaved(
         for (i, (name, binary, event)) in binaries.iter().enumerate() {
             let binary = binary.to_string_lossy();
             let sample =
-                measure_with(&binary, event, env, error_ends).with_context(|| format!("{name}"))?;
+                measure_with(&binary, event, env, error_ends).with_context(|| name.to_string())?;
             samples[i].push(sample);
         }
     }
