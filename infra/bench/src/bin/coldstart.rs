@@ -22,8 +22,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 enum Seen {
     Next(Instant),
-    Response(Instant),
-    Error(String),
+    Response(Instant, String),
+    Error(Instant, String),
     Unexpected(String),
 }
 
@@ -141,11 +141,17 @@ fn serve(stream: TcpStream, event: String, seen: mpsc::Sender<Seen>) {
                 respond(&mut writer, "200 OK", &headers, event.as_bytes());
             }
             ("POST", p) if p.ends_with("/response") => {
-                let _ = seen.send(Seen::Response(Instant::now()));
+                let _ = seen.send(Seen::Response(
+                    Instant::now(),
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
                 respond(&mut writer, "202 Accepted", &[], b"{}");
             }
             ("POST", p) if p.ends_with("/error") => {
-                let _ = seen.send(Seen::Error(String::from_utf8_lossy(&body).into_owned()));
+                let _ = seen.send(Seen::Error(
+                    Instant::now(),
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
                 respond(&mut writer, "202 Accepted", &[], b"{}");
             }
             _ => {
@@ -159,10 +165,27 @@ fn serve(stream: TcpStream, event: String, seen: mpsc::Sender<Seen>) {
 struct Sample {
     init: Duration,
     first: Duration,
+    /// Requests to the emulator that are not the Runtime API's (AWS calls).
     unexpected: Vec<String>,
+    /// How many of those came before the function was ready (network calls at init).
+    calls_at_init: usize,
+    /// The answer, summarized: an HTTP status, a batch's failures, or an error's type.
+    answer: String,
 }
 
 fn measure(binary: &str, event: &str, env: &[(String, String)]) -> Result<Sample> {
+    measure_with(binary, event, env, false)
+}
+
+/// One cold start of `binary` serving `event`. With `error_ends`, an invocation error
+/// posted by the function ends the run like a response (the init-only runs of the
+/// suite serve one event to functions of every kind).
+fn measure_with(
+    binary: &str,
+    event: &str,
+    env: &[(String, String)],
+    error_ends: bool,
+) -> Result<Sample> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let address = listener.local_addr()?;
     let (tx, rx) = mpsc::channel();
@@ -192,18 +215,30 @@ fn measure(binary: &str, event: &str, env: &[(String, String)]) -> Result<Sample
         .spawn()
         .with_context(|| format!("cannot start {binary}"))?;
     let (mut init, mut first, mut unexpected) = (None, None, Vec::new());
+    let (mut calls_at_init, mut answer) = (0, String::new());
     let outcome = loop {
         match rx.recv_timeout(TIMEOUT) {
             Ok(Seen::Next(at)) if init.is_none() => init = Some(at - started),
             Ok(Seen::Next(_)) => {}
-            Ok(Seen::Response(at)) => {
+            Ok(Seen::Response(at, body)) => {
                 first = Some(at - started);
+                answer = summarize(&body);
                 break Ok(());
             }
-            Ok(Seen::Error(body)) => {
+            Ok(Seen::Error(at, body)) if error_ends => {
+                first = Some(at - started);
+                answer = summarize_error(&body);
+                break Ok(());
+            }
+            Ok(Seen::Error(_, body)) => {
                 break Err(anyhow::anyhow!("{binary} reported an error: {body}"))
             }
-            Ok(Seen::Unexpected(request)) => unexpected.push(request),
+            Ok(Seen::Unexpected(request)) => {
+                if init.is_none() {
+                    calls_at_init += 1;
+                }
+                unexpected.push(request)
+            }
             Err(_) => {
                 break Err(anyhow::anyhow!(
                     "{binary} did not answer within {TIMEOUT:?}"
@@ -220,10 +255,33 @@ fn measure(binary: &str, event: &str, env: &[(String, String)]) -> Result<Sample
         init: init.context("no init")?,
         first: first.context("no response")?,
         unexpected,
+        calls_at_init,
+        answer,
     })
 }
 
-fn stats(mut values: Vec<Duration>) -> (f64, f64, f64) {
+/// An HTTP response's status code, a batch response's failures, or "ok".
+fn summarize(body: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    if let Some(status) = value.get("statusCode").and_then(|s| s.as_u64()) {
+        return status.to_string();
+    }
+    if let Some(failures) = value.get("batchItemFailures").and_then(|f| f.as_array()) {
+        return format!("{} failed", failures.len());
+    }
+    "ok".to_string()
+}
+
+fn summarize_error(body: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let kind = value
+        .get("errorType")
+        .and_then(|t| t.as_str())
+        .unwrap_or("?");
+    format!("error ({})", kind.rsplit("::").next().unwrap_or(kind))
+}
+
+pub(crate) fn stats(mut values: Vec<Duration>) -> (f64, f64, f64) {
     values.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let at = |q: f64| ms(values[((values.len() - 1) as f64 * q).round() as usize]);
@@ -252,6 +310,9 @@ fn report(binary: &str, samples: &[Sample]) -> Result<Report> {
 }
 
 fn main() -> Result<()> {
+    if std::env::args().any(|a| a == "--suite") {
+        return suite::run();
+    }
     let args = parse_args()?;
     let binaries: Vec<String> = args
         .baseline
@@ -314,3 +375,6 @@ fn main() -> Result<()> {
     }
     Ok(())
 }
+
+#[path = "coldstart/suite.rs"]
+mod suite;

@@ -20,13 +20,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub struct DynamoDb {
-    client: aws_sdk_dynamodb::Client,
+    client: super::LazyClient<aws_sdk_dynamodb::Client>,
     clock: Arc<dyn Clock>,
 }
 
 impl DynamoDb {
-    pub fn new(client: aws_sdk_dynamodb::Client, clock: Arc<dyn Clock>) -> Self {
-        Self { client, clock }
+    pub fn new(
+        client: impl Into<super::LazyClient<aws_sdk_dynamodb::Client>>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            client: client.into(),
+            clock,
+        }
     }
 
     fn now(&self) -> i64 {

@@ -15,12 +15,14 @@ use std::collections::HashMap;
 use zeroize::Zeroizing;
 
 pub struct Kms {
-    client: aws_sdk_kms::Client,
+    client: super::LazyClient<aws_sdk_kms::Client>,
 }
 
 impl Kms {
-    pub fn new(client: aws_sdk_kms::Client) -> Self {
-        Self { client }
+    pub fn new(client: impl Into<super::LazyClient<aws_sdk_kms::Client>>) -> Self {
+        Self {
+            client: client.into(),
+        }
     }
 }
 

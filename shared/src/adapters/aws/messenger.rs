@@ -7,14 +7,22 @@ use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 use aws_sdk_sns::types::MessageAttributeValue;
 
 pub struct SesSns {
-    ses: aws_sdk_sesv2::Client,
-    sns: aws_sdk_sns::Client,
+    ses: super::LazyClient<aws_sdk_sesv2::Client>,
+    sns: super::LazyClient<aws_sdk_sns::Client>,
     from: String,
 }
 
 impl SesSns {
-    pub fn new(ses: aws_sdk_sesv2::Client, sns: aws_sdk_sns::Client, from: String) -> Self {
-        Self { ses, sns, from }
+    pub fn new(
+        ses: impl Into<super::LazyClient<aws_sdk_sesv2::Client>>,
+        sns: impl Into<super::LazyClient<aws_sdk_sns::Client>>,
+        from: String,
+    ) -> Self {
+        Self {
+            ses: ses.into(),
+            sns: sns.into(),
+            from,
+        }
     }
 }
 

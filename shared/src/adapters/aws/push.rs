@@ -9,12 +9,14 @@ use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectio
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 
 pub struct ManagementApi {
-    client: aws_sdk_apigatewaymanagement::Client,
+    client: super::LazyClient<aws_sdk_apigatewaymanagement::Client>,
 }
 
 impl ManagementApi {
-    pub fn new(client: aws_sdk_apigatewaymanagement::Client) -> Self {
-        Self { client }
+    pub fn new(client: impl Into<super::LazyClient<aws_sdk_apigatewaymanagement::Client>>) -> Self {
+        Self {
+            client: client.into(),
+        }
     }
 }
 

@@ -17,12 +17,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub struct S3Blobs {
-    client: aws_sdk_s3::Client,
+    client: super::LazyClient<aws_sdk_s3::Client>,
 }
 
 impl S3Blobs {
-    pub fn new(client: aws_sdk_s3::Client) -> Self {
-        Self { client }
+    pub fn new(client: impl Into<super::LazyClient<aws_sdk_s3::Client>>) -> Self {
+        Self {
+            client: client.into(),
+        }
     }
 
     async fn get_object(

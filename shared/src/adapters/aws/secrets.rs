@@ -6,12 +6,14 @@ use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use zeroize::Zeroizing;
 
 pub struct SecretsManager {
-    client: aws_sdk_secretsmanager::Client,
+    client: super::LazyClient<aws_sdk_secretsmanager::Client>,
 }
 
 impl SecretsManager {
-    pub fn new(client: aws_sdk_secretsmanager::Client) -> Self {
-        Self { client }
+    pub fn new(client: impl Into<super::LazyClient<aws_sdk_secretsmanager::Client>>) -> Self {
+        Self {
+            client: client.into(),
+        }
     }
 }
 

@@ -10,12 +10,14 @@ use aws_sdk_sqs::types::{
 use std::time::Duration;
 
 pub struct Sqs {
-    client: aws_sdk_sqs::Client,
+    client: super::LazyClient<aws_sdk_sqs::Client>,
 }
 
 impl Sqs {
-    pub fn new(client: aws_sdk_sqs::Client) -> Self {
-        Self { client }
+    pub fn new(client: impl Into<super::LazyClient<aws_sdk_sqs::Client>>) -> Self {
+        Self {
+            client: client.into(),
+        }
     }
 }
 

@@ -49,7 +49,7 @@ fn push_metadata(form: &mut Vec<(String, String)>, metadata: &Metadata) {
 }
 
 pub struct StripeApi {
-    http: reqwest::Client,
+    http: super::LazyHttp,
     base_url: String,
     secrets: crate::secrets::Secrets,
     key_name: String,
@@ -63,11 +63,7 @@ impl StripeApi {
         clock: Arc<dyn Clock>,
         stage: &str,
     ) -> Result<Self, PaymentError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(TIMEOUT)
-            .build()
-            .map_err(|e| PaymentError::Unavailable(Box::new(e)))?;
+        let http = super::LazyHttp::new(CONNECT_TIMEOUT, TIMEOUT);
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_string(),
@@ -91,8 +87,11 @@ impl StripeApi {
         idempotency_key: Option<&str>,
     ) -> Result<T, PaymentError> {
         let key = self.api_key().await?;
-        let mut request = self
+        let http = self
             .http
+            .get()
+            .map_err(|e| PaymentError::Unavailable(Box::new(e)))?;
+        let mut request = http
             .request(method, format!("{}{path}", self.base_url))
             .bearer_auth(key.as_str())
             .header("Stripe-Version", STRIPE_VERSION);

@@ -38,7 +38,7 @@ pub fn recording_rules(record: bool) -> String {
 }
 
 pub struct TwilioApi {
-    http: reqwest::Client,
+    http: super::LazyHttp,
     base_url: String,
     secrets: crate::secrets::Secrets,
     key_sid_name: String,
@@ -53,11 +53,7 @@ impl TwilioApi {
         clock: Arc<dyn Clock>,
         stage: &str,
     ) -> Result<Self, VideoError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(TIMEOUT)
-            .build()
-            .map_err(|e| VideoError::Unavailable(Box::new(e)))?;
+        let http = super::LazyHttp::new(CONNECT_TIMEOUT, TIMEOUT);
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_string(),
@@ -84,8 +80,11 @@ impl TwilioApi {
             .get(&self.key_secret_name)
             .await
             .map_err(unavailable)?;
-        let mut request = self
+        let http = self
             .http
+            .get()
+            .map_err(|e| VideoError::Unavailable(Box::new(e)))?;
+        let mut request = http
             .request(method, format!("{}{path}", self.base_url))
             .basic_auth(sid.as_str(), Some(secret.as_str()));
         if let Some(form) = form {
