@@ -3,6 +3,7 @@
 //! first use. `AWS_ENDPOINT_URL` (honoured by the SDK) points them at an emulator.
 
 mod dynamodb;
+pub mod google_health;
 mod kms;
 mod messenger;
 mod push;
@@ -13,6 +14,7 @@ pub mod stripe;
 pub mod twilio;
 
 pub use dynamodb::DynamoDb;
+pub use google_health::GoogleHealthApi;
 pub use kms::Kms;
 pub use messenger::SesSns;
 pub use push::ManagementApi;
@@ -85,11 +87,20 @@ pub fn build_app(config: Config, sdk: &aws_config::SdkConfig) -> App {
         video: Arc::new(
             TwilioApi::new(
                 twilio::TWILIO_VIDEO_API,
-                Arc::new(crate::ports::recording::RecordedSecrets(secrets)),
+                Arc::new(crate::ports::recording::RecordedSecrets(secrets.clone())),
                 clock.clone(),
                 config.stage.as_str(),
             )
             .unwrap_or_else(|e| panic!("the HTTP client for Twilio: {e}")),
+        ),
+        health_api: Arc::new(
+            GoogleHealthApi::new(
+                google_health::GOOGLE_OAUTH_API,
+                Arc::new(crate::ports::recording::RecordedSecrets(secrets)),
+                clock.clone(),
+                config.stage.as_str(),
+            )
+            .unwrap_or_else(|e| panic!("the HTTP client for Google: {e}")),
         ),
         scanner: crate::app::configured_scanner(&config),
         clock,
