@@ -315,3 +315,90 @@ async fn only_the_owner_sees_and_deletes_a_connection_and_deleting_revokes_first
         .await;
     assert_eq!(status, 404);
 }
+
+/// 40 callers find the access token about to expire at once: one takes the lease and
+/// refreshes, the others wait and use its token (one refresh call reaches the provider,
+/// so a refresh token is never burnt by a race); a refused refresh token moves the
+/// connection to `needs_reauth`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refresh_race_of_40_refreshes_once_and_a_refused_grant_needs_reauth() {
+    use shared::store::devices::{access_token, TokenError};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let h = Arc::new(setup().await);
+    h.connect().await;
+    let app = h.t.app.clone();
+    let first = access_token(&app, app.health_api.as_ref(), &h.patient, "google_health")
+        .await
+        .unwrap();
+    assert_eq!(h.t.google.refreshes(), 0, "a fresh token is used as it is");
+
+    // The token is within the refresh margin.
+    h.t.clock.advance(chrono::Duration::seconds(
+        shared::adapters::local::FAKE_TOKEN_SECS - 60,
+    ));
+    let barrier = Arc::new(tokio::sync::Barrier::new(40));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let (h, barrier) = (h.clone(), barrier.clone());
+            let (in_flight, most) = (in_flight.clone(), most.clone());
+            tokio::spawn(async move {
+                let app = h.t.app.clone();
+                barrier.wait().await;
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                let token =
+                    access_token(&app, app.health_api.as_ref(), &h.patient, "google_health").await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                token.unwrap().to_string()
+            })
+        })
+        .collect();
+    let mut tokens = std::collections::BTreeSet::new();
+    for task in tasks {
+        tokens.insert(task.await.unwrap());
+    }
+    let overlap = most.load(Ordering::SeqCst);
+    assert!(
+        overlap >= 10,
+        "only {overlap} of 40 callers were in flight at once"
+    );
+    assert_eq!(h.t.google.refreshes(), 1, "one refresh call for the race");
+    assert_eq!(tokens.len(), 1, "every caller got the refreshed token");
+    assert_ne!(tokens.first().unwrap().as_str(), first.as_str());
+
+    // The provider down: the refresh fails, the lease is freed, the next caller refreshes.
+    h.t.clock.advance(chrono::Duration::seconds(
+        shared::adapters::local::FAKE_TOKEN_SECS,
+    ));
+    h.t.google.set_down(true);
+    let down = access_token(&app, app.health_api.as_ref(), &h.patient, "google_health").await;
+    assert!(matches!(down, Err(TokenError::Api(_))));
+    h.t.google.set_down(false);
+    let again = access_token(&app, app.health_api.as_ref(), &h.patient, "google_health")
+        .await
+        .unwrap();
+    assert_eq!(h.t.google.refreshes(), 2);
+
+    // The grant revoked at the provider: the next refresh is refused, needs_reauth.
+    app.health_api.revoke(&again).await.unwrap();
+    h.t.clock.advance(chrono::Duration::seconds(
+        shared::adapters::local::FAKE_TOKEN_SECS,
+    ));
+    let refused = access_token(&app, app.health_api.as_ref(), &h.patient, "google_health").await;
+    assert!(matches!(refused, Err(TokenError::NeedsReauth)));
+    // (A new session: the clock has moved hours on.)
+    let fresh = token(&app, &h.patient, Role::Patient, "s9", &["pwd"]).await;
+    let listed = h.connections(&fresh).await;
+    assert_eq!(listed[0]["state"], "needs_reauth");
+    let key = shared::store::keys::device_link(&h.patient, "google_health");
+    let item = app.db.get(&app.config.table, &key).await.unwrap().unwrap();
+    assert!(
+        !item.contains_key("refresh_token") && !item.contains_key("access_token"),
+        "the refused tokens are removed"
+    );
+    let again = access_token(&app, app.health_api.as_ref(), &h.patient, "google_health").await;
+    assert!(matches!(again, Err(TokenError::NeedsReauth)));
+    assert_eq!(h.t.google.refreshes(), 2, "no refresh call once refused");
+}

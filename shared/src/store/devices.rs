@@ -12,8 +12,8 @@
 
 use crate::auth::secrets;
 use crate::domain::Timestamp;
-use crate::ports::db::{item, Condition, Item, Key, Query, SortKey, Value};
-use crate::ports::health_api::{s256_challenge, Tokens};
+use crate::ports::db::{item, Condition, Item, Key, Query, SortKey, Update, Value};
+use crate::ports::health_api::{s256_challenge, HealthApi, HealthApiError, Tokens};
 use crate::store::keys;
 use crate::{phi, ApiError, AppContext};
 use zeroize::Zeroizing;
@@ -24,6 +24,18 @@ pub const RESOURCE: &str = "device_connection";
 pub const FLOW_TTL_SECS: i64 = 600;
 /// The longest `state` accepted (ours are 43 characters).
 const MAX_STATE_CHARS: usize = 64;
+/// The refresh lease: held until (epoch seconds; 0 when free), by whom, and the
+/// connection's version (raised by every lease and every refresh).
+const LEASE_UNTIL: &str = "lease_until";
+const LEASE_ID: &str = "lease_id";
+const VERSION: &str = "version";
+/// How long a refresher holds the lease (a refresher that dies frees it by expiry).
+pub const LEASE_SECS: i64 = 30;
+/// An access token is refreshed this long before it expires.
+pub const REFRESH_MARGIN_SECS: i64 = 300;
+/// How often a caller re-reads while another refreshes, and how long it waits between.
+const WAITS: u32 = 100;
+const WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 /// The sealed attributes.
 const VERIFIER: &str = "verifier";
 const ACCESS_TOKEN: &str = "access_token";
@@ -178,6 +190,9 @@ pub async fn connect(
             Value::N(app.clock.now().timestamp() + tokens.expires_in),
         ),
         (ACCESS_TOKEN, access),
+        // The refresh lease: free (0), at version 0 (`access_token`).
+        (LEASE_UNTIL, Value::N(0)),
+        (VERSION, Value::N(0)),
     ]);
     if let Some(refresh) = &tokens.refresh_token {
         record.insert(
@@ -225,4 +240,139 @@ pub async fn remove(app: &AppContext, user_id: &str, provider: &str) -> Result<(
     let key: Key = keys::device_link(user_id, provider);
     app.db.delete(&app.config.table, &key, None).await?;
     Ok(())
+}
+
+/// Why no access token could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The user has no connection to the provider.
+    #[error("no connection")]
+    NotConnected,
+    /// The provider refused the refresh token: the connection is `needs_reauth`.
+    #[error("the connection needs the patient to connect again")]
+    NeedsReauth,
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+impl From<crate::ports::db::DbError> for TokenError {
+    fn from(err: crate::ports::db::DbError) -> Self {
+        Self::Api(err.into())
+    }
+}
+
+impl From<crate::crypto::CryptoError> for TokenError {
+    fn from(err: crate::crypto::CryptoError) -> Self {
+        Self::Api(err.into())
+    }
+}
+
+/// A usable access token of the user's connection to `provider`. One that expires
+/// within [`REFRESH_MARGIN_SECS`] is refreshed by one refresher at a time: a caller
+/// takes the lease with a conditional update (the version it read, and no live lease);
+/// the others wait and re-read, and use the token the winner stored, so a race of any
+/// number of callers makes one refresh call. `invalid_grant` moves the connection to
+/// `needs_reauth`.
+pub async fn access_token(
+    app: &AppContext,
+    health: &dyn HealthApi,
+    user_id: &str,
+    provider: &str,
+) -> Result<Zeroizing<String>, TokenError> {
+    let key = keys::device_link(user_id, provider);
+    let table = &app.config.table;
+    for _ in 0..WAITS {
+        let Some(found) = app.db.get(table, &key).await? else {
+            return Err(TokenError::NotConnected);
+        };
+        let number = |name: &str| found.get(name).and_then(Value::as_i64).unwrap_or(0);
+        if found.get("state").and_then(Value::as_str) != Some(LinkState::Connected.as_str()) {
+            return Err(TokenError::NeedsReauth);
+        }
+        let now = app.clock.now().timestamp();
+        if number("token_expires_at") - now > REFRESH_MARGIN_SECS {
+            let token = phi::open(app, &found, ACCESS_TOKEN)
+                .await?
+                .unwrap_or_default();
+            return Ok(Zeroizing::new(token));
+        }
+        let version = number(VERSION);
+        if number(LEASE_UNTIL) <= now {
+            let lease = app.new_id();
+            let claim = Update::new()
+                .set(LEASE_UNTIL, now + LEASE_SECS)
+                .set(LEASE_ID, lease.as_str())
+                .set(VERSION, version + 1);
+            let held = Condition::And(vec![
+                Condition::Equals(VERSION.into(), Value::N(version)),
+                Condition::LessThan(LEASE_UNTIL.into(), now + 1),
+            ]);
+            match app.db.update(table, &key, claim, Some(held)).await {
+                Ok(_) => return refresh_held(app, health, &key, &found, &lease).await,
+                Err(err) if err.is_condition_failed() => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        // Another caller refreshes: wait for its token.
+        tokio::time::sleep(WAIT).await;
+    }
+    Err(TokenError::Api(ApiError::unavailable(
+        "health_api",
+        ApiError::internal("the token refresh did not finish in time"),
+    )))
+}
+
+/// Refreshes under the lease `lease` and stores the new access token (releasing the
+/// lease), or marks the connection `needs_reauth` on `invalid_grant`.
+async fn refresh_held(
+    app: &AppContext,
+    health: &dyn HealthApi,
+    key: &Key,
+    found: &Item,
+    lease: &str,
+) -> Result<Zeroizing<String>, TokenError> {
+    let table = &app.config.table;
+    let mine = Condition::Equals(LEASE_ID.into(), Value::S(lease.into()));
+    let refresh = phi::open(app, found, REFRESH_TOKEN)
+        .await?
+        .unwrap_or_default();
+    match health.refresh(&refresh).await {
+        Ok(tokens) => {
+            let access = phi::seal(app, key, ACCESS_TOKEN, &tokens.access_token).await?;
+            let mut update = Update::new()
+                .set(ACCESS_TOKEN, access)
+                .set(
+                    "token_expires_at",
+                    app.clock.now().timestamp() + tokens.expires_in,
+                )
+                .set(LEASE_UNTIL, 0)
+                .remove(LEASE_ID)
+                .add(VERSION, 1);
+            if let Some(rotated) = &tokens.refresh_token {
+                update = update.set(
+                    REFRESH_TOKEN,
+                    phi::seal(app, key, REFRESH_TOKEN, rotated).await?,
+                );
+            }
+            app.db.update(table, key, update, Some(mine)).await?;
+            Ok(tokens.access_token)
+        }
+        Err(HealthApiError::InvalidGrant) => {
+            let update = Update::new()
+                .set("state", LinkState::NeedsReauth.as_str())
+                .set(LEASE_UNTIL, 0)
+                .remove(LEASE_ID)
+                .remove(ACCESS_TOKEN)
+                .remove(REFRESH_TOKEN)
+                .add(VERSION, 1);
+            app.db.update(table, key, update, Some(mine)).await?;
+            Err(TokenError::NeedsReauth)
+        }
+        Err(err) => {
+            // Nothing decided: the lease is freed for the next caller.
+            let free = Update::new().set(LEASE_UNTIL, 0).remove(LEASE_ID);
+            app.db.update(table, key, free, Some(mine)).await?;
+            Err(TokenError::Api(err.into()))
+        }
+    }
 }
