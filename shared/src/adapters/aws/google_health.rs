@@ -185,3 +185,132 @@ impl HealthApi for GoogleHealthApi {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::ports::secrets::SecretError;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    struct Client;
+
+    #[async_trait]
+    impl SecretStore for Client {
+        async fn get(&self, name: &str) -> Result<Option<Zeroizing<String>>, SecretError> {
+            Ok((name == "docare/test/google/oauth_client")
+                .then(|| Zeroizing::new(r#"{"client_id":"cid","client_secret":"csecret"}"#.into())))
+        }
+    }
+
+    /// A one-request HTTP server answering `status` with `body`; the request it got
+    /// (request line and form body) comes back through the handle.
+    async fn stub(status: u16, body: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = socket.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&seen).to_string();
+                if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if rest.len() >= length || n == 0 {
+                        break;
+                    }
+                }
+            }
+            let answer = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            let text = String::from_utf8_lossy(&seen).to_string();
+            let line = text.lines().next().unwrap_or_default().to_string();
+            let form = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+            format!("{line}\n{}", form.unwrap_or_default())
+        });
+        (url, handle)
+    }
+
+    fn api(url: &str) -> GoogleHealthApi {
+        GoogleHealthApi::new(url, Arc::new(Client), Arc::new(SystemClock), "test").unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_code_and_verifier_go_to_the_token_endpoint_with_the_client() {
+        let (url, seen) = stub(
+            200,
+            r#"{"access_token":"ya29.a","refresh_token":"1//r","expires_in":3599}"#,
+        )
+        .await;
+        let tokens = api(&url)
+            .exchange_code("4/code", "verif", "https://api.example.com/cb")
+            .await
+            .unwrap();
+        assert_eq!(tokens.access_token.as_str(), "ya29.a");
+        assert_eq!(
+            tokens.refresh_token.as_deref().map(String::as_str),
+            Some("1//r")
+        );
+        assert_eq!(tokens.expires_in, 3599);
+        let seen = seen.await.unwrap();
+        assert!(seen.starts_with("POST /token "), "{seen}");
+        let form: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(seen.lines().nth(1).unwrap().as_bytes())
+                .into_owned()
+                .collect();
+        assert_eq!(form["grant_type"], "authorization_code");
+        assert_eq!(form["code"], "4/code");
+        assert_eq!(form["code_verifier"], "verif");
+        assert_eq!(form["redirect_uri"], "https://api.example.com/cb");
+        assert_eq!(form["client_id"], "cid");
+        assert_eq!(form["client_secret"], "csecret");
+    }
+
+    #[tokio::test]
+    async fn invalid_grant_is_its_own_error_and_other_failures_are_unavailable() {
+        let (url, _) = stub(
+            400,
+            r#"{"error":"invalid_grant","error_description":"Bad Request"}"#,
+        )
+        .await;
+        assert!(matches!(
+            api(&url).refresh("1//r").await,
+            Err(HealthApiError::InvalidGrant)
+        ));
+        let (url, _) = stub(500, r#"{"error":"internal_failure"}"#).await;
+        assert!(matches!(
+            api(&url).refresh("1//r").await,
+            Err(HealthApiError::Unavailable(_))
+        ));
+        // Revoking a token Google no longer knows is done.
+        let (url, seen) = stub(400, r#"{"error":"invalid_token"}"#).await;
+        api(&url).revoke("1//r").await.unwrap();
+        assert!(seen.await.unwrap().starts_with("POST /revoke "));
+        // Nobody listening: unavailable.
+        let gone = api("http://127.0.0.1:9").refresh("1//r").await;
+        assert!(matches!(gone, Err(HealthApiError::Unavailable(_))));
+    }
+
+    #[tokio::test]
+    async fn the_consent_url_is_googles_with_our_client() {
+        let url = api("http://127.0.0.1:9")
+            .authorization_url("https://api.example.com/cb", "st", "ch")
+            .await
+            .unwrap();
+        assert!(url.starts_with(GOOGLE_AUTHORIZE_URL), "{url}");
+        assert!(url.contains("client_id=cid"), "{url}");
+        assert!(!url.contains("csecret"), "never the secret");
+    }
+}
