@@ -2814,8 +2814,8 @@ async fn device_link_steps_inner(h: &mut Harness, patient: &Created, [pt, ot]: [
     };
     let link = ("device_connection", patient.id.as_str());
     h.step(
-        "GET /devices/callback/google_health (no token)",
-        call(Method::GET, "/api/v1/devices/callback/google_health", None)
+        "GET /devices/google_health/callback (no token)",
+        call(Method::GET, "/api/v1/devices/google_health/callback", None)
             .query("state", param("state"))
             .query("code", param("code")),
         200,

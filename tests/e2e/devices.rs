@@ -212,7 +212,7 @@ pub(crate) async fn a_google_health_connection_through_the_fakes_consent_page() 
     assert_eq!(consent.status(), 302);
     let callback = consent.headers()["location"].to_str().unwrap().to_string();
     assert!(
-        callback.starts_with(&t.url("/api/v1/devices/callback/google_health?")),
+        callback.starts_with(&t.url("/api/v1/devices/google_health/callback?")),
         "{callback}"
     );
     let connected = browser.get(&callback).send().await.unwrap();

@@ -831,8 +831,8 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
         ),
         (
             Method::GET,
-            "/api/v1/devices/callback/{provider}",
-            "/api/v1/devices/callback/google_health".into(),
+            "/api/v1/devices/{provider}/callback",
+            "/api/v1/devices/google_health/callback".into(),
             public(),
         ),
         (

@@ -107,7 +107,7 @@ async fn a_patient_connects_through_the_fakes_oauth_with_pkce_and_the_state_work
     assert_eq!(pairs["code_challenge_method"], "S256");
     assert_eq!(pairs["code_challenge"].len(), 43, "BASE64URL of SHA-256");
     assert_eq!(pairs["state"].len(), 43, "256 random bits");
-    assert!(pairs["redirect_uri"].ends_with("/api/v1/devices/callback/google_health"));
+    assert!(pairs["redirect_uri"].ends_with("/api/v1/devices/google_health/callback"));
     assert!(pairs["scope"].contains("googlehealth"));
     assert_eq!(pairs["access_type"], "offline");
 
@@ -170,7 +170,7 @@ async fn an_expired_unknown_or_forged_callback_is_refused() {
     for state in ["", "not-a-state", "a b c", &"x".repeat(300)] {
         let mut req = request(
             Method::GET,
-            "/api/v1/devices/callback/google_health",
+            "/api/v1/devices/google_health/callback",
             None,
             None,
         );

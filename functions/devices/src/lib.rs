@@ -76,7 +76,7 @@ pub fn router() -> Router {
                 .response::<links::AuthorizationAnswer>(200)
                 .errors(&[401, 403, 404, 429, 503]),
         )
-        .route(Method::GET, "/api/v1/devices/callback/{provider}", links::callback)
+        .route(Method::GET, "/api/v1/devices/{provider}/callback", links::callback)
         .doc(
             RouteDoc::new("The provider's OAuth redirect: completes a connection (no bearer token; the `state` names the flow)")
                 .describe("The state is redeemed once by a conditional delete that also checks its 10-minute expiry: an unknown, reused or expired state is a 400 and nothing is exchanged. The code and the flow's verifier are exchanged at the provider's token endpoint; the tokens are stored sealed and the connection is `connected`. Audited (`CREATE` on `device_connection`).")
@@ -84,7 +84,7 @@ pub fn router() -> Router {
                 .query::<String>("code", "The provider's authorization code")
                 .query::<String>("error", "Set by the provider when the patient did not consent")
                 .response::<links::LinkView>(200)
-                .errors(&[400, 404, 429, 503]),
+                .errors(&[400, 404, 503]),
         )
         .route(Method::GET, "/api/v1/devices", links::list)
         .doc(

@@ -3,7 +3,7 @@
 //! /api/v1/devices/connect/{provider}` starts a flow (random `state` and verifier, stored
 //! single-use for 10 minutes, the verifier sealed) and answers the provider's
 //! authorization URL; the provider redirects the browser to `GET
-//! /api/v1/devices/callback/{provider}?state=&code=` (no bearer token: the state names
+//! /api/v1/devices/{provider}/callback?state=&code=` (no bearer token: the state names
 //! the flow and is redeemed once by a conditional delete), which exchanges the code and
 //! verifier for tokens and stores them sealed. `GET /api/v1/devices` lists the caller's
 //! connections; `DELETE /api/v1/devices/{provider}` revokes the grant at the provider and
@@ -17,8 +17,11 @@ use shared::ports::health_api::GOOGLE_HEALTH;
 use shared::store::devices::{self as store, Link, RESOURCE};
 use shared::{guard, ApiError, App, AppContext};
 
-/// The callback path of a provider (the OAuth redirect URI under the public API URL).
-pub const CALLBACK_PATH: &str = "/api/v1/devices/callback/";
+/// The callback path of a provider (the OAuth redirect URI under the public API URL):
+/// `/api/v1/devices/<provider>/callback`.
+pub fn callback_path(provider: &str) -> String {
+    format!("/api/v1/devices/{provider}/callback")
+}
 
 #[derive(Serialize, schemars::JsonSchema)]
 #[schemars(rename = "DeviceAuthorization")]
@@ -67,7 +70,7 @@ fn provider(req: &ApiRequest) -> Result<&'static str, ApiError> {
 /// the provider (never the request's `Host`).
 fn redirect_uri(app: &AppContext, provider: &str) -> Result<String, ApiError> {
     match &app.config.video.public_api_url {
-        Some(base) => Ok(format!("{base}{CALLBACK_PATH}{provider}")),
+        Some(base) => Ok(format!("{base}{}", callback_path(provider))),
         None => {
             tracing::error!("DOCARE_PUBLIC_API_URL is not set: no device connections");
             Err(ApiError::unavailable(
@@ -81,11 +84,12 @@ fn redirect_uri(app: &AppContext, provider: &str) -> Result<String, ApiError> {
 /// `POST /api/v1/devices/connect/{provider}`.
 pub async fn connect(app: App, req: ApiRequest) -> HandlerResult {
     let principal = guard::signed_in(&app, &req).await?;
+    // An unknown provider names nothing, for every caller (404 before the role check).
+    let provider = provider(&req)?;
     if principal.role != Role::Patient {
         let target = (RESOURCE, guard::ANY);
         return Err(guard::refuse(&app, &req, &principal, target, ApiError::Forbidden).await);
     }
-    let provider = provider(&req)?;
     let redirect = redirect_uri(&app, provider)?;
     let started = Box::pin(store::start_flow(&app, &principal.user_id, provider)).await?;
     let authorization_url = app
@@ -95,7 +99,7 @@ pub async fn connect(app: App, req: ApiRequest) -> HandlerResult {
     ApiResponse::ok(&AuthorizationAnswer { authorization_url })
 }
 
-/// `GET /api/v1/devices/callback/{provider}?state=&code=` (no bearer token).
+/// `GET /api/v1/devices/{provider}/callback?state=&code=` (no bearer token).
 pub async fn callback(app: App, req: ApiRequest) -> HandlerResult {
     let provider = provider(&req)?;
     let state = req.query_param("state").unwrap_or_default();

@@ -145,7 +145,7 @@ mod tests {
         let url = authorization_url(
             GOOGLE_AUTHORIZE_URL,
             "client-1",
-            "https://api.example.com/api/v1/devices/callback/google_health",
+            "https://api.example.com/api/v1/devices/google_health/callback",
             "st",
             "ch",
         );

@@ -238,7 +238,7 @@ mod tests {
     #[tokio::test]
     async fn the_code_is_single_use_and_bound_to_the_verifier() {
         let fake = FakeGoogleHealth::new("http://127.0.0.1:1");
-        let redirect = "http://127.0.0.1:1/api/v1/devices/callback/google_health";
+        let redirect = "http://127.0.0.1:1/api/v1/devices/google_health/callback";
         let verifier = crate::auth::secrets::token();
         let url = fake
             .authorization_url(redirect, "st", &s256_challenge(&verifier))
