@@ -2,8 +2,9 @@
 //! `$default`), builds the payload 2.0 event, and invokes the function in-process. It
 //! also serves the local blob store's presigned URLs and, under [`FAKE_STRIPE_PATH`],
 //! the offline fake Stripe's client-side confirmation of a payment intent (what
-//! Stripe.js does in test mode): local only, outside `/api/v1`, no function and no
-//! template route behind it.
+//! Stripe.js does in test mode), and at [`FAKE_GOOGLE_AUTHORIZE_PATH`] the offline fake
+//! Google's consent page (it consents at once and redirects to the callback): local
+//! only, outside `/api/v1`, no function and no template route behind them.
 
 use crate::events::{http_api_event, s3_object_created};
 use crate::mounts::{HttpMount, DEFAULT_ROUTE_FUNCTION, FUNCTION_TIMEOUT};
@@ -12,7 +13,10 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
-use shared::adapters::local::{intent_object, FakeStripe, LocalBlobs, PRESIGN_PATH};
+use shared::adapters::local::{
+    intent_object, FakeGoogleHealth, FakeStripe, LocalBlobs, FAKE_GOOGLE_AUTHORIZE_PATH,
+    PRESIGN_PATH,
+};
 use shared::http::cors;
 use shared::ports::payments::PaymentError;
 use shared::ports::queue::OutgoingMessage;
@@ -61,6 +65,8 @@ pub struct HttpGateway {
     pub blobs: Arc<LocalBlobs>,
     /// The offline Stripe behind the payments port (its client-side routes).
     pub stripe: Arc<FakeStripe>,
+    /// The offline Google behind the health API port (its consent page).
+    pub google: Arc<FakeGoogleHealth>,
     pub domain: String,
     /// S3's event notifications: an object created in a bucket is announced on its queue
     /// (`mounts::bucket_notifications`), sent as S3 sends them (not as a function).
@@ -120,6 +126,10 @@ pub async fn handle(
             }
         };
         return serve_fake_stripe(&gateway.stripe, &parts, &body).await;
+    }
+    if parts.uri.path() == FAKE_GOOGLE_AUTHORIZE_PATH {
+        // Google's side of the stack: the patient consents at once.
+        return serve_fake_google(&gateway, &parts).await;
     }
     // API Gateway's CORS: it answers preflights itself and sets the CORS headers of
     // every answer, its own included (`shared::http::cors`, the template's
@@ -398,6 +408,29 @@ async fn serve_fake_stripe(
             "api_error",
             "the fake Stripe is unavailable",
         ),
+    }
+}
+
+/// `GET /_fake/google-health/authorize?…`: the fake Google consents to a PKCE S256
+/// request of our client and redirects (302) to its redirect URI with `state` and
+/// `code`, as Google does after the user's consent; anything else is a 400.
+async fn serve_fake_google(gateway: &HttpGateway, parts: &http::request::Parts) -> Response {
+    if parts.method != Method::GET {
+        return gateway_answer(StatusCode::METHOD_NOT_ALLOWED, "GET only");
+    }
+    let url = format!("http://{}{}", gateway.domain, parts.uri);
+    match gateway.google.consent(&url).await {
+        Some(callback) => match HeaderValue::from_str(&callback) {
+            Ok(location) => {
+                let mut response = StatusCode::FOUND.into_response();
+                response
+                    .headers_mut()
+                    .insert(http::header::LOCATION, location);
+                response
+            }
+            Err(_) => gateway_answer(StatusCode::BAD_REQUEST, "invalid_request"),
+        },
+        None => gateway_answer(StatusCode::BAD_REQUEST, "invalid_request"),
     }
 }
 

@@ -87,6 +87,7 @@ impl Stack {
                 .collect(),
             blobs: parts.blobs.clone(),
             stripe: parts.stripe.clone(),
+            google: parts.google.clone(),
             domain: http_addr.to_string(),
             notifications: mounts::bucket_notifications(&app),
             queue: Arc::new(parts.queue.clone()),

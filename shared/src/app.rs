@@ -9,8 +9,8 @@ use crate::crypto::blind_index::BlindIndex;
 use crate::crypto::envelope::Purpose;
 use crate::crypto::{CachePolicy, Envelope, KmsCalls, MeteredKeys};
 use crate::ports::{
-    BlobStore, Clock, Database, KeyService, Messenger, Payments, Push, Queue, Scanner, SecretStore,
-    Video,
+    BlobStore, Clock, Database, HealthApi, KeyService, Messenger, Payments, Push, Queue, Scanner,
+    SecretStore, Video,
 };
 use std::sync::Arc;
 
@@ -31,6 +31,8 @@ pub struct Ports {
     pub payments: Arc<dyn Payments>,
     /// Twilio Programmable Video (rooms): its REST API on AWS, a fake locally.
     pub video: Arc<dyn Video>,
+    /// The Google Health API's OAuth endpoints: Google's on AWS, a fake locally.
+    pub health_api: Arc<dyn HealthApi>,
     /// The malware scanner of uploads: clamd when `DOCARE_CLAMD_ADDRESS` is set, else
     /// the built-in one (the local default).
     pub scanner: Arc<dyn Scanner>,
@@ -67,6 +69,8 @@ pub struct AppContext {
     pub payments: Arc<dyn Payments>,
     /// Twilio's rooms: only opaque room names reach it (`ports::video`).
     pub video: Arc<dyn Video>,
+    /// The wearable data provider's OAuth endpoints (`ports::health_api`).
+    pub health_api: Arc<dyn HealthApi>,
     /// The malware scanner (the scanner worker's; `ports::scanner`).
     pub scanner: Arc<dyn Scanner>,
     pub clock: Arc<dyn Clock>,
@@ -111,6 +115,7 @@ impl AppContext {
             secrets,
             payments,
             video,
+            health_api,
             scanner,
             clock,
         } = ports;
@@ -169,6 +174,7 @@ impl AppContext {
             messenger,
             payments,
             video,
+            health_api,
             scanner,
             clock,
             kms_calls,

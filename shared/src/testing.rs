@@ -82,6 +82,8 @@ pub struct TestApp {
     pub stripe: Arc<crate::adapters::local::FakeStripe>,
     /// The offline Twilio behind `app.video` (its rooms, the callbacks it signed).
     pub twilio: Arc<crate::adapters::local::FakeTwilio>,
+    /// The offline Google behind `app.health_api` (its OAuth codes, grants, revocations).
+    pub google: Arc<crate::adapters::local::FakeGoogleHealth>,
 }
 
 impl TestApp {
@@ -94,6 +96,7 @@ impl TestApp {
             dir,
             stripe: parts.stripe,
             twilio: parts.twilio,
+            google: parts.google,
         }
     }
 }

@@ -131,11 +131,21 @@ impl Harness {
         fresh
     }
 
-    /// Sends one request and checks its status and the events it wrote.
-    async fn step(&mut self, label: &str, call: Call<'_>, status: u16, want: Vec<Want>) -> Json {
-        let (got_status, body, events) = self.send(call).await;
-        self.check(label, got_status, status, events, want);
-        body
+    /// Sends one request and checks its status and the events it wrote. Boxed: the
+    /// tour awaits some 130 steps, and each unboxed step future would take its room in
+    /// the tour's own frame (debug builds do not overlap them) on a 2 MiB test stack.
+    fn step<'s>(
+        &'s mut self,
+        label: &'s str,
+        call: Call<'s>,
+        status: u16,
+        want: Vec<Want>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Json> + 's>> {
+        Box::pin(async move {
+            let (got_status, body, events) = self.send(call).await;
+            self.check(label, got_status, status, events, want);
+            body
+        })
     }
 
     async fn send(&mut self, call: Call<'_>) -> (u16, Json, Vec<StoredEvent>) {
@@ -2807,14 +2817,21 @@ async fn video_consent_and_end(h: &mut Harness, cx: &VideoCtx<'_>, video_id: &st
 }
 
 /// The devices function's routes: a pushed batch, a care-team read, a threshold, a
-/// other patient refused. (A sample value is PHI, but numbers alone name no one; the
-/// steps check the events, the final scan the absence of names and tokens.)
+/// other patient refused, then the device connections. (A sample value is PHI, but
+/// numbers alone name no one; the steps check the events, the final scan the absence
+/// of names and tokens.) Called from the tour as before: a new call there grows the
+/// tour's own frame, which is at the 2 MiB stack in debug builds.
 fn observation_steps<'a>(
     h: &'a mut Harness,
     actors: [&'a Created; 3],
     tokens: [Option<&'a str>; 3],
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>> {
-    Box::pin(observation_steps_inner(h, actors, tokens))
+    Box::pin(async move {
+        observation_steps_inner(h, actors, tokens).await;
+        let [patient, _, _] = actors;
+        let [pt, _, ot] = tokens;
+        device_link_steps(h, patient, [pt, ot]).await;
+    })
 }
 
 async fn observation_steps_inner(
@@ -2861,6 +2878,76 @@ async fn observation_steps_inner(
             .body(json!({"patient_id": patient.id, "code": "40443-4", "above": 120.0})),
         200,
         vec![ok("UPDATE", carer, ("observation_threshold", &patient.id))],
+    )
+    .await;
+}
+
+/// Device connections (the devices function's `/api/v1/devices…` routes), boxed inside
+/// a plain function as `observation_steps` is.
+fn device_link_steps<'a>(
+    h: &'a mut Harness,
+    patient: &'a Created,
+    tokens: [Option<&'a str>; 2],
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>> {
+    Box::pin(device_link_steps_inner(h, patient, tokens))
+}
+
+async fn device_link_steps_inner(h: &mut Harness, patient: &Created, [pt, ot]: [Option<&str>; 2]) {
+    // Device connections: starting a flow records nothing (nothing is connected yet);
+    // the provider's redirect records the connection for the patient the state names;
+    // deleting records it; another user's delete finds nothing of theirs.
+    let started = h
+        .step(
+            "POST /devices/connect/google_health",
+            call(Method::POST, "/api/v1/devices/connect/google_health", pt),
+            200,
+            vec![],
+        )
+        .await;
+    let authorize = text(&started, "authorization_url");
+    let callback = h
+        .parts
+        .google
+        .consent(&authorize)
+        .await
+        .expect("the fake consents");
+    let callback = url::Url::parse(&callback).expect("callback URL");
+    let param = |name: &str| {
+        callback
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let link = ("device_connection", patient.id.as_str());
+    h.step(
+        "GET /devices/google_health/callback (no token)",
+        call(Method::GET, "/api/v1/devices/google_health/callback", None)
+            .query("state", param("state"))
+            .query("code", param("code")),
+        200,
+        vec![ok("CREATE", patient, link)],
+    )
+    .await;
+    h.step(
+        "GET /devices",
+        call(Method::GET, "/api/v1/devices", pt),
+        200,
+        vec![],
+    )
+    .await;
+    h.step(
+        "DELETE /devices/google_health, another patient",
+        call(Method::DELETE, "/api/v1/devices/google_health", ot),
+        404,
+        vec![],
+    )
+    .await;
+    h.step(
+        "DELETE /devices/google_health",
+        call(Method::DELETE, "/api/v1/devices/google_health", pt),
+        204,
+        vec![ok("DELETE", patient, link)],
     )
     .await;
 }

@@ -173,3 +173,75 @@ pub(crate) async fn batches_over_http_are_stored_once_read_hourly_and_a_crossing
     assert_eq!(sent.len(), 1, "once per episode: {sent:?}");
     assert!(!sent[0]["body"].as_str().unwrap_or("").contains("150"));
 }
+
+/// A Google Health connection over the running local stack, as a browser makes it: the
+/// connect route's authorization URL is the fake's consent page, which redirects (302) to
+/// the callback route; the callback connects once (a replay is a 400); deleting revokes.
+#[tokio::test]
+pub(crate) async fn a_google_health_connection_through_the_fakes_consent_page() {
+    let t = TestStack::start().await;
+    let app = t.app().clone();
+    let patient = accounts::create(&app, "link@example.com", "Lin Link", Role::Patient, false)
+        .await
+        .unwrap();
+    let (pt, _) = app
+        .tokens
+        .issue(&app, &patient.id, Role::Patient, &app.new_id(), &["pwd"])
+        .await
+        .unwrap();
+    let started: Value = t
+        .http
+        .post(t.url("/api/v1/devices/connect/google_health"))
+        .bearer_auth(&pt)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let authorize = started["authorization_url"].as_str().unwrap();
+    assert!(
+        authorize.starts_with(&t.url("/_fake/google-health/authorize?")),
+        "{authorize}"
+    );
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let consent = browser.get(authorize).send().await.unwrap();
+    assert_eq!(consent.status(), 302);
+    let callback = consent.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        callback.starts_with(&t.url("/api/v1/devices/google_health/callback?")),
+        "{callback}"
+    );
+    let connected = browser.get(&callback).send().await.unwrap();
+    assert_eq!(connected.status(), 200);
+    let body: Value = connected.json().await.unwrap();
+    assert_eq!(body["state"], "connected");
+    let replay = browser.get(&callback).send().await.unwrap();
+    assert_eq!(replay.status(), 400, "the state works once");
+    // A consent request that is not a PKCE S256 request of our client: 400.
+    let plain = authorize.replace("code_challenge_method=S256", "code_challenge_method=plain");
+    assert_eq!(browser.get(&plain).send().await.unwrap().status(), 400);
+
+    let listed: Value = t
+        .http
+        .get(t.url("/api/v1/devices"))
+        .bearer_auth(&pt)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    let deleted = t
+        .http
+        .delete(t.url("/api/v1/devices/google_health"))
+        .bearer_auth(&pt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+}

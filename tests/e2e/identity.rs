@@ -820,6 +820,33 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
             "/api/v1/observations/thresholds".into(),
             [Unauthenticated, Forbidden, Forbidden, Allow, Forbidden],
         ),
+        // Device connections: patients connect; the provider's redirect carries a state,
+        // not a token (400 without one); each caller lists and deletes only their own
+        // (nobody here has a connection: 404).
+        (
+            Method::POST,
+            "/api/v1/devices/connect/{provider}",
+            "/api/v1/devices/connect/google_health".into(),
+            [Unauthenticated, Allow, Allow, Forbidden, Forbidden],
+        ),
+        (
+            Method::GET,
+            "/api/v1/devices/{provider}/callback",
+            "/api/v1/devices/google_health/callback".into(),
+            public(),
+        ),
+        (
+            Method::GET,
+            "/api/v1/devices",
+            "/api/v1/devices".into(),
+            signed_in(),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/devices/{provider}",
+            "/api/v1/devices/google_health".into(),
+            [Unauthenticated, Hidden, Hidden, Hidden, Hidden],
+        ),
         // Last: the owner deletes the contact.
         (
             Method::DELETE,

@@ -5,6 +5,7 @@ mod admin_reads;
 mod appointments;
 mod auth;
 mod budgets;
+mod device_links;
 mod devices;
 mod emergency;
 mod medications;

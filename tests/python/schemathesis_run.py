@@ -304,6 +304,9 @@ def main():
         ("POST", "/api/v1/observations/batch"): lambda: {"body": {"samples": [{"id": uuid.uuid4().hex, "code": "8867-4", "value": 72, "unit": "/min", "effective": obs_at, "source": "apple_health"}]}},
         ("GET", "/api/v1/observations"): lambda: {"query": {"code": "8867-4", "from": obs_from, "to": obs_to, "resolution": "1h"}},
         ("PUT", "/api/v1/observations/thresholds"): lambda: {"body": {"patient_id": obs_patient_id, "code": "40443-4", "above": 120}},
+        ("POST", "/api/v1/devices/connect/{provider}"): lambda: {"path_parameters": {"provider": "google_health"}},
+        ("GET", "/api/v1/devices/{provider}/callback"): lambda: {"path_parameters": {"provider": "google_health"}, "query": device_consent()},
+        ("DELETE", "/api/v1/devices/{provider}"): lambda: {"path_parameters": {"provider": "google_health"}, **device_connected()},
     }
 
     # TOTP enrolment and confirmation need the account's password or a code, each
@@ -312,6 +315,22 @@ def main():
     # the two operations runs as a fresh patient of its own, so the confirmation's
     # enrolment is not refused because the enrolment's fuzzing spent the budget.
     password = {}
+
+    # Device connections: the fake Google's consent page redirects to the callback with a
+    # live state and code (the callback's valid case); a connection made that way is what
+    # the delete removes.
+    def device_consent():
+        r = http.post(base + "/api/v1/devices/connect/google_health", headers={"authorization": f"Bearer {token['obspatient']}"}, timeout=30)
+        assert r.status_code == 200, f"device connect: {r.status_code} {r.text}"
+        consent = http.get(r.json()["authorization_url"], allow_redirects=False, timeout=30)
+        assert consent.status_code == 302, f"fake consent: {consent.status_code} {consent.text}"
+        query = dict(re.findall(r"[?&]([^=&]+)=([^&]*)", consent.headers["location"]))
+        return {"state": requests.utils.unquote(query["state"]), "code": requests.utils.unquote(query["code"])}
+
+    def device_connected():
+        r = http.get(base + "/api/v1/devices/google_health/callback", params=device_consent(), timeout=30)
+        assert r.status_code == 200, f"device callback: {r.status_code} {r.text}"
+        return {}
 
     def enroll_body():
         return {"body": {"password": password[who[("POST", "/api/v1/auth/mfa/totp/enroll")]]}}
@@ -547,7 +566,7 @@ def main():
                 who[key] = "docpatient"
             elif key == ("PUT", "/api/v1/observations/thresholds"):
                 who[key] = "provider"
-            elif key[1].startswith("/api/v1/observations"):
+            elif key[1].startswith(("/api/v1/observations", "/api/v1/devices")):
                 who[key] = "obspatient"
             elif key == ("DELETE", "/api/v1/care-relationships/{id}"):
                 who[key] = "patient"

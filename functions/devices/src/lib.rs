@@ -31,6 +31,8 @@ use shared::{guard, ApiError, App, AppContext};
 /// The default hold before an episode closes.
 pub const DEFAULT_CLEAR_AFTER_MINUTES: i64 = 60;
 
+pub mod links;
+
 pub fn router() -> Router {
     Router::new()
         .route(Method::POST, "/api/v1/observations/batch", push_batch)
@@ -65,6 +67,40 @@ pub fn router() -> Router {
                 .body::<ThresholdBody>()
                 .response::<ThresholdView>(200)
                 .errors(&[400, 401, 403, 404, 429, 503]),
+        )
+        .route(Method::POST, "/api/v1/devices/connect/{provider}", links::connect)
+        .doc(
+            RouteDoc::new("Start connecting the caller's account at a health data provider (patients; `google_health`)")
+                .describe("OAuth 2.0 authorization code with PKCE (S256): a random `state` and code verifier are stored for 10 minutes, single use (the state by its hash, the verifier sealed). Answers the provider's authorization URL; the provider sends the browser back to the callback route.")
+                .bearer()
+                .response::<links::AuthorizationAnswer>(200)
+                .errors(&[401, 403, 404, 429, 503]),
+        )
+        .route(Method::GET, "/api/v1/devices/{provider}/callback", links::callback)
+        .doc(
+            RouteDoc::new("The provider's OAuth redirect: completes a connection (no bearer token; the `state` names the flow)")
+                .describe("The state is redeemed once by a conditional delete that also checks its 10-minute expiry: an unknown, reused or expired state is a 400 and nothing is exchanged. The code and the flow's verifier are exchanged at the provider's token endpoint; the tokens are stored sealed and the connection is `connected`. Audited (`CREATE` on `device_connection`).")
+                .query::<String>("state", "The flow's state")
+                .query::<String>("code", "The provider's authorization code")
+                .query::<String>("error", "Set by the provider when the patient did not consent")
+                .response::<links::LinkView>(200)
+                .errors(&[400, 404, 503]),
+        )
+        .route(Method::GET, "/api/v1/devices", links::list)
+        .doc(
+            RouteDoc::new("The caller's device connections")
+                .describe("`{provider, state, connected_at, last_sync_at}` for each; never a token.")
+                .bearer()
+                .response::<links::LinkList>(200)
+                .errors(&[401, 429, 503]),
+        )
+        .route(Method::DELETE, "/api/v1/devices/{provider}", links::disconnect)
+        .doc(
+            RouteDoc::new("Disconnect the caller's account at a provider")
+                .describe("Revokes the grant at the provider, then deletes our copy of the tokens (stored observations stay). No connection: 404. The provider unreachable: 503 and the connection stays. Audited (`DELETE` on `device_connection`).")
+                .bearer()
+                .no_content()
+                .errors(&[401, 404, 429, 503]),
         )
 }
 

@@ -3,6 +3,7 @@
 
 pub mod blobs;
 pub mod db;
+pub mod health_api;
 pub mod keys;
 pub mod messenger;
 pub mod payments;
@@ -16,6 +17,7 @@ pub mod video;
 pub use crate::clock::Clock;
 pub use blobs::BlobStore;
 pub use db::Database;
+pub use health_api::HealthApi;
 pub use keys::KeyService;
 pub use messenger::Messenger;
 pub use payments::Payments;

@@ -339,6 +339,16 @@ pub const SCHEMA: &[ItemKind] = &[
         sk: "EPISODE#",
         holds: "an open threshold episode (opened by a condition: one notification per episode)",
     },
+    ItemKind {
+        pk: DEVICE,
+        sk: "LINK#",
+        holds: "a patient's connection to a health data provider (state, times, sealed OAuth tokens)",
+    },
+    ItemKind {
+        pk: OAUTH_FLOW,
+        sk: "FLOW",
+        holds: "a pending OAuth authorization by hash of its state (user, provider, sealed PKCE verifier; single use; TTL 10 min)",
+    },
 ];
 
 pub const USER: &str = "USER#";
@@ -385,6 +395,8 @@ pub const AUDITHEAD: &str = "AUDITHEAD#";
 pub const HEALTH: &str = "HEALTH#";
 pub const OBSERVATION: &str = "OBS#";
 pub const OBSERVATION_RULE: &str = "OBSRULE#";
+pub const DEVICE: &str = "DEVICE#";
+pub const OAUTH_FLOW: &str = "OAUTHFLOW#";
 
 /// gsi1 partition of a patient's providers.
 pub const CARE_OF: &str = "CAREOF#";
@@ -846,6 +858,23 @@ pub fn observation_rules(patient_id: &str) -> String {
     format!("{OBSERVATION_RULE}{patient_id}")
 }
 
+/// A patient's device connections (one partition per patient).
+pub fn device_links(user_id: &str) -> String {
+    format!("{DEVICE}{user_id}")
+}
+
+pub const LINK_SK: &str = "LINK#";
+
+/// A patient's connection to one provider (`google_health`).
+pub fn device_link(user_id: &str, provider: &str) -> Key {
+    Key::new(device_links(user_id), format!("{LINK_SK}{provider}"))
+}
+
+/// A pending OAuth authorization, by the SHA-256 of its `state`.
+pub fn oauth_flow(state_hash: &str) -> Key {
+    Key::new(format!("{OAUTH_FLOW}{state_hash}"), "FLOW")
+}
+
 pub const LIMIT_SK: &str = "LIMIT#";
 pub const EPISODE_SK: &str = "EPISODE#";
 
@@ -907,6 +936,8 @@ mod tests {
             HEALTH,
             OBSERVATION,
             OBSERVATION_RULE,
+            DEVICE,
+            OAUTH_FLOW,
         ];
         for (i, a) in prefixes.iter().enumerate() {
             assert!(SCHEMA.iter().any(|kind| kind.pk == *a), "{a} not in SCHEMA");

@@ -5,6 +5,7 @@
 pub mod appointments;
 pub mod connections;
 pub mod contacts;
+pub mod devices;
 pub mod documents;
 pub mod keys;
 pub mod medications;

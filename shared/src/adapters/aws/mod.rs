@@ -4,6 +4,7 @@
 //! without the provider chains; `AWS_ENDPOINT_URL` points every client at an emulator.
 
 mod dynamodb;
+pub mod google_health;
 mod kms;
 mod lazy;
 mod messenger;
@@ -15,6 +16,7 @@ pub mod stripe;
 pub mod twilio;
 
 pub use dynamodb::DynamoDb;
+pub use google_health::GoogleHealthApi;
 pub use kms::Kms;
 pub use lazy::{LazyClient, LazyHttp};
 pub use messenger::SesSns;
@@ -153,11 +155,20 @@ pub fn build_app(config: Config, sdk: &SdkConfig) -> App {
         video: Arc::new(
             TwilioApi::new(
                 twilio::TWILIO_VIDEO_API,
-                Arc::new(crate::ports::recording::RecordedSecrets(secrets)),
+                Arc::new(crate::ports::recording::RecordedSecrets(secrets.clone())),
                 clock.clone(),
                 config.stage.as_str(),
             )
             .unwrap_or_else(|e| panic!("the HTTP client for Twilio: {e}")),
+        ),
+        health_api: Arc::new(
+            GoogleHealthApi::new(
+                google_health::GOOGLE_OAUTH_API,
+                Arc::new(crate::ports::recording::RecordedSecrets(secrets)),
+                clock.clone(),
+                config.stage.as_str(),
+            )
+            .unwrap_or_else(|e| panic!("the HTTP client for Google: {e}")),
         ),
         scanner: crate::app::configured_scanner(&config),
         clock,

@@ -8,12 +8,14 @@
 //! <data>/blobs/<bucket>/   objects
 //! <data>/outbox/           one JSON file per e-mail or SMS
 //! <data>/secrets.json      outside services' secrets (0600): the fake Stripe's whsec_…,
-//!                          the fake Twilio's account SID, API key and auth token
+//!                          the fake Twilio's account SID, API key and auth token,
+//!                          the fake Google's OAuth client
 //! ```
 
 mod blobs;
 mod files;
 mod gateway;
+mod google_health;
 mod keyring;
 mod outbox;
 mod queue;
@@ -24,6 +26,7 @@ mod twilio;
 
 pub use blobs::{LocalBlobs, PresignedGrant, PRESIGN_PATH};
 pub use gateway::{LocalGateway, Outbound};
+pub use google_health::{FakeGoogleHealth, FAKE_GOOGLE_AUTHORIZE_PATH, FAKE_TOKEN_SECS};
 pub use keyring::LocalKeyring;
 pub use outbox::Outbox;
 pub use queue::{LocalQueue, QueueSpec};
@@ -101,6 +104,8 @@ pub struct LocalParts {
     pub stripe: Arc<FakeStripe>,
     /// The offline Twilio the video port uses locally.
     pub twilio: Arc<FakeTwilio>,
+    /// The offline Google (OAuth) the health API port uses locally.
+    pub google: Arc<FakeGoogleHealth>,
 }
 
 /// Opens (creating on first run) the data folder and builds every local adapter.
@@ -207,6 +212,24 @@ pub fn open(
         FakeStripe::new(webhook_secret, clock.clone())
             .with_api_key_from(recorded.clone(), key_name),
     );
+    // The fake Google's OAuth client, read through the secret store as on AWS.
+    let client_name = crate::ports::health_api::oauth_client_secret_name(config.stage.as_str());
+    match secrets.value(&client_name) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            let client = serde_json::json!({
+                "client_id": "docare-local.apps.googleusercontent.com",
+                "client_secret": crate::auth::secrets::token(),
+            });
+            secrets
+                .set(&client_name, &client.to_string())
+                .map_err(|e| fail(&secrets_path, e.to_string()))?
+        }
+        Err(e) => return Err(fail(&secrets_path, e.to_string())),
+    }
+    let google = Arc::new(
+        FakeGoogleHealth::new(http_base_url).with_client_from(recorded.clone(), client_name),
+    );
     let twilio = Arc::new(
         fake_twilio(&secrets, &config, recorded, clock.clone())
             .map_err(|e| fail(&secrets_path, e.to_string()))?,
@@ -228,6 +251,7 @@ pub fn open(
             secrets: Arc::new(secrets),
             payments: stripe.clone(),
             video: twilio.clone(),
+            health_api: google.clone(),
             scanner,
             clock,
         },
@@ -242,6 +266,7 @@ pub fn open(
         outbox_dir,
         stripe,
         twilio,
+        google,
     })
 }
 

@@ -1,0 +1,316 @@
+//! The health API port on Google's OAuth 2.0 endpoints (the Google Health API's
+//! authorization): the consent URL at [`GOOGLE_AUTHORIZE_URL`], code exchange and refresh
+//! at the token endpoint, revocation at the revoke endpoint (form-encoded requests, JSON
+//! answers). The OAuth client (`{"client_id", "client_secret"}`) comes from the secret
+//! store (`docare/<stage>/google/oauth_client`, Secrets Manager on AWS), fetched on first
+//! use and cached with a bounded age; never an environment variable. Every call has a
+//! connect timeout and an overall timeout; `invalid_grant` is
+//! [`HealthApiError::InvalidGrant`], anything else that fails is
+//! [`HealthApiError::Unavailable`]. Only Google's error code is kept, never a token.
+
+use crate::clock::Clock;
+use crate::ports::health_api::{
+    authorization_url, oauth_client_secret_name, HealthApi, HealthApiError, Tokens,
+    GOOGLE_AUTHORIZE_URL,
+};
+use crate::ports::secrets::SecretStore;
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// Google's OAuth 2.0 token and revocation host.
+pub const GOOGLE_OAUTH_API: &str = "https://oauth2.googleapis.com";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct GoogleHealthApi {
+    http: reqwest::Client,
+    base_url: String,
+    secrets: crate::secrets::Secrets,
+    client_name: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Client {
+    client_id: String,
+    client_secret: String,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<i64>,
+}
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> HealthApiError {
+    HealthApiError::Unavailable(Box::new(e))
+}
+
+impl GoogleHealthApi {
+    /// `base_url` is [`GOOGLE_OAUTH_API`] (a test points it at a fake server).
+    pub fn new(
+        base_url: &str,
+        secrets: Arc<dyn SecretStore>,
+        clock: Arc<dyn Clock>,
+        stage: &str,
+    ) -> Result<Self, HealthApiError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(TIMEOUT)
+            .build()
+            .map_err(unavailable)?;
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            secrets: crate::secrets::Secrets::new(secrets, clock),
+            client_name: oauth_client_secret_name(stage),
+        })
+    }
+
+    async fn client(&self) -> Result<Client, HealthApiError> {
+        let value = self
+            .secrets
+            .get(&self.client_name)
+            .await
+            .map_err(unavailable)?;
+        serde_json::from_str(&value)
+            .map_err(|_| HealthApiError::Unavailable("the OAuth client secret is malformed".into()))
+    }
+
+    /// POSTs a form: the answer's body, or Google's status and error code (transport
+    /// failures are unavailable).
+    async fn post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<Result<Vec<u8>, (u16, String)>, HealthApiError> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| unavailable(e.without_url()))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| unavailable(e.without_url()))?;
+        if status.is_success() {
+            return Ok(Ok(bytes.to_vec()));
+        }
+        let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let code = error["error"].as_str().unwrap_or("").to_string();
+        Ok(Err((status.as_u16(), code)))
+    }
+
+    async fn token(&self, form: &[(&str, &str)]) -> Result<Tokens, HealthApiError> {
+        let bytes = match self.post("/token", form).await? {
+            Ok(bytes) => bytes,
+            Err((_, code)) if code == "invalid_grant" => return Err(HealthApiError::InvalidGrant),
+            Err((status, code)) => {
+                return Err(HealthApiError::Unavailable(
+                    format!("Google answered {status} {code}").into(),
+                ))
+            }
+        };
+        let answer: TokenAnswer = serde_json::from_slice(&bytes).map_err(unavailable)?;
+        Ok(Tokens {
+            access_token: Zeroizing::new(answer.access_token),
+            refresh_token: answer.refresh_token.map(Zeroizing::new),
+            expires_in: answer.expires_in.unwrap_or(3600),
+        })
+    }
+}
+
+#[async_trait]
+impl HealthApi for GoogleHealthApi {
+    async fn authorization_url(
+        &self,
+        redirect_uri: &str,
+        state: &str,
+        challenge: &str,
+    ) -> Result<String, HealthApiError> {
+        let client = self.client().await?;
+        Ok(authorization_url(
+            GOOGLE_AUTHORIZE_URL,
+            &client.client_id,
+            redirect_uri,
+            state,
+            challenge,
+        ))
+    }
+
+    async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<Tokens, HealthApiError> {
+        let client = self.client().await?;
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("code_verifier", verifier),
+            ("redirect_uri", redirect_uri),
+            ("client_id", &client.client_id),
+            ("client_secret", &client.client_secret),
+        ])
+        .await
+    }
+
+    async fn refresh(&self, refresh_token: &str) -> Result<Tokens, HealthApiError> {
+        let client = self.client().await?;
+        self.token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", &client.client_id),
+            ("client_secret", &client.client_secret),
+        ])
+        .await
+    }
+
+    async fn revoke(&self, token: &str) -> Result<(), HealthApiError> {
+        match self.post("/revoke", &[("token", token)]).await? {
+            // Google answers 400 invalid_token for a token already revoked or expired.
+            Ok(_) => Ok(()),
+            Err((400, code)) if code == "invalid_token" => Ok(()),
+            Err((status, code)) => Err(HealthApiError::Unavailable(
+                format!("Google answered {status} {code}").into(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::ports::secrets::SecretError;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    struct Client;
+
+    #[async_trait]
+    impl SecretStore for Client {
+        async fn get(&self, name: &str) -> Result<Option<Zeroizing<String>>, SecretError> {
+            Ok((name == "docare/test/google/oauth_client")
+                .then(|| Zeroizing::new(r#"{"client_id":"cid","client_secret":"csecret"}"#.into())))
+        }
+    }
+
+    /// A one-request HTTP server answering `status` with `body`; the request it got
+    /// (request line and form body) comes back through the handle.
+    async fn stub(status: u16, body: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = socket.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&seen).to_string();
+                if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if rest.len() >= length || n == 0 {
+                        break;
+                    }
+                }
+            }
+            let answer = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            let text = String::from_utf8_lossy(&seen).to_string();
+            let line = text.lines().next().unwrap_or_default().to_string();
+            let form = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+            format!("{line}\n{}", form.unwrap_or_default())
+        });
+        (url, handle)
+    }
+
+    fn api(url: &str) -> GoogleHealthApi {
+        GoogleHealthApi::new(url, Arc::new(Client), Arc::new(SystemClock), "test").unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_code_and_verifier_go_to_the_token_endpoint_with_the_client() {
+        let (url, seen) = stub(
+            200,
+            r#"{"access_token":"ya29.a","refresh_token":"1//r","expires_in":3599}"#,
+        )
+        .await;
+        let tokens = api(&url)
+            .exchange_code("4/code", "verif", "https://api.example.com/cb")
+            .await
+            .unwrap();
+        assert_eq!(tokens.access_token.as_str(), "ya29.a");
+        assert_eq!(
+            tokens.refresh_token.as_deref().map(String::as_str),
+            Some("1//r")
+        );
+        assert_eq!(tokens.expires_in, 3599);
+        let seen = seen.await.unwrap();
+        assert!(seen.starts_with("POST /token "), "{seen}");
+        let form: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(seen.lines().nth(1).unwrap().as_bytes())
+                .into_owned()
+                .collect();
+        assert_eq!(form["grant_type"], "authorization_code");
+        assert_eq!(form["code"], "4/code");
+        assert_eq!(form["code_verifier"], "verif");
+        assert_eq!(form["redirect_uri"], "https://api.example.com/cb");
+        assert_eq!(form["client_id"], "cid");
+        assert_eq!(form["client_secret"], "csecret");
+    }
+
+    #[tokio::test]
+    async fn invalid_grant_is_its_own_error_and_other_failures_are_unavailable() {
+        let (url, _) = stub(
+            400,
+            r#"{"error":"invalid_grant","error_description":"Bad Request"}"#,
+        )
+        .await;
+        assert!(matches!(
+            api(&url).refresh("1//r").await,
+            Err(HealthApiError::InvalidGrant)
+        ));
+        let (url, _) = stub(500, r#"{"error":"internal_failure"}"#).await;
+        assert!(matches!(
+            api(&url).refresh("1//r").await,
+            Err(HealthApiError::Unavailable(_))
+        ));
+        // Revoking a token Google no longer knows is done.
+        let (url, seen) = stub(400, r#"{"error":"invalid_token"}"#).await;
+        api(&url).revoke("1//r").await.unwrap();
+        assert!(seen.await.unwrap().starts_with("POST /revoke "));
+        // Nobody listening: unavailable.
+        let gone = api("http://127.0.0.1:9").refresh("1//r").await;
+        assert!(matches!(gone, Err(HealthApiError::Unavailable(_))));
+    }
+
+    #[tokio::test]
+    async fn the_consent_url_is_googles_with_our_client() {
+        let url = api("http://127.0.0.1:9")
+            .authorization_url("https://api.example.com/cb", "st", "ch")
+            .await
+            .unwrap();
+        assert!(url.starts_with(GOOGLE_AUTHORIZE_URL), "{url}");
+        assert!(url.contains("client_id=cid"), "{url}");
+        assert!(!url.contains("csecret"), "never the secret");
+    }
+}
