@@ -8,8 +8,12 @@
 //! (defaults 20 and 50; at most 100 clients and 60 messages, the per-account chat limit
 //! per minute).
 
+#[path = "../local_load.rs"]
+mod local_load;
+
 use anyhow::{bail, Context};
 use futures::{SinkExt, StreamExt};
+use local_load::{percentile, start_stack, token};
 use serde_json::{json, Value};
 use shared::auth::{care, Role};
 use std::collections::HashMap;
@@ -34,26 +38,6 @@ struct Tally {
     resends: usize,
 }
 
-async fn token(app: &shared::App, user: &str, role: Role, amr: &[&str]) -> anyhow::Result<String> {
-    let (session, _) = shared::store::sessions::open(app, user, role, amr)
-        .await
-        .map_err(|e| anyhow::anyhow!("session: {e}"))?;
-    let (token, _) = app
-        .tokens
-        .issue(app, user, role, &session, amr)
-        .await
-        .map_err(|e| anyhow::anyhow!("token: {e}"))?;
-    Ok(token)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<usize> = std::env::args()
@@ -69,17 +53,7 @@ async fn main() -> anyhow::Result<()> {
     {
         bail!("clients: an even number 2..={MAX_CLIENTS}; messages: 1..={MAX_MESSAGES}");
     }
-    let data = tempfile::tempdir()?;
-    let settings = shared::config::LocalSettings {
-        http_port: 0,
-        ws_port: 0,
-        data_dir: data.path().to_path_buf(),
-        log_filter: "error".into(),
-        dev_limits: false,
-        allowed_origins: shared::config::AllowedOrigins::default(),
-        access_token_secs: shared::domain::session::ACCESS_TOKEN_SECS,
-    };
-    let stack = docare_local::Stack::start(&settings).await?;
+    let (stack, _data) = start_stack().await?;
     let app = stack.parts.app.clone();
     let http = reqwest::Client::new();
 

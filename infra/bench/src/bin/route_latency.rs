@@ -12,8 +12,12 @@
 //! Usage: `cargo run --release -p docare-bench --features local-stack --bin route-latency --
 //! [patients] [rounds] [concurrency]` (defaults 40, 2, 4).
 
+#[path = "../local_load.rs"]
+mod local_load;
+
 use anyhow::{bail, Context};
 use futures::StreamExt;
+use local_load::{percentile, start_stack, token};
 use serde_json::{json, Value};
 use shared::auth::{care, Role};
 use std::collections::BTreeMap;
@@ -21,26 +25,6 @@ use std::time::{Duration, Instant};
 
 const MAX_PATIENTS: usize = 100;
 const MAX_ROUNDS: usize = 5;
-
-async fn token(app: &shared::App, user: &str, role: Role, amr: &[&str]) -> anyhow::Result<String> {
-    let (session, _) = shared::store::sessions::open(app, user, role, amr)
-        .await
-        .map_err(|e| anyhow::anyhow!("session: {e}"))?;
-    let (token, _) = app
-        .tokens
-        .issue(app, user, role, &session, amr)
-        .await
-        .map_err(|e| anyhow::anyhow!("token: {e}"))?;
-    Ok(token)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 /// One patient: their token and the paths of their own data.
 struct Patient {
@@ -106,17 +90,7 @@ async fn main() -> anyhow::Result<()> {
     {
         bail!("patients: 1..={MAX_PATIENTS}; rounds: 1..={MAX_ROUNDS}; concurrency: 1..=64");
     }
-    let data = tempfile::tempdir()?;
-    let settings = shared::config::LocalSettings {
-        http_port: 0,
-        ws_port: 0,
-        data_dir: data.path().to_path_buf(),
-        log_filter: "error".into(),
-        dev_limits: false,
-        allowed_origins: shared::config::AllowedOrigins::default(),
-        access_token_secs: shared::domain::session::ACCESS_TOKEN_SECS,
-    };
-    let stack = docare_local::Stack::start(&settings).await?;
+    let (stack, _data) = start_stack().await?;
     let app = stack.parts.app.clone();
     let base = stack.http_url();
     let http = reqwest::Client::new();
