@@ -142,3 +142,30 @@ fn the_key_schema_in_the_docs_matches_the_store() {
         "docs/design.md key schema vs shared::store::keys::SCHEMA"
     );
 }
+
+/// An HTTPS client for an outside API builds its TLS configuration (and loads the
+/// machine's trust roots, a few milliseconds) when it is built. On Lambda that must
+/// happen on the first call, not at cold start: the AWS adapters build their clients
+/// only through `LazyHttp` (`shared/src/adapters/aws/lazy.rs`), never directly. The
+/// Google adapter once built one at init and doubled every function's cold start.
+#[test]
+fn aws_adapters_build_https_clients_only_on_first_use() {
+    let root = repo_root();
+    let mut files = Vec::new();
+    rust_files(&root.join("shared/src/adapters/aws"), &mut files);
+    files.push(root.join("shared/src/lambda.rs"));
+    let eager: Vec<String> = files
+        .iter()
+        .filter(|path| !path.ends_with("lazy.rs"))
+        .filter(|path| {
+            let text = std::fs::read_to_string(path).expect("readable source");
+            // The code before the file's tests, which may build what they like.
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            ["reqwest::Client::new(", "reqwest::Client::builder(", "ClientBuilder::new("]
+                .iter()
+                .any(|marker| code.contains(marker))
+        })
+        .map(|path| path.display().to_string())
+        .collect();
+    assert!(eager.is_empty(), "built at init, not on first use: {eager:?}");
+}

@@ -25,7 +25,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct GoogleHealthApi {
-    http: reqwest::Client,
+    http: super::LazyHttp,
     base_url: String,
     secrets: crate::secrets::Secrets,
     client_name: String,
@@ -57,18 +57,13 @@ impl GoogleHealthApi {
         secrets: Arc<dyn SecretStore>,
         clock: Arc<dyn Clock>,
         stage: &str,
-    ) -> Result<Self, HealthApiError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(TIMEOUT)
-            .build()
-            .map_err(unavailable)?;
-        Ok(Self {
-            http,
+    ) -> Self {
+        Self {
+            http: super::LazyHttp::new(CONNECT_TIMEOUT, TIMEOUT),
             base_url: base_url.trim_end_matches('/').to_string(),
             secrets: crate::secrets::Secrets::new(secrets, clock),
             client_name: oauth_client_secret_name(stage),
-        })
+        }
     }
 
     async fn client(&self) -> Result<Client, HealthApiError> {
@@ -88,8 +83,8 @@ impl GoogleHealthApi {
         path: &str,
         form: &[(&str, &str)],
     ) -> Result<Result<Vec<u8>, (u16, String)>, HealthApiError> {
-        let response = self
-            .http
+        let http = self.http.get().map_err(unavailable)?;
+        let response = http
             .post(format!("{}{path}", self.base_url))
             .form(form)
             .send()
@@ -244,7 +239,7 @@ mod tests {
     }
 
     fn api(url: &str) -> GoogleHealthApi {
-        GoogleHealthApi::new(url, Arc::new(Client), Arc::new(SystemClock), "test").unwrap()
+        GoogleHealthApi::new(url, Arc::new(Client), Arc::new(SystemClock), "test")
     }
 
     #[tokio::test]

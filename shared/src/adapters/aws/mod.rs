@@ -143,33 +143,24 @@ pub fn build_app(config: Config, sdk: &SdkConfig) -> App {
             config.mail_from.clone(),
         )),
         secrets: secrets.clone(),
-        payments: Arc::new(
-            StripeApi::new(
-                stripe::STRIPE_API,
-                Arc::new(crate::ports::recording::RecordedSecrets(secrets.clone())),
-                clock.clone(),
-                config.stage.as_str(),
-            )
-            .unwrap_or_else(|e| panic!("the HTTP client for Stripe: {e}")),
-        ),
-        video: Arc::new(
-            TwilioApi::new(
-                twilio::TWILIO_VIDEO_API,
-                Arc::new(crate::ports::recording::RecordedSecrets(secrets.clone())),
-                clock.clone(),
-                config.stage.as_str(),
-            )
-            .unwrap_or_else(|e| panic!("the HTTP client for Twilio: {e}")),
-        ),
-        health_api: Arc::new(
-            GoogleHealthApi::new(
-                google_health::GOOGLE_OAUTH_API,
-                Arc::new(crate::ports::recording::RecordedSecrets(secrets)),
-                clock.clone(),
-                config.stage.as_str(),
-            )
-            .unwrap_or_else(|e| panic!("the HTTP client for Google: {e}")),
-        ),
+        payments: Arc::new(StripeApi::new(
+            stripe::STRIPE_API,
+            Arc::new(crate::ports::recording::RecordedSecrets(secrets.clone())),
+            clock.clone(),
+            config.stage.as_str(),
+        )),
+        video: Arc::new(TwilioApi::new(
+            twilio::TWILIO_VIDEO_API,
+            Arc::new(crate::ports::recording::RecordedSecrets(secrets.clone())),
+            clock.clone(),
+            config.stage.as_str(),
+        )),
+        health_api: Arc::new(GoogleHealthApi::new(
+            google_health::GOOGLE_OAUTH_API,
+            Arc::new(crate::ports::recording::RecordedSecrets(secrets)),
+            clock.clone(),
+            config.stage.as_str(),
+        )),
         scanner: crate::app::configured_scanner(&config),
         clock,
     };

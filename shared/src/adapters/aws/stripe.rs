@@ -62,14 +62,13 @@ impl StripeApi {
         secrets: Arc<dyn SecretStore>,
         clock: Arc<dyn Clock>,
         stage: &str,
-    ) -> Result<Self, PaymentError> {
-        let http = super::LazyHttp::new(CONNECT_TIMEOUT, TIMEOUT);
-        Ok(Self {
-            http,
+    ) -> Self {
+        Self {
+            http: super::LazyHttp::new(CONNECT_TIMEOUT, TIMEOUT),
             base_url: base_url.trim_end_matches('/').to_string(),
             secrets: crate::secrets::Secrets::new(secrets, clock),
             key_name: crate::payments::api_key_secret(stage),
-        })
+        }
     }
 
     async fn api_key(&self) -> Result<zeroize::Zeroizing<String>, PaymentError> {

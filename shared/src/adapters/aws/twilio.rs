@@ -52,15 +52,14 @@ impl TwilioApi {
         secrets: Arc<dyn SecretStore>,
         clock: Arc<dyn Clock>,
         stage: &str,
-    ) -> Result<Self, VideoError> {
-        let http = super::LazyHttp::new(CONNECT_TIMEOUT, TIMEOUT);
-        Ok(Self {
-            http,
+    ) -> Self {
+        Self {
+            http: super::LazyHttp::new(CONNECT_TIMEOUT, TIMEOUT),
             base_url: base_url.trim_end_matches('/').to_string(),
             secrets: crate::secrets::Secrets::new(secrets, clock),
             key_sid_name: crate::video::api_key_sid_name(stage),
             key_secret_name: crate::video::api_key_secret_name(stage),
-        })
+        }
     }
 
     async fn call(
