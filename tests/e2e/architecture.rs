@@ -161,11 +161,18 @@ fn aws_adapters_build_https_clients_only_on_first_use() {
             let text = std::fs::read_to_string(path).expect("readable source");
             // The code before the file's tests, which may build what they like.
             let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-            ["reqwest::Client::new(", "reqwest::Client::builder(", "ClientBuilder::new("]
-                .iter()
-                .any(|marker| code.contains(marker))
+            [
+                "reqwest::Client::new(",
+                "reqwest::Client::builder(",
+                "ClientBuilder::new(",
+            ]
+            .iter()
+            .any(|marker| code.contains(marker))
         })
         .map(|path| path.display().to_string())
         .collect();
-    assert!(eager.is_empty(), "built at init, not on first use: {eager:?}");
+    assert!(
+        eager.is_empty(),
+        "built at init, not on first use: {eager:?}"
+    );
 }

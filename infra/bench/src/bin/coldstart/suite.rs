@@ -70,6 +70,7 @@ const FUNCTIONS: &[(&str, Real)] = &[
         ),
     ),
     ("documents", Real::Http("GET", "/api/v1/documents", true)),
+    ("devices", Real::Http("GET", "/api/v1/devices", true)),
     ("messages", Real::Http("GET", "/api/v1/conversations", true)),
     (
         "audit",
@@ -195,6 +196,8 @@ fn stage_env(config: &shared::config::Config, moto: &str) -> Vec<(String, String
         ),
         ("DOCARE_WS_ENDPOINT", c.ws_endpoint.clone()),
         ("DOCARE_MAIL_FROM", c.mail_from.clone()),
+        // The twilio webhook checks signatures against this URL (unset: `503`).
+        ("DOCARE_PUBLIC_API_URL", PUBLIC_API_URL.to_string()),
         ("AWS_ENDPOINT_URL", moto.to_string()),
     ]
     .into_iter()
@@ -218,9 +221,13 @@ fn http_event(root: &Path, method: &str, path: &str, token: Option<&str>) -> Res
     Ok(event.to_string())
 }
 
-/// Creates the stage on the emulator and a patient with a session: the variables every
-/// function reads and the patient's access token.
-async fn moto_stage(moto: &str) -> Result<(Vec<(String, String)>, String)> {
+/// Creates the stage on the emulator, the webhooks' secrets, and a patient with a
+/// session for each of `patients` functions: the variables every function reads and
+/// one access token per function. One patient per function, because every
+/// authenticated request counts against its account's budget (100 per 15 minutes,
+/// `auth::rate_limit::GENERAL`): shared by all functions, runs past the budget would
+/// time the limiter's `429`, not the read.
+async fn moto_stage(moto: &str, patients: usize) -> Result<(Vec<(String, String)>, Vec<String>)> {
     use shared::testing::aws::{sdk_config, stage};
     let sdk = sdk_config(moto);
     // The buckets too (`stage` leaves them out), so health's checks all answer.
@@ -237,10 +244,62 @@ async fn moto_stage(moto: &str) -> Result<(Vec<(String, String)>, String)> {
     ];
     let stage = stage(&sdk, moto, "coldstart", &overrides).await;
     let app = shared::adapters::aws::build_app(stage.config.clone(), &sdk);
+    // The webhooks check signatures with these: without them a forged delivery is a
+    // `503` (secret unavailable) instead of the refusal a real deployment answers.
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let stage_name = stage.config.stage.as_str();
+    for (name, value) in [
+        (
+            shared::payments::webhook_secret_name(stage_name),
+            "whsec_coldstart",
+        ),
+        (
+            shared::video::auth_token_name(stage_name),
+            "coldstart-token",
+        ),
+    ] {
+        secrets
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await?;
+    }
     let role = shared::auth::Role::Patient;
-    let user = shared::testing::account(&app, "coldstart@example.com", "Cold Start", role).await;
-    let session = shared::testing::session(&app, &user, role, &["pwd"]).await;
-    Ok((stage_env(&stage.config, moto), session.access))
+    let mut tokens = Vec::new();
+    for i in 0..patients {
+        let email = format!("coldstart{i}@example.com");
+        let user = shared::testing::account(&app, &email, "Cold Start", role).await;
+        tokens.push(
+            shared::testing::session(&app, &user, role, &["pwd"])
+                .await
+                .access,
+        );
+    }
+    Ok((stage_env(&stage.config, moto), tokens))
+}
+
+/// The public API URL phase 2's functions are configured with.
+const PUBLIC_API_URL: &str = "https://abc123.execute-api.eu-west-1.amazonaws.com";
+
+/// `event` as run `run` sends it: an API request comes from its own source address
+/// (`198.18.x.y`, a benchmarking range), so per-IP budgets (5 failed sign-ins per 15
+/// minutes) are not spent by the runs before it. Other events are sent as they are.
+fn from_own_address(event: &str, run: usize) -> String {
+    let Ok(mut value) = serde_json::from_str::<Value>(event) else {
+        return event.to_string();
+    };
+    let address = format!("198.18.{}.{}", (run / 250) % 250, run % 250 + 1);
+    let Some(http) = value.pointer_mut("/requestContext/http") else {
+        return event.to_string();
+    };
+    http["sourceIp"] = json!(address);
+    if let Some(headers) = value.get_mut("headers").and_then(Value::as_object_mut) {
+        if headers.contains_key("x-forwarded-for") {
+            headers.insert("x-forwarded-for".into(), json!(address));
+        }
+    }
+    value.to_string()
 }
 
 /// Runs every binary `runs` times, interleaved; returns the samples per binary.
@@ -251,11 +310,12 @@ fn interleaved(
     error_ends: bool,
 ) -> Result<Vec<Vec<Sample>>> {
     let mut samples: Vec<Vec<Sample>> = binaries.iter().map(|_| Vec::new()).collect();
-    for _ in 0..runs {
+    for run in 0..runs {
         for (i, (name, binary, event)) in binaries.iter().enumerate() {
             let binary = binary.to_string_lossy();
+            let event = from_own_address(event, run);
             let sample =
-                measure_with(&binary, event, env, error_ends).with_context(|| name.to_string())?;
+                measure_with(&binary, &event, env, error_ends).with_context(|| name.to_string())?;
             samples[i].push(sample);
         }
     }
@@ -309,10 +369,10 @@ pub fn run() -> Result<()> {
     let mut first: Option<(Vec<Vec<Sample>>, Vec<String>)> = None;
     if let Some(moto) = &args.moto {
         let runtime = tokio::runtime::Runtime::new()?;
-        let (env, token) = runtime.block_on(moto_stage(moto))?;
+        let (env, tokens) = runtime.block_on(moto_stage(moto, names.len()))?;
         let mut phase2 = Vec::new();
         let mut described = Vec::new();
-        for name in &names {
+        for (name, token) in names.iter().zip(&tokens) {
             let (event, description) = match FUNCTIONS.iter().find(|(n, _)| n == name) {
                 None => (
                     http_event(&root, "GET", "/health", None)?,
