@@ -13,7 +13,7 @@ use lambda_runtime::LambdaEvent;
 use std::future::Future;
 
 /// Builds the app from the environment, or exits with a one-line message.
-async fn boot() -> App {
+fn boot() -> App {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => {
@@ -22,13 +22,22 @@ async fn boot() -> App {
         }
     };
     telemetry::init(LogFormat::Json, &config.log_filter);
-    let sdk = aws::sdk_config().await;
+    // Only what Lambda's environment states: the SDK's provider chains (profiles, SSO,
+    // STS, instance metadata) are for the operations tools, and a function that does
+    // not call them does not link them.
+    let Some(sdk) = aws::lambda_sdk_config(|name| std::env::var(name).ok()) else {
+        eprintln!(
+            "configuration error: not a Lambda environment ({} are needed)",
+            aws::LAMBDA_VARIABLES.join(", ")
+        );
+        std::process::exit(1);
+    };
     aws::build_app(config, &sdk)
 }
 
 /// Serves a REST function's routes (API Gateway HTTP API, payload 2.0).
 pub async fn run_http(router: Router) -> Result<(), lambda_runtime::Error> {
-    let app = boot().await;
+    let app = boot();
     lambda_http::run(lambda_http::service_fn(move |req| {
         let (app, router) = (app.clone(), router.clone());
         async move { Ok::<_, std::convert::Infallible>(router.handle_lambda(&app, req).await) }
@@ -38,7 +47,7 @@ pub async fn run_http(router: Router) -> Result<(), lambda_runtime::Error> {
 
 /// Serves a WebSocket function's routes (`$connect`, `$disconnect`, `$default`, actions).
 pub async fn run_ws(router: WsRouter) -> Result<(), lambda_runtime::Error> {
-    let app = boot().await;
+    let app = boot();
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest>| {
             let (app, router) = (app.clone(), router.clone());
@@ -54,7 +63,7 @@ where
     F: Fn(App, SqsEvent) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = SqsBatchResponse> + Send,
 {
-    let app = boot().await;
+    let app = boot();
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<SqsEvent>| {
             let (app, handler) = (app.clone(), handler.clone());
@@ -93,7 +102,7 @@ where
         + 'static,
     Fut: Future<Output = Result<(), crate::ApiError>> + Send,
 {
-    let app = boot().await;
+    let app = boot();
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<aws_lambda_events::eventbridge::EventBridgeEvent>| {
             let (app, handler) = (app.clone(), handler.clone());
@@ -115,7 +124,7 @@ where
     F: Fn(App, aws_lambda_events::dynamodb::Event) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = Result<(), crate::ApiError>> + Send,
 {
-    let app = boot().await;
+    let app = boot();
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<aws_lambda_events::dynamodb::Event>| {
             let (app, handler) = (app.clone(), handler.clone());

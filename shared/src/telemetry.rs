@@ -3,7 +3,9 @@
 //! statuses and durations, never PHI, tokens or secrets.
 
 use std::sync::Once;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -16,9 +18,10 @@ static INIT: Once = Once::new();
 /// Installs the global subscriber; later calls do nothing.
 pub fn init(format: LogFormat, filter: &str) {
     INIT.call_once(|| {
-        let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+        // `info`, `warn,shared::audit=debug`: a level, and levels per module path.
+        let filter = parse_filter(filter);
         let builder = tracing_subscriber::fmt()
-            .with_env_filter(filter)
+            .with_max_level(LevelFilter::TRACE)
             .with_target(false);
         let result = match format {
             LogFormat::Json => builder
@@ -26,12 +29,24 @@ pub fn init(format: LogFormat, filter: &str) {
                 .flatten_event(true)
                 .with_current_span(false)
                 .without_time()
+                .finish()
+                .with(filter)
                 .try_init(),
-            LogFormat::Pretty => builder.compact().try_init(),
+            LogFormat::Pretty => builder.compact().finish().with(filter).try_init(),
         };
         // A subscriber already installed (by a test harness) is fine.
         drop(result);
     });
+}
+
+/// `DOCARE_LOG`: a level (`info`), or a default level and levels per module path
+/// (`warn,shared::audit=debug`), as `tracing_subscriber`'s `Targets` reads them; an
+/// unreadable value logs at `info`. (Not `EnvFilter`: its span and field filters need a
+/// regex engine in every binary, for a feature no one uses.)
+fn parse_filter(filter: &str) -> Targets {
+    filter
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO))
 }
 
 /// Metrics the alarms of `template.yaml` watch, emitted as CloudWatch embedded metric
@@ -121,6 +136,21 @@ pub fn emit(metric: (&'static str, &'static str), stage: &str, count: usize, tim
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_filter_takes_a_level_and_levels_per_module() {
+        use tracing::Level;
+        let info = parse_filter("info");
+        assert!(info.would_enable("shared::audit", &Level::INFO));
+        assert!(!info.would_enable("shared::audit", &Level::DEBUG));
+        let mixed = parse_filter("warn,shared::audit=debug");
+        assert!(mixed.would_enable("shared::audit::writer", &Level::DEBUG));
+        assert!(!mixed.would_enable("shared::http", &Level::INFO));
+        assert!(mixed.would_enable("shared::http", &Level::WARN));
+        let unreadable = parse_filter("shared[span{x=1}]=debug=trace");
+        assert!(unreadable.would_enable("shared::http", &Level::INFO));
+        assert!(!unreadable.would_enable("shared::http", &Level::DEBUG));
+    }
 
     #[test]
     fn an_emf_line_has_the_shape_cloudwatch_reads() {

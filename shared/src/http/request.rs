@@ -36,11 +36,6 @@ impl ApiRequest {
                 ctx.http.source_ip.clone(),
                 ctx.stage.clone(),
             ),
-            Some(RequestContext::ApiGatewayV1(ctx)) => (
-                ctx.request_id.clone(),
-                ctx.identity.source_ip.clone(),
-                ctx.stage.clone(),
-            ),
             _ => (None, None, None),
         };
         let request_id = request_id

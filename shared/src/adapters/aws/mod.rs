@@ -35,15 +35,25 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 use std::sync::Arc;
 
-/// The SDK configuration: on Lambda, what its environment states
-/// ([`lambda_sdk_config`]); elsewhere (operations tools on a workstation) the SDK's
-/// default chains (profiles, SSO, instance metadata…).
+/// The SDK configuration of the operations tools: on Lambda, what its environment
+/// states ([`lambda_sdk_config`]); elsewhere (a workstation) the SDK's default chains
+/// (profiles, SSO, instance metadata…). Functions use [`lambda_sdk_config`] alone
+/// (`shared::lambda`), so the chains are not linked into them.
 pub async fn sdk_config() -> SdkConfig {
     match lambda_sdk_config(|name| std::env::var(name).ok()) {
         Some(config) => config,
         None => aws_config::defaults(BehaviorVersion::latest()).load().await,
     }
 }
+
+/// The variables [`lambda_sdk_config`] needs (`AWS_SESSION_TOKEN` and
+/// `AWS_ENDPOINT_URL` are read when set).
+pub const LAMBDA_VARIABLES: [&str; 4] = [
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+];
 
 /// The name the credentials from Lambda's environment are given (in SDK debug output).
 pub const LAMBDA_CREDENTIALS: &str = "lambda-environment";
@@ -55,7 +65,8 @@ pub const LAMBDA_CREDENTIALS: &str = "lambda-environment";
 /// built: the chain would find the same credentials in the same variables, and they stay
 /// valid for the life of the execution environment (Lambda does not rotate them under a
 /// running process). `None` off Lambda (`AWS_LAMBDA_FUNCTION_NAME` unset) or when one of
-/// the variables is missing, so the caller falls back to the default chain.
+/// the variables is missing: a function then stops at init naming them, a tool falls
+/// back to the default chain ([`sdk_config`]).
 pub fn lambda_sdk_config(env: impl Fn(&str) -> Option<String>) -> Option<SdkConfig> {
     let var = |name: &str| env(name).filter(|value| !value.trim().is_empty());
     var("AWS_LAMBDA_FUNCTION_NAME")?;
