@@ -111,6 +111,68 @@ pub async fn require_staff_mfa(
     }
 }
 
+/// Who the caller is to a record between one patient and one provider (an appointment,
+/// a payment, a video call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    Patient,
+    Provider,
+    Admin,
+}
+
+/// Whether administrators are a party to such records: they see payments (refunds,
+/// disputes), not video calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admins {
+    Allowed,
+    Refused,
+}
+
+/// The caller's party to a record between `patient_id` and `provider_id`: its patient,
+/// its provider, or an administrator where `admins` allows. Anyone else gets a 404 (they
+/// may not know the record exists), staff without an MFA session a 403; each refusal is
+/// recorded on `target`.
+pub async fn party(
+    app: &AppContext,
+    req: &ApiRequest,
+    principal: &Principal,
+    target: (&str, &str),
+    (patient_id, provider_id): (&str, &str),
+    admins: Admins,
+) -> Result<Party, ApiError> {
+    let party = match principal.role {
+        Role::Patient if principal.user_id == patient_id => Party::Patient,
+        Role::Provider if principal.user_id == provider_id => Party::Provider,
+        Role::Admin if admins == Admins::Allowed => Party::Admin,
+        _ => return Err(refuse(app, req, principal, target, ApiError::NotFound).await),
+    };
+    require_staff_mfa(app, req, principal, target).await?;
+    Ok(party)
+}
+
+/// The appointment named in the path (`{id}`) and the caller's [`party`] to it, for the
+/// routes of what hangs off an appointment (its payments, its video calls). A malformed
+/// or unknown id is a 404, recorded like any refusal.
+pub async fn appointment_in_path(
+    app: &AppContext,
+    req: &ApiRequest,
+    principal: &Principal,
+    admins: Admins,
+) -> Result<(crate::store::appointments::Stored, Party), ApiError> {
+    const APPOINTMENT: &str = "appointment";
+    let id = path_id(app, req, principal, "id", APPOINTMENT).await?;
+    let target = (APPOINTMENT, id);
+    let Some(appointment) = crate::store::appointments::get(app, id).await? else {
+        return Err(refuse(app, req, principal, target, ApiError::NotFound).await);
+    };
+    let parties = (
+        appointment.patient_id.as_str(),
+        appointment.provider_id.as_str(),
+    );
+    let party = party(app, req, principal, target, parties, admins).await?;
+    Ok((appointment, party))
+}
+
 /// [`signed_in`] and [`require_admin`], for routes that name no record in their path.
 pub async fn admin(
     app: &AppContext,

@@ -125,7 +125,7 @@ pub const WARM_READS: &[Budget] = &[
     budget("GET /api/v1/secure-notes/{id}/audit-logs", 4, 0, 0, "update RATE#, get NOTE#, query RESOURCE#, tx[put CHAIN# · update AUDITHEAD#]"),
     budget("GET /api/v1/secure-notes/{id}/versions", 6, 0, 0, "update RATE#, get NOTE#, get CARE#, query NOTE#, tx[put CHAIN# · update AUDITHEAD#], tx[put CHAIN# · update AUDITHEAD#]"),
     budget("GET /api/v1/sync", 8, 0, 0, "update RATE#, get SYNC#, query SYNC#, get CONV#, get CONV#, get CARE#, get CONV#, tx[put CHAIN# · update AUDITHEAD#]"),
-    budget("GET /api/v1/users", 7, 0, 0, "update RATE#, query USERS, tx[put CHAIN# · update AUDITHEAD#], tx[put CHAIN# · update AUDITHEAD#], tx[put CHAIN# · update AUDITHEAD#], tx[put CHAIN# · update AUDITHEAD#], tx[put CHAIN# · update AUDITHEAD#]"),
+    budget("GET /api/v1/users", 3, 0, 0, "update RATE#, query USERS, tx[put CHAIN# · put CHAIN# · put CHAIN# · put CHAIN# · put CHAIN# · update AUDITHEAD#]"),
     budget("GET /api/v1/users/me", 3, 0, 0, "update RATE#, get USER#, tx[put CHAIN# · update AUDITHEAD#]"),
     budget("GET /api/v1/users/me/access-log", 5, 0, 0, "update RATE#, query RESOURCE#, query RESOURCE#, query RESOURCE#, tx[put CHAIN# · update AUDITHEAD#]"),
     budget("GET /api/v1/users/me/profile", 5, 0, 0, "update RATE#, update RATE#, get USER#, get PROFILE#, tx[put CHAIN# · update AUDITHEAD#]"),

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use shared::audit::{Action, Outcome};
 use shared::auth::{audit_event, record, Principal, Role};
 use shared::domain::appointment::{ConsultationType, Status};
+use shared::guard::{Admins, Party};
 use shared::http::pagination::PageRequest;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::ports::payments::{Metadata, NewIntent, NewRefund, PaymentError};
@@ -120,33 +121,6 @@ pub async fn put_price(app: App, req: ApiRequest) -> HandlerResult {
     ApiResponse::ok(&price)
 }
 
-/// Which side of a payment the principal is on, or the refusal (recorded): 404 to
-/// strangers, 403 to staff without MFA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Party {
-    Patient,
-    Provider,
-    Admin,
-}
-
-async fn party(
-    app: &AppContext,
-    req: &ApiRequest,
-    principal: &Principal,
-    target: (&str, &str),
-    patient_id: &str,
-    provider_id: &str,
-) -> Result<Party, ApiError> {
-    let party = match principal.role {
-        Role::Patient if principal.user_id == patient_id => Party::Patient,
-        Role::Provider if principal.user_id == provider_id => Party::Provider,
-        Role::Admin => Party::Admin,
-        _ => return Err(guard::refuse(app, req, principal, target, ApiError::NotFound).await),
-    };
-    guard::require_staff_mfa(app, req, principal, target).await?;
-    Ok(party)
-}
-
 /// The payment named in the path and the caller's side of it.
 async fn payment_in_path(
     app: &AppContext,
@@ -157,15 +131,8 @@ async fn payment_in_path(
     let Some(payment) = store::get(app, id).await? else {
         return Err(guard::refuse(app, req, principal, (PAYMENT, id), ApiError::NotFound).await);
     };
-    let side = party(
-        app,
-        req,
-        principal,
-        (PAYMENT, id),
-        &payment.patient_id,
-        &payment.provider_id,
-    )
-    .await?;
+    let parties = (payment.patient_id.as_str(), payment.provider_id.as_str());
+    let side = guard::party(app, req, principal, (PAYMENT, id), parties, Admins::Allowed).await?;
     Ok((payment, side))
 }
 
@@ -320,28 +287,16 @@ pub async fn get(app: App, req: ApiRequest) -> HandlerResult {
 /// `GET /api/v1/appointments/{id}/payments`.
 pub async fn for_appointment(app: App, req: ApiRequest) -> HandlerResult {
     let principal = guard::signed_in(&app, &req).await?;
-    let id = guard::path_id(&app, &req, &principal, "id", "appointment").await?;
+    let (appointment, _) =
+        guard::appointment_in_path(&app, &req, &principal, Admins::Allowed).await?;
     let page = PageRequest::from_request(&req)?;
-    let target = ("appointment", id);
-    let Some(appointment) = appointments::get(&app, id).await? else {
-        return Err(guard::refuse(&app, &req, &principal, target, ApiError::NotFound).await);
-    };
-    party(
-        &app,
-        &req,
-        &principal,
-        target,
-        &appointment.patient_id,
-        &appointment.provider_id,
-    )
-    .await?;
-    let payments = store::for_appointment(&app, id, &page).await?;
+    let payments = store::for_appointment(&app, &appointment.id, &page).await?;
     record(
         &app,
         &req,
         &principal,
         Action::View,
-        ("appointment_payments", id),
+        ("appointment_payments", &appointment.id),
         Outcome::Success,
     )
     .await?;

@@ -14,7 +14,7 @@
 use crate::audit;
 use serde::Deserialize;
 use serde::Serialize;
-use shared::audit::{Action, Outcome, Reason};
+use shared::audit::{Action, AuditEvent, Outcome, Reason};
 use shared::auth::accounts::{self, Account, CreateError, NewAccount, Status};
 use shared::auth::one_time::{self, Purpose};
 use shared::auth::{audit_event, input, policy, Principal, Role};
@@ -44,9 +44,9 @@ async fn admin(app: &AppContext, req: &ApiRequest) -> Result<Principal, ApiError
     Ok(principal)
 }
 
-/// The most accounts a page shows with patients' e-mail and name: each one shown is its
-/// own audit append (2 items: the event and its chain head, far below the 98 writes of
-/// a unit of work), so a page with PHI costs at most this many appends plus the list's.
+/// The most accounts a page shows with patients' e-mail and name: each one shown is an
+/// audit event, and a page's events and the list's are one transaction (at most 26
+/// events and the chain head: within DynamoDB's 100 items per transaction).
 pub const PHI_PAGE_LIMIT: u32 = 25;
 
 /// The administrator's stated reason, when the request gives one: `None` without the
@@ -89,29 +89,31 @@ pub(crate) struct AdminView {
 /// The admin view of `account`; a patient's e-mail and name only with `reason`, and then
 /// recorded (`BREAK_GLASS` on `account/<id>`, the reason sealed) before it is returned.
 /// Opening is integrity-checked and audited ([`Account::identity`]).
+/// The account as an administrator sees it, and the event that must be recorded before
+/// it is answered (a patient's e-mail and name shown with a reason: `BREAK_GLASS` on
+/// their account). A list records the events of its whole page in one transaction.
 async fn admin_view(
     app: &AppContext,
     req: &ApiRequest,
     principal: &Principal,
     account: &Account,
     reason: Option<&str>,
-) -> Result<AdminView, ApiError> {
+) -> Result<(AdminView, Option<AuditEvent>), ApiError> {
     let patient = account.role == Role::Patient;
-    let identity = match (patient, reason) {
-        (false, _) => Some(account.identity(app, req, principal).await?),
+    let (identity, event) = match (patient, reason) {
+        (false, _) => (Some(account.identity(app, req, principal).await?), None),
         (true, Some(reason)) => {
             let identity = account.identity(app, req, principal).await?;
             let event = audit_event(req, principal, Action::BreakGlass, Outcome::Success)
                 .resource("account", &account.id)
                 .reason(Reason::new(reason)?);
-            app.audit.record(event).await?;
-            Some(identity)
+            (Some(identity), Some(event))
         }
-        (true, None) => None,
+        (true, None) => (None, None),
     };
     let identity_withheld = identity.is_none();
     let (email, full_name) = identity.unzip();
-    Ok(AdminView {
+    let view = AdminView {
         id: account.id.clone(),
         email,
         full_name,
@@ -120,7 +122,8 @@ async fn admin_view(
         mfa_enabled: account.mfa_enabled,
         created_at: account.created_at.clone(),
         identity_withheld,
-    })
+    };
+    Ok((view, event))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -190,7 +193,9 @@ pub async fn create(app: App, req: ApiRequest) -> HandlerResult {
 /// `GET /api/v1/users[?limit=&cursor=]`: every account, oldest first, paginated. With an
 /// `X-Access-Reason`, a page holds at most [`PHI_PAGE_LIMIT`] accounts and each patient
 /// on it is recorded before the page is answered; the list itself is recorded as `VIEW`
-/// on `account_list/all` (`BREAK_GLASS`, with the reason, when one was given).
+/// on `account_list/all` (`BREAK_GLASS`, with the reason, when one was given). All of a
+/// page's events are one audit transaction (consecutive places in the chain): the page
+/// is answered only if every one of them is kept.
 pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
     let principal = admin(&app, &req).await?;
     let target = ("account_list", "all");
@@ -201,15 +206,19 @@ pub async fn list(app: App, req: ApiRequest) -> HandlerResult {
     }
     let (found, next) = accounts::list(&app, &page).await?;
     let mut items = Vec::with_capacity(found.len());
+    let mut events = Vec::new();
     for account in &found {
-        items.push(admin_view(&app, &req, &principal, account, reason.as_deref()).await?);
+        let (view, event) = admin_view(&app, &req, &principal, account, reason.as_deref()).await?;
+        items.push(view);
+        events.extend(event);
     }
     let event = match &reason {
         Some(reason) => audit_event(&req, &principal, Action::BreakGlass, Outcome::Success)
             .reason(Reason::new(reason)?),
         None => audit_event(&req, &principal, Action::View, Outcome::Success),
     };
-    app.audit.record(event.resource(target.0, target.1)).await?;
+    events.push(event.resource(target.0, target.1));
+    app.audit.commit_all(events, Vec::new()).await?;
     ApiResponse::ok(&Page::new(items, next))
 }
 
@@ -225,18 +234,12 @@ pub async fn get(app: App, req: ApiRequest) -> HandlerResult {
     let id = req.param("id")?.to_string();
     let reason = access_reason(&app, &req, &principal, ("account", &id)).await?;
     let account = target(&app, &req).await?;
-    let view = admin_view(&app, &req, &principal, &account, reason.as_deref()).await?;
-    if !(account.role == Role::Patient && reason.is_some()) {
-        audit(
-            &app,
-            &req,
-            &principal,
-            Action::View,
-            ("account", &account.id),
-            Outcome::Success,
-        )
-        .await?;
-    }
+    let (view, event) = admin_view(&app, &req, &principal, &account, reason.as_deref()).await?;
+    let event = event.unwrap_or_else(|| {
+        audit_event(&req, &principal, Action::View, Outcome::Success)
+            .resource("account", &account.id)
+    });
+    app.audit.record(event).await?;
     ApiResponse::ok(&view)
 }
 
@@ -256,7 +259,8 @@ async fn set_status(app: App, req: ApiRequest, status: Status) -> HandlerResult 
     let event = audit_event(&req, &principal, Action::Update, Outcome::Success)
         .resource("account", &account.id);
     let account = accounts::change_audited(&app, &account, change, event).await?;
-    ApiResponse::ok(&admin_view(&app, &req, &principal, &account, None).await?)
+    let (view, _) = admin_view(&app, &req, &principal, &account, None).await?;
+    ApiResponse::ok(&view)
 }
 
 /// `POST /api/v1/users/{id}/disable`.
@@ -292,5 +296,6 @@ pub async fn set_role(app: App, req: ApiRequest) -> HandlerResult {
     let event = audit_event(&req, &principal, Action::Update, Outcome::Success)
         .resource("account", &account.id);
     let account = accounts::change_audited(&app, &account, change, event).await?;
-    ApiResponse::ok(&admin_view(&app, &req, &principal, &account, None).await?)
+    let (view, _) = admin_view(&app, &req, &principal, &account, None).await?;
+    ApiResponse::ok(&view)
 }

@@ -16,6 +16,7 @@ use shared::domain::video::{
     completes, may_create, may_join, room_name, start_path, SessionStatus, Side, VideoRefusal,
 };
 use shared::domain::Timestamp;
+use shared::guard::{Admins, Party};
 use shared::http::pagination::PageRequest;
 use shared::http::{ApiRequest, ApiResponse, HandlerResult};
 use shared::ports::video::{NewRoom, VideoError};
@@ -85,13 +86,13 @@ async fn side(
     patient_id: &str,
     provider_id: &str,
 ) -> Result<Side, ApiError> {
-    let side = match principal.role {
-        Role::Patient if principal.user_id == patient_id => Side::Patient,
-        Role::Provider if principal.user_id == provider_id => Side::Provider,
-        _ => return Err(guard::refuse(app, req, principal, target, ApiError::NotFound).await),
-    };
-    guard::require_staff_mfa(app, req, principal, target).await?;
-    Ok(side)
+    let parties = (patient_id, provider_id);
+    match guard::party(app, req, principal, target, parties, Admins::Refused).await? {
+        Party::Patient => Ok(Side::Patient),
+        Party::Provider => Ok(Side::Provider),
+        // Not a party to a call (`Admins::Refused` never answers this); refused the same.
+        Party::Admin => Err(guard::refuse(app, req, principal, target, ApiError::NotFound).await),
+    }
 }
 
 /// The session named in the path and the caller's side of it.
@@ -264,28 +265,16 @@ pub async fn get(app: App, req: ApiRequest) -> HandlerResult {
 /// `GET /api/v1/appointments/{id}/video-calls`.
 pub async fn for_appointment(app: App, req: ApiRequest) -> HandlerResult {
     let principal = guard::signed_in(&app, &req).await?;
-    let id = guard::path_id(&app, &req, &principal, "id", APPOINTMENT).await?;
+    let (appointment, _) =
+        guard::appointment_in_path(&app, &req, &principal, Admins::Refused).await?;
     let page = PageRequest::from_request(&req)?;
-    let target = (APPOINTMENT, id);
-    let Some(appointment) = appointments::get(&app, id).await? else {
-        return Err(guard::refuse(&app, &req, &principal, target, ApiError::NotFound).await);
-    };
-    side(
-        &app,
-        &req,
-        &principal,
-        target,
-        &appointment.patient_id,
-        &appointment.provider_id,
-    )
-    .await?;
-    let sessions = store::for_appointment(&app, id, &page).await?;
+    let sessions = store::for_appointment(&app, &appointment.id, &page).await?;
     record(
         &app,
         &req,
         &principal,
         Action::View,
-        ("appointment_video_calls", id),
+        ("appointment_video_calls", &appointment.id),
         Outcome::Success,
     )
     .await?;
