@@ -342,9 +342,14 @@ fn paths_the_other_scenarios_miss() {
         record.message_id = Some(queued[0].message_id.clone());
         record.body = Some(queued[0].body.clone());
         event.records.push(record);
+        // The carer's connection the worker's push finds gone.
+        shared::store::connections::open(app, "gone-sync", &carer, Role::Provider, &app.new_id())
+            .await
+            .expect("connection");
+        // A cold instance, as a Lambda's: its own data keys.
         let response = recording::as_function(
             "device-sync",
-            docare_devices::sync::handle(app.clone(), event),
+            docare_devices::sync::handle(app.new_instance(), event),
         )
         .await;
         assert!(response.batch_item_failures.is_empty(), "the sync worked");
