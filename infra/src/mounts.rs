@@ -119,7 +119,7 @@ pub fn websocket_function() -> WsRouter {
 
 /// SQS consumers (queue → function), as the template's event source mappings.
 pub fn consumers(app: &App) -> Vec<Consumer> {
-    vec![
+    let mut consumers = vec![
         Consumer::new(
             "notify",
             app.config.queues.notifications.clone(),
@@ -135,7 +135,16 @@ pub fn consumers(app: &App) -> Vec<Consumer> {
             app.config.queues.scans.clone(),
             docare_documents::scanner::handle,
         ),
-    ]
+    ];
+    // The device sync queue exists where it is configured (the local stack's always).
+    if let Some(queue) = &app.config.queues.device_sync {
+        consumers.push(Consumer::new(
+            "device-sync",
+            queue.clone(),
+            docare_devices::sync::handle,
+        ));
+    }
+    consumers
 }
 
 /// The rule of the audit-anchor schedule (`AuditAnchorFunction`'s `rate(5 minutes)`).

@@ -73,6 +73,10 @@ impl Stack {
         // The fake Twilio posts its signed status callbacks to the rooms' callback URL,
         // the local webhook route.
         parts.twilio.deliver(true);
+        // The fake Google posts its signed deliveries to the local webhook route.
+        parts
+            .google
+            .deliver_to(&format!("{http_url}{}", docare_devices::ingest::PATH));
         let seeded = crate::accounts::seed_demo(&app, &settings.data_dir)
             .await
             .context("cannot seed the demo accounts")?;

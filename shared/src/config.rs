@@ -56,6 +56,9 @@ pub struct Queues {
     pub scans: String,
     pub reminders: String,
     pub notifications: String,
+    /// The device sync queue (`DOCARE_DEVICE_SYNC_QUEUE_URL`): set only for the
+    /// functions that use it (the devices function sends, its sync worker consumes).
+    pub device_sync: Option<String>,
 }
 
 /// Everything a function needs to build its ports.
@@ -274,6 +277,7 @@ pub const ENV_AUDIT_ANCHOR_KEY_ID: &str = "DOCARE_AUDIT_ANCHOR_KEY_ID";
 pub const ENV_SCANS_QUEUE: &str = "DOCARE_SCANS_QUEUE_URL";
 pub const ENV_REMINDERS_QUEUE: &str = "DOCARE_REMINDERS_QUEUE_URL";
 pub const ENV_NOTIFICATIONS_QUEUE: &str = "DOCARE_NOTIFICATIONS_QUEUE_URL";
+pub const ENV_DEVICE_SYNC_QUEUE: &str = "DOCARE_DEVICE_SYNC_QUEUE_URL";
 pub const ENV_WS_ENDPOINT: &str = "DOCARE_WS_ENDPOINT";
 pub const ENV_MAIL_FROM: &str = "DOCARE_MAIL_FROM";
 pub const ENV_LOG: &str = "DOCARE_LOG";
@@ -334,6 +338,7 @@ impl Config {
             scans: vars.required(ENV_SCANS_QUEUE)?,
             reminders: vars.required(ENV_REMINDERS_QUEUE)?,
             notifications: vars.required(ENV_NOTIFICATIONS_QUEUE)?,
+            device_sync: vars.optional(ENV_DEVICE_SYNC_QUEUE),
         };
         if stage != Stage::Local {
             for (name, url) in [
@@ -342,6 +347,9 @@ impl Config {
                 (ENV_NOTIFICATIONS_QUEUE, &queues.notifications),
             ] {
                 check_url(name, url, &["https", "http"])?;
+            }
+            if let Some(url) = &queues.device_sync {
+                check_url(ENV_DEVICE_SYNC_QUEUE, url, &["https", "http"])?;
             }
         }
         let mail_from = vars.required(ENV_MAIL_FROM)?;

@@ -2936,6 +2936,52 @@ async fn device_link_steps_inner(h: &mut Harness, patient: &Created, [pt, ot]: [
         vec![],
     )
     .await;
+    // Google's webhook: its verification, a forged delivery and a signed one record
+    // nothing (a delivery only queues a sync; the sync worker records what it stores).
+    let now = h.parts.app.now();
+    let delivery = |forged: bool| {
+        let google = h.parts.google.clone();
+        async move {
+            google
+                .delivery(
+                    shared::adapters::local::FAKE_HEALTH_USER,
+                    shared::ports::health_api::DataType::HeartRate,
+                    now,
+                    now,
+                    forged,
+                )
+                .await
+                .expect("a delivery")
+        }
+    };
+    let (signed, forged) = (delivery(false).await, delivery(true).await);
+    h.step(
+        "POST /webhooks/google-health, Google's verification",
+        call(Method::POST, "/api/v1/webhooks/google-health", None)
+            .header("authorization", &signed.authorization)
+            .raw(r#"{"type":"verification"}"#),
+        201,
+        vec![],
+    )
+    .await;
+    h.step(
+        "POST /webhooks/google-health, forged (nothing queued, nothing recorded)",
+        call(Method::POST, "/api/v1/webhooks/google-health", None)
+            .header("authorization", &forged.authorization)
+            .raw(&forged.body),
+        401,
+        vec![],
+    )
+    .await;
+    h.step(
+        "POST /webhooks/google-health, a signed delivery (a sync queued)",
+        call(Method::POST, "/api/v1/webhooks/google-health", None)
+            .header("authorization", &signed.authorization)
+            .raw(&signed.body),
+        200,
+        vec![],
+    )
+    .await;
     h.step(
         "DELETE /devices/google_health, another patient",
         call(Method::DELETE, "/api/v1/devices/google_health", ot),

@@ -176,7 +176,9 @@ pub(crate) async fn batches_over_http_are_stored_once_read_hourly_and_a_crossing
 
 /// A Google Health connection over the running local stack, as a browser makes it: the
 /// connect route's authorization URL is the fake's consent page, which redirects (302) to
-/// the callback route; the callback connects once (a replay is a 400); deleting revokes.
+/// the callback route; the callback connects once (a replay is a 400); the fake's signed
+/// deliveries reach the webhook over HTTP and the stack's sync worker stores the data
+/// points once (a forged delivery is refused); deleting revokes.
 #[tokio::test]
 pub(crate) async fn a_google_health_connection_through_the_fakes_consent_page() {
     let t = TestStack::start().await;
@@ -236,6 +238,91 @@ pub(crate) async fn a_google_health_connection_through_the_fakes_consent_page() 
         .await
         .unwrap();
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+
+    // Google's side: the patient's heart rates of the last hour, then its deliveries to
+    // the local webhook route (the fake POSTs them over HTTP). A forged one is refused;
+    // a signed one is synced by the device-sync worker running in the stack, and sent
+    // again stores nothing twice.
+    let google = &t.stack.parts.google;
+    let now = app.now();
+    let at = |minutes_ago: i64| {
+        shared::domain::Timestamp::new(now.as_datetime() - chrono::Duration::minutes(minutes_ago))
+    };
+    google.add_points(
+        shared::adapters::local::FAKE_HEALTH_USER,
+        (1..=30).map(|m| shared::ports::health_api::DataPoint {
+            data_type: shared::ports::health_api::DataType::HeartRate,
+            at: at(m),
+            value: 60.0 + m as f64,
+        }),
+    );
+    let delivery = |forged: bool| {
+        google.delivery(
+            shared::adapters::local::FAKE_HEALTH_USER,
+            shared::ports::health_api::DataType::HeartRate,
+            at(60),
+            now,
+            forged,
+        )
+    };
+    let forged = delivery(true).await.unwrap();
+    assert_eq!(google.deliver(&forged).await.unwrap(), 401);
+    let signed = delivery(false).await.unwrap();
+    let verification = shared::adapters::local::GoogleDelivery {
+        authorization: signed.authorization.clone(),
+        body: r#"{"type":"verification"}"#.into(),
+    };
+    assert_eq!(google.deliver(&verification).await.unwrap(), 201);
+    let series_url = t.url(&format!(
+        "/api/v1/observations?code=8867-4&from={}&to={}&resolution=1d",
+        at(24 * 60),
+        at(-1)
+    ));
+    let count = || {
+        let (http, url, pt) = (t.http.clone(), series_url.clone(), pt.clone());
+        async move {
+            let body: Value = http
+                .get(url)
+                .bearer_auth(&pt)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["count"].as_i64().unwrap())
+                .sum::<i64>()
+        }
+    };
+    for round in 0..2 {
+        assert_eq!(google.deliver(&signed).await.unwrap(), 200);
+        let mut stored = 0;
+        for _ in 0..300 {
+            stored = count().await;
+            let synced = google.lists() > round;
+            if stored == 30 && synced {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(stored, 30, "round {round}: each data point stored once");
+    }
+    let listed: Value = t
+        .http
+        .get(t.url("/api/v1/devices"))
+        .bearer_auth(&pt)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(listed["items"][0]["last_sync_at"].is_string(), "{listed}");
+
     let deleted = t
         .http
         .delete(t.url("/api/v1/devices/google_health"))

@@ -295,9 +295,33 @@ pub(crate) async fn devices_samples() {
         &[
             ("batch-without-token.json", 401, Some("unauthenticated")),
             ("series-without-token.json", 401, Some("unauthenticated")),
+            ("google-health-forged.json", 401, Some("unauthenticated")),
         ],
     )
     .await;
+}
+
+#[tokio::test]
+pub(crate) async fn device_sync_samples() {
+    assert_covered("device-sync", &["sqs-batch.json"]);
+    let (parts, _dir) = local_app(Arc::new(SystemClock));
+    let event: SqsEvent =
+        serde_json::from_str(&samples("device-sync")["sqs-batch.json"]).expect("parses");
+    let response = as_function(
+        "device-sync",
+        docare_devices::sync::handle(parts.app.clone(), event),
+    )
+    .await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        vec!["5b0d7e2c-1a3f-4e8b-8c2d-000000000002"],
+        "only the malformed record (a patient without a connection is acknowledged)"
+    );
 }
 
 #[tokio::test]

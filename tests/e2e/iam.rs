@@ -61,6 +61,7 @@ const SCENARIOS: &[(&str, fn())] = &[
     ("events: audit", super::events::audit_samples),
     ("events: medications", super::events::medications_samples),
     ("events: devices", super::events::devices_samples),
+    ("events: device-sync", super::events::device_sync_samples),
     ("events: messages", super::events::messages_samples),
     ("events: billing", super::events::billing_samples),
     ("events: notes", super::events::notes_samples),
@@ -264,6 +265,94 @@ fn paths_the_other_scenarios_miss() {
         )
         .await;
         assert_eq!(status, 200, "{body}");
+        // Google Health: the patient connects through the fake, a signed delivery
+        // queues a sync, and the sync worker stores the heart rates, crosses the
+        // carer's threshold (e-mail queued, the push finds the connection gone) and
+        // records the sync.
+        let threshold = json!({"patient_id": patient.id, "code": "8867-4", "above": 120.0});
+        let (status, body) = send(
+            "devices",
+            request(
+                Method::PUT,
+                "/api/v1/observations/thresholds",
+                Some(&carer_token),
+                Some(threshold),
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = send(
+            "devices",
+            request(
+                Method::POST,
+                "/api/v1/devices/connect/google_health",
+                Some(&patient_token),
+                None,
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let authorize = body["authorization_url"].as_str().expect("url").to_string();
+        let callback = parts.google.consent(&authorize).await.expect("consent");
+        let callback = url::Url::parse(&callback).expect("callback");
+        let mut arrive = request(Method::GET, callback.path(), None, None);
+        for (name, value) in callback.query_pairs() {
+            arrive.query.insert(name.into_owned(), value.into_owned());
+        }
+        let (status, body) = send("devices", arrive).await;
+        assert_eq!(status, 200, "{body}");
+        let now = app.now();
+        let before = shared::domain::Timestamp::new(now.as_datetime() - chrono::Duration::minutes(2));
+        parts.google.add_points(
+            shared::adapters::local::FAKE_HEALTH_USER,
+            [shared::ports::health_api::DataPoint {
+                data_type: shared::ports::health_api::DataType::HeartRate,
+                at: before,
+                value: 135.0,
+            }],
+        );
+        let delivery = parts
+            .google
+            .delivery(
+                shared::adapters::local::FAKE_HEALTH_USER,
+                shared::ports::health_api::DataType::HeartRate,
+                before,
+                now,
+                false,
+            )
+            .await
+            .expect("a delivery");
+        let mut hook = request(Method::POST, "/api/v1/webhooks/google-health", None, None);
+        hook.headers.insert(
+            "authorization",
+            delivery.authorization.parse().expect("header"),
+        );
+        hook.body = delivery.body.into_bytes().into();
+        let (status, body) = send("devices", hook).await;
+        assert_eq!(status, 200, "{body}");
+        let sync_queue = app.config.queues.device_sync.clone().expect("the sync queue");
+        let queued = app
+            .queue
+            .receive(&sync_queue, 10, std::time::Duration::from_secs(30))
+            .await
+            .expect("receive");
+        assert_eq!(queued.len(), 1, "one sync queued");
+        let mut event = aws_lambda_events::sqs::SqsEvent::default();
+        let mut record = aws_lambda_events::sqs::SqsMessage::default();
+        record.message_id = Some(queued[0].message_id.clone());
+        record.body = Some(queued[0].body.clone());
+        event.records.push(record);
+        // The carer's connection the worker's push finds gone.
+        shared::store::connections::open(app, "gone-sync", &carer, Role::Provider, &app.new_id())
+            .await
+            .expect("connection");
+        // A cold instance, as a Lambda's: its own data keys.
+        let response = recording::as_function(
+            "device-sync",
+            docare_devices::sync::handle(app.new_instance(), event),
+        )
+        .await;
+        assert!(response.batch_item_failures.is_empty(), "the sync worked");
         // A reminder whose push finds the patient's connection gone (remind removes it).
         shared::store::connections::open(
             app,
@@ -526,6 +615,10 @@ fn config_resources(config: &Config) -> Vec<(&'static str, String)> {
         (
             config::ENV_NOTIFICATIONS_QUEUE,
             config.queues.notifications.clone(),
+        ),
+        (
+            config::ENV_DEVICE_SYNC_QUEUE,
+            config.queues.device_sync.clone().unwrap_or_default(),
         ),
     ]
 }

@@ -847,6 +847,14 @@ pub(crate) async fn every_route_allows_and_denies_as_the_policy_says() {
             "/api/v1/devices/google_health".into(),
             [Unauthenticated, Hidden, Hidden, Hidden, Hidden],
         ),
+        // Google's webhook carries the subscriber's secret, not a token: a bearer token
+        // is not the secret (401 for everyone).
+        (
+            Method::POST,
+            "/api/v1/webhooks/google-health",
+            "/api/v1/webhooks/google-health".into(),
+            [Unauthenticated; 5],
+        ),
         // Last: the owner deletes the contact.
         (
             Method::DELETE,

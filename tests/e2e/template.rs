@@ -31,6 +31,12 @@ fn resource_name(function: &str) -> String {
     format!("{pascal}Function")
 }
 
+/// `device-sync` (a local queue) -> `DeviceSyncQueue`.
+fn queue_resource(local: &str) -> String {
+    let function = resource_name(local);
+    format!("{}Queue", function.trim_end_matches("Function"))
+}
+
 #[test]
 fn http_routes_match_the_template() {
     let template = template();
@@ -116,8 +122,7 @@ fn queue_consumers_match_the_template() {
             "{name}: partial batch failures"
         );
         let queue = serde_yaml::to_string(&props["Queue"]).unwrap_or_default();
-        let local = &consumer.queue;
-        let expected = format!("{}{}Queue", local[..1].to_ascii_uppercase(), &local[1..]);
+        let expected = queue_resource(&consumer.queue);
         assert!(
             queue.contains(&expected),
             "{name}: consumes {expected}, template says {queue}"
@@ -695,8 +700,7 @@ fn a_queue_outlasts_its_consumer_six_times() {
     let resources = resources(&template);
     let (parts, _dir) = shared::testing::local_app(std::sync::Arc::new(shared::clock::SystemClock));
     for consumer in docare_local::mounts::consumers(&parts.app) {
-        let local = &consumer.queue;
-        let queue = format!("{}{}Queue", local[..1].to_ascii_uppercase(), &local[1..]);
+        let queue = queue_resource(&consumer.queue);
         let visibility = resources[queue.as_str()]["Properties"]["VisibilityTimeout"]
             .as_u64()
             .unwrap_or(30);

@@ -6,6 +6,7 @@ mod appointments;
 mod auth;
 mod budgets;
 mod device_links;
+mod device_sync;
 mod devices;
 mod emergency;
 mod medications;

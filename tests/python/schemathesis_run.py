@@ -442,6 +442,15 @@ def main():
     explicit[("GET", "/api/v1/appointments/{id}/payments")] = lambda: {"path_parameters": {"id": book("payer")}}
     explicit[("POST", "/api/v1/webhooks/stripe")] = signed_webhook
 
+    def google_verification():
+        # Google's verification POST, with the subscriber's secret the local stack made.
+        secrets = json.load(open(f"{data_dir}/secrets.json"))
+        secret = secrets["docare/local/google/webhook_secret"]
+        event = json.dumps({"type": "verification"})
+        return {"body": json.loads(event), "raw": event, "headers": {"authorization": secret}}
+
+    explicit[("POST", "/api/v1/webhooks/google-health")] = google_verification
+
     # Video sessions of the video patient's bookings (docs/video.md).
     def video_session(recording=False):
         appointment = book("video")

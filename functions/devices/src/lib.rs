@@ -31,7 +31,9 @@ use shared::{guard, ApiError, App, AppContext};
 /// The default hold before an episode closes.
 pub const DEFAULT_CLEAR_AFTER_MINUTES: i64 = 60;
 
+pub mod ingest;
 pub mod links;
+pub mod sync;
 
 pub fn router() -> Router {
     Router::new()
@@ -93,6 +95,16 @@ pub fn router() -> Router {
                 .bearer()
                 .response::<links::LinkList>(200)
                 .errors(&[401, 429, 503]),
+        )
+        .route(Method::POST, ingest::PATH, ingest::receive)
+        .doc(
+            RouteDoc::new("The Google Health API's webhook: data change notifications (no bearer token; Google's `Authorization` secret)")
+                .describe("The `Authorization` header is compared in constant time with the subscriber's secret before anything else: missing or different, a 401 and nothing happens. Google's verification POST `{\"type\": \"verification\"}` is answered 201. A delivery (a JSON array of 1 to 99 notifications: `healthUserId`, `operation`, `dataType`, `intervals`) queues one sync per connected patient and synced type (heart-rate, weight, oxygen-saturation) and is answered 200 at once; an unknown user is answered the same, nothing queued.")
+                .header("authorization", "The subscriber's secret, exactly as registered with Google.")
+                .body::<serde_json::Value>()
+                .response::<ingest::Received>(200)
+                .response::<ingest::Verified>(201)
+                .errors(&[400, 401, 413, 503]),
         )
         .route(Method::DELETE, "/api/v1/devices/{provider}", links::disconnect)
         .doc(
@@ -357,8 +369,9 @@ pub async fn push_batch(app: App, req: ApiRequest) -> HandlerResult {
 }
 
 /// Opens or closes the episodes of the thresholds set on the batch's codes, and
-/// notifies each provider whose episode this batch opened.
-async fn apply_thresholds(
+/// notifies each provider whose episode this batch opened (a pushed batch, and a
+/// synced span: `sync`).
+pub(crate) async fn apply_thresholds(
     app: &AppContext,
     patient_id: &str,
     samples: &[Sample],

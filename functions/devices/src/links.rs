@@ -124,12 +124,21 @@ pub async fn callback(app: App, req: ApiRequest) -> HandlerResult {
         .health_api
         .exchange_code(code, &flow.verifier, &redirect)
         .await?;
+    // The provider's id of the patient: what its webhook deliveries name.
+    let provider_user_id = app.health_api.user_id(&tokens.access_token).await?;
     let actor = Actor::user(&flow.user_id, Role::Patient.as_str());
     let event = AuditEvent::from_request(&req, Action::Create, Outcome::Success)
         .actor(actor)
         .resource(RESOURCE, &flow.user_id);
     Box::pin(app.audit.record(event)).await?;
-    let link = Box::pin(store::connect(&app, &flow.user_id, provider, &tokens)).await?;
+    let link = Box::pin(store::connect(
+        &app,
+        &flow.user_id,
+        provider,
+        &provider_user_id,
+        &tokens,
+    ))
+    .await?;
     ApiResponse::ok(&LinkView::from(link))
 }
 

@@ -28,9 +28,116 @@ pub const GOOGLE_HEALTH_SCOPES: [&str; 3] = [
     "https://www.googleapis.com/auth/googlehealth.sleep.readonly",
 ];
 
+/// The Google Health API's REST host (`v4/users/me/…`).
+pub const GOOGLE_HEALTH_API: &str = "https://health.googleapis.com";
+
 /// The secret holding the OAuth client, `{"client_id": …, "client_secret": …}`.
 pub fn oauth_client_secret_name(stage: &str) -> String {
     format!("docare/{stage}/google/oauth_client")
+}
+
+/// The secret Google sends in the `Authorization` header of every webhook delivery
+/// (the subscriber's `endpointAuthorization.secret`), compared in constant time.
+pub fn webhook_secret_name(stage: &str) -> String {
+    format!("docare/{stage}/google/webhook_secret")
+}
+
+/// The Google Health API data types DoCare syncs: sample types (one value at one
+/// instant, `<field>.sampleTime.physicalTime`), each mapped to one LOINC code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DataType {
+    HeartRate,
+    Weight,
+    OxygenSaturation,
+}
+
+impl DataType {
+    pub const ALL: [DataType; 3] = [Self::HeartRate, Self::Weight, Self::OxygenSaturation];
+
+    /// The path segment and the notifications' `dataType` (kebab-case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HeartRate => "heart-rate",
+            Self::Weight => "weight",
+            Self::OxygenSaturation => "oxygen-saturation",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+
+    /// The data point's union field (camelCase).
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::HeartRate => "heartRate",
+            Self::Weight => "weight",
+            Self::OxygenSaturation => "oxygenSaturation",
+        }
+    }
+
+    /// The name the list filter uses (snake_case).
+    pub fn filter_name(self) -> &'static str {
+        match self {
+            Self::HeartRate => "heart_rate",
+            Self::Weight => "weight",
+            Self::OxygenSaturation => "oxygen_saturation",
+        }
+    }
+
+    /// The value's field inside the union field, in Google's unit.
+    pub fn value_field(self) -> &'static str {
+        match self {
+            Self::HeartRate => "beatsPerMinute",
+            Self::Weight => "weightGrams",
+            Self::OxygenSaturation => "percentage",
+        }
+    }
+
+    /// The LOINC code of the observations it becomes.
+    pub fn code(self) -> crate::domain::observation::Code {
+        use crate::domain::observation::Code;
+        match self {
+            Self::HeartRate => Code::HeartRate,
+            Self::Weight => Code::BodyWeight,
+            Self::OxygenSaturation => Code::Spo2,
+        }
+    }
+
+    /// A value in Google's unit in the code's UCUM unit (grams to kilograms).
+    pub fn to_ucum(self, value: f64) -> f64 {
+        match self {
+            Self::Weight => value / 1000.0,
+            Self::HeartRate | Self::OxygenSaturation => value,
+        }
+    }
+}
+
+/// One data point as listed (a sample type: one value at one instant).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataPoint {
+    pub data_type: DataType,
+    /// When it was measured.
+    pub at: crate::domain::Timestamp,
+    /// In Google's unit (`DataType::value_field`).
+    pub value: f64,
+}
+
+/// A page of data points, and the token of the next page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DataPointPage {
+    pub points: Vec<DataPoint>,
+    pub next_page_token: Option<String>,
+}
+
+/// The list filter of a time range `[from, to)` of a sample type (AIP-160).
+pub fn time_filter(
+    data_type: DataType,
+    from: crate::domain::Timestamp,
+    to: crate::domain::Timestamp,
+) -> String {
+    let field = format!("{}.sample_time.physical_time", data_type.filter_name());
+    format!("{field} >= \"{from}\" AND {field} < \"{to}\"")
 }
 
 /// The PKCE S256 challenge of a verifier: BASE64URL(SHA-256(verifier)), no padding
@@ -126,6 +233,18 @@ pub trait HealthApi: Send + Sync {
     async fn refresh(&self, refresh_token: &str) -> Result<Tokens, HealthApiError>;
     /// Revokes a token (and the grant behind it). An unknown token is not an error.
     async fn revoke(&self, token: &str) -> Result<(), HealthApiError>;
+    /// The provider's id of the user who granted `access_token` (the `healthUserId`
+    /// webhook deliveries name).
+    async fn user_id(&self, access_token: &str) -> Result<String, HealthApiError>;
+    /// One page of the user's data points of a type measured in `[from, to)`.
+    async fn list_data_points(
+        &self,
+        access_token: &str,
+        data_type: DataType,
+        from: crate::domain::Timestamp,
+        to: crate::domain::Timestamp,
+        page_token: Option<&str>,
+    ) -> Result<DataPointPage, HealthApiError>;
 }
 
 #[cfg(test)]

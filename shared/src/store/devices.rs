@@ -9,6 +9,10 @@
 //! for a live item (as `store::tickets` redeems WebSocket tickets): of any number of
 //! callbacks with the same state exactly one gets the flow back, and an expired flow is
 //! refused even before DynamoDB's TTL sweep removes it.
+//!
+//! A connection also records the provider's id of the user (Google's `healthUserId`),
+//! indexed at `DEVICEUSER#<provider>#<id>` / `LINK` → the patient: a webhook delivery
+//! names only that id.
 
 use crate::auth::secrets;
 use crate::domain::Timestamp;
@@ -40,6 +44,20 @@ const WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 const VERIFIER: &str = "verifier";
 const ACCESS_TOKEN: &str = "access_token";
 const REFRESH_TOKEN: &str = "refresh_token";
+/// The provider's id of the user (in the clear: an opaque id at the provider).
+const PROVIDER_USER_ID: &str = "provider_user_id";
+/// The longest provider user id accepted (Google's are 1 to 63 characters).
+const MAX_PROVIDER_USER_ID: usize = 64;
+
+/// Whether a provider's user id is well formed (letters, digits, `-` and `_`; 1 to 64):
+/// checked before it becomes part of a key.
+pub fn is_provider_user_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_PROVIDER_USER_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
 
 /// A connection's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,13 +187,22 @@ pub async fn redeem_flow(app: &AppContext, state: &str) -> Result<Option<Redeeme
 }
 
 /// Stores (or replaces) the user's connection to `provider` with fresh tokens, sealed:
-/// state `connected`.
+/// state `connected`; and indexes the provider's id of the user to this patient (a
+/// later connection of the same provider account by another patient takes the index
+/// over).
 pub async fn connect(
     app: &AppContext,
     user_id: &str,
     provider: &str,
+    provider_user_id: &str,
     tokens: &Tokens,
 ) -> Result<Link, ApiError> {
+    if !is_provider_user_id(provider_user_id) {
+        return Err(ApiError::unavailable(
+            "health_api",
+            ApiError::internal("the provider answered a malformed user id"),
+        ));
+    }
     let key = keys::device_link(user_id, provider);
     let now = app.now();
     let access = phi::seal(app, &key, ACCESS_TOKEN, &tokens.access_token).await?;
@@ -190,6 +217,7 @@ pub async fn connect(
             Value::N(app.clock.now().timestamp() + tokens.expires_in),
         ),
         (ACCESS_TOKEN, access),
+        (PROVIDER_USER_ID, Value::S(provider_user_id.into())),
         // The refresh lease: free (0), at version 0 (`access_token`).
         (LEASE_UNTIL, Value::N(0)),
         (VERSION, Value::N(0)),
@@ -200,7 +228,15 @@ pub async fn connect(
             phi::seal(app, &key, REFRESH_TOKEN, refresh).await?,
         );
     }
+    let index = keys::device_user(provider, provider_user_id);
+    let pointer = item([
+        ("pk", Value::S(index.pk.clone())),
+        ("sk", Value::S(index.sk.clone())),
+        ("user_id", Value::S(user_id.into())),
+    ]);
+    // The connection first: an index without it finds nothing to sync.
     app.db.put(&app.config.table, record, None).await?;
+    app.db.put(&app.config.table, pointer, None).await?;
     Ok(Link {
         provider: provider.into(),
         state: LinkState::Connected,
@@ -235,11 +271,65 @@ pub async fn revocable_token(
     Ok(Some(Zeroizing::new(token.unwrap_or_default())))
 }
 
-/// Deletes our copy of the connection and its tokens (stored observations stay).
+/// Deletes our copy of the connection and its tokens (stored observations stay), and
+/// its user index while it still names this patient.
 pub async fn remove(app: &AppContext, user_id: &str, provider: &str) -> Result<(), ApiError> {
     let key: Key = keys::device_link(user_id, provider);
-    app.db.delete(&app.config.table, &key, None).await?;
+    let old = app.db.delete(&app.config.table, &key, None).await?;
+    let provider_user = old
+        .as_ref()
+        .and_then(|old| old.get(PROVIDER_USER_ID))
+        .and_then(Value::as_str)
+        .filter(|id| is_provider_user_id(id));
+    if let Some(provider_user) = provider_user {
+        let index = keys::device_user(provider, provider_user);
+        let ours = Condition::Equals("user_id".into(), Value::S(user_id.into()));
+        match app.db.delete(&app.config.table, &index, Some(ours)).await {
+            Ok(_) => {}
+            Err(err) if err.is_condition_failed() => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
     Ok(())
+}
+
+/// The patient connected with the provider's user id, if any (one `GetItem`).
+pub async fn patient_of(
+    app: &AppContext,
+    provider: &str,
+    provider_user_id: &str,
+) -> Result<Option<String>, ApiError> {
+    if !is_provider_user_id(provider_user_id) {
+        return Ok(None);
+    }
+    let index = keys::device_user(provider, provider_user_id);
+    let found = app.db.get(&app.config.table, &index).await?;
+    Ok(found
+        .as_ref()
+        .and_then(|item| item.get("user_id"))
+        .and_then(Value::as_str)
+        .map(str::to_string))
+}
+
+/// Records a finished sync of the connection (`last_sync_at`); a connection deleted
+/// meanwhile is not brought back.
+pub async fn mark_synced(
+    app: &AppContext,
+    user_id: &str,
+    provider: &str,
+    at: Timestamp,
+) -> Result<(), ApiError> {
+    let key = keys::device_link(user_id, provider);
+    let update = Update::new().set("last_sync_at", at.to_string());
+    match app
+        .db
+        .update(&app.config.table, &key, update, Some(Condition::Exists))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(err) if err.is_condition_failed() => Ok(()),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// Why no access token could be had.

@@ -345,6 +345,11 @@ pub const SCHEMA: &[ItemKind] = &[
         holds: "a patient's connection to a health data provider (state, times, sealed OAuth tokens)",
     },
     ItemKind {
+        pk: DEVICE_USER,
+        sk: "LINK",
+        holds: "a provider's user id (Google's healthUserId) to the patient connected with it: how a webhook delivery finds its connection",
+    },
+    ItemKind {
         pk: OAUTH_FLOW,
         sk: "FLOW",
         holds: "a pending OAuth authorization by hash of its state (user, provider, sealed PKCE verifier; single use; TTL 10 min)",
@@ -397,6 +402,7 @@ pub const OBSERVATION: &str = "OBS#";
 pub const OBSERVATION_RULE: &str = "OBSRULE#";
 pub const DEVICE: &str = "DEVICE#";
 pub const OAUTH_FLOW: &str = "OAUTHFLOW#";
+pub const DEVICE_USER: &str = "DEVICEUSER#";
 
 /// gsi1 partition of a patient's providers.
 pub const CARE_OF: &str = "CAREOF#";
@@ -870,6 +876,14 @@ pub fn device_link(user_id: &str, provider: &str) -> Key {
     Key::new(device_links(user_id), format!("{LINK_SK}{provider}"))
 }
 
+/// The patient connected with a provider's user id (`DEVICEUSER#<provider>#<id>`).
+pub fn device_user(provider: &str, provider_user_id: &str) -> Key {
+    Key::new(
+        format!("{DEVICE_USER}{provider}#{provider_user_id}"),
+        "LINK",
+    )
+}
+
 /// A pending OAuth authorization, by the SHA-256 of its `state`.
 pub fn oauth_flow(state_hash: &str) -> Key {
     Key::new(format!("{OAUTH_FLOW}{state_hash}"), "FLOW")
@@ -938,6 +952,7 @@ mod tests {
             OBSERVATION_RULE,
             DEVICE,
             OAUTH_FLOW,
+            DEVICE_USER,
         ];
         for (i, a) in prefixes.iter().enumerate() {
             assert!(SCHEMA.iter().any(|kind| kind.pk == *a), "{a} not in SCHEMA");

@@ -7,11 +7,16 @@
 //! connect timeout and an overall timeout; `invalid_grant` is
 //! [`HealthApiError::InvalidGrant`], anything else that fails is
 //! [`HealthApiError::Unavailable`]. Only Google's error code is kept, never a token.
+//!
+//! Data comes from the Google Health API (`GET /v4/users/me/dataTypes/{type}/dataPoints`
+//! with an AIP-160 time filter, paged by `pageToken`; `GET /v4/users/me/identity` for the
+//! `healthUserId` webhook deliveries name), the patient's access token as the bearer.
 
 use crate::clock::Clock;
+use crate::domain::Timestamp;
 use crate::ports::health_api::{
-    authorization_url, oauth_client_secret_name, HealthApi, HealthApiError, Tokens,
-    GOOGLE_AUTHORIZE_URL,
+    authorization_url, oauth_client_secret_name, time_filter, DataPoint, DataPointPage, DataType,
+    HealthApi, HealthApiError, Tokens, GOOGLE_AUTHORIZE_URL, GOOGLE_HEALTH_API,
 };
 use crate::ports::secrets::SecretStore;
 use async_trait::async_trait;
@@ -24,9 +29,13 @@ pub const GOOGLE_OAUTH_API: &str = "https://oauth2.googleapis.com";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest page asked for (Google's maximum is 10,000).
+pub const PAGE_SIZE: u32 = 1000;
+
 pub struct GoogleHealthApi {
     http: super::LazyHttp,
     base_url: String,
+    api_url: String,
     secrets: crate::secrets::Secrets,
     client_name: String,
 }
@@ -61,9 +70,48 @@ impl GoogleHealthApi {
         Self {
             http: super::LazyHttp::new(CONNECT_TIMEOUT, TIMEOUT),
             base_url: base_url.trim_end_matches('/').to_string(),
+            api_url: GOOGLE_HEALTH_API.into(),
             secrets: crate::secrets::Secrets::new(secrets, clock),
             client_name: oauth_client_secret_name(stage),
         }
+    }
+
+    /// Points the data calls at another host (a test's fake server).
+    pub fn with_api_url(mut self, api_url: &str) -> Self {
+        self.api_url = api_url.trim_end_matches('/').to_string();
+        self
+    }
+
+    /// GETs a Google Health API path with the user's access token: the JSON answer.
+    /// Any failure is unavailable (an expired token included: the worker retries and
+    /// refreshes); only the status is kept.
+    async fn get_json(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        access_token: &str,
+    ) -> Result<serde_json::Value, HealthApiError> {
+        let mut url = url::Url::parse(&format!("{}{path}", self.api_url)).map_err(unavailable)?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(|e| unavailable(e.without_url()))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(HealthApiError::Unavailable(
+                format!("Google Health answered {}", status.as_u16()).into(),
+            ));
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| unavailable(e.without_url()))
     }
 
     async fn client(&self) -> Result<Client, HealthApiError> {
@@ -178,6 +226,71 @@ impl HealthApi for GoogleHealthApi {
                 format!("Google answered {status} {code}").into(),
             )),
         }
+    }
+
+    async fn user_id(&self, access_token: &str) -> Result<String, HealthApiError> {
+        let identity = self
+            .get_json("/v4/users/me/identity", &[], access_token)
+            .await?;
+        identity["healthUserId"]
+            .as_str()
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| HealthApiError::Unavailable("an identity without healthUserId".into()))
+    }
+
+    async fn list_data_points(
+        &self,
+        access_token: &str,
+        data_type: DataType,
+        from: Timestamp,
+        to: Timestamp,
+        page_token: Option<&str>,
+    ) -> Result<DataPointPage, HealthApiError> {
+        let path = format!("/v4/users/me/dataTypes/{}/dataPoints", data_type.as_str());
+        let filter = time_filter(data_type, from, to);
+        let size = PAGE_SIZE.to_string();
+        let mut query = vec![("filter", filter.as_str()), ("pageSize", size.as_str())];
+        if let Some(token) = page_token {
+            query.push(("pageToken", token));
+        }
+        let answer = self.get_json(&path, &query, access_token).await?;
+        Ok(page_of(data_type, &answer))
+    }
+}
+
+/// The data points of a list answer (`{dataPoints: [...], nextPageToken}`); a point
+/// without a time or a numeric value is skipped.
+pub fn page_of(data_type: DataType, answer: &serde_json::Value) -> DataPointPage {
+    let points = answer["dataPoints"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|point| {
+            let data = &point[data_type.field()];
+            let at = data["sampleTime"]["physicalTime"]
+                .as_str()
+                .and_then(Timestamp::parse)?;
+            let value = &data[data_type.value_field()];
+            // Proto3 JSON writes 64-bit integers as strings.
+            let value = value
+                .as_f64()
+                .or_else(|| value.as_str().and_then(|v| v.parse().ok()))?;
+            Some(DataPoint {
+                data_type,
+                at,
+                value,
+            })
+        })
+        .collect();
+    let next_page_token = answer["nextPageToken"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
+    DataPointPage {
+        points,
+        next_page_token,
     }
 }
 
@@ -296,6 +409,63 @@ mod tests {
         // Nobody listening: unavailable.
         let gone = api("http://127.0.0.1:9").refresh("1//r").await;
         assert!(matches!(gone, Err(HealthApiError::Unavailable(_))));
+    }
+
+    #[tokio::test]
+    async fn data_points_are_listed_with_the_bearer_token_and_the_time_filter() {
+        let (url, seen) = stub(
+            200,
+            r#"{"dataPoints":[{"heartRate":{"sampleTime":{"physicalTime":"2026-12-07T10:00:00Z"},"beatsPerMinute":"72"}},{"heartRate":{"sampleTime":{"physicalTime":"2026-12-07T10:01:00.500Z"},"beatsPerMinute":75}},{"heartRate":{"beatsPerMinute":80}}],"nextPageToken":"p2"}"#,
+        )
+        .await;
+        let from = Timestamp::parse("2026-12-07T09:00:00Z").unwrap();
+        let to = Timestamp::parse("2026-12-07T11:00:00Z").unwrap();
+        let page = api("http://127.0.0.1:9")
+            .with_api_url(&url)
+            .list_data_points("ya29.a", DataType::HeartRate, from, to, Some("p1"))
+            .await
+            .unwrap();
+        assert_eq!(page.points.len(), 2, "the point without a time is skipped");
+        assert_eq!(page.points[0].value, 72.0);
+        assert_eq!(page.points[1].at.to_string(), "2026-12-07T10:01:00Z");
+        assert_eq!(page.next_page_token.as_deref(), Some("p2"));
+        let seen = seen.await.unwrap();
+        let line = seen.lines().next().unwrap();
+        assert!(
+            line.starts_with("GET /v4/users/me/dataTypes/heart-rate/dataPoints?"),
+            "{line}"
+        );
+        let target =
+            url::Url::parse(&format!("http://x{}", line.split(' ').nth(1).unwrap())).unwrap();
+        let query: std::collections::HashMap<String, String> =
+            target.query_pairs().into_owned().collect();
+        assert_eq!(
+            query["filter"],
+            r#"heart_rate.sample_time.physical_time >= "2026-12-07T09:00:00Z" AND heart_rate.sample_time.physical_time < "2026-12-07T11:00:00Z""#
+        );
+        assert_eq!(query["pageToken"], "p1");
+        // Google refusing the token: unavailable, nothing of the answer kept.
+        let (url, _) = stub(401, r#"{"error":{"code":401}}"#).await;
+        let refused = api("http://127.0.0.1:9")
+            .with_api_url(&url)
+            .list_data_points("ya29.a", DataType::Weight, from, to, None)
+            .await;
+        assert!(matches!(refused, Err(HealthApiError::Unavailable(_))));
+    }
+
+    #[tokio::test]
+    async fn the_identity_names_the_health_user() {
+        let (url, seen) = stub(200, r#"{"name":"users/me/identity","healthUserId":"hu-1"}"#).await;
+        let id = api("http://127.0.0.1:9")
+            .with_api_url(&url)
+            .user_id("ya29.a")
+            .await
+            .unwrap();
+        assert_eq!(id, "hu-1");
+        assert!(seen
+            .await
+            .unwrap()
+            .starts_with("GET /v4/users/me/identity "));
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@
 //! <data>/outbox/           one JSON file per e-mail or SMS
 //! <data>/secrets.json      outside services' secrets (0600): the fake Stripe's whsec_…,
 //!                          the fake Twilio's account SID, API key and auth token,
-//!                          the fake Google's OAuth client
+//!                          the fake Google's OAuth client and webhook secret
 //! ```
 
 mod blobs;
@@ -26,7 +26,10 @@ mod twilio;
 
 pub use blobs::{LocalBlobs, PresignedGrant, PRESIGN_PATH};
 pub use gateway::{LocalGateway, Outbound};
-pub use google_health::{FakeGoogleHealth, FAKE_GOOGLE_AUTHORIZE_PATH, FAKE_TOKEN_SECS};
+pub use google_health::{
+    FakeGoogleHealth, GoogleDelivery, FAKE_GOOGLE_AUTHORIZE_PATH, FAKE_HEALTH_USER, FAKE_PAGE_SIZE,
+    FAKE_TOKEN_SECS,
+};
 pub use keyring::LocalKeyring;
 pub use outbox::Outbox;
 pub use queue::{LocalQueue, QueueSpec};
@@ -68,6 +71,7 @@ pub fn local_config(ws_endpoint: &str, log_filter: &str) -> Config {
             scans: "scans".into(),
             reminders: "reminders".into(),
             notifications: "notifications".into(),
+            device_sync: Some("device-sync".into()),
         },
         ws_endpoint: ws_endpoint.into(),
         mail_from: "no-reply@docare.localhost".into(),
@@ -161,11 +165,16 @@ pub fn open(
     }
 
     let queue = LocalQueue::open(&store);
+    let device_sync = config.queues.device_sync.clone().unwrap_or_default();
     for name in [
         &config.queues.scans,
         &config.queues.reminders,
         &config.queues.notifications,
-    ] {
+        &device_sync,
+    ]
+    .into_iter()
+    .filter(|name| !name.is_empty())
+    {
         let dead_letter = format!("{name}-dlq");
         queue.declare(&dead_letter, QueueSpec::default());
         queue.declare(
@@ -227,8 +236,19 @@ pub fn open(
         }
         Err(e) => return Err(fail(&secrets_path, e.to_string())),
     }
+    // The subscriber's webhook secret Google sends on every delivery.
+    let hook_name = crate::ports::health_api::webhook_secret_name(config.stage.as_str());
+    match secrets.value(&hook_name) {
+        Ok(Some(_)) => {}
+        Ok(None) => secrets
+            .set(&hook_name, &crate::auth::secrets::token())
+            .map_err(|e| fail(&secrets_path, e.to_string()))?,
+        Err(e) => return Err(fail(&secrets_path, e.to_string())),
+    }
     let google = Arc::new(
-        FakeGoogleHealth::new(http_base_url).with_client_from(recorded.clone(), client_name),
+        FakeGoogleHealth::new(http_base_url)
+            .with_client_from(recorded.clone(), client_name)
+            .with_webhook_secret_from(recorded.clone(), hook_name),
     );
     let twilio = Arc::new(
         fake_twilio(&secrets, &config, recorded, clock.clone())

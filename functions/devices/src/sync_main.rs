@@ -1,0 +1,7 @@
+//! Lambda entry point of the device sync worker (device sync queue, partial batch
+//! failures): pulls the data points a Google Health delivery announced.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::run_sqs(docare_devices::sync::handle).await
+}
