@@ -95,8 +95,8 @@ impl GoogleHealthApi {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
-        let response = self
-            .http
+        let http = self.http.get().map_err(unavailable)?;
+        let response = http
             .get(url)
             .bearer_auth(access_token)
             .send()
