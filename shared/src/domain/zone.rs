@@ -12,56 +12,88 @@
 //!   *earlier* of the two instants: 01:30 EDT (05:30Z), not 01:30 EST.
 //!
 //! This is RFC 5545's rule for recurring events and what JavaScript's Temporal calls
-//! `"compatible"`, so calendar clients show the same time we store. The zone database is
-//! the one compiled into `chrono-tz` (no files needed on Lambda's image).
+//! `"compatible"` (as `jiff` does), so calendar clients show the same time we store.
+//!
+//! The zone database is the IANA one bundled into the binary by `jiff` (no files needed
+//! on Lambda's image), kept as one byte string per zone: `chrono-tz`, used before, kept a
+//! table with a pointer per transition, some 30,000 relocations applied at every cold
+//! start of the four functions that link it (README, Benchmarks).
 
 use super::Timestamp;
-use chrono::{DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
+use jiff::tz::TimeZone;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::OnceLock;
 
 /// An IANA time zone (`Europe/Berlin`, `UTC`). Abbreviations (`EST`) and fixed offsets
-/// (`+01:00`) are refused: they do not know about daylight saving.
+/// (`+01:00`) are refused: they do not know about daylight saving. A zone is its name,
+/// one of the database's (so it is `Copy` and compares by name); its rules are looked up
+/// when used (the database caches each zone it has read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Zone(Tz);
+pub struct Zone(&'static str);
+
+/// The names of the bundled database, as it spells them (case included), each stored
+/// once for the life of the process: the set is built on the first parse.
+fn names() -> &'static BTreeSet<&'static str> {
+    static NAMES: OnceLock<BTreeSet<&'static str>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        jiff::tz::db()
+            .available()
+            .map(|name| &*Box::leak(name.as_str().to_owned().into_boxed_str()))
+            .collect()
+    })
+}
 
 impl Zone {
-    pub const UTC: Zone = Zone(Tz::UTC);
+    pub const UTC: Zone = Zone("UTC");
 
-    /// An IANA zone name with at least one `/` (or exactly `UTC`); `None` otherwise.
+    /// An IANA zone name with at least one `/` (or exactly `UTC`), spelled as the
+    /// database spells it; `None` otherwise.
     pub fn parse(name: &str) -> Option<Self> {
         let name = name.trim();
-        if name != "UTC" && !name.contains('/') {
+        if name == Self::UTC.0 {
+            return Some(Self::UTC);
+        }
+        if !name.contains('/') {
             return None;
         }
-        name.parse::<Tz>().ok().map(Self)
+        names().get(name).map(|name| Self(name))
     }
 
     pub fn name(&self) -> &'static str {
-        self.0.name()
+        self.0
+    }
+
+    /// The zone's rules. Every name but `UTC` came from the database's own list, so the
+    /// lookup finds it; were the database to fail, UTC is the answer rather than a panic.
+    fn rules(&self) -> TimeZone {
+        if *self == Self::UTC {
+            return TimeZone::UTC;
+        }
+        jiff::tz::db().get(self.0).unwrap_or(TimeZone::UTC)
     }
 
     /// The instant of a local date and time in this zone, by the rule in the module
     /// documentation (gap: the offset before the jump; overlap: the earlier instant).
     pub fn instant(&self, date: NaiveDate, time: NaiveTime) -> Timestamp {
         let local = date.and_time(time);
-        let at = match self.0.from_local_datetime(&local) {
-            LocalResult::Single(t) => t.with_timezone(&Utc),
-            LocalResult::Ambiguous(earlier, _) => earlier.with_timezone(&Utc),
-            LocalResult::None => {
-                // In a gap: read the wall time with the offset in effect a day earlier
-                // (zones never change offset twice within a day).
-                let before = self.offset_at_utc(local - Duration::days(1));
-                DateTime::<Utc>::from_naive_utc_and_offset(local - before, Utc)
-            }
-        };
-        Timestamp::new(at)
+        let zoned =
+            civil(local).and_then(|civil| self.rules().to_ambiguous_zoned(civil).compatible().ok());
+        match zoned.and_then(|zoned| utc(zoned.timestamp())) {
+            Some(at) => Timestamp::new(at),
+            // Outside the years the database covers (-9999 to 9999): read as UTC.
+            None => Timestamp::new(DateTime::<Utc>::from_naive_utc_and_offset(local, Utc)),
+        }
     }
 
     /// The local date and time of an instant in this zone.
     pub fn local(&self, at: Timestamp) -> NaiveDateTime {
-        at.as_datetime().with_timezone(&self.0).naive_local()
+        let utc_time = at.as_datetime().naive_utc();
+        jiff_timestamp(at)
+            .and_then(|ts| naive(self.rules().to_datetime(ts)))
+            .unwrap_or(utc_time)
     }
 
     /// The local calendar date of an instant in this zone.
@@ -71,23 +103,51 @@ impl Zone {
 
     /// The zone's UTC offset at an instant (e.g. for display next to a UTC time).
     pub fn offset_seconds(&self, at: Timestamp) -> i32 {
-        use chrono::Offset;
-        at.as_datetime()
-            .with_timezone(&self.0)
-            .offset()
-            .fix()
-            .local_minus_utc()
+        jiff_timestamp(at)
+            .map(|ts| self.rules().to_offset(ts).seconds())
+            .unwrap_or(0)
     }
+}
 
-    fn offset_at_utc(&self, utc: NaiveDateTime) -> Duration {
-        use chrono::Offset;
-        let seconds = self
-            .0
-            .offset_from_utc_datetime(&utc)
-            .fix()
-            .local_minus_utc();
-        Duration::seconds(i64::from(seconds))
-    }
+fn civil(local: NaiveDateTime) -> Option<jiff::civil::DateTime> {
+    jiff::civil::DateTime::new(
+        i16::try_from(local.year()).ok()?,
+        i8::try_from(local.month()).ok()?,
+        i8::try_from(local.day()).ok()?,
+        i8::try_from(local.hour()).ok()?,
+        i8::try_from(local.minute()).ok()?,
+        i8::try_from(local.second()).ok()?,
+        i32::try_from(local.nanosecond()).ok()?,
+    )
+    .ok()
+}
+
+fn naive(civil: jiff::civil::DateTime) -> Option<NaiveDateTime> {
+    let date = NaiveDate::from_ymd_opt(
+        i32::from(civil.year()),
+        u32::try_from(civil.month()).ok()?,
+        u32::try_from(civil.day()).ok()?,
+    )?;
+    let time = NaiveTime::from_hms_nano_opt(
+        u32::try_from(civil.hour()).ok()?,
+        u32::try_from(civil.minute()).ok()?,
+        u32::try_from(civil.second()).ok()?,
+        u32::try_from(civil.subsec_nanosecond()).ok()?,
+    )?;
+    Some(date.and_time(time))
+}
+
+fn jiff_timestamp(at: Timestamp) -> Option<jiff::Timestamp> {
+    let at = at.as_datetime();
+    jiff::Timestamp::new(
+        at.timestamp(),
+        i32::try_from(at.timestamp_subsec_nanos()).ok()?,
+    )
+    .ok()
+}
+
+fn utc(ts: jiff::Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp(ts.as_second(), u32::try_from(ts.subsec_nanosecond()).ok()?)
 }
 
 impl fmt::Display for Zone {
