@@ -2432,7 +2432,7 @@ async fn video_setup(
             .iter()
             .map(|d| json!({"day": d, "start": "00:00", "end": "23:45"}))
             .collect();
-        let body = json!({"time_zone": "UTC", "slot_minutes": 15, "weekly": weekly,
+        let body = json!({"time_zone": docare_e2e::availability_zone(), "slot_minutes": 15, "weekly": weekly,
             "consultation_types": ["video"]});
         let (status, answer) = dispatch(
             &router,

@@ -50,7 +50,7 @@ async fn the_fake_twilio_delivers_signed_callbacks_to_the_local_webhook_route() 
         reqwest::Method::PUT,
         "/api/v1/providers/me/availability",
         Some(
-            json!({"time_zone": "UTC", "slot_minutes": 15, "weekly": weekly,
+            json!({"time_zone": docare_e2e::availability_zone(), "slot_minutes": 15, "weekly": weekly,
             "consultation_types": ["video"]}),
         ),
     )
