@@ -26,8 +26,6 @@ use zeroize::Zeroizing;
 pub const RESOURCE: &str = "device_connection";
 /// How long an authorization may be completed after it was started.
 pub const FLOW_TTL_SECS: i64 = 600;
-/// The longest `state` accepted (ours are 43 characters).
-const MAX_STATE_CHARS: usize = 64;
 /// The refresh lease: held until (epoch seconds; 0 when free), by whom, and the
 /// connection's version (raised by every lease and every refresh).
 const LEASE_UNTIL: &str = "lease_until";
@@ -150,26 +148,7 @@ pub struct Redeemed {
 /// Redeems a flow once: its user, provider and verifier, or `None` when the state is
 /// malformed, unknown, expired or already used.
 pub async fn redeem_flow(app: &AppContext, state: &str) -> Result<Option<Redeemed>, ApiError> {
-    let well_formed = !state.is_empty()
-        && state.len() <= MAX_STATE_CHARS
-        && state
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !well_formed {
-        return Ok(None);
-    }
-    let key = keys::oauth_flow(&secrets::hash(state));
-    // `Exists` holds only for an item whose `expires_at` is still ahead.
-    let old = match app
-        .db
-        .delete(&app.config.table, &key, Some(Condition::Exists))
-        .await
-    {
-        Ok(old) => old,
-        Err(err) if err.is_condition_failed() => return Ok(None),
-        Err(err) => return Err(err.into()),
-    };
-    let Some(old) = old else {
+    let Some(old) = super::single_use::take(app, state, keys::oauth_flow).await? else {
         return Ok(None);
     };
     let text = |name: &str| old.get(name).and_then(Value::as_str).map(str::to_string);

@@ -18,6 +18,7 @@ pub mod payments;
 pub mod profiles;
 pub mod reminders;
 pub mod sessions;
+pub mod single_use;
 pub mod sos;
 pub mod tickets;
 pub mod video;

@@ -16,9 +16,6 @@ use crate::{ApiError, AppContext};
 /// How long a ticket may be redeemed after it was issued.
 pub const TICKET_TTL_SECS: i64 = 30;
 
-/// The longest ticket a client may present (ours are 43 characters).
-const MAX_TICKET_CHARS: usize = 64;
-
 /// An issued ticket: the secret for the client (once) and the write that stores its hash.
 pub struct Issued {
     pub ticket: String,
@@ -61,26 +58,7 @@ pub fn issue(app: &AppContext, principal: &Principal) -> Issued {
 /// malformed, unknown, expired or already used. The caller still checks that the
 /// session is live.
 pub async fn redeem(app: &AppContext, ticket: &str) -> Result<Option<Principal>, ApiError> {
-    let well_formed = !ticket.is_empty()
-        && ticket.len() <= MAX_TICKET_CHARS
-        && ticket
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !well_formed {
-        return Ok(None);
-    }
-    let key = keys::ws_ticket(&secrets::hash(ticket));
-    // `Exists` holds only for an item whose `expires_at` is still ahead.
-    let old = match app
-        .db
-        .delete(&app.config.table, &key, Some(Condition::Exists))
-        .await
-    {
-        Ok(old) => old,
-        Err(err) if err.is_condition_failed() => return Ok(None),
-        Err(err) => return Err(err.into()),
-    };
-    let Some(old) = old else {
+    let Some(old) = super::single_use::take(app, ticket, keys::ws_ticket).await? else {
         return Ok(None);
     };
     let text = |name: &str| old.get(name).and_then(Value::as_str).map(str::to_string);
