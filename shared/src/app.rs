@@ -100,8 +100,8 @@ impl AppContext {
     /// Wires the services onto the ports. No I/O: keys are fetched on first use.
     pub fn new(config: Config, ports: Ports) -> Self {
         use crate::ports::recording::{
-            RecordedBlobs, RecordedDatabase, RecordedKeys, RecordedMessenger, RecordedPush,
-            RecordedQueue, RecordedSecrets,
+            RecordedBlobs, RecordedDatabase, RecordedHealthApi, RecordedKeys, RecordedMessenger,
+            RecordedPayments, RecordedPush, RecordedQueue, RecordedSecrets, RecordedVideo,
         };
         let given = ports.clone();
         // Every port is recorded (see `ports::recording`); keys are also metered.
@@ -124,6 +124,9 @@ impl AppContext {
         let queue: Arc<dyn Queue> = Arc::new(RecordedQueue(queue));
         let push: Arc<dyn Push> = Arc::new(RecordedPush(push));
         let messenger: Arc<dyn Messenger> = Arc::new(RecordedMessenger(messenger));
+        let payments: Arc<dyn Payments> = Arc::new(RecordedPayments(payments));
+        let video: Arc<dyn Video> = Arc::new(RecordedVideo(video));
+        let health_api: Arc<dyn HealthApi> = Arc::new(RecordedHealthApi(health_api));
         let secrets =
             crate::secrets::Secrets::new(Arc::new(RecordedSecrets(secrets)), clock.clone());
         let metered = MeteredKeys::new(Arc::new(RecordedKeys(keys)));

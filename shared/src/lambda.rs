@@ -1,8 +1,11 @@
-//! Entry points for the AWS host: each function's `main` is one call into this module.
-//! Init reads configuration and builds SDK clients (no network call); a bad or missing
-//! variable stops the process with one line that names it.
+//! Entry points for the AWS host: each function's `main` is one call into this module,
+//! `Linking::<{ LINKS }>.run_http(router)` and the like, where `LINKS` names the outside
+//! services the function uses (`adapters::links`): only those are compiled into it.
+//! Init reads configuration and builds the app (no network call: SDK clients are built
+//! on first use); a bad or missing variable stops the process with one line naming it.
 
 use crate::adapters::aws;
+use crate::adapters::links::Links;
 use crate::config::Config;
 use crate::http::Router;
 use crate::telemetry::{self, LogFormat};
@@ -13,7 +16,7 @@ use lambda_runtime::LambdaEvent;
 use std::future::Future;
 
 /// Builds the app from the environment, or exits with a one-line message.
-fn boot() -> App {
+fn boot<const LINKS: Links>() -> App {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => {
@@ -32,109 +35,118 @@ fn boot() -> App {
         );
         std::process::exit(1);
     };
-    aws::build_app(config, &sdk)
+    aws::build_app_linking::<LINKS>(config, &sdk)
 }
 
-/// Serves a REST function's routes (API Gateway HTTP API, payload 2.0).
-pub async fn run_http(router: Router) -> Result<(), lambda_runtime::Error> {
-    let app = boot();
-    lambda_http::run(lambda_http::service_fn(move |req| {
-        let (app, router) = (app.clone(), router.clone());
-        async move { Ok::<_, std::convert::Infallible>(router.handle_lambda(&app, req).await) }
-    }))
-    .await
-}
+/// A function's entry points, with the services it links (`adapters::links`):
+/// `Linking::<{ docare_health::LINKS }>.run_http(docare_health::router())`.
+#[derive(Debug, Clone, Copy)]
+pub struct Linking<const LINKS: Links>;
 
-/// Serves a WebSocket function's routes (`$connect`, `$disconnect`, `$default`, actions).
-pub async fn run_ws(router: WsRouter) -> Result<(), lambda_runtime::Error> {
-    let app = boot();
-    lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: LambdaEvent<aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest>| {
+impl<const LINKS: Links> Linking<LINKS> {
+    /// Serves a REST function's routes (API Gateway HTTP API, payload 2.0).
+    pub async fn run_http(self, router: Router) -> Result<(), lambda_runtime::Error> {
+        let app = boot::<LINKS>();
+        lambda_http::run(lambda_http::service_fn(move |req| {
             let (app, router) = (app.clone(), router.clone());
-            async move { Ok::<_, std::convert::Infallible>(router.dispatch(&app, event.payload).await) }
-        },
-    ))
-    .await
-}
+            async move { Ok::<_, std::convert::Infallible>(router.handle_lambda(&app, req).await) }
+        }))
+        .await
+    }
 
-/// Serves an SQS consumer that reports partial batch failures.
-pub async fn run_sqs<F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
-where
-    F: Fn(App, SqsEvent) -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = SqsBatchResponse> + Send,
-{
-    let app = boot();
-    lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: LambdaEvent<SqsEvent>| {
-            let (app, handler) = (app.clone(), handler.clone());
-            async move { Ok::<_, std::convert::Infallible>(handler(app, event.payload).await) }
-        },
-    ))
-    .await
-}
+    /// Serves a WebSocket function's routes (`$connect`, `$disconnect`, `$default`, actions).
+    pub async fn run_ws(self, router: WsRouter) -> Result<(), lambda_runtime::Error> {
+        let app = boot::<LINKS>();
+        lambda_runtime::run(lambda_runtime::service_fn(
+            move |event: LambdaEvent<aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest>| {
+                let (app, router) = (app.clone(), router.clone());
+                async move {
+                    Ok::<_, std::convert::Infallible>(router.dispatch(&app, event.payload).await)
+                }
+            },
+        ))
+        .await
+    }
 
-/// Serves a consumer of a queue fed by S3 event notifications (S3 → SQS → function):
-/// records are unwrapped into objects, `s3:TestEvent` is acknowledged, and failures
-/// are reported per message.
-pub async fn run_s3_queue<F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
-where
-    F: Fn(App, crate::worker::S3Object) -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = Result<(), crate::worker::WorkError>> + Send,
-{
-    run_sqs(move |app: App, event: SqsEvent| {
-        let handler = handler.clone();
-        async move {
-            crate::worker::process_s3_batch(event, |object| handler(app.clone(), object)).await
-        }
-    })
-    .await
-}
+    /// Serves an SQS consumer that reports partial batch failures.
+    pub async fn run_sqs<F, Fut>(self, handler: F) -> Result<(), lambda_runtime::Error>
+    where
+        F: Fn(App, SqsEvent) -> Fut + Send + Sync + Clone + 'static,
+        Fut: Future<Output = SqsBatchResponse> + Send,
+    {
+        let app = boot::<LINKS>();
+        lambda_runtime::run(lambda_runtime::service_fn(
+            move |event: LambdaEvent<SqsEvent>| {
+                let (app, handler) = (app.clone(), handler.clone());
+                async move { Ok::<_, std::convert::Infallible>(handler(app, event.payload).await) }
+            },
+        ))
+        .await
+    }
 
-/// Serves a scheduled function (EventBridge rule). An error fails the invocation, so
-/// Lambda's asynchronous retries and the function's failure destination see it;
-/// scheduled work must therefore be idempotent and catch up on what a failed run left.
-pub async fn run_schedule<F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
-where
-    F: Fn(App, aws_lambda_events::eventbridge::EventBridgeEvent) -> Fut
-        + Send
-        + Sync
-        + Clone
-        + 'static,
-    Fut: Future<Output = Result<(), crate::ApiError>> + Send,
-{
-    let app = boot();
-    lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: LambdaEvent<aws_lambda_events::eventbridge::EventBridgeEvent>| {
-            let (app, handler) = (app.clone(), handler.clone());
+    /// Serves a consumer of a queue fed by S3 event notifications (S3 → SQS → function):
+    /// records are unwrapped into objects, `s3:TestEvent` is acknowledged, and failures
+    /// are reported per message.
+    pub async fn run_s3_queue<F, Fut>(self, handler: F) -> Result<(), lambda_runtime::Error>
+    where
+        F: Fn(App, crate::worker::S3Object) -> Fut + Send + Sync + Clone + 'static,
+        Fut: Future<Output = Result<(), crate::worker::WorkError>> + Send,
+    {
+        self.run_sqs(move |app: App, event: SqsEvent| {
+            let handler = handler.clone();
             async move {
-                handler(app, event.payload).await.map_err(|err| {
-                    tracing::error!(cause = %crate::error::cause_chain(&err), "scheduled run failed");
-                    lambda_runtime::Error::from(err.to_string())
-                })
+                crate::worker::process_s3_batch(event, |object| handler(app.clone(), object)).await
             }
-        },
-    ))
-    .await
-}
+        })
+        .await
+    }
 
-/// Serves a consumer of a DynamoDB stream (the audit table's). An error fails the batch,
-/// which Lambda retries and then sends to the mapping's failure destination.
-pub async fn run_dynamodb_stream<F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
-where
-    F: Fn(App, aws_lambda_events::dynamodb::Event) -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = Result<(), crate::ApiError>> + Send,
-{
-    let app = boot();
-    lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: LambdaEvent<aws_lambda_events::dynamodb::Event>| {
-            let (app, handler) = (app.clone(), handler.clone());
-            async move {
-                handler(app, event.payload).await.map_err(|err| {
-                    tracing::error!(cause = %crate::error::cause_chain(&err), "stream batch failed");
-                    lambda_runtime::Error::from(err.to_string())
-                })
-            }
-        },
-    ))
-    .await
+    /// Serves a scheduled function (EventBridge rule). An error fails the invocation, so
+    /// Lambda's asynchronous retries and the function's failure destination see it;
+    /// scheduled work must therefore be idempotent and catch up on what a failed run left.
+    pub async fn run_schedule<F, Fut>(self, handler: F) -> Result<(), lambda_runtime::Error>
+    where
+        F: Fn(App, aws_lambda_events::eventbridge::EventBridgeEvent) -> Fut
+            + Send
+            + Sync
+            + Clone
+            + 'static,
+        Fut: Future<Output = Result<(), crate::ApiError>> + Send,
+    {
+        let app = boot::<LINKS>();
+        lambda_runtime::run(lambda_runtime::service_fn(
+            move |event: LambdaEvent<aws_lambda_events::eventbridge::EventBridgeEvent>| {
+                let (app, handler) = (app.clone(), handler.clone());
+                async move {
+                    handler(app, event.payload).await.map_err(|err| {
+                        tracing::error!(cause = %crate::error::cause_chain(&err), "scheduled run failed");
+                        lambda_runtime::Error::from(err.to_string())
+                    })
+                }
+            },
+        ))
+        .await
+    }
+
+    /// Serves a consumer of a DynamoDB stream (the audit table's). An error fails the batch,
+    /// which Lambda retries and then sends to the mapping's failure destination.
+    pub async fn run_dynamodb_stream<F, Fut>(self, handler: F) -> Result<(), lambda_runtime::Error>
+    where
+        F: Fn(App, aws_lambda_events::dynamodb::Event) -> Fut + Send + Sync + Clone + 'static,
+        Fut: Future<Output = Result<(), crate::ApiError>> + Send,
+    {
+        let app = boot::<LINKS>();
+        lambda_runtime::run(lambda_runtime::service_fn(
+            move |event: LambdaEvent<aws_lambda_events::dynamodb::Event>| {
+                let (app, handler) = (app.clone(), handler.clone());
+                async move {
+                    handler(app, event.payload).await.map_err(|err| {
+                        tracing::error!(cause = %crate::error::cause_chain(&err), "stream batch failed");
+                        lambda_runtime::Error::from(err.to_string())
+                    })
+                }
+            },
+        ))
+        .await
+    }
 }

@@ -26,6 +26,7 @@
 
 use docare_local::mounts;
 use serde_yaml::{Mapping, Value};
+use shared::adapters::links;
 use shared::config::{self, Config};
 use shared::ports::recording::{self, Access, Observed};
 use shared::testing::repo_root;
@@ -1967,4 +1968,155 @@ fn the_evaluator_follows_iam_rules() {
     let both = [allow, deny];
     assert!(matches!(decide(&both, &sms), Decision::Allowed(0)));
     assert!(matches!(decide(&both, &topic), Decision::Denied(1)));
+}
+
+// ---------------------------------------------------------------------------------
+// What each binary links (`shared::adapters::links`)
+// ---------------------------------------------------------------------------------
+
+/// Each function's `LINKS` constant, by its name in the template.
+fn links_of(function: &str) -> Option<links::Links> {
+    Some(match function {
+        "health" => docare_health::LINKS,
+        "auth" => docare_auth::LINKS,
+        "users" => docare_users::LINKS,
+        "emergency" => docare_emergency::LINKS,
+        "appointments" => docare_appointments::LINKS,
+        "audit" => docare_audit::LINKS,
+        "realtime" => docare_realtime::LINKS,
+        "notify" => docare_notify::LINKS,
+        "audit-anchor" => docare_audit_guard::ANCHOR_LINKS,
+        "audit-watch" => docare_audit_guard::WATCH_LINKS,
+        "medications" => docare_medications::LINKS,
+        "notes" => docare_notes::LINKS,
+        "messages" => docare_messages::LINKS,
+        "billing" => docare_billing::LINKS,
+        "stripe-webhook" => docare_stripe_webhook::LINKS,
+        "video" => docare_video::LINKS,
+        "twilio-webhook" => docare_twilio_webhook::LINKS,
+        "reminders" => docare_reminders::LINKS,
+        "remind" => docare_reminders::REMIND_LINKS,
+        "documents" => docare_documents::LINKS,
+        "scanner" => docare_documents::SCANNER_LINKS,
+        "devices" => docare_devices::LINKS,
+        "device-sync" => docare_devices::SYNC_LINKS,
+        _ => return None,
+    })
+}
+
+/// Whether a role could use a linked service at all: an action of its AWS service, or
+/// for the three HTTPS APIs the secret their adapter reads.
+fn role_can_use(function: &Function, service: links::Links) -> bool {
+    let action = |prefix: &str| {
+        function
+            .statements
+            .iter()
+            .filter(|s| s.allow)
+            .any(|s| s.actions.iter().any(|a| a.starts_with(prefix)))
+    };
+    let secret = |folder: &str| {
+        function.statements.iter().filter(|s| s.allow).any(|s| {
+            s.actions
+                .iter()
+                .any(|a| a == "secretsmanager:GetSecretValue")
+                && s.resources.iter().any(|r| r.contains(folder))
+        })
+    };
+    match service {
+        links::BLOBS => action("s3:"),
+        links::QUEUE => action("sqs:SendMessage") || action("sqs:GetQueueAttributes"),
+        links::PUSH => action("execute-api:ManageConnections"),
+        links::MESSENGER => action("ses:") || action("sns:"),
+        links::SECRETS => action("secretsmanager:GetSecretValue"),
+        links::PAYMENTS => secret("/stripe/"),
+        links::VIDEO => secret("/twilio/"),
+        links::HEALTH_API => secret("/google/"),
+        _ => false,
+    }
+}
+
+/// What is wrong with the functions' link sets (`links` gives each function's), given
+/// the ports the tour saw each call.
+fn links_failures(
+    model: &Model,
+    used: &BTreeSet<(&'static str, &'static str)>,
+    links: impl Fn(&str) -> Option<links::Links>,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for function in &model.functions {
+        let Some(declared) = links(&function.name) else {
+            failures.push(format!(
+                "{}: no LINKS in the table of links_of (tests/e2e/iam.rs)",
+                function.name
+            ));
+            continue;
+        };
+        let linked = links::names(links::effective(declared));
+        for (_, port) in used.iter().filter(|(f, _)| *f == function.name) {
+            if !linked.contains(port) {
+                failures.push(format!(
+                    "{}: calls `{port}`, which its LINKS leave out",
+                    function.name
+                ));
+            }
+        }
+        for (bit, name) in links::NAMES {
+            if declared & bit != 0 && !role_can_use(function, bit) {
+                failures.push(format!(
+                    "{}: links `{name}`, which its role cannot use",
+                    function.name
+                ));
+            }
+        }
+    }
+    for (function, port) in used {
+        if !model.functions.iter().any(|f| f.name == *function) {
+            failures.push(format!("{function} (not in the template) calls `{port}`"));
+        }
+    }
+    failures
+}
+
+/// Every port a function's handlers were seen calling in the tour is linked into its
+/// binary (else it would answer 503 on Lambda), and every service a binary links is one
+/// its role can use (else it is dead weight at every cold start).
+#[test]
+fn every_function_links_the_services_it_calls_and_no_other() {
+    let template = load_template();
+    let model = Model::new(&template);
+    tour();
+    let failures = links_failures(&model, &recording::ports_used(), links_of);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The check is not vacuous: the tour saw the ports in use, and LINKS that leave out
+/// S3 from `documents` or give S3 to `appointments` fail it.
+#[test]
+fn the_links_check_fails_on_a_missing_or_a_needless_link() {
+    let template = load_template();
+    let model = Model::new(&template);
+    tour();
+    let used = recording::ports_used();
+    for pair in [
+        ("documents", "blobs"),
+        ("billing", "payments"),
+        ("video", "video"),
+        ("devices", "health_api"),
+        ("notify", "messenger"),
+        ("realtime", "push"),
+    ] {
+        assert!(used.contains(&pair), "the tour saw {pair:?}: {used:?}");
+    }
+    let failures = links_failures(&model, &used, |f| match f {
+        "documents" => Some(links::NONE),
+        "appointments" => Some(links::BLOBS),
+        other => links_of(other),
+    });
+    assert_eq!(
+        failures,
+        [
+            "appointments: links `blobs`, which its role cannot use",
+            "documents: calls `blobs`, which its LINKS leave out",
+        ]
+    );
 }

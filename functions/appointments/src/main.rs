@@ -3,5 +3,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::run_http(docare_appointments::router()).await
+    shared::lambda::Linking::<{ docare_appointments::LINKS }>
+        .run_http(docare_appointments::router())
+        .await
 }

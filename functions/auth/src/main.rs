@@ -2,5 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::run_http(docare_auth::router()).await
+    shared::lambda::Linking::<{ docare_auth::LINKS }>
+        .run_http(docare_auth::router())
+        .await
 }

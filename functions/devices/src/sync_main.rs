@@ -3,5 +3,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::run_sqs(docare_devices::sync::handle).await
+    shared::lambda::Linking::<{ docare_devices::SYNC_LINKS }>
+        .run_sqs(docare_devices::sync::handle)
+        .await
 }

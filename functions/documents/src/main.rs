@@ -2,5 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::run_http(docare_documents::router()).await
+    shared::lambda::Linking::<{ docare_documents::LINKS }>
+        .run_http(docare_documents::router())
+        .await
 }

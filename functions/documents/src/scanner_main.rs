@@ -3,5 +3,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::run_s3_queue(docare_documents::scanner::scan).await
+    shared::lambda::Linking::<{ docare_documents::SCANNER_LINKS }>
+        .run_s3_queue(docare_documents::scanner::scan)
+        .await
 }

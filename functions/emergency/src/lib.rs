@@ -4,6 +4,10 @@
 //! the care team (WebSocket `notification` push and e-mail). An SOS repeated within
 //! [`sos::COLLAPSE_SECS`] joins the open alert: recorded, not re-sent.
 
+/// The outside services the `emergency` binary links (`shared::adapters::links`): alerts are queued and pushed to connected providers.
+pub const LINKS: shared::adapters::links::Links =
+    shared::adapters::links::PUSH | shared::adapters::links::QUEUE;
+
 pub mod contacts;
 pub mod sos;
 

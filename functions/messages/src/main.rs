@@ -3,5 +3,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::run_http(docare_messages::router()).await
+    shared::lambda::Linking::<{ docare_messages::LINKS }>
+        .run_http(docare_messages::router())
+        .await
 }

@@ -8,6 +8,9 @@
 //! reach the dead-letter queue after the queue's receive limit; an unreachable provider
 //! fails transiently and is retried.
 
+/// The outside services the `notify` binary links (`shared::adapters::links`): e-mail (SES) and SMS (SNS); SQS delivers its batches.
+pub const LINKS: shared::adapters::links::Links = shared::adapters::links::MESSENGER;
+
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use shared::crypto::CryptoError;
 use shared::ports::messenger::{MessengerError, OutboundMessage};

@@ -2,5 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::run_sqs(docare_notify::handle).await
+    shared::lambda::Linking::<{ docare_notify::LINKS }>
+        .run_sqs(docare_notify::handle)
+        .await
 }

@@ -2,5 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::run_ws(docare_realtime::router()).await
+    shared::lambda::Linking::<{ docare_realtime::LINKS }>
+        .run_ws(docare_realtime::router())
+        .await
 }

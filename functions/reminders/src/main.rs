@@ -2,5 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::run_schedule(docare_reminders::scheduled).await
+    shared::lambda::Linking::<{ docare_reminders::LINKS }>
+        .run_schedule(docare_reminders::scheduled)
+        .await
 }

@@ -2,5 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::run_sqs(docare_reminders::deliver).await
+    shared::lambda::Linking::<{ docare_reminders::REMIND_LINKS }>
+        .run_sqs(docare_reminders::deliver)
+        .await
 }

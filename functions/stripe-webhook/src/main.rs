@@ -3,5 +3,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::run_http(docare_stripe_webhook::router()).await
+    shared::lambda::Linking::<{ docare_stripe_webhook::LINKS }>
+        .run_http(docare_stripe_webhook::router())
+        .await
 }

@@ -2,5 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::run_http(docare_users::router()).await
+    shared::lambda::Linking::<{ docare_users::LINKS }>
+        .run_http(docare_users::router())
+        .await
 }

@@ -3,5 +3,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::run_http(docare_video::router()).await
+    shared::lambda::Linking::<{ docare_video::LINKS }>
+        .run_http(docare_video::router())
+        .await
 }

@@ -19,11 +19,14 @@ use crate::ports::blobs::{BlobBody, BlobError, BlobMeta, BlobObject, BlobStore, 
 use crate::ports::db::{
     Condition, Database, DbError, Item, Key, Query, QueryPage, Update, WriteOp,
 };
+use crate::ports::health_api::{DataPointPage, DataType, HealthApi, HealthApiError, Tokens};
 use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Rewrapped, Unwrapped};
 use crate::ports::messenger::{Channel, Messenger, MessengerError, OutboundMessage};
+use crate::ports::payments::{Intent, NewIntent, NewRefund, PaymentError, Payments, Refund};
 use crate::ports::push::{Push, PushError, PushOutcome};
 use crate::ports::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use crate::ports::secrets::{SecretError, SecretStore};
+use crate::ports::video::{NewRoom, Room, Video, VideoError};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,8 +93,47 @@ pub struct Observed {
 /// tuples of action, resource and prefix, not calls).
 static OBSERVED: Mutex<BTreeSet<Observed>> = Mutex::new(BTreeSet::new());
 
+/// Every port (by its `adapters::links` name) each function was seen calling: what its
+/// binary must link. The database and the key service are in every binary.
+static PORTS_USED: Mutex<BTreeSet<(&'static str, &'static str)>> = Mutex::new(BTreeSet::new());
+
+/// The `adapters::links` name of the port an access goes through.
+fn port_of(access: &Access) -> Option<&'static str> {
+    match access.service() {
+        "s3" => Some("blobs"),
+        "sqs" => Some("queue"),
+        "execute-api" => Some("push"),
+        "ses" | "sns" => Some("messenger"),
+        "secretsmanager" => Some("secrets"),
+        _ => None,
+    }
+}
+
+/// Notes a call of a port that makes no AWS access (Stripe, Twilio, Google).
+fn note_port(port: &'static str) {
+    if let Ok(function) = FUNCTION.try_with(|f| *f) {
+        note_port_for(function, port);
+    }
+}
+
+fn note_port_for(function: &'static str, port: &'static str) {
+    PORTS_USED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert((function, port));
+}
+
+/// Every (function, port) pair seen in this process: `tests/e2e/iam.rs` checks each
+/// against the function's `LINKS`.
+pub fn ports_used() -> BTreeSet<(&'static str, &'static str)> {
+    PORTS_USED.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 fn note(access: Access) {
     if let Ok(function) = FUNCTION.try_with(|f| *f) {
+        if let Some(port) = port_of(&access) {
+            note_port_for(function, port);
+        }
         OBSERVED
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -109,6 +151,9 @@ fn note(access: Access) {
 
 /// Notes an access of `function` made outside its task (a stream it handed on).
 fn note_for(function: &'static str, access: Access) {
+    if let Some(port) = port_of(&access) {
+        note_port_for(function, port);
+    }
     OBSERVED
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -572,6 +617,108 @@ impl SecretStore for RecordedSecrets {
     async fn get(&self, name: &str) -> Result<Option<zeroize::Zeroizing<String>>, SecretError> {
         note(Access::new("secretsmanager:GetSecretValue", name, ""));
         self.0.get(name).await
+    }
+}
+
+/// The recording wrapper of the payments port: no IAM access, only the port's use.
+pub struct RecordedPayments(pub Arc<dyn Payments>);
+
+#[async_trait]
+impl Payments for RecordedPayments {
+    async fn create_intent(&self, new: &NewIntent) -> Result<Intent, PaymentError> {
+        note_port("payments");
+        self.0.create_intent(new).await
+    }
+    async fn retrieve_intent(&self, id: &str) -> Result<Intent, PaymentError> {
+        note_port("payments");
+        self.0.retrieve_intent(id).await
+    }
+    async fn confirm_intent(&self, id: &str) -> Result<Intent, PaymentError> {
+        note_port("payments");
+        self.0.confirm_intent(id).await
+    }
+    async fn refund(&self, new: &NewRefund) -> Result<Refund, PaymentError> {
+        note_port("payments");
+        self.0.refund(new).await
+    }
+    async fn retrieve_refund(&self, id: &str) -> Result<Refund, PaymentError> {
+        note_port("payments");
+        self.0.retrieve_refund(id).await
+    }
+}
+
+/// The recording wrapper of the video port: no IAM access, only the port's use.
+pub struct RecordedVideo(pub Arc<dyn Video>);
+
+#[async_trait]
+impl Video for RecordedVideo {
+    async fn create_room(&self, new: &NewRoom) -> Result<Room, VideoError> {
+        note_port("video");
+        self.0.create_room(new).await
+    }
+    async fn fetch_room(&self, sid: &str) -> Result<Room, VideoError> {
+        note_port("video");
+        self.0.fetch_room(sid).await
+    }
+    async fn complete_room(&self, sid: &str) -> Result<Room, VideoError> {
+        note_port("video");
+        self.0.complete_room(sid).await
+    }
+    async fn set_recording(&self, sid: &str, record: bool) -> Result<(), VideoError> {
+        note_port("video");
+        self.0.set_recording(sid, record).await
+    }
+}
+
+/// The recording wrapper of the health API port: no IAM access, only the port's use.
+pub struct RecordedHealthApi(pub Arc<dyn HealthApi>);
+
+#[async_trait]
+impl HealthApi for RecordedHealthApi {
+    async fn authorization_url(
+        &self,
+        redirect_uri: &str,
+        state: &str,
+        challenge: &str,
+    ) -> Result<String, HealthApiError> {
+        note_port("health_api");
+        self.0
+            .authorization_url(redirect_uri, state, challenge)
+            .await
+    }
+    async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<Tokens, HealthApiError> {
+        note_port("health_api");
+        self.0.exchange_code(code, verifier, redirect_uri).await
+    }
+    async fn refresh(&self, refresh_token: &str) -> Result<Tokens, HealthApiError> {
+        note_port("health_api");
+        self.0.refresh(refresh_token).await
+    }
+    async fn revoke(&self, token: &str) -> Result<(), HealthApiError> {
+        note_port("health_api");
+        self.0.revoke(token).await
+    }
+    async fn user_id(&self, access_token: &str) -> Result<String, HealthApiError> {
+        note_port("health_api");
+        self.0.user_id(access_token).await
+    }
+    async fn list_data_points(
+        &self,
+        access_token: &str,
+        data_type: DataType,
+        from: crate::domain::Timestamp,
+        to: crate::domain::Timestamp,
+        page_token: Option<&str>,
+    ) -> Result<DataPointPage, HealthApiError> {
+        note_port("health_api");
+        self.0
+            .list_data_points(access_token, data_type, from, to, page_token)
+            .await
     }
 }
 

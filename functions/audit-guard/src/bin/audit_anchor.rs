@@ -2,5 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::run_schedule(docare_audit_guard::anchor).await
+    shared::lambda::Linking::<{ docare_audit_guard::ANCHOR_LINKS }>
+        .run_schedule(docare_audit_guard::anchor)
+        .await
 }

@@ -2,5 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::run_dynamodb_stream(docare_audit_guard::watch).await
+    shared::lambda::Linking::<{ docare_audit_guard::WATCH_LINKS }>
+        .run_dynamodb_stream(docare_audit_guard::watch)
+        .await
 }

@@ -27,9 +27,11 @@ pub use sqs::Sqs;
 pub use stripe::StripeApi;
 pub use twilio::TwilioApi;
 
+use super::links::{self, Links, Unlinked};
 use crate::app::Ports;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::ports::{BlobStore, HealthApi, Messenger, Payments, Push, Queue, Video};
 use crate::{App, AppContext};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
@@ -128,50 +130,106 @@ fn on_first_use<C: Clone + Send + Sync + 'static>(
     LazyClient::on_first_use(move || make(&sdk))
 }
 
-/// Every port on its AWS adapter; each SDK client is built on its first use.
+/// Every port on its AWS adapter; each SDK client is built on its first use. The
+/// operations tools and the tests; a function links only its own services
+/// ([`build_app_linking`]).
 pub fn build_app(config: Config, sdk: &SdkConfig) -> App {
+    build_app_linking::<{ links::ALL }>(config, sdk)
+}
+
+/// The ports of the services in `LINKS` on their AWS adapters (each SDK client built on
+/// its first use) and every other one [`Unlinked`]. `LINKS` is a constant of the
+/// binary, so the adapters it leaves out, and their SDK crates, are not compiled in
+/// (`adapters::links`).
+pub fn build_app_linking<const LINKS: Links>(config: Config, sdk: &SdkConfig) -> App {
+    // Each `LINKS & bit` is a constant of this instance: the branch not taken, and what
+    // only it uses, is not compiled in.
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let secrets: Arc<dyn crate::ports::SecretStore> = Arc::new(SecretsManager::new(on_first_use(
-        sdk,
-        aws_sdk_secretsmanager::Client::new,
-    )));
-    let ws_endpoint = config.ws_endpoint.clone();
-    let push_sdk = sdk.clone();
+    // Secrets Manager serves the webhook secrets and the three HTTPS APIs' keys.
+    let secrets: Arc<dyn crate::ports::SecretStore> =
+        if links::effective(LINKS) & links::SECRETS != 0 {
+            Arc::new(SecretsManager::new(on_first_use(
+                sdk,
+                aws_sdk_secretsmanager::Client::new,
+            )))
+        } else {
+            Arc::new(Unlinked("secrets"))
+        };
+    let recorded_secrets = || -> Arc<dyn crate::ports::SecretStore> {
+        Arc::new(crate::ports::recording::RecordedSecrets(secrets.clone()))
+    };
+    let stage = config.stage.as_str();
+    let blobs: Arc<dyn BlobStore> = if LINKS & links::BLOBS != 0 {
+        Arc::new(S3Blobs::new(on_first_use(sdk, s3_client)))
+    } else {
+        Arc::new(Unlinked("blobs"))
+    };
+    let queue: Arc<dyn Queue> = if LINKS & links::QUEUE != 0 {
+        Arc::new(Sqs::new(on_first_use(sdk, aws_sdk_sqs::Client::new)))
+    } else {
+        Arc::new(Unlinked("queue"))
+    };
+    let push: Arc<dyn Push> = if LINKS & links::PUSH != 0 {
+        let (sdk, ws_endpoint) = (sdk.clone(), config.ws_endpoint.clone());
+        Arc::new(ManagementApi::new(LazyClient::on_first_use(move || {
+            management_client(&sdk, &ws_endpoint)
+        })))
+    } else {
+        Arc::new(Unlinked("push"))
+    };
+    let messenger: Arc<dyn Messenger> = if LINKS & links::MESSENGER != 0 {
+        Arc::new(SesSns::new(
+            on_first_use(sdk, aws_sdk_sesv2::Client::new),
+            on_first_use(sdk, aws_sdk_sns::Client::new),
+            config.mail_from.clone(),
+        ))
+    } else {
+        Arc::new(Unlinked("messenger"))
+    };
+    let payments: Arc<dyn Payments> = if LINKS & links::PAYMENTS != 0 {
+        Arc::new(StripeApi::new(
+            stripe::STRIPE_API,
+            recorded_secrets(),
+            clock.clone(),
+            stage,
+        ))
+    } else {
+        Arc::new(Unlinked("payments"))
+    };
+    let video: Arc<dyn Video> = if LINKS & links::VIDEO != 0 {
+        Arc::new(TwilioApi::new(
+            twilio::TWILIO_VIDEO_API,
+            recorded_secrets(),
+            clock.clone(),
+            stage,
+        ))
+    } else {
+        Arc::new(Unlinked("video"))
+    };
+    let health_api: Arc<dyn HealthApi> = if LINKS & links::HEALTH_API != 0 {
+        Arc::new(GoogleHealthApi::new(
+            google_health::GOOGLE_OAUTH_API,
+            recorded_secrets(),
+            clock.clone(),
+            stage,
+        ))
+    } else {
+        Arc::new(Unlinked("health_api"))
+    };
     let ports = Ports {
         db: Arc::new(DynamoDb::new(
             on_first_use(sdk, aws_sdk_dynamodb::Client::new),
             clock.clone(),
         )),
-        blobs: Arc::new(S3Blobs::new(on_first_use(sdk, s3_client))),
         keys: Arc::new(Kms::new(on_first_use(sdk, aws_sdk_kms::Client::new))),
-        queue: Arc::new(Sqs::new(on_first_use(sdk, aws_sdk_sqs::Client::new))),
-        push: Arc::new(ManagementApi::new(LazyClient::on_first_use(move || {
-            management_client(&push_sdk, &ws_endpoint)
-        }))),
-        messenger: Arc::new(SesSns::new(
-            on_first_use(sdk, aws_sdk_sesv2::Client::new),
-            on_first_use(sdk, aws_sdk_sns::Client::new),
-            config.mail_from.clone(),
-        )),
-        secrets: secrets.clone(),
-        payments: Arc::new(StripeApi::new(
-            stripe::STRIPE_API,
-            Arc::new(crate::ports::recording::RecordedSecrets(secrets.clone())),
-            clock.clone(),
-            config.stage.as_str(),
-        )),
-        video: Arc::new(TwilioApi::new(
-            twilio::TWILIO_VIDEO_API,
-            Arc::new(crate::ports::recording::RecordedSecrets(secrets.clone())),
-            clock.clone(),
-            config.stage.as_str(),
-        )),
-        health_api: Arc::new(GoogleHealthApi::new(
-            google_health::GOOGLE_OAUTH_API,
-            Arc::new(crate::ports::recording::RecordedSecrets(secrets)),
-            clock.clone(),
-            config.stage.as_str(),
-        )),
+        blobs,
+        queue,
+        push,
+        messenger,
+        secrets,
+        payments,
+        video,
+        health_api,
         scanner: crate::app::configured_scanner(&config),
         clock,
     };
