@@ -4,7 +4,7 @@
 //!   manual clock for router-level tests ([`TestApp`]), requests and JSON answers
 //!   through a router ([`request`], [`dispatch`]), accounts and tokens ([`account`],
 //!   [`token`]), the notification queue drained ([`drain_notifications`]);
-//! - an `Outage` that makes any port fail like an unreachable dependency, so every
+//! - `OUTAGE`, which makes any port fail like an unreachable dependency, so every
 //!   function can prove it answers 503 and changes nothing when a dependency is down;
 //! - the AWS emulator `scripts/test` starts ([`aws`]), and small helpers
 //!   ([`eventually`], [`repo_root`]).
@@ -20,22 +20,14 @@ use crate::clock::{Clock, ManualClock};
 use crate::config::Config;
 use crate::http::{ApiRequest, Router};
 use crate::notifications::Notification;
-use crate::ports::blobs::{BlobBody, BlobError, BlobMeta, BlobObject, BlobStore, PresignedRequest};
 use crate::ports::db::{
     Condition, Database, DbError, Item, Key, Query, QueryPage, Update, WriteOp,
 };
-use crate::ports::keys::{DataKey, EncryptionContext, KeyError, KeyService, Rewrapped, Unwrapped};
-use crate::ports::messenger::{Messenger, MessengerError, OutboundMessage};
-use crate::ports::payments::{Intent, NewIntent, NewRefund, PaymentError, Refund};
-use crate::ports::push::{Push, PushError, PushOutcome};
-use crate::ports::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use crate::App;
 use async_trait::async_trait;
-use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use http::Method;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -460,252 +452,9 @@ pub mod aws {
     }
 }
 
-/// A dependency that does not answer.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Outage;
-
-fn down() -> Box<dyn std::error::Error + Send + Sync> {
-    "simulated outage".into()
-}
-
-#[async_trait]
-impl Database for Outage {
-    async fn get(&self, _: &str, _: &Key) -> Result<Option<Item>, DbError> {
-        Err(DbError::Unavailable(down()))
-    }
-    async fn put(&self, _: &str, _: Item, _: Option<Condition>) -> Result<(), DbError> {
-        Err(DbError::Unavailable(down()))
-    }
-    async fn update(
-        &self,
-        _: &str,
-        _: &Key,
-        _: Update,
-        _: Option<Condition>,
-    ) -> Result<Item, DbError> {
-        Err(DbError::Unavailable(down()))
-    }
-    async fn delete(
-        &self,
-        _: &str,
-        _: &Key,
-        _: Option<Condition>,
-    ) -> Result<Option<Item>, DbError> {
-        Err(DbError::Unavailable(down()))
-    }
-    async fn query(&self, _: &str, _: Query) -> Result<QueryPage, DbError> {
-        Err(DbError::Unavailable(down()))
-    }
-    async fn transact_write(&self, _: Vec<WriteOp>) -> Result<(), DbError> {
-        Err(DbError::Unavailable(down()))
-    }
-    async fn check(&self, _: &str) -> Result<(), DbError> {
-        Err(DbError::Unavailable(down()))
-    }
-}
-
-#[async_trait]
-impl BlobStore for Outage {
-    async fn put(
-        &self,
-        _: &str,
-        _: &str,
-        _: Bytes,
-        _: &str,
-        _: BTreeMap<String, String>,
-    ) -> Result<(), BlobError> {
-        Err(BlobError::Unavailable(down()))
-    }
-    async fn put_new(&self, _: &str, _: &str, _: Bytes, _: &str) -> Result<bool, BlobError> {
-        Err(BlobError::Unavailable(down()))
-    }
-    async fn put_stream(
-        &self,
-        _: &str,
-        _: &str,
-        _: BlobBody,
-        _: &str,
-        _: BTreeMap<String, String>,
-    ) -> Result<u64, BlobError> {
-        Err(BlobError::Unavailable(down()))
-    }
-    async fn get(&self, _: &str, _: &str) -> Result<Option<BlobObject>, BlobError> {
-        Err(BlobError::Unavailable(down()))
-    }
-    async fn get_version(
-        &self,
-        _: &str,
-        _: &str,
-        _: Option<&str>,
-    ) -> Result<Option<BlobObject>, BlobError> {
-        Err(BlobError::Unavailable(down()))
-    }
-    async fn get_range(
-        &self,
-        _: &str,
-        _: &str,
-        _: u64,
-        _: u64,
-    ) -> Result<Option<BlobObject>, BlobError> {
-        Err(BlobError::Unavailable(down()))
-    }
-    async fn head(&self, _: &str, _: &str) -> Result<Option<BlobMeta>, BlobError> {
-        Err(BlobError::Unavailable(down()))
-    }
-    async fn delete(&self, _: &str, _: &str) -> Result<(), BlobError> {
-        Err(BlobError::Unavailable(down()))
-    }
-    async fn delete_version(&self, _: &str, _: &str, _: Option<&str>) -> Result<(), BlobError> {
-        Err(BlobError::Unavailable(down()))
-    }
-    async fn presign_put(
-        &self,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: Option<u64>,
-        _: Duration,
-    ) -> Result<PresignedRequest, BlobError> {
-        Err(BlobError::Unavailable(down()))
-    }
-    async fn presign_get(
-        &self,
-        _: &str,
-        _: &str,
-        _: Duration,
-    ) -> Result<PresignedRequest, BlobError> {
-        Err(BlobError::Unavailable(down()))
-    }
-    async fn check(&self, _: &str) -> Result<(), BlobError> {
-        Err(BlobError::Unavailable(down()))
-    }
-}
-
-#[async_trait]
-impl KeyService for Outage {
-    async fn generate_data_key(&self, _: &str, _: &EncryptionContext) -> Result<DataKey, KeyError> {
-        Err(KeyError::Unavailable(down()))
-    }
-    async fn decrypt(&self, _: &[u8], _: &EncryptionContext) -> Result<Unwrapped, KeyError> {
-        Err(KeyError::Unavailable(down()))
-    }
-    async fn re_encrypt(
-        &self,
-        _: &[u8],
-        _: &EncryptionContext,
-        _: &str,
-        _: &EncryptionContext,
-    ) -> Result<Rewrapped, KeyError> {
-        Err(KeyError::Unavailable(down()))
-    }
-    async fn sign(&self, _: &str, _: &[u8]) -> Result<[u8; 64], KeyError> {
-        Err(KeyError::Unavailable(down()))
-    }
-    async fn public_key(&self, _: &str) -> Result<Vec<u8>, KeyError> {
-        Err(KeyError::Unavailable(down()))
-    }
-    async fn resolve_key_id(&self, _: &str) -> Result<String, KeyError> {
-        Err(KeyError::Unavailable(down()))
-    }
-    async fn check(&self, _: &str) -> Result<(), KeyError> {
-        Err(KeyError::Unavailable(down()))
-    }
-}
-
-#[async_trait]
-impl Queue for Outage {
-    async fn send(&self, _: &str, _: OutgoingMessage) -> Result<String, QueueError> {
-        Err(QueueError::Unavailable(down()))
-    }
-    async fn send_batch(&self, _: &str, _: Vec<OutgoingMessage>) -> Result<(), QueueError> {
-        Err(QueueError::Unavailable(down()))
-    }
-    async fn receive(
-        &self,
-        _: &str,
-        _: u32,
-        _: Duration,
-    ) -> Result<Vec<ReceivedMessage>, QueueError> {
-        Err(QueueError::Unavailable(down()))
-    }
-    async fn delete(&self, _: &str, _: &str) -> Result<(), QueueError> {
-        Err(QueueError::Unavailable(down()))
-    }
-    async fn check(&self, _: &str) -> Result<(), QueueError> {
-        Err(QueueError::Unavailable(down()))
-    }
-}
-
-#[async_trait]
-impl Push for Outage {
-    async fn post(&self, _: &str, _: &[u8]) -> Result<PushOutcome, PushError> {
-        Err(PushError::Unavailable(down()))
-    }
-    async fn disconnect(&self, _: &str) -> Result<PushOutcome, PushError> {
-        Err(PushError::Unavailable(down()))
-    }
-}
-
-#[async_trait]
-impl Messenger for Outage {
-    async fn send(&self, _: &OutboundMessage) -> Result<String, MessengerError> {
-        Err(MessengerError::Unavailable(down()))
-    }
-}
-
-#[async_trait]
-impl crate::ports::SecretStore for Outage {
-    async fn get(
-        &self,
-        _: &str,
-    ) -> Result<Option<zeroize::Zeroizing<String>>, crate::ports::secrets::SecretError> {
-        Err(crate::ports::secrets::SecretError::Unavailable(down()))
-    }
-}
-
-#[async_trait]
-impl crate::ports::Payments for Outage {
-    async fn create_intent(&self, _: &NewIntent) -> Result<Intent, PaymentError> {
-        Err(PaymentError::Unavailable(down()))
-    }
-    async fn retrieve_intent(&self, _: &str) -> Result<Intent, PaymentError> {
-        Err(PaymentError::Unavailable(down()))
-    }
-    async fn confirm_intent(&self, _: &str) -> Result<Intent, PaymentError> {
-        Err(PaymentError::Unavailable(down()))
-    }
-    async fn refund(&self, _: &NewRefund) -> Result<Refund, PaymentError> {
-        Err(PaymentError::Unavailable(down()))
-    }
-    async fn retrieve_refund(&self, _: &str) -> Result<Refund, PaymentError> {
-        Err(PaymentError::Unavailable(down()))
-    }
-}
-
-#[async_trait]
-impl crate::ports::Video for Outage {
-    async fn create_room(
-        &self,
-        _: &crate::ports::video::NewRoom,
-    ) -> Result<crate::ports::video::Room, crate::ports::video::VideoError> {
-        Err(crate::ports::video::VideoError::Unavailable(down()))
-    }
-    async fn fetch_room(
-        &self,
-        _: &str,
-    ) -> Result<crate::ports::video::Room, crate::ports::video::VideoError> {
-        Err(crate::ports::video::VideoError::Unavailable(down()))
-    }
-    async fn complete_room(
-        &self,
-        _: &str,
-    ) -> Result<crate::ports::video::Room, crate::ports::video::VideoError> {
-        Err(crate::ports::video::VideoError::Unavailable(down()))
-    }
-    async fn set_recording(&self, _: &str, _: bool) -> Result<(), crate::ports::video::VideoError> {
-        Err(crate::ports::video::VideoError::Unavailable(down()))
-    }
-}
+/// A dependency that does not answer: any port, every call `Unavailable`.
+pub const OUTAGE: crate::adapters::unavailable::Unavailable =
+    crate::adapters::unavailable::Unavailable::outage();
 
 /// The domain table answers, the audit table does not: proves that a change whose audit
 /// event cannot be recorded is not kept, and that nothing is returned unaudited.
@@ -725,7 +474,9 @@ impl AuditTableDown {
 
     fn refuse(&self, table: &str) -> Result<(), DbError> {
         if table == self.audit_table {
-            return Err(DbError::Unavailable(down()));
+            return Err(DbError::Unavailable(Box::new(
+                crate::adapters::unavailable::Down::Outage,
+            )));
         }
         Ok(())
     }

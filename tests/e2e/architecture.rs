@@ -176,3 +176,31 @@ fn aws_adapters_build_https_clients_only_on_first_use() {
         "built at init, not on first use: {eager:?}"
     );
 }
+
+/// Release builds compile `debug` and `trace` events out (README, `DOCARE_LOG`): every
+/// event site is a static of pointers the loader relocates at each cold start, and the
+/// SDK, HTTP and TLS crates have hundreds. `tracing` and `log` are the workspace's
+/// dependencies with that feature, and `shared` depends on both, so it reaches every
+/// crate that logs through either.
+#[test]
+fn release_builds_compile_out_debug_and_trace_events() {
+    let root = repo_root();
+    let workspace = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    let shared = std::fs::read_to_string(root.join("shared/Cargo.toml")).expect("shared");
+    for name in ["tracing", "log"] {
+        let line = workspace
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} =")))
+            .unwrap_or_else(|| panic!("{name} is a workspace dependency"));
+        assert!(
+            line.contains("\"release_max_level_info\""),
+            "{name}: {line}"
+        );
+        assert!(
+            shared
+                .lines()
+                .any(|l| l.trim() == format!("{name}.workspace = true")),
+            "shared depends on the workspace's {name}"
+        );
+    }
+}

@@ -5,7 +5,7 @@ use http::Method;
 use serde_json::Value;
 use shared::clock::SystemClock;
 use shared::http::ApiRequest;
-use shared::testing::{local_app, with_ports, Outage};
+use shared::testing::{local_app, with_ports, OUTAGE};
 use std::sync::Arc;
 
 async fn report(app: &shared::App) -> (u16, Value) {
@@ -21,10 +21,10 @@ async fn each_failed_dependency_is_named_with_a_503() {
     let (parts, _dir) = local_app(Arc::new(SystemClock));
     type Break = Box<dyn Fn(&mut shared::Ports)>;
     let cases: [(&str, Break); 4] = [
-        ("database", Box::new(|a| a.db = Arc::new(Outage))),
-        ("blobs", Box::new(|a| a.blobs = Arc::new(Outage))),
-        ("keys", Box::new(|a| a.keys = Arc::new(Outage))),
-        ("queues", Box::new(|a| a.queue = Arc::new(Outage))),
+        ("database", Box::new(|a| a.db = Arc::new(OUTAGE))),
+        ("blobs", Box::new(|a| a.blobs = Arc::new(OUTAGE))),
+        ("keys", Box::new(|a| a.keys = Arc::new(OUTAGE))),
+        ("queues", Box::new(|a| a.queue = Arc::new(OUTAGE))),
     ];
     for (failed, edit) in cases {
         let app = with_ports(&parts.app, edit);

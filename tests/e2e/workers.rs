@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use shared::clock::SystemClock;
 use shared::ports::queue::OutgoingMessage;
 use shared::testing::eventually;
-use shared::testing::{local_app, with_ports, Outage};
+use shared::testing::{local_app, with_ports, OUTAGE};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,7 +103,7 @@ async fn a_provider_outage_loses_nothing_and_recovers() {
         .await
         .expect("send");
 
-    let down = with_ports(&parts.app, |a| a.messenger = Arc::new(Outage));
+    let down = with_ports(&parts.app, |a| a.messenger = Arc::new(OUTAGE));
     assert_eq!(
         consumer
             .poll_once(&down, &parts.queue, Duration::ZERO)

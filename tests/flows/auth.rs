@@ -10,7 +10,7 @@ use shared::clock::ManualClock;
 use shared::http::{ApiRequest, Router};
 use shared::notifications::Notification;
 use shared::ports::db::Value as DbValue;
-use shared::testing::{dispatch, drain_notifications, request, with_ports, Outage, TestApp};
+use shared::testing::{dispatch, drain_notifications, request, with_ports, TestApp, OUTAGE};
 use shared::App;
 use std::sync::Arc;
 
@@ -1005,7 +1005,7 @@ async fn a_rotation_overlap_publishes_both_keys_and_accepts_tokens_of_the_old_on
 #[tokio::test]
 async fn dependency_outages_answer_503_and_write_nothing() {
     let h = Harness::new();
-    let down = with_ports(&h.app, |p| p.keys = Arc::new(Outage));
+    let down = with_ports(&h.app, |p| p.keys = Arc::new(OUTAGE));
     let router = docare_auth::router();
     let mut req = ApiRequest::new(Method::POST, "/api/v1/auth/signup");
     req.source_ip = Some("198.51.100.9".into());
@@ -1021,7 +1021,7 @@ async fn dependency_outages_answer_503_and_write_nothing() {
     let response = router.dispatch(&h.app, req.clone()).await;
     assert_eq!(response.status.as_u16(), 201);
 
-    let queue_down = with_ports(&h.app, |p| p.queue = Arc::new(Outage));
+    let queue_down = with_ports(&h.app, |p| p.queue = Arc::new(OUTAGE));
     let mut req = ApiRequest::new(Method::POST, "/api/v1/auth/password/reset-request");
     req.source_ip = Some("198.51.100.9".into());
     req.body = serde_json::to_vec(&json!({"email": "kms@example.com"}))

@@ -464,7 +464,7 @@ async fn a_crossing_whose_notice_cannot_be_queued_fails_and_its_retry_notifies_o
     let batch =
         json!({"samples": [sample("rhr-q-1", "40443-4", 150.0, "/min", "2026-11-23T08:30:00Z")]});
     let down =
-        shared::testing::with_ports(&h.t.app, |p| p.queue = Arc::new(shared::testing::Outage));
+        shared::testing::with_ports(&h.t.app, |p| p.queue = Arc::new(shared::testing::OUTAGE));
     let push = || {
         request(
             Method::POST,

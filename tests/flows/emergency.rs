@@ -7,8 +7,8 @@ use shared::clock::ManualClock;
 use shared::http::Router;
 use shared::notifications::Notification;
 use shared::testing::{
-    account, dispatch, drain_notifications, request, token, with_ports, AuditTableDown, Outage,
-    TestApp,
+    account, dispatch, drain_notifications, request, token, with_ports, AuditTableDown, TestApp,
+    OUTAGE,
 };
 use shared::App;
 use std::sync::Arc;
@@ -281,7 +281,7 @@ async fn sos_with_the_queue_down_is_503_and_the_retry_is_sent() {
     )
     .await;
     assert_eq!(h.queued().await.len(), 2, "the new contact was told");
-    let down = with_ports(&h.app, |p| p.queue = Arc::new(Outage));
+    let down = with_ports(&h.app, |p| p.queue = Arc::new(OUTAGE));
 
     assert_eq!(
         h.call_on(&down, Method::POST, "/api/v1/emergency/sos", &me, None)
@@ -437,7 +437,7 @@ async fn contacts_are_told_when_added_or_re_pointed_and_not_kept_when_they_canno
     assert_eq!(sent[0].to, "+14155559999");
 
     // The queue is down: not told, not kept (create undone, replace rolled back).
-    let down = with_ports(&h.app, |p| p.queue = Arc::new(Outage));
+    let down = with_ports(&h.app, |p| p.queue = Arc::new(OUTAGE));
     let (status, _) = h
         .call_on(
             &down,

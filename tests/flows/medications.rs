@@ -8,7 +8,7 @@ use http::Method;
 use serde_json::{json, Value};
 use shared::auth::{care, Role};
 use shared::store::reminders::{self, Channel, Claim, Reminder};
-use shared::testing::{account, dispatch, request, token, with_ports, Outage, TestApp};
+use shared::testing::{account, dispatch, request, token, with_ports, TestApp, OUTAGE};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -364,7 +364,7 @@ async fn a_claim_without_an_outcome_is_reported_and_not_sent_again_and_a_failed_
         shared::domain::Timestamp::parse("2026-11-24T08:00:00Z").unwrap(),
     );
     let body = serde_json::to_string(&other).unwrap();
-    let down = with_ports(&h.t.app, |p| p.messenger = Arc::new(Outage));
+    let down = with_ports(&h.t.app, |p| p.messenger = Arc::new(OUTAGE));
     let response = docare_reminders::deliver(down, sqs(&[body.clone(), "junk".into()])).await;
     let failed: Vec<_> = response
         .batch_item_failures
@@ -434,7 +434,7 @@ async fn the_scheduler_catches_up_a_missed_hour_thirty_minutes_per_run_and_sends
     assert_eq!(med["next_dose_at"], "2026-11-24T08:00:00Z");
     // The queue is down: the run fails and the cursor stays; the next run sends it.
     h.t.clock.advance(chrono::Duration::hours(12));
-    let down = with_ports(&h.t.app, |p| p.queue = Arc::new(Outage));
+    let down = with_ports(&h.t.app, |p| p.queue = Arc::new(OUTAGE));
     while docare_reminders::run(&down).await.is_ok() {}
     let mut queued = 0;
     loop {

@@ -9,7 +9,7 @@ use shared::auth::{care, Role};
 use shared::ports::db::Value as DbValue;
 use shared::store::keys;
 use shared::testing::{
-    account, dispatch, request, token, with_ports, AuditTableDown, Outage, TestApp,
+    account, dispatch, request, token, with_ports, AuditTableDown, TestApp, OUTAGE,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -531,7 +531,7 @@ async fn a_dependency_outage_is_a_503_that_loses_nothing_and_a_resend_stores_it_
     let path = format!("/api/v1/conversations/{id}/messages");
     let body = json!({"client_message_id": "c-1", "body": "During the outage"});
     for down in [
-        with_ports(&h.t.app, |p| p.keys = Arc::new(Outage)),
+        with_ports(&h.t.app, |p| p.keys = Arc::new(OUTAGE)),
         with_ports(&h.t.app, |p| p.db = AuditTableDown::of(&h.t.app)),
     ] {
         let req = request(Method::POST, &path, Some(&h.pt), Some(body.clone()));

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use shared::adapters::local::{intent_object, refund_object, Delivery};
 use shared::auth::Role;
 use shared::ports::payments::{PaymentError, Refund};
-use shared::testing::{account, dispatch, request, token, with_ports, Outage, TestApp};
+use shared::testing::{account, dispatch, request, token, with_ports, TestApp, OUTAGE};
 use shared::App;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -324,7 +324,7 @@ async fn a_retry_under_its_idempotency_key_returns_the_same_payment() {
 #[tokio::test]
 async fn a_stripe_outage_is_a_503_and_records_nothing() {
     let w = world().await;
-    let down = with_ports(&w.t.app, |p| p.payments = Arc::new(Outage));
+    let down = with_ports(&w.t.app, |p| p.payments = Arc::new(OUTAGE));
     let req = request(
         Method::POST,
         "/api/v1/payments",
@@ -1091,7 +1091,7 @@ async fn a_refund_whose_answer_was_lost_stays_reserved_and_its_retry_does_not_re
 
     // Stripe unreachable (it never got the request): 503, kept reserved; the retry under
     // the same key, once Stripe is back, makes it once.
-    let down = with_ports(&w.t.app, |p| p.payments = Arc::new(Outage));
+    let down = with_ports(&w.t.app, |p| p.payments = Arc::new(OUTAGE));
     let (status, _) = refund_with_key(&w, &down, &id, 700, Some("refund-2")).await;
     assert_eq!(status, 503);
     assert_eq!(

@@ -9,7 +9,7 @@ use shared::auth::{care, Role};
 use shared::http::pagination::PageRequest;
 use shared::http::{ApiRequest, Router};
 use shared::ports::db::Update;
-use shared::testing::{self, dispatch, request, with_ports, AuditTableDown, Outage, TestApp};
+use shared::testing::{self, dispatch, request, with_ports, AuditTableDown, TestApp, OUTAGE};
 use shared::App;
 use std::sync::Arc;
 
@@ -341,7 +341,7 @@ async fn kms_down_means_503_nothing_in_the_clear_and_recovery_by_itself() {
     let h = H::new();
     let me = account(&h.app, "kms@example.com", Role::Patient).await;
     let token = h.token(&me, Role::Patient, false).await;
-    let down = with_ports(&h.app, |p| p.keys = Arc::new(Outage));
+    let down = with_ports(&h.app, |p| p.keys = Arc::new(OUTAGE));
     let answer = h
         .call_on(
             &down,
@@ -374,7 +374,7 @@ async fn kms_down_means_503_nothing_in_the_clear_and_recovery_by_itself() {
         200
     );
     // A cold instance (empty key cache) cannot read while KMS is down, and can after.
-    let cold = with_ports(&h.app, |p| p.keys = Arc::new(Outage));
+    let cold = with_ports(&h.app, |p| p.keys = Arc::new(OUTAGE));
     assert_eq!(
         h.call_on(
             &cold,

@@ -461,7 +461,7 @@ async fn forty_parallel_wrong_codes_on_one_challenge_evaluate_at_most_five() {
 async fn a_counter_that_cannot_be_written_refuses_the_attempt() {
     let t = TestApp::new();
     active(&t.app, "counter@example.com", Role::Patient, false).await;
-    let down = with_ports(&t.app, |p| p.db = Arc::new(shared::testing::Outage));
+    let down = with_ports(&t.app, |p| p.db = Arc::new(shared::testing::OUTAGE));
     let (status, _) = login(&down, "192.0.2.3", "counter@example.com", PASSWORD).await;
     assert_eq!(status, 503);
 }

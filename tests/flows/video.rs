@@ -12,7 +12,7 @@ use shared::adapters::local::Callback;
 use shared::auth::Role;
 use shared::clock::Clock;
 use shared::http::ApiRequest;
-use shared::testing::{account, dispatch, request, token, with_ports, Outage, TestApp};
+use shared::testing::{account, dispatch, request, token, with_ports, TestApp, OUTAGE};
 use std::sync::Arc;
 
 const TUESDAY_10: &str = "2026-11-24T10:00:00Z";
@@ -812,7 +812,7 @@ async fn twilio_down_is_a_503_and_nothing_changes() {
     let created = w.create(false).await;
     let id = created["id"].as_str().unwrap();
     w.at("2026-11-24T09:50:00Z").await;
-    let down = with_ports(&w.t.app, |p| p.video = Arc::new(Outage));
+    let down = with_ports(&w.t.app, |p| p.video = Arc::new(OUTAGE));
     let (status, _) = dispatch(
         &w.video,
         &down,

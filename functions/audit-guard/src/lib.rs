@@ -419,7 +419,7 @@ mod tests {
 
         // An archive that cannot be written fails the batch (retried, then the DLQ).
         let down = shared::testing::with_ports(&app, |p| {
-            p.blobs = std::sync::Arc::new(shared::testing::Outage)
+            p.blobs = std::sync::Arc::new(shared::testing::OUTAGE)
         });
         let other = batch(vec![inserted("s-4", "00000000000000000008", "h4")]);
         assert!(watch(down, other).await.is_err());

@@ -4,3 +4,4 @@ pub mod aws;
 pub mod links;
 pub mod local;
 pub mod scan;
+pub mod unavailable;

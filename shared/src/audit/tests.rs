@@ -11,7 +11,7 @@ use crate::ApiError;
 use chrono::{Duration, Utc};
 use std::sync::Arc;
 
-use crate::testing::Outage as Down;
+use crate::testing::OUTAGE as Down;
 
 struct Fixture {
     parts: LocalParts,

@@ -248,7 +248,7 @@ mod tests {
     async fn a_counter_that_cannot_be_written_refuses_the_attempt() {
         let t = TestApp::new();
         let down = crate::testing::with_ports(&t.app, |p| {
-            p.db = std::sync::Arc::new(crate::testing::Outage)
+            p.db = std::sync::Arc::new(crate::testing::OUTAGE)
         });
         assert!(matches!(
             reserve(&down, AUTH, "ip:203.0.113.1").await,
