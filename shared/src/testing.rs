@@ -454,7 +454,7 @@ pub mod aws {
 
 /// A dependency that does not answer: any port, every call `Unavailable`.
 pub const OUTAGE: crate::adapters::unavailable::Unavailable =
-    crate::adapters::unavailable::Unavailable::outage();
+    crate::adapters::unavailable::Unavailable::Outage;
 
 /// The domain table answers, the audit table does not: proves that a change whose audit
 /// event cannot be recorded is not kept, and that nothing is returned unaudited.
@@ -475,7 +475,7 @@ impl AuditTableDown {
     fn refuse(&self, table: &str) -> Result<(), DbError> {
         if table == self.audit_table {
             return Err(DbError::Unavailable(Box::new(
-                crate::adapters::unavailable::Down::Outage,
+                crate::adapters::unavailable::Unavailable::Outage,
             )));
         }
         Ok(())

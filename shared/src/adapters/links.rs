@@ -1,5 +1,4 @@
-//! Which outside services a function's binary links, and the adapter that stands in for
-//! one it does not.
+//! Which outside services a function's binary links.
 //!
 //! Why: every SDK client and HTTPS API a binary links costs at every cold start, used or
 //! not. Each operation brings vtables and static tables that the loader relocates before
@@ -7,8 +6,8 @@
 //! functions use few of the services: S3 is used by 4 of the 23 functions, SES and SNS
 //! by 2. A function names its services in a `LINKS` constant (its crate root), and
 //! [`crate::lambda`] builds its app with [`aws::build_app_linking`], where every other
-//! port is [`Unlinked`]: the compiler drops that adapter, its SDK crate and their
-//! statics from the binary.
+//! port is [`Unavailable::NotLinked`]: the compiler drops that adapter, its SDK crate
+//! and their statics from the binary.
 //!
 //! What keeps the sets right: the IAM tour (`tests/e2e/iam.rs`) runs every function's
 //! handlers with its own set on the recording ports and fails on any call to a port the
@@ -20,6 +19,7 @@
 //! scanner link no outside client.
 //!
 //! [`aws::build_app_linking`]: crate::adapters::aws::build_app_linking
+//! [`Unavailable::NotLinked`]: crate::adapters::unavailable::Unavailable::NotLinked
 
 /// A set of linked services: the bits below, or-ed (`BLOBS | QUEUE`).
 pub type Links = u16;

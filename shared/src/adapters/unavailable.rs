@@ -22,59 +22,24 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
-/// Why a port does not answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Why {
-    /// The binary does not link the service (`adapters::links`): a wrong `LINKS`.
-    NotLinked,
-    /// A test's simulated outage.
-    Outage,
-}
-
-/// A port that never answers; `port` names it (`blobs`, `queue`, …) in the error.
-#[derive(Debug, Clone, Copy)]
-pub struct Unavailable {
-    pub port: &'static str,
-    pub why: Why,
-}
-
-/// The cause inside the port's `Unavailable` error.
-#[derive(Debug, thiserror::Error)]
-pub enum Down {
+/// A port that never answers, and the cause its errors carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unavailable {
+    /// The binary does not link the service it names (`adapters::links`): a wrong
+    /// `LINKS`, which the IAM tour would have caught.
     #[error("{0} is not linked into this function (its LINKS)")]
     NotLinked(&'static str),
+    /// A test's simulated outage.
     #[error("simulated outage")]
     Outage,
 }
 
 impl Unavailable {
-    /// The stand-in for a port the binary does not link.
-    pub const fn unlinked(port: &'static str) -> Self {
-        Self {
-            port,
-            why: Why::NotLinked,
-        }
-    }
-
-    /// A dependency that does not answer (tests).
-    pub const fn outage() -> Self {
-        Self {
-            port: "any",
-            why: Why::Outage,
-        }
-    }
-
     fn error(&self) -> Box<dyn std::error::Error + Send + Sync> {
-        match self.why {
-            Why::NotLinked => {
-                tracing::error!(
-                    port = self.port,
-                    "a port this function does not link was called"
-                );
-                Box::new(Down::NotLinked(self.port))
-            }
-            Why::Outage => Box::new(Down::Outage),
+        if let Self::NotLinked(port) = self {
+            tracing::error!(port, "a port this function does not link was called");
         }
+        Box::new(*self)
     }
 }
 
@@ -340,7 +305,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unlinked_port_fails_as_unavailable_naming_itself() {
-        let err = BlobStore::check(&Unavailable::unlinked("blobs"), "bucket")
+        let err = BlobStore::check(&Unavailable::NotLinked("blobs"), "bucket")
             .await
             .unwrap_err();
         let BlobError::Unavailable(cause) = &err else {
@@ -352,17 +317,15 @@ mod tests {
         );
         let api: crate::ApiError = err.into();
         assert_eq!(api.status(), http::StatusCode::SERVICE_UNAVAILABLE);
-        let err = Queue::send_batch(&Unavailable::unlinked("queue"), "q", vec![])
+        let err = Queue::send_batch(&Unavailable::NotLinked("queue"), "q", vec![])
             .await
             .unwrap_err();
         assert!(matches!(err, QueueError::Unavailable(_)), "{err:?}");
-        let err = Payments::retrieve_intent(&Unavailable::outage(), "pi_1")
+        let err = Payments::retrieve_intent(&Unavailable::Outage, "pi_1")
             .await
             .unwrap_err();
         assert!(matches!(err, PaymentError::Unavailable(_)), "{err:?}");
-        assert_eq!(
-            crate::error::cause_chain(&err),
-            "payment provider unavailable: simulated outage"
-        );
+        assert_eq!(err.to_string(), "payment provider unavailable");
+        assert_eq!(crate::error::cause_chain(&err), "simulated outage");
     }
 }

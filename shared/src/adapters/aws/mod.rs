@@ -139,7 +139,7 @@ pub fn build_app(config: Config, sdk: &SdkConfig) -> App {
 }
 
 /// The ports of the services in `LINKS` on their AWS adapters (each SDK client built on
-/// its first use) and every other one [`Unavailable::unlinked`]. `LINKS` is a constant of the
+/// its first use) and every other one [`Unavailable::NotLinked`]. `LINKS` is a constant of the
 /// binary, so the adapters it leaves out, and their SDK crates, are not compiled in
 /// (`adapters::links`).
 pub fn build_app_linking<const LINKS: Links>(config: Config, sdk: &SdkConfig) -> App {
@@ -154,7 +154,7 @@ pub fn build_app_linking<const LINKS: Links>(config: Config, sdk: &SdkConfig) ->
                 aws_sdk_secretsmanager::Client::new,
             )))
         } else {
-            Arc::new(Unavailable::unlinked("secrets"))
+            Arc::new(Unavailable::NotLinked("secrets"))
         };
     let recorded_secrets = || -> Arc<dyn crate::ports::SecretStore> {
         Arc::new(crate::ports::recording::RecordedSecrets(secrets.clone()))
@@ -163,12 +163,12 @@ pub fn build_app_linking<const LINKS: Links>(config: Config, sdk: &SdkConfig) ->
     let blobs: Arc<dyn BlobStore> = if LINKS & links::BLOBS != 0 {
         Arc::new(S3Blobs::new(on_first_use(sdk, s3_client)))
     } else {
-        Arc::new(Unavailable::unlinked("blobs"))
+        Arc::new(Unavailable::NotLinked("blobs"))
     };
     let queue: Arc<dyn Queue> = if LINKS & links::QUEUE != 0 {
         Arc::new(Sqs::new(on_first_use(sdk, aws_sdk_sqs::Client::new)))
     } else {
-        Arc::new(Unavailable::unlinked("queue"))
+        Arc::new(Unavailable::NotLinked("queue"))
     };
     let push: Arc<dyn Push> = if LINKS & links::PUSH != 0 {
         let (sdk, ws_endpoint) = (sdk.clone(), config.ws_endpoint.clone());
@@ -176,7 +176,7 @@ pub fn build_app_linking<const LINKS: Links>(config: Config, sdk: &SdkConfig) ->
             management_client(&sdk, &ws_endpoint)
         })))
     } else {
-        Arc::new(Unavailable::unlinked("push"))
+        Arc::new(Unavailable::NotLinked("push"))
     };
     let messenger: Arc<dyn Messenger> = if LINKS & links::MESSENGER != 0 {
         Arc::new(SesSns::new(
@@ -185,7 +185,7 @@ pub fn build_app_linking<const LINKS: Links>(config: Config, sdk: &SdkConfig) ->
             config.mail_from.clone(),
         ))
     } else {
-        Arc::new(Unavailable::unlinked("messenger"))
+        Arc::new(Unavailable::NotLinked("messenger"))
     };
     let payments: Arc<dyn Payments> = if LINKS & links::PAYMENTS != 0 {
         Arc::new(StripeApi::new(
@@ -195,7 +195,7 @@ pub fn build_app_linking<const LINKS: Links>(config: Config, sdk: &SdkConfig) ->
             stage,
         ))
     } else {
-        Arc::new(Unavailable::unlinked("payments"))
+        Arc::new(Unavailable::NotLinked("payments"))
     };
     let video: Arc<dyn Video> = if LINKS & links::VIDEO != 0 {
         Arc::new(TwilioApi::new(
@@ -205,7 +205,7 @@ pub fn build_app_linking<const LINKS: Links>(config: Config, sdk: &SdkConfig) ->
             stage,
         ))
     } else {
-        Arc::new(Unavailable::unlinked("video"))
+        Arc::new(Unavailable::NotLinked("video"))
     };
     let health_api: Arc<dyn HealthApi> = if LINKS & links::HEALTH_API != 0 {
         Arc::new(GoogleHealthApi::new(
@@ -215,7 +215,7 @@ pub fn build_app_linking<const LINKS: Links>(config: Config, sdk: &SdkConfig) ->
             stage,
         ))
     } else {
-        Arc::new(Unavailable::unlinked("health_api"))
+        Arc::new(Unavailable::NotLinked("health_api"))
     };
     let ports = Ports {
         db: Arc::new(DynamoDb::new(
