@@ -204,3 +204,33 @@ fn release_builds_compile_out_debug_and_trace_events() {
         );
     }
 }
+
+/// Every Lambda entry point is a plain `fn main` handing its function to
+/// `shared::lambda::Linking`, which runs it on the single-threaded runtime: a
+/// `#[tokio::main]` around it would start a second runtime inside the first (a panic at
+/// the first cold start, which no other test runs) and bring the worker threads back.
+#[test]
+fn every_lambda_entry_point_runs_through_linking_without_its_own_runtime() {
+    let root = repo_root();
+    let mut files = Vec::new();
+    rust_files(&root.join("functions"), &mut files);
+    let mains: Vec<(PathBuf, String)> = files
+        .into_iter()
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).expect("readable source");
+            text.contains("fn main()").then_some((path, text))
+        })
+        .collect();
+    assert_eq!(
+        mains.len(),
+        23,
+        "one entry point per function of the template"
+    );
+    for (path, text) in mains {
+        assert!(
+            text.contains("shared::lambda::Linking::<") && !text.contains("tokio::main"),
+            "{}: `fn main() -> Result<(), lambda_runtime::Error> {{ shared::lambda::Linking::<{{ LINKS }}>.run_…(…) }}`",
+            path.display()
+        );
+    }
+}

@@ -1,8 +1,5 @@
 //! Lambda entry point of the auth function (HTTP API: `/api/v1/auth/…`, `/.well-known/jwks.json`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::Linking::<{ docare_auth::LINKS }>
-        .run_http(docare_auth::router())
-        .await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::Linking::<{ docare_auth::LINKS }>.run_http(docare_auth::router())
 }

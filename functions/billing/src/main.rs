@@ -1,9 +1,6 @@
 //! Lambda entry point of the billing function (HTTP API: `/api/v1/payments…`,
 //! `/api/v1/billing…`, `/api/v1/providers/me/prices`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::Linking::<{ docare_billing::LINKS }>
-        .run_http(docare_billing::router())
-        .await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::Linking::<{ docare_billing::LINKS }>.run_http(docare_billing::router())
 }

@@ -1,8 +1,5 @@
 //! Lambda entry point of the devices function (HTTP API: `/api/v1/observations…`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::Linking::<{ docare_devices::LINKS }>
-        .run_http(docare_devices::router())
-        .await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::Linking::<{ docare_devices::LINKS }>.run_http(docare_devices::router())
 }

@@ -1,9 +1,6 @@
 //! Lambda entry point of the device sync worker (device sync queue, partial batch
 //! failures): pulls the data points a Google Health delivery announced.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::Linking::<{ docare_devices::SYNC_LINKS }>
-        .run_sqs(docare_devices::sync::handle)
-        .await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::Linking::<{ docare_devices::SYNC_LINKS }>.run_sqs(docare_devices::sync::handle)
 }

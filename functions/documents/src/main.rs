@@ -1,8 +1,5 @@
 //! Lambda entry point of the documents function (HTTP API: `/api/v1/documents/…`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::Linking::<{ docare_documents::LINKS }>
-        .run_http(docare_documents::router())
-        .await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::Linking::<{ docare_documents::LINKS }>.run_http(docare_documents::router())
 }

@@ -1,8 +1,5 @@
 //! Lambda entry point of the emergency function (HTTP API: `/api/v1/emergency/…`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::Linking::<{ docare_emergency::LINKS }>
-        .run_http(docare_emergency::router())
-        .await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::Linking::<{ docare_emergency::LINKS }>.run_http(docare_emergency::router())
 }

@@ -1,9 +1,6 @@
 //! Lambda entry point of the messages function (HTTP API: `/api/v1/conversations/…`,
 //! `/api/v1/sync`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::Linking::<{ docare_messages::LINKS }>
-        .run_http(docare_messages::router())
-        .await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::Linking::<{ docare_messages::LINKS }>.run_http(docare_messages::router())
 }

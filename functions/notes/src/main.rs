@@ -1,9 +1,6 @@
 //! Lambda entry point of the notes function (HTTP API: `/api/v1/secure-notes…`,
 //! `/api/v1/appointments/{id}/secure-notes/access`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::Linking::<{ docare_notes::LINKS }>
-        .run_http(docare_notes::router())
-        .await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::Linking::<{ docare_notes::LINKS }>.run_http(docare_notes::router())
 }

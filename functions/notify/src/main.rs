@@ -1,8 +1,5 @@
 //! Lambda entry point of the notification worker (SQS, partial batch failures).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::Linking::<{ docare_notify::LINKS }>
-        .run_sqs(docare_notify::handle)
-        .await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::Linking::<{ docare_notify::LINKS }>.run_sqs(docare_notify::handle)
 }

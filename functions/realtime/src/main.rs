@@ -1,8 +1,5 @@
 //! Lambda entry point of the realtime function (WebSocket API routes).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::Linking::<{ docare_realtime::LINKS }>
-        .run_ws(docare_realtime::router())
-        .await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::Linking::<{ docare_realtime::LINKS }>.run_ws(docare_realtime::router())
 }

@@ -1,8 +1,5 @@
 //! Lambda entry point of the reminder scheduler (EventBridge rule, every minute).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::Linking::<{ docare_reminders::LINKS }>
-        .run_schedule(docare_reminders::scheduled)
-        .await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::Linking::<{ docare_reminders::LINKS }>.run_schedule(docare_reminders::scheduled)
 }

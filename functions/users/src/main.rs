@@ -1,8 +1,5 @@
 //! Lambda entry point of the users function (HTTP API: `/api/v1/users…`, `/api/v1/care-relationships…`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::lambda::Linking::<{ docare_users::LINKS }>
-        .run_http(docare_users::router())
-        .await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::lambda::Linking::<{ docare_users::LINKS }>.run_http(docare_users::router())
 }

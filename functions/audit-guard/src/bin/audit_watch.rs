@@ -1,8 +1,6 @@
 //! Lambda entry point of `audit-watch` (DynamoDB Streams of the audit table).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
+fn main() -> Result<(), lambda_runtime::Error> {
     shared::lambda::Linking::<{ docare_audit_guard::WATCH_LINKS }>
         .run_dynamodb_stream(docare_audit_guard::watch)
-        .await
 }
