@@ -2,7 +2,8 @@
 //! slots, and appointments that never overlap for one provider (claimed 15-minute units
 //! in one transaction with the appointment and its audit event; `docs/appointments.md`).
 
-/// The outside services the `appointments` binary links (`shared::adapters::links`): the table and the keys only.
+/// The outside services the `appointments` binary links (`shared::adapters::links`): the
+/// table and the keys only.
 pub const LINKS: shared::adapters::links::Links = shared::adapters::links::NONE;
 
 pub mod appointments;

@@ -11,9 +11,11 @@
 //!
 //! [`ANCHOR_INTERVAL`]: shared::audit::ANCHOR_INTERVAL
 
-/// The outside services the `audit-anchor` binary links (`shared::adapters::links`): the audit table and the anchor key only.
+/// The outside services the `audit-anchor` binary links (`shared::adapters::links`): the
+/// audit table and the anchor key only.
 pub const ANCHOR_LINKS: shared::adapters::links::Links = shared::adapters::links::NONE;
-/// The outside services the `audit-watch` binary links (`shared::adapters::links`): the archive bucket; tampering alerts are queued.
+/// The outside services the `audit-watch` binary links (`shared::adapters::links`): the
+/// archive bucket; tampering alerts are queued.
 pub const WATCH_LINKS: shared::adapters::links::Links =
     shared::adapters::links::BLOBS | shared::adapters::links::QUEUE;
 

@@ -4,7 +4,8 @@
 //! HIPAA accounting of disclosures). Both read the audit indexes, never scan, never
 //! decrypt reasons or user agents, and both are audited themselves.
 
-/// The outside services the `audit` binary links (`shared::adapters::links`): the audit table and the keys only.
+/// The outside services the `audit` binary links (`shared::adapters::links`): the audit
+/// table and the keys only.
 pub const LINKS: shared::adapters::links::Links = shared::adapters::links::NONE;
 
 pub mod access_log;

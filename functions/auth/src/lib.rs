@@ -7,7 +7,8 @@
 //! answer the same either way (the owner is told by mail), and every failed login is
 //! the same 401 after the same password-hashing work.
 
-/// The outside services the `auth` binary links (`shared::adapters::links`): security notices are queued; a revoked session's sockets are closed.
+/// The outside services the `auth` binary links (`shared::adapters::links`): security
+/// notices are queued; a revoked session's sockets are closed.
 pub const LINKS: shared::adapters::links::Links =
     shared::adapters::links::PUSH | shared::adapters::links::QUEUE;
 

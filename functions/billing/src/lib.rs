@@ -2,7 +2,8 @@
 //! refunds that never exceed what was paid, receipts and the patient's billing history
 //! (`docs/payments.md`).
 
-/// The outside services the `billing` binary links (`shared::adapters::links`): Stripe (its key through Secrets Manager).
+/// The outside services the `billing` binary links (`shared::adapters::links`): Stripe (its
+/// key through Secrets Manager).
 pub const LINKS: shared::adapters::links::Links = shared::adapters::links::PAYMENTS;
 
 pub mod handlers;

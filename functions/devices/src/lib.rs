@@ -12,12 +12,14 @@
 //! admin reads through break-glass (MFA and `X-Access-Reason`). Anyone else gets a 404
 //! (recorded as `ACCESS_DENIED`). Every push, read and threshold change is audited.
 
-/// The outside services the `devices` binary links (`shared::adapters::links`): Google OAuth, the webhook secret, sync jobs, threshold alerts.
+/// The outside services the `devices` binary links (`shared::adapters::links`): Google
+/// OAuth, the webhook secret, sync jobs, threshold alerts.
 pub const LINKS: shared::adapters::links::Links = shared::adapters::links::PUSH
     | shared::adapters::links::QUEUE
     | shared::adapters::links::SECRETS
     | shared::adapters::links::HEALTH_API;
-/// The outside services the `device-sync` binary links (`shared::adapters::links`): Google's data points, threshold alerts.
+/// The outside services the `device-sync` binary links (`shared::adapters::links`):
+/// Google's data points, threshold alerts.
 pub const SYNC_LINKS: shared::adapters::links::Links = shared::adapters::links::PUSH
     | shared::adapters::links::QUEUE
     | shared::adapters::links::HEALTH_API;

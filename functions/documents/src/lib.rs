@@ -13,9 +13,11 @@
 //! `ACCESS_DENIED`. Every read and change is audited; uploads count against 20 per hour
 //! per account (`rate_limit::UPLOADS`, reserved before the URL is signed).
 
-/// The outside services the `documents` binary links (`shared::adapters::links`): presigned uploads and downloads.
+/// The outside services the `documents` binary links (`shared::adapters::links`): presigned
+/// uploads and downloads.
 pub const LINKS: shared::adapters::links::Links = shared::adapters::links::BLOBS;
-/// The outside services the `scanner` binary links (`shared::adapters::links`): reads quarantined uploads, tells the uploader.
+/// The outside services the `scanner` binary links (`shared::adapters::links`): reads
+/// quarantined uploads, tells the uploader.
 pub const SCANNER_LINKS: shared::adapters::links::Links =
     shared::adapters::links::BLOBS | shared::adapters::links::PUSH;
 

@@ -4,7 +4,8 @@
 //! the care team (WebSocket `notification` push and e-mail). An SOS repeated within
 //! [`sos::COLLAPSE_SECS`] joins the open alert: recorded, not re-sent.
 
-/// The outside services the `emergency` binary links (`shared::adapters::links`): alerts are queued and pushed to connected providers.
+/// The outside services the `emergency` binary links (`shared::adapters::links`): alerts
+/// are queued and pushed to connected providers.
 pub const LINKS: shared::adapters::links::Links =
     shared::adapters::links::PUSH | shared::adapters::links::QUEUE;
 

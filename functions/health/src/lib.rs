@@ -7,7 +7,8 @@
 //! Checks run concurrently with a deadline and the result is cached briefly per
 //! instance: `/health` is public, and each check is a billed AWS request.
 
-/// The outside services the `health` binary links (`shared::adapters::links`): `/health` checks the buckets and the queues.
+/// The outside services the `health` binary links (`shared::adapters::links`): `/health`
+/// checks the buckets and the queues.
 pub const LINKS: shared::adapters::links::Links =
     shared::adapters::links::BLOBS | shared::adapters::links::QUEUE;
 

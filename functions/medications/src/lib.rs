@@ -12,7 +12,8 @@
 //! reads through break-glass (MFA and `X-Access-Reason`) and changes nothing. Anyone
 //! else gets a 404 (recorded as `ACCESS_DENIED`).
 
-/// The outside services the `medications` binary links (`shared::adapters::links`): the table and the keys only.
+/// The outside services the `medications` binary links (`shared::adapters::links`): the
+/// table and the keys only.
 pub const LINKS: shared::adapters::links::Links = shared::adapters::links::NONE;
 
 use chrono::Duration;

@@ -18,7 +18,8 @@
 //! instead of the general 100 per 15 minutes. Attachments are not supported yet (there
 //! are no documents to refer to).
 
-/// The outside services the `messages` binary links (`shared::adapters::links`): frames to the conversation's sockets.
+/// The outside services the `messages` binary links (`shared::adapters::links`): frames to
+/// the conversation's sockets.
 pub const LINKS: shared::adapters::links::Links = shared::adapters::links::PUSH;
 
 use http::Method;

@@ -6,7 +6,8 @@
 //! archived, never deleted; the patient reads the notes shared with them, and every
 //! access by someone else is in the patient's access log.
 
-/// The outside services the `notes` binary links (`shared::adapters::links`): the table and the keys only.
+/// The outside services the `notes` binary links (`shared::adapters::links`): the table and
+/// the keys only.
 pub const LINKS: shared::adapters::links::Links = shared::adapters::links::NONE;
 
 pub mod handlers;

@@ -8,7 +8,8 @@
 //! reach the dead-letter queue after the queue's receive limit; an unreachable provider
 //! fails transiently and is retried.
 
-/// The outside services the `notify` binary links (`shared::adapters::links`): e-mail (SES) and SMS (SNS); SQS delivers its batches.
+/// The outside services the `notify` binary links (`shared::adapters::links`): e-mail (SES)
+/// and SMS (SNS); SQS delivers its batches.
 pub const LINKS: shared::adapters::links::Links = shared::adapters::links::MESSENGER;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};

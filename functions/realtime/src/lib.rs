@@ -19,7 +19,8 @@
 //! frames, a client can `ping` (idle connections close after 10 minutes) and receives
 //! `notification` events from the other areas.
 
-/// The outside services the `realtime` binary links (`shared::adapters::links`): frames to connected sockets.
+/// The outside services the `realtime` binary links (`shared::adapters::links`): frames to
+/// connected sockets.
 pub const LINKS: shared::adapters::links::Links = shared::adapters::links::PUSH;
 
 pub mod messaging;

@@ -23,9 +23,11 @@
 //! event carries ids and times; mail and SMS say that a dose (or an appointment) is due
 //! at a local time, never the drug, dosage or reason.
 
-/// The outside services the `reminders` binary links (`shared::adapters::links`): due reminders are queued.
+/// The outside services the `reminders` binary links (`shared::adapters::links`): due
+/// reminders are queued.
 pub const LINKS: shared::adapters::links::Links = shared::adapters::links::QUEUE;
-/// The outside services the `remind` binary links (`shared::adapters::links`): a reminder goes out by WebSocket, e-mail or SMS.
+/// The outside services the `remind` binary links (`shared::adapters::links`): a reminder
+/// goes out by WebSocket, e-mail or SMS.
 pub const REMIND_LINKS: shared::adapters::links::Links =
     shared::adapters::links::PUSH | shared::adapters::links::MESSENGER;
 

@@ -6,7 +6,8 @@
 //! statuses only move forward, so an older event delivered late changes nothing
 //! (`docs/payments.md`).
 
-/// The outside services the `stripe-webhook` binary links (`shared::adapters::links`): the webhook secret.
+/// The outside services the `stripe-webhook` binary links (`shared::adapters::links`): the
+/// webhook secret.
 pub const LINKS: shared::adapters::links::Links = shared::adapters::links::SECRETS;
 
 use http::Method;

@@ -9,7 +9,8 @@
 //! answered 200 and changes nothing: Twilio does not retry status callbacks
 //! (`docs/video.md`).
 
-/// The outside services the `twilio-webhook` binary links (`shared::adapters::links`): the auth token that signs callbacks.
+/// The outside services the `twilio-webhook` binary links (`shared::adapters::links`): the
+/// auth token that signs callbacks.
 pub const LINKS: shared::adapters::links::Links = shared::adapters::links::SECRETS;
 
 use http::Method;

@@ -2,7 +2,8 @@
 //! (create providers and admins, list, disable/enable, change role) and care
 //! relationships. Every admin action and every read of someone's account is audited.
 
-/// The outside services the `users` binary links (`shared::adapters::links`): notices are queued; a suspended account's sockets are closed.
+/// The outside services the `users` binary links (`shared::adapters::links`): notices are
+/// queued; a suspended account's sockets are closed.
 pub const LINKS: shared::adapters::links::Links =
     shared::adapters::links::PUSH | shared::adapters::links::QUEUE;
 

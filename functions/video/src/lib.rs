@@ -2,7 +2,8 @@
 //! two participants inside the appointment's window, start and end (moving the
 //! appointment through its own transitions), and recording consent (`docs/video.md`).
 
-/// The outside services the `video` binary links (`shared::adapters::links`): Twilio Video (its credentials through Secrets Manager).
+/// The outside services the `video` binary links (`shared::adapters::links`): Twilio Video
+/// (its credentials through Secrets Manager).
 pub const LINKS: shared::adapters::links::Links = shared::adapters::links::VIDEO;
 
 pub mod handlers;

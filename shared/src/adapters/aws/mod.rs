@@ -139,9 +139,9 @@ pub fn build_app(config: Config, sdk: &SdkConfig) -> App {
 }
 
 /// The ports of the services in `LINKS` on their AWS adapters (each SDK client built on
-/// its first use) and every other one [`Unavailable::NotLinked`]. `LINKS` is a constant of the
-/// binary, so the adapters it leaves out, and their SDK crates, are not compiled in
-/// (`adapters::links`).
+/// its first use) and every other one [`Unavailable::NotLinked`]. `LINKS` is a constant
+/// of the binary, so the adapters it leaves out, and their SDK crates, are not compiled
+/// in (`adapters::links`).
 pub fn build_app_linking<const LINKS: Links>(config: Config, sdk: &SdkConfig) -> App {
     // Each `LINKS & bit` is a constant of this instance: the branch not taken, and what
     // only it uses, is not compiled in.
