@@ -101,7 +101,13 @@ impl Default for TestApp {
 
 /// A request with an optional bearer token and JSON body.
 pub fn request(method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> ApiRequest {
+    // A `?a=b&c=d` query becomes the query parameters, as API Gateway parses them.
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let mut req = ApiRequest::new(method, path);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        req.query.insert(name.into(), value.into());
+    }
     if let Some(token) = token {
         req.headers.insert(
             "authorization",

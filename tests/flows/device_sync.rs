@@ -8,54 +8,23 @@
 //! and notifies a provider's threshold once; the same delivery again stores nothing
 //! twice; a delivery naming an unknown Google user is answered alike and queues nothing.
 
+use super::devices::{setup, H};
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use docare_devices::ingest::PATH;
 use http::Method;
 use serde_json::{json, Value};
 use shared::adapters::local::{GoogleDelivery, FAKE_PAGE_SIZE};
-use shared::auth::{care, Role};
+use shared::auth::care;
 use shared::domain::Timestamp;
 use shared::ports::db::{Query, SortKey};
 use shared::ports::health_api::{DataPoint, DataType};
-use shared::testing::{account, dispatch, drain_notifications, request, token, TestApp};
+use shared::testing::{dispatch, drain_notifications, request};
 use std::time::Duration;
 
 const GOOGLE_USER: &str = "hu-pat-1";
 /// Heart rates the fake holds: one a minute from 04:00 to 08:59 (more than a page of
 /// the fake's).
 const POINTS: i64 = 300;
-
-struct H {
-    t: TestApp,
-    router: shared::http::Router,
-    patient: String,
-    pt: String,
-    provider: String,
-    vt: String,
-}
-
-async fn setup() -> H {
-    let t = TestApp::new();
-    let patient = account(&t.app, "pat@example.com", "Pat Patient", Role::Patient).await;
-    let provider = account(&t.app, "doc@example.com", "Dr Carer", Role::Provider).await;
-    let pt = token(&t.app, &patient, Role::Patient, "s1", &["pwd"]).await;
-    let vt = token(
-        &t.app,
-        &provider,
-        Role::Provider,
-        "s2",
-        &["pwd", "otp", "mfa"],
-    )
-    .await;
-    H {
-        t,
-        router: docare_devices::router(),
-        patient,
-        pt,
-        provider,
-        vt,
-    }
-}
 
 fn at(text: &str) -> Timestamp {
     Timestamp::parse(text).unwrap()
@@ -69,22 +38,6 @@ fn minute(n: i64) -> Timestamp {
 }
 
 impl H {
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let (path, query) = path.split_once('?').unwrap_or((path, ""));
-        let mut req = request(method, path, Some(token), body);
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            req.query.insert(name.into(), value.into());
-        }
-        dispatch(&self.router, &self.t.app, req).await
-    }
-
     /// Connects the patient as the Google user `user` through the fake's consent.
     async fn connect_as(&self, user: &str) {
         let (status, body) = self

@@ -12,17 +12,19 @@ use shared::testing::{account, dispatch, drain_notifications, request, token, Te
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-struct H {
-    t: TestApp,
-    router: shared::http::Router,
-    patient: String,
-    pt: String,
-    provider: String,
+/// A patient and a provider on a fresh app, and the devices router (`device_sync.rs`
+/// uses it too).
+pub(super) struct H {
+    pub(super) t: TestApp,
+    pub(super) router: shared::http::Router,
+    pub(super) patient: String,
+    pub(super) pt: String,
+    pub(super) provider: String,
     /// The provider's MFA session.
-    vt: String,
+    pub(super) vt: String,
 }
 
-async fn setup() -> H {
+pub(super) async fn setup() -> H {
     let t = TestApp::new();
     let patient = account(&t.app, "pat@example.com", "Pat Patient", Role::Patient).await;
     let provider = account(&t.app, "doc@example.com", "Dr Carer", Role::Provider).await;
@@ -46,21 +48,21 @@ async fn setup() -> H {
 }
 
 impl H {
-    /// Sends a request (a `?a=b&c=d` query in `path` becomes the query parameters).
-    async fn send(
+    /// Sends a request (a `?a=b&c=d` query in `path` becomes the query parameters:
+    /// `shared::testing::request`).
+    pub(super) async fn send(
         &self,
         method: Method,
         path: &str,
         token: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let (path, query) = path.split_once('?').unwrap_or((path, ""));
-        let mut req = request(method, path, Some(token), body);
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            req.query.insert(name.into(), value.into());
-        }
-        dispatch(&self.router, &self.t.app, req).await
+        dispatch(
+            &self.router,
+            &self.t.app,
+            request(method, path, Some(token), body),
+        )
+        .await
     }
 
     async fn push(&self, samples: Vec<Value>) -> (u16, Value) {
@@ -281,12 +283,7 @@ async fn a_week_of_minutes_reads_back_hourly_in_a_bounded_number_of_round_trips(
         assert_eq!(status, 200, "{body}");
     }
     let path = "/api/v1/observations?code=8867-4&from=2026-11-16T00:00:00Z&to=2026-11-23T00:00:00Z&resolution=1h";
-    let (path, query) = path.split_once('?').unwrap();
-    let mut req = request(Method::GET, path, Some(&h.pt), None);
-    for pair in query.split('&') {
-        let (name, value) = pair.split_once('=').unwrap();
-        req.query.insert(name.into(), value.into());
-    }
+    let req = request(Method::GET, path, Some(&h.pt), None);
     let (response, accesses) = h.router.dispatch_recorded(&h.t.app, req).await;
     let status = response.status.as_u16();
     let body: Value = serde_json::from_slice(&response.body).unwrap();

@@ -32,7 +32,8 @@ async fn setup() -> H {
 }
 
 impl H {
-    /// Sends a request (a `?a=b&c=d` query in `path` becomes the query parameters).
+    /// Sends a request (a `?a=b&c=d` query in `path` becomes the query parameters:
+    /// `shared::testing::request`).
     async fn send(
         &self,
         method: Method,
@@ -40,13 +41,12 @@ impl H {
         token: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let (path, query) = path.split_once('?').unwrap_or((path, ""));
-        let mut req = request(method, path, Some(token), body);
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            req.query.insert(name.into(), value.into());
-        }
-        dispatch(&self.router, &self.t.app, req).await
+        dispatch(
+            &self.router,
+            &self.t.app,
+            request(method, path, Some(token), body),
+        )
+        .await
     }
 
     /// A fresh patient token (access tokens live 15 minutes on the manual clock).

@@ -43,7 +43,8 @@ pub(crate) async fn setup() -> H {
 }
 
 impl H {
-    /// Sends a request (a `?a=b&c=d` query in `path` becomes the query parameters).
+    /// Sends a request (a `?a=b&c=d` query in `path` becomes the query parameters:
+    /// `shared::testing::request`).
     pub(crate) async fn send(
         &self,
         method: Method,
@@ -51,13 +52,12 @@ impl H {
         token: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let (path, query) = path.split_once('?').unwrap_or((path, ""));
-        let mut req = request(method, path, Some(token), body);
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            req.query.insert(name.into(), value.into());
-        }
-        dispatch(&self.router, &self.t.app, req).await
+        dispatch(
+            &self.router,
+            &self.t.app,
+            request(method, path, Some(token), body),
+        )
+        .await
     }
 
     pub(crate) async fn conversation(&self) -> String {
